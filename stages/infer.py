@@ -1,0 +1,96 @@
+"""Stage `infer`: run every request under the configured clocks and record one row per request.
+
+Order matters for safety: validate params, open the device and its clock session (which restores
+any state a killed run left behind and refuses impossible caps) before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from _common import log, run_stage
+
+from llm_energy.config import Config
+from llm_energy.hw import ClockSession, EnergyMeter, open_device
+from llm_energy.io.files import JsonlAppender, read_jsonl, write_json
+from llm_energy.io.models import load_model
+from llm_energy.paths import ProjectPaths
+from llm_energy.runtime.emissions import EmissionsTracker
+from llm_energy.runtime.engine import Generator
+from llm_energy.runtime.provenance import run_provenance
+from llm_energy.runtime.runner import InferenceRun
+
+
+def _torch_device(backend: str) -> str:
+    import torch
+
+    return "cuda" if backend == "nvml" and torch.cuda.is_available() else "cpu"
+
+
+def main(cfg: Config, paths: ProjectPaths) -> None:
+    items = {t.name: read_jsonl(paths.prepared_dir / f"{t.name}.jsonl")[: cfg.infer.max_items] for t in cfg.tasks}
+    gpu = cfg.gpu
+    device = open_device(
+        gpu.backend,
+        gpu.index,
+        state_dir=paths.state_dir,
+        simulated_gpu=gpu.simulated_gpu,
+        simulated_alpha=gpu.simulated_alpha,
+        seed=cfg.meta.seed,
+        country_iso_code=cfg.emissions.country_iso_code,
+    )
+    first_cap = (cfg.sweep.freqs_mhz or (gpu.freq,))[0]
+    with device, ClockSession(
+        device,
+        control=gpu.control,
+        sm_freq_mhz=first_cap,
+        mem_freq_mhz=gpu.mem_freq,
+        journal_dir=paths.state_dir / "journal",
+        on_other_processes=gpu.on_other_processes,
+        planned_sm_freqs_mhz=[f for f in (cfg.sweep.freqs_mhz or (gpu.freq,)) if f is not None],
+    ) as clocks:
+        meter = EnergyMeter(device, min_window_periods=gpu.min_window_periods)
+        period_s = meter.measure_update_period_s()
+        torch_device = _torch_device(device.backend)
+        net, tok = load_model(cfg.model, paths.model_dir, device=torch_device, seed=cfg.meta.seed)
+        gen = Generator(
+            net,
+            tok,
+            family=cfg.model.family,
+            device=torch_device,
+            engine=cfg.infer.engine,
+            chat_template=cfg.model.chat_template,
+            allow_compile=cfg.infer.compile,
+        )
+        shutil.rmtree(paths.infer_dir, ignore_errors=True)
+        emissions = EmissionsTracker(cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled)
+        emissions.start()
+        # Records go to disk one by one: an interrupted run keeps everything measured so far.
+        with JsonlAppender(paths.requests_file) as out:
+            run = InferenceRun(cfg, generator=gen, meter=meter, clocks=clocks, device=device, items_by_task=items, write=out.write)
+            totals = run.run()
+        report = emissions.stop(device_energy_j=totals.device_energy_j, device_energy_source=device.energy_source)
+        write_json(
+            paths.run_file,
+            {
+                **run_provenance(cfg, device=device, root=paths.root),
+                "run_id": run.run_id,
+                "torch_device": torch_device,
+                "control": gpu.control,
+                "counter_update_period_s": period_s,
+                "idle_power_w_by_freq": {str(k): v for k, v in run.idle_power_w.items()},
+                "totals": totals.__dict__,
+                "emissions": report.to_dict(),
+                "clock_warnings": list(getattr(clocks, "warnings", [])),
+            },
+        )
+    log.info(
+        "%d requests in %d windows (%d untrusted, %d failed), %.1f J (%s)",
+        totals.requests_ok, totals.windows, totals.untrusted_windows, totals.requests_failed, totals.device_energy_j, device.energy_source,
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_stage("infer", main)

@@ -1,0 +1,31 @@
+"""Stage `model`: materialise the configured model once (GGUF -> safetensors, random config, or hub manifest)."""
+
+from __future__ import annotations
+
+import shutil
+
+from _common import log, run_stage
+
+from llm_energy.config import Config
+from llm_energy.io.files import iter_jsonl
+from llm_energy.io.models import materialize
+from llm_energy.paths import ProjectPaths
+
+
+def _sample_texts(paths: ProjectPaths) -> list[str]:
+    """Text to train the random-weights tokenizer on: every string in the embedded samples."""
+    texts: list[str] = []
+    for path in sorted(paths.samples_dir.glob("*.jsonl")):
+        for row in iter_jsonl(path):
+            texts += [v for v in row.values() if isinstance(v, str)]
+    return texts
+
+
+def main(cfg: Config, paths: ProjectPaths) -> None:
+    shutil.rmtree(paths.model_dir, ignore_errors=True)
+    manifest = materialize(cfg.model, paths.model_dir, _sample_texts(paths))
+    log.info("model %s ready: %s", cfg.model.name, manifest.get("load_from"))
+
+
+if __name__ == "__main__":
+    run_stage("model", main)

@@ -1,0 +1,30 @@
+"""Stage `prepare`: load each task's dataset, map fields, sample items -> data/prepared/<task>.jsonl."""
+
+from __future__ import annotations
+
+import shutil
+
+from _common import log, run_stage
+
+from llm_energy.config import Config
+from llm_energy.io.files import write_json, write_jsonl
+from llm_energy.io.loaders import load_task_items
+from llm_energy.paths import ProjectPaths
+
+
+def main(cfg: Config, paths: ProjectPaths) -> None:
+    results = {}
+    for task in cfg.tasks:  # load everything first: a bad dataset must not leave half an output
+        spec = {"name": task.name, "kind": task.kind, "dataset": task.dataset, "fields": task.fields, **task.options}
+        results[task.name] = load_task_items(spec, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root)
+    shutil.rmtree(paths.prepared_dir, ignore_errors=True)
+    summary = {}
+    for name, result in results.items():
+        write_jsonl(paths.prepared_dir / f"{name}.jsonl", result.items)
+        summary[name] = {"items": len(result.items), "problems": list(result.problems)}
+        log.info("%s: %d items (%d rows skipped)", name, len(result.items), len(result.problems))
+    write_json(paths.prepared_dir / "_summary.json", summary)
+
+
+if __name__ == "__main__":
+    run_stage("prepare", main)

@@ -1,0 +1,75 @@
+"""Every tiny architecture goes through the same materialise -> load -> generate path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import CONF
+
+from llm_energy.config import ModelConfig
+from llm_energy.io.models import ModelLoadError, load_model, materialize
+from llm_energy.runtime.engine import Generator
+
+TEXTS = ["The quick brown fox jumps over the lazy dog."] * 20 + ["Energy per token under frequency caps."] * 20
+TINY = sorted(p.stem for p in (CONF / "model").glob("tiny_*.yaml"))
+
+
+def _model(name: str) -> ModelConfig:
+    return ModelConfig.parse(yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text()))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_architecture_generates_fixed_and_natural(name: str, tmp_path: Path) -> None:
+    model = _model(name)
+    materialize(model, tmp_path, TEXTS)
+    net, tok = load_model(model, tmp_path, device="cpu", seed=0)
+    gen = Generator(net, tok, family=model.family, device="cpu")
+    ids = [gen.encode("the quick brown fox"), gen.encode("energy per token under caps and more words")]
+    fixed = gen.generate(ids, max_new_tokens=6, fixed=True)
+    assert fixed.output_tokens == [6, 6] and len(fixed.texts) == 2
+    assert fixed.ttft_s is not None and 0 < fixed.ttft_s <= fixed.elapsed_s
+    natural = gen.generate(ids[:1], max_new_tokens=6, fixed=False)
+    assert 1 <= natural.output_tokens[0] <= 6
+    nll, n = gen.reference_nll(ids[0], "jumps over the lazy dog")
+    assert n > 0 and nll > 0
+
+
+def test_random_init_is_seeded(tmp_path: Path) -> None:
+    model = _model("tiny_gpt2")
+    materialize(model, tmp_path, TEXTS)
+    a, _ = load_model(model, tmp_path, device="cpu", seed=1)
+    b, _ = load_model(model, tmp_path, device="cpu", seed=1)
+    c, _ = load_model(model, tmp_path, device="cpu", seed=2)
+    wa, wb, wc = (next(m.parameters()).detach() for m in (a, b, c))
+    assert wa.equal(wb) and not wa.equal(wc)
+
+
+def test_natural_mode_counts_up_to_eos(tmp_path: Path) -> None:
+    import torch
+
+    model = _model("tiny_gpt2")
+    materialize(model, tmp_path, TEXTS)
+    net, tok = load_model(model, tmp_path, device="cpu", seed=0)
+    gen = Generator(net, tok, family="causal", device="cpu")
+    eos = tok.eos_token_id
+    assert gen._count_output(torch.tensor([[5, 6, eos, 0, 0], [5, 6, 7, 8, 9]]), fixed=False) == [3, 5]
+    assert gen._count_output(torch.tensor([[5, eos, 7]]), fixed=True) == [3]
+
+
+def test_static_cache_engine_runs(tmp_path: Path) -> None:
+    model = _model("tiny_llama")
+    materialize(model, tmp_path, TEXTS)
+    net, tok = load_model(model, tmp_path, device="cpu", seed=0)
+    gen = Generator(net, tok, family="causal", device="cpu", engine="static")
+    out = gen.generate([gen.encode("the quick brown fox")], max_new_tokens=4, fixed=True)
+    assert out.output_tokens == [4]
+
+
+def test_missing_or_mismatched_materialisation_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="run the `model` stage"):
+        load_model(_model("tiny_gpt2"), tmp_path, device="cpu", seed=0)
+    materialize(_model("tiny_gpt2"), tmp_path, TEXTS)
+    with pytest.raises(ModelLoadError, match="re-run the `model` stage"):
+        load_model(_model("tiny_t5"), tmp_path, device="cpu", seed=0)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+from helpers import compose
+
+from llm_energy.config import load_config
+from llm_energy.plan import WindowFacts, batches, energy_kind, failure_records, request_records, sweep_points
+
+
+def test_sweep_points_cross_and_interleave() -> None:
+    cfg = load_config(compose("sweep=lengths", "infer.repetitions=2"))
+    points = sweep_points(cfg)
+    assert len(points) == 2 * 3 * 3 * 2
+    first_round = points[: len(points) // 2]
+    assert {p.rep for p in first_round} == {0}  # every point once before any repeats
+    assert {(p.input_tokens, p.output_tokens, p.batch_size) for p in first_round} == {
+        (i, o, b) for i in (64, 128, 256) for o in (16, 32, 64) for b in (1, 4)
+    }
+
+
+def test_random_order_is_seeded() -> None:
+    a = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3")))
+    b = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3")))
+    c = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3", "meta.seed=1")))
+    assert a == b and a != c and sorted(map(str, a)) == sorted(map(str, c))
+
+
+def test_single_point_uses_gpu_freq() -> None:
+    points = sweep_points(load_config(compose("gpu.freq=1200")))
+    assert [(p.freq_mhz, p.batch_size) for p in points] == [(1200, 1)]
+
+
+def test_batches() -> None:
+    assert [len(b) for b in batches(list(range(7)), 3)] == [3, 3, 1]
+
+
+def _window(**kw: object) -> WindowFacts:
+    base = dict(window_id=1, window_energy_j=12.0, window_s=2.0, window_repeats=3, window_trusted=True,
+                energy_source="nvml", idle_power_w=1.0, freq_requested_mhz=1200, freq_applied_mhz=1200,
+                sm_clock_mean_mhz=1200.0, sm_clock_min_mhz=1185.0, mem_clock_mhz=3201.0, clock_event_reasons=0,
+                temperature_c=40.0, cap_held=True)
+    base.update(kw)
+    return WindowFacts(**base)  # type: ignore[arg-type]
+
+
+def test_request_records_split_window_energy_over_batch_and_repeats() -> None:
+    items = [{"task": "qa", "kind": "qa", "item_id": str(i), "references": ["x"]} for i in range(2)]
+    rows = request_records(base={"model": "m"}, items=items, inputs=[{"input_tokens": 5}] * 2,
+                           predictions=["a", "b"], output_tokens=[4, 2], ttft_s=0.1, window=_window())
+    assert len(rows) == 2
+    # 12 J over 2 requests x 3 repeats; one execution of the batch lasts 2/3 s
+    assert rows[0]["energy_j"] == pytest.approx(2.0)
+    assert rows[0]["latency_s"] == pytest.approx(2 / 3)
+    assert rows[0]["dynamic_energy_j"] == pytest.approx(2.0 - 1.0 * 2.0 / 6)
+    assert rows[0]["tpot_s"] == pytest.approx((2 / 3 - 0.1) / 3)
+    assert rows[1]["tokens_per_s"] == pytest.approx(2 / (2 / 3))
+    assert rows[0]["energy_kind"] == "measured" and rows[0]["avg_power_w"] == pytest.approx(6.0)
+
+
+def test_energy_kind_labels() -> None:
+    assert energy_kind("simulated") == "simulated"
+    assert energy_kind("codecarbon-estimate") == "estimated"
+    assert energy_kind("rapl") == "measured"
+    with pytest.raises(ValueError):
+        energy_kind("guess")
+
+
+def test_failure_records_keep_configuration() -> None:
+    rows = failure_records(base={"batch_size": 64}, items=[{"task": "qa", "kind": "qa", "item_id": "1"}],
+                           status="oom", error="out of memory")
+    assert rows[0]["status"] == "oom" and rows[0]["batch_size"] == 64
