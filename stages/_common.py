@@ -29,7 +29,9 @@ class StageError(RuntimeError):
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LLM_ENERGY_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LLM_ENERGY_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("codecarbon", "httpx", "urllib3", "filelock", "datasets", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -37,12 +39,16 @@ def setup_logging() -> None:
 def load_stage_config(argv: list[str]) -> tuple[Config, ProjectPaths]:
     paths = project_paths(os.environ.get("LLM_ENERGY_ROOT", Path.cwd()))
     if not paths.params.exists():
-        raise StageError(f"{paths.params} not found: run from the repository root (where dvc.yaml is)")
+        raise StageError(
+            f"{paths.params} not found: run from the repository root (where dvc.yaml is)"
+        )
     params = apply_overrides(read_yaml(paths.params) or {}, argv)
     return load_config(params), paths
 
 
-def run_stage(name: str, main: Callable[[Config, ProjectPaths], None], argv: list[str] | None = None) -> None:
+def run_stage(
+    name: str, main: Callable[[Config, ProjectPaths], None], argv: list[str] | None = None
+) -> None:
     """Validate params, run the stage, and turn expected failures into one line and exit code 2."""
     setup_logging()
     from llm_energy.errors import UserFacingError

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from _common import log, run_stage
-
+from _common import StageError, log, run_stage
 from llm_energy.config import Config
 from llm_energy.hw import ClockSession, EnergyMeter, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, write_json
@@ -28,8 +27,17 @@ def _torch_device(backend: str) -> str:
     return "cuda" if backend == "nvml" and torch.cuda.is_available() else "cpu"
 
 
+def _read_items(cfg: Config, paths: ProjectPaths) -> dict[str, list[dict]]:
+    items = {}
+    for task in cfg.tasks:
+        path = paths.prepared_dir / f"{task.name}.jsonl"
+        if not path.exists():
+            raise StageError(f"{path} not found: run the prepare stage first (task list changed?)")
+        items[task.name] = read_jsonl(path)[: cfg.infer.max_items]
+    return items
+
+
 def main(cfg: Config, paths: ProjectPaths) -> None:
-    items = {t.name: read_jsonl(paths.prepared_dir / f"{t.name}.jsonl")[: cfg.infer.max_items] for t in cfg.tasks}
     gpu = cfg.gpu
     device = open_device(
         gpu.backend,
@@ -41,15 +49,19 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         country_iso_code=cfg.emissions.country_iso_code,
     )
     first_cap = (cfg.sweep.freqs_mhz or (gpu.freq,))[0]
-    with device, ClockSession(
+    with (
         device,
-        control=gpu.control,
-        sm_freq_mhz=first_cap,
-        mem_freq_mhz=gpu.mem_freq,
-        journal_dir=paths.state_dir / "journal",
-        on_other_processes=gpu.on_other_processes,
-        planned_sm_freqs_mhz=[f for f in (cfg.sweep.freqs_mhz or (gpu.freq,)) if f is not None],
-    ) as clocks:
+        ClockSession(
+            device,
+            control=gpu.control,
+            sm_freq_mhz=first_cap,
+            mem_freq_mhz=gpu.mem_freq,
+            journal_dir=paths.state_dir / "journal",
+            on_other_processes=gpu.on_other_processes,
+            planned_sm_freqs_mhz=[f for f in (cfg.sweep.freqs_mhz or (gpu.freq,)) if f is not None],
+        ) as clocks,
+    ):
+        items = _read_items(cfg, paths)
         meter = EnergyMeter(device, min_window_periods=gpu.min_window_periods)
         period_s = meter.measure_update_period_s()
         torch_device = _torch_device(device.backend)
@@ -64,13 +76,25 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             allow_compile=cfg.infer.compile,
         )
         shutil.rmtree(paths.infer_dir, ignore_errors=True)
-        emissions = EmissionsTracker(cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled)
+        emissions = EmissionsTracker(
+            cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled
+        )
         emissions.start()
         # Records go to disk one by one: an interrupted run keeps everything measured so far.
         with JsonlAppender(paths.requests_file) as out:
-            run = InferenceRun(cfg, generator=gen, meter=meter, clocks=clocks, device=device, items_by_task=items, write=out.write)
+            run = InferenceRun(
+                cfg,
+                generator=gen,
+                meter=meter,
+                clocks=clocks,
+                device=device,
+                items_by_task=items,
+                write=out.write,
+            )
             totals = run.run()
-        report = emissions.stop(device_energy_j=totals.device_energy_j, device_energy_source=device.energy_source)
+        report = emissions.stop(
+            device_energy_j=totals.device_energy_j, device_energy_source=device.energy_source
+        )
         write_json(
             paths.run_file,
             {
@@ -87,7 +111,12 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         )
     log.info(
         "%d requests in %d windows (%d untrusted, %d failed), %.1f J (%s)",
-        totals.requests_ok, totals.windows, totals.untrusted_windows, totals.requests_failed, totals.device_energy_j, device.energy_source,
+        totals.requests_ok,
+        totals.windows,
+        totals.untrusted_windows,
+        totals.requests_failed,
+        totals.device_energy_j,
+        device.energy_source,
     )
 
 

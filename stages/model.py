@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 from _common import log, run_stage
-
 from llm_energy.config import Config
 from llm_energy.io.files import iter_jsonl
 from llm_energy.io.models import materialize

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 from _common import log, run_stage
-
 from llm_energy.config import Config
 from llm_energy.io.files import write_json, write_jsonl
 from llm_energy.io.loaders import load_task_items
@@ -15,8 +14,16 @@ from llm_energy.paths import ProjectPaths
 def main(cfg: Config, paths: ProjectPaths) -> None:
     results = {}
     for task in cfg.tasks:  # load everything first: a bad dataset must not leave half an output
-        spec = {"name": task.name, "kind": task.kind, "dataset": task.dataset, "fields": task.fields, **task.options}
-        results[task.name] = load_task_items(spec, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root)
+        spec = {
+            "name": task.name,
+            "kind": task.kind,
+            "dataset": task.dataset,
+            "fields": task.fields,
+            **task.options,
+        }
+        results[task.name] = load_task_items(
+            spec, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root
+        )
     shutil.rmtree(paths.prepared_dir, ignore_errors=True)
     summary = {}
     for name, result in results.items():

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import yaml
-from helpers import REPO, compose, option_names
 
+from helpers import REPO, compose, option_names
 from llm_energy.config import ConfigError, apply_overrides, load_config
 
 
@@ -46,13 +46,24 @@ def test_default_is_embedded_run(base: dict) -> None:
 def test_paper_experiment_has_six_models_available_and_hub_tasks() -> None:
     cfg = load_config(compose("experiment=paper"))
     assert {t.dataset["path"] for t in cfg.tasks} == {
-        "Salesforce/wikitext", "rajpurkar/squad_v2", "EdinburghNLP/xsum", "abisee/cnn_dailymail"
+        "Salesforce/wikitext",
+        "rajpurkar/squad_v2",
+        "EdinburghNLP/xsum",
+        "abisee/cnn_dailymail",
     }
     assert None in cfg.sweep.freqs_mhz and len(cfg.sweep.freqs_mhz) > 2
-    hub_ids = {load_config(compose("experiment=paper", f"model={m}")).model.hub_id for m in
-               ["falcon_7b", "mistral_7b", "t5_3b", "gpt2", "gpt_j_6b", "gpt_neo_2_7b"]}
-    assert hub_ids == {"tiiuae/falcon-7b", "mistralai/Mistral-7B-v0.1", "google-t5/t5-3b",
-                       "openai-community/gpt2", "EleutherAI/gpt-j-6b", "EleutherAI/gpt-neo-2.7B"}
+    hub_ids = {
+        load_config(compose("experiment=paper", f"model={m}")).model.hub_id
+        for m in ["falcon_7b", "mistral_7b", "t5_3b", "gpt2", "gpt_j_6b", "gpt_neo_2_7b"]
+    }
+    assert hub_ids == {
+        "tiiuae/falcon-7b",
+        "mistralai/Mistral-7B-v0.1",
+        "google-t5/t5-3b",
+        "openai-community/gpt2",
+        "EleutherAI/gpt-j-6b",
+        "EleutherAI/gpt-neo-2.7B",
+    }
 
 
 def test_gpu_freq_override_is_validated(base: dict) -> None:
@@ -74,7 +85,9 @@ def test_gpu_freq_override_is_validated(base: dict) -> None:
         ("prepare.n_items", 0, "prepare.n_items"),
     ],
 )
-def test_bad_values_name_key_value_and_allowed(base: dict, key: str, value: object, fragment: str) -> None:
+def test_bad_values_name_key_value_and_allowed(
+    base: dict, key: str, value: object, fragment: str
+) -> None:
     params = copy.deepcopy(base)
     section, name = key.split(".")
     params[section][name] = value
@@ -96,7 +109,7 @@ def test_unknown_random_architecture_is_rejected(base: dict) -> None:
     params = copy.deepcopy(base)
     params["model"]["weights"] = "random"
     params["model"]["arch"] = {"model_type": "mamba9"}
-    with pytest.raises(ConfigError, match="model.arch.model_type"):
+    with pytest.raises(ConfigError, match=r"model\.arch\.model_type"):
         load_config(params)
 
 
@@ -108,7 +121,10 @@ def test_task_kind_without_prompt_template_is_rejected(base: dict) -> None:
 
 
 def test_apply_overrides_parses_yaml_values_and_refuses_typos(base: dict) -> None:
-    out = apply_overrides(base, ["gpu.freq=1200", "gpu.backend=simulated", "sweep.freqs_mhz=[900, null]", "+extra.k=1"])
+    out = apply_overrides(
+        base,
+        ["gpu.freq=1200", "gpu.backend=simulated", "sweep.freqs_mhz=[900, null]", "+extra.k=1"],
+    )
     assert out["gpu"]["freq"] == 1200 and out["gpu"]["backend"] == "simulated"
     assert out["sweep"]["freqs_mhz"] == [900, None] and out["extra"] == {"k": 1}
     assert base["gpu"]["freq"] is None  # input untouched

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CONF
 
+from helpers import CONF
 from llm_energy.config import ModelConfig
 from llm_energy.io.models import ModelLoadError, load_model, materialize
 from llm_energy.runtime.engine import Generator
 
-TEXTS = ["The quick brown fox jumps over the lazy dog."] * 20 + ["Energy per token under frequency caps."] * 20
+TEXTS = ["The quick brown fox jumps over the lazy dog."] * 20 + [
+    "Energy per token under frequency caps."
+] * 20
 TINY = sorted(p.stem for p in (CONF / "model").glob("tiny_*.yaml"))
 
 
@@ -26,7 +28,10 @@ def test_tiny_architecture_generates_fixed_and_natural(name: str, tmp_path: Path
     materialize(model, tmp_path, TEXTS)
     net, tok = load_model(model, tmp_path, device="cpu", seed=0)
     gen = Generator(net, tok, family=model.family, device="cpu")
-    ids = [gen.encode("the quick brown fox"), gen.encode("energy per token under caps and more words")]
+    ids = [
+        gen.encode("the quick brown fox"),
+        gen.encode("energy per token under caps and more words"),
+    ]
     fixed = gen.generate(ids, max_new_tokens=6, fixed=True)
     assert fixed.output_tokens == [6, 6] and len(fixed.texts) == 2
     assert fixed.ttft_s is not None and 0 < fixed.ttft_s <= fixed.elapsed_s
@@ -54,7 +59,10 @@ def test_natural_mode_counts_up_to_eos(tmp_path: Path) -> None:
     net, tok = load_model(model, tmp_path, device="cpu", seed=0)
     gen = Generator(net, tok, family="causal", device="cpu")
     eos = tok.eos_token_id
-    assert gen._count_output(torch.tensor([[5, 6, eos, 0, 0], [5, 6, 7, 8, 9]]), fixed=False) == [3, 5]
+    assert gen._count_output(torch.tensor([[5, 6, eos, 0, 0], [5, 6, 7, 8, 9]]), fixed=False) == [
+        3,
+        5,
+    ]
     assert gen._count_output(torch.tensor([[5, eos, 7]]), fixed=True) == [3]
 
 

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import pytest
-from helpers import compose
 
+from helpers import compose
 from llm_energy.config import load_config
-from llm_energy.plan import WindowFacts, batches, energy_kind, failure_records, request_records, sweep_points
+from llm_energy.plan import (
+    WindowFacts,
+    batches,
+    energy_kind,
+    failure_records,
+    request_records,
+    sweep_points,
+)
 
 
 def test_sweep_points_cross_and_interleave() -> None:
@@ -19,9 +26,17 @@ def test_sweep_points_cross_and_interleave() -> None:
 
 
 def test_random_order_is_seeded() -> None:
-    a = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3")))
-    b = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3")))
-    c = sweep_points(load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3", "meta.seed=1")))
+    a = sweep_points(
+        load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3"))
+    )
+    b = sweep_points(
+        load_config(compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3"))
+    )
+    c = sweep_points(
+        load_config(
+            compose("sweep=freqs", "sweep.order=random", "infer.repetitions=3", "meta.seed=1")
+        )
+    )
     assert a == b and a != c and sorted(map(str, a)) == sorted(map(str, c))
 
 
@@ -35,18 +50,38 @@ def test_batches() -> None:
 
 
 def _window(**kw: object) -> WindowFacts:
-    base = dict(window_id=1, window_energy_j=12.0, window_s=2.0, window_repeats=3, window_trusted=True,
-                energy_source="nvml", idle_power_w=1.0, freq_requested_mhz=1200, freq_applied_mhz=1200,
-                sm_clock_mean_mhz=1200.0, sm_clock_min_mhz=1185.0, mem_clock_mhz=3201.0, clock_event_reasons=0,
-                temperature_c=40.0, cap_held=True)
+    base = dict(
+        window_id=1,
+        window_energy_j=12.0,
+        window_s=2.0,
+        window_repeats=3,
+        window_trusted=True,
+        energy_source="nvml",
+        idle_power_w=1.0,
+        freq_requested_mhz=1200,
+        freq_applied_mhz=1200,
+        sm_clock_mean_mhz=1200.0,
+        sm_clock_min_mhz=1185.0,
+        mem_clock_mhz=3201.0,
+        clock_event_reasons=0,
+        temperature_c=40.0,
+        cap_held=True,
+    )
     base.update(kw)
     return WindowFacts(**base)  # type: ignore[arg-type]
 
 
 def test_request_records_split_window_energy_over_batch_and_repeats() -> None:
     items = [{"task": "qa", "kind": "qa", "item_id": str(i), "references": ["x"]} for i in range(2)]
-    rows = request_records(base={"model": "m"}, items=items, inputs=[{"input_tokens": 5}] * 2,
-                           predictions=["a", "b"], output_tokens=[4, 2], ttft_s=0.1, window=_window())
+    rows = request_records(
+        base={"model": "m"},
+        items=items,
+        inputs=[{"input_tokens": 5}] * 2,
+        predictions=["a", "b"],
+        output_tokens=[4, 2],
+        ttft_s=0.1,
+        window=_window(),
+    )
     assert len(rows) == 2
     # 12 J over 2 requests x 3 repeats; one execution of the batch lasts 2/3 s
     assert rows[0]["energy_j"] == pytest.approx(2.0)
@@ -66,6 +101,10 @@ def test_energy_kind_labels() -> None:
 
 
 def test_failure_records_keep_configuration() -> None:
-    rows = failure_records(base={"batch_size": 64}, items=[{"task": "qa", "kind": "qa", "item_id": "1"}],
-                           status="oom", error="out of memory")
+    rows = failure_records(
+        base={"batch_size": 64},
+        items=[{"task": "qa", "kind": "qa", "item_id": "1"}],
+        status="oom",
+        error="out of memory",
+    )
     assert rows[0]["status"] == "oom" and rows[0]["batch_size"] == 64

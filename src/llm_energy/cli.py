@@ -1,10 +1,10 @@
 """The `llm-energy` console script.
 
-  llm-energy compose [OVERRIDES...]   compose conf/ (Hydra) into params.yaml, as `dvc exp run` does
-  llm-energy compose --check          exit 1 when params.yaml differs from the composition of conf/
-  llm-energy gpu status               clocks, locks, power limit and any pending crash journal
-  llm-energy gpu restore              restore the GPU state recorded in a pending journal
-  llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
+llm-energy compose [OVERRIDES...]   compose conf/ (Hydra) into params.yaml, as `dvc exp run` does
+llm-energy compose --check          exit 1 when params.yaml differs from the composition of conf/
+llm-energy gpu status               clocks, locks, power limit and any pending crash journal
+llm-energy gpu restore              restore the GPU state recorded in a pending journal
+llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def _cmd_compose(args: argparse.Namespace) -> int:
     if args.check:
         current = read_yaml(paths.params) if paths.params.exists() else None
         if current != composed:
-            print("params.yaml differs from the composition of conf/: run `llm-energy compose`", file=sys.stderr)
+            print(
+                "params.yaml differs from the composition of conf/: run `llm-energy compose`",
+                file=sys.stderr,
+            )
             return 1
         print("params.yaml matches conf/")
         return 0
@@ -58,7 +61,9 @@ def _open_for_cli(args: argparse.Namespace) -> Any:
     from llm_energy.hw import open_device
 
     paths = project_paths(args.root)
-    return open_device(args.backend, args.index, state_dir=paths.state_dir), paths.state_dir / "journal"
+    return open_device(
+        args.backend, args.index, state_dir=paths.state_dir
+    ), paths.state_dir / "journal"
 
 
 def _cmd_gpu(args: argparse.Namespace) -> int:
@@ -90,20 +95,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             cwd=args.root,
         )
         if proc.returncode != 0:
-            print(f"llm-energy compare: error: `dvc exp show --json` failed: {proc.stderr.strip()}", file=sys.stderr)
+            print(
+                f"llm-energy compare: error: `dvc exp show --json` failed: {proc.stderr.strip()}",
+                file=sys.stderr,
+            )
             return 2
         data = json.loads(proc.stdout)
     experiments = experiments_from_dvc_json(data)
     if experiments.empty:
         print("llm-energy compare: no experiments with reports/metrics.json found", file=sys.stderr)
         return 1
+    from llm_energy.tables import to_markdown
+
     table = comparison_table(experiments, latency_budget_pct=args.latency_budget_pct)
     out_dir = Path(args.root) / "reports" / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "experiments.csv", index=False)
-    (out_dir / "experiments.md").write_text(table.to_markdown(index=False) + "\n", encoding="utf-8")
+    (out_dir / "experiments.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
     _compare_figure(table, out_dir / "tradeoff.png")
-    print(table.to_markdown(index=False))
+    print(to_markdown(table))
     print(f"\nwrote {out_dir}/experiments.csv, experiments.md, tradeoff.png")
     return 0
 
@@ -116,8 +126,14 @@ def _compare_figure(table: Any, path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llm-energy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=os.environ.get("LLM_ENERGY_ROOT", "."), help="repository root (default: .)")
+    parser = argparse.ArgumentParser(
+        prog="llm-energy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("LLM_ENERGY_ROOT", "."),
+        help="repository root (default: .)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compose", help="compose conf/ into params.yaml")
@@ -132,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_gpu)
 
     p = sub.add_parser("compare", help="trade-off table across DVC experiments")
-    p.add_argument("--json-file", help="read `dvc exp show --json` output from a file instead of running DVC")
+    p.add_argument(
+        "--json-file", help="read `dvc exp show --json` output from a file instead of running DVC"
+    )
     p.add_argument("--all", action="store_true", help="include experiments of all commits (-A)")
     p.add_argument("--latency-budget-pct", type=float, default=5.0)
     p.set_defaults(func=_cmd_compare)

@@ -92,7 +92,9 @@ def _freq(key: str, value: Any) -> int | None:
         return None
     if not _is_int(value) or not 0 < value <= MAX_FREQ_MHZ:
         raise ConfigError(
-            key, value, f"expected a clock in MHz (integer, 1..{MAX_FREQ_MHZ}) or null for driver defaults"
+            key,
+            value,
+            f"expected a clock in MHz (integer, 1..{MAX_FREQ_MHZ}) or null for driver defaults",
         )
     return int(value)
 
@@ -115,7 +117,11 @@ def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def _check_keys(key: str, section: Mapping[str, Any], allowed: Sequence[str]) -> None:
     unknown = sorted(set(section) - set(allowed))
     if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", section[unknown[0]], "unknown key; allowed keys: " + ", ".join(allowed))
+        raise ConfigError(
+            f"{key}.{unknown[0]}",
+            section[unknown[0]],
+            "unknown key; allowed keys: " + ", ".join(allowed),
+        )
 
 
 def _names(cls: type) -> list[str]:
@@ -133,7 +139,10 @@ class MetaConfig:
     @classmethod
     def parse(cls, s: Mapping[str, Any]) -> MetaConfig:
         _check_keys("meta", s, _names(cls))
-        return cls(_str("meta.experiment", s.get("experiment")), _int("meta.seed", s.get("seed", 0), minimum=0))
+        return cls(
+            _str("meta.experiment", s.get("experiment")),
+            _int("meta.seed", s.get("seed", 0), minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,14 +175,26 @@ class GpuConfig:
             freq=_freq("gpu.freq", s.get("freq")),
             mem_freq=_freq("gpu.mem_freq", s.get("mem_freq")),
             on_other_processes=_choice(
-                "gpu.on_other_processes", s.get("on_other_processes", "warn"), OTHER_PROCESS_POLICIES
+                "gpu.on_other_processes",
+                s.get("on_other_processes", "warn"),
+                OTHER_PROCESS_POLICIES,
             ),
-            idle_baseline_s=_float("gpu.idle_baseline_s", s.get("idle_baseline_s", 2.0), minimum=0.0),
-            min_window_periods=_float("gpu.min_window_periods", s.get("min_window_periods", 10), minimum=1.0),
-            max_window_repeats=_int("gpu.max_window_repeats", s.get("max_window_repeats", 50), minimum=1),
+            idle_baseline_s=_float(
+                "gpu.idle_baseline_s", s.get("idle_baseline_s", 2.0), minimum=0.0
+            ),
+            min_window_periods=_float(
+                "gpu.min_window_periods", s.get("min_window_periods", 10), minimum=1.0
+            ),
+            max_window_repeats=_int(
+                "gpu.max_window_repeats", s.get("max_window_repeats", 50), minimum=1
+            ),
             cooldown_s=_float("gpu.cooldown_s", s.get("cooldown_s", 0.0), minimum=0.0),
-            simulated_gpu=_choice("gpu.simulated_gpu", s.get("simulated_gpu", "h200"), SIMULATED_GPUS),
-            simulated_alpha=_float("gpu.simulated_alpha", s.get("simulated_alpha", 0.6), minimum=0.0, maximum=1.0),
+            simulated_gpu=_choice(
+                "gpu.simulated_gpu", s.get("simulated_gpu", "h200"), SIMULATED_GPUS
+            ),
+            simulated_alpha=_float(
+                "gpu.simulated_alpha", s.get("simulated_alpha", 0.6), minimum=0.0, maximum=1.0
+            ),
             power_timeline_period_s=period,
         )
 
@@ -210,12 +231,18 @@ class ModelConfig:
             _str("model.path", s.get("path"))
         arch = s.get("arch") or {}
         if not isinstance(arch, Mapping):
-            raise ConfigError("model.arch", arch, "expected a mapping of transformers config fields")
+            raise ConfigError(
+                "model.arch", arch, "expected a mapping of transformers config fields"
+            )
         if weights == "random":
             _choice("model.arch.model_type", arch.get("model_type"), MODEL_TYPES)
         prompts = s.get("prompts") or {}
-        if not isinstance(prompts, Mapping) or not all(isinstance(v, str) for v in prompts.values()):
-            raise ConfigError("model.prompts", prompts, "expected a mapping task kind -> template string")
+        if not isinstance(prompts, Mapping) or not all(
+            isinstance(v, str) for v in prompts.values()
+        ):
+            raise ConfigError(
+                "model.prompts", prompts, "expected a mapping task kind -> template string"
+            )
         for kind in prompts:
             _choice(f"model.prompts.{kind}", kind, TASK_KINDS)
         return cls(
@@ -229,7 +256,9 @@ class ModelConfig:
             gguf_file=s.get("gguf_file"),
             dtype=_choice("model.dtype", s.get("dtype", "float32"), DTYPES),
             params_m=_float("model.params_m", s.get("params_m"), minimum=0.0),
-            max_context_tokens=_int("model.max_context_tokens", s.get("max_context_tokens"), minimum=8),
+            max_context_tokens=_int(
+                "model.max_context_tokens", s.get("max_context_tokens"), minimum=8
+            ),
             chat_template=_bool("model.chat_template", s.get("chat_template", False)),
             prompts=dict(prompts),
             arch=dict(arch),
@@ -237,7 +266,11 @@ class ModelConfig:
 
     def prompt_for(self, kind: str) -> str:
         if kind not in self.prompts:
-            raise ConfigError(f"model.prompts.{kind}", None, f"model {self.name} has no prompt template for task kind {kind}")
+            raise ConfigError(
+                f"model.prompts.{kind}",
+                None,
+                f"model {self.name} has no prompt template for task kind {kind}",
+            )
         return self.prompts[kind]
 
 
@@ -253,13 +286,21 @@ class TaskConfig:
 
     @classmethod
     def parse(cls, key: str, s: Mapping[str, Any]) -> TaskConfig:
-        _check_keys(key, s, ("name", "kind", "dataset", "fields", "options", "output_tokens", "output_mode"))
+        _check_keys(
+            key, s, ("name", "kind", "dataset", "fields", "options", "output_tokens", "output_mode")
+        )
         dataset = s.get("dataset")
         if not isinstance(dataset, Mapping) or not dataset.get("path"):
-            raise ConfigError(f"{key}.dataset", dataset, "expected a mapping with at least `path` (hub id or json/text)")
+            raise ConfigError(
+                f"{key}.dataset",
+                dataset,
+                "expected a mapping with at least `path` (hub id or json/text)",
+            )
         fmap = s.get("fields")
         if not isinstance(fmap, Mapping):
-            raise ConfigError(f"{key}.fields", fmap, "expected a mapping item field -> dataset column")
+            raise ConfigError(
+                f"{key}.fields", fmap, "expected a mapping item field -> dataset column"
+            )
         return cls(
             name=_str(f"{key}.name", s.get("name")),
             kind=_choice(f"{key}.kind", s.get("kind"), TASK_KINDS),
@@ -273,7 +314,9 @@ class TaskConfig:
 
 def parse_tasks(section: Mapping[str, Any]) -> tuple[TaskConfig, ...]:
     if not section:
-        raise ConfigError("task", section, "expected at least one task (generation, qa, summarization)")
+        raise ConfigError(
+            "task", section, "expected at least one task (generation, qa, summarization)"
+        )
     return tuple(TaskConfig.parse(f"task.{name}", spec) for name, spec in section.items())
 
 
@@ -285,7 +328,10 @@ class PrepareConfig:
     @classmethod
     def parse(cls, s: Mapping[str, Any]) -> PrepareConfig:
         _check_keys("prepare", s, _names(cls))
-        return cls(_int("prepare.n_items", s.get("n_items"), minimum=1), _int("prepare.seed", s.get("seed", 0), minimum=0))
+        return cls(
+            _int("prepare.n_items", s.get("n_items"), minimum=1),
+            _int("prepare.seed", s.get("seed", 0), minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -343,7 +389,9 @@ class SweepConfig:
             input_tokens=_int_list("sweep.input_tokens", s.get("input_tokens"), minimum=1),
             output_tokens=_int_list("sweep.output_tokens", s.get("output_tokens"), minimum=1),
             batch_sizes=_int_list("sweep.batch_sizes", s.get("batch_sizes"), minimum=1),
-            engines=tuple(_choice(f"sweep.engines[{i}]", e, ENGINES) for i, e in enumerate(engines)),
+            engines=tuple(
+                _choice(f"sweep.engines[{i}]", e, ENGINES) for i, e in enumerate(engines)
+            ),
             order=_choice("sweep.order", s.get("order", "interleave"), SWEEP_ORDERS),
         )
 
@@ -359,8 +407,14 @@ class EmissionsConfig:
         _check_keys("emissions", s, _names(cls))
         code = _str("emissions.country_iso_code", s.get("country_iso_code", "AUT"))
         if len(code) != 3 or not code.isalpha():
-            raise ConfigError("emissions.country_iso_code", code, "expected an ISO 3166-1 alpha-3 code such as AUT or USA")
-        return cls(_bool("emissions.enabled", s.get("enabled", True)), code.upper(), s.get("region"))
+            raise ConfigError(
+                "emissions.country_iso_code",
+                code,
+                "expected an ISO 3166-1 alpha-3 code such as AUT or USA",
+            )
+        return cls(
+            _bool("emissions.enabled", s.get("enabled", True)), code.upper(), s.get("region")
+        )
 
 
 @dataclass(frozen=True)
@@ -373,7 +427,11 @@ class AggregateConfig:
     def parse(cls, s: Mapping[str, Any]) -> AggregateConfig:
         _check_keys("aggregate", s, _names(cls))
         ci = _float("aggregate.ci_level", s.get("ci_level", 0.95), minimum=0.5, maximum=0.999)
-        return cls(ci, _int("aggregate.n_boot", s.get("n_boot", 2000), minimum=100), _int("aggregate.seed", s.get("seed", 0), minimum=0))
+        return cls(
+            ci,
+            _int("aggregate.n_boot", s.get("n_boot", 2000), minimum=100),
+            _int("aggregate.seed", s.get("seed", 0), minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -389,11 +447,15 @@ class StatsConfig:
         _check_keys("stats", s, _names(cls))
         alpha = s.get("alpha", 0.05)
         if not _is_number(alpha) or not 0 < alpha < 1:
-            raise ConfigError("stats.alpha", alpha, "expected a significance level strictly between 0 and 1")
+            raise ConfigError(
+                "stats.alpha", alpha, "expected a significance level strictly between 0 and 1"
+            )
         return cls(
             alpha=float(alpha),
             min_samples=_int("stats.min_samples", s.get("min_samples", 3), minimum=2),
-            latency_budget_pct=_float("stats.latency_budget_pct", s.get("latency_budget_pct", 5.0), minimum=0.0),
+            latency_budget_pct=_float(
+                "stats.latency_budget_pct", s.get("latency_budget_pct", 5.0), minimum=0.0
+            ),
             n_boot=_int("stats.n_boot", s.get("n_boot", 1000), minimum=100),
             seed=_int("stats.seed", s.get("seed", 0), minimum=0),
         )
@@ -433,7 +495,19 @@ class Config:
         raise ConfigError("task", name, "expected one of " + "|".join(t.name for t in self.tasks))
 
 
-SECTIONS = ("meta", "model", "task", "gpu", "prepare", "infer", "sweep", "emissions", "aggregate", "stats", "plots")
+SECTIONS = (
+    "meta",
+    "model",
+    "task",
+    "gpu",
+    "prepare",
+    "infer",
+    "sweep",
+    "emissions",
+    "aggregate",
+    "stats",
+    "plots",
+)
 
 
 def load_config(params: Mapping[str, Any]) -> Config:
@@ -474,12 +548,20 @@ def _check_lengths_fit(cfg: Config) -> None:
     candidates += [(f"sweep.output_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.output_tokens)]
     for key, value in candidates:
         if value >= limit:
-            raise ConfigError(key, value, f"output length must be below model {cfg.model.name}'s context of {limit} tokens")
+            raise ConfigError(
+                key,
+                value,
+                f"output length must be below model {cfg.model.name}'s context of {limit} tokens",
+            )
     inputs = [("infer.input_tokens", cfg.infer.input_tokens)] if cfg.infer.input_tokens else []
     inputs += [(f"sweep.input_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.input_tokens)]
     for key, value in inputs:
         if value is not None and value >= limit:
-            raise ConfigError(key, value, f"input length must be below model {cfg.model.name}'s context of {limit} tokens")
+            raise ConfigError(
+                key,
+                value,
+                f"input length must be below model {cfg.model.name}'s context of {limit} tokens",
+            )
 
 
 # ---------------------------------------------------------------- overrides for plain `python stages/x.py`
@@ -503,10 +585,14 @@ def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict
             child = node.get(part)
             if not isinstance(child, dict):
                 if not add:
-                    raise ConfigError(".".join(parts[: depth + 1]), child, "no such section in params.yaml")
+                    raise ConfigError(
+                        ".".join(parts[: depth + 1]), child, "no such section in params.yaml"
+                    )
                 child = node.setdefault(part, {})
             node = child
         if parts[-1] not in node and not add:
-            raise ConfigError(raw_key, raw_value, "no such key in params.yaml (prefix with + to add one)")
+            raise ConfigError(
+                raw_key, raw_value, "no such key in params.yaml (prefix with + to add one)"
+            )
         node[parts[-1]] = yaml.safe_load(raw_value) if raw_value != "" else None
     return result

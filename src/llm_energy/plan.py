@@ -15,14 +15,21 @@ from typing import Any
 
 from llm_energy.config import Config, TaskConfig
 
-ENERGY_KIND = {"nvml": "measured", "rapl": "measured", "codecarbon-estimate": "estimated", "simulated": "simulated"}
+ENERGY_KIND = {
+    "nvml": "measured",
+    "rapl": "measured",
+    "codecarbon-estimate": "estimated",
+    "simulated": "simulated",
+}
 
 
 def energy_kind(energy_source: str) -> str:
     try:
         return ENERGY_KIND[energy_source]
     except KeyError:
-        raise ValueError(f"unknown energy_source {energy_source!r}; expected one of {sorted(ENERGY_KIND)}") from None
+        raise ValueError(
+            f"unknown energy_source {energy_source!r}; expected one of {sorted(ENERGY_KIND)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,14 @@ def request_records(
     latency_s = window.window_s / window.window_repeats  # one execution of the batch
     energy_j = window.window_energy_j * share
     rows = []
-    for index, (item, inp, pred, n_out) in enumerate(zip(items, inputs, predictions, output_tokens, strict=True)):
-        dynamic = None if window.idle_power_w is None else energy_j - window.idle_power_w * window.window_s * share
+    for index, (item, inp, pred, n_out) in enumerate(
+        zip(items, inputs, predictions, output_tokens, strict=True)
+    ):
+        dynamic = (
+            None
+            if window.idle_power_w is None
+            else energy_j - window.idle_power_w * window.window_s * share
+        )
         tpot = None
         if ttft_s is not None and n_out > 1:
             tpot = max(latency_s - ttft_s, 0.0) / (n_out - 1)
@@ -125,7 +138,9 @@ def request_records(
                 "energy_j": energy_j,
                 "energy_kind": energy_kind(window.energy_source),
                 "dynamic_energy_j": dynamic,
-                "avg_power_w": window.window_energy_j / window.window_s if window.window_s > 0 else None,
+                "avg_power_w": window.window_energy_j / window.window_s
+                if window.window_s > 0
+                else None,
                 **asdict(window),
                 "prediction": pred,
                 "references": list(item.get("references", [])),

@@ -26,7 +26,9 @@ def template_fields(template: str) -> list[str]:
 def render_prompt(template: str, fields: Mapping[str, str]) -> str:
     missing = [name for name in template_fields(template) if name not in fields]
     if missing:
-        raise PromptError(f"prompt template needs field(s) {missing} but the item has {sorted(fields)}")
+        raise PromptError(
+            f"prompt template needs field(s) {missing} but the item has {sorted(fields)}"
+        )
     return template.format(**{k: fields[k] for k in template_fields(template)})
 
 
@@ -55,8 +57,14 @@ def fit_prompt(
     """
     if context_limit_tokens < 1:
         raise PromptError(f"no room for the prompt: context limit is {context_limit_tokens} tokens")
-    limit = context_limit_tokens if target_tokens is None else min(target_tokens, context_limit_tokens)
-    reason = "input_tokens target" if target_tokens is not None and target_tokens <= context_limit_tokens else "model context"
+    limit = (
+        context_limit_tokens if target_tokens is None else min(target_tokens, context_limit_tokens)
+    )
+    reason = (
+        "input_tokens target"
+        if target_tokens is not None and target_tokens <= context_limit_tokens
+        else "model context"
+    )
     prompt = render_prompt(template, fields)
     n = count_tokens(prompt)
     if n <= limit:

@@ -65,7 +65,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_clean(obj), default=_default, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(
+        path, json.dumps(_clean(obj), default=_default, ensure_ascii=False, indent=2) + "\n"
+    )
 
 
 def read_json(path: Path) -> Any:

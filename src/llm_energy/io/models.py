@@ -34,7 +34,12 @@ class ModelLoadError(UserFacingError):
 def _torch_dtype(name: str) -> Any:
     import torch
 
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}[name]
+    return {
+        "float32": torch.float32,
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "auto": "auto",
+    }[name]
 
 
 def find_gguf(package: str, filename: str) -> Path:
@@ -65,7 +70,9 @@ def build_random_tokenizer(texts: Iterable[str], vocab_size: int = RANDOM_TOKENI
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="<s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="<s>"
+    )
 
 
 def random_config(model: ModelConfig) -> Any:
@@ -76,18 +83,33 @@ def random_config(model: ModelConfig) -> Any:
     try:
         return AutoConfig.for_model(model_type, **arch)
     except (ValueError, TypeError) as exc:
-        raise ModelLoadError(f"model.arch for {model.name} is not a valid {model_type} config: {exc}") from None
+        raise ModelLoadError(
+            f"model.arch for {model.name} is not a valid {model_type} config: {exc}"
+        ) from None
 
 
-def materialize(model: ModelConfig, out_dir: Path, tokenizer_texts: Iterable[str]) -> dict[str, Any]:
+def materialize(
+    model: ModelConfig, out_dir: Path, tokenizer_texts: Iterable[str]
+) -> dict[str, Any]:
     """Write what the infer stage needs into out_dir (always with a manifest.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"name": model.name, "family": model.family, "weights": model.weights, "source": model.source}
+    manifest: dict[str, Any] = {
+        "name": model.name,
+        "family": model.family,
+        "weights": model.weights,
+        "source": model.source,
+    }
     if model.weights == "random":
         config = random_config(model)
-        tok = build_random_tokenizer(tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, _vocab_size(config)))
+        tok = build_random_tokenizer(
+            tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, _vocab_size(config))
+        )
         # The trained tokenizer's special ids (<pad>=0, </s>=1, <s>=2) replace the hub ones.
-        config.pad_token_id, config.eos_token_id, config.bos_token_id = tok.pad_token_id, tok.eos_token_id, tok.bos_token_id
+        config.pad_token_id, config.eos_token_id, config.bos_token_id = (
+            tok.pad_token_id,
+            tok.eos_token_id,
+            tok.bos_token_id,
+        )
         config.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
         manifest.update(load_from=str(out_dir), tokenizer="byte-level BPE trained on data/samples")
@@ -98,7 +120,9 @@ def materialize(model: ModelConfig, out_dir: Path, tokenizer_texts: Iterable[str
         gguf = find_gguf(str(model.gguf_package), str(model.gguf_file))
         log.info("dequantising %s (once; ~30 s)", gguf.name)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         # A GGUF-loaded model refuses save_pretrained; rebuild it as a plain model with the same weights.
         config = loaded.config
         if hasattr(config, "quantization_config"):
@@ -127,7 +151,9 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
 
     manifest_path = model_dir / MANIFEST
     if not manifest_path.exists():
-        raise ModelLoadError(f"{manifest_path} missing: run the `model` stage first (dvc repro model)")
+        raise ModelLoadError(
+            f"{manifest_path} missing: run the `model` stage first (dvc repro model)"
+        )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if manifest.get("name") != model.name or manifest.get("weights") != model.weights:
         raise ModelLoadError(
@@ -148,7 +174,9 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
             net = auto.from_pretrained(source, dtype=dtype).to(device)
         tok = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
-        raise ModelLoadError(f"cannot load {model.name} from {source}: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(
+            f"cannot load {model.name} from {source}: {str(exc).splitlines()[0]}"
+        ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     net.eval()

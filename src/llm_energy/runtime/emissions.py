@@ -77,10 +77,16 @@ class EmissionsTracker:
                 total_kwh = float(data.energy_consumed)
                 intensity = 1000.0 * float(data.emissions) / total_kwh if total_kwh > 0 else None
                 # When the device energy *is* codecarbon's CPU estimate, do not add it again.
-                counted_j = cpu_j + ram_j if device_energy_source in ("codecarbon-estimate", "rapl") else device_energy_j + cpu_j + ram_j
+                counted_j = (
+                    cpu_j + ram_j
+                    if device_energy_source in ("codecarbon-estimate", "rapl")
+                    else device_energy_j + cpu_j + ram_j
+                )
                 co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
                 note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
             except Exception as exc:
                 note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
                 log.warning(note)
-        return EmissionsReport(self.country, cpu_j, ram_j, device_energy_j, device_energy_source, intensity, co2, note)
+        return EmissionsReport(
+            self.country, cpu_j, ram_j, device_energy_j, device_energy_source, intensity, co2, note
+        )

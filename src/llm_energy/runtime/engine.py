@@ -60,13 +60,18 @@ class Generator:
         self.tok.padding_side = "left" if family == "causal" else "right"
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         eos_ids = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in eos_ids if e is not None} | ({int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set())
+        self.eos_ids = {int(e) for e in eos_ids if e is not None} | (
+            {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+        )
 
     # ------------------------------------------------------------ tokens
     def encode(self, prompt: str) -> list[int]:
         if self.chat_template and getattr(self.tok, "chat_template", None):
             ids = self.tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=True
+                [{"role": "user", "content": prompt}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
             )["input_ids"]
             return list(ids)
         return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
@@ -99,7 +104,12 @@ class Generator:
 
     @torch.inference_mode()
     def generate(
-        self, prompts_ids: Sequence[Sequence[int]], *, max_new_tokens: int, fixed: bool, measure_ttft: bool = True
+        self,
+        prompts_ids: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        fixed: bool,
+        measure_ttft: bool = True,
     ) -> GenerationResult:
         batch = self._batch(prompts_ids)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
@@ -115,8 +125,13 @@ class Generator:
         elapsed = time.perf_counter() - start
         new = out[:, batch["input_ids"].shape[1] :] if self.family == "causal" else out[:, 1:]
         counts = self._count_output(new, fixed)
-        texts = [self.tok.decode(row[:n], skip_special_tokens=True) for row, n in zip(new.tolist(), counts, strict=True)]
-        ttft = None if clock is None or clock.first_token_at is None else clock.first_token_at - start
+        texts = [
+            self.tok.decode(row[:n], skip_special_tokens=True)
+            for row, n in zip(new.tolist(), counts, strict=True)
+        ]
+        ttft = (
+            None if clock is None or clock.first_token_at is None else clock.first_token_at - start
+        )
         return GenerationResult(texts, counts, elapsed, ttft)
 
     @torch.inference_mode()

@@ -13,7 +13,17 @@ from typing import Any
 
 from llm_energy.config import Config
 
-LIBRARIES = ("torch", "transformers", "datasets", "evaluate", "nvidia-ml-py", "codecarbon", "dvc", "hydra-core", "llm-energy")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "evaluate",
+    "nvidia-ml-py",
+    "codecarbon",
+    "dvc",
+    "hydra-core",
+    "llm-energy",
+)
 
 
 def _version(name: str) -> str | None:
@@ -25,8 +35,21 @@ def _version(name: str) -> str | None:
 
 def git_commit(root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -34,7 +57,9 @@ def git_commit(root: Path) -> str | None:
 
 def config_digest(cfg: Config) -> str:
     relevant = {k: cfg.raw.get(k) for k in ("model", "task", "gpu", "prepare", "infer", "sweep")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def run_provenance(cfg: Config, *, device: Any, root: Path) -> dict[str, Any]:

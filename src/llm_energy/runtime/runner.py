@@ -16,7 +16,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llm_energy.config import Config, TaskConfig
-from llm_energy.plan import SweepPoint, WindowFacts, batches, failure_records, output_spec, request_records, sweep_points
+from llm_energy.plan import (
+    SweepPoint,
+    WindowFacts,
+    batches,
+    failure_records,
+    output_spec,
+    request_records,
+    sweep_points,
+)
 from llm_energy.prompts import PromptError, fit_prompt
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,13 @@ class InferenceRun:
         write: Callable[[Mapping[str, Any]], None],
         run_id: str | None = None,
     ) -> None:
-        self.cfg, self.gen, self.meter, self.clocks, self.device = cfg, generator, meter, clocks, device
+        self.cfg, self.gen, self.meter, self.clocks, self.device = (
+            cfg,
+            generator,
+            meter,
+            clocks,
+            device,
+        )
         self.items_by_task, self.write = items_by_task, write
         self.run_id = run_id or uuid.uuid4().hex
         self.totals = RunTotals()
@@ -66,11 +80,15 @@ class InferenceRun:
         self._window_id = 0
 
     # ------------------------------------------------------------ prompts
-    def _fit(self, task: TaskConfig, item: Mapping[str, Any], input_target: int | None, max_new: int) -> dict[str, Any]:
+    def _fit(
+        self, task: TaskConfig, item: Mapping[str, Any], input_target: int | None, max_new: int
+    ) -> dict[str, Any]:
         key = (task.name, str(item["item_id"]), input_target)
         if key not in self._inputs:
             # A decoder-only model's context holds prompt and output; an encoder's holds the prompt only.
-            room = self.cfg.model.max_context_tokens - (max_new if self.cfg.model.family == "causal" else 0)
+            room = self.cfg.model.max_context_tokens - (
+                max_new if self.cfg.model.family == "causal" else 0
+            )
             fitted = fit_prompt(
                 self.cfg.model.prompt_for(task.kind),
                 item["fields"],
@@ -82,7 +100,12 @@ class InferenceRun:
             )
             if fitted.truncated and fitted.reason == "model context":
                 self.totals.truncated_prompts += 1
-                log.warning("%s/%s: prompt truncated to fit the model context (%d tokens)", task.name, item["item_id"], fitted.tokens)
+                log.warning(
+                    "%s/%s: prompt truncated to fit the model context (%d tokens)",
+                    task.name,
+                    item["item_id"],
+                    fitted.tokens,
+                )
             ids = self.gen.encode(fitted.text)
             entry: dict[str, Any] = {
                 "ids": ids,
@@ -94,7 +117,9 @@ class InferenceRun:
                 },
             }
             if task.kind == "generation" and item.get("references"):
-                nll, n = self.gen.reference_nll(ids, item["references"][0])
+                # The continuation follows the passage after a space; a chat prompt ends in a header.
+                sep = "" if self.cfg.model.chat_template else " "
+                nll, n = self.gen.reference_nll(ids, sep + item["references"][0])
                 entry["record"].update(ref_nll_sum=nll, ref_tokens=n)
             self._inputs[key] = entry
         return self._inputs[key]
@@ -103,7 +128,9 @@ class InferenceRun:
     def _idle(self, applied_mhz: int | None) -> float | None:
         if applied_mhz not in self.idle_power_w:
             seconds = self.cfg.gpu.idle_baseline_s
-            self.idle_power_w[applied_mhz] = self.meter.measure_idle_power_w(seconds) if seconds > 0 else None
+            self.idle_power_w[applied_mhz] = (
+                self.meter.measure_idle_power_w(seconds) if seconds > 0 else None
+            )
         return self.idle_power_w[applied_mhz]
 
     def _base(self, point: SweepPoint, max_new: int, mode: str, batch_size: int) -> dict[str, Any]:
@@ -138,7 +165,9 @@ class InferenceRun:
     def run(self) -> RunTotals:
         points = sweep_points(self.cfg)
         total_batches = sum(
-            len(batches(self.items_by_task[t.name], p.batch_size)) for p in points for t in self.cfg.tasks
+            len(batches(self.items_by_task[t.name], p.batch_size))
+            for p in points
+            for t in self.cfg.tasks
         )
         self.warmup()
         current_cap: object = _UNSET
@@ -182,7 +211,7 @@ class InferenceRun:
                     fixed=fixed,
                     measure_ttft=self.cfg.infer.measure_ttft,
                 ),
-                cap_mhz=point.freq_mhz,
+                cap_mhz=applied_mhz if applied_mhz is not None else point.freq_mhz,
                 max_repeats=self.cfg.gpu.max_window_repeats,
             )
         except PromptError as exc:
@@ -195,7 +224,12 @@ class InferenceRun:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self._fail(base, batch, "oom", f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}")
+            self._fail(
+                base,
+                batch,
+                "oom",
+                f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}",
+            )
             return
         self._window_id += 1
         facts = WindowFacts(
@@ -234,7 +268,9 @@ class InferenceRun:
         if not reading.trusted:
             self.totals.untrusted_windows += 1
 
-    def _fail(self, base: Mapping[str, Any], batch: Sequence[Mapping[str, Any]], status: str, error: str) -> None:
+    def _fail(
+        self, base: Mapping[str, Any], batch: Sequence[Mapping[str, Any]], status: str, error: str
+    ) -> None:
         log.warning("%s: %s", status, error)
         for row in failure_records(base=base, items=batch, status=status, error=error):
             row.update(started_at=_now_iso(), ended_at=_now_iso())

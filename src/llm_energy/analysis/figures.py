@@ -1,0 +1,459 @@
+"""Figures as matplotlib ``Figure`` objects (Agg backend, never shown, never saved here).
+
+Figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas directly (no pyplot
+state, no global backend switch), so they need no closing. Every figure whose data holds an energy kind other than ``measured`` carries
+a red banner (:func:`energy_kind_banner`). Saving to disk is the stage scripts' job;
+:func:`figure_png_bytes` renders in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from llm_energy.analysis.summary import (
+    CONFIG_KEYS,
+    _is_missing,
+    energy_kinds,
+    freq_label,
+    freq_levels,
+    prepare_requests,
+    valid_mask,
+)
+from llm_energy.analysis.tradeoff import pareto_frontier
+
+SIMULATED_LABEL = "SIMULATED energy — not a measurement"
+ESTIMATED_LABEL = "ESTIMATED energy (codecarbon)"
+UNKNOWN_LABEL = "UNKNOWN energy source — not a verified measurement"
+
+_FIGSIZE = (7.0, 4.5)
+
+
+# --- labelling -----------------------------------------------------------------------------------
+
+
+def energy_kind_banner(kinds: Iterable[Any]) -> str | None:
+    """Banner text for a set of energy kinds, or None when everything is measured."""
+    present = {str(k) for k in kinds if not _is_missing(k)}
+    parts = []
+    if "simulated" in present:
+        parts.append(SIMULATED_LABEL)
+    if "estimated" in present:
+        parts.append(ESTIMATED_LABEL)
+    if present - {"measured", "simulated", "estimated"}:
+        parts.append(UNKNOWN_LABEL)
+    return " | ".join(parts) if parts else None
+
+
+def _kinds_of(frame: pd.DataFrame) -> list[Any]:
+    """Energy kinds behind a summary (configurations with n > 0) or requests (status ok)."""
+    if frame is None or frame.empty:
+        return []
+    if "energy_kind" not in frame.columns and "energy_source" not in frame.columns:
+        return []
+    kinds = energy_kinds(frame)
+    if "n" in frame.columns:
+        kinds = kinds[pd.to_numeric(frame["n"], errors="coerce").fillna(0).to_numpy() > 0]
+    elif "status" in frame.columns:
+        status = frame["status"].astype("object")
+        kinds = kinds[(status.isna() | (status.astype(str) == "ok")).to_numpy()]
+    return list(kinds.unique())
+
+
+def _finish(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
+    banner = energy_kind_banner(kinds)
+    if banner:
+        fig.suptitle(f"{banner}\n{title}", color="#b00020", fontweight="bold", fontsize=11)
+        for ax in fig.axes:
+            ax.text(
+                0.5,
+                0.5,
+                banner.split(" | ")[0].split(" — ")[0],
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=22,
+                color="#b00020",
+                alpha=0.12,
+                rotation=20,
+                fontweight="bold",
+                zorder=0,
+            )
+    else:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(_FIGSIZE[0] * (1 if ncols == 1 else 0.75 * ncols), _FIGSIZE[1]))
+    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _no_data(ax: Axes, what: str = "no data") -> None:
+    ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
+def figure_png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
+    """PNG rendering of a figure, in memory."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+# --- frequency axis ------------------------------------------------------------------------------
+
+
+def _freq_positions(freqs: Sequence[float]) -> tuple[dict[str, float], list[float], list[str]]:
+    """x positions: capped MHz as is, the default group one step right of the highest cap."""
+    capped = sorted({float(f) for f in freqs if not _is_missing(f)})
+    if capped:
+        span = (capped[-1] - capped[0]) or max(capped[-1] * 0.2, 100.0)
+        default_x = capped[-1] + 0.15 * span
+    else:
+        default_x = 0.0
+    pos = {freq_label(f): float(f) for f in capped}
+    pos["default"] = default_x
+    ticks = [float(f) for f in capped]
+    labels = [f"{f:g}" for f in capped]
+    if any(_is_missing(f) for f in freqs):
+        ticks.append(default_x)
+        labels.append("default")
+    return pos, ticks, labels
+
+
+def _series_keys(summary: pd.DataFrame) -> list[str]:
+    """Configuration keys (other than frequency) that vary: they name the plotted series."""
+    keys = [k for k in CONFIG_KEYS if k != "freq_applied_mhz" and k in summary.columns]
+    varying = [k for k in keys if summary[k].nunique(dropna=False) > 1]
+    return varying or [k for k in ("model", "task") if k in summary.columns][:1]
+
+
+def _series_name(row_key: Any, keys: Sequence[str]) -> str:
+    key_t = row_key if isinstance(row_key, tuple) else (row_key,)
+    return ", ".join(f"{v}" for v in key_t if not _is_missing(v)) or "all"
+
+
+def _summary_freq(summary: pd.DataFrame) -> pd.Series:
+    freq = pd.to_numeric(
+        summary.get("freq_applied_mhz", pd.Series(np.nan, index=summary.index)), errors="coerce"
+    )
+    if "default_clocks" in summary.columns:
+        freq = freq.where(~summary["default_clocks"].fillna(False).astype(bool))
+    return freq
+
+
+def _vs_freq(
+    summary: pd.DataFrame,
+    *,
+    value_col: str,
+    lo_col: str | None,
+    hi_col: str | None,
+    ylabel: str,
+    title: str,
+    extra_col: str | None = None,
+    extra_label: str | None = None,
+) -> Figure:
+    fig, (ax,) = _new_figure()
+    data = summary.copy()
+    if data.empty or value_col not in data.columns or data[value_col].notna().sum() == 0:
+        _no_data(ax)
+        return _finish(fig, title, _kinds_of(summary))
+    data["_freq"] = _summary_freq(data)
+    pos, ticks, labels = _freq_positions(list(data["_freq"]))
+    keys = _series_keys(data)
+    for name, sub in data.groupby(keys, dropna=False, sort=True):
+        sub = sub.assign(_x=[pos[freq_label(f)] for f in sub["_freq"]]).sort_values("_x")
+        y = sub[value_col].to_numpy(dtype=float)
+        yerr = None
+        if lo_col and hi_col and lo_col in sub.columns and hi_col in sub.columns:
+            lo = np.nan_to_num(y - sub[lo_col].to_numpy(dtype=float), nan=0.0)
+            hi = np.nan_to_num(sub[hi_col].to_numpy(dtype=float) - y, nan=0.0)
+            yerr = np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)])
+        label = _series_name(name, keys)
+        ax.errorbar(sub["_x"], y, yerr=yerr, marker="o", capsize=3, label=label)
+        if extra_col and extra_col in sub.columns:
+            ax.plot(
+                sub["_x"],
+                sub[extra_col].to_numpy(dtype=float),
+                linestyle="--",
+                marker="x",
+                alpha=0.7,
+                label=f"{label} ({extra_label or extra_col})",
+            )
+    ax.set_xticks(ticks, labels)
+    ax.set_xlabel("SM clock cap (MHz)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _finish(fig, title, _kinds_of(summary))
+
+
+def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
+    """Mean ``metric`` per frequency with its bootstrap CI as error bars, one line per series."""
+    unit = {"j_per_token": "J/token", "energy_j": "J/request", "dynamic_energy_j": "J/request"}
+    return _vs_freq(
+        summary,
+        value_col=f"{metric}_mean",
+        lo_col=f"{metric}_ci_low",
+        hi_col=f"{metric}_ci_high",
+        ylabel=f"{metric} ({unit.get(metric, '')})",
+        title=f"Energy vs frequency cap ({metric}, mean ± CI)",
+    )
+
+
+def latency_vs_freq(summary: pd.DataFrame) -> Figure:
+    """p50 latency per frequency (solid) and p95 (dashed)."""
+    return _vs_freq(
+        summary,
+        value_col="latency_p50_s",
+        lo_col=None,
+        hi_col=None,
+        ylabel="latency (s)",
+        title="Latency vs frequency cap (p50, p95 dashed)",
+        extra_col="latency_p95_s",
+        extra_label="p95",
+    )
+
+
+def pareto_plot(
+    frontier: pd.DataFrame,
+    *,
+    energy_col: str = "j_per_token_mean",
+    latency_col: str = "latency_p50_s",
+) -> Figure:
+    """Energy vs latency per configuration, frontier points highlighted, labelled with MHz.
+
+    Accepts the output of :func:`~llm_energy.analysis.tradeoff.pareto_frontier` (or a summary,
+    whose frontier is then computed here).
+    """
+    title = "Energy–latency trade-off (Pareto frontier)"
+    fig, (ax,) = _new_figure()
+    data = frontier if "on_frontier" in frontier.columns else pareto_frontier(frontier)
+    if data.empty or data[[energy_col, latency_col]].dropna().empty:
+        _no_data(ax)
+        return _finish(fig, title, _kinds_of(data))
+    keys = _series_keys(data)
+    for name, sub in data.groupby(keys, dropna=False, sort=True):
+        sub = sub.sort_values(latency_col)
+        label = _series_name(name, keys)
+        pts = ax.scatter(sub[latency_col], sub[energy_col], alpha=0.5, label=label)
+        front = sub[sub["on_frontier"].astype(bool)]
+        color = pts.get_facecolor()[0] if len(pts.get_facecolor()) else None
+        ax.plot(
+            front[latency_col],
+            front[energy_col],
+            marker="o",
+            markersize=8,
+            color=color,
+            linewidth=2,
+            label=f"{label} frontier",
+        )
+        labels = sub["label"] if "label" in sub.columns else sub.get("freq_applied_mhz")
+        for x, y, text in zip(sub[latency_col], sub[energy_col], labels, strict=True):
+            if np.isfinite(x) and np.isfinite(y):
+                ax.annotate(
+                    str(text).replace(" MHz", ""),
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
+    ax.set_xlabel(f"{latency_col} (s)")
+    ax.set_ylabel(f"{energy_col} (J/token)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _finish(fig, title, _kinds_of(data))
+
+
+def energy_vs_length(
+    requests: pd.DataFrame, *, length: str = "output_tokens", metric: str = "energy_j"
+) -> Figure:
+    """Per-request ``metric`` against a length column, coloured by frequency level."""
+    title = f"{metric} vs {length}"
+    fig, (ax,) = _new_figure()
+    df = prepare_requests(requests) if not requests.empty else requests
+    if df.empty or length not in df.columns or metric not in df.columns:
+        _no_data(ax)
+        return _finish(fig, title, _kinds_of(requests))
+    df = df[valid_mask(df).to_numpy()]
+    levels = freq_levels(df)
+    for lv in sorted(
+        levels.unique(), key=lambda f: (math.isnan(f), -f if not math.isnan(f) else 0)
+    ):
+        sub = df[(levels.isna() & math.isnan(lv)) | (levels == lv)]
+        ax.scatter(
+            pd.to_numeric(sub[length], errors="coerce"),
+            pd.to_numeric(sub[metric], errors="coerce"),
+            s=12,
+            alpha=0.6,
+            label=freq_label(lv),
+        )
+    if df.empty:
+        _no_data(ax)
+    ax.set_xlabel(length)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if not df.empty:
+        ax.legend(fontsize=8, title="clock")
+    return _finish(fig, title, _kinds_of(requests))
+
+
+def energy_vs_input_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
+    return energy_vs_length(requests, length="input_tokens", metric=metric)
+
+
+def energy_vs_output_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
+    return energy_vs_length(requests, length="output_tokens", metric=metric)
+
+
+def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
+    """Bars of mean J/token per ``by`` category (task or model), one bar per frequency level.
+
+    When several configurations share a (category, frequency) cell their means are averaged
+    weighted by n and no error bar is drawn; otherwise the bootstrap CI is drawn.
+    """
+    title = f"J/token by {by}"
+    fig, (ax,) = _new_figure()
+    if summary.empty or by not in summary.columns or "j_per_token_mean" not in summary.columns:
+        _no_data(ax)
+        return _finish(fig, title, _kinds_of(summary))
+    data = summary[summary["j_per_token_mean"].notna()].copy()
+    if data.empty:
+        _no_data(ax)
+        return _finish(fig, title, _kinds_of(summary))
+    data["_freq"] = [freq_label(f) for f in _summary_freq(data)]
+    data["_w"] = pd.to_numeric(data.get("n", 1), errors="coerce").fillna(1).clip(lower=1)
+    cats = sorted(data[by].astype(str).unique())
+    freq_order = sorted(
+        data["_freq"].unique(),
+        key=lambda s: (s != "default", -float(s.split()[0]) if s != "default" else 0.0),
+    )
+    width = 0.8 / max(len(freq_order), 1)
+    for j, flabel in enumerate(freq_order):
+        heights, errs_lo, errs_hi = [], [], []
+        for cat in cats:
+            cell = data[(data[by].astype(str) == cat) & (data["_freq"] == flabel)]
+            if cell.empty:
+                heights.append(np.nan)
+                errs_lo.append(0.0)
+                errs_hi.append(0.0)
+                continue
+            mean = float(np.average(cell["j_per_token_mean"], weights=cell["_w"]))
+            heights.append(mean)
+            if len(cell) == 1 and "j_per_token_ci_low" in cell.columns:
+                errs_lo.append(
+                    max(0.0, float(np.nan_to_num(mean - cell["j_per_token_ci_low"].iloc[0])))
+                )
+                errs_hi.append(
+                    max(0.0, float(np.nan_to_num(cell["j_per_token_ci_high"].iloc[0] - mean)))
+                )
+            else:
+                errs_lo.append(0.0)
+                errs_hi.append(0.0)
+        x = np.arange(len(cats)) + (j - (len(freq_order) - 1) / 2) * width
+        ax.bar(
+            x,
+            np.nan_to_num(heights),
+            width=width,
+            yerr=np.vstack([errs_lo, errs_hi]),
+            capsize=2,
+            label=flabel,
+        )
+    ax.set_xticks(np.arange(len(cats)), cats, rotation=20)
+    ax.set_ylabel("J/token (mean)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, title="clock")
+    return _finish(fig, title, _kinds_of(summary))
+
+
+def j_per_token_by_task(summary: pd.DataFrame) -> Figure:
+    return j_per_token_bars(summary, by="task")
+
+
+def j_per_token_by_model(summary: pd.DataFrame) -> Figure:
+    return j_per_token_bars(summary, by="model")
+
+
+def power_timeline(
+    samples: pd.DataFrame,
+    *,
+    energy_kind: str | None = None,
+    title: str = "GPU power timeline",
+    freq_col: str | None = None,
+) -> Figure:
+    """Power (W) against time from a frame with ``t_s`` and ``power_w`` (the sampler's CSV:
+    ``t_s,power_w,sm_clock_mhz``, t_s in Unix seconds; plotted relative to the first sample).
+
+    Pass ``energy_kind`` (e.g. metrics.json ``energy.kind``) or give the frame an
+    ``energy_kind`` / ``energy_source`` column: without either the trace's provenance is
+    unknown and the figure says so. The SM clock (``freq_col``, default ``sm_clock_mhz`` or
+    ``freq_mhz`` when present) is drawn on a second axis.
+    """
+    fig, (ax,) = _new_figure()
+    kinds: list[Any] = [energy_kind] if energy_kind is not None else []
+    if (
+        samples is not None
+        and not samples.empty
+        and ("energy_kind" in samples.columns or "energy_source" in samples.columns)
+    ):
+        kinds.extend(energy_kinds(samples).unique())
+    if not kinds:
+        kinds = ["unknown"]
+    if samples is None or samples.empty or not {"t_s", "power_w"} <= set(samples.columns):
+        _no_data(ax)
+        return _finish(fig, title, kinds)
+    data = samples.sort_values("t_s")
+    t = pd.to_numeric(data["t_s"], errors="coerce")
+    t = t - t.min()
+    ax.plot(
+        t,
+        pd.to_numeric(data["power_w"], errors="coerce"),
+        marker="." if len(data) < 3 else None,
+        linewidth=1.2,
+        color="#1f77b4",
+        label="power",
+    )
+    ax.set_xlabel("time since first sample (s)")
+    ax.set_ylabel("power (W)")
+    ax.grid(alpha=0.3)
+    clock_col = freq_col or next(
+        (c for c in ("sm_clock_mhz", "freq_mhz") if c in data.columns), None
+    )
+    if clock_col and clock_col in data.columns and data[clock_col].notna().any():
+        ax2 = ax.twinx()
+        ax2.step(
+            t,
+            pd.to_numeric(data[clock_col], errors="coerce"),
+            where="post",
+            color="#ff7f0e",
+            alpha=0.7,
+        )
+        ax2.set_ylabel("SM clock (MHz)", color="#ff7f0e")
+    return _finish(fig, title, kinds)
+
+
+def standard_figures(
+    summary: pd.DataFrame, requests: pd.DataFrame, *, frontier: pd.DataFrame | None = None
+) -> dict[str, Figure]:
+    """The report's figure set, name → Figure (names are file stems for the stage script)."""
+    front = frontier if frontier is not None else pareto_frontier(summary)
+    return {
+        "energy_vs_freq": energy_vs_freq(summary),
+        "latency_vs_freq": latency_vs_freq(summary),
+        "pareto": pareto_plot(front),
+        "energy_vs_input_length": energy_vs_input_length(requests),
+        "energy_vs_output_length": energy_vs_output_length(requests),
+        "j_per_token_by_task": j_per_token_by_task(summary),
+        "j_per_token_by_model": j_per_token_by_model(summary),
+    }

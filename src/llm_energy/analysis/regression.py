@@ -1,0 +1,127 @@
+"""OLS of per-request energy on length, model size and frequency, with HC3 robust errors."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+
+from llm_energy.analysis.summary import choose_energy_kind, prepare_requests, valid_mask
+
+DEFAULT_PREDICTORS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "model_params_m",
+    "freq_applied_mhz",
+)
+COEF_COLUMNS: list[str] = ["term", "coef", "se_hc3", "t", "p_value", "ci_low", "ci_high"]
+
+
+def _skip(info: dict[str, Any], reason: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    info["skipped"] = reason
+    return pd.DataFrame(columns=COEF_COLUMNS), info
+
+
+def energy_ols(
+    requests: pd.DataFrame,
+    *,
+    response: str = "energy_j",
+    predictors: Sequence[str] = DEFAULT_PREDICTORS,
+    energy_kind: str | None = None,
+    min_rows: int | None = None,
+    ci_level: float = 0.95,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """OLS ``response ~ 1 + predictors`` over valid requests with HC3 standard errors.
+
+    One energy kind only (``energy_kind``, else measured > estimated > simulated). A predictor
+    is dropped when its column is missing, all null, or constant over the rows used (info
+    ``dropped_predictors``: name → reason); then rows with a null in a used predictor or the
+    response are dropped (``n_dropped_rows``; e.g. default-clock rows whose
+    ``freq_applied_mhz`` is null). With fewer than ``min_rows`` rows (default: number of
+    parameters + 3) the fit is skipped: empty coefficient table and ``info["skipped"]``.
+
+    Returns ``(coef_df, info)``; ``coef_df`` columns :data:`COEF_COLUMNS` (t-based p-values and
+    CIs, ``ci_level``); ``info``: ``n``, ``r2``, ``r2_adj``, ``used_predictors``,
+    ``dropped_predictors``, ``n_dropped_rows``, ``energy_kind``, ``cov_type``, ``ci_level``,
+    ``condition_number``, ``rank_deficient``, ``skipped`` (None when fitted). ``coef_df.attrs``
+    carries ``r2``, ``n``, ``cov_type`` and ``energy_kind`` for the report.
+    """
+    df = prepare_requests(requests)
+    df = df[valid_mask(df).to_numpy()]
+    kind = energy_kind if energy_kind is not None else choose_energy_kind(df["energy_kind"])
+    df = df[df["energy_kind"] == kind] if kind is not None else df
+    info: dict[str, Any] = {
+        "response": response,
+        "n": 0,
+        "r2": math.nan,
+        "r2_adj": math.nan,
+        "used_predictors": [],
+        "dropped_predictors": {},
+        "n_dropped_rows": 0,
+        "energy_kind": kind,
+        "cov_type": "HC3",
+        "ci_level": ci_level,
+        "condition_number": math.nan,
+        "rank_deficient": False,
+        "skipped": None,
+    }
+    if response not in df.columns:
+        return _skip(info, f"no {response} column")
+    y_all = pd.to_numeric(df[response], errors="coerce")
+    df = df[y_all.notna().to_numpy()]
+    candidates: list[str] = []
+    for p in predictors:
+        if p not in df.columns:
+            info["dropped_predictors"][p] = "missing column"
+            continue
+        col = pd.to_numeric(df[p], errors="coerce")
+        if col.notna().sum() == 0:
+            info["dropped_predictors"][p] = "all null"
+            continue
+        candidates.append(p)
+    x = df[candidates].apply(pd.to_numeric, errors="coerce").astype(float)
+    complete = x.notna().all(axis=1).to_numpy()
+    info["n_dropped_rows"] = int((~complete).sum())
+    x = x[complete]
+    y = pd.to_numeric(df[response], errors="coerce").astype(float)[complete]
+    used = []
+    for p in candidates:
+        if x[p].nunique() <= 1:
+            info["dropped_predictors"][p] = "constant"
+        else:
+            used.append(p)
+    info["used_predictors"] = used
+    n = len(y)
+    info["n"] = n
+    needed = min_rows if min_rows is not None else len(used) + 1 + 2
+    if n < needed:
+        return _skip(info, f"too few rows: {n} < {needed}")
+    design = sm.add_constant(x[used].to_numpy(dtype=float), has_constant="add")
+    names = ["const", *used]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.OLS(y.to_numpy(dtype=float), design).fit(cov_type="HC3", use_t=True)
+        ci = np.asarray(fit.conf_int(alpha=1.0 - ci_level))
+    rank = int(np.linalg.matrix_rank(design))
+    info["rank_deficient"] = rank < design.shape[1]
+    info["r2"] = float(fit.rsquared)
+    info["r2_adj"] = float(fit.rsquared_adj)
+    info["condition_number"] = float(fit.condition_number)
+    coef = pd.DataFrame(
+        {
+            "term": names,
+            "coef": np.asarray(fit.params, dtype=float),
+            "se_hc3": np.asarray(fit.bse, dtype=float),
+            "t": np.asarray(fit.tvalues, dtype=float),
+            "p_value": np.asarray(fit.pvalues, dtype=float),
+            "ci_low": ci[:, 0],
+            "ci_high": ci[:, 1],
+        }
+    )
+    coef.attrs.update(r2=info["r2"], n=n, cov_type="HC3", energy_kind=kind)
+    return coef, info

@@ -1,0 +1,66 @@
+"""Device errors: what the hardware layer raises instead of backend-specific exceptions.
+
+NVML errors (and OS errors from sysfs) are translated at the backend boundary, so callers
+catch `DeviceError` and print its one-line message: what was asked, why it fails, what to do.
+"""
+
+from __future__ import annotations
+
+from llm_energy.errors import UserFacingError
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class DeviceError(UserFacingError):
+    """Base for every device/clock failure. `str(err)` is one line: asked: why. todo"""
+
+    def __init__(self, asked: str, why: str = "", todo: str = "") -> None:
+        self.asked, self.why, self.todo = _one_line(asked), _one_line(why), _one_line(todo)
+        parts = self.asked
+        if self.why:
+            parts += f": {self.why.rstrip('.')}."
+        if self.todo:
+            parts += f" {self.todo}"
+        super().__init__(_one_line(parts))
+
+
+class DeviceNotFoundError(DeviceError):
+    """No usable device: library missing, driver not loaded, index out of range, GPU lost."""
+
+
+class PermissionDeniedError(DeviceError):
+    """Changing clocks / power limit needs root or CAP_SYS_ADMIN."""
+
+
+class NotSupportedError(DeviceError):
+    """The device or driver does not support the requested query or setting."""
+
+
+class ClockControlUnavailableError(DeviceError):
+    """Clock locking was asked on a device that cannot control clocks (e.g. the cpu backend)."""
+
+
+class OtherProcessesError(DeviceError):
+    """Other compute processes use the GPU and the policy is `refuse`."""
+
+
+class SessionConflictError(DeviceError):
+    """Another live clock session (this or another process) already controls this GPU."""
+
+
+class RestoreError(DeviceError):
+    """Restoring the original clock state failed or did not verify on read-back."""
+
+
+__all__ = [
+    "ClockControlUnavailableError",
+    "DeviceError",
+    "DeviceNotFoundError",
+    "NotSupportedError",
+    "OtherProcessesError",
+    "PermissionDeniedError",
+    "RestoreError",
+    "SessionConflictError",
+]

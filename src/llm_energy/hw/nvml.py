@@ -1,0 +1,439 @@
+"""NVIDIA backend through NVML (nvidia-ml-py).
+
+Importing this module makes no NVML call; `NvmlDevice(...)` initialises NVML. Every NVML error
+is translated into a `DeviceError` subclass here, at the boundary. Clock locks use
+nvmlDeviceSetGpuLockedClocks / nvmlDeviceSetMemoryLockedClocks (min = max), never the
+deprecated application-clock API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pynvml
+
+from llm_energy.hw.base import ClockState, Device, GpuProcess
+from llm_energy.hw.errors import (
+    DeviceError,
+    DeviceNotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+)
+from llm_energy.units import mj_to_j, mw_to_w, w_to_mw
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_NO_GPU_TODO = "Install/load the NVIDIA driver, or use gpu.backend=cpu or gpu.backend=simulated."
+_PERMISSION_TODO = "Run as root (sudo) or with CAP_SYS_ADMIN, or use gpu.control=observe."
+
+
+def translate_nvml_error(err: Exception, asked: str, todo: str | None = None) -> DeviceError:
+    """Map an NVMLError to the project's exception with a one-line asked/why/todo message."""
+    code = getattr(err, "value", None)
+    p = pynvml
+    table: dict[int, tuple[type[DeviceError], str, str]] = {
+        p.NVML_ERROR_LIBRARY_NOT_FOUND: (
+            DeviceNotFoundError,
+            "the NVML library (libnvidia-ml.so.1) was not found, so no NVIDIA driver is installed here",
+            _NO_GPU_TODO,
+        ),
+        p.NVML_ERROR_DRIVER_NOT_LOADED: (
+            DeviceNotFoundError,
+            "the NVIDIA kernel driver is not loaded",
+            _NO_GPU_TODO,
+        ),
+        p.NVML_ERROR_LIB_RM_VERSION_MISMATCH: (
+            DeviceNotFoundError,
+            "the NVML library and the loaded kernel driver have different versions",
+            "Reboot or reload the nvidia kernel module after the driver update.",
+        ),
+        p.NVML_ERROR_NOT_FOUND: (
+            DeviceNotFoundError,
+            "NVML found no such GPU",
+            "Check gpu.index and nvidia-smi -L.",
+        ),
+        p.NVML_ERROR_GPU_IS_LOST: (
+            DeviceNotFoundError,
+            "the GPU fell off the bus (NVML: GPU is lost)",
+            "Check dmesg / nvidia-smi; the host may need a reboot.",
+        ),
+        p.NVML_ERROR_NO_PERMISSION: (
+            PermissionDeniedError,
+            "NVML reports insufficient permissions",
+            _PERMISSION_TODO,
+        ),
+        p.NVML_ERROR_NOT_SUPPORTED: (
+            NotSupportedError,
+            "this GPU or driver does not support it",
+            "Use gpu.control=observe (or gpu.freq=null) on this GPU, or a GPU/driver that supports it.",
+        ),
+        p.NVML_ERROR_FUNCTION_NOT_FOUND: (
+            NotSupportedError,
+            "the installed driver's NVML lacks this function",
+            "Update the NVIDIA driver, or use gpu.control=observe.",
+        ),
+    }
+    cls, why, default_todo = table.get(
+        code,  # type: ignore[arg-type]
+        (DeviceError, f"NVML error {code}: {err}", "Check nvidia-smi and the driver logs."),
+    )
+    return cls(asked, why, todo if todo is not None else default_todo)
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _resolve_cuda_visible(index: int) -> tuple[str, int | str]:
+    """NVML enumerates all GPUs by PCI order; CUDA_VISIBLE_DEVICES renumbers them. Map the
+    logical (torch) index to what NVML needs so we measure the GPU the model runs on."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is None or not cvd.strip():
+        return ("index", index)
+    items = [x.strip() for x in cvd.split(",") if x.strip()]
+    if index >= len(items):
+        raise DeviceNotFoundError(
+            f"Cannot open GPU index {index}",
+            f"CUDA_VISIBLE_DEVICES={cvd} exposes only {len(items)} GPU(s)",
+            "Set gpu.index within range or change CUDA_VISIBLE_DEVICES.",
+        )
+    item = items[index]
+    if item.isdigit():
+        return ("index", int(item))
+    if item.startswith("GPU-"):
+        return ("uuid", item)
+    raise DeviceNotFoundError(
+        f"Cannot open GPU index {index}",
+        f"CUDA_VISIBLE_DEVICES entry {item!r} is not a GPU index or GPU-UUID (MIG is not supported)",
+        "Use a plain index or full GPU UUID in CUDA_VISIBLE_DEVICES.",
+    )
+
+
+class NvmlDevice(Device):
+    backend = "nvml"
+    requires_privilege = True
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index)
+        self._initialised = False
+        self._call(f"Cannot open NVIDIA GPU {index}", pynvml.nvmlInit)
+        self._initialised = True
+        try:
+            count = int(self._call("Cannot count NVIDIA GPUs", pynvml.nvmlDeviceGetCount))
+            if count == 0:
+                raise DeviceNotFoundError(
+                    f"Cannot open NVIDIA GPU {index}", "NVML sees no GPU on this host", _NO_GPU_TODO
+                )
+            kind, target = _resolve_cuda_visible(index)
+            self._handle = self._open_handle(kind, target, count)
+        except BaseException:
+            self.close()
+            raise
+        self._uuid: str | None = None
+        self._name: str | None = None
+        self._supported_mem: list[int] | None = None
+        self._supported_sm: dict[int, list[int]] = {}
+
+    def _open_handle(self, kind: str, target: int | str, count: int) -> Any:
+        asked = f"Cannot open NVIDIA GPU {self.index}"
+        if kind == "index":
+            assert isinstance(target, int)
+            if target >= count:
+                raise DeviceNotFoundError(
+                    asked,
+                    f"NVML sees {count} GPU(s), index {target} is out of range",
+                    "Check gpu.index and nvidia-smi -L.",
+                )
+            return self._call(asked, pynvml.nvmlDeviceGetHandleByIndex, target)
+        # CUDA accepts UUID prefixes; NVML wants the full UUID, so match by prefix.
+        for i in range(count):
+            h = self._call(asked, pynvml.nvmlDeviceGetHandleByIndex, i)
+            if _decode(self._call(asked, pynvml.nvmlDeviceGetUUID, h)).startswith(str(target)):
+                return h
+        raise DeviceNotFoundError(
+            asked, f"no GPU has a UUID starting with {target}", "Check CUDA_VISIBLE_DEVICES."
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _call(asked: str, fn: Callable[..., T], *args: Any, todo: str | None = None) -> T:
+        try:
+            return fn(*args)
+        except pynvml.NVMLError as err:
+            raise translate_nvml_error(err, asked, todo) from err
+
+    @staticmethod
+    def _try(fn: Callable[..., T], *args: Any) -> T | None:
+        """Optional reads (provenance, diagnostics): absent instead of failing the run."""
+        try:
+            return fn(*args)
+        except (pynvml.NVMLError, DeviceError, AttributeError, TypeError, OSError):
+            return None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def energy_source(self) -> str:
+        return "nvml"
+
+    def uuid(self) -> str:
+        if self._uuid is None:
+            self._uuid = _decode(
+                self._call("Cannot read the GPU UUID", pynvml.nvmlDeviceGetUUID, self._handle)
+            )
+        return self._uuid
+
+    def name(self) -> str:
+        if self._name is None:
+            self._name = _decode(
+                self._call("Cannot read the GPU name", pynvml.nvmlDeviceGetName, self._handle)
+            )
+        return self._name
+
+    def provenance(self) -> dict[str, Any]:
+        h, t = self._handle, self._try
+        cuda_drv = t(pynvml.nvmlSystemGetCudaDriverVersion)
+        constraints = t(pynvml.nvmlDeviceGetPowerManagementLimitConstraints, h)
+        sm = self._try(self.supported_sm_clocks_mhz) or []
+        torch_mod = sys.modules.get("torch")  # never import torch just for provenance
+        return {
+            "backend": self.backend,
+            "energy_source": self.energy_source,
+            "index": self.index,
+            "name": self.name(),
+            "uuid": self.uuid(),
+            "driver_version": _decode(v)
+            if (v := t(pynvml.nvmlSystemGetDriverVersion)) is not None
+            else None,
+            "nvml_version": _decode(v)
+            if (v := t(pynvml.nvmlSystemGetNVMLVersion)) is not None
+            else None,
+            "cuda_driver_version": f"{cuda_drv // 1000}.{(cuda_drv % 1000) // 10}"
+            if isinstance(cuda_drv, int)
+            else None,
+            "torch_cuda_version": getattr(getattr(torch_mod, "version", None), "cuda", None),
+            "power_limit_w": self.power_limit_w(),
+            "power_limit_range_w": [mw_to_w(c) for c in constraints] if constraints else None,
+            "enforced_power_limit_w": mw_to_w(v)
+            if (v := t(pynvml.nvmlDeviceGetEnforcedPowerLimit, h)) is not None
+            else None,
+            "persistence_mode": t(pynvml.nvmlDeviceGetPersistenceMode, h),
+            "max_sm_clock_mhz": t(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM),
+            "max_mem_clock_mhz": t(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM),
+            "supported_mem_clocks_mhz": t(self.supported_mem_clocks_mhz),
+            "supported_sm_clocks_n": len(sm),
+            "supported_sm_clocks_range_mhz": [min(sm), max(sm)] if sm else None,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    # ------------------------------------------------------------------ energy / power
+    def energy_counter_j(self) -> float:
+        mj = self._call(
+            "Cannot read the GPU energy counter",
+            pynvml.nvmlDeviceGetTotalEnergyConsumption,
+            self._handle,
+        )
+        return mj_to_j(mj)
+
+    def power_w(self) -> float:
+        return mw_to_w(
+            self._call("Cannot read GPU power", pynvml.nvmlDeviceGetPowerUsage, self._handle)
+        )
+
+    def synchronize(self) -> None:
+        # Only a process that has imported torch can have queued CUDA work, so torch is looked
+        # up, never imported here (importing it costs ~1 s and this module must not need it).
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize(self.index)
+
+    # ------------------------------------------------------------------ clocks / sensors
+    def sm_clock_mhz(self) -> int | None:
+        return int(
+            self._call(
+                "Cannot read the SM clock",
+                pynvml.nvmlDeviceGetClockInfo,
+                self._handle,
+                pynvml.NVML_CLOCK_SM,
+            )
+        )
+
+    def mem_clock_mhz(self) -> int | None:
+        return int(
+            self._call(
+                "Cannot read the memory clock",
+                pynvml.nvmlDeviceGetClockInfo,
+                self._handle,
+                pynvml.NVML_CLOCK_MEM,
+            )
+        )
+
+    def sm_clock_samples_mhz(self, since_us: int) -> list[float] | None:
+        # Driver-side sampling: no Python polling thread in the inference process.
+        got = self._try(
+            pynvml.nvmlDeviceGetSamples, self._handle, pynvml.NVML_PROCESSOR_CLK_SAMPLES, since_us
+        )
+        if not got:
+            return None
+        vtype, samples = got
+        field = {
+            pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+            pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+            pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+            pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+            pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+            pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+        }.get(vtype, "uiVal")
+        values = [float(getattr(s.sampleValue, field)) for s in samples if s.timeStamp >= since_us]
+        return values or None
+
+    def clock_event_reasons(self) -> int:
+        fn = (
+            getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
+        return int(self._call("Cannot read clock-event reasons", fn, self._handle))
+
+    def temperature_c(self) -> float | None:
+        v = self._try(pynvml.nvmlDeviceGetTemperature, self._handle, pynvml.NVML_TEMPERATURE_GPU)
+        return None if v is None else float(v)
+
+    def supported_mem_clocks_mhz(self) -> list[int]:
+        if self._supported_mem is None:
+            clocks = self._call(
+                "Cannot list supported memory clocks",
+                pynvml.nvmlDeviceGetSupportedMemoryClocks,
+                self._handle,
+            )
+            self._supported_mem = sorted((int(c) for c in clocks), reverse=True)
+        return list(self._supported_mem)
+
+    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
+        mem = mem_mhz if mem_mhz is not None else max(self.supported_mem_clocks_mhz(), default=0)
+        if mem not in self._supported_sm:
+            clocks = self._call(
+                f"Cannot list supported SM clocks for memory clock {mem} MHz",
+                pynvml.nvmlDeviceGetSupportedGraphicsClocks,
+                self._handle,
+                mem,
+            )
+            self._supported_sm[mem] = sorted((int(c) for c in clocks), reverse=True)
+        return list(self._supported_sm[mem])
+
+    def power_limit_w(self) -> float | None:
+        v = self._try(pynvml.nvmlDeviceGetPowerManagementLimit, self._handle)
+        return None if v is None else mw_to_w(v)
+
+    def clock_details(self) -> dict[str, Any]:
+        """Everything NVML will say about clocks; NVML cannot read locked clocks back, so the
+        application-clock targets and boost limits are recorded for diagnosis only."""
+        h, t, p = self._handle, self._try, pynvml
+        out: dict[str, Any] = {
+            "sm_clock_mhz": t(p.nvmlDeviceGetClockInfo, h, p.NVML_CLOCK_SM),
+            "mem_clock_mhz": t(p.nvmlDeviceGetClockInfo, h, p.NVML_CLOCK_MEM),
+            "max_sm_clock_mhz": t(p.nvmlDeviceGetMaxClockInfo, h, p.NVML_CLOCK_SM),
+        }
+        for label, cid in (
+            ("app_target", p.NVML_CLOCK_ID_APP_CLOCK_TARGET),
+            ("app_default", p.NVML_CLOCK_ID_APP_CLOCK_DEFAULT),
+            ("customer_boost_max", p.NVML_CLOCK_ID_CUSTOMER_BOOST_MAX),
+        ):
+            out[f"{label}_sm_mhz"] = t(p.nvmlDeviceGetClock, h, p.NVML_CLOCK_SM, cid)
+        reasons = t(self.clock_event_reasons)
+        out["clock_event_reasons"] = reasons
+        return out
+
+    def other_processes(self) -> list[GpuProcess]:
+        procs: dict[int, GpuProcess] = {}
+        for fn in (
+            pynvml.nvmlDeviceGetComputeRunningProcesses,
+            pynvml.nvmlDeviceGetGraphicsRunningProcesses,
+        ):
+            for p in self._try(fn, self._handle) or []:
+                pid = int(p.pid)
+                if pid == os.getpid():
+                    continue
+                mem = getattr(p, "usedGpuMemory", None)
+                name = self._try(pynvml.nvmlSystemGetProcessName, pid)
+                procs[pid] = GpuProcess(
+                    pid,
+                    int(mem) if isinstance(mem, int) else None,
+                    _decode(name) if name is not None else None,
+                )
+        return sorted(procs.values(), key=lambda q: q.pid)
+
+    # ------------------------------------------------------------------ control
+    def can_control_clocks(self) -> bool:
+        return True
+
+    def clock_state(self) -> ClockState:
+        # NVML has no getter for locked clocks: only the power limit is read back.
+        return ClockState(None, None, self.power_limit_w(), locks_known=False)
+
+    def lock_sm_clocks(self, freq_mhz: int) -> None:
+        self._call(
+            f"Cannot lock the SM clock of GPU {self.index} to {freq_mhz} MHz",
+            pynvml.nvmlDeviceSetGpuLockedClocks,
+            self._handle,
+            int(freq_mhz),
+            int(freq_mhz),
+        )
+
+    def reset_sm_clocks(self) -> None:
+        self._call(
+            f"Cannot reset the SM clock lock of GPU {self.index}",
+            pynvml.nvmlDeviceResetGpuLockedClocks,
+            self._handle,
+        )
+
+    def lock_mem_clocks(self, freq_mhz: int) -> None:
+        self._call(
+            f"Cannot lock the memory clock of GPU {self.index} to {freq_mhz} MHz",
+            pynvml.nvmlDeviceSetMemoryLockedClocks,
+            self._handle,
+            int(freq_mhz),
+            int(freq_mhz),
+        )
+
+    def reset_mem_clocks(self) -> None:
+        self._call(
+            f"Cannot reset the memory clock lock of GPU {self.index}",
+            pynvml.nvmlDeviceResetMemoryLockedClocks,
+            self._handle,
+        )
+
+    def set_power_limit_w(self, power_w: float) -> None:
+        self._call(
+            f"Cannot set the power limit of GPU {self.index} to {power_w:g} W",
+            pynvml.nvmlDeviceSetPowerManagementLimit,
+            self._handle,
+            w_to_mw(power_w),
+        )
+
+    def close(self) -> None:
+        if self._initialised:
+            self._initialised = False
+            self._try(pynvml.nvmlShutdown)
+
+
+def nvml_available() -> bool:
+    """True when NVML initialises and sees at least one GPU (used by backend=auto)."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return False
+    try:
+        return int(pynvml.nvmlDeviceGetCount()) > 0
+    except pynvml.NVMLError:
+        return False
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+
+
+__all__ = ["NvmlDevice", "nvml_available", "translate_nvml_error"]

@@ -1,0 +1,194 @@
+"""Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
+
+The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.datasets`;
+this module only resolves paths, calls the `datasets` library and turns its failures into one-line
+`DatasetError`s that say which task, which dataset, what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llm_energy.datasets import (
+    DatasetError,
+    LoadResult,
+    TaskSpec,
+    collect_items,
+    missing_columns,
+    parse_task,
+    seeded_sample,
+    summarize_problems,
+)
+
+__all__ = ["DatasetError", "LoadResult", "load_rows", "load_task_items", "resolve_data_files"]
+
+_GLOB_CHARS = set("*?[")
+
+
+def _where(spec: TaskSpec) -> str:
+    return f"task '{spec.name}', dataset '{spec.dataset.label}'"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def resolve_data_files(data_files: Any, root: Path) -> Any:
+    """Make relative data_files absolute against `root`, keeping str / list / dict shapes."""
+    if data_files is None:
+        return None
+    if isinstance(data_files, str | os.PathLike):
+        path = Path(data_files)
+        return str(path if path.is_absolute() or "://" in str(data_files) else root / path)
+    if isinstance(data_files, Mapping):
+        return {str(k): resolve_data_files(v, root) for k, v in data_files.items()}
+    return [resolve_data_files(v, root) for v in data_files]
+
+
+def _check_files_exist(spec: TaskSpec, data_files: Any, root: Path) -> None:
+    flat: list[str] = []
+    stack = [data_files]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            flat.append(value)
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif value is not None:
+            stack.extend(value)
+    for path in flat:
+        if "://" in path:
+            continue
+        found = (
+            glob.glob(path) if _GLOB_CHARS & set(path) else [path] if Path(path).exists() else []
+        )
+        if not found:
+            raise DatasetError(
+                f"{_where(spec)}: data file {path} not found; fix `dataset.data_files` "
+                f"(relative paths are resolved against {root})"
+            )
+
+
+def _offline() -> bool:
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(f.strip().upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
+
+
+def load_rows(
+    spec: TaskSpec, *, root: Path, cache_dir: str | os.PathLike[str] | None = None
+) -> Any:
+    """The task's split as a `datasets.Dataset`; DatasetError with a remedy if it cannot load."""
+    import datasets  # heavy import: only when data is actually read
+
+    ds = spec.dataset
+    data_files = resolve_data_files(ds.data_files, Path(root))
+    _check_files_exist(spec, data_files, Path(root))
+    split = ds.split
+    if split is None and isinstance(data_files, str | list):
+        split = "train"  # local files without a split mapping load as "train"
+    if split is None:
+        raise DatasetError(f"{_where(spec)}: no split given; set `dataset.split` (e.g. validation)")
+
+    kwargs: dict[str, Any] = {"split": split}
+    if data_files is not None:
+        kwargs["data_files"] = data_files
+    if ds.field is not None:
+        kwargs["field"] = ds.field  # only the json builder accepts it
+    if ds.revision is not None:
+        kwargs["revision"] = ds.revision
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    try:
+        loaded = datasets.load_dataset(ds.path, ds.name, **kwargs)
+    except Exception as exc:  # the library raises many types; all become one actionable line
+        raise DatasetError(f"{_where(spec)}: {_load_failure(exc, spec)}") from exc
+    if not isinstance(loaded, datasets.Dataset):
+        raise DatasetError(
+            f"{_where(spec)}: split '{split}' did not load as a single table "
+            f"({type(loaded).__name__}); set `dataset.split` to one split name"
+        )
+    return loaded
+
+
+def _load_failure(exc: Exception, spec: TaskSpec) -> str:
+    message = _one_line(f"{type(exc).__name__}: {exc}")
+    hub = spec.dataset.data_files is None
+    text = str(exc)
+    if "split" in text.lower() and "unknown split" in text.lower():
+        return f"{message}; set `dataset.split` to one of the listed splits"
+    if hub and (isinstance(exc, ConnectionError | FileNotFoundError) or "offline" in text.lower()):
+        remedy = (
+            "it is not in the local Hugging Face cache and offline mode is on "
+            "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
+            if _offline()
+            else "the Hub could not be reached or the dataset id/config is wrong"
+        )
+        return (
+            f"cannot load {spec.dataset.path!r} ({message}): {remedy}; run prepare once online "
+            f"to cache it, or use the embedded samples (data/samples/{spec.kind}.jsonl)"
+        )
+    return f"cannot load the data ({message}); check `dataset` in the task config"
+
+
+def load_task_items(
+    task: Mapping[str, Any],
+    *,
+    n_items: int,
+    seed: int,
+    root: Path,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> LoadResult:
+    """Load, validate and sample one task's items (prepared-record dicts, docs/records.md).
+
+    `task` is a task config section (dict or DictConfig). Unusable rows are skipped and listed
+    in `problems`; the sample is a seeded, deterministic prefix of a permutation of the usable
+    items. Raises DatasetError for a bad config, a dataset that cannot load, a mapped column
+    that no row has, or no usable row at all.
+    """
+    spec = parse_task(task)
+    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+        raise DatasetError(f"{_where(spec)}: n_items must be a positive integer, got {n_items!r}")
+    table = load_rows(spec, root=Path(root), cache_dir=cache_dir)
+
+    missing = missing_columns(spec, table.column_names)
+    if missing:
+        field_name, column = next(iter(missing.items()))
+        raise DatasetError(
+            f"{_where(spec)}: no row has column '{column}' (mapped from field '{field_name}'); "
+            f"columns are {table.column_names}; fix `fields.{field_name}` in the task config"
+        )
+    notes: list[str] = []
+    id_column = spec.fields.get("id")
+    if not spec.line_mode and (not id_column or id_column not in table.column_names):
+        notes.append("no id column: item ids are content hashes")
+    wanted = [
+        c for c in dict.fromkeys(v for v in spec.fields.values() if v) if c in table.column_names
+    ]
+    rows = table.select_columns(wanted).to_list()
+
+    items, problems, n_rows = collect_items(rows, spec)
+    if not items:
+        detail = (
+            " | ".join(summarize_problems(problems, max_examples=2)[:2]) or "the split is empty"
+        )
+        raise DatasetError(
+            f"{_where(spec)}: no usable rows out of {n_rows} ({detail}); "
+            "fix the data or the task's `fields` mapping"
+        )
+    sample = seeded_sample(items, n_items, seed)
+    if len(items) < n_items:
+        notes.append(f"asked for {n_items} items, only {len(items)} usable: using all of them")
+    return LoadResult(
+        task=spec.name,
+        dataset=spec.dataset.label,
+        items=[item.to_record() for item in sample],
+        row_problems=problems,
+        n_rows=n_rows,
+        n_usable=len(items),
+        notes=notes,
+    )

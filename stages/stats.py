@@ -1,0 +1,68 @@
+"""Stage `stats`: significance tests, regression, trade-off and recommended cap -> reports/.
+
+Tables go to reports/stats/*.csv and *.md; headline numbers to reports/metrics.json (a DVC
+metrics file, so `dvc exp show` lists them per experiment).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from _common import StageError, log, run_stage
+from llm_energy.analysis.regression import energy_ols
+from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
+from llm_energy.analysis.summary import headline_metrics
+from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap, savings_headline
+from llm_energy.config import Config
+from llm_energy.io.files import atomic_write_text, read_jsonl, write_json
+from llm_energy.paths import ProjectPaths
+from llm_energy.tables import to_markdown
+
+
+def main(cfg: Config, paths: ProjectPaths) -> None:
+    scored_file = paths.aggregate_dir / "requests.jsonl"
+    if not scored_file.exists() or not paths.summary_csv.exists():
+        raise StageError(f"{paths.aggregate_dir} is incomplete: run the aggregate stage first")
+    requests = pd.DataFrame(read_jsonl(scored_file))
+    summary = pd.read_csv(paths.summary_csv)
+    s = cfg.stats
+    coef, ols_info = energy_ols(requests)
+    tables = {
+        "frequency_effect": frequency_effect(requests, alpha=s.alpha, min_samples=s.min_samples),
+        "pairwise": pairwise_vs_default(requests, alpha=s.alpha, min_samples=s.min_samples),
+        "spearman": spearman_lengths(requests, min_samples=s.min_samples),
+        "regression": coef,
+        "pareto": pareto_frontier(summary),
+        "recommendation": recommend_cap(
+            requests,
+            latency_budget_pct=s.latency_budget_pct,
+            n_boot=s.n_boot,
+            seed=s.seed,
+            ci_level=cfg.aggregate.ci_level,
+        ),
+    }
+    shutil.rmtree(paths.stats_dir, ignore_errors=True)
+    paths.stats_dir.mkdir(parents=True)
+    for name, table in tables.items():
+        table.to_csv(paths.stats_dir / f"{name}.csv", index=False)
+        atomic_write_text(paths.stats_dir / f"{name}.md", to_markdown(table) + "\n")
+    write_json(paths.stats_dir / "ols_info.json", ols_info)
+    write_json(
+        paths.stats_dir / "settings.json",
+        {
+            "alpha": s.alpha,
+            "min_samples": s.min_samples,
+            "latency_budget_pct": s.latency_budget_pct,
+        },
+    )
+    metrics = headline_metrics(summary, requests)
+    metrics["tradeoff"] = savings_headline(tables["recommendation"])
+    metrics["stats"] = {"alpha": s.alpha, "ols_r2": ols_info.get("r2")}
+    write_json(paths.metrics_file, metrics)
+    log.info("stats: %s", ", ".join(f"{k}={len(v)} rows" for k, v in tables.items()))
+
+
+if __name__ == "__main__":
+    run_stage("stats", main)

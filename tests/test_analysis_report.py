@@ -1,0 +1,237 @@
+"""report.py: sentences carry the right numbers; HTML is self-contained."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis_fixtures import sweep_requests
+from llm_energy.analysis.figures import SIMULATED_LABEL, energy_vs_freq, figure_png_bytes
+from llm_energy.analysis.regression import energy_ols
+from llm_energy.analysis.report import (
+    build_html,
+    build_markdown,
+    markdown_table,
+    markdown_to_html,
+    recommendation_sentences,
+)
+from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
+from llm_energy.analysis.summary import headline_metrics, summarize
+from llm_energy.analysis.tradeoff import recommend_cap, savings_headline
+
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+)
+
+
+def _rec_row(**overrides: object) -> dict:
+    row = {
+        "model": "X",
+        "task": "summarization",
+        "engine": "eager",
+        "batch_size": 1,
+        "input_tokens_target": 256,
+        "output_tokens_target": 64,
+        "energy_kind": "measured",
+        "metric": "j_per_token",
+        "baseline": "default",
+        "baseline_freq_mhz": np.nan,
+        "latency_budget_pct": 5.0,
+        "recommended_freq_mhz": 1200.0,
+        "saving_pct": 18.3,
+        "saving_ci_low": 15.1,
+        "saving_ci_high": 21.04,
+        "latency_change_pct": 4.2,
+        "saves_energy": True,
+        "ci_level": 0.95,
+        "note": "",
+    }
+    row.update(overrides)
+    return row
+
+
+def test_recommendation_sentence_exact_numbers() -> None:
+    (sentence,) = recommendation_sentences(pd.DataFrame([_rec_row()]))
+    assert sentence == (
+        "Capping at 1200 MHz saved 18.3 % energy per token (95 % CI 15.1–21.0 %) "
+        "for +4.2 % p50 latency on summarization with model X."
+    )
+
+
+def test_recommendation_sentences_other_cases() -> None:
+    recs = pd.DataFrame(
+        [
+            _rec_row(
+                task="qa",
+                recommended_freq_mhz=np.nan,
+                saves_energy=False,
+                note="no frequency cap keeps ...",
+            ),
+            _rec_row(
+                task="gen",
+                saving_pct=-2.5,
+                saving_ci_low=-4.0,
+                saving_ci_high=-1.0,
+                saves_energy=False,
+                latency_change_pct=1.0,
+                energy_kind="measured",
+            ),
+            _rec_row(task="sim", energy_kind="measured", ci_level=0.9),
+        ]
+    )
+    qa, gen, sim = recommendation_sentences(recs)
+    assert (
+        qa == "No frequency cap kept p50 latency within +5 % of default clocks on qa with model X."
+    )
+    assert "changed energy per token by +2.5 % (95 % CI +1.0 to +4.0 %)" in gen
+    assert "default clocks remain the better choice" in gen
+    assert "(90 % CI 15.1–21.0 %)" in sim
+    (weak,) = recommendation_sentences(pd.DataFrame([_rec_row(saving_pct=1.0, saving_ci_low=-2.0)]))
+    assert "saved 1.0 % energy per token (95 % CI -2.0 to +21.0 %)" in weak
+    assert "the effect is not established" in weak
+
+
+def test_simulated_sentence_is_marked() -> None:
+    (sentence,) = recommendation_sentences(pd.DataFrame([_rec_row(energy_kind="simulated")]))
+    assert sentence.endswith("on summarization with model X (simulated energy).")
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict:
+    req = sweep_requests(
+        (None, 1900.0, 1700.0, 1400.0),
+        n_per_freq=8,
+        length_jitter=True,
+        energy_kind="simulated",
+        tasks=("qa",),
+    )
+    summary = summarize(req, n_boot=50)
+    recs = recommend_cap(req, latency_budget_pct=10.0, n_boot=50)
+    coef, _ = energy_ols(req)
+    tables = {
+        "frequency_effect": frequency_effect(req),
+        "pairwise": pairwise_vs_default(req),
+        "spearman": spearman_lengths(req),
+        "regression": coef,
+    }
+    headline = headline_metrics(summary, req)
+    headline["tradeoff"] = savings_headline(recs)
+    return {"req": req, "summary": summary, "recs": recs, "tables": tables, "headline": headline}
+
+
+def test_build_markdown_from_pipeline(pipeline: dict) -> None:
+    md = build_markdown(
+        pipeline["summary"],
+        pipeline["tables"],
+        pipeline["recs"],
+        pipeline["headline"],
+        {"energy_vs_freq": "figures/energy_vs_freq.png"},
+        "Simulated GPU model: h200.",
+    )
+    assert md.startswith("# ")
+    assert SIMULATED_LABEL in md.split("## Findings")[0]  # banner before the findings
+    assert "Simulated GPU model: h200." in md
+    rec = pipeline["recs"].iloc[0]
+    expected = f"Capping at {rec['recommended_freq_mhz']:.0f} MHz saved {rec['saving_pct']:.1f} % energy per token"
+    assert expected in md
+    assert f"{rec['saving_ci_low']:.1f}–{rec['saving_ci_high']:.1f} %" in md
+    fe = pipeline["tables"]["frequency_effect"].iloc[0]
+    assert f"= {fe['statistic']:.2f}" in md
+    assert "![energy_vs_freq](figures/energy_vs_freq.png)" in md
+    for section in (
+        "## Findings",
+        "## Headline metrics",
+        "## Configurations",
+        "## Statistics: pairwise",
+        "## Statistics: regression",
+    ):
+        assert section in md
+    assert "OLS with HC3 errors: each extra output token" in md
+
+
+def test_measured_report_has_no_banner(pipeline: dict) -> None:
+    summary = pipeline["summary"].assign(energy_kind="measured")
+    head = {"energy": {"kind": "measured"}}
+    md = build_markdown(
+        summary, {}, pipeline["recs"].assign(energy_kind="measured"), head, {}, None
+    )
+    assert "⚠" not in md and "SIMULATED" not in md
+
+
+def test_build_markdown_empty_inputs() -> None:
+    md = build_markdown(pd.DataFrame(), {}, pd.DataFrame(), {}, {}, None)
+    assert "No findings" in md
+
+
+def test_markdown_table_renderer() -> None:
+    table = markdown_table(pd.DataFrame({"a": [1, 2], "b": [0.123456, np.nan], "c": ["x|y", None]}))
+    lines = table.splitlines()
+    assert lines[0] == "| a | b | c |"
+    assert lines[1] == "|---|---|---|"
+    assert lines[2] == "| 1 | 0.123 | x\\|y |"
+    assert lines[3] == "| 2 | n/a | n/a |"
+
+
+def test_markdown_to_html_subset() -> None:
+    md = "# Title\n\nSome **bold** text\nand `code`.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\n> **warn** here\n"
+    out = markdown_to_html(md)
+    assert "<h1>Title</h1>" in out
+    assert "<p>Some <strong>bold</strong> text and <code>code</code>.</p>" in out
+    assert "<ul><li>one</li><li>two</li></ul>" in out
+    assert "<th>a</th>" in out and "<td>x|y</td>" in out
+    assert "<blockquote><p><strong>warn</strong> here</p></blockquote>" in out
+    assert "<script" not in markdown_to_html("<script>alert(1)</script>")
+
+
+def test_build_html_self_contained(pipeline: dict) -> None:
+    png = figure_png_bytes(energy_vs_freq(pipeline["summary"]), dpi=30)
+    md = build_markdown(
+        pipeline["summary"],
+        pipeline["tables"],
+        pipeline["recs"],
+        pipeline["headline"],
+        {"energy_vs_freq": "figures/energy_vs_freq.png"},
+        None,
+    )
+    page = build_html(md, {"energy_vs_freq": png, "extra": TINY_PNG})
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") == 2  # referenced one in place + the extra appended
+    assert "http" not in page
+    assert not re.search(r"<(script|link)\b", page)
+    assert "<style>" in page and "<table>" in page
+    assert "<blockquote>" in page  # the simulated banner
+    assert "<title>LLM inference energy under GPU frequency caps</title>" in page
+
+
+def test_build_html_sections_and_unmatched_image() -> None:
+    page = build_html({"Intro": "text", "More": "![missing](figures/missing.png)"}, {})
+    assert "<h2>Intro</h2>" in page and "<h2>More</h2>" in page
+    assert "not embedded" in page and "figures/missing.png" not in page
+    assert "data:image/png;base64," not in page
+    page2 = build_html(["# A", "b"], {"fig": TINY_PNG})
+    assert "data:image/png;base64," in page2 and "<h2>Figures</h2>" in page2
+
+
+def test_banner_note_does_not_repeat_the_label() -> None:
+    from llm_energy.analysis.report import energy_banner
+
+    banner = energy_banner(["simulated"], SIMULATED_LABEL) or ""
+    assert banner.count(SIMULATED_LABEL) == 1
+    assert "extra context" in (energy_banner(["simulated"], "extra context") or "")
+    assert energy_banner(["measured"], None) is None
+
+
+def test_csv_round_trip_of_recommendations() -> None:
+    import io
+
+    recs = pd.DataFrame(
+        [_rec_row(), _rec_row(task="qa", recommended_freq_mhz=np.nan, saves_energy=False)]
+    )
+    buf = io.StringIO()
+    recs.to_csv(buf, index=False)
+    back = pd.read_csv(io.StringIO(buf.getvalue()))
+    assert recommendation_sentences(back) == recommendation_sentences(recs)

@@ -1,0 +1,293 @@
+"""summary.py: exclusion reasons, per-configuration summary, bootstrap CIs, headline metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis_fixtures import groups_to_requests, minimal_requests, sweep_requests
+from llm_energy.analysis.summary import (
+    CONFIG_KEYS,
+    METRICS,
+    THROTTLE_MASK,
+    bootstrap_ci,
+    exclusion_reasons,
+    headline_metrics,
+    parse_clock_event_reasons,
+    summarize,
+)
+
+
+def test_throttle_mask_uses_nvml_bit_values() -> None:
+    assert THROTTLE_MASK == 0x4 | 0x8 | 0x20 | 0x40 | 0x80 == 0xEC
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (0x20, 0x20),
+        ("0x40", 0x40),
+        ("136", 136),
+        (4.0, 4),
+        (None, None),
+        (float("nan"), None),
+        (["sw_thermal_slowdown", "hw_slowdown"], 0x28),
+    ],
+)
+def test_parse_clock_event_reasons(value: object, expected: int | None) -> None:
+    assert parse_clock_event_reasons(value) == expected
+
+
+def test_exclusion_reasons_each_reason() -> None:
+    df = pd.DataFrame(
+        {
+            "energy_j": [1.0] * 8,
+            "status": ["ok", "oom", "ok", "ok", "ok", "ok", "ok", "error"],
+            "window_trusted": [True, True, False, True, True, True, None, True],
+            "cap_held": [True, True, True, False, None, True, True, True],
+            "clock_event_reasons": [0, 0, 0, 0, 0x1 | 0x100, 0x40, "0x4", 0x80],
+        }
+    )
+    reasons = exclusion_reasons(df).tolist()
+    assert reasons[0] == ""
+    assert reasons[1] == "status not ok: oom"
+    assert reasons[2] == "window not trusted"
+    assert reasons[3] == "cap not held"
+    assert (
+        reasons[4] == ""
+    )  # GPU idle / display clock bits are not throttling; null cap_held = no cap
+    assert reasons[5] == "throttled (0x40)"
+    assert reasons[6] == "throttled (0x4)"  # null window_trusted is not a "false"
+    assert reasons[7] == "status not ok: error; throttled (0x80)"
+
+
+def test_exclusion_reasons_without_optional_columns() -> None:
+    df = minimal_requests([1.0, 2.0, 3.0])
+    assert exclusion_reasons(df).tolist() == ["", "", ""]
+    assert exclusion_reasons(pd.DataFrame()).tolist() == []
+
+
+def test_summarize_groups_and_columns() -> None:
+    df = sweep_requests((None, 1500.0, 900.0), n_per_freq=6, tasks=("qa", "generation"))
+    s = summarize(df, n_boot=100)
+    assert len(s) == 2 * 3
+    for key in CONFIG_KEYS:
+        assert key in s.columns
+    for m in METRICS:
+        for suffix in ("mean", "median", "ci_low", "ci_high", "cv"):
+            assert f"{m}_{suffix}" in s.columns
+    for col in ("n", "n_excluded", "latency_p50_s", "latency_p95_s", "energy_total_j"):
+        assert col in s.columns
+    # the default-clock group (NaN freq) survives grouping
+    assert s["freq_applied_mhz"].isna().sum() == 2
+    assert s.loc[s["freq_applied_mhz"].isna(), "default_clocks"].all()
+    assert (s["n"] == 6).all()
+
+
+def test_summarize_values_match_hand_computation() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=9, seed=3)
+    s = summarize(df, n_boot=50)
+    row = s.iloc[0]
+    jpt = df["energy_j"] / df["output_tokens"]
+    assert row["j_per_token_mean"] == pytest.approx(jpt.mean())
+    assert row["j_per_token_median"] == pytest.approx(jpt.median())
+    assert row["j_per_token_cv"] == pytest.approx(jpt.std(ddof=1) / jpt.mean())
+    assert row["latency_p50_s"] == pytest.approx(np.percentile(df["latency_s"], 50))
+    assert row["latency_p95_s"] == pytest.approx(np.percentile(df["latency_s"], 95))
+    assert row["energy_total_j"] == pytest.approx(df["energy_j"].sum())
+    assert row["edp_j_s_mean"] == pytest.approx((df["energy_j"] * df["latency_s"]).mean())
+    assert row["ed2p_j_s2_mean"] == pytest.approx((df["energy_j"] * df["latency_s"] ** 2).mean())
+    assert row["j_per_token_ci_low"] <= row["j_per_token_mean"] <= row["j_per_token_ci_high"]
+
+
+def test_summarize_exclusions_counted_not_used() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=5)
+    df["clock_event_reasons"] = df["clock_event_reasons"].astype(object)
+    df.loc[0, "status"] = "oom"
+    df.loc[0, "energy_j"] = np.nan
+    df.loc[1, "clock_event_reasons"] = "0x20"
+    df.loc[2, "cap_held"] = False
+    df.loc[3, "energy_j"] = 1e9  # would dominate the mean if used
+    df.loc[3, "window_trusted"] = False
+    row = summarize(df, n_boot=20).iloc[0]
+    assert (row["n_total"], row["n"], row["n_excluded"]) == (5, 1, 4)
+    assert row["excluded_status"] == 1
+    assert row["excluded_throttled"] == 1
+    assert row["excluded_cap_not_held"] == 1
+    assert row["excluded_untrusted"] == 1
+    assert "throttled=1" in row["excluded_reasons"]
+    assert row["energy_j_mean"] == pytest.approx(df.loc[4, "energy_j"])
+    # n = 1: no CI, no CV, no crash
+    assert math.isnan(row["j_per_token_ci_low"]) and math.isnan(row["j_per_token_cv"])
+
+
+def test_summarize_failed_configuration_kept() -> None:
+    ok = sweep_requests((1200.0,), n_per_freq=3)
+    failed = sweep_requests((900.0,), n_per_freq=3)
+    failed["status"] = "oom"
+    s = summarize(pd.concat([ok, failed], ignore_index=True), n_boot=20)
+    bad = s[s["freq_applied_mhz"] == 900.0].iloc[0]
+    assert bad["n"] == 0 and bad["n_excluded"] == 3
+    assert math.isnan(bad["j_per_token_mean"])
+
+
+def test_summarize_never_mixes_energy_kinds() -> None:
+    measured = sweep_requests((1200.0,), n_per_freq=4, energy_kind="measured")
+    simulated = sweep_requests((1200.0,), n_per_freq=4, energy_kind="simulated", seed=1)
+    s = summarize(pd.concat([measured, simulated], ignore_index=True), n_boot=20)
+    assert sorted(s["energy_kind"]) == ["measured", "simulated"]
+    assert (s["n"] == 4).all()
+
+
+def test_summarize_energy_kind_derived_from_source() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=3).drop(columns=["energy_kind"])
+    df["energy_source"] = "codecarbon-estimate"
+    assert summarize(df, n_boot=10)["energy_kind"].tolist() == ["estimated"]
+
+
+def test_summarize_quality_and_perplexity() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=4, tasks=("generation",))
+    df["ref_nll_sum"] = [2.0, 4.0, 3.0, 1.0]
+    df["ref_tokens"] = [1.0, 2.0, 3.0, 4.0]
+    df["quality_rouge_l"] = [0.1, 0.2, np.nan, 0.3]  # NaN = not applicable
+    row = summarize(df, n_boot=50).iloc[0]
+    assert row["perplexity"] == pytest.approx(math.exp(10.0 / 10.0))
+    assert row["quality_rouge_l_mean"] == pytest.approx(0.2)
+    assert row["quality_rouge_l_n"] == 3
+    assert row["perplexity_ci_low"] <= row["perplexity"] <= row["perplexity_ci_high"]
+
+
+def test_summarize_is_seeded() -> None:
+    df = sweep_requests((None, 1200.0), n_per_freq=8)
+    a = summarize(df, n_boot=200, seed=5)
+    b = summarize(df, n_boot=200, seed=5)
+    c = summarize(df, n_boot=200, seed=6)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["j_per_token_ci_low"], c["j_per_token_ci_low"])
+
+
+def test_summarize_minimal_and_empty_frames() -> None:
+    s = summarize(minimal_requests([1.0, 2.0, 4.0]), n_boot=20)
+    assert len(s) == 1 and s["energy_kind"].iloc[0] == "unknown"
+    assert s["j_per_token_mean"].iloc[0] == pytest.approx(7 / 3)
+    assert summarize(pd.DataFrame(), n_boot=10).empty
+
+
+def test_bootstrap_ci_covers_true_mean_of_normal_samples() -> None:
+    rng = np.random.default_rng(42)
+    mu, sigma, n, reps = 10.0, 2.0, 40, 120
+    covered = 0
+    for r in range(reps):
+        sample = rng.normal(mu, sigma, n)
+        lo, hi = bootstrap_ci(sample, ci_level=0.95, n_boot=400, seed=r)
+        covered += lo <= mu <= hi
+    # nominal 95 %; the percentile bootstrap runs slightly narrow for n = 40
+    assert 0.85 <= covered / reps <= 1.0
+
+
+def test_bootstrap_ci_width_shrinks_with_n_and_handles_n1() -> None:
+    rng = np.random.default_rng(0)
+    small = bootstrap_ci(rng.normal(0, 1, 10), n_boot=500)
+    large = bootstrap_ci(rng.normal(0, 1, 1000), n_boot=500)
+    assert (large[1] - large[0]) < (small[1] - small[0])
+    assert all(math.isnan(x) for x in bootstrap_ci([3.0], n_boot=100))
+
+
+def test_cluster_bootstrap_is_wider_for_shared_windows() -> None:
+    rng = np.random.default_rng(1)
+    window_values = rng.normal(5.0, 1.0, 10)
+    values = np.repeat(window_values, 8)  # 8 requests share each window's reading
+    clusters = np.repeat(np.arange(10), 8)
+    naive = bootstrap_ci(values, n_boot=1000, seed=0)
+    clustered = bootstrap_ci(values, n_boot=1000, seed=0, clusters=clusters)
+    assert (clustered[1] - clustered[0]) > 2 * (naive[1] - naive[0])
+
+
+def test_headline_metrics_single_capped_run() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=6, tasks=("generation",))
+    s = summarize(df, n_boot=50)
+    h = headline_metrics(s, df)
+    json.dumps(h)  # JSON-ready
+    assert h["energy"]["kind"] == "measured"
+    assert h["energy"]["j_per_token"] == pytest.approx(s["j_per_token_mean"].iloc[0])
+    assert h["energy"]["j_per_token_ci_low"] == pytest.approx(s["j_per_token_ci_low"].iloc[0])
+    assert h["perf"]["tokens_per_s"] == pytest.approx(df["tokens_per_s"].mean())
+    assert h["perf"]["latency_p50_s"] == pytest.approx(df["latency_s"].median())
+    assert h["gpu"]["freq_applied_mhz"] == 1200.0
+    assert h["gpu"]["freq_mode"] == "capped"
+    assert h["quality"]["perplexity"] == pytest.approx(math.e**2)
+    assert h["config"]["task"] == "generation"
+
+
+def test_headline_metrics_default_clocks_freq_is_null() -> None:
+    df = sweep_requests((None,), n_per_freq=4)
+    h = headline_metrics(summarize(df, n_boot=10), df)
+    assert h["gpu"]["freq_applied_mhz"] is None
+    assert h["gpu"]["freq_mode"] == "default"
+    assert h["quality"]["exact_match"] == pytest.approx(0.5)
+
+
+def test_headline_metrics_mixed_kinds_prefers_measured() -> None:
+    sim = groups_to_requests({1200.0: [100.0, 100.0]}, energy_kind="simulated")
+    meas = groups_to_requests({1200.0: [1.0, 3.0]}, energy_kind="measured")
+    df = pd.concat([sim, meas], ignore_index=True)
+    h = headline_metrics(summarize(df, n_boot=10), df)
+    assert h["energy"]["kind"] == "measured"
+    assert h["energy"]["j_per_token"] == pytest.approx(2.0)
+    assert h["energy"]["kinds_present"] == "measured,simulated"
+
+
+def test_default_clock_group_never_merges_with_a_cap_at_the_same_clock() -> None:
+    df = sweep_requests((None, 1980.0), n_per_freq=3, default_applied_mhz=1980.0)
+    s = summarize(df, n_boot=10)
+    assert len(s) == 2
+    default = s[s["default_clocks"]].iloc[0]
+    assert math.isnan(default["freq_applied_mhz"]) and default["n"] == 3
+    assert default["sm_clock_mean_mhz"] == pytest.approx(1975.0)
+
+
+def test_failure_records_inherit_their_runs_energy_kind() -> None:
+    ok = sweep_requests((1200.0,), n_per_freq=3, energy_kind="simulated")
+    failed = ok.iloc[:2][
+        ["run_id", "model", "task", "engine", "input_tokens_target", "output_tokens_target"]
+    ].copy()
+    failed["batch_size"] = 8
+    failed["freq_requested_mhz"] = 1200.0
+    failed["freq_applied_mhz"] = 1200.0
+    failed["status"] = "oom"
+    failed["energy_kind"] = None  # plan.failure_records writes no energy kind
+    s = summarize(pd.concat([ok, failed], ignore_index=True), n_boot=10)
+    assert set(s["energy_kind"]) == {"simulated"}
+    oom = s[s["batch_size"] == 8].iloc[0]
+    assert (oom["n"], oom["n_excluded"], oom["excluded_status"]) == (0, 2, 2)
+
+
+def test_quality_flag_column_is_not_a_score() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=3)
+    df["quality_applicable"] = True
+    s = summarize(df, n_boot=10)
+    assert "quality_applicable_mean" not in s.columns
+    assert "quality_exact_match_mean" in s.columns
+
+
+def test_windows_are_identified_per_run() -> None:
+    # two runs reuse window ids 1..4; each request has its own value
+    df = pd.DataFrame(
+        {
+            "run_id": ["a"] * 4 + ["b"] * 4,
+            "window_id": [1, 2, 3, 4] * 2,
+            "energy_j": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "output_tokens": 1,
+            "latency_s": 1.0,
+        }
+    )
+    from llm_energy.analysis.summary import cluster_ids
+
+    assert cluster_ids(df).nunique() == 8
+    s = summarize(df, n_boot=200)
+    assert s["n"].iloc[0] == 8 and s["energy_j_ci_low"].iloc[0] < s["energy_j_ci_high"].iloc[0]

@@ -1,0 +1,167 @@
+"""tradeoff.py: Pareto frontier on a hand-made set, recommend_cap on a sweep with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis_fixtures import groups_to_requests, sweep_requests, true_j_per_token
+from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.tradeoff import (
+    RECOMMEND_COLUMNS,
+    pareto_frontier,
+    pareto_mask,
+    recommend_cap,
+    savings_headline,
+)
+
+SWEEP = (None, 1900.0, 1700.0, 1400.0, 1100.0)
+
+
+def _summary_rows(model: str, points: dict[float | None, tuple[float, float]]) -> list[dict]:
+    return [
+        {
+            "model": model,
+            "task": "t",
+            "engine": "eager",
+            "batch_size": 1,
+            "input_tokens_target": 64,
+            "output_tokens_target": 32,
+            "freq_applied_mhz": np.nan if f is None else f,
+            "energy_kind": "measured",
+            "default_clocks": f is None,
+            "latency_p50_s": lat,
+            "j_per_token_mean": e,
+        }
+        for f, (lat, e) in points.items()
+    ]
+
+
+def test_pareto_mask_hand_made() -> None:
+    lat = [1.0, 1.1, 1.3, 1.5, 1.6, 2.0, 1.5, np.nan]
+    energy = [6.0, 5.0, 5.5, 3.0, 3.0, 3.5, 3.0, 1.0]
+    # 1.3/5.5 dominated by 1.1/5.0; 1.6/3.0 and 2.0/3.5 by 1.5/3.0; the duplicate 1.5/3.0
+    # points do not dominate each other; NaN is never on the frontier
+    assert pareto_mask(lat, energy).tolist() == [True, True, False, True, False, False, True, False]
+
+
+def test_pareto_frontier_per_group() -> None:
+    rows = _summary_rows(
+        "a",
+        {
+            None: (1.0, 6.0),
+            1800.0: (1.1, 5.0),
+            1500.0: (1.3, 5.5),
+            1200.0: (1.5, 3.0),
+            900.0: (1.6, 3.0),
+            600.0: (2.0, 3.5),
+        },
+    )
+    # model b: its points would be dominated by model a's, but groups are separate
+    rows += _summary_rows("b", {None: (3.0, 9.0), 900.0: (4.0, 8.0)})
+    front = pareto_frontier(pd.DataFrame(rows))
+    a = front[front["model"] == "a"].set_index("label")["on_frontier"].to_dict()
+    assert a == {
+        "default": True,
+        "1800 MHz": True,
+        "1500 MHz": False,
+        "1200 MHz": True,
+        "900 MHz": False,
+        "600 MHz": False,
+    }
+    assert front[front["model"] == "b"]["on_frontier"].all()
+    # sorted by latency inside a group
+    lat_a = front[front["model"] == "a"]["latency_p50_s"].tolist()
+    assert lat_a == sorted(lat_a)
+
+
+def test_pareto_frontier_from_real_summary_and_single_point() -> None:
+    s = summarize(sweep_requests(SWEEP, n_per_freq=5), n_boot=10)
+    front = pareto_frontier(s)
+    assert front["on_frontier"].any() and len(front) == len(s)
+    single = pareto_frontier(s.iloc[:1])
+    assert single["on_frontier"].tolist() == [True]
+    assert pareto_frontier(s.iloc[0:0]).empty
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [(5.0, 1900.0), (10.0, 1700.0), (25.0, 1400.0), (50.0, 1100.0)],
+)
+def test_recommend_cap_known_answer(budget: float, expected: float) -> None:
+    # true p50 latency vs default: 1900 +1.9 %, 1700 +7.5 %, 1400 +18.7 %, 1100 +36.2 %;
+    # J/token falls monotonically with the clock, so the slowest cap within budget wins
+    df = sweep_requests(SWEEP, n_per_freq=20, seed=11)
+    rec = recommend_cap(df, latency_budget_pct=budget, n_boot=300, seed=0)
+    assert list(rec.columns) == RECOMMEND_COLUMNS
+    row = rec.iloc[0]
+    assert row["baseline"] == "default"
+    assert row["recommended_freq_mhz"] == expected
+    assert row["saves_energy"]
+    assert row["latency_change_pct"] <= budget
+    true_saving = 100 * (1 - true_j_per_token(expected, 256, 64) / true_j_per_token(None, 256, 64))
+    assert row["saving_ci_low"] <= true_saving <= row["saving_ci_high"]
+    assert row["saving_pct"] == pytest.approx(true_saving, abs=1.5)
+    assert row["saving_pct"] == pytest.approx(
+        100 * (1 - row["recommended_mean"] / row["baseline_mean"])
+    )
+
+
+def test_recommend_cap_nothing_qualifies() -> None:
+    df = sweep_requests(SWEEP, n_per_freq=10, seed=1, noise=0.002)  # 1900 MHz is +1.9 %
+    row = recommend_cap(df, latency_budget_pct=0.1, n_boot=50).iloc[0]
+    assert math.isnan(row["recommended_freq_mhz"])
+    assert not row["saves_energy"]
+    assert "no frequency cap keeps p50 latency within +0.1 %" in row["note"]
+    assert (
+        savings_headline(recommend_cap(df, latency_budget_pct=0.1, n_boot=20))["best_saving_pct"]
+        is None
+    )
+
+
+def test_recommend_cap_without_default_uses_highest_frequency() -> None:
+    df = sweep_requests((1900.0, 1700.0, 1400.0), n_per_freq=10, seed=2)
+    row = recommend_cap(df, latency_budget_pct=10.0, n_boot=50).iloc[0]
+    assert row["baseline"] == "highest (1900 MHz)"
+    assert row["baseline_freq_mhz"] == 1900.0
+    assert row["recommended_freq_mhz"] == 1700.0
+
+
+def test_recommend_cap_no_saving_is_flagged() -> None:
+    df = groups_to_requests({None: [1.0, 1.1, 0.9], 1500.0: [1.3, 1.2, 1.4]})
+    row = recommend_cap(df, latency_budget_pct=5.0, n_boot=50).iloc[0]
+    assert row["recommended_freq_mhz"] == 1500.0
+    assert row["saving_pct"] == pytest.approx(-30.0)
+    assert not row["saves_energy"]
+    assert "keep the baseline" in row["note"]
+
+
+def test_recommend_cap_single_level_and_per_task() -> None:
+    only = recommend_cap(sweep_requests((1200.0,), n_per_freq=3), n_boot=10).iloc[0]
+    assert "only the baseline" in only["note"]
+    two = recommend_cap(
+        sweep_requests(SWEEP, n_per_freq=6, tasks=("qa", "summarization")), n_boot=20
+    )
+    assert sorted(two["task"]) == ["qa", "summarization"]
+
+
+def test_savings_headline_picks_largest_saving() -> None:
+    df = pd.concat(
+        [
+            sweep_requests(SWEEP, n_per_freq=10, tasks=("qa",), seed=3),
+            sweep_requests(
+                SWEEP, n_per_freq=10, tasks=("summarization",), seed=4, output_tokens=16
+            ),
+        ],
+        ignore_index=True,
+    )
+    rec = recommend_cap(df, latency_budget_pct=10.0, n_boot=100)
+    head = savings_headline(rec)
+    best = rec.loc[rec["saving_pct"].idxmax()]
+    assert head["best_saving_pct"] == pytest.approx(best["saving_pct"])
+    assert head["recommended_freq_mhz"] == best["recommended_freq_mhz"]
+    assert head["task"] == best["task"]
+    assert head["n_strata"] == 2 and head["latency_budget_pct"] == 10.0

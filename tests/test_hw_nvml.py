@@ -1,0 +1,439 @@
+"""NVML backend against a fake `pynvml` that records every call (no GPU needed).
+
+`FakeNvml` is also imported by test_hw_control.py and test_hw_meter.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pynvml as real_pynvml
+import pytest
+
+import llm_energy.hw.nvml as nvml_mod
+from llm_energy.hw import open_device
+from llm_energy.hw.cpu import CpuDevice
+from llm_energy.hw.errors import (
+    DeviceError,
+    DeviceNotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+)
+from llm_energy.hw.nvml import NvmlDevice, translate_nvml_error
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "llm_energy"
+SETTER_PREFIXES = ("nvmlDeviceSet", "nvmlDeviceReset")
+
+
+def nvml_error(code: int) -> Exception:
+    return real_pynvml.NVMLError(code)
+
+
+class _Proc:
+    def __init__(self, pid: int, mem: int) -> None:
+        self.pid, self.usedGpuMemory = pid, mem
+
+
+class _Value:
+    def __init__(self, v: int) -> None:
+        self.uiVal = v
+
+
+class _Sample:
+    def __init__(self, ts: int, v: int) -> None:
+        self.timeStamp, self.sampleValue = ts, _Value(v)
+
+
+class FakeNvml(types.ModuleType):
+    """A stand-in for the pynvml module: real constants and error classes, fake functions.
+
+    Every call is appended to `calls` as (name, args). `fail[name] = exc` makes that function
+    raise; `hooks[name] = fn` runs fn(*args) before it returns.
+    """
+
+    def __init__(self, *, n_gpus: int = 1, uuids: list[str] | None = None) -> None:
+        super().__init__("pynvml")
+        for k in dir(real_pynvml):
+            if k.startswith(("NVML_", "NVMLError")):
+                setattr(self, k, getattr(real_pynvml, k))
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.fail: dict[str, Exception] = {}
+        self.hooks: dict[str, Callable[..., None]] = {}
+        self.n_gpus = n_gpus
+        self.uuids = uuids or [f"GPU-fake-{i:04d}" for i in range(n_gpus)]
+        self.energy_mj = 5_000_000
+        self.energy_step_mj = 0  # added on every energy read
+        self.power_mw = 126_600
+        self.sm_clock = 345
+        self.mem_clock = 3201
+        self.locked_sm: int | None = None
+        self.locked_mem: int | None = None
+        self.power_limit_mw = 700_000
+        self.procs: list[_Proc] = []
+        self.samples: list[_Sample] | None = None
+        self.reasons = 0x1
+        self.supported_mem = [3201, 2201]
+        self.supported_sm = list(range(1980, 344, -15))
+
+    def _rec(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if name in self.hooks:
+            self.hooks[name](*args)
+        if name in self.fail:
+            raise self.fail[name]
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+    def setter_calls(self) -> list[str]:
+        return [n for n in self.names() if n.startswith(SETTER_PREFIXES)]
+
+    # --- lifecycle / identity
+    def nvmlInit(self) -> None:
+        self._rec("nvmlInit")
+
+    def nvmlShutdown(self) -> None:
+        self._rec("nvmlShutdown")
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._rec("nvmlDeviceGetCount")
+        return self.n_gpus
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> str:
+        self._rec("nvmlDeviceGetHandleByIndex", i)
+        return f"h{i}"
+
+    def nvmlDeviceGetUUID(self, h: str) -> str:
+        self._rec("nvmlDeviceGetUUID", h)
+        return self.uuids[int(h[1:])]
+
+    def nvmlDeviceGetName(self, h: str) -> str:
+        self._rec("nvmlDeviceGetName", h)
+        return "NVIDIA H200"
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._rec("nvmlSystemGetDriverVersion")
+        return "580.159.04"
+
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        self._rec("nvmlSystemGetNVMLVersion")
+        return "13.580.159.04"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._rec("nvmlSystemGetCudaDriverVersion")
+        return 13000
+
+    def nvmlSystemGetProcessName(self, pid: int) -> str:
+        self._rec("nvmlSystemGetProcessName", pid)
+        return f"proc{pid}"
+
+    def nvmlDeviceGetPersistenceMode(self, h: str) -> int:
+        self._rec("nvmlDeviceGetPersistenceMode", h)
+        return 1
+
+    # --- readings
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: str) -> int:
+        self._rec("nvmlDeviceGetTotalEnergyConsumption", h)
+        self.energy_mj += self.energy_step_mj
+        return self.energy_mj
+
+    def nvmlDeviceGetPowerUsage(self, h: str) -> int:
+        self._rec("nvmlDeviceGetPowerUsage", h)
+        return self.power_mw
+
+    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:
+        self._rec("nvmlDeviceGetClockInfo", h, kind)
+        return self.sm_clock if kind == real_pynvml.NVML_CLOCK_SM else self.mem_clock
+
+    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int:
+        self._rec("nvmlDeviceGetMaxClockInfo", h, kind)
+        return 1980 if kind == real_pynvml.NVML_CLOCK_SM else 3201
+
+    def nvmlDeviceGetClock(self, h: str, kind: int, cid: int) -> int:
+        self._rec("nvmlDeviceGetClock", h, kind, cid)
+        return 1980
+
+    def nvmlDeviceGetSamples(self, h: str, kind: int, since: int) -> tuple[int, list[_Sample]]:
+        self._rec("nvmlDeviceGetSamples", h, kind, since)
+        if self.samples is None:
+            raise nvml_error(real_pynvml.NVML_ERROR_NOT_FOUND)
+        return real_pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, list(self.samples)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int:
+        self._rec("nvmlDeviceGetCurrentClocksEventReasons", h)
+        return self.reasons
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: str) -> int:
+        self._rec("nvmlDeviceGetCurrentClocksThrottleReasons", h)
+        return self.reasons
+
+    def nvmlDeviceGetTemperature(self, h: str, sensor: int) -> int:
+        self._rec("nvmlDeviceGetTemperature", h, sensor)
+        return 31
+
+    def nvmlDeviceGetSupportedMemoryClocks(self, h: str) -> list[int]:
+        self._rec("nvmlDeviceGetSupportedMemoryClocks", h)
+        return list(self.supported_mem)
+
+    def nvmlDeviceGetSupportedGraphicsClocks(self, h: str, mem: int) -> list[int]:
+        self._rec("nvmlDeviceGetSupportedGraphicsClocks", h, mem)
+        return list(self.supported_sm)
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: str) -> int:
+        self._rec("nvmlDeviceGetPowerManagementLimit", h)
+        return self.power_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: str) -> list[int]:
+        self._rec("nvmlDeviceGetPowerManagementLimitConstraints", h)
+        return [200_000, 700_000]
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: str) -> int:
+        self._rec("nvmlDeviceGetEnforcedPowerLimit", h)
+        return self.power_limit_mw
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: str) -> list[_Proc]:
+        self._rec("nvmlDeviceGetComputeRunningProcesses", h)
+        return list(self.procs)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: str) -> list[_Proc]:
+        self._rec("nvmlDeviceGetGraphicsRunningProcesses", h)
+        return []
+
+    # --- setters
+    def nvmlDeviceSetGpuLockedClocks(self, h: str, lo: int, hi: int) -> None:
+        self._rec("nvmlDeviceSetGpuLockedClocks", h, lo, hi)
+        self.locked_sm = hi
+        self.sm_clock = hi  # a min=max lock holds the clock even when idle
+
+    def nvmlDeviceResetGpuLockedClocks(self, h: str) -> None:
+        self._rec("nvmlDeviceResetGpuLockedClocks", h)
+        self.locked_sm = None
+        self.sm_clock = 345
+
+    def nvmlDeviceSetMemoryLockedClocks(self, h: str, lo: int, hi: int) -> None:
+        self._rec("nvmlDeviceSetMemoryLockedClocks", h, lo, hi)
+        self.locked_mem = hi
+        self.mem_clock = hi
+
+    def nvmlDeviceResetMemoryLockedClocks(self, h: str) -> None:
+        self._rec("nvmlDeviceResetMemoryLockedClocks", h)
+        self.locked_mem = None
+        self.mem_clock = 3201
+
+    def nvmlDeviceSetPowerManagementLimit(self, h: str, mw: int) -> None:
+        self._rec("nvmlDeviceSetPowerManagementLimit", h, mw)
+        self.power_limit_mw = mw
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
+    f = FakeNvml()
+    monkeypatch.setattr(nvml_mod, "pynvml", f)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return f
+
+
+# ------------------------------------------------------------------------ import / discovery
+
+
+def test_import_makes_no_nvml_call_and_pulls_no_torch() -> None:
+    code = (
+        "import sys, pynvml\n"
+        "def boom(*a, **k): raise SystemExit('NVML called at import')\n"
+        "for n in dir(pynvml):\n"
+        "    if n.startswith('nvml'): setattr(pynvml, n, boom)\n"
+        "import llm_energy.hw, llm_energy.hw.nvml, llm_energy.hw.cpu, llm_energy.hw.simulated\n"
+        "import llm_energy.hw.control, llm_energy.hw.meter, llm_energy.hw.timeline, llm_energy.freq, llm_energy.simmodel\n"
+        "assert 'torch' not in sys.modules and 'codecarbon' not in sys.modules, sorted(sys.modules)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_application_clock_api_is_never_used() -> None:
+    forbidden = (
+        "nvmlDeviceSet" + "ApplicationsClocks"
+    )  # split so this file does not contain it either
+    hits = [p for p in SRC.rglob("*.py") if forbidden in p.read_text()]
+    assert hits == []
+
+
+def test_library_not_found_is_device_not_found(fake: FakeNvml) -> None:
+    fake.fail["nvmlInit"] = nvml_error(real_pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    with pytest.raises(DeviceNotFoundError) as ei:
+        NvmlDevice(0)
+    msg = str(ei.value)
+    assert "\n" not in msg and "Cannot open NVIDIA GPU 0" in msg and "gpu.backend=cpu" in msg
+
+
+def test_auto_falls_back_to_cpu_without_nvml(fake: FakeNvml, tmp_path: Path) -> None:
+    fake.fail["nvmlInit"] = nvml_error(real_pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    dev = open_device("auto", state_dir=tmp_path, rapl_root=tmp_path / "no-rapl")
+    assert isinstance(dev, CpuDevice) and not dev.can_control_clocks()
+    with pytest.raises(DeviceNotFoundError):
+        open_device("nvml", state_dir=tmp_path)
+
+
+def test_auto_picks_nvml_when_a_gpu_is_visible(fake: FakeNvml, tmp_path: Path) -> None:
+    dev = open_device("auto", state_dir=tmp_path)
+    assert isinstance(dev, NvmlDevice) and dev.energy_source == "nvml"
+
+
+def test_zero_gpus_and_bad_index(fake: FakeNvml) -> None:
+    fake.n_gpus = 0
+    with pytest.raises(DeviceNotFoundError, match="sees no GPU"):
+        NvmlDevice(0)
+    fake.n_gpus = 1
+    with pytest.raises(DeviceNotFoundError, match="out of range"):
+        NvmlDevice(3)
+    # the handle was released on failure
+    assert fake.names().count("nvmlShutdown") == 2
+
+
+def test_real_nvml_absent_here_raises_device_not_found(tmp_path: Path) -> None:
+    if nvml_mod.nvml_available():
+        pytest.skip("a real GPU is visible on this host")
+    with pytest.raises(DeviceNotFoundError):
+        NvmlDevice(0)
+    assert isinstance(open_device("auto", state_dir=tmp_path, rapl_root=tmp_path), CpuDevice)
+
+
+# ------------------------------------------------------------------------ reads and units
+
+
+def test_reads_convert_units(fake: FakeNvml) -> None:
+    dev = NvmlDevice(0)
+    fake.energy_mj = 1_234_567
+    assert dev.energy_counter_j() == pytest.approx(1234.567)
+    assert dev.power_w() == pytest.approx(126.6)
+    assert dev.sm_clock_mhz() == 345 and dev.mem_clock_mhz() == 3201
+    assert dev.power_limit_w() == pytest.approx(700.0)
+    assert dev.temperature_c() == 31.0
+    assert dev.clock_event_reasons() == 0x1
+    assert dev.supported_mem_clocks_mhz() == [3201, 2201]
+    assert dev.supported_sm_clocks_mhz()[0] == 1980 and dev.sm_step_mhz() == 15
+    assert dev.uuid() == "GPU-fake-0000" and dev.name() == "NVIDIA H200"
+    assert dev.can_control_clocks() and dev.requires_privilege
+    assert dev.nominal_update_period_s() is None  # must be measured
+    assert fake.setter_calls() == []
+
+
+def test_supported_sm_clocks_asked_for_given_memory_clock(fake: FakeNvml) -> None:
+    dev = NvmlDevice(0)
+    dev.supported_sm_clocks_mhz(2201)
+    assert ("nvmlDeviceGetSupportedGraphicsClocks", ("h0", 2201)) in fake.calls
+
+
+def test_other_processes_exclude_self(fake: FakeNvml) -> None:
+    fake.procs = [_Proc(os.getpid(), 1 << 30), _Proc(4242, 2 << 30)]
+    procs = NvmlDevice(0).other_processes()
+    assert [(p.pid, p.used_memory_bytes, p.name) for p in procs] == [(4242, 2 << 30, "proc4242")]
+
+
+def test_clock_samples_since_timestamp(fake: FakeNvml) -> None:
+    dev = NvmlDevice(0)
+    assert dev.sm_clock_samples_mhz(100) is None  # NVML_ERROR_NOT_FOUND: no samples yet
+    fake.samples = [_Sample(50, 345), _Sample(150, 1200), _Sample(250, 1185)]
+    assert dev.sm_clock_samples_mhz(100) == [1200.0, 1185.0]
+
+
+def test_event_reasons_fall_back_to_throttle_reasons(
+    fake: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(FakeNvml, "nvmlDeviceGetCurrentClocksEventReasons")
+    assert NvmlDevice(0).clock_event_reasons() == 0x1
+    assert "nvmlDeviceGetCurrentClocksThrottleReasons" in fake.names()
+
+
+def test_provenance(fake: FakeNvml) -> None:
+    prov = NvmlDevice(0).provenance()
+    assert prov["name"] == "NVIDIA H200" and prov["uuid"] == "GPU-fake-0000"
+    assert prov["driver_version"] == "580.159.04" and prov["nvml_version"] == "13.580.159.04"
+    assert prov["cuda_driver_version"] == "13.0"
+    assert prov["power_limit_w"] == 700.0 and prov["power_limit_range_w"] == [200.0, 700.0]
+    assert prov["persistence_mode"] == 1 and prov["supported_sm_clocks_n"] == 110
+    assert fake.setter_calls() == []
+
+
+def test_cuda_visible_devices_index_and_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = FakeNvml(n_gpus=4, uuids=["GPU-aaaa", "GPU-bbbb", "GPU-cccc", "GPU-dddd"])
+    monkeypatch.setattr(nvml_mod, "pynvml", f)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert NvmlDevice(1).uuid() == "GPU-dddd"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bb")
+    assert NvmlDevice(0).uuid() == "GPU-bbbb"
+    with pytest.raises(DeviceNotFoundError, match="exposes only 1"):
+        NvmlDevice(1)
+
+
+def test_synchronize_uses_torch_only_when_cuda_is_initialised(
+    fake: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    cuda = types.SimpleNamespace(
+        is_available=lambda: True, is_initialized=lambda: True, synchronize=synced.append
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    NvmlDevice(0).synchronize()
+    assert synced == [0]
+    cuda.is_initialized = lambda: False
+    NvmlDevice(0).synchronize()
+    assert synced == [0]
+
+
+# ------------------------------------------------------------------------ error translation
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "why"),
+    [
+        (real_pynvml.NVML_ERROR_NO_PERMISSION, PermissionDeniedError, "insufficient permissions"),
+        (real_pynvml.NVML_ERROR_NOT_SUPPORTED, NotSupportedError, "does not support"),
+        (real_pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, NotSupportedError, "lacks this function"),
+        (real_pynvml.NVML_ERROR_GPU_IS_LOST, DeviceNotFoundError, "fell off the bus"),
+        (real_pynvml.NVML_ERROR_DRIVER_NOT_LOADED, DeviceNotFoundError, "driver is not loaded"),
+        (real_pynvml.NVML_ERROR_UNKNOWN, DeviceError, "NVML error"),
+    ],
+)
+def test_setter_errors_are_translated(
+    fake: FakeNvml, code: int, cls: type[DeviceError], why: str
+) -> None:
+    dev = NvmlDevice(0)
+    fake.fail["nvmlDeviceSetGpuLockedClocks"] = nvml_error(code)
+    with pytest.raises(cls) as ei:
+        dev.lock_sm_clocks(1200)
+    msg = str(ei.value)
+    assert type(ei.value) is cls and "\n" not in msg
+    assert msg.startswith("Cannot lock the SM clock of GPU 0 to 1200 MHz: ") and why in msg
+    assert isinstance(ei.value.__cause__, real_pynvml.NVMLError)
+
+
+def test_translate_keeps_explicit_todo() -> None:
+    err = translate_nvml_error(
+        nvml_error(real_pynvml.NVML_ERROR_NO_PERMISSION), "Cannot x", "Do y."
+    )
+    assert str(err) == "Cannot x: NVML reports insufficient permissions. Do y."
+
+
+def test_setters_call_locked_clock_api_min_equals_max(fake: FakeNvml) -> None:
+    dev = NvmlDevice(0)
+    dev.lock_sm_clocks(1200)
+    dev.lock_mem_clocks(2201)
+    dev.reset_sm_clocks()
+    dev.reset_mem_clocks()
+    dev.set_power_limit_w(650)
+    assert [(n, a) for n, a in fake.calls if n.startswith(SETTER_PREFIXES)] == [
+        ("nvmlDeviceSetGpuLockedClocks", ("h0", 1200, 1200)),
+        ("nvmlDeviceSetMemoryLockedClocks", ("h0", 2201, 2201)),
+        ("nvmlDeviceResetGpuLockedClocks", ("h0",)),
+        ("nvmlDeviceResetMemoryLockedClocks", ("h0",)),
+        ("nvmlDeviceSetPowerManagementLimit", ("h0", 650_000)),
+    ]

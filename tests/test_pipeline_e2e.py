@@ -1,0 +1,183 @@
+"""End to end: the real DVC pipeline in a temporary copy of the repo, on the shrunk `ci` config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_energy.cli import compose_params
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stage cmd `python`
+    )
+    env.pop("LLM_ENERGY_ROOT", None)
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def _copy_repo(dest: Path) -> None:
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(
+            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
+        ):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    _copy_repo(ws)
+    # Shrink: the ci experiment is the default in this copy, so `dvc exp run` composes it too.
+    conf = (
+        (ws / "conf" / "config.yaml")
+        .read_text()
+        .replace("  - experiment: default", "  - experiment: ci")
+    )
+    (ws / "conf" / "config.yaml").write_text(conf)
+    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
+        _run(cmd, ws)
+    return ws
+
+
+def test_repro_runs_every_stage_and_writes_outputs(workspace: Path) -> None:
+    proc = _run([sys.executable, "-m", "dvc", "repro"], workspace)
+    for stage in ("prepare", "model", "infer", "aggregate", "stats", "plots"):
+        assert f"Running stage '{stage}'" in proc.stdout
+    rows = [
+        json.loads(line)
+        for line in (workspace / "data/infer/requests.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 9 and {r["task"] for r in rows} == {"generation", "qa", "summarization"}
+    for row in rows:
+        assert row["status"] == "ok" and row["energy_source"] in ("rapl", "codecarbon-estimate")
+        assert row["energy_j"] > 0 and row["latency_s"] > 0 and row["output_tokens"] >= 1
+        assert row["freq_requested_mhz"] is None and row["energy_kind"] in ("measured", "estimated")
+    metrics = json.loads((workspace / "reports/metrics.json").read_text())
+    assert metrics["energy"]["j_per_token"] > 0 and metrics["perf"]["tokens_per_s"] > 0
+    assert metrics["perf"]["latency_p50_s"] > 0 and "freq_applied_mhz" in metrics["gpu"]
+    run = json.loads((workspace / "data/infer/run.json").read_text())
+    assert run["device"]["backend"] == "cpu" and run["git_commit"]
+    pngs = sorted(p.name for p in (workspace / "reports/figures").glob("*.png"))
+    assert "energy_vs_freq.png" in pngs and all(
+        (workspace / "reports/figures" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs
+    )
+    html = (workspace / "reports/report.html").read_text()
+    assert "data:image/png;base64," in html and "<script src=" not in html
+    assert "ESTIMATED" in html.upper() or "MEASURED" in html.upper()
+    # DVC sees metrics and a clean pipeline
+    shown = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], workspace).stdout
+    assert "j_per_token" in shown
+    status = _run([sys.executable, "-m", "dvc", "status"], workspace).stdout
+    assert "up to date" in status.lower() or status.strip() == ""
+
+
+def test_stats_param_change_reruns_only_stats_and_plots(workspace: Path) -> None:
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["stats"]["alpha"] = 0.01
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = _run([sys.executable, "-m", "dvc", "repro"], workspace)
+    ran = [
+        s
+        for s in ("prepare", "model", "infer", "aggregate", "stats", "plots")
+        if f"Running stage '{s}'" in proc.stdout
+    ]
+    assert ran == ["stats", "plots"], proc.stdout
+
+
+def test_freq_cap_without_controllable_gpu_fails_cleanly(workspace: Path) -> None:
+    before = (workspace / "data/infer/requests.jsonl").read_bytes()
+    proc = _run(
+        [sys.executable, "stages/infer.py", "gpu.backend=cpu", "gpu.freq=1200"],
+        workspace,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and "1200" in error_lines[0] and "simulated" in error_lines[0]
+    assert (workspace / "data/infer/requests.jsonl").read_bytes() == before  # nothing recorded
+
+
+def test_bad_param_fails_with_one_line(workspace: Path) -> None:
+    proc = _run([sys.executable, "stages/infer.py", "infer.batch_size=0"], workspace, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "params: infer.batch_size = 0 is not allowed" in proc.stderr
+
+
+def _exp_metrics(shown: list, name: str) -> dict:
+    for entry in shown:
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                if rev.get("name") == name:
+                    return rev["data"]["metrics"]["reports/metrics.json"]["data"]
+    raise AssertionError(f"experiment {name} not in dvc exp show")
+
+
+def test_exp_run_with_simulated_cap_composes_and_shows(workspace: Path) -> None:
+    # A tiny model's request takes ~10 ms: allow enough repeats for a trusted 1 s window.
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "gpu=simulated",
+            "-S",
+            "gpu.freq=1200",
+            "-S",
+            "gpu.max_window_repeats=300",
+            "-n",
+            "sim1200",
+        ],
+        workspace,
+    )
+    shown = json.loads(
+        _run([sys.executable, "-m", "dvc", "exp", "show", "--json"], workspace).stdout
+    )
+    metrics = _exp_metrics(shown, "sim1200")
+    assert metrics["energy"]["kind"] == "simulated" and metrics["energy"]["j_per_token"] > 0
+    assert metrics["gpu"]["freq_applied_mhz"] == 1200 and metrics["counts"]["n_excluded"] == 0
+    typo = _run(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "gpu.freqq=1200"], workspace, check=False
+    )
+    assert typo.returncode != 0 and "freqq" in (typo.stderr + typo.stdout)
