@@ -6,12 +6,13 @@ any state a killed run left behind and refuses impossible caps) before anything 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
 from _common import StageError, log, run_stage
 from llm_energy.config import Config
-from llm_energy.hw import ClockSession, EnergyMeter, open_device
+from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, write_json
 from llm_energy.io.models import load_model
 from llm_energy.paths import ProjectPaths
@@ -80,8 +81,16 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled
         )
         emissions.start()
+        # Sampled by a separate process, never a thread in this one (a thread slows generate).
+        timeline = (
+            PowerTimeline.for_device(
+                device, paths.infer_dir / "power_timeline.csv", gpu.power_timeline_period_s
+            )
+            if gpu.power_timeline_period_s
+            else contextlib.nullcontext()
+        )
         # Records go to disk one by one: an interrupted run keeps everything measured so far.
-        with JsonlAppender(paths.requests_file) as out:
+        with JsonlAppender(paths.requests_file) as out, timeline:
             run = InferenceRun(
                 cfg,
                 generator=gen,

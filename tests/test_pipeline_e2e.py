@@ -181,3 +181,58 @@ def test_exp_run_with_simulated_cap_composes_and_shows(workspace: Path) -> None:
         [sys.executable, "-m", "dvc", "exp", "run", "-S", "gpu.freqq=1200"], workspace, check=False
     )
     assert typo.returncode != 0 and "freqq" in (typo.stderr + typo.stdout)
+
+
+def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(
+    workspace: Path,
+) -> None:
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "-n",
+            "simsweep",
+            "-S",
+            "experiment=sim_sweep",
+            "-S",
+            "model=tiny_gpt2",
+            "-S",
+            "prepare.n_items=3",
+            "-S",
+            "infer.output_tokens=8",
+            "-S",
+            "gpu.max_window_repeats=400",
+            "-S",
+            "gpu.idle_baseline_s=0.2",
+            "-S",
+            "gpu.power_timeline_period_s=0.2",
+            "-S",
+            "emissions.enabled=false",
+        ],
+        workspace,
+    )
+    import pandas as pd
+
+    requests = pd.read_json(workspace / "data/infer/requests.jsonl", lines=True)
+    assert set(requests["energy_kind"]) == {"simulated"}
+    assert (
+        requests["freq_requested_mhz"].isna().sum() == 9
+        and requests["freq_requested_mhz"].nunique() == 5
+    )
+    assert requests["window_trusted"].all() and requests["cap_held"].all()
+    pareto = pd.read_csv(workspace / "reports/stats/pareto.csv")
+    assert pareto["on_frontier"].any() and len(pareto) == 3 * 6
+    rec = pd.read_csv(workspace / "reports/stats/recommendation.csv")
+    assert len(rec) == 3 and rec["recommended_freq_mhz"].notna().any()
+    metrics = json.loads((workspace / "reports/metrics.json").read_text())
+    assert metrics["tradeoff"]["best_saving_pct"] > 0 and metrics["energy"]["kind"] == "simulated"
+    freq_tests = pd.read_csv(workspace / "reports/stats/frequency_effect.csv")
+    assert (freq_tests["verdict"] == "significant").any()
+    timeline = pd.read_csv(workspace / "data/infer/power_timeline.csv")
+    assert len(timeline) >= 3 and (timeline["power_w"] > 0).all()
+    assert (workspace / "reports/figures/power_timeline.png").exists()
+    report = (workspace / "reports/report.md").read_text()
+    assert "SIMULATED" in report.upper() and "MHz" in report

@@ -1,0 +1,109 @@
+"""The console script: compose check, gpu status/restore on the simulated backend, compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_energy.cli import main
+from llm_energy.hw import open_device
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_compose_check_passes_on_committed_params(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(REPO), "compose", "--check"]) == 0
+    assert "matches" in capsys.readouterr().out
+
+
+def test_compose_rejects_invalid_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "conf").symlink_to(REPO / "conf")
+    assert main(["--root", str(tmp_path), "compose", "infer.batch_size=0"]) == 2
+    assert "infer.batch_size = 0" in capsys.readouterr().err
+    assert not (tmp_path / "params.yaml").exists()
+
+
+def test_gpu_status_shows_pending_journal_and_restore_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
+    # A run that dies without any cleanup (os._exit skips finally, atexit and handlers).
+    child = (
+        "import os, sys; from pathlib import Path; import llm_energy.hw as hw;"
+        f"s = Path({str(state)!r}); d = hw.open_device('simulated', state_dir=s);"
+        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal').__enter__(); os._exit(9)"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": str(REPO / "src")}
+        ).returncode
+        == 9
+    )
+    assert open_device("simulated", state_dir=state).clock_state().sm_locked_mhz == 1200
+    assert main(["--root", str(tmp_path), "gpu", "status", "--backend", "simulated"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert json.dumps(status).count("1200") >= 1 and "journal" in json.dumps(status).lower()
+    assert main(["--root", str(tmp_path), "gpu", "restore", "--backend", "simulated"]) == 0
+    assert "restor" in capsys.readouterr().out.lower()
+    assert open_device("simulated", state_dir=state).clock_state().sm_locked_mhz is None
+
+
+def test_gpu_status_without_gpu_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--root", str(tmp_path), "gpu", "status", "--backend", "nvml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llm-energy gpu status: error:") and "\n" not in err
+
+
+def test_compare_from_dvc_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def rev(name: str, freq: int | None, jpt: float, lat: float) -> dict:
+        return {
+            "rev": name * 4,
+            "name": name,
+            "data": {
+                "params": {
+                    "params.yaml": {"data": {"gpu": {"freq": freq}, "model": {"name": "m"}}}
+                },
+                "metrics": {
+                    "reports/metrics.json": {
+                        "data": {
+                            "energy": {"j_per_token": jpt, "kind": "simulated"},
+                            "perf": {"latency_p50_s": lat},
+                            "gpu": {"freq_applied_mhz": freq},
+                            "config": {"model": "m", "task": "qa"},
+                        }
+                    }
+                },
+            },
+        }
+
+    exps = [rev("base", None, 1.0, 1.0), rev("f1500", 1500, 0.8, 1.03), rev("f900", 900, 0.7, 1.4)]
+    data = [
+        {"rev": "workspace", "name": None, "data": exps[0]["data"], "experiments": None},
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": exps[0]["data"],
+            "experiments": [{"revs": [e], "name": e["name"], "executor": None} for e in exps],
+        },
+    ]
+    src = tmp_path / "exp.json"
+    src.write_text(json.dumps(data))
+    assert main(["--root", str(tmp_path), "compare", "--json-file", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "f1500" in out and (tmp_path / "reports/compare/experiments.csv").exists()
+    assert (tmp_path / "reports/compare/tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "reports/compare/experiments.csv")
+    best = table[table["best_within_budget"].astype(bool)]
+    assert best["experiment"].tolist() == [
+        "f1500"
+    ]  # 20 % saving at +3 % latency; 900 MHz is over budget
