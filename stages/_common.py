@@ -38,11 +38,13 @@ def setup_logging() -> None:
 
 def load_stage_config(argv: list[str]) -> tuple[Config, ProjectPaths]:
     paths = project_paths(os.environ.get("LLM_ENERGY_ROOT", Path.cwd()))
-    if not paths.params.exists():
+    # A host without Hydra can use a params file composed elsewhere (`llm-energy compose --out`).
+    params_file = Path(os.environ.get("LLM_ENERGY_PARAMS", paths.params))
+    if not params_file.exists():
         raise StageError(
-            f"{paths.params} not found: run from the repository root (where dvc.yaml is)"
+            f"{params_file} not found: run from the repository root (where dvc.yaml is)"
         )
-    params = apply_overrides(read_yaml(paths.params) or {}, argv)
+    params = apply_overrides(read_yaml(params_file) or {}, argv)
     return load_config(params), paths
 
 

@@ -176,6 +176,24 @@ def test_prompt_longer_than_context_is_truncated_and_recorded(
     assert run.totals.truncated_prompts == 1 and "truncated" in caplog.text
 
 
+def test_no_idle_baseline_for_constant_power_estimates() -> None:
+    cfg = load_config(compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0"))
+    rows: list[dict[str, Any]] = []
+    meter = FakeMeter()
+    device = type("Dev", (), {"energy_source": "codecarbon-estimate"})()
+    run = InferenceRun(
+        cfg,
+        generator=FakeGenerator(),
+        meter=meter,
+        clocks=FakeClocks(),
+        device=device,
+        items_by_task={"qa": _items("qa", "qa", 2)},
+        write=rows.append,
+    )
+    run.run()
+    assert meter.idle_calls == 0 and all(r["dynamic_energy_j"] is None for r in rows)
+
+
 def test_input_length_target_and_output_sweep() -> None:
     cfg = load_config(
         compose(

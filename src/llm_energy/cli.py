@@ -52,8 +52,9 @@ def _cmd_compose(args: argparse.Namespace) -> int:
             return 1
         print("params.yaml matches conf/")
         return 0
-    write_yaml(paths.params, composed)
-    print(f"wrote {paths.params}")
+    target = Path(args.out) if args.out else paths.params
+    write_yaml(target, composed)
+    print(f"wrote {target}")
     return 0
 
 
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compose", help="compose conf/ into params.yaml")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. gpu.freq=1200 model=gpt2")
     p.add_argument("--check", action="store_true", help="only check that params.yaml matches conf/")
+    p.add_argument(
+        "--out", help="write here instead of params.yaml (e.g. for a host without Hydra)"
+    )
     p.set_defaults(func=_cmd_compose)
 
     p = sub.add_parser("gpu", help="GPU clock state and crash recovery")

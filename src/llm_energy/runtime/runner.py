@@ -128,8 +128,10 @@ class InferenceRun:
     def _idle(self, applied_mhz: int | None) -> float | None:
         if applied_mhz not in self.idle_power_w:
             seconds = self.cfg.gpu.idle_baseline_s
+            # An estimate of constant power makes "total - idle" zero by construction: not applicable.
+            estimated = getattr(self.device, "energy_source", None) == "codecarbon-estimate"
             self.idle_power_w[applied_mhz] = (
-                self.meter.measure_idle_power_w(seconds) if seconds > 0 else None
+                self.meter.measure_idle_power_w(seconds) if seconds > 0 and not estimated else None
             )
         return self.idle_power_w[applied_mhz]
 
