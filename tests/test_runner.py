@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import compose
 
+from helpers import compose
 from llm_energy.config import load_config
 from llm_energy.runtime.engine import GenerationResult
 from llm_energy.runtime.runner import InferenceRun
@@ -148,7 +148,7 @@ def test_sweep_sets_each_cap_measures_idle_once_per_frequency_and_records_both_f
             "infer.warmup_requests=0",
         )
     )
-    rows, run, clocks, meter = _run(
+    rows, _, clocks, meter = _run(
         cfg, FakeGenerator(), {"generation": _items("generation", "generation", 2)}
     )
     assert clocks.history == [None, 1980, 1605, 1305, 1005, 705] * 2

@@ -120,6 +120,17 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (a journal's owner may still be running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class Device(ABC):
     """One measurable device. Reads never change state; setters exist only where clocks can be
     controlled (`can_control_clocks()`), everything else raises ClockControlUnavailableError."""

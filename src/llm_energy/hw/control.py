@@ -33,6 +33,7 @@ from llm_energy.hw.base import (
     Device,
     atomic_write_json,
     describe_clock_event_reasons,
+    pid_alive,
     read_json,
 )
 from llm_energy.hw.errors import (
@@ -88,16 +89,6 @@ def _boot_id() -> str | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -130,7 +121,7 @@ def _journal_owner_alive(journal: dict[str, Any]) -> bool:
         return False
     if journal.get("boot_id") and journal.get("boot_id") != _boot_id():
         return False  # written before a reboot: its process is gone whatever the pid says
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def _restore_state(device: Device, original: ClockState, changed: dict[str, bool]) -> list[str]:

@@ -22,22 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy import simmodel
-from llm_energy.hw.base import ClockState, Device, atomic_write_json, read_json
+from llm_energy.hw.base import ClockState, Device, atomic_write_json, pid_alive, read_json
 from llm_energy.hw.errors import DeviceError
 
 DEFAULT_UTILIZATION = 0.15  # H200 anchors: 7B-class batch-1 decode draws ~200 W => u ~ 0.14
 DEFAULT_ALPHA = 0.6
 DEFAULT_NOISE_REL = 0.02
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SimulatedDevice(Device):
@@ -158,7 +148,7 @@ class SimulatedDevice(Device):
             pid = int(self._busy_path.read_text().strip())
         except (OSError, ValueError):
             return False
-        return pid != os.getpid() and _pid_alive(pid)
+        return pid != os.getpid() and pid_alive(pid)
 
     # ------------------------------------------------------------------ identity
     @property
