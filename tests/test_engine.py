@@ -81,3 +81,19 @@ def test_missing_or_mismatched_materialisation_is_a_clear_error(tmp_path: Path) 
     materialize(_model("tiny_gpt2"), tmp_path, TEXTS)
     with pytest.raises(ModelLoadError, match="re-run the `model` stage"):
         load_model(_model("tiny_t5"), tmp_path, device="cpu", seed=0)
+
+
+def test_materialised_folder_is_relocatable(tmp_path: Path) -> None:
+    """DVC restores cached outputs into other workspaces: the manifest must not pin a path."""
+    import json
+    import shutil
+
+    model = _model("tiny_gpt2")
+    materialize(model, tmp_path / "a", TEXTS)
+    assert str(tmp_path) not in (tmp_path / "a" / "manifest.json").read_text()
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    net, _ = load_model(model, tmp_path / "b", device="cpu", seed=0)
+    assert (
+        net is not None
+        and json.loads((tmp_path / "b" / "manifest.json").read_text())["load_from"] == "."
+    )

@@ -24,6 +24,7 @@ from llm_energy.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+IN_DIR = "."  # manifest value: the model files sit next to the manifest
 RANDOM_TOKENIZER_VOCAB = 512
 
 
@@ -112,7 +113,7 @@ def materialize(
         )
         config.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
-        manifest.update(load_from=str(out_dir), tokenizer="byte-level BPE trained on data/samples")
+        manifest.update(load_from=IN_DIR, tokenizer="byte-level BPE trained on data/samples")
     elif model.source == "gguf":
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -131,7 +132,7 @@ def materialize(
         plain.load_state_dict(loaded.state_dict())
         plain.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
-        manifest.update(load_from=str(out_dir), gguf=gguf.name)
+        manifest.update(load_from=IN_DIR, gguf=gguf.name)
     elif model.source == "hub":
         manifest.update(load_from=model.hub_id, note="weights stay in the Hugging Face cache")
     else:
@@ -162,7 +163,9 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
         )
     auto = AutoModelForSeq2SeqLM if model.family == "seq2seq" else AutoModelForCausalLM
     dtype = _torch_dtype(model.dtype)
-    source = manifest["load_from"]
+    # Files materialised into the folder itself are found relative to it: DVC restores cached
+    # outputs into other workspaces (experiments, clones), so no absolute path may be stored.
+    source = str(model_dir) if manifest["load_from"] == IN_DIR else manifest["load_from"]
     try:
         if model.weights == "random":
             config = AutoConfig.from_pretrained(source)
