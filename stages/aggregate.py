@@ -13,7 +13,7 @@ import pandas as pd
 from _common import StageError, log, run_stage
 from llm_energy.analysis.summary import summarize
 from llm_energy.config import Config
-from llm_energy.io.files import read_jsonl, write_jsonl
+from llm_energy.io.files import read_json, read_jsonl, write_jsonl
 from llm_energy.metrics import compute_for_kind
 from llm_energy.paths import ProjectPaths
 from llm_energy.quality import corpus_quality, score_requests
@@ -36,6 +36,17 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     requests = pd.DataFrame(read_jsonl(paths.requests_file))
     if requests.empty:
         raise StageError(f"{paths.requests_file} holds no requests")
+    # infer appends records as it goes and writes run.json last: without a matching run.json the
+    # records are what an interrupted run left behind, kept for inspection but not summarised.
+    if not paths.run_file.exists():
+        raise StageError(
+            f"{paths.run_file} missing: the infer run that wrote {paths.requests_file.name} did not finish; re-run infer"
+        )
+    run_id = read_json(paths.run_file).get("run_id")
+    if set(requests["run_id"].dropna()) != {run_id}:
+        raise StageError(
+            f"{paths.requests_file.name} does not belong to the run in {paths.run_file.name}; re-run infer"
+        )
     scored = score_requests(requests)
     summary = summarize(
         scored,

@@ -46,6 +46,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         state_dir=paths.state_dir,
         simulated_gpu=gpu.simulated_gpu,
         simulated_alpha=gpu.simulated_alpha,
+        simulated_utilization=gpu.simulated_utilization,
         seed=cfg.meta.seed,
         country_iso_code=cfg.emissions.country_iso_code,
     )

@@ -51,3 +51,60 @@ def test_no_back_edges() -> None:
                 assert order.index(produced_by[dep]) < order.index(name), (
                     f"{name} depends on later {dep}"
                 )
+
+
+def _module_file(module: str) -> Path | None:
+    base = REPO / "src" / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("llm_energy")
+        ):
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if _module_file(f"{node.module}.{a.name}")
+            }
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("llm_energy")}
+    return found
+
+
+def _closure(script: Path) -> set[Path]:
+    """Every llm_energy source file a stage script can execute (package __init__ files included)."""
+    files: set[Path] = set()
+    todo = [script, REPO / "stages" / "_common.py"]
+    while todo:
+        path = todo.pop()
+        for module in _imports(path):
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):
+                f = _module_file(".".join(parts[:i]))
+                if f is not None and f not in files:
+                    files.add(f)
+                    todo.append(f)
+    return files
+
+
+def test_each_stage_declares_every_module_it_runs() -> None:
+    trivial = {REPO / "src/llm_energy/__init__.py"}  # version string only
+    for name, stage in PIPELINE.items():
+        deps = [REPO / d for d in stage["deps"]]
+        missing = sorted(
+            str(f.relative_to(REPO))
+            for f in _closure(REPO / "stages" / f"{name}.py") - trivial
+            if not any(f == d or d in f.parents for d in deps)
+        )
+        assert not missing, f"stage {name} runs modules its deps do not list: {missing}"

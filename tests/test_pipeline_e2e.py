@@ -211,6 +211,14 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(
             "gpu.power_timeline_period_s=0.2",
             "-S",
             "emissions.enabled=false",
+            # A compute-heavy, memory-bound regime where capping clearly pays: a large effect that
+            # CPU timing noise cannot flip, and a latency budget that admits the middle caps.
+            "-S",
+            "gpu.simulated_utilization=0.7",
+            "-S",
+            "gpu.simulated_alpha=0.2",
+            "-S",
+            "stats.latency_budget_pct=15",
         ],
         workspace,
     )

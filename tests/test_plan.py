@@ -108,3 +108,21 @@ def test_failure_records_keep_configuration() -> None:
         error="out of memory",
     )
     assert rows[0]["status"] == "oom" and rows[0]["batch_size"] == 64
+
+
+def test_tpot_uses_the_longest_output_and_the_last_call() -> None:
+    items = [{"task": "qa", "kind": "qa", "item_id": str(i), "references": []} for i in range(2)]
+    rows = request_records(
+        base={},
+        items=items,
+        inputs=[{}, {}],
+        predictions=["a", "b"],
+        output_tokens=[10, 100],
+        ttft_s=0.05,
+        window=_window(window_s=3.0, window_repeats=3),
+        last_call_s=1.04,
+    )
+    # the batch decodes 99 steps after its first token, whatever each request's own length
+    assert rows[0]["tpot_s"] == pytest.approx((1.04 - 0.05) / 99)
+    assert rows[0]["tpot_s"] == rows[1]["tpot_s"]
+    assert rows[0]["latency_s"] == pytest.approx(1.0)

@@ -210,3 +210,65 @@ def test_input_length_target_and_output_sweep() -> None:
     }
     assert all(r["input_tokens"] <= r["input_tokens_target"] and r["input_truncated"] for r in rows)
     assert all(r["output_tokens"] == r["output_tokens_target"] for r in rows)
+
+
+class ObservedClocks(FakeClocks):
+    """Observe mode: the session reports whatever clock the GPU shows (here, idle)."""
+
+    def set_sm_cap(self, freq: int | None) -> int | None:
+        self.history.append(freq)
+        self.applied_sm_mhz = 345
+        return 345
+
+
+def test_observe_mode_applies_nothing_and_checks_the_requested_clock() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[qa]",
+            "gpu.control=observe",
+            "gpu.freq=1200",
+            "infer.warmup_requests=0",
+        )
+    )
+    caps: list[int | None] = []
+    meter = FakeMeter()
+    real = meter.run_until_trusted
+
+    def spy(fn: Any, cap_mhz: int | None = None, max_repeats: int = 50) -> Any:
+        caps.append(cap_mhz)
+        return real(fn, cap_mhz, max_repeats)
+
+    meter.run_until_trusted = spy  # type: ignore[method-assign]
+    rows: list[dict[str, Any]] = []
+    run = InferenceRun(
+        cfg,
+        generator=FakeGenerator(),
+        meter=meter,
+        clocks=ObservedClocks(),
+        device=None,
+        items_by_task={"qa": _items("qa", "qa", 2)},
+        write=rows.append,
+    )
+    run.run()
+    assert caps == [1200, 1200]  # the externally set clock is checked against the request
+    assert all(r["freq_applied_mhz"] is None and r["freq_requested_mhz"] == 1200 for r in rows)
+
+
+def test_short_last_batch_stays_in_its_configuration_and_failures_keep_keys() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[qa]",
+            "sweep.batch_sizes=[4]",
+            "infer.input_tokens=64",
+            "infer.warmup_requests=0",
+        )
+    )
+    rows, _, _, _ = _run(cfg, FakeGenerator(oom_above=2), {"qa": _items("qa", "qa", 6)})
+    assert {r["batch_size"] for r in rows} == {4}
+    assert sorted(r["batch_fill"] for r in rows) == [2, 2, 4, 4, 4, 4]
+    failed = [r for r in rows if r["status"] == "oom"]
+    assert len(failed) == 4 and all(
+        r["input_tokens_target"] == 64 and "freq_applied_mhz" in r for r in failed
+    )

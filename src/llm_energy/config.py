@@ -159,6 +159,7 @@ class GpuConfig:
     cooldown_s: float
     simulated_gpu: str
     simulated_alpha: float
+    simulated_utilization: float
     power_timeline_period_s: float | None
 
     @classmethod
@@ -194,6 +195,12 @@ class GpuConfig:
             ),
             simulated_alpha=_float(
                 "gpu.simulated_alpha", s.get("simulated_alpha", 0.6), minimum=0.0, maximum=1.0
+            ),
+            simulated_utilization=_float(
+                "gpu.simulated_utilization",
+                s.get("simulated_utilization", 0.15),
+                minimum=0.0,
+                maximum=1.0,
             ),
             power_timeline_period_s=period,
         )

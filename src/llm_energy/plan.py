@@ -102,13 +102,23 @@ def request_records(
     output_tokens: Sequence[int],
     ttft_s: float | None,
     window: WindowFacts,
+    last_call_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """One record per request of a window. Energy and time are split evenly over the batch and
-    the window's repeats; the window's own totals stay on every record for audit."""
+    the window's repeats; the window's own totals stay on every record for audit.
+
+    TTFT and TPOT describe the last execution (`last_call_s` long, its first token at `ttft_s`);
+    a batch decodes until its longest output ends, so TPOT divides by that length for all.
+    """
     n = len(items)
     share = 1.0 / (n * window.window_repeats)
     latency_s = window.window_s / window.window_repeats  # one execution of the batch
     energy_j = window.window_energy_j * share
+    decode_steps = max(output_tokens, default=0) - 1
+    tpot = None
+    if ttft_s is not None and decode_steps > 0:
+        call_s = last_call_s if last_call_s is not None else latency_s
+        tpot = max(call_s - ttft_s, 0.0) / decode_steps
     rows = []
     for index, (item, inp, pred, n_out) in enumerate(
         zip(items, inputs, predictions, output_tokens, strict=True)
@@ -118,9 +128,6 @@ def request_records(
             if window.idle_power_w is None
             else energy_j - window.idle_power_w * window.window_s * share
         )
-        tpot = None
-        if ttft_s is not None and n_out > 1:
-            tpot = max(latency_s - ttft_s, 0.0) / (n_out - 1)
         rows.append(
             {
                 **base,

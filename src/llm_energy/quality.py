@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_energy.textmetrics import score_item
+from llm_energy.textmetrics import clean_prediction, score_item
 
 CORPUS_KEYS = (
     "model",
@@ -69,7 +69,9 @@ def corpus_quality(scored: pd.DataFrame, compute: ComputeFn) -> pd.DataFrame:
         return pd.DataFrame(columns=[*keys, "metric", "value", "n"])
     for key, group in ok.groupby(keys, dropna=False, sort=True):
         kind = group["task_kind"].iloc[0]
-        preds = [str(p) if p is not None else "" for p in group["prediction"]]
+        preds = [
+            clean_prediction(kind, p if isinstance(p, str) else "") for p in group["prediction"]
+        ]
         refs = [
             list(r) if isinstance(r, list | tuple | np.ndarray) else [] for r in group["references"]
         ]

@@ -12,31 +12,5 @@ never read or write files, touch hardware, or import DVC / Hydra. The stage scri
 - :mod:`.compare`: ``dvc exp show --json`` → comparison across experiments
 """
 
-from llm_energy.analysis.compare import compare_experiments, experiments_from_dvc_json
-from llm_energy.analysis.regression import energy_ols
-from llm_energy.analysis.significance import (
-    frequency_effect,
-    pairwise_vs_default,
-    spearman_lengths,
-)
-from llm_energy.analysis.summary import (
-    exclusion_reasons,
-    headline_metrics,
-    summarize,
-)
-from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap, savings_headline
-
-__all__ = [
-    "compare_experiments",
-    "energy_ols",
-    "exclusion_reasons",
-    "experiments_from_dvc_json",
-    "frequency_effect",
-    "headline_metrics",
-    "pairwise_vs_default",
-    "pareto_frontier",
-    "recommend_cap",
-    "savings_headline",
-    "spearman_lengths",
-    "summarize",
-]
+# No eager imports: each stage imports only the modules it runs, and DVC lists exactly those
+# as its dependencies (tests/test_dvc_yaml.py checks this), so a figure edit re-runs only `plots`.

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.figures import ESTIMATED_LABEL, SIMULATED_LABEL, UNKNOWN_LABEL
+from llm_energy.analysis.significance import SPEARMAN_COLUMNS
 from llm_energy.analysis.summary import (
     STRATUM_KEYS,
     _is_missing,
@@ -402,18 +403,7 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
         "effect_size",
         "effect_size_kind",
     ],
-    "spearman": [
-        "scope",
-        "model",
-        "task",
-        "energy_kind",
-        "variable",
-        "metric",
-        "n",
-        "rho",
-        "p_value",
-        "note",
-    ],
+    "spearman": SPEARMAN_COLUMNS,
     "regression": ["term", "coef", "se_hc3", "t", "p_value", "ci_low", "ci_high"],
 }
 _RECOMMEND_TABLE_COLUMNS = [

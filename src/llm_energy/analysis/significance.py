@@ -96,7 +96,18 @@ def _valid_metric_rows(requests: pd.DataFrame, metric: str) -> pd.DataFrame:
         raise KeyError(f"metric {metric!r} is not a column of the requests")
     df[metric] = pd.to_numeric(df[metric], errors="coerce")
     df = df[valid_mask(df).to_numpy() & np.isfinite(df[metric].to_numpy(dtype=float))]
-    return df
+    return per_window(df, metric)
+
+
+def per_window(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per measurement window (mean of its requests). Requests of a batch share one
+    energy reading; counting them as independent samples would overstate significance."""
+    keys = [c for c in ("run_id", "window_id") if c in df.columns]
+    if len(keys) < 2 or df.empty or df["window_id"].isna().all():
+        return df
+    first = df.groupby(keys, dropna=False, sort=False).first()
+    first[metric] = df.groupby(keys, dropna=False, sort=False)[metric].mean()
+    return first.reset_index()
 
 
 def _strata(df: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:

@@ -280,11 +280,25 @@ def exclusion_flags(requests: pd.DataFrame) -> pd.DataFrame:
     if "cap_held" in requests.columns:
         flags["cap_not_held"] = [_explicit_false(v) for v in requests["cap_held"].tolist()]
     if "clock_event_reasons" in requests.columns:
+        default = _default_clock_rows(requests)
         flags["throttled"] = [
-            bool((parse_clock_event_reasons(v) or 0) & THROTTLE_MASK)
-            for v in requests["clock_event_reasons"].tolist()
+            bool((parse_clock_event_reasons(v) or 0) & throttle_mask(is_default))
+            for v, is_default in zip(requests["clock_event_reasons"].tolist(), default, strict=True)
         ]
     return flags
+
+
+def throttle_mask(default_clocks: bool) -> int:
+    """Reasons that exclude a window. At default clocks the software power cap is part of how the
+    driver runs the chip (the baseline itself), so excluding those windows would keep only the
+    baseline's cheapest windows and bias savings; under a cap it means the cap was not the limit."""
+    return THROTTLE_MASK & ~CLOCK_EVENT_SW_POWER_CAP if default_clocks else THROTTLE_MASK
+
+
+def _default_clock_rows(requests: pd.DataFrame) -> list[bool]:
+    if "freq_requested_mhz" not in requests.columns:
+        return [False] * len(requests)
+    return [_is_missing(v) for v in requests["freq_requested_mhz"].tolist()]
 
 
 def exclusion_reasons(requests: pd.DataFrame) -> pd.Series:
@@ -302,6 +316,7 @@ def exclusion_reasons(requests: pd.DataFrame) -> pd.Series:
         else None
     )
     out: list[str] = []
+    default_rows = _default_clock_rows(requests)
     for i, row in enumerate(flags.itertuples(index=False)):
         parts: list[str] = []
         if row.status:
@@ -312,7 +327,8 @@ def exclusion_reasons(requests: pd.DataFrame) -> pd.Series:
             parts.append(EXCLUSION_REASONS["cap_not_held"])
         if row.throttled:
             bits = (parse_clock_event_reasons(reasons_col[i]) or 0) if reasons_col else 0
-            parts.append(f"{EXCLUSION_REASONS['throttled']} (0x{bits & THROTTLE_MASK:x})")
+            mask = throttle_mask(default_rows[i])
+            parts.append(f"{EXCLUSION_REASONS['throttled']} (0x{bits & mask:x})")
         out.append("; ".join(parts))
     return pd.Series(out, index=requests.index, dtype="object", name="exclusion_reason")
 

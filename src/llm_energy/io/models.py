@@ -76,13 +76,13 @@ def build_random_tokenizer(texts: Iterable[str], vocab_size: int = RANDOM_TOKENI
     )
 
 
-def random_config(model: ModelConfig) -> Any:
+def random_config(model: ModelConfig, **special_token_ids: int) -> Any:
     from transformers import AutoConfig
 
     arch = dict(model.arch)
     model_type = arch.pop("model_type")
     try:
-        return AutoConfig.for_model(model_type, **arch)
+        return AutoConfig.for_model(model_type, **{**arch, **special_token_ids})
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(
             f"model.arch for {model.name} is not a valid {model_type} config: {exc}"
@@ -101,15 +101,14 @@ def materialize(
         "source": model.source,
     }
     if model.weights == "random":
-        config = random_config(model)
-        tok = build_random_tokenizer(
-            tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, _vocab_size(config))
-        )
+        vocab = int(model.arch.get("vocab_size", RANDOM_TOKENIZER_VOCAB))
+        tok = build_random_tokenizer(tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, vocab))
         # The trained tokenizer's special ids (<pad>=0, </s>=1, <s>=2) replace the hub ones.
-        config.pad_token_id, config.eos_token_id, config.bos_token_id = (
-            tok.pad_token_id,
-            tok.eos_token_id,
-            tok.bos_token_id,
+        config = random_config(
+            model,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
         )
         config.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
@@ -139,10 +138,6 @@ def materialize(
         manifest.update(load_from=str(model.path))
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
-
-
-def _vocab_size(config: Any) -> int:
-    return int(getattr(config, "vocab_size", RANDOM_TOKENIZER_VOCAB))
 
 
 def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:

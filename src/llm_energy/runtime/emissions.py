@@ -76,12 +76,10 @@ class EmissionsTracker:
                 cpu_j, ram_j = kwh_to_j(data.cpu_energy), kwh_to_j(data.ram_energy)
                 total_kwh = float(data.energy_consumed)
                 intensity = 1000.0 * float(data.emissions) / total_kwh if total_kwh > 0 else None
-                # When the device energy *is* codecarbon's CPU estimate, do not add it again.
-                counted_j = (
-                    cpu_j + ram_j
-                    if device_energy_source in ("codecarbon-estimate", "rapl")
-                    else device_energy_j + cpu_j + ram_j
-                )
+                # Add the device's energy only when it is real GPU energy: a CPU meter's reading is
+                # codecarbon's own CPU share again, and simulated joules were never drawn.
+                real_gpu = device_energy_source == "nvml"
+                counted_j = cpu_j + ram_j + (device_energy_j if real_gpu else 0.0)
                 co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
                 note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
             except Exception as exc:

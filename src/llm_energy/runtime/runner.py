@@ -7,6 +7,7 @@ what runs when and turns readings into request records (through `llm_energy.plan
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -135,7 +136,7 @@ class InferenceRun:
             )
         return self.idle_power_w[applied_mhz]
 
-    def _base(self, point: SweepPoint, max_new: int, mode: str, batch_size: int) -> dict[str, Any]:
+    def _base(self, point: SweepPoint, max_new: int, mode: str, batch_fill: int) -> dict[str, Any]:
         m = self.cfg.model
         return {
             "run_id": self.run_id,
@@ -146,11 +147,19 @@ class InferenceRun:
             "model_params_m": m.params_m,
             "rep": point.rep,
             "engine": point.engine,
-            "batch_size": batch_size,
+            # The configured batch size: a short last batch stays in its configuration.
+            "batch_size": point.batch_size,
+            "batch_fill": batch_fill,
+            "input_tokens_target": point.input_tokens,
             "output_tokens_target": max_new,
             "output_mode": mode,
             "freq_requested_mhz": point.freq_mhz,
+            "freq_applied_mhz": self._applied(),
         }
+
+    def _applied(self) -> int | None:
+        # Observe mode changes nothing: the clock seen at some instant is not an applied cap.
+        return self.clocks.applied_sm_mhz if self.cfg.gpu.control == "lock" else None
 
     def warmup(self) -> None:
         n = self.cfg.infer.warmup_requests
@@ -180,7 +189,7 @@ class InferenceRun:
                         time.sleep(self.cfg.gpu.cooldown_s)
                     self.clocks.set_sm_cap(point.freq_mhz)
                     current_cap = point.freq_mhz
-                applied = self.clocks.applied_sm_mhz
+                applied = self._applied()
                 idle_w = self._idle(applied)
                 self.gen.engine = point.engine
                 for task in self.cfg.tasks:
@@ -259,6 +268,7 @@ class InferenceRun:
             output_tokens=result.output_tokens,
             ttft_s=result.ttft_s,
             window=facts,
+            last_call_s=result.elapsed_s,
         )
         ended = _now_iso()
         for row in rows:
@@ -266,7 +276,8 @@ class InferenceRun:
             self.write(row)
         self.totals.windows += 1
         self.totals.requests_ok += len(rows)
-        self.totals.device_energy_j += reading.energy_j
+        if math.isfinite(reading.energy_j):  # a counter reset gives NaN: keep the total usable
+            self.totals.device_energy_j += reading.energy_j
         if not reading.trusted:
             self.totals.untrusted_windows += 1
 
