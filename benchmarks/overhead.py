@@ -29,9 +29,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from llm_energy.config import apply_overrides, load_config  # noqa: E402
 from llm_energy.hw import ClockSession, EnergyMeter, open_device  # noqa: E402
 from llm_energy.io.files import read_jsonl, read_yaml  # noqa: E402
-from llm_energy.io.models import load_model  # noqa: E402
 from llm_energy.paths import project_paths  # noqa: E402
-from llm_energy.runtime.engine import Generator  # noqa: E402
+from llm_energy.runtime.engine import Generator, load_generator  # noqa: E402
 from llm_energy.runtime.runner import InferenceRun  # noqa: E402
 
 
@@ -123,15 +122,7 @@ def main() -> int:
     ):
         meter = EnergyMeter(device, min_window_periods=cfg.gpu.min_window_periods)
         meter.measure_update_period_s()
-        torch_device = "cuda" if device.backend == "nvml" else "cpu"
-        net, tok = load_model(cfg.model, paths.model_dir, device=torch_device, seed=cfg.meta.seed)
-        gen = Generator(
-            net,
-            tok,
-            family=cfg.model.family,
-            device=torch_device,
-            chat_template=cfg.model.chat_template,
-        )
+        gen = load_generator(cfg.model, paths.model_dir, backend=device.backend, seed=cfg.meta.seed)
         # The same prompt ids on both sides: fit them once through the runner's own path.
         probe = InferenceRun(
             cfg,

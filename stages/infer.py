@@ -14,18 +14,11 @@ from _common import StageError, log, run_stage
 from llm_energy.config import Config
 from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, write_json
-from llm_energy.io.models import load_model
 from llm_energy.paths import ProjectPaths
 from llm_energy.runtime.emissions import EmissionsTracker
-from llm_energy.runtime.engine import Generator
+from llm_energy.runtime.engine import load_generator
 from llm_energy.runtime.provenance import run_provenance
 from llm_energy.runtime.runner import InferenceRun
-
-
-def _torch_device(backend: str) -> str:
-    import torch
-
-    return "cuda" if backend == "nvml" and torch.cuda.is_available() else "cpu"
 
 
 def _read_items(cfg: Config, paths: ProjectPaths) -> dict[str, list[dict]]:
@@ -66,15 +59,12 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         items = _read_items(cfg, paths)
         meter = EnergyMeter(device, min_window_periods=gpu.min_window_periods)
         period_s = meter.measure_update_period_s()
-        torch_device = _torch_device(device.backend)
-        net, tok = load_model(cfg.model, paths.model_dir, device=torch_device, seed=cfg.meta.seed)
-        gen = Generator(
-            net,
-            tok,
-            family=cfg.model.family,
-            device=torch_device,
+        gen = load_generator(
+            cfg.model,
+            paths.model_dir,
+            backend=device.backend,
+            seed=cfg.meta.seed,
             engine=cfg.infer.engine,
-            chat_template=cfg.model.chat_template,
             allow_compile=cfg.infer.compile,
         )
         shutil.rmtree(paths.infer_dir, ignore_errors=True)
@@ -110,7 +100,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             {
                 **run_provenance(cfg, device=device, root=paths.root),
                 "run_id": run.run_id,
-                "torch_device": torch_device,
+                "torch_device": gen.device,
                 "control": gpu.control,
                 "counter_update_period_s": period_s,
                 "idle_power_w_by_freq": {str(k): v for k, v in run.idle_power_w.items()},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from llm_energy.freq import step_mhz
 from llm_energy.hw.errors import ClockControlUnavailableError
+from llm_energy.io.files import atomic_write_text
 
 # NVML clock-event ("throttle") reason bits, nvmlClocksEventReason*.
 CLOCK_EVENT_REASONS: dict[int, str] = {
@@ -94,18 +94,7 @@ class GpuProcess:
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so that a reader (or a crash) sees either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", fsync=True)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

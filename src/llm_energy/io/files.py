@@ -40,28 +40,27 @@ def dumps(obj: Any) -> str:
     return json.dumps(_clean(obj), default=_default, ensure_ascii=False)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if fsync:  # journals must survive a power loss, not only a crash
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
+    _atomic_write(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    _atomic_write(path, data, fsync=fsync)
 
 
 def write_json(path: Path, obj: Any) -> None:

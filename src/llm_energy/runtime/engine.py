@@ -19,6 +19,36 @@ except ImportError:  # pragma: no cover
     BaseStreamer = object  # type: ignore[misc,assignment]
 
 
+def torch_device_for(backend: str) -> str:
+    """CUDA only for the NVML backend and only when torch can see it; everything else runs on CPU."""
+    return "cuda" if backend == "nvml" and torch.cuda.is_available() else "cpu"
+
+
+def load_generator(
+    model: Any,
+    model_dir: Any,
+    *,
+    backend: str,
+    seed: int,
+    engine: str = "eager",
+    allow_compile: bool = False,
+) -> Generator:
+    """Load the materialised model (see llm_energy.io.models) and wrap it for timed generation."""
+    from llm_energy.io.models import load_model
+
+    device = torch_device_for(backend)
+    net, tok = load_model(model, model_dir, device=device, seed=seed)
+    return Generator(
+        net,
+        tok,
+        family=model.family,
+        device=device,
+        engine=engine,
+        chat_template=model.chat_template,
+        allow_compile=allow_compile,
+    )
+
+
 class _FirstTokenClock(BaseStreamer):  # type: ignore[misc]
     """Notes when generate emits its first new token (the first `put` is the prompt)."""
 
