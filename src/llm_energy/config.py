@@ -99,6 +99,16 @@ def _freq(key: str, value: Any) -> int | None:
     return int(value)
 
 
+def _gpu_index(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if not _is_int(value) or value < 0:
+        raise ConfigError(
+            "gpu.index", value, "expected an NVML device index (integer >= 0) or auto"
+        )
+    return int(value)
+
+
 def _int_list(key: str, value: Any, *, minimum: int) -> tuple[int, ...]:
     if value is None:
         return ()
@@ -149,15 +159,20 @@ class MetaConfig:
 class GpuConfig:
     backend: str
     control: str
-    index: int
+    index: int | str  # an NVML index, or "auto": the first free allowed GPU (per-UUID lock)
     freq: int | None
     mem_freq: int | None
     on_other_processes: str
     idle_baseline_s: float
+    idle_settle_s: float
+    min_window_s: float
     min_window_periods: float
+    tick_align: bool
     max_window_repeats: int
     cooldown_s: float
+    state_dir: str | None
     simulated_gpu: str
+    simulated_count: int
     simulated_alpha: float
     simulated_utilization: float
     power_timeline_period_s: float | None
@@ -172,7 +187,7 @@ class GpuConfig:
         return cls(
             backend=_choice("gpu.backend", s.get("backend", "auto"), BACKENDS),
             control=_choice("gpu.control", s.get("control", "lock"), CONTROLS),
-            index=_int("gpu.index", s.get("index", 0), minimum=0),
+            index=_gpu_index(s.get("index", 0)),
             freq=_freq("gpu.freq", s.get("freq")),
             mem_freq=_freq("gpu.mem_freq", s.get("mem_freq")),
             on_other_processes=_choice(
@@ -183,15 +198,22 @@ class GpuConfig:
             idle_baseline_s=_float(
                 "gpu.idle_baseline_s", s.get("idle_baseline_s", 2.0), minimum=0.0
             ),
+            idle_settle_s=_float("gpu.idle_settle_s", s.get("idle_settle_s", 2.0), minimum=0.0),
+            min_window_s=_float("gpu.min_window_s", s.get("min_window_s", 2.0), minimum=0.0),
             min_window_periods=_float(
-                "gpu.min_window_periods", s.get("min_window_periods", 10), minimum=1.0
+                "gpu.min_window_periods", s.get("min_window_periods", 20), minimum=1.0
             ),
+            tick_align=_bool("gpu.tick_align", s.get("tick_align", True)),
             max_window_repeats=_int(
-                "gpu.max_window_repeats", s.get("max_window_repeats", 50), minimum=1
+                "gpu.max_window_repeats", s.get("max_window_repeats", 200), minimum=1
             ),
-            cooldown_s=_float("gpu.cooldown_s", s.get("cooldown_s", 0.0), minimum=0.0),
+            cooldown_s=_float("gpu.cooldown_s", s.get("cooldown_s", 1.0), minimum=0.0),
+            state_dir=None if s.get("state_dir") is None else _str("gpu.state_dir", s["state_dir"]),
             simulated_gpu=_choice(
                 "gpu.simulated_gpu", s.get("simulated_gpu", "h200"), SIMULATED_GPUS
+            ),
+            simulated_count=_int(
+                "gpu.simulated_count", s.get("simulated_count", 1), minimum=1, maximum=64
             ),
             simulated_alpha=_float(
                 "gpu.simulated_alpha", s.get("simulated_alpha", 0.6), minimum=0.0, maximum=1.0
@@ -350,6 +372,9 @@ class InferConfig:
     output_mode: str | None
     repetitions: int
     warmup_requests: int
+    warmup_steady_k: int
+    warmup_tolerance: float
+    warmup_max_s: float
     measure_ttft: bool
     compile: bool
     max_items: int | None
@@ -366,6 +391,11 @@ class InferConfig:
             output_mode=None if mode is None else _choice("infer.output_mode", mode, OUTPUT_MODES),
             repetitions=_int("infer.repetitions", s.get("repetitions", 1), minimum=1),
             warmup_requests=_int("infer.warmup_requests", s.get("warmup_requests", 1), minimum=0),
+            warmup_steady_k=_int("infer.warmup_steady_k", s.get("warmup_steady_k", 3), minimum=2),
+            warmup_tolerance=_float(
+                "infer.warmup_tolerance", s.get("warmup_tolerance", 0.05), minimum=0.0, maximum=1.0
+            ),
+            warmup_max_s=_float("infer.warmup_max_s", s.get("warmup_max_s", 60.0), minimum=0.0),
             measure_ttft=_bool("infer.measure_ttft", s.get("measure_ttft", True)),
             compile=_bool("infer.compile", s.get("compile", False)),
             max_items=_opt_int("infer.max_items", s.get("max_items"), minimum=1),
