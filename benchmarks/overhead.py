@@ -1,183 +1,394 @@
-"""Overhead of the infer stage's measurement path against a bare `model.generate` loop.
+"""Overhead of the infer stage's path against a bare `model.generate` loop, in one process.
 
-Same model, same prompts, same output length, same process; rounds alternate bare / infer so that
-drift (temperature, turbo, other load) hits both sides alike. The bare side's energy comes from one
-meter window around each whole round (no per-request synchronisation); the infer side is the
-stage's own InferenceRun with its per-request windows, TTFT streamer and record building.
+Infer side: the stage's own `InferenceRun` (the same Generator, meter windows with their tick
+waits, TTFT streamer and record building). Bare side: `model.generate` on pre-built tensors with
+the same generation settings, no streamer, no windows, no records; it replays the same prompts
+the same number of times as the infer side's windows repeat them, so both sides do equal work.
 
-Goal (issue 3): infer tokens/s >= 0.99x bare, J/token within +-2 %.
+Method (what the first H200 run got wrong: its first bare round absorbed the ~10 s cold phase,
+it ran 2 rounds, and it compared summed per-request latencies with a wall clock):
+- both sides are warmed to steady state first (last k latencies agree, time-capped);
+- one untimed infer round fills the prompt cache and tells how often each prompt repeats;
+- >= 7 interleaved rounds, the side that goes first alternating;
+- each side is timed as the wall clock of its whole round (records, TTFT streamer, the
+  project's window edges included); J/token comes from one counter window around each whole
+  round (tick-aligned edges where the counter ticks);
+- per-round ratios infer/bare, their medians with bootstrap CIs.
 
-    python benchmarks/overhead.py                         # embedded model from `dvc repro model`
-    python benchmarks/overhead.py model.weights=random    # any params override (dotted keys)
-    LLM_ENERGY_PARAMS=other.yaml python benchmarks/overhead.py --rounds 5 --out results.json
+Goals: infer tokens/s >= 0.99x bare; J/token within +-2 % of bare.
+
+    python benchmarks/overhead.py --model gpt2 --backend nvml          # random weights, bf16
+    python benchmarks/overhead.py --stand-in                            # tiny model, simulated GPU
+    python benchmarks/overhead.py --model mistral_7b --backend nvml --rounds 9 --out o.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from bench_common import (
+    benchmark_params,
+    build_generator,
+    median_ratio,
+    meter_for,
+    open_benchmark_device,
+    require_observe,
+    restrict_tasks,
+    round_window,
+    sample_items,
+    warm_until_steady,
+)
+from llm_energy.config import Config, load_config
+from llm_energy.hw import ClockSession, EnergyMeter
+from llm_energy.runtime.runner import InferenceRun
 
-from llm_energy.config import apply_overrides, load_config  # noqa: E402
-from llm_energy.hw import ClockSession, EnergyMeter, open_device  # noqa: E402
-from llm_energy.io.files import read_jsonl, read_yaml  # noqa: E402
-from llm_energy.paths import project_paths  # noqa: E402
-from llm_energy.runtime.engine import Generator, load_generator  # noqa: E402
-from llm_energy.runtime.runner import InferenceRun  # noqa: E402
+GOAL_TOKENS_PER_S_RATIO_MIN = 0.99
+GOAL_J_PER_TOKEN_WITHIN = 0.02
 
 
-def _bare_round(
-    gen: Generator, meter: EnergyMeter, prompts: list[list[int]], n_new: int
-) -> dict[str, float]:
-    """Plain generate calls; one window around the whole round (sync at its edges only)."""
+@dataclass(frozen=True)
+class WarmupSettings:
+    k: int = 5
+    tolerance: float = 0.03
+    max_s: float = 30.0
+    min_s: float = 0.0
+
+
+class RowSink:
+    """The infer side's `write`: keeps the rows of the current round."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, row: Mapping[str, Any]) -> None:
+        self.rows.append(dict(row))
+
+
+def overhead_config(cfg: Config, task_name: str, new_tokens: int) -> Config:
+    """The run's config for the comparison: one task, fixed output length, no warm-up inside a
+    round (both sides are warmed before the rounds), one repetition per round."""
+    raw = restrict_tasks(cfg.raw, [task_name])
+    raw["infer"] = {
+        **raw["infer"],
+        "output_tokens": new_tokens,
+        "output_mode": "fixed",
+        "warmup_requests": 0,
+        "repetitions": 1,
+        "batch_size": 1,
+    }
+    return load_config(raw)
+
+
+def _generate_kwargs(gen: Any, new_tokens: int) -> dict[str, Any]:
+    # What Generator.generate passes for a fixed-length request, minus the TTFT streamer.
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": new_tokens,
+        "min_new_tokens": new_tokens,
+        "do_sample": False,
+    }
+    if gen.engine == "static":
+        kwargs["cache_implementation"] = "static"
+    if not gen.allow_compile:
+        kwargs["disable_compile"] = True
+    return kwargs
+
+
+def bare_inputs(gen: Any, ids: Sequence[int]) -> dict[str, Any]:
+    """Pre-built batch-1 tensors (a bare loop tokenises once, outside its timing)."""
     import torch
 
-    tokens = 0
-    # inference_mode as in Generator.generate: otherwise the ratio measures autograd bookkeeping
-    # (no_grad vs inference_mode, ~7 % on CPU here), not the measurement path.
-    with torch.inference_mode(), meter.window() as handle:
-        for ids in prompts:
-            out = gen.model.generate(
-                **gen._batch([ids]), max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False
-            )
-            tokens += int(out.shape[1] - len(ids))
-    reading = handle.reading
-    return {"tokens": tokens, "elapsed_s": reading.elapsed_s, "energy_j": reading.energy_j}
+    input_ids = torch.tensor([list(ids)], device=gen.device)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
 
-def _infer_round(
-    cfg: Any, gen: Generator, meter: EnergyMeter, clocks: Any, device: Any, items: dict
-) -> dict[str, float]:
-    rows: list[dict[str, Any]] = []
+def bare_round(
+    gen: Any,
+    meter: EnergyMeter,
+    plan: Sequence[tuple[dict[str, Any], int]],
+    new_tokens: int,
+) -> dict[str, Any]:
+    """Plain generate calls, each prompt `repeats` times; one counter window around the round.
+
+    `window_begin`/`window_end` around each call are no-ops on real devices; they tell the
+    simulated device when its "GPU" is busy (otherwise the bare side would count as idle)."""
+    import torch
+
+    device = meter.device
+    kwargs = _generate_kwargs(gen, new_tokens)
+    tokens = calls = 0
+    # inference_mode as in Generator.generate: otherwise the ratio would include autograd
+    # bookkeeping (no_grad vs inference_mode), not the measurement path.
+    with torch.inference_mode(), round_window(meter) as w:
+        for inputs, repeats in plan:
+            for _ in range(repeats):
+                device.window_begin()
+                out = gen.model.generate(**inputs, **kwargs)
+                device.window_end()
+                tokens += int(out.shape[1] - inputs["input_ids"].shape[1])
+                calls += 1
+    return {
+        "tokens": tokens,
+        "calls": calls,
+        "wall_s": w.wall_s,
+        "energy_j": w.energy_j,
+        "counter_window_s": w.window_s,
+        "tick_aligned": w.tick_aligned,
+    }
+
+
+def infer_round(run: InferenceRun, sink: RowSink, meter: EnergyMeter) -> dict[str, Any]:
+    """One whole `InferenceRun.run()`; one counter window around it (the run's own windows
+    nest inside: nothing in them depends on the outer one)."""
+    sink.rows.clear()
+    with round_window(meter) as w:
+        run.run()
+    ok = [r for r in sink.rows if r["status"] == "ok"]
+    if len(ok) != len(sink.rows):
+        raise RuntimeError(f"infer round had failed requests: {[r['error'] for r in sink.rows]}")
+    # Each repeat of a window regenerates the whole request: tokens = output x repeats.
+    tokens = sum(int(r["output_tokens"]) * int(r["window_repeats"]) for r in ok)
+    # Per-request energy is window energy / (repeats x batch): x repeats sums back to windows.
+    recorded_j = sum(float(r["energy_j"]) * int(r["window_repeats"]) for r in ok)
+    return {
+        "tokens": tokens,
+        "calls": sum(int(r["window_repeats"]) for r in ok),
+        "wall_s": w.wall_s,
+        "energy_j": w.energy_j,
+        "counter_window_s": w.window_s,
+        "tick_aligned": w.tick_aligned,
+        "windows": len({r["window_id"] for r in ok}),
+        "windows_s": sum({r["window_id"]: float(r["window_s"]) for r in ok}.values()),
+        "windows_trusted": all(bool(r["window_trusted"]) for r in ok),
+        "recorded_energy_j": recorded_j,
+        "ttft_s_median": statistics.median(
+            [float(r["ttft_s"]) for r in ok if r.get("ttft_s") is not None] or [math.nan]
+        ),
+    }
+
+
+def _rate(side: Mapping[str, Any]) -> float:
+    return side["tokens"] / side["wall_s"] if side["wall_s"] > 0 else math.nan
+
+
+def _jpt(side: Mapping[str, Any], key: str = "energy_j") -> float:
+    return side[key] / side["tokens"] if side["tokens"] else math.nan
+
+
+def summarize_rounds(
+    rounds: Sequence[Mapping[str, Any]], *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Median per-round ratios (infer / bare) with bootstrap CIs, and the goal verdicts."""
+    bare = [r["bare"] for r in rounds]
+    infer = [r["infer"] for r in rounds]
+    tps = median_ratio(
+        [_rate(s) for s in infer], [_rate(s) for s in bare], n_boot=n_boot, seed=seed
+    )
+    jpt = median_ratio(
+        [_jpt(s) for s in infer], [_jpt(s) for s in bare], n_boot=n_boot, seed=seed + 1
+    )
+    recorded = median_ratio(
+        [_jpt(s, "recorded_energy_j") for s in infer if "recorded_energy_j" in s],
+        [_jpt(b) for b, s in zip(bare, infer, strict=True) if "recorded_energy_j" in s],
+        n_boot=n_boot,
+        seed=seed + 2,
+    )
+    return {
+        "tokens_per_s_ratio": tps.to_dict(),
+        "j_per_token_ratio": jpt.to_dict(),
+        # The stage's own per-request energy (inside its windows, tick tails included) over the
+        # bare side's whole-round J/token: how far the records are from the bare truth.
+        "recorded_j_per_token_ratio": recorded.to_dict(),
+        "bare_tokens_per_s_median": statistics.median([_rate(s) for s in bare]),
+        "infer_tokens_per_s_median": statistics.median([_rate(s) for s in infer]),
+        "bare_j_per_token_median": statistics.median([_jpt(s) for s in bare]),
+        "infer_j_per_token_median": statistics.median([_jpt(s) for s in infer]),
+        "goal": {
+            "tokens_per_s_ratio_min": GOAL_TOKENS_PER_S_RATIO_MIN,
+            "j_per_token_ratio_within": GOAL_J_PER_TOKEN_WITHIN,
+        },
+        "pass_tokens_per_s": tps.median >= GOAL_TOKENS_PER_S_RATIO_MIN,
+        "pass_j_per_token": abs(jpt.median - 1.0) <= GOAL_J_PER_TOKEN_WITHIN,
+    }
+
+
+def run_overhead(
+    cfg: Config,
+    *,
+    gen: Any,
+    meter: EnergyMeter,
+    clocks: Any,
+    device: Any,
+    task_name: str = "generation",
+    n_items: int = 1,
+    new_tokens: int = 64,
+    rounds: int = 8,
+    warmup: WarmupSettings | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The whole comparison for one loaded model; returns a JSON-able dict with every round."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds!r}")
+    warmup = warmup or WarmupSettings()
+    ocfg = overhead_config(cfg, task_name, new_tokens)
+    task = ocfg.task(task_name)
+    items = sample_items(ocfg, task_name, n_items)
+    sink = RowSink()
     run = InferenceRun(
-        cfg,
+        ocfg,
         generator=gen,
         meter=meter,
         clocks=clocks,
         device=device,
-        items_by_task=items,
-        write=rows.append,
+        items_by_task={task_name: items},
+        write=sink,
     )
-    run.run()
-    ok = [r for r in rows if r["status"] == "ok"]
-    # Per-request latency and energy are per execution; sum them like the bare side.
+    prompt_ids = [run.prompt_ids(task, item, None, new_tokens) for item in items]
+    inputs = [bare_inputs(gen, ids) for ids in prompt_ids]
+    kwargs = _generate_kwargs(gen, new_tokens)
+
+    def one_infer_call() -> None:
+        gen.generate([prompt_ids[0]], max_new_tokens=new_tokens, fixed=True, measure_ttft=True)
+
+    def one_bare_call() -> None:
+        import torch
+
+        with torch.inference_mode():
+            gen.model.generate(**inputs[0], **kwargs)
+        device.synchronize()
+
+    t0 = time.perf_counter()
+    warm_infer = warm_until_steady(
+        one_infer_call,
+        k=warmup.k,
+        tolerance=warmup.tolerance,
+        max_s=warmup.max_s,
+        min_s=warmup.min_s,
+    )
+    # The bare side shares the process and GPU; its own calls still get their own check.
+    warm_bare = warm_until_steady(
+        one_bare_call, k=warmup.k, tolerance=warmup.tolerance, max_s=warmup.max_s
+    )
+    log(
+        f"  warm-up: infer {len(warm_infer.latencies_s)} calls ({warm_infer.stopped_by}), "
+        f"bare {len(warm_bare.latencies_s)} calls ({warm_bare.stopped_by}), "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    calibration = infer_round(run, sink, meter)
+    repeats_by_item = {r["item_id"]: int(r["window_repeats"]) for r in sink.rows}
+    plan = [
+        (inp, repeats_by_item[str(item["item_id"])])
+        for inp, item in zip(inputs, items, strict=True)
+    ]
+    results: list[dict[str, Any]] = []
+    for r in range(rounds):
+        first = "bare" if r % 2 == 0 else "infer"
+        sides: dict[str, dict[str, Any]] = {}
+        for side in (first, "infer" if first == "bare" else "bare"):
+            sides[side] = (
+                bare_round(gen, meter, plan, new_tokens)
+                if side == "bare"
+                else infer_round(run, sink, meter)
+            )
+        results.append({"round": r, "first": first, **sides})
+        log(
+            f"  round {r} ({first} first): tok/s bare {_rate(sides['bare']):.2f} "
+            f"infer {_rate(sides['infer']):.2f}; J/token bare {_jpt(sides['bare']):.4g} "
+            f"infer {_jpt(sides['infer']):.4g}"
+        )
     return {
-        "tokens": sum(r["output_tokens"] for r in ok),
-        "elapsed_s": sum(r["latency_s"] for r in ok),
-        "energy_j": sum(r["energy_j"] for r in ok),
+        "model": cfg.model.name,
+        "dtype": cfg.model.dtype,
+        "weights": cfg.model.weights,
+        "torch_device": gen.device,
+        "energy_source": device.energy_source,
+        "device": device.provenance(),
+        "task": task_name,
+        "items": len(items),
+        "new_tokens": new_tokens,
+        "repeats_by_item": repeats_by_item,
+        "meter": {
+            "update_period_s": meter.update_period_s,
+            "min_trusted_s": meter.min_trusted_s,
+            "tick_align": meter.tick_align,
+        },
+        "warmup": {
+            "settings": warmup.__dict__,
+            "infer": warm_infer.to_dict(),
+            "bare": warm_bare.to_dict(),
+        },
+        "calibration_round": calibration,
+        "rounds": results,
+        **summarize_rounds(results, seed=cfg.meta.seed),
+        "elapsed_s": time.perf_counter() - t0,
     }
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="params overrides, e.g. gpu.min_window_s=1")
+    parser.add_argument("--model", default="gpt2", help="conf/model/<name>.yaml, random weights")
+    parser.add_argument("--backend", default="nvml", choices=["nvml", "simulated", "cpu"])
     parser.add_argument(
-        "--items", type=int, default=6, help="prompts per round (from data/prepared)"
+        "--stand-in", action="store_true", help="tiny_gpt2 on the simulated GPU (CPU)"
     )
-    parser.add_argument(
-        "--tokens", type=int, default=32, help="new tokens per request (fixed length)"
-    )
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--items", type=int, default=1, help="prompts per round")
+    parser.add_argument("--tokens", type=int, default=64, help="new tokens per request (fixed)")
+    parser.add_argument("--task", default="generation")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    paths = project_paths(ROOT)
-    params_file = Path(os.environ.get("LLM_ENERGY_PARAMS", paths.params))
-    overrides = [
-        *args.overrides,
-        f"infer.output_tokens={args.tokens}",
-        "infer.output_mode=fixed",
-        "infer.warmup_requests=0",
-        "infer.repetitions=1",
-        "gpu.idle_baseline_s=0",
-        "sweep.freqs_mhz=[]",
-        "sweep.batch_sizes=[]",
-        "sweep.input_tokens=[]",
-        "sweep.output_tokens=[]",
-        "sweep.engines=[]",
-    ]
-    cfg = load_config(apply_overrides(read_yaml(params_file), overrides))
-    task = cfg.tasks[0]
-    items = {task.name: read_jsonl(paths.prepared_dir / f"{task.name}.jsonl")[: args.items]}
-    raw = dict(cfg.raw)
-    raw["task"] = {task.name: raw["task"][task.name]}  # one task keeps the comparison like for like
-    cfg = load_config(raw)
-
-    device = open_device(
-        cfg.gpu.backend, cfg.gpu.index, state_dir=paths.state_dir, seed=cfg.meta.seed
-    )
-    with (
-        device,
-        ClockSession(device, control="observe", journal_dir=paths.state_dir / "journal") as clocks,
-    ):
-        meter = EnergyMeter(device, min_window_periods=cfg.gpu.min_window_periods)
-        meter.measure_update_period_s()
-        gen = load_generator(cfg.model, paths.model_dir, backend=device.backend, seed=cfg.meta.seed)
-        # The same prompt ids on both sides: fit them once through the runner's own path.
-        probe = InferenceRun(
-            cfg,
-            generator=gen,
-            meter=meter,
-            clocks=clocks,
-            device=device,
-            items_by_task=items,
-            write=lambda r: None,
-        )
-        prompts = [probe._fit(task, it, None, args.tokens)["ids"] for it in items[task.name]]
-        _bare_round(gen, meter, prompts[:1], 4)  # warm-up both paths
-        rounds: list[dict[str, Any]] = []
-        for r in range(args.rounds):
-            bare = _bare_round(gen, meter, prompts, args.tokens)
-            infer = _infer_round(cfg, gen, meter, clocks, device, items)
-            rounds.append({"round": r, "bare": bare, "infer": infer})
-            print(
-                f"round {r}: bare {bare['tokens'] / bare['elapsed_s']:.2f} tok/s, "
-                f"infer {infer['tokens'] / infer['elapsed_s']:.2f} tok/s",
-                flush=True,
+    overrides = list(args.overrides)
+    model, backend, dtype, period = args.model, args.backend, None, None
+    if args.stand_in:
+        model, backend, period = "tiny_gpt2", "simulated", 0.01
+        overrides = ["gpu.min_window_s=0", *overrides]
+    elif backend == "nvml":
+        dtype = "bfloat16"
+    cfg = load_config(benchmark_params(model, backend=backend, dtype=dtype, overrides=overrides))
+    require_observe(cfg)
+    with tempfile.TemporaryDirectory(prefix="llm-energy-overhead-") as tmp:
+        state_dir = Path(tmp) / "state"
+        device = open_benchmark_device(cfg, state_dir, update_period_s=period)
+        with (
+            device,
+            ClockSession(device, control="observe", journal_dir=state_dir / "journal") as clocks,
+        ):
+            meter = meter_for(cfg, device)
+            meter.measure_update_period_s()
+            gen = build_generator(cfg, device, Path(tmp))
+            result = run_overhead(
+                cfg,
+                gen=gen,
+                meter=meter,
+                clocks=clocks,
+                device=device,
+                task_name=args.task,
+                n_items=args.items,
+                new_tokens=args.tokens,
+                rounds=args.rounds,
             )
-
-    def tps(side: str) -> list[float]:
-        return [x[side]["tokens"] / x[side]["elapsed_s"] for x in rounds]
-
-    def jpt(side: str) -> list[float]:
-        return [x[side]["energy_j"] / x[side]["tokens"] for x in rounds]
-
-    tps_ratio = statistics.median(i / b for i, b in zip(tps("infer"), tps("bare"), strict=True))
-    jpt_ratio = statistics.median(i / b for i, b in zip(jpt("infer"), jpt("bare"), strict=True))
-    result = {
-        "model": cfg.model.name,
-        "task": task.name,
-        "device": device.provenance(),
-        "energy_source": device.energy_source,
-        "items": len(prompts),
-        "new_tokens": args.tokens,
-        "rounds": rounds,
-        "bare_tokens_per_s_median": statistics.median(tps("bare")),
-        "infer_tokens_per_s_median": statistics.median(tps("infer")),
-        "tokens_per_s_ratio_median": tps_ratio,
-        "j_per_token_ratio_median": jpt_ratio,
-        "goal": {"tokens_per_s_ratio_min": 0.99, "j_per_token_ratio_within": 0.02},
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    tps, jpt = result["tokens_per_s_ratio"], result["j_per_token_ratio"]
     print(
-        f"\n{cfg.model.name} on {device.backend} ({device.energy_source}), {len(prompts)} prompts x "
-        f"{args.tokens} tokens, {args.rounds} rounds (medians):"
+        f"\n{result['model']} on {device.backend} ({result['energy_source']}), "
+        f"{args.rounds} rounds, medians infer/bare:\n"
+        f"  tokens/s ratio {tps['median']:.4f} (95 % CI {tps['ci_low']:.4f}-{tps['ci_high']:.4f})"
+        f"  goal >= {GOAL_TOKENS_PER_S_RATIO_MIN}\n"
+        f"  J/token ratio  {jpt['median']:.4f} (95 % CI {jpt['ci_low']:.4f}-{jpt['ci_high']:.4f})"
+        f"  goal 1 +- {GOAL_J_PER_TOKEN_WITHIN}"
     )
-    print(
-        f"  tokens/s  bare {result['bare_tokens_per_s_median']:.2f}  infer {result['infer_tokens_per_s_median']:.2f}"
-        f"  ratio {tps_ratio:.4f}"
-    )
-    print(f"  J/token ratio infer/bare {jpt_ratio:.4f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")

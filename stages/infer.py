@@ -8,35 +8,57 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 
 from _common import StageError, log, run_stage
 from llm_energy.config import Config
+from llm_energy.errors import InputFileError
 from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
-from llm_energy.io.files import JsonlAppender, read_jsonl, write_json
-from llm_energy.paths import ProjectPaths
+from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
+from llm_energy.paths import ProjectPaths, gpu_journal_dir, gpu_lock_dir
 from llm_energy.runtime.emissions import EmissionsTracker
 from llm_energy.runtime.engine import load_generator
 from llm_energy.runtime.provenance import run_provenance
 from llm_energy.runtime.runner import InferenceRun
 
+PREPARED_KEYS = ("task", "kind", "item_id", "fields")  # docs/records.md; the rest is optional
+REPREPARE = "re-run the prepare stage (dvc repro prepare, or python stages/prepare.py)"
+
 
 def _read_items(cfg: Config, paths: ProjectPaths) -> dict[str, list[dict]]:
+    """Every task's prepared items, checked before the device is touched or anything written."""
     items = {}
     for task in cfg.tasks:
         path = paths.prepared_dir / f"{task.name}.jsonl"
         if not path.exists():
             raise StageError(f"{path} not found: run the prepare stage first (task list changed?)")
-        items[task.name] = read_jsonl(path)[: cfg.infer.max_items]
+        rows = read_jsonl(path, remedy=REPREPARE, required=PREPARED_KEYS)
+        for line, row in enumerate(rows, 1):
+            problem = (
+                f"kind is {row['kind']!r} but task {task.name} is {task.kind}"
+                if row["kind"] != task.kind
+                else "fields is not a JSON object"
+                if not isinstance(row["fields"], dict)
+                else None
+            )
+            if problem:
+                raise InputFileError(path, problem, REPREPARE, line=line)
+        items[task.name] = rows[: cfg.infer.max_items]
     return items
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:
     gpu = cfg.gpu
+    items = _read_items(cfg, paths)
+    state_dir = paths.gpu_state_dir(gpu.state_dir)
+    # One GPU per run: the device holds its GPU's lock (gpu.index=auto: the first free one)
+    # until the run ends; the clock session below shares it.
     device = open_device(
         gpu.backend,
         gpu.index,
-        state_dir=paths.state_dir,
+        state_dir=state_dir,
+        exclusive=True,
+        lock_dir=gpu_lock_dir(state_dir),
+        simulated_count=gpu.simulated_count,
         simulated_gpu=gpu.simulated_gpu,
         simulated_alpha=gpu.simulated_alpha,
         simulated_utilization=gpu.simulated_utilization,
@@ -51,13 +73,21 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             control=gpu.control,
             sm_freq_mhz=first_cap,
             mem_freq_mhz=gpu.mem_freq,
-            journal_dir=paths.state_dir / "journal",
+            journal_dir=gpu_journal_dir(state_dir),
+            lock_dir=gpu_lock_dir(state_dir),
             on_other_processes=gpu.on_other_processes,
             planned_sm_freqs_mhz=[f for f in (cfg.sweep.freqs_mhz or (gpu.freq,)) if f is not None],
         ) as clocks,
+        # Outputs go to a temp folder swapped in at the end: a failed run keeps the previous
+        # data/infer (the plain-script path has no DVC cache to recover it from).
+        staged_dir(paths.infer_dir, keep_failed=paths.infer_partial_dir) as out_dir,
     ):
-        items = _read_items(cfg, paths)
-        meter = EnergyMeter(device, min_window_periods=gpu.min_window_periods)
+        meter = EnergyMeter(
+            device,
+            min_window_periods=gpu.min_window_periods,
+            min_window_s=gpu.min_window_s,
+            tick_align=gpu.tick_align,
+        )
         period_s = meter.measure_update_period_s()
         gen = load_generator(
             cfg.model,
@@ -66,8 +96,8 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             seed=cfg.meta.seed,
             engine=cfg.infer.engine,
             allow_compile=cfg.infer.compile,
+            gpu_uuid=device.uuid(),  # torch runs on the GPU NVML measures, matched by UUID
         )
-        shutil.rmtree(paths.infer_dir, ignore_errors=True)
         emissions = EmissionsTracker(
             cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled
         )
@@ -75,13 +105,13 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         # Sampled by a separate process, never a thread in this one (a thread slows generate).
         timeline = (
             PowerTimeline.for_device(
-                device, paths.infer_dir / "power_timeline.csv", gpu.power_timeline_period_s
+                device, out_dir / "power_timeline.csv", gpu.power_timeline_period_s
             )
             if gpu.power_timeline_period_s
             else contextlib.nullcontext()
         )
         # Records go to disk one by one: an interrupted run keeps everything measured so far.
-        with JsonlAppender(paths.requests_file) as out, timeline:
+        with JsonlAppender(out_dir / paths.requests_file.name) as out, timeline:
             run = InferenceRun(
                 cfg,
                 generator=gen,
@@ -96,14 +126,33 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             device_energy_j=totals.device_energy_j, device_energy_source=device.energy_source
         )
         write_json(
-            paths.run_file,
+            out_dir / paths.run_file.name,
             {
                 **run_provenance(cfg, device=device, root=paths.root),
                 "run_id": run.run_id,
                 "torch_device": gen.device,
                 "control": gpu.control,
                 "counter_update_period_s": period_s,
-                "idle_power_w_by_freq": {str(k): v for k, v in run.idle_power_w.items()},
+                "window_rules": {
+                    "min_window_s": gpu.min_window_s,
+                    "min_window_periods": gpu.min_window_periods,
+                    "min_trusted_s": meter.min_trusted_s,
+                    "tick_align": gpu.tick_align,
+                    "cooldown_s": gpu.cooldown_s,
+                    "idle_settle_s": gpu.idle_settle_s,
+                    "idle_baseline_s": gpu.idle_baseline_s,
+                },
+                "warmup": run.warmup_record.to_dict() if run.warmup_record else None,
+                "idle_baselines": [
+                    {
+                        "freq_applied_mhz": b.freq_applied_mhz,
+                        "before_w": b.before_w,
+                        "after_w": b.after_w,
+                        "power_w": b.power_w,
+                        "se_w": b.se_w,
+                    }
+                    for b in run.idle_baselines
+                ],
                 "totals": totals.__dict__,
                 "emissions": report.to_dict(),
                 "clock_warnings": list(getattr(clocks, "warnings", [])),

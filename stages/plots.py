@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 
 from _common import StageError, log, run_stage
@@ -15,43 +13,51 @@ from llm_energy.analysis.figures import (
 )
 from llm_energy.analysis.report import build_html, build_markdown
 from llm_energy.config import Config
-from llm_energy.io.files import atomic_write_bytes, atomic_write_text, read_json, read_jsonl
+from llm_energy.io.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_csv,
+    read_json,
+    read_jsonl,
+    staged_dir,
+)
 from llm_energy.paths import ProjectPaths
 from llm_energy.plotdata import by_config, by_freq
 
 TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "recommendation")
 
 
-def _read_csv(path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+RERUN = "re-run the {0} stage (dvc repro {0}, or python stages/{0}.py)"
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:
     if not paths.metrics_file.exists():
         raise StageError(f"{paths.metrics_file} not found: run the stats stage first")
-    summary = pd.read_csv(paths.summary_csv)
-    requests = pd.DataFrame(read_jsonl(paths.aggregate_dir / "requests.jsonl"))
-    tables = {name: _read_csv(paths.stats_dir / f"{name}.csv") for name in TABLES}
-    tables["regression"].attrs.update(read_json(paths.stats_dir / "ols_info.json"))
-    headline = read_json(paths.metrics_file)
+    agg, stats = RERUN.format("aggregate"), RERUN.format("stats")
+    summary = read_csv(paths.summary_csv, remedy=agg)
+    requests = pd.DataFrame(read_jsonl(paths.aggregate_dir / "requests.jsonl", remedy=agg))
+    tables = {
+        name: read_csv(paths.stats_dir / f"{name}.csv", remedy=stats, allow_empty=True)
+        for name in TABLES
+    }
+    ols_info = read_json(paths.stats_dir / "ols_info.json", remedy=stats, expect=dict)
+    tables["regression"].attrs.update(ols_info)
+    headline = read_json(paths.metrics_file, remedy=stats, expect=dict)
 
     figures = standard_figures(summary, requests, frontier=tables["pareto"])
     timeline_csv = paths.infer_dir / "power_timeline.csv"
     if timeline_csv.exists():
         kind = (headline.get("energy") or {}).get("kind")
-        figures["power_timeline"] = power_timeline(pd.read_csv(timeline_csv), energy_kind=kind)
+        timeline = read_csv(timeline_csv, remedy=RERUN.format("infer"))
+        figures["power_timeline"] = power_timeline(timeline, energy_kind=kind)
     pngs = {name: figure_png_bytes(fig, dpi=cfg.plots.dpi) for name, fig in figures.items()}
 
-    for out in (paths.figures_dir, paths.plots_data_dir):
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-    for name, data in pngs.items():
-        atomic_write_bytes(paths.figures_dir / f"{name}.png", data)
-    by_freq(summary).to_csv(paths.plots_data_dir / "by_freq.csv", index=False)
-    by_config(summary).to_csv(paths.plots_data_dir / "by_config.csv", index=False)
+    # Written aside and swapped in: a failed write keeps the previous figures and plot data.
+    with staged_dir(paths.figures_dir) as fig_dir, staged_dir(paths.plots_data_dir) as data_dir:
+        for name, data in pngs.items():
+            atomic_write_bytes(fig_dir / f"{name}.png", data)
+        by_freq(summary).to_csv(data_dir / "by_freq.csv", index=False)
+        by_config(summary).to_csv(data_dir / "by_config.csv", index=False)
 
     kinds = summary["energy_kind"].dropna().unique().tolist() if "energy_kind" in summary else []
     markdown = build_markdown(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 from _common import log, run_stage
 from llm_energy.config import Config
-from llm_energy.io.files import write_json, write_jsonl
+from llm_energy.io.files import staged_dir, write_json, write_jsonl
 from llm_energy.io.loaders import load_task_items
 from llm_energy.paths import ProjectPaths
 
@@ -24,13 +22,16 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         results[task.name] = load_task_items(
             spec, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root
         )
-    shutil.rmtree(paths.prepared_dir, ignore_errors=True)
     summary = {}
-    for name, result in results.items():
-        write_jsonl(paths.prepared_dir / f"{name}.jsonl", result.items)
-        summary[name] = {"items": len(result.items), "problems": list(result.problems)}
-        log.info("%s: %d items (%d rows skipped)", name, len(result.items), len(result.problems))
-    write_json(paths.prepared_dir / "_summary.json", summary)
+    # Written aside and swapped in: a failed write keeps the previous data/prepared.
+    with staged_dir(paths.prepared_dir) as out:
+        for name, result in results.items():
+            write_jsonl(out / f"{name}.jsonl", result.items)
+            summary[name] = {"items": len(result.items), "problems": list(result.problems)}
+            log.info(
+                "%s: %d items (%d rows skipped)", name, len(result.items), len(result.problems)
+            )
+        write_json(out / "_summary.json", summary)
 
 
 if __name__ == "__main__":

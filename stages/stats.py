@@ -1,22 +1,23 @@
 """Stage `stats`: significance tests, regression, trade-off and recommended cap -> reports/.
 
 Tables go to reports/stats/*.csv and *.md; headline numbers to reports/metrics.json (a DVC
-metrics file, so `dvc exp show` lists them per experiment).
+metrics file, so `dvc exp show` lists them per experiment). Every test counts measurement
+windows; `repetition` flags a first repetition that differs from the rest (metrics.json
+`repetition.*`, shown as a warning in the report).
 """
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 
 from _common import StageError, log, run_stage
+from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.regression import energy_ols
+from llm_energy.analysis.repetition import repetition_effect, repetition_headline
 from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
-from llm_energy.analysis.summary import headline_metrics
 from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap, savings_headline
 from llm_energy.config import Config
-from llm_energy.io.files import atomic_write_text, read_jsonl, write_json
+from llm_energy.io.files import atomic_write_text, read_csv, read_jsonl, staged_dir, write_json
 from llm_energy.paths import ProjectPaths
 from llm_energy.tables import to_markdown
 
@@ -25,8 +26,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     scored_file = paths.aggregate_dir / "requests.jsonl"
     if not scored_file.exists() or not paths.summary_csv.exists():
         raise StageError(f"{paths.aggregate_dir} is incomplete: run the aggregate stage first")
-    requests = pd.DataFrame(read_jsonl(scored_file))
-    summary = pd.read_csv(paths.summary_csv)
+    rerun = "re-run the aggregate stage (dvc repro aggregate, or python stages/aggregate.py)"
+    requests = pd.DataFrame(read_jsonl(scored_file, remedy=rerun))
+    summary = read_csv(paths.summary_csv, remedy=rerun)
     s = cfg.stats
     coef, ols_info = energy_ols(requests)
     tables = {
@@ -41,25 +43,28 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             n_boot=s.n_boot,
             seed=s.seed,
             ci_level=cfg.aggregate.ci_level,
+            min_samples=s.min_samples,
         ),
+        "repetition": repetition_effect(requests, alpha=s.alpha),
     }
-    shutil.rmtree(paths.stats_dir, ignore_errors=True)
-    paths.stats_dir.mkdir(parents=True)
-    for name, table in tables.items():
-        table.to_csv(paths.stats_dir / f"{name}.csv", index=False)
-        atomic_write_text(paths.stats_dir / f"{name}.md", to_markdown(table) + "\n")
-    write_json(paths.stats_dir / "ols_info.json", ols_info)
-    write_json(
-        paths.stats_dir / "settings.json",
-        {
-            "alpha": s.alpha,
-            "min_samples": s.min_samples,
-            "latency_budget_pct": s.latency_budget_pct,
-        },
-    )
+    # Written aside and swapped in: a failed write keeps the previous reports/stats.
+    with staged_dir(paths.stats_dir) as out:
+        for name, table in tables.items():
+            table.to_csv(out / f"{name}.csv", index=False)
+            atomic_write_text(out / f"{name}.md", to_markdown(table) + "\n")
+        write_json(out / "ols_info.json", ols_info)
+        write_json(
+            out / "settings.json",
+            {
+                "alpha": s.alpha,
+                "min_samples": s.min_samples,
+                "latency_budget_pct": s.latency_budget_pct,
+            },
+        )
     metrics = headline_metrics(summary, requests)
     metrics["tradeoff"] = savings_headline(tables["recommendation"])
     metrics["stats"] = {"alpha": s.alpha, "ols_r2": ols_info.get("r2")}
+    metrics["repetition"] = repetition_headline(tables["repetition"])
     write_json(paths.metrics_file, metrics)
     log.info("stats: %s", ", ".join(f"{k}={len(v)} rows" for k, v in tables.items()))
 

@@ -7,6 +7,7 @@ test.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -75,13 +76,16 @@ def sweep_requests(
     noise: float = 0.02,
     seed: int = 0,
     default_applied_mhz: float | None = None,
+    reps: int = 1,
+    rep0_slowdown: float = 1.0,
 ) -> pd.DataFrame:
     """A frequency sweep: one request per row, every records.md column present.
 
     ``None`` in ``freqs`` is the driver-default group (``freq_requested_mhz`` null,
     ``freq_applied_mhz`` = ``default_applied_mhz``, null by default). With ``length_jitter``
     input and output lengths vary per item (uniform in [0.5, 1.5] × target), the same
-    items at every frequency.
+    items at every frequency. ``reps`` repeats every item (``rep`` 0..reps-1, a window each);
+    ``rep0_slowdown`` multiplies the latency (and so the energy) of rep 0: a cold start.
     """
     rng = np.random.default_rng(seed)
     if length_jitter:  # per item: every frequency sees the same items, as in a real sweep
@@ -96,10 +100,11 @@ def sweep_requests(
     for model in models:
         for task in tasks:
             for freq in freqs:
-                for i in range(n_per_freq):
+                for rep, i in itertools.product(range(reps), range(n_per_freq)):
                     n_in, n_out = int(in_lengths[i]), int(out_lengths[i])
-                    ttft = true_ttft_s(freq, n_in, model) * rng.lognormal(0.0, noise)
-                    tpot = true_tpot_s(freq, model) * rng.lognormal(0.0, noise)
+                    slow = rep0_slowdown if rep == 0 else 1.0
+                    ttft = true_ttft_s(freq, n_in, model) * rng.lognormal(0.0, noise) * slow
+                    tpot = true_tpot_s(freq, model) * rng.lognormal(0.0, noise) * slow
                     latency = ttft + n_out * tpot
                     power = true_power_w(freq) * rng.lognormal(0.0, noise)
                     energy = power * latency
@@ -118,7 +123,7 @@ def sweep_requests(
                             "task_kind": TASK_KIND.get(task, task),
                             "dataset": f"{task}-samples",
                             "item_id": f"{task}-{i}",
-                            "rep": 0,
+                            "rep": rep,
                             "engine": "eager",
                             "batch_size": 1,
                             "batch_index": i,
@@ -209,4 +214,57 @@ def groups_to_requests(
     df = pd.DataFrame(rows)
     df["freq_requested_mhz"] = pd.to_numeric(df["freq_requested_mhz"]).astype("float64")
     df["freq_applied_mhz"] = pd.to_numeric(df["freq_applied_mhz"]).astype("float64")
+    return df
+
+
+def batched_window_requests(
+    windows: Sequence[tuple[float | None, float, Sequence[int]]],
+    *,
+    window_repeats: int = 1,
+    latency_s: float = 1.0,
+    energy_kind: str = "measured",
+    item_prefix: str = "it",
+) -> pd.DataFrame:
+    """One measurement window per ``(freq, window_energy_j, output tokens per request)``: the
+    window's energy is split evenly over its requests and repeats (docs/records.md), its requests
+    are items ``<prefix>-<w>-<i>`` (the same ids at every frequency for the same window index
+    within a frequency), natural-length outputs."""
+    rows: list[dict[str, Any]] = []
+    position: dict[Any, int] = {}
+    for window, (freq, energy, outputs) in enumerate(windows, start=1):
+        slot = position.get(freq, 0)
+        position[freq] = slot + 1
+        n = len(outputs)
+        for i, n_out in enumerate(outputs):
+            rows.append(
+                {
+                    "run_id": "r",
+                    "window_id": window,
+                    "model": "m",
+                    "task": "t",
+                    "engine": "eager",
+                    "batch_size": n,
+                    "input_tokens_target": 64,
+                    "output_tokens_target": 16,  # natural lengths up to a cap
+                    "item_id": f"{item_prefix}-{slot}-{i}",
+                    "rep": 0,
+                    "freq_requested_mhz": freq,
+                    "freq_applied_mhz": freq,
+                    "energy_source": SOURCE_BY_KIND[energy_kind],
+                    "energy_kind": energy_kind,
+                    "status": "ok",
+                    "window_energy_j": energy,
+                    "window_s": latency_s * window_repeats,
+                    "window_repeats": window_repeats,
+                    "energy_j": energy / (n * window_repeats),
+                    "output_tokens": int(n_out),
+                    "input_tokens": 64,
+                    "latency_s": latency_s,
+                    "window_trusted": True,
+                    "cap_held": None if freq is None else True,
+                }
+            )
+    df = pd.DataFrame(rows)
+    for col in ("freq_requested_mhz", "freq_applied_mhz"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     return df

@@ -298,3 +298,55 @@ def test_comparison_table_alias_and_figure() -> None:
     sim = comparison_figure(table.assign(**{"energy.kind": "simulated"}))
     assert SIMULATED_LABEL in sim._suptitle.get_text()
     figure_png_bytes(comparison_figure(table.iloc[0:0]), dpi=30)
+
+
+def _flat(name: str, freq: float | None, jpt: float, lat: float, **extra: object) -> dict:
+    return {
+        "experiment": name,
+        "kind": "experiment",
+        "config.model": "m",
+        "config.task": "qa",
+        "energy.kind": "measured",
+        "energy.j_per_token": jpt,
+        "perf.latency_p50_s": lat,
+        "gpu.freq_applied_mhz": freq,
+        "gpu.freq_mode": "default" if freq is None else "capped",
+        **extra,
+    }
+
+
+def test_compare_never_pools_energy_sources() -> None:
+    # nvml (GPU counter) and rapl (CPU package) are both "measured", but not comparable
+    rows = [
+        _flat("gpu-base", None, 6.0, 1.0, **{"energy.source": "nvml"}),
+        _flat("gpu-1500", 1500.0, 5.0, 1.02, **{"energy.source": "nvml"}),
+        _flat("cpu-base", None, 2.0, 1.0, **{"energy.source": "rapl"}),
+        _flat("cpu-1500", 1500.0, 1.9, 1.02, **{"energy.source": "rapl"}),
+    ]
+    table = compare_experiments(pd.DataFrame(rows), latency_budget_pct=5.0)
+    assert set(table.loc[table["is_baseline"], "experiment"]) == {"gpu-base", "cpu-base"}
+    by = table.set_index("experiment")
+    assert by.loc["cpu-1500", "saving_pct"] == pytest.approx(5.0)  # vs its own rapl baseline
+    assert by.loc["gpu-1500", "saving_pct"] == pytest.approx(100 / 6)
+    assert "energy nvml" in by.loc["gpu-1500", "group"]
+    assert "energy rapl" in by.loc["cpu-1500", "group"]
+
+
+def test_compare_never_pools_gpu_models_even_when_asked_to() -> None:
+    rows = [
+        _flat("h200-base", None, 6.0, 1.0, **{"gpu.name": "NVIDIA H200"}),
+        _flat("h200-1500", 1500.0, 5.0, 1.02, **{"gpu.name": "NVIDIA H200"}),
+        _flat("a100-1500", 1500.0, 1.0, 1.01, **{"gpu.name": "NVIDIA A100"}),
+        _flat("unnamed-1500", 1500.0, 0.5, 1.0),
+    ]
+    table = compare_experiments(
+        pd.DataFrame(rows), latency_budget_pct=5.0, group_cols=["config.model"]
+    )
+    by = table.set_index("experiment")
+    # the A100 run is not "a 83 % saving" against the H200 baseline: it is its own group
+    assert by.loc["a100-1500", "is_baseline"] and by.loc["unnamed-1500", "is_baseline"]
+    assert not by.loc["a100-1500", "best_within_budget"]
+    assert by.loc["h200-1500", "best_within_budget"]
+    assert "GPU NVIDIA A100" in by.loc["a100-1500", "group"]
+    assert "GPU unknown" in by.loc["unnamed-1500", "group"]
+    assert table["group"].nunique() == 3

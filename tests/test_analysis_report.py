@@ -10,6 +10,7 @@ import pytest
 
 from analysis_fixtures import sweep_requests
 from llm_energy.analysis.figures import SIMULATED_LABEL, energy_vs_freq, figure_png_bytes
+from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.regression import energy_ols
 from llm_energy.analysis.report import (
     build_html,
@@ -19,7 +20,7 @@ from llm_energy.analysis.report import (
     recommendation_sentences,
 )
 from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
-from llm_energy.analysis.summary import headline_metrics, summarize
+from llm_energy.analysis.summary import summarize
 from llm_energy.analysis.tradeoff import recommend_cap, savings_headline
 
 TINY_PNG = bytes.fromhex(
@@ -150,7 +151,18 @@ def test_build_markdown_from_pipeline(pipeline: dict) -> None:
         "## Statistics: regression",
     ):
         assert section in md
-    assert "OLS with HC3 errors: each extra output token" in md
+    assert "OLS with window-clustered errors: each extra output token" in md
+    # the sweep ran the same items at every clock: Friedman on per-item means, named as such
+    assert "(Friedman, same items at every clock, χ²(3) = " in md
+    assert "After Holm correction (Wilcoxon signed-rank, paired by item)" in md
+    assert "n = 32 windows" in md
+
+
+def test_unestablished_saving_is_not_a_recommendation() -> None:
+    row = _rec_row(saving_pct=4.0, saving_ci_low=-1.0, saving_ci_high=9.0, saves_energy=False)
+    (sentence,) = recommendation_sentences(pd.DataFrame([row]))
+    assert "changed energy per token by -4.0 % (95 % CI -9.0 to +1.0 %)" in sentence
+    assert "the saving is not established, so default clocks remain the recommendation" in sentence
 
 
 def test_measured_report_has_no_banner(pipeline: dict) -> None:

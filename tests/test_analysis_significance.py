@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from scipy import stats
+from statsmodels.stats.oneway import anova_oneway
 
-from analysis_fixtures import groups_to_requests, sweep_requests
+from analysis_fixtures import batched_window_requests, groups_to_requests, sweep_requests
 from llm_energy.analysis.significance import (
     FREQUENCY_EFFECT_COLUMNS,
     PAIRWISE_COLUMNS,
@@ -51,15 +53,16 @@ def test_auto_falls_back_to_kruskal_for_skewed_data() -> None:
     groups = {None: skewed, 1200.0: [x + 0.5 for x in skewed], 900.0: [x + 1.0 for x in skewed]}
     res = frequency_effect(groups_to_requests(groups)).iloc[0]
     assert not res["normal"]
-    assert res["test"] == "kruskal"
-    assert "Shapiro" in res["note"]
+    assert res["test"] == "kruskal" and res["design"] == "independent"
+    assert "Shapiro" in res["test_reason"] and "equal variances" in res["test_reason"]
     h_ref = stats.kruskal(*[np.array(v) for v in groups.values()]).statistic
     assert res["statistic"] == pytest.approx(h_ref)
 
 
-def test_anova_detects_a_real_frequency_effect() -> None:
+def test_blocked_sweep_detects_a_real_frequency_effect() -> None:
     df = sweep_requests((None, 1500.0, 1000.0), n_per_freq=12, noise=0.03, seed=7)
     res = frequency_effect(df).iloc[0]
+    assert res["test"] == "friedman" and res["design"] == "blocked-complete"
     assert res["p_value"] < 0.001
     assert res["verdict"] == "significant"
 
@@ -199,3 +202,140 @@ def test_spearman_on_sweep_finds_output_length_effect() -> None:
     overall = table[(table["scope"] == "overall") & (table["variable"] == "output_tokens")].iloc[0]
     assert overall["rho"] > 0.9 and overall["p_value"] < 1e-6
     assert len(table[table["scope"] == "model×task"]) == 4
+
+
+# --- design-aware test choice: Welch for unequal variances, blocked tests for paired items --------
+
+
+def test_welch_anova_for_unequal_variances_against_statsmodels_and_formula() -> None:
+    rng = np.random.default_rng(5)
+    groups = {
+        None: rng.normal(10.0, 0.2, 12),
+        1500.0: rng.normal(10.3, 2.0, 12),
+        1000.0: rng.normal(9.0, 4.0, 12),
+    }
+    res = frequency_effect(groups_to_requests({k: v.tolist() for k, v in groups.items()})).iloc[0]
+    assert res["test"] == "welch_anova"  # not Kruskal–Wallis: it does not fix unequal variances
+    assert "Levene rejects equal variances" in res["test_reason"]
+    ref = anova_oneway(list(groups.values()), use_var="unequal", welch_correction=True)
+    assert res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(ref.pvalue)
+    assert res["df_within"] == pytest.approx(ref.df_denom)
+    # Welch (1951) by hand: weights n/s², weighted grand mean, F* and its denominator df
+    g = [np.asarray(v) for v in groups.values()]
+    w = np.array([len(x) / x.var(ddof=1) for x in g])
+    means = np.array([x.mean() for x in g])
+    grand = (w * means).sum() / w.sum()
+    k = len(g)
+    lam = sum((1 - wi / w.sum()) ** 2 / (len(x) - 1) for wi, x in zip(w, g, strict=True))
+    f = ((w * (means - grand) ** 2).sum() / (k - 1)) / (1 + 2 * (k - 2) / (k**2 - 1) * lam)
+    assert res["statistic"] == pytest.approx(f)
+    assert res["df_within"] == pytest.approx((k**2 - 1) / (3 * lam))
+
+
+def _blocked_frame(values: dict[float | None, list[float]], reps: int = 1) -> pd.DataFrame:
+    """One window per item and repetition: item i has values[f][i] (+ a rep offset) at clock f."""
+    windows = []
+    for rep in range(reps):
+        for freq, vals in values.items():
+            windows += [(freq, v + 0.01 * rep, (1,)) for v in vals]
+    df = batched_window_requests(windows)
+    # item ids: the i-th window of a clock within each repetition is item i
+    df["item_id"] = [f"item-{i % len(next(iter(values.values())))}" for i in range(len(df))]
+    return df
+
+
+def test_friedman_on_per_item_means_against_scipy() -> None:
+    rng = np.random.default_rng(8)
+    item = rng.lognormal(0, 0.6, 10)  # items differ far more than clocks do
+    values = {None: item * 1.00, 1500.0: item * 0.97, 1000.0: item * 0.93}
+    values = {f: (v * rng.lognormal(0, 0.02, 10)).tolist() for f, v in values.items()}
+    df = _blocked_frame(values, reps=2)
+    res = frequency_effect(df).iloc[0]
+    assert res["design"] == "blocked-complete" and res["test"] == "friedman"
+    assert res["n_blocks"] == 10 and "complete blocks" in res["test_reason"]
+    # per-item means over the two repetitions, then scipy's Friedman
+    means = [np.asarray(v) + 0.005 for v in values.values()]
+    ref = stats.friedmanchisquare(*means)
+    assert res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(ref.pvalue)
+    assert res["effect_size"] == pytest.approx(ref.statistic / (10 * 2))  # Kendall's W
+    assert res["significant"]
+    # the same windows treated as independent groups miss the effect: items swamp it
+    unpaired = frequency_effect(df.drop(columns="item_id")).iloc[0]
+    assert unpaired["design"] == "independent" and unpaired["p_value"] > 0.05
+
+
+def test_two_blocked_levels_use_wilcoxon_signed_rank() -> None:
+    rng = np.random.default_rng(9)
+    item = rng.lognormal(0, 0.5, 8)
+    values = {None: item.tolist(), 1200.0: (item * rng.normal(0.95, 0.02, 8)).tolist()}
+    res = frequency_effect(_blocked_frame(values)).iloc[0]
+    assert res["test"] == "wilcoxon"
+    ref = stats.wilcoxon(values[1200.0], values[None])
+    assert res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(ref.pvalue)
+    # matched-pairs rank-biserial: (R+ − R−) / (R+ + R−) over |differences| ranked
+    d = np.array(values[1200.0]) - np.array(values[None])
+    ranks = stats.rankdata(np.abs(d))
+    r = (ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum()
+    assert res["effect_size"] == pytest.approx(r) and r < -0.8
+
+
+def test_incomplete_blocks_use_a_mixed_model_against_statsmodels() -> None:
+    rng = np.random.default_rng(10)
+    item = rng.lognormal(0, 0.5, 12)
+    values = {
+        f: (item * scale * rng.lognormal(0, 0.03, 12)).tolist()
+        for f, scale in ((None, 1.0), (1500.0, 0.96), (1000.0, 0.9))
+    }
+    df = _blocked_frame(values)
+    df = df[~((df["freq_requested_mhz"] == 1000.0) & df["item_id"].isin(["item-0", "item-1"]))]
+    res = frequency_effect(df).iloc[0]
+    assert res["design"] == "blocked-incomplete" and res["test"] == "mixedlm"
+    assert "some blocks are missing" in res["test_reason"]
+    data = pd.DataFrame(
+        {
+            "y": df["energy_j"].to_numpy(),
+            "level": df["freq_requested_mhz"].fillna(0).astype(str).to_numpy(),
+            "block": df["item_id"].to_numpy(),
+        }
+    )
+    data["y"] = (data["y"] - data["y"].mean()) / data["y"].std()
+    full = smf.mixedlm("y ~ C(level)", data, groups=data["block"]).fit(reml=False)
+    null = smf.mixedlm("y ~ 1", data, groups=data["block"]).fit(reml=False)
+    lr = 2 * (full.llf - null.llf)
+    assert res["statistic"] == pytest.approx(lr, rel=1e-4)
+    assert res["p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
+    assert res["significant"]
+
+
+def test_pairwise_is_paired_by_item_in_a_blocked_design() -> None:
+    rng = np.random.default_rng(11)
+    item = rng.lognormal(0, 0.6, 10)
+    values = {
+        None: item.tolist(),
+        1500.0: (item * rng.normal(0.99, 0.03, 10)).tolist(),
+        1000.0: (item * rng.normal(0.90, 0.03, 10)).tolist(),
+    }
+    table = pairwise_vs_default(_blocked_frame(values))
+    assert (table["test"] == "wilcoxon_signed_rank").all() and (table["n_pairs"] == 10).all()
+    row = table.set_index("freq_mhz").loc[1000.0]
+    ref = stats.wilcoxon(values[1000.0], values[None])
+    assert row["p_value"] == pytest.approx(ref.pvalue)
+    assert row["significant"]
+
+
+def test_spearman_counts_windows_against_scipy() -> None:
+    # 6 windows of 4 requests: one point per window (mean length, mean energy per request)
+    windows = [(1200.0, 10.0 * k, (k, k + 1, k + 2, k + 3)) for k in (3, 1, 4, 2, 6, 5)]
+    df = batched_window_requests(windows)
+    table = spearman_lengths(df)
+    row = table[(table["scope"] == "overall") & (table["variable"] == "output_tokens")].iloc[0]
+    assert row["n"] == 6  # not 24 requests
+    mean_len = [k + 1.5 for k in (3, 1, 4, 2, 6, 5)]
+    mean_energy = [10.0 * k / 4 for k in (3, 1, 4, 2, 6, 5)]
+    ref = stats.spearmanr(mean_len, mean_energy)
+    assert row["rho"] == pytest.approx(ref.statistic) and row["p_value"] == pytest.approx(
+        ref.pvalue
+    )

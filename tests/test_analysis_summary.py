@@ -9,17 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_fixtures import groups_to_requests, minimal_requests, sweep_requests
-from llm_energy.analysis.summary import (
+from analysis_fixtures import (
+    batched_window_requests,
+    groups_to_requests,
+    minimal_requests,
+    sweep_requests,
+)
+from llm_energy.analysis.bootstrap import bootstrap_ci
+from llm_energy.analysis.headline import headline_metrics
+from llm_energy.analysis.records import (
     CONFIG_KEYS,
     METRICS,
     THROTTLE_MASK,
-    bootstrap_ci,
+    cluster_ids,
     exclusion_reasons,
-    headline_metrics,
     parse_clock_event_reasons,
-    summarize,
 )
+from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.windows import window_table
 
 
 def test_throttle_mask_uses_nvml_bit_values() -> None:
@@ -286,8 +293,101 @@ def test_windows_are_identified_per_run() -> None:
             "latency_s": 1.0,
         }
     )
-    from llm_energy.analysis.summary import cluster_ids
-
     assert cluster_ids(df).nunique() == 8
     s = summarize(df, n_boot=200)
     assert s["n"].iloc[0] == 8 and s["energy_j_ci_low"].iloc[0] < s["energy_j_ci_high"].iloc[0]
+
+
+# --- the window is the unit; J/token is Σ energy / Σ tokens -----------------------------------------
+
+# Two batched windows of natural-length answers: 8 J over 1+3+6+6 tokens, 12 J over 2+2+10+10.
+BATCHED = [(1200.0, 8.0, (1, 3, 6, 6)), (1200.0, 12.0, (2, 2, 10, 10))]
+
+
+def test_j_per_token_is_total_energy_over_total_tokens() -> None:
+    df = batched_window_requests(BATCHED)
+    row = summarize(df, n_boot=200).iloc[0]
+    # zeus / optimum-benchmark: 20 J / 40 tokens = 0.50; the mean of per-request ratios says
+    # 0.87, because the short answers of a batch carry an even share of the window's energy
+    assert row["j_per_token_mean"] == pytest.approx(20.0 / 40.0)
+    mean_of_ratios = (2 / 1 + 2 / 3 + 2 / 6 + 2 / 6 + 3 / 2 + 3 / 2 + 3 / 10 + 3 / 10) / 8
+    assert (df["energy_j"] / df["output_tokens"]).mean() == pytest.approx(mean_of_ratios)
+    assert mean_of_ratios == pytest.approx(0.867, abs=1e-3)
+    assert row["j_per_token_median"] == pytest.approx(np.median([8 / 16, 12 / 24]))
+    assert (row["n"], row["n_windows"]) == (8, 2)
+    assert row["j_per_token_ci_low"] <= 0.5 <= row["j_per_token_ci_high"]
+    head = headline_metrics(summarize(df, n_boot=50), df)
+    assert head["energy"]["j_per_token"] == pytest.approx(0.5)
+    assert head["counts"]["n_windows"] == 2
+
+
+def test_window_table_sums_a_window_and_divides_its_repeats() -> None:
+    df = batched_window_requests([(None, 30.0, (4, 6, 10))], window_repeats=3)
+    win = window_table(df).iloc[0]
+    # 30 J over 3 repeats: 10 J per execution of the batch, 20 tokens per execution
+    assert win["energy_j_sum"] == pytest.approx(10.0)
+    assert win["output_tokens_sum"] == 20
+    assert win["j_per_token"] == pytest.approx(0.5)
+    assert win["n_requests"] == 3
+    assert win["block"] == "t|it-0-0,t|it-0-1,t|it-0-2"
+
+
+def test_window_bootstrap_resamples_windows_not_requests() -> None:
+    # 4 windows of 8 requests: the J/token CI is that of 4 values, not 32
+    windows = [(1200.0, e, (5,) * 8) for e in (40.0, 44.0, 48.0, 52.0)]
+    df = batched_window_requests(windows)
+    row = summarize(df, n_boot=2000, seed=1).iloc[0]
+    per_window = np.array([40.0, 44.0, 48.0, 52.0]) / 40.0
+    rng = np.random.default_rng(0)
+    reps = per_window[rng.integers(0, 4, size=(4000, 4))].mean(axis=1)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    assert row["j_per_token_ci_low"] == pytest.approx(lo, abs=0.02)
+    assert row["j_per_token_ci_high"] == pytest.approx(hi, abs=0.02)
+
+
+def test_dynamic_j_per_token_and_device_name_in_headline() -> None:
+    df = batched_window_requests(BATCHED)
+    df["dynamic_energy_j"] = df["energy_j"] / 2
+    df["device_name"] = "NVIDIA H200"
+    head = headline_metrics(summarize(df, n_boot=20), df)
+    assert head["energy"]["dynamic_j_per_token"] == pytest.approx(10.0 / 40.0)
+    assert head["gpu"]["name"] == "NVIDIA H200"
+    assert (
+        headline_metrics(summarize(df, n_boot=20), df.drop(columns="device_name"))["gpu"]["name"]
+        is None
+    )
+
+
+def test_expansion_factor_matches_the_t_interval() -> None:
+    from scipy import stats
+
+    from llm_energy.analysis.bootstrap import expansion_factor
+
+    # Hesterberg (2015): sqrt(n/(n-1)) t_{n-1} / z; n = 3 → 2.69, large n → 1
+    assert expansion_factor(3, 0.95) == pytest.approx(
+        math.sqrt(1.5) * stats.t.ppf(0.975, 2) / stats.norm.ppf(0.975)
+    )
+    assert expansion_factor(10_000, 0.95) == pytest.approx(1.0, abs=1e-3)
+    assert math.isinf(expansion_factor(1, 0.95))
+
+
+def test_idle_baseline_uncertainty_widens_the_dynamic_interval() -> None:
+    from llm_energy.analysis.summary import idle_se_per_token
+
+    df = sweep_requests((1200.0,), n_per_freq=9, seed=3)
+    df["dynamic_energy_j"] = df["energy_j"] * 0.5
+    narrow = summarize(df, n_boot=200).iloc[0]
+    # Two baselines (two points): each one's error is shared by the requests measured after it.
+    df["idle_power_before_w"] = [100.0 if i < 5 else 110.0 for i in range(len(df))]
+    df["idle_power_after_w"] = df["idle_power_before_w"] + 4.0
+    df["dynamic_energy_se_j"] = 0.2
+    wide = summarize(df, n_boot=200).iloc[0]
+    tokens = df["output_tokens"].sum()
+    expected = math.sqrt((0.2 * 5) ** 2 + (0.2 * (len(df) - 5)) ** 2) / tokens
+    assert idle_se_per_token(df) == pytest.approx(expected)
+    assert wide["dynamic_j_per_token_idle_se"] == pytest.approx(expected)
+    assert wide["dynamic_j_per_token_mean"] == pytest.approx(narrow["dynamic_j_per_token_mean"])
+    assert wide["dynamic_j_per_token_ci_low"] < narrow["dynamic_j_per_token_ci_low"]
+    assert wide["dynamic_j_per_token_ci_high"] > narrow["dynamic_j_per_token_ci_high"]
+    # Without the column nothing changes.
+    assert math.isnan(narrow["dynamic_j_per_token_idle_se"])

@@ -18,7 +18,24 @@ OUTPUTS = {
 
 
 def test_stage_order_and_names() -> None:
-    assert list(PIPELINE) == ["prepare", "model", "infer", "aggregate", "stats", "plots"]
+    assert list(PIPELINE) == [
+        "validate",
+        "prepare",
+        "model",
+        "infer",
+        "aggregate",
+        "stats",
+        "plots",
+    ]
+
+
+def test_validate_runs_before_every_other_stage() -> None:
+    # Every root stage depends on validate's marker, so DVC runs it before deleting any output.
+    marker = next(iter(PIPELINE["validate"]["outs"][0]))
+    for name, stage in PIPELINE.items():
+        upstream = {d for d in stage["deps"] if d in OUTPUTS}
+        assert name == "validate" or upstream, f"{name} could run before validate"
+    assert {n for n, s in PIPELINE.items() if marker in s["deps"]} == {"prepare", "model"}
 
 
 def test_every_dependency_exists_or_is_produced_upstream() -> None:

@@ -42,6 +42,9 @@ from llm_energy.hw.errors import (
     RestoreError,
     SessionConflictError,
 )
+from llm_energy.hw.guard import SignalExit
+from llm_energy.hw.identity import boot_id, process_start_ticks
+from llm_energy.hw.journal import now_iso
 from llm_energy.hw.nvml import NvmlDevice
 from llm_energy.hw.simulated import SimulatedDevice
 from test_hw_nvml import FakeNvml, _Proc, nvml_error
@@ -353,24 +356,33 @@ def test_sigint_handler_restores_then_raises_keyboard_interrupt(tmp_path: Path, 
     dev = sim(tmp_path)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), ClockSession(dev, "lock", 1200, journal_dir=jdir) as s:
-        assert signal.getsignal(signal.SIGINT) == s._on_signal
+        assert s.guard.installed and signal.getsignal(signal.SIGINT) != before
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1.0)  # the handler runs at the next bytecode boundary, well before this ends
     assert dev.clock_state().sm_locked_mhz is None and not any(jdir.glob("*.json"))
     assert signal.getsignal(signal.SIGINT) == before
 
 
-def test_handlers_chain_to_previous_callable(tmp_path: Path, jdir: Path) -> None:
+def test_handlers_chain_to_previous_callable_then_end_the_run(tmp_path: Path, jdir: Path) -> None:
     dev = sim(tmp_path)
-    got: list[int] = []
-    old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    got: list[tuple[int, int | None]] = []
+    old = signal.signal(
+        signal.SIGTERM, lambda signum, frame: got.append((signum, dev.clock_state().sm_locked_mhz))
+    )
     try:
-        with ClockSession(dev, "lock", 1200, journal_dir=jdir) as s:
+        # The previous handler returns, yet the run must not go on measuring at restored clocks.
+        with (
+            pytest.raises(SignalExit) as ei,
+            ClockSession(dev, "lock", 1200, journal_dir=jdir) as s,
+        ):
             os.kill(os.getpid(), signal.SIGTERM)
-            assert got == [signal.SIGTERM]
-            assert dev.clock_state().sm_locked_mhz is None  # restored before chaining
-            with pytest.raises(DeviceError, match="restored on signal"):
-                s.set_sm_cap(900)
+            time.sleep(1.0)
+        assert ei.value.code == 128 + signal.SIGTERM
+        assert got == [(signal.SIGTERM, None)]  # restored before chaining
+        with pytest.raises(RuntimeError):
+            s.set_sm_cap(900)
+        assert s.interrupted_by == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is not None and not s.guard.installed
     finally:
         signal.signal(signal.SIGTERM, old)
 
@@ -410,17 +422,20 @@ def _write_dead_journal(
     sm: bool = False,
     mem: bool = False,
     pid: int = 2**22 + 17,
+    start_ticks: int | None = None,
+    updated_at: str | None = None,
 ) -> Path:
     path = journal_path(jdir, uuid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps(
             {
-                "version": 1,
+                "version": 2,
                 "uuid": uuid,
                 "pid": pid,
-                "boot_id": control._boot_id(),
-                "updated_at": "2026-01-01T00:00:00+00:00",
+                "proc_start_ticks": start_ticks,
+                "boot_id": boot_id(),
+                "updated_at": updated_at or now_iso(),
                 "original": original.to_dict(),
                 "changed": {"sm": sm, "mem": mem, "power_limit": False},
             }
@@ -455,21 +470,55 @@ def test_session_enter_recovers_first(tmp_path: Path, jdir: Path) -> None:
 
 def test_journal_of_live_process_is_not_taken_over(tmp_path: Path, jdir: Path) -> None:
     dev = sim(tmp_path)
-    _write_dead_journal(dev.uuid(), jdir, ClockState(None, None, 700.0), sm=True, pid=os.getppid())
-    with pytest.raises(SessionConflictError, match=f"process {os.getppid()} still holds"):
+    ppid = os.getppid()
+    ticks = process_start_ticks(ppid)
+    _write_dead_journal(
+        dev.uuid(), jdir, ClockState(None, None, 700.0), sm=True, pid=ppid, start_ticks=ticks
+    )
+    with pytest.raises(SessionConflictError, match=f"process {ppid} still holds"):
         recover_pending(dev, jdir)
     with pytest.raises(SessionConflictError):
         ClockSession(dev, "lock", 1200, journal_dir=jdir).__enter__()
     assert gpu_status(dev, jdir)["journal_owner_alive"] is True
+    # The GPU lock was never left held by the refused session.
+    assert gpu_status(dev, jdir)["lock_held"] is False
+
+
+def test_reused_pid_is_not_mistaken_for_the_owner(tmp_path: Path, jdir: Path) -> None:
+    dev = sim(tmp_path)
+    dev.lock_sm_clocks(600)
+    ppid = os.getppid()  # alive, but started at another time than the journal says
+    ticks = process_start_ticks(ppid)
+    assert ticks is not None
+    _write_dead_journal(
+        dev.uuid(), jdir, ClockState(None, None, 700.0), sm=True, pid=ppid, start_ticks=ticks + 1
+    )
+    assert gpu_status(dev, jdir)["journal_owner_alive"] is False
+    assert recover_pending(dev, jdir) is not None
+    assert dev.clock_state().sm_locked_mhz is None
+    # A journal without a start time, written before its pid's process started: reused too.
+    dev.lock_sm_clocks(600)
+    _write_dead_journal(
+        dev.uuid(),
+        jdir,
+        ClockState(None, None, 700.0),
+        sm=True,
+        pid=ppid,
+        updated_at="2000-01-01T00:00:00+00:00",
+    )
+    assert recover_pending(dev, jdir) is not None and dev.clock_state().sm_locked_mhz is None
 
 
 def test_corrupt_journal_is_a_clear_error(tmp_path: Path, jdir: Path) -> None:
     dev = sim(tmp_path)
     jdir.mkdir()
     journal_path(jdir, dev.uuid()).write_text("{not json")
-    with pytest.raises(DeviceError, match="corrupt"):
+    with pytest.raises(DeviceError, match="corrupt") as ei:
         recover_pending(dev, jdir)
-    assert gpu_status(dev, jdir)["pending_journal"] is None
+    assert f"llm-energy gpu clear --uuid {dev.uuid()}" in str(ei.value)
+    status = gpu_status(dev, jdir)
+    assert status["pending_journal"] is None and status["journal_state"] == "corrupt"
+    assert status["journal_fix"] == f"llm-energy gpu clear --uuid {dev.uuid()}"
 
 
 def test_gpu_status_reads_only(fake: FakeNvml, jdir: Path) -> None:

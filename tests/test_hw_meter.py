@@ -87,6 +87,14 @@ class ScriptedDevice(Device):
         return list(range(1980, 344, -15))
 
 
+def plain(dev: Device, **kw: object) -> EnergyMeter:
+    """The edge-read meter of these tests: no tick waits, the old 10-period rule."""
+    kw.setdefault("tick_align", False)
+    kw.setdefault("min_window_s", 0.0)
+    kw.setdefault("min_window_periods", 10)
+    return EnergyMeter(dev, **kw)  # type: ignore[arg-type]
+
+
 def sim(tmp_path: Path, **kw: object) -> SimulatedDevice:
     kw.setdefault("noise_rel", 0.0)
     kw.setdefault("update_period_s", 0.01)
@@ -99,7 +107,7 @@ def sim(tmp_path: Path, **kw: object) -> SimulatedDevice:
 def test_window_on_simulated_busy_loop(tmp_path: Path) -> None:
     dev = sim(tmp_path)
     dev.lock_sm_clocks(1200)
-    meter = EnergyMeter(dev)
+    meter = plain(dev)
     real0 = time.perf_counter()
     with meter.window(1200) as w:
         busy(0.15)
@@ -109,7 +117,8 @@ def test_window_on_simulated_busy_loop(tmp_path: Path) -> None:
     assert r.energy_source == "simulated" and r.min_trusted_s == pytest.approx(0.1)
     assert r.sm_clock_mean_mhz == 1200 and r.sm_clock_min_mhz == 1200 and r.mem_clock_mhz == 3201
     assert r.elapsed_s == pytest.approx(real * simmodel.latency_scale(H200, 1200, 0.6), rel=0.05)
-    assert r.avg_power_w == pytest.approx(simmodel.power_w(H200, 1200, 0.15), rel=1e-6)
+    # The closing edge is read after window_end: a few µs of idle tail dilute the power.
+    assert r.avg_power_w == pytest.approx(simmodel.power_w(H200, 1200, 0.15), rel=1e-3)
     assert r.clock_event_reasons == 0x2 and r.clock_source == "edges"
     assert r.temperature_c is not None and r.temperature_c > 25
     assert set(r.to_dict()) >= {
@@ -124,7 +133,7 @@ def test_window_on_simulated_busy_loop(tmp_path: Path) -> None:
 
 def test_short_window_untrusted_and_run_until_trusted_repeats(tmp_path: Path) -> None:
     dev = sim(tmp_path, update_period_s=0.02)  # trusted from 0.2 s of model time
-    meter = EnergyMeter(dev)
+    meter = plain(dev)
     with meter.window() as w:
         busy(0.005)
     assert w.reading is not None and not w.reading.trusted
@@ -141,7 +150,7 @@ def test_short_window_untrusted_and_run_until_trusted_repeats(tmp_path: Path) ->
 
 
 def test_run_until_trusted_stops_at_max_repeats(tmp_path: Path) -> None:
-    meter = EnergyMeter(sim(tmp_path, update_period_s=1.0))
+    meter = plain(sim(tmp_path, update_period_s=1.0))
     reading, repeats, _ = meter.run_until_trusted(lambda: busy(0.001), max_repeats=3)
     assert repeats == 3 and not reading.trusted
     with pytest.raises(ValueError):
@@ -150,7 +159,7 @@ def test_run_until_trusted_stops_at_max_repeats(tmp_path: Path) -> None:
 
 def test_idle_power_is_model_idle_at_locked_clock(tmp_path: Path) -> None:
     dev = sim(tmp_path)
-    meter = EnergyMeter(dev)
+    meter = plain(dev)
     assert meter.measure_idle_power_w(0.02) == pytest.approx(126.6, rel=1e-9)  # unlocked: 345 MHz
     dev.lock_sm_clocks(1500)
     assert meter.measure_idle_power_w(0.02) == pytest.approx(
@@ -162,7 +171,7 @@ def test_idle_power_is_model_idle_at_locked_clock(tmp_path: Path) -> None:
 
 def test_exception_in_window_ends_busy_state(tmp_path: Path) -> None:
     dev = sim(tmp_path)
-    with pytest.raises(RuntimeError), EnergyMeter(dev).window():
+    with pytest.raises(RuntimeError), plain(dev).window():
         raise RuntimeError("boom")
     assert not dev._busy and dev.sm_clock_mhz() == 345
 
@@ -171,7 +180,7 @@ def test_power_capped_window_does_not_hold_the_cap(tmp_path: Path) -> None:
     dev = sim(tmp_path, utilization=1.0)
     dev.lock_sm_clocks(1980)
     dev.set_power_limit_w(300)
-    with EnergyMeter(dev).window(1980) as w:
+    with plain(dev).window(1980) as w:
         busy(0.01)
     assert w.reading is not None and not w.reading.cap_held and w.reading.clock_event_reasons & 0x4
 
@@ -181,7 +190,7 @@ def test_power_capped_window_does_not_hold_the_cap(tmp_path: Path) -> None:
 
 def test_counter_reset_is_flagged_untrusted() -> None:
     dev = ScriptedDevice([5000.0, 10.0])
-    with EnergyMeter(dev).window() as w:
+    with plain(dev).window() as w:
         time.sleep(0.12)
     r = w.reading
     assert r is not None and r.counter_reset and not r.trusted and math.isnan(r.energy_j)
@@ -189,7 +198,7 @@ def test_counter_reset_is_flagged_untrusted() -> None:
 
 def test_counter_wrap_with_known_range() -> None:
     dev = ScriptedDevice([990.0, 15.0], max_j=1000.0)
-    with EnergyMeter(dev).window() as w:
+    with plain(dev).window() as w:
         time.sleep(0.11)
     r = w.reading
     assert r is not None and not r.counter_reset and r.trusted and r.energy_j == pytest.approx(25.0)
@@ -197,7 +206,7 @@ def test_counter_wrap_with_known_range() -> None:
 
 def test_window_synchronizes_and_marks_busy_at_both_edges() -> None:
     dev = ScriptedDevice([0.0, 1.0])
-    with EnergyMeter(dev).window():
+    with plain(dev).window():
         assert dev.synced == 1 and dev.busy_calls == ["begin"]
     assert dev.synced == 2 and dev.busy_calls == ["begin", "end"]
 
@@ -208,7 +217,7 @@ def test_window_synchronizes_and_marks_busy_at_both_edges() -> None:
 def test_driver_samples_preferred_over_edges() -> None:
     dev = ScriptedDevice([0.0, 1.0])
     dev.samples = [1200.0, 1185.0, 1200.0, 1215.0]
-    with EnergyMeter(dev).window(1200) as w:
+    with plain(dev).window(1200) as w:
         pass
     r = w.reading
     assert r is not None and r.clock_source == "samples"
@@ -228,7 +237,7 @@ def test_idle_edge_reads_are_dropped_when_a_busy_read_exists() -> None:
             return self.clock
 
     dev = Edges()
-    with EnergyMeter(dev).window(None) as w:
+    with plain(dev).window(None) as w:
         pass
     r = w.reading
     assert r is not None and r.sm_clock_mean_mhz == 1980 and r.sm_clock_min_mhz == 1980
@@ -262,7 +271,8 @@ def test_measure_update_period_of_a_stepping_counter() -> None:
 
     meter = EnergyMeter(Stepping([], period_s=None))
     assert meter.measure_update_period_s(max_s=2.0, changes=4) == pytest.approx(0.02, abs=0.008)
-    assert meter.min_trusted_s == pytest.approx(10 * meter.update_period_s)
+    # Defaults: at least 20 update periods and at least 2 s.
+    assert meter.min_trusted_s == pytest.approx(max(20 * meter.update_period_s, 2.0))
 
 
 def test_frozen_counter_falls_back_to_default_period() -> None:
@@ -287,7 +297,7 @@ def test_window_through_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nvml_mod, "pynvml", fake)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     dev = NvmlDevice(0)
-    meter = EnergyMeter(dev, update_period_s=0.001)
+    meter = plain(dev, update_period_s=0.001)
     fake.sm_clock = 1200
     fake.reasons = 0
     fake.samples = [_Sample(2**62, 1200), _Sample(2**62 + 1, 1185)]  # "after" the window start

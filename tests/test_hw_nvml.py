@@ -78,6 +78,9 @@ class FakeNvml(types.ModuleType):
         self.procs: list[_Proc] = []
         self.samples: list[_Sample] | None = None
         self.reasons = 0x1
+        # Cumulative throttle durations (ns): by field id, and by perf policy; None = unsupported.
+        self.throttle_fields_ns: dict[int, int] | None = None
+        self.violation_ns: dict[int, int] | None = None
         self.supported_mem = [3201, 2201]
         self.supported_sm = list(range(1980, 344, -15))
 
@@ -164,6 +167,23 @@ class FakeNvml(types.ModuleType):
         if self.samples is None:
             raise nvml_error(real_pynvml.NVML_ERROR_NOT_FOUND)
         return real_pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, list(self.samples)
+
+    def nvmlDeviceGetFieldValues(self, h: str, ids: list[int]) -> list[Any]:
+        self._rec("nvmlDeviceGetFieldValues", h, tuple(ids))
+        if self.throttle_fields_ns is None:
+            raise nvml_error(real_pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return [
+            types.SimpleNamespace(
+                nvmlReturn=0, value=types.SimpleNamespace(ullVal=self.throttle_fields_ns[i])
+            )
+            for i in ids
+        ]
+
+    def nvmlDeviceGetViolationStatus(self, h: str, policy: int) -> Any:
+        self._rec("nvmlDeviceGetViolationStatus", h, policy)
+        if self.violation_ns is None:
+            raise nvml_error(real_pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return types.SimpleNamespace(referenceTime=0, violationTime=self.violation_ns[policy])
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int:
         self._rec("nvmlDeviceGetCurrentClocksEventReasons", h)

@@ -55,8 +55,9 @@ class Reading:
 
 
 class FakeMeter:
-    def __init__(self) -> None:
+    def __init__(self, idle_w: list[float] | None = None) -> None:
         self.idle_calls = 0
+        self.idle_w = list(idle_w or [])
 
     def run_until_trusted(
         self, fn: Any, cap_mhz: int | None = None, max_repeats: int = 50
@@ -65,7 +66,7 @@ class FakeMeter:
 
     def measure_idle_power_w(self, seconds: float) -> float:
         self.idle_calls += 1
-        return 5.0
+        return self.idle_w.pop(0) if self.idle_w else 5.0
 
 
 class FakeClocks:
@@ -97,10 +98,14 @@ def _items(task: str, kind: str, n: int, words: int = 10) -> list[dict[str, Any]
 
 
 def _run(
-    cfg: Any, gen: FakeGenerator, items: dict[str, list[dict[str, Any]]]
+    cfg: Any,
+    gen: FakeGenerator,
+    items: dict[str, list[dict[str, Any]]],
+    meter: FakeMeter | None = None,
+    sleeps: list[float] | None = None,
 ) -> tuple[list[dict[str, Any]], InferenceRun, FakeClocks, FakeMeter]:
     rows: list[dict[str, Any]] = []
-    clocks, meter = FakeClocks(), FakeMeter()
+    clocks, meter = FakeClocks(), meter or FakeMeter()
     run = InferenceRun(
         cfg,
         generator=gen,
@@ -109,6 +114,7 @@ def _run(
         device=None,
         items_by_task=items,
         write=rows.append,
+        sleep=sleeps.append if sleeps is not None else lambda s: None,
     )
     run.run()
     return rows, run, clocks, meter
@@ -138,7 +144,7 @@ def test_other_errors_are_not_swallowed() -> None:
         _run(cfg, gen, {"qa": _items("qa", "qa", 1)})
 
 
-def test_sweep_sets_each_cap_measures_idle_once_per_frequency_and_records_both_freqs() -> None:
+def test_sweep_sets_each_cap_measures_idle_before_and_after_each_point() -> None:
     cfg = load_config(
         compose(
             "model=tiny_gpt2",
@@ -152,7 +158,7 @@ def test_sweep_sets_each_cap_measures_idle_once_per_frequency_and_records_both_f
         cfg, FakeGenerator(), {"generation": _items("generation", "generation", 2)}
     )
     assert clocks.history == [None, 1980, 1605, 1305, 1005, 705] * 2
-    assert meter.idle_calls == 6  # cached per applied frequency, not per repetition
+    assert meter.idle_calls == 24  # every point changes the clock: before and after each
     assert len(rows) == 2 * 6 * 2
     assert {(r["freq_requested_mhz"], r["freq_applied_mhz"]) for r in rows} == {
         (f, f) for f in clocks.history
@@ -161,6 +167,99 @@ def test_sweep_sets_each_cap_measures_idle_once_per_frequency_and_records_both_f
     assert row["energy_j"] == pytest.approx(10.0 / 2 / 1)  # window 10 J over 2 repeats, batch of 1
     assert row["ref_tokens"] == 3 and row["ref_nll_sum"] == pytest.approx(6.0)
     assert row["idle_power_w"] == 5.0 and row["energy_kind"] == "simulated"
+    assert row["idle_power_before_w"] == row["idle_power_after_w"] == 5.0
+    assert row["idle_power_se_w"] == 0.0 and row["dynamic_energy_se_j"] == 0.0
+
+
+def test_idle_baseline_before_and_after_gives_mean_and_its_uncertainty() -> None:
+    cfg = load_config(compose("model=tiny_gpt2", "task=[generation]", "infer.warmup_requests=0"))
+    sleeps: list[float] = []
+    meter = FakeMeter(idle_w=[4.0, 6.0])  # before, after
+    rows, run, _, _ = _run(
+        cfg, FakeGenerator(), {"generation": _items("generation", "generation", 2)}, meter, sleeps
+    )
+    assert meter.idle_calls == 2
+    # The first cap is set after the warm-up: a cooldown, then a settle before each idle reading.
+    assert sleeps == [cfg.gpu.cooldown_s, cfg.gpu.idle_settle_s, cfg.gpu.idle_settle_s]
+    row = rows[0]
+    assert (row["idle_power_before_w"], row["idle_power_after_w"]) == (4.0, 6.0)
+    assert row["idle_power_w"] == 5.0 and row["idle_power_se_w"] == 1.0
+    # Window 10 J, 1 s, 2 repeats, batch 1: a request is 5 J over 0.5 s of the window.
+    assert row["dynamic_energy_j"] == pytest.approx(5.0 - 5.0 * 0.5)
+    assert row["dynamic_energy_se_j"] == pytest.approx(1.0 * 0.5)
+    [baseline] = run.idle_baselines
+    assert baseline.power_w == 5.0
+
+
+def test_same_clock_points_reuse_the_previous_after_reading() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[generation]",
+            "sweep.engines=[eager,static]",
+            "infer.warmup_requests=0",
+        )
+    )
+    meter = FakeMeter(idle_w=[4.0, 6.0, 8.0])
+    _, run, _, _ = _run(
+        cfg, FakeGenerator(), {"generation": _items("generation", "generation", 1)}, meter
+    )
+    # Two points at one clock: before(4), after(6); the second point's "before" is that 6.
+    assert meter.idle_calls == 3
+    assert [(b.before_w, b.after_w) for b in run.idle_baselines] == [(4.0, 6.0), (6.0, 8.0)]
+
+
+def test_cooldown_after_each_clock_change() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[generation]",
+            "sweep=freqs",
+            "infer.warmup_requests=0",
+            "gpu.idle_baseline_s=0",
+            "gpu.cooldown_s=1.5",
+        )
+    )
+    sleeps: list[float] = []
+    _, _, clocks, _ = _run(
+        cfg,
+        FakeGenerator(),
+        {"generation": _items("generation", "generation", 1)},
+        sleeps=sleeps,
+    )
+    assert sleeps == [1.5] * len(clocks.history)
+
+
+def test_warmup_runs_every_shape_at_its_real_length_until_steady() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[generation,qa]",
+            "sweep.engines=[eager,static]",
+            "infer.warmup_requests=1",
+            "infer.warmup_steady_k=3",
+        )
+    )
+    gen = FakeGenerator()
+    items = {
+        "generation": _items("generation", "generation", 2),
+        "qa": _items("qa", "qa", 2),
+    }
+    _, run, _, _ = _run(cfg, gen, items)
+    record = run.warmup_record
+    assert record is not None and record.stopped_by in {"steady", "time_cap"}
+    shapes = {(s.shape["task"], s.shape["engine"]) for s in record.shapes}
+    assert shapes == {
+        ("generation", "eager"),
+        ("generation", "static"),
+        ("qa", "eager"),
+        ("qa", "static"),
+    }
+    warm_calls = gen.calls[: sum(len(s.latencies_s) for s in record.shapes)]
+    # Real output lengths: each task's own, not a short 8-token probe.
+    assert {c[1] for c in warm_calls} == {t.output_tokens for t in cfg.tasks}
+    assert all(len(s.latencies_s) >= 3 for s in record.shapes if s.steady)
+    assert record.to_dict()["shapes"][0]["calls"] >= 1
 
 
 def test_prompt_longer_than_context_is_truncated_and_recorded(

@@ -30,6 +30,11 @@ class ProjectPaths:
 
     # stage outputs
     @property
+    def validated_marker(self) -> Path:
+        """The `validate` stage's constant output: later stages depend on it, so it runs first."""
+        return self.root / "data" / "validated.txt"
+
+    @property
     def prepared_dir(self) -> Path:
         return self.root / "data" / "prepared"
 
@@ -56,6 +61,11 @@ class ProjectPaths:
     @property
     def run_file(self) -> Path:
         return self.infer_dir / "run.json"
+
+    @property
+    def infer_partial_dir(self) -> Path:
+        """Where a failed or interrupted infer run leaves what it measured (not a DVC output)."""
+        return self.root / "data" / "infer.partial"
 
     @property
     def aggregate_dir(self) -> Path:
@@ -93,11 +103,44 @@ class ProjectPaths:
     def report_html(self) -> Path:
         return self.reports_dir / "report.html"
 
-    # per-GPU state lives outside the repo so that crash journals survive `git clean`
+    # Per-GPU state (locks, crash journals) lives outside the repo, per machine: it must
+    # survive `git clean`, be shared by every user and sudo, and be the same for every checkout.
     @property
     def state_dir(self) -> Path:
-        env = os.environ.get("LLM_ENERGY_STATE_DIR")
-        return Path(env) if env else Path.home() / ".cache" / "llm-energy"
+        """$LLM_ENERGY_STATE_DIR, else the per-machine default (gpu.state_dir: `gpu_state_dir`)."""
+        return self.gpu_state_dir(None)
+
+    def gpu_state_dir(self, configured: str | None) -> Path:
+        """gpu.state_dir; else $LLM_ENERGY_STATE_DIR; else /var/tmp/llm-energy. A relative
+        gpu.state_dir is taken from the repository root."""
+        return resolve_state_dir(configured, root=self.root)
+
+
+STATE_DIR_ENV = "LLM_ENERGY_STATE_DIR"
+# /var/tmp, not $HOME: one directory per machine that root (sudo) and every user see alike,
+# and that survives a reboot (a journal must outlive the crash it records).
+DEFAULT_STATE_DIR = Path("/var/tmp/llm-energy")
+
+
+def resolve_state_dir(configured: str | None = None, *, root: Path | None = None) -> Path:
+    """Where GPU locks and clock journals live (see docs/device.md)."""
+    raw = configured or os.environ.get(STATE_DIR_ENV) or ""
+    if not raw.strip():
+        return DEFAULT_STATE_DIR
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = (root if root is not None else Path.cwd()) / path
+    return path
+
+
+def gpu_lock_dir(state_dir: Path) -> Path:
+    """Per-UUID lock files: sticky, never deleted (deleting a held lock file breaks exclusion)."""
+    return Path(state_dir) / "locks"
+
+
+def gpu_journal_dir(state_dir: Path) -> Path:
+    """Per-UUID clock journals: any user who may restore a GPU may also delete its journal."""
+    return Path(state_dir) / "journal"
 
 
 def project_paths(root: str | os.PathLike[str] | None = None) -> ProjectPaths:

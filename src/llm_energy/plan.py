@@ -91,6 +91,43 @@ class WindowFacts:
     clock_event_reasons: int | None
     temperature_c: float | None
     cap_held: bool
+    window_busy_s: float | None = None  # the work itself; window_s also holds the closing tick wait
+    window_tail_s: float = 0.0
+    window_tick_aligned: bool = False
+    clock_source: str = "none"  # in-window driver samples, or the window's edges
+    throttle_source: str = "none"  # NVML throttle-duration counters used, or "none"
+    throttle_power_s: float | None = None
+    throttle_thermal_s: float | None = None
+
+
+def with_idle_baseline(
+    row: Mapping[str, Any],
+    *,
+    power_w: float | None,
+    before_w: float | None,
+    after_w: float | None,
+    se_w: float | None,
+) -> dict[str, Any]:
+    """A request record with its point's idle baseline (before and after its load), the idle
+    tail taken out of its energy, and the dynamic energy above idle.
+
+    The tail is the wait for the closing counter tick after the work (`window_tail_s`): the GPU
+    idles there, so `window_tail_energy_j` = idle power x tail is not the request's energy.
+    The baseline's own uncertainty becomes `dynamic_energy_se_j`."""
+    out = dict(row)
+    out.update(idle_power_before_w=before_w, idle_power_after_w=after_w, idle_power_se_w=se_w)
+    out["idle_power_w"] = power_w
+    out.update(dynamic_energy_j=None, dynamic_energy_se_j=None, window_tail_energy_j=None)
+    if row.get("status") != "ok" or power_w is None:
+        return out
+    share = 1.0 / (row["batch_fill"] * row["window_repeats"])
+    tail_j = power_w * row.get("window_tail_s", 0.0)
+    out["window_tail_energy_j"] = tail_j
+    out["energy_j"] = (row["window_energy_j"] - tail_j) * share
+    # The idle power applies to the whole window, tail included.
+    out["dynamic_energy_j"] = (row["window_energy_j"] - power_w * row["window_s"]) * share
+    out["dynamic_energy_se_j"] = None if se_w is None else se_w * row["window_s"] * share
+    return out
 
 
 def request_records(
@@ -112,7 +149,9 @@ def request_records(
     """
     n = len(items)
     share = 1.0 / (n * window.window_repeats)
-    latency_s = window.window_s / window.window_repeats  # one execution of the batch
+    # One execution of the batch: the work's own time, not the closing tick wait.
+    work_s = window.window_busy_s if window.window_busy_s is not None else window.window_s
+    latency_s = work_s / window.window_repeats
     energy_j = window.window_energy_j * share
     decode_steps = max(output_tokens, default=0) - 1
     tpot = None

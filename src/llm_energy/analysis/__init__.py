@@ -3,13 +3,21 @@
 Modules take and return pandas DataFrames, dicts, strings, matplotlib Figures or bytes; they
 never read or write files, touch hardware, or import DVC / Hydra. The stage scripts do I/O.
 
-- :mod:`.summary`: exclusion reasons, per-configuration summary (summary.csv), headline metrics
-- :mod:`.significance`: frequency effect (ANOVA / Kruskal–Wallis), pairwise vs default, Spearman
-- :mod:`.regression`: OLS of energy with HC3 errors
+- :mod:`.records`: configuration keys, energy kinds, frequency levels, exclusion reasons
+- :mod:`.windows`: the unit of analysis, one row per measurement window (J/token = Σ/Σ)
+- :mod:`.bootstrap`: window-cluster bootstrap, ratio estimators, expanded percentile factor
+- :mod:`.summary`: per-configuration summary (summary.csv)
+- :mod:`.headline`: headline metrics (metrics.json), JSON helpers
+- :mod:`.designs`: which test and why (Friedman / mixed model / Welch / Kruskal / ANOVA)
+- :mod:`.significance`: frequency effect, pairwise vs default, Spearman, over windows
+- :mod:`.regression`: OLS of energy with window-clustered errors
+- :mod:`.selection`: the best cap with a selection-adjusted saving interval
 - :mod:`.tradeoff`: Pareto frontier, recommended cap within a latency budget
+- :mod:`.repetition`: first repetition vs the rest (cold start)
 - :mod:`.figures`: matplotlib Figures, PNG bytes
 - :mod:`.report`: markdown findings and a self-contained HTML page
-- :mod:`.compare`: ``dvc exp show --json`` → comparison across experiments
+- :mod:`.experiments`: ``dvc exp show --json`` → one row per experiment
+- :mod:`.compare`: comparison across experiments (never pooling energy sources or GPU models)
 """
 
 # No eager imports: each stage imports only the modules it runs, and DVC lists exactly those

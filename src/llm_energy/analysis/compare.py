@@ -1,37 +1,35 @@
-"""Compare DVC experiments: parse ``dvc exp show --json`` and rank frequency caps across runs.
+"""Compare DVC experiments: rank frequency caps across runs (one point per experiment).
 
-Pure: takes the already-parsed JSON (list or dict); running DVC is the caller's business.
-
-DVC 3.x prints a list of commit entries ``{"rev", "name", "data": {...}, "error",
-"experiments": [{"name", "executor", "revs": [{"rev", "name", "data": {...}}]}]}`` where
-``data`` holds ``"metrics": {"<file>": {"data": {...}}}`` and ``"params": {"<file>": {"data":
-{...}}}``. The parser is defensive: it also walks DVC 2.x's dict-of-revisions layout and looks
-for ``metrics`` / ``params`` sections recursively.
+The experiments come from :func:`llm_energy.analysis.experiments.experiments_from_dvc_json`
+(re-exported here for the CLI). Energy sources and GPU models are never pooled.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from llm_energy.analysis.experiments import META_COLUMNS, experiments_from_dvc_json
 from llm_energy.analysis.figures import _finish, _new_figure, _no_data
-from llm_energy.analysis.summary import _is_missing, flatten_dict, freq_label
+from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import choose_within_budget, pareto_mask
 
-META_COLUMNS: list[str] = [
-    "experiment",
-    "rev",
-    "parent_rev",
-    "kind",
-    "status",
-    "error",
-    "timestamp",
+__all__ = [
+    "COMPARE_COLUMNS",
+    "DEFAULT_GROUP_COLUMNS",
+    "META_COLUMNS",
+    "compare_experiments",
+    "comparison_figure",
+    "comparison_headline",
+    "comparison_table",
+    "experiments_from_dvc_json",
 ]
+
 DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
     "config.model",
     "config.task",
@@ -40,8 +38,17 @@ DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
     "config.input_tokens_target",
     "config.output_tokens_target",
     "energy.kind",
+    "energy.source",
+    "gpu.name",
 )
+#: groups that are never pooled, and how the ``group`` column names a missing value
+NEVER_POOLED: dict[str, str] = {
+    "energy.kind": "energy kind unknown",
+    "energy.source": "energy source unknown",
+    "gpu.name": "GPU unknown",
+}
 COMPARE_COLUMNS: list[str] = [
+    "group",
     "experiment",
     "rev",
     "freq_mhz",
@@ -56,164 +63,6 @@ COMPARE_COLUMNS: list[str] = [
     "best_within_budget",
     "note",
 ]
-
-
-# --- parsing -----------------------------------------------------------------------------------------
-
-
-def _find_section(node: Any, key: str, depth: int = 0) -> Mapping[str, Any] | None:
-    """First dict value under ``key`` found breadth-first (not inside nested experiments)."""
-    if depth > 6 or not isinstance(node, Mapping):
-        return None
-    value = node.get(key)
-    if isinstance(value, Mapping):
-        return value
-    for sub_key, sub in node.items():
-        if sub_key in ("experiments", "revs"):
-            continue
-        if isinstance(sub, Mapping):
-            found = _find_section(sub, key, depth + 1)
-            if found is not None:
-                return found
-    return None
-
-
-def _files_data(section: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """``{"file": {"data": {...}}}`` → ``{"file": {flattened...}}``; errors are skipped."""
-    out: dict[str, dict[str, Any]] = {}
-    if not section:
-        return out
-    for file, content in section.items():
-        if not isinstance(content, Mapping):
-            continue
-        if "data" in content and isinstance(content["data"], Mapping):
-            data = content["data"]
-        elif "error" in content and len(content) <= 2:
-            continue
-        else:
-            data = content
-        out[str(file)] = flatten_dict(data)
-    return out
-
-
-def _merge_files(files: Mapping[str, Mapping[str, Any]], taken: set[str]) -> dict[str, Any]:
-    """Flatten several files' dicts; a key present in several files (or already taken) gets a
-    ``"<file>:"`` prefix."""
-    counts: dict[str, int] = {}
-    for data in files.values():
-        for k in data:
-            counts[k] = counts.get(k, 0) + 1
-    out: dict[str, Any] = {}
-    for file, data in files.items():
-        for k, v in data.items():
-            name = f"{file}:{k}" if counts[k] > 1 or k in taken else k
-            out[name] = v
-    return out
-
-
-def _state_row(
-    state: Mapping[str, Any],
-    *,
-    kind: str,
-    parent_rev: str | None,
-    range_info: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    data = state.get("data") if isinstance(state.get("data"), Mapping) else state
-    rev = state.get("rev") or (data.get("rev") if isinstance(data, Mapping) else None)
-    name = (
-        state.get("name")
-        or (range_info or {}).get("name")
-        or (data.get("name") if isinstance(data, Mapping) else None)
-    )
-    if rev == "workspace":
-        kind = "workspace"
-    error = state.get("error")
-    if isinstance(error, Mapping):
-        error = error.get("msg") or error.get("type") or str(error)
-    executor = (range_info or {}).get("executor")
-    status = None
-    if isinstance(executor, Mapping):
-        status = executor.get("state")
-    elif isinstance(data, Mapping) and data.get("status"):
-        status = data.get("status")
-    if status is None:
-        status = "failed" if error else "success"
-    params = _files_data(_find_section(data, "params"))
-    metrics = _files_data(_find_section(data, "metrics"))
-    flat_params = _merge_files(params, set())
-    flat_metrics = _merge_files(metrics, set(flat_params))
-    short = str(rev)[:7] if rev else None
-    row: dict[str, Any] = {
-        "experiment": name or (rev if rev == "workspace" else short),
-        "rev": rev,
-        "parent_rev": parent_rev,
-        "kind": kind,
-        "status": status,
-        "error": error,
-        "timestamp": data.get("timestamp") if isinstance(data, Mapping) else None,
-    }
-    row.update(flat_params)
-    row.update(flat_metrics)
-    return row
-
-
-def _iter_states(node: Any, parent_rev: str | None = None) -> Iterator[dict[str, Any]]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _iter_states(item, parent_rev)
-        return
-    if not isinstance(node, Mapping):
-        return
-    if isinstance(node.get("revs"), list):  # an experiment range (DVC 3)
-        for state in node["revs"]:
-            if isinstance(state, Mapping):
-                yield _state_row(state, kind="experiment", parent_rev=parent_rev, range_info=node)
-        return
-    if "rev" in node or "data" in node:  # a commit / workspace / experiment state
-        kind = "experiment" if parent_rev is not None else "baseline"
-        yield _state_row(node, kind=kind, parent_rev=parent_rev, range_info=None)
-        rev = node.get("rev") or (node.get("data") or {}).get("rev")
-        for sub in node.get("experiments") or []:
-            yield from _iter_states(sub, parent_rev=str(rev) if rev else "?")
-        return
-    # DVC 2.x: {"workspace": {"baseline": {"data": ...}}, "<sha>": {"baseline": ..., "<exp>": ...}}
-    for rev, entry in node.items():
-        if not isinstance(entry, Mapping):
-            continue
-        if "baseline" in entry:
-            base = dict(entry["baseline"]) if isinstance(entry["baseline"], Mapping) else {}
-            yield _state_row(
-                {"rev": rev, **base, "name": (base.get("data") or {}).get("name")},
-                kind="baseline",
-                parent_rev=None,
-                range_info=None,
-            )
-            for exp_rev, exp in entry.items():
-                if exp_rev == "baseline" or not isinstance(exp, Mapping):
-                    continue
-                yield _state_row(
-                    {"rev": exp_rev, **exp, "name": (exp.get("data") or {}).get("name")},
-                    kind="experiment",
-                    parent_rev=rev,
-                    range_info=None,
-                )
-
-
-def experiments_from_dvc_json(data: list[Any] | dict[str, Any]) -> pd.DataFrame:
-    """One row per workspace / commit / experiment of ``dvc exp show --json``.
-
-    Columns: :data:`META_COLUMNS` (``kind`` = workspace | baseline | experiment; ``status``
-    from the executor state, e.g. success / queued / failed), then every param and metric
-    flattened with dots (``gpu.freq``, ``model.name``, ``energy.j_per_token``). A key present
-    in several files is prefixed with its file (``"params.yaml:seed"``).
-    """
-    rows = list(_iter_states(data))
-    frame = pd.DataFrame(rows)
-    for col in META_COLUMNS:
-        if col not in frame.columns:
-            frame[col] = pd.Series(dtype="object")
-    rest = [c for c in frame.columns if c not in META_COLUMNS]
-    return frame[[*META_COLUMNS, *rest]].reset_index(drop=True)
 
 
 # --- comparison ------------------------------------------------------------------------------------
@@ -240,7 +89,10 @@ def compare_experiments(
 
     Each experiment contributes one point (its headline metrics). Experiments are grouped by
     ``group_cols`` (default: those of :data:`DEFAULT_GROUP_COLUMNS` present, i.e. model, task,
-    … and energy kind, so kinds never mix). Inside a group the baseline is the experiment at
+    …, energy kind, energy source and GPU model). Energy sources (nvml / rapl /
+    codecarbon-estimate / simulated) and GPU models are never pooled, even with explicit
+    ``group_cols``: a missing value is a group of its own, and the ``group`` column states each
+    row's group. Inside a group the baseline is the experiment at
     default clocks (``gpu.freq_mode == "default"`` or a null frequency), else the highest
     frequency; ``saving_pct`` = 100 × (1 − energy/baseline), ``within_budget`` means p50
     latency ≤ baseline × (1 + budget), ``best_within_budget`` marks the lowest-energy cap
@@ -257,7 +109,9 @@ def compare_experiments(
     for col in META_COLUMNS:
         if col not in frame.columns:
             frame[col] = None
-    cols = [c for c in (group_cols or DEFAULT_GROUP_COLUMNS) if c in frame.columns]
+    requested = list(group_cols or DEFAULT_GROUP_COLUMNS)
+    requested += [c for c in NEVER_POOLED if c not in requested]
+    cols = [c for c in requested if c in frame.columns]
     freq_col = _first_col(frame, freq_cols)
     frame["energy"] = pd.to_numeric(frame[energy_col], errors="coerce")
     frame["latency"] = pd.to_numeric(frame[latency_col], errors="coerce")
@@ -320,6 +174,7 @@ def compare_experiments(
             else:
                 notes.append(f"over the +{latency_budget_pct:g} % latency budget")
         g["note"] = notes
+        g["group"] = _group_text(g.iloc[0], cols)
         out_rows.append(g)
     result = pd.concat(out_rows, ignore_index=True)
     result = result.sort_values(
@@ -331,6 +186,20 @@ def compare_experiments(
     return result[[*cols, *COMPARE_COLUMNS]].reset_index(drop=True)
 
 
+def _group_text(row: pd.Series, cols: Sequence[str]) -> str:
+    """e.g. "energy nvml · GPU NVIDIA H200 · model smollm2 · task qa" (missing ones named)."""
+    parts = []
+    for col in cols:
+        value = row.get(col)
+        if is_missing(value):
+            if col in NEVER_POOLED:
+                parts.append(NEVER_POOLED[col])
+            continue
+        name = {"energy.source": "energy", "gpu.name": "GPU"}.get(col, col.split(".")[-1])
+        parts.append(f"{name} {value}")
+    return " · ".join(parts)
+
+
 def comparison_headline(comparison: pd.DataFrame) -> dict[str, Any]:
     """The best within-budget saving across experiments, JSON-ready (null when none)."""
     best = (
@@ -340,6 +209,7 @@ def comparison_headline(comparison: pd.DataFrame) -> dict[str, Any]:
     )
     if best.empty:
         return {
+            "group": None,
             "best_experiment": None,
             "best_saving_pct": None,
             "freq_mhz": None,
@@ -347,9 +217,10 @@ def comparison_headline(comparison: pd.DataFrame) -> dict[str, Any]:
         }
     row = best.loc[best["saving_pct"].idxmax()]
     return {
+        "group": row["group"],
         "best_experiment": row["experiment"],
         "best_saving_pct": float(row["saving_pct"]),
-        "freq_mhz": None if _is_missing(row["freq_mhz"]) else float(row["freq_mhz"]),
+        "freq_mhz": None if is_missing(row["freq_mhz"]) else float(row["freq_mhz"]),
         "latency_change_pct": float(row["latency_change_pct"]),
     }
 
@@ -386,7 +257,7 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
     )
     for name, sub in groups:
         label = ", ".join(
-            str(v) for v in (name if isinstance(name, tuple) else (name,)) if not _is_missing(v)
+            str(v) for v in (name if isinstance(name, tuple) else (name,)) if not is_missing(v)
         )
         pts = ax.scatter(sub["latency"], sub["energy"], alpha=0.6, label=label or "experiments")
         color = pts.get_facecolor()[0] if len(pts.get_facecolor()) else None

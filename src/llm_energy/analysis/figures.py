@@ -19,15 +19,15 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from llm_energy.analysis.summary import (
+from llm_energy.analysis.records import (
     CONFIG_KEYS,
-    _is_missing,
     energy_kinds,
     freq_label,
     freq_levels,
     prepare_requests,
     valid_mask,
 )
+from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.tradeoff import pareto_frontier
 
 SIMULATED_LABEL = "SIMULATED energy — not a measurement"

@@ -1,4 +1,11 @@
-"""OLS of per-request energy on length, model size and frequency, with HC3 robust errors."""
+"""OLS of per-request energy on length, model size and frequency, with standard errors
+clustered by measurement window.
+
+Requests of a window share one energy reading (each holds an even share), so their errors are
+correlated: the covariance is cluster-robust by window (statsmodels ``cov_type="cluster"``, CR1
+with the small-sample correction, t with G − 1 degrees of freedom). With one request per
+window this is a heteroscedasticity-robust fit with G = n clusters.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from llm_energy.analysis.summary import choose_energy_kind, prepare_requests, valid_mask
+from llm_energy.analysis.headline import choose_energy_kind
+from llm_energy.analysis.records import prepare_requests, valid_mask
+from llm_energy.analysis.windows import window_keys
 
 DEFAULT_PREDICTORS: tuple[str, ...] = (
     "input_tokens",
@@ -19,7 +28,9 @@ DEFAULT_PREDICTORS: tuple[str, ...] = (
     "model_params_m",
     "freq_applied_mhz",
 )
-COEF_COLUMNS: list[str] = ["term", "coef", "se_hc3", "t", "p_value", "ci_low", "ci_high"]
+COEF_COLUMNS: list[str] = ["term", "coef", "se", "t", "p_value", "ci_low", "ci_high"]
+#: what ``se`` is, for the report and ols_info.json
+COV_TYPE = "cluster (window)"
 
 
 def _skip(info: dict[str, Any], reason: str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -36,20 +47,22 @@ def energy_ols(
     min_rows: int | None = None,
     ci_level: float = 0.95,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """OLS ``response ~ 1 + predictors`` over valid requests with HC3 standard errors.
+    """OLS ``response ~ 1 + predictors`` over valid requests, standard errors clustered by window.
 
     One energy kind only (``energy_kind``, else measured > estimated > simulated). A predictor
     is dropped when its column is missing, all null, or constant over the rows used (info
     ``dropped_predictors``: name → reason); then rows with a null in a used predictor or the
     response are dropped (``n_dropped_rows``; e.g. default-clock rows whose
     ``freq_applied_mhz`` is null). With fewer than ``min_rows`` rows (default: number of
-    parameters + 3) the fit is skipped: empty coefficient table and ``info["skipped"]``.
+    parameters + 3) or fewer than 3 windows the fit is skipped: empty coefficient table and
+    ``info["skipped"]``.
 
     Returns ``(coef_df, info)``; ``coef_df`` columns :data:`COEF_COLUMNS` (t-based p-values and
-    CIs, ``ci_level``); ``info``: ``n``, ``r2``, ``r2_adj``, ``used_predictors``,
-    ``dropped_predictors``, ``n_dropped_rows``, ``energy_kind``, ``cov_type``, ``ci_level``,
-    ``condition_number``, ``rank_deficient``, ``skipped`` (None when fitted). ``coef_df.attrs``
-    carries ``r2``, ``n``, ``cov_type`` and ``energy_kind`` for the report.
+    CIs, ``ci_level``); ``info``: ``n``, ``n_clusters`` (windows), ``r2``, ``r2_adj``,
+    ``used_predictors``, ``dropped_predictors``, ``n_dropped_rows``, ``energy_kind``,
+    ``cov_type``, ``ci_level``, ``condition_number``, ``rank_deficient``, ``skipped`` (None when
+    fitted). ``coef_df.attrs`` carries ``r2``, ``n``, ``n_clusters``, ``cov_type`` and
+    ``energy_kind`` for the report.
     """
     df = prepare_requests(requests)
     df = df[valid_mask(df).to_numpy()]
@@ -58,13 +71,14 @@ def energy_ols(
     info: dict[str, Any] = {
         "response": response,
         "n": 0,
+        "n_clusters": 0,
         "r2": math.nan,
         "r2_adj": math.nan,
         "used_predictors": [],
         "dropped_predictors": {},
         "n_dropped_rows": 0,
         "energy_kind": kind,
-        "cov_type": "HC3",
+        "cov_type": COV_TYPE,
         "ci_level": ci_level,
         "condition_number": math.nan,
         "rank_deficient": False,
@@ -98,14 +112,21 @@ def energy_ols(
     info["used_predictors"] = used
     n = len(y)
     info["n"] = n
+    groups = pd.factorize(window_keys(df[complete]))[0]
+    n_clusters = int(groups.max()) + 1 if n else 0
+    info["n_clusters"] = n_clusters
     needed = min_rows if min_rows is not None else len(used) + 1 + 2
     if n < needed:
         return _skip(info, f"too few rows: {n} < {needed}")
+    if n_clusters < 3:
+        return _skip(info, f"too few windows: {n_clusters} < 3")
     design = sm.add_constant(x[used].to_numpy(dtype=float), has_constant="add")
     names = ["const", *used]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = sm.OLS(y.to_numpy(dtype=float), design).fit(cov_type="HC3", use_t=True)
+        fit = sm.OLS(y.to_numpy(dtype=float), design).fit(
+            cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+        )
         ci = np.asarray(fit.conf_int(alpha=1.0 - ci_level))
     rank = int(np.linalg.matrix_rank(design))
     info["rank_deficient"] = rank < design.shape[1]
@@ -116,12 +137,14 @@ def energy_ols(
         {
             "term": names,
             "coef": np.asarray(fit.params, dtype=float),
-            "se_hc3": np.asarray(fit.bse, dtype=float),
+            "se": np.asarray(fit.bse, dtype=float),
             "t": np.asarray(fit.tvalues, dtype=float),
             "p_value": np.asarray(fit.pvalues, dtype=float),
             "ci_low": ci[:, 0],
             "ci_high": ci[:, 1],
         }
     )
-    coef.attrs.update(r2=info["r2"], n=n, cov_type="HC3", energy_kind=kind)
+    coef.attrs.update(
+        r2=info["r2"], n=n, n_clusters=n_clusters, cov_type=COV_TYPE, energy_kind=kind
+    )
     return coef, info

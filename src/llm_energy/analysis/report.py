@@ -19,13 +19,10 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.figures import ESTIMATED_LABEL, SIMULATED_LABEL, UNKNOWN_LABEL
+from llm_energy.analysis.headline import flatten_dict
+from llm_energy.analysis.records import STRATUM_KEYS, freq_label
+from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.significance import SPEARMAN_COLUMNS
-from llm_energy.analysis.summary import (
-    STRATUM_KEYS,
-    _is_missing,
-    flatten_dict,
-    freq_label,
-)
 
 METRIC_PHRASES: dict[str, str] = {
     "j_per_token": "energy per token",
@@ -41,7 +38,20 @@ TERM_PHRASES: dict[str, str] = {
     "model_params_m": "each extra million parameters",
     "freq_applied_mhz": "each extra MHz of SM clock",
 }
-TEST_NAMES: dict[str, str] = {"anova": "one-way ANOVA", "kruskal": "Kruskal–Wallis"}
+TEST_NAMES: dict[str, str] = {
+    "anova": "one-way ANOVA",
+    "welch_anova": "Welch's ANOVA",
+    "kruskal": "Kruskal–Wallis",
+    "friedman": "Friedman, same items at every clock",
+    "wilcoxon": "Wilcoxon signed-rank, same items at both clocks",
+    "mixedlm": "mixed model with a random intercept per item block, likelihood-ratio test",
+}
+PAIR_TEST_NAMES: dict[str, str] = {
+    "welch_t": "Welch's t",
+    "mann_whitney_u": "Mann–Whitney U",
+    "wilcoxon_signed_rank": "Wilcoxon signed-rank, paired by item",
+    "paired_t": "paired t, paired by item",
+}
 
 
 # --- number formatting ---------------------------------------------------------------------------
@@ -160,6 +170,25 @@ def energy_banner(kinds: Iterable[Any], note: str | None = None) -> str | None:
     return "\n>\n".join(lines) if lines else None
 
 
+def repetition_warning(block: Mapping[str, Any] | None) -> str | None:
+    """Blockquote when metrics.json ``repetition`` flags a first repetition unlike the rest."""
+    if not isinstance(block, Mapping) or not block.get("n_configs_flagged"):
+        return None
+    ratio = block.get("worst_ratio")
+    worst = (
+        f" (worst: {block.get('worst_metric')} of rep 0 was {float(ratio):.2f}× the later "
+        f"repetitions, {block.get('worst_config')})"
+        if not _is_missing(ratio)
+        else ""
+    )
+    return (
+        f"> **⚠ First repetition differs.** In {block['n_configs_flagged']} of "
+        f"{block.get('n_configs_tested')} configurations the first repetition (rep 0) differed "
+        f"from the later ones{worst}: a cold start or drift. The numbers above include it; a "
+        "longer warm-up, or leaving rep 0 out, would remove it."
+    )
+
+
 # --- sentences ------------------------------------------------------------------------------------
 
 
@@ -245,10 +274,16 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
             ci_change = (
                 f" ({ci_pct} {fmt_range(-float(hi), -float(lo), signed=True)} %)" if ci_txt else ""
             )
+            # a cheaper point whose interval (after picking the best cap) reaches zero is no saving
+            verdict = (
+                f"the saving is not established, so {base_txt} remain the recommendation"
+                if not _is_missing(saving) and float(saving) > 0
+                else f"{base_txt} remain the better choice"
+            )
             sentence = (
                 f"Within a {budget_txt} p50-latency budget the best cap, {_freq_text(rec)}, "
                 f"changed {phrase} by {fmt_pct(change, signed=True)} %{ci_change} {ctx}; "
-                f"{base_txt} remain the better choice."
+                f"{verdict}."
             )
         out.append(sentence)
     return out
@@ -271,10 +306,25 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
             )
             continue
         k1 = row.get("df_between")
-        if test == "anova":
+        if test in ("anova", "welch_anova"):
             stat_txt = (
                 f"F({fmt_num(k1)}, {fmt_num(row.get('df_within'))}) = {float(row['statistic']):.2f}, "
                 f"{fmt_p(row['p_value'])}, η² = {fmt_num(row.get('effect_size'), 2)}"
+            )
+        elif test in ("friedman", "mixedlm"):
+            effect = (
+                f", Kendall's W = {fmt_num(row.get('effect_size'), 2)}"
+                if test == "friedman"
+                else ""
+            )
+            stat_txt = (
+                f"χ²({fmt_num(k1)}) = {float(row['statistic']):.2f}, {fmt_p(row['p_value'])}"
+                f"{effect}, {fmt_num(row.get('n_blocks'))} item blocks"
+            )
+        elif test == "wilcoxon":
+            stat_txt = (
+                f"W = {float(row['statistic']):.2f}, {fmt_p(row['p_value'])}, "
+                f"{fmt_num(row.get('n_blocks'))} item blocks"
             )
         else:
             stat_txt = (
@@ -309,7 +359,7 @@ def pairwise_sentences(table: pd.DataFrame) -> list[str]:
         n_sig = sum(_truthy(v) for v in group["significant"].tolist())
         baseline = str(row.get("baseline") or "default")
         base_txt = "default clocks" if baseline == "default" else f"the {baseline} frequency"
-        test = "Welch's t" if row.get("test") == "welch_t" else "Mann–Whitney U"
+        test = PAIR_TEST_NAMES.get(str(row.get("test")), str(row.get("test")))
         out.append(
             f"After Holm correction ({test}), {n_sig} of {len(group)} capped frequencies differ "
             f"significantly from {base_txt} in {row.get('metric')} {ctx}."
@@ -330,8 +380,8 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
         kind = row.get("energy_kind")
         kind_txt = f" ({kind} energy)" if not _is_missing(kind) else ""
         out.append(
-            f"Across all requests{kind_txt}, {row.get('metric')} {direction} with "
-            f"{row.get('variable')} (Spearman ρ = {rho:.2f}, {fmt_p(row.get('p_value'))}, n = {fmt_num(row.get('n'))})."
+            f"Across all windows{kind_txt}, {row.get('metric')} {direction} with "
+            f"{row.get('variable')} (Spearman ρ = {rho:.2f}, {fmt_p(row.get('p_value'))}, n = {fmt_num(row.get('n'))} windows)."
         )
     return out
 
@@ -342,12 +392,14 @@ def regression_sentences(table: pd.DataFrame) -> list[str]:
     out = []
     r2 = table.attrs.get("r2")
     n = table.attrs.get("n")
+    cov = str(table.attrs.get("cov_type") or "robust")
+    errors = "window-clustered errors" if cov.startswith("cluster") else f"{cov} errors"
     for row in table.to_dict("records"):
         term = row["term"]
         if term == "const" or term not in TERM_PHRASES:
             continue
         out.append(
-            f"OLS with HC3 errors: {TERM_PHRASES[term]} changes energy per request by "
+            f"OLS with {errors}: {TERM_PHRASES[term]} changes energy per request by "
             f"{fmt_num(row['coef'])} J (95 % CI {fmt_num(row['ci_low'])} to {fmt_num(row['ci_high'])}, "
             f"{fmt_p(row['p_value'])})."
         )
@@ -380,6 +432,7 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
         "n_levels",
         "n_total",
         "test",
+        "test_reason",
         "statistic",
         "p_value",
         "effect_size",
@@ -393,6 +446,7 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
         "label",
         "baseline",
         "n",
+        "n_pairs",
         "mean",
         "mean_baseline",
         "pct_change",
@@ -404,7 +458,7 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
         "effect_size_kind",
     ],
     "spearman": SPEARMAN_COLUMNS,
-    "regression": ["term", "coef", "se_hc3", "t", "p_value", "ci_low", "ci_high"],
+    "regression": ["term", "coef", "se", "se_hc3", "t", "p_value", "ci_low", "ci_high"],
 }
 _RECOMMEND_TABLE_COLUMNS = [
     "model",
@@ -417,6 +471,8 @@ _RECOMMEND_TABLE_COLUMNS = [
     "saving_ci_low",
     "saving_ci_high",
     "latency_change_pct",
+    "latency_change_ci_high",
+    "pick_share",
     "note",
 ]
 
@@ -481,6 +537,9 @@ def build_markdown(
     banner = energy_banner(kinds, energy_kind_note)
     if banner:
         lines += [banner, ""]
+    repetition = repetition_warning((headline or {}).get("repetition"))
+    if repetition:
+        lines += [repetition, ""]
 
     findings = recommendation_sentences(recommendations)
     tables = dict(stats_tables or {})
@@ -509,7 +568,8 @@ def build_markdown(
         if len(n_boot) == 1 and len(ci) == 1:
             note = (
                 f"Means with {round(float(ci[0]) * 100):d} % percentile-bootstrap CIs "
-                f"({int(n_boot[0])} resamples of measurement windows); excluded requests "
+                f"({int(n_boot[0])} resamples of measurement windows); J/token is total "
+                "energy over total tokens; excluded requests "
                 "(failed, untrusted window, cap not held, throttled) are counted, not used."
             )
         lines += ["## Configurations", ""]

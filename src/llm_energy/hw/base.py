@@ -86,6 +86,19 @@ class ClockState:
 
 
 @dataclass(frozen=True)
+class ThrottleCounters:
+    """Cumulative time (s) the driver held clocks down, by cause, since some origin.
+
+    Differenced across a window, it says how much of the window ran throttled, whatever the
+    clocks read at the window's idle edges. `source` names the NVML API it came from.
+    """
+
+    source: str
+    power_s: float
+    thermal_s: float
+
+
+@dataclass(frozen=True)
 class GpuProcess:
     pid: int
     used_memory_bytes: int | None = None
@@ -130,6 +143,8 @@ class Device(ABC):
 
     def __init__(self, index: int = 0) -> None:
         self.index = int(index)
+        #: This run's lock on the GPU (a GpuLease from `open_device(exclusive=True)`), if any.
+        self.lease: Any = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -212,6 +227,10 @@ class Device(ABC):
     def clock_event_reasons(self) -> int:
         return 0
 
+    def throttle_counters(self) -> ThrottleCounters | None:
+        """Cumulative throttle durations, None where the device has no such counters."""
+        return None
+
     def temperature_c(self) -> float | None:
         return None
 
@@ -269,7 +288,12 @@ class Device(ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            lease = getattr(self, "lease", None)  # subclasses may skip Device.__init__
+            if lease is not None:
+                lease.release()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend} index={self.index}>"
@@ -281,6 +305,7 @@ __all__ = [
     "ClockState",
     "Device",
     "GpuProcess",
+    "ThrottleCounters",
     "atomic_write_json",
     "describe_clock_event_reasons",
     "read_json",

@@ -1,20 +1,27 @@
 """Energy measurement windows around workloads, from the device's cumulative energy counter.
 
-A window synchronises the device at both edges, reads the counter at both edges and takes
-elapsed time from `device.now_s()` (perf_counter; the simulated device's model clock). The
-counter only moves every update period (H200: ~0.1 s), so a window is trusted only when it
-spans at least `min_window_periods` periods (anchors: ±4 % at 10 periods, unusable at 1);
-`run_until_trusted` repeats a workload inside one window until it is long enough.
+A window synchronises the device at both edges and reads the counter at both edges. The counter
+only moves every update period (H200: ~0.1 s), so:
 
-SM clock statistics come from the driver's own samples (nvmlDeviceGetSamples) when available,
-else from edge reads: no polling thread runs in the inference process (it costs throughput,
-see the anchors). Edge reads taken while the GPU reports "idle" are dropped when a busy read
-exists, because an unlocked idle GPU sits at its idle clock, not the clock the work ran at.
+- with `tick_align`, each edge waits for the counter to change (a fresh update) before it is
+  read, so the window spans whole update periods and the edge phase error disappears; the
+  closing edge's wait is idle time counted inside the window (`tail_s`, at most one period),
+  and a window that follows right after another opens on that closing tick (no second wait);
+- a window is trusted only when it lasts at least `min_window_s` AND `min_window_periods`
+  update periods (anchors: +-4 % at 10 periods, unusable at 1); `run_until_trusted` repeats a
+  workload inside one window until it is long enough. Counters without a tick (an estimate
+  that is power x time) have no granularity to outlast: only the period rule applies there.
+
+Clock truth comes from inside the window, not from its idle edges: driver-side SM clock samples
+(nvmlDeviceGetSamples) and cumulative throttle-duration counters differenced across the window
+(power / thermal), with edge reads as the weakest fallback. `clock_source` and `throttle_source`
+say which were used. No polling thread runs in the inference process (it costs throughput).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import statistics
@@ -23,21 +30,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from llm_energy.hw.base import REASON_GPU_IDLE, Device
+from llm_energy.hw.base import REASON_GPU_IDLE, Device, ThrottleCounters
 from llm_energy.hw.errors import DeviceError
 from llm_energy.units import mean_power_w
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_MIN_WINDOW_PERIODS = 10.0
+DEFAULT_MIN_WINDOW_PERIODS = 20.0
+DEFAULT_MIN_WINDOW_S = 2.0
 FALLBACK_UPDATE_PERIOD_S = 0.1  # H200 measured; used when the counter does not move while probing
+# A window opening within this many update periods of the previous window's closing tick
+# reuses that tick as its opening edge (the gap is record building, a few ms).
+CHAIN_GAP_PERIODS = 0.2
+# A cap "held" when power/thermal throttling took at most this share of the window's busy time.
+MAX_THROTTLED_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
 class WindowReading:
     energy_j: float  # NaN when the counter was reset inside the window
-    elapsed_s: float
+    elapsed_s: float  # edge to edge (tick to tick when aligned)
     sm_clock_mean_mhz: float | None
     sm_clock_min_mhz: float | None
     mem_clock_mhz: int | None
@@ -49,11 +62,24 @@ class WindowReading:
     energy_source: str
     min_trusted_s: float
     sm_clock_max_mhz: float | None = None
-    clock_source: str = "none"  # "samples" (driver-side), "edges" or "none"
+    clock_source: str = "none"  # "samples" (driver-side, in-window), "edges" or "none"
+    busy_s: float | None = None  # start edge to the end of the work (excludes the closing wait)
+    tail_s: float = 0.0  # idle time inside the window while the closing edge waited for a tick
+    tick_aligned: bool = False  # both edges read right after a counter update
+    throttle_source: str = "none"  # the NVML API of the throttle counters, or "none"
+    throttle_power_s: float | None = None  # in-window time clocks were held down by power
+    throttle_thermal_s: float | None = None  # ... by temperature
 
     @property
     def avg_power_w(self) -> float:
         return mean_power_w(self.energy_j, self.elapsed_s)
+
+    @property
+    def throttled_fraction(self) -> float | None:
+        if self.throttle_power_s is None or self.throttle_thermal_s is None:
+            return None
+        busy = self.busy_s if self.busy_s else self.elapsed_s
+        return (self.throttle_power_s + self.throttle_thermal_s) / busy if busy > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,11 +99,16 @@ def cap_held(
     min_mhz: float | None,
     max_mhz: float | None,
     step_mhz: int,
+    throttled_fraction: float | None = None,
 ) -> bool:
-    """Did the clock stay at the cap? None cap (driver default) always holds. One clock step of
-    tolerance either way; unknown clocks cannot confirm a cap."""
+    """Did the clock stay at the cap for the window's work? None cap (driver default) always
+    holds. One clock step of tolerance either way; unknown clocks cannot confirm a cap; power or
+    thermal throttling for more than MAX_THROTTLED_FRACTION of the busy time breaks it even when
+    the sampled clocks look right (samples are sparse, throttling can fall between them)."""
     if cap_mhz is None:
         return True
+    if throttled_fraction is not None and throttled_fraction > MAX_THROTTLED_FRACTION:
+        return False
     if mean_mhz is None or min_mhz is None:
         return False
     tol = max(step_mhz, 1)
@@ -92,20 +123,40 @@ def _safe(fn: Callable[[], T]) -> T | None:
         return None
 
 
+def _throttle_delta(
+    start: ThrottleCounters | None, end: ThrottleCounters | None
+) -> tuple[str, float | None, float | None]:
+    if start is None or end is None or start.source != end.source:
+        return "none", None, None
+    # A counter that went backwards (driver reload) says nothing about this window.
+    power, thermal = end.power_s - start.power_s, end.thermal_s - start.thermal_s
+    if power < 0 or thermal < 0:
+        return "none", None, None
+    return end.source, power, thermal
+
+
 class EnergyMeter:
     def __init__(
         self,
         device: Device,
         *,
         min_window_periods: float = DEFAULT_MIN_WINDOW_PERIODS,
+        min_window_s: float = DEFAULT_MIN_WINDOW_S,
+        tick_align: bool = True,
         update_period_s: float | None = None,
     ) -> None:
         if min_window_periods < 1:
             raise ValueError(f"min_window_periods must be >= 1, got {min_window_periods!r}")
+        if min_window_s < 0:
+            raise ValueError(f"min_window_s must be >= 0, got {min_window_s!r}")
         self.device = device
         self.min_window_periods = float(min_window_periods)
+        self.min_window_s = float(min_window_s)
+        self.tick_align = bool(tick_align)
         self._update_period_s = update_period_s
         self._step_mhz: int | None = None
+        # (counter J, device time s, perf_counter s) of the last aligned closing edge.
+        self._last_close: tuple[float, float, float] | None = None
 
     # ------------------------------------------------------------------ counter period
     def measure_update_period_s(self, max_s: float = 3.0, changes: int = 5) -> float:
@@ -148,13 +199,61 @@ class EnergyMeter:
         return self._update_period_s
 
     @property
+    def ticks(self) -> bool:
+        """Whether the counter moves in steps (then edges can align and the duration floor
+        applies); an estimate of power x time has period 0."""
+        return self.update_period_s > 0
+
+    @property
     def min_trusted_s(self) -> float:
-        return self.min_window_periods * self.update_period_s
+        by_periods = self.min_window_periods * self.update_period_s
+        return max(by_periods, self.min_window_s) if self.ticks else by_periods
 
     def _sm_step(self) -> int:
         if self._step_mhz is None:
             self._step_mhz = _safe(self.device.sm_step_mhz) or 0
         return self._step_mhz
+
+    # ------------------------------------------------------------------ ticks
+    def wait_for_tick(self, max_wait_s: float | None = None) -> tuple[float, float, bool]:
+        """Read the counter until it changes: (counter J, time s, whether it changed).
+
+        The returned read is the first one after an update, so it is at most one read
+        (~3.5 ms on NVML) late. Gives up after `max_wait_s` (default: 3 update periods) and
+        returns the last read, flagged unchanged, so a stalled counter cannot hang a run.
+        """
+        dev = self.device
+        if max_wait_s is None:
+            max_wait_s = 3 * self.update_period_s + 0.05
+        e_prev, t = dev.read_counter()
+        deadline = time.perf_counter() + max_wait_s
+        # Sleep a small share of the period between reads: NVML reads are slow anyway (~3.5 ms),
+        # the simulated and RAPL counters are cheap and would otherwise spin a core.
+        pause_s = min(self.update_period_s / 50, 0.002)
+        while time.perf_counter() < deadline:
+            e, t = dev.read_counter()
+            if e != e_prev:
+                return e, t, True
+            if pause_s > 0:
+                time.sleep(pause_s)
+        return e_prev, t, False
+
+    def _edge(self) -> tuple[float, float, bool]:
+        if self.tick_align and self.ticks:
+            return self.wait_for_tick()
+        e, t = self.device.read_counter()
+        return e, t, False
+
+    def _opening_edge(self) -> tuple[float, float, bool]:
+        """The previous window's closing tick when the new window follows right after it
+        (back-to-back windows share an edge: one tick wait per window instead of two, and the
+        short gap's energy lies inside the new window); else a fresh edge."""
+        last, self._last_close = self._last_close, None
+        if last is not None:
+            e, t, wall_s = last
+            if time.perf_counter() - wall_s <= CHAIN_GAP_PERIODS * self.update_period_s:
+                return e, t, True
+        return self._edge()
 
     # ------------------------------------------------------------------ windows
     @contextlib.contextmanager
@@ -162,23 +261,27 @@ class EnergyMeter:
         dev = self.device
         min_trusted = self.min_trusted_s  # measure the period before, not inside, the window
         dev.synchronize()
+        e0, t0, aligned0 = self._opening_edge()
         if busy:
             dev.window_begin()
         try:
             since_us = dev.sample_timestamp_us()
             start_clock = _safe(dev.sm_clock_mhz)
             start_reasons = _safe(dev.clock_event_reasons) or 0
-            e0, t0 = dev.read_counter()
+            start_throttle = _safe(dev.throttle_counters)
             handle = Window(t0)
             yield handle
             # Read clocks before the closing synchronize: the GPU is most likely still busy.
             end_clock = _safe(dev.sm_clock_mhz)
             end_reasons = _safe(dev.clock_event_reasons) or 0
             dev.synchronize()
-            e1, t1 = dev.read_counter()
+            work_end_s = dev.now_s()
+            end_throttle = _safe(dev.throttle_counters)
         finally:
             if busy:
                 dev.window_end()
+        e1, t1, aligned1 = self._edge()
+        self._last_close = (e1, t1, time.perf_counter()) if aligned1 else None
         energy = e1 - e0
         counter_reset = False
         if energy < 0:
@@ -193,6 +296,7 @@ class EnergyMeter:
                     dev.name(),
                 )
         elapsed = t1 - t0
+        busy_s = max(work_end_s - t0, 0.0)
         samples = _safe(lambda: dev.sm_clock_samples_mhz(since_us))
         if samples:
             clocks, source = [float(c) for c in samples], "samples"
@@ -201,11 +305,12 @@ class EnergyMeter:
             busy_edges = [c for c, r in edges if c is not None and not r & REASON_GPU_IDLE]
             clocks = [float(c) for c in busy_edges] or [float(c) for c, _ in edges if c is not None]
             source = "edges" if clocks else "none"
+        throttle_source, power_s, thermal_s = _throttle_delta(start_throttle, end_throttle)
         mean = statistics.fmean(clocks) if clocks else None
         lo = min(clocks) if clocks else None
         hi = max(clocks) if clocks else None
         temp = _safe(dev.temperature_c)
-        handle.reading = WindowReading(
+        handle.reading = reading = WindowReading(
             energy_j=energy,
             elapsed_s=elapsed,
             sm_clock_mean_mhz=mean,
@@ -213,13 +318,30 @@ class EnergyMeter:
             mem_clock_mhz=_safe(dev.mem_clock_mhz),
             clock_event_reasons=(start_reasons & ~REASON_GPU_IDLE) | end_reasons,
             temperature_c=temp,
-            cap_held=cap_held(cap_mhz, mean, lo, hi, self._sm_step()),
+            cap_held=False,
             trusted=(not counter_reset) and elapsed >= min_trusted,
             counter_reset=counter_reset,
             energy_source=dev.energy_source,
             min_trusted_s=min_trusted,
             sm_clock_max_mhz=hi,
             clock_source=source,
+            busy_s=busy_s,
+            tail_s=max(t1 - work_end_s, 0.0),
+            tick_aligned=aligned0 and aligned1,
+            throttle_source=throttle_source,
+            throttle_power_s=power_s,
+            throttle_thermal_s=thermal_s,
+        )
+        handle.reading = dataclasses.replace(
+            reading,
+            cap_held=cap_held(
+                cap_mhz,
+                mean,
+                lo,
+                hi,
+                self._sm_step(),
+                throttled_fraction=reading.throttled_fraction,
+            ),
         )
 
     @contextlib.contextmanager
@@ -229,7 +351,7 @@ class EnergyMeter:
             yield handle
 
     def run_until_trusted(
-        self, fn: Callable[[], T], cap_mhz: int | None = None, max_repeats: int = 50
+        self, fn: Callable[[], T], cap_mhz: int | None = None, max_repeats: int = 200
     ) -> tuple[WindowReading, int, T]:
         """Call `fn` repeatedly inside one window until the window is trusted-long (or
         `max_repeats`). Returns (reading, repeats, last result); per-call energy is
@@ -278,6 +400,8 @@ class EnergyMeter:
 
 __all__ = [
     "DEFAULT_MIN_WINDOW_PERIODS",
+    "DEFAULT_MIN_WINDOW_S",
+    "MAX_THROTTLED_FRACTION",
     "EnergyMeter",
     "Window",
     "WindowReading",

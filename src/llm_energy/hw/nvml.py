@@ -17,19 +17,27 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from llm_energy.hw.base import ClockState, Device, GpuProcess
+from llm_energy.hw.base import ClockState, Device, GpuProcess, ThrottleCounters
 from llm_energy.hw.errors import (
     DeviceError,
     DeviceNotFoundError,
     NotSupportedError,
     PermissionDeniedError,
 )
-from llm_energy.units import mj_to_j, mw_to_w, w_to_mw
+from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
+from llm_energy.units import mj_to_j, mw_to_w, ns_to_s, w_to_mw
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _NO_GPU_TODO = "Install/load the NVIDIA driver, or use gpu.backend=cpu or gpu.backend=simulated."
+# Clock-event-reason duration fields (ns): power (SW cap, HW brake), then thermal (SW, HW).
+_THROTTLE_FIELDS = (
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN",
+)
 _PERMISSION_TODO = "Run as root (sudo) or with CAP_SYS_ADMIN, or use gpu.control=observe."
 
 
@@ -119,7 +127,9 @@ class NvmlDevice(Device):
     backend = "nvml"
     requires_privilege = True
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, *, uuid: str | None = None) -> None:
+        """GPU `index` of the allowed GPUs (see `allowed_gpus`), or the GPU with `uuid` whatever
+        CUDA_VISIBLE_DEVICES says (a journal names its GPU by UUID)."""
         super().__init__(index)
         self._initialised = False
         self._call(f"Cannot open NVIDIA GPU {index}", pynvml.nvmlInit)
@@ -130,13 +140,15 @@ class NvmlDevice(Device):
                 raise DeviceNotFoundError(
                     f"Cannot open NVIDIA GPU {index}", "NVML sees no GPU on this host", _NO_GPU_TODO
                 )
-            kind, target = _resolve_cuda_visible(index)
+            kind, target = ("uuid", uuid) if uuid else _resolve_cuda_visible(index)
             self._handle = self._open_handle(kind, target, count)
         except BaseException:
             self.close()
             raise
         self._uuid: str | None = None
         self._name: str | None = None
+        self._cuda_index: int | None = None  # the CUDA device that is this GPU, found on use
+        self._throttle_api: str | None = None  # found on first use
         self._supported_mem: list[int] | None = None
         self._supported_sm: dict[int, list[int]] = {}
 
@@ -250,7 +262,18 @@ class NvmlDevice(Device):
         # up, never imported here (importing it costs ~1 s and this module must not need it).
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize(self.index)
+            torch.cuda.synchronize(self._cuda_index_in(torch))
+
+    def _cuda_index_in(self, torch: Any) -> int:
+        # CUDA numbers GPUs fastest-first, NVML by PCI bus: match by UUID, never by index.
+        if self._cuda_index is None:
+            try:
+                props = torch.cuda.get_device_properties
+                uuids = [format_cuda_uuid(props(i).uuid) for i in range(torch.cuda.device_count())]
+                self._cuda_index = cuda_index_for_uuid(self.uuid(), uuids)
+            except (AttributeError, TypeError, RuntimeError, DeviceError):
+                self._cuda_index = self.index  # torch too old to say: the engine checked already
+        return self._cuda_index
 
     # ------------------------------------------------------------------ clocks / sensors
     def sm_clock_mhz(self) -> int | None:
@@ -298,6 +321,48 @@ class NvmlDevice(Device):
             or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
         )
         return int(self._call("Cannot read clock-event reasons", fn, self._handle))
+
+    def throttle_counters(self) -> ThrottleCounters | None:
+        """Cumulative power/thermal throttle time. The clock-event-reason duration fields
+        (newer drivers, one call) are preferred; nvmlDeviceGetViolationStatus is the fallback.
+        Whichever works first is kept for the life of the device (lazy, no probe at open)."""
+        if self._throttle_api in (None, "field_values"):
+            got = self._throttle_from_fields()
+            if got is not None:
+                self._throttle_api = "field_values"
+                return got
+            if self._throttle_api == "field_values":
+                return None
+        if self._throttle_api in (None, "violation_status"):
+            got = self._throttle_from_violations()
+            if got is not None:
+                self._throttle_api = "violation_status"
+                return got
+        self._throttle_api = "none"
+        return None
+
+    def _throttle_from_fields(self) -> ThrottleCounters | None:
+        ids = [getattr(pynvml, name, None) for name in _THROTTLE_FIELDS]
+        fn = getattr(pynvml, "nvmlDeviceGetFieldValues", None)
+        if fn is None or None in ids:
+            return None
+        values = self._try(fn, self._handle, ids)
+        if values is None or any(int(getattr(v, "nvmlReturn", 1)) != 0 for v in values):
+            return None
+        ns = [int(v.value.ullVal) for v in values]
+        return ThrottleCounters("field_values", ns_to_s(ns[0] + ns[1]), ns_to_s(ns[2] + ns[3]))
+
+    def _throttle_from_violations(self) -> ThrottleCounters | None:
+        fn = getattr(pynvml, "nvmlDeviceGetViolationStatus", None)
+        if fn is None:
+            return None
+        power = self._try(fn, self._handle, pynvml.NVML_PERF_POLICY_POWER)
+        thermal = self._try(fn, self._handle, pynvml.NVML_PERF_POLICY_THERMAL)
+        if power is None or thermal is None:
+            return None
+        return ThrottleCounters(
+            "violation_status", ns_to_s(power.violationTime), ns_to_s(thermal.violationTime)
+        )
 
     def temperature_c(self) -> float | None:
         v = self._try(pynvml.nvmlDeviceGetTemperature, self._handle, pynvml.NVML_TEMPERATURE_GPU)
@@ -421,6 +486,37 @@ class NvmlDevice(Device):
             self._try(pynvml.nvmlShutdown)
 
 
+def allowed_gpus() -> list[tuple[int, str]]:
+    """(gpu.index, UUID) of every GPU this process may use, in gpu.index order: the entries of
+    CUDA_VISIBLE_DEVICES when it is set (a GPU-UUID entry matched by UUID prefix, an integer
+    entry read as an NVML index, i.e. PCI bus order as nvidia-smi numbers GPUs), else every GPU
+    NVML sees. The model later runs on the CUDA device with the same UUID, never by index."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    items = [x.strip() for x in cvd.split(",") if x.strip()]
+    if items:
+        n = len(items)
+        if any(x.isdigit() for x in items) and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+            log.warning(
+                "CUDA_VISIBLE_DEVICES=%s holds indexes, read here in PCI bus order; CUDA reads them "
+                "fastest-first unless CUDA_DEVICE_ORDER=PCI_BUS_ID (the UUID check will tell)",
+                cvd,
+            )
+    else:
+        probe = NvmlDevice(0)
+        try:
+            n = int(probe._call("Cannot count NVIDIA GPUs", pynvml.nvmlDeviceGetCount))
+        finally:
+            probe.close()
+    out = []
+    for i in range(n):
+        dev = NvmlDevice(i)
+        try:
+            out.append((i, dev.uuid()))
+        finally:
+            dev.close()
+    return out
+
+
 def nvml_available() -> bool:
     """True when NVML initialises and sees at least one GPU (used by backend=auto)."""
     try:
@@ -436,4 +532,4 @@ def nvml_available() -> bool:
             pynvml.nvmlShutdown()
 
 
-__all__ = ["NvmlDevice", "nvml_available", "translate_nvml_error"]
+__all__ = ["NvmlDevice", "allowed_gpus", "nvml_available", "translate_nvml_error"]

@@ -15,6 +15,7 @@ re-read on every access.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import time
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy import simmodel
-from llm_energy.hw.base import ClockState, Device, atomic_write_json, pid_alive, read_json
+from llm_energy.hw.base import (
+    ClockState,
+    Device,
+    ThrottleCounters,
+    atomic_write_json,
+    pid_alive,
+    read_json,
+)
 from llm_energy.hw.errors import DeviceError
 
 DEFAULT_UTILIZATION = 0.15  # H200 anchors: 7B-class batch-1 decode draws ~200 W => u ~ 0.14
@@ -44,6 +52,7 @@ class SimulatedDevice(Device):
         seed: int = 0,
         noise_rel: float = DEFAULT_NOISE_REL,
         update_period_s: float | None = None,
+        counter_ticks: bool = False,
     ) -> None:
         super().__init__(index)
         self.gpu = simmodel.get_gpu_model(gpu)
@@ -72,6 +81,10 @@ class SimulatedDevice(Device):
         self._busy = False
         self._power_noise = 1.0
         self._time_noise = 1.0
+        # Like NVML, the published counter can move only every update period (model time).
+        self.counter_ticks = bool(counter_ticks)
+        self._published_j = 0.0
+        self._power_throttle_s = 0.0  # model time spent busy under the power cap
 
     # ------------------------------------------------------------------ state file
     def default_state(self) -> ClockState:
@@ -114,10 +127,21 @@ class SimulatedDevice(Device):
         dt, self._last_real_s = now - self._last_real_s, now
         if dt <= 0:
             return
-        time_rate, power = self._rates(self._busy, self.clock_state())
+        state = self.clock_state()
+        time_rate, power = self._rates(self._busy, state)
         dmodel = dt * time_rate
+        t_old, e_old = self._model_s, self._energy_j
         self._model_s += dmodel
         self._energy_j += power * dmodel
+        if self._busy and self._busy_clock(state)[1]:
+            self._power_throttle_s += dmodel
+        period = self.update_period_s
+        if not self.counter_ticks or period <= 0:
+            self._published_j = self._energy_j
+        elif math.floor(self._model_s / period) > math.floor(t_old / period):
+            # Power is constant within one advance: the energy at the last tick boundary.
+            tick_s = math.floor(self._model_s / period) * period
+            self._published_j = e_old + power * (tick_s - t_old)
 
     def _draw_noise(self) -> float:
         if self.noise_rel <= 0:
@@ -212,11 +236,15 @@ class SimulatedDevice(Device):
 
     def energy_counter_j(self) -> float:
         self._advance()
-        return self._energy_j
+        return self._published_j
 
     def read_counter(self) -> tuple[float, float]:
         self._advance()  # one advance: energy and model time describe the same instant
-        return self._energy_j, self._model_s
+        return self._published_j, self._model_s
+
+    def throttle_counters(self) -> ThrottleCounters | None:
+        self._advance()
+        return ThrottleCounters("simulated", self._power_throttle_s, 0.0)
 
     def nominal_update_period_s(self) -> float | None:
         return self.update_period_s
@@ -307,4 +335,31 @@ class SimulatedDevice(Device):
             self.window_end()
 
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_NOISE_REL", "DEFAULT_UTILIZATION", "SimulatedDevice"]
+MAX_SIMULATED_GPUS = 64
+
+
+def simulated_gpus(gpu: str, count: int) -> list[tuple[int, str]]:
+    """(index, UUID) of the `count` simulated GPUs of one model: distinct, stable UUIDs."""
+    key = simmodel.get_gpu_model(gpu).key
+    return [(i, simmodel.fake_uuid(key, i)) for i in range(count)]
+
+
+def find_simulated_gpu(uuid: str) -> tuple[str, int] | None:
+    """(model, index) of the simulated GPU with this UUID, None when it is not a simulated one:
+    a journal names its GPU by UUID only, whatever model the run simulated."""
+    for key in simmodel.GPU_MODELS:
+        for i in range(MAX_SIMULATED_GPUS):
+            if simmodel.fake_uuid(key, i) == uuid:
+                return key, i
+    return None
+
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_NOISE_REL",
+    "DEFAULT_UTILIZATION",
+    "MAX_SIMULATED_GPUS",
+    "SimulatedDevice",
+    "find_simulated_gpu",
+    "simulated_gpus",
+]

@@ -23,10 +23,12 @@ from llm_energy.datasets import (
     seeded_sample,
     summarize_problems,
 )
+from llm_energy.errors import shown
 
 __all__ = ["DatasetError", "LoadResult", "load_rows", "load_task_items", "resolve_data_files"]
 
 _GLOB_CHARS = set("*?[")
+_COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".parquet", ".arrow"})
 
 
 def _where(spec: TaskSpec) -> str:
@@ -50,7 +52,7 @@ def resolve_data_files(data_files: Any, root: Path) -> Any:
     return [resolve_data_files(v, root) for v in data_files]
 
 
-def _check_files_exist(spec: TaskSpec, data_files: Any, root: Path) -> None:
+def _flat_files(data_files: Any) -> list[str]:
     flat: list[str] = []
     stack = [data_files]
     while stack:
@@ -61,7 +63,44 @@ def _check_files_exist(spec: TaskSpec, data_files: Any, root: Path) -> None:
             stack.extend(value.values())
         elif value is not None:
             stack.extend(value)
-    for path in flat:
+    return flat
+
+
+def _local_files(data_files: Any) -> list[Path]:
+    """The local files behind `data_files` (globs expanded, URLs left out)."""
+    found: list[Path] = []
+    for path in _flat_files(data_files):
+        if "://" not in path:
+            names = sorted(glob.glob(path)) if _GLOB_CHARS & set(path) else [path]
+            found += [Path(n) for n in names if Path(n).is_file()]
+    return found
+
+
+def _first_bad_utf8(files: list[Path]) -> tuple[Path, int, int] | None:
+    """(file, line, byte) of the first byte that is not UTF-8, scanning plain-text files only."""
+    for path in files:
+        if path.suffix in _COMPRESSED:
+            continue
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return path, number, raw[exc.start]
+    return None
+
+
+def _not_utf8(spec: TaskSpec, root: Path) -> DatasetError:
+    bad = _first_bad_utf8(_local_files(resolve_data_files(spec.dataset.data_files, root)))
+    where = f"{shown(bad[0])} line {bad[1]} (byte 0x{bad[2]:02x})" if bad else "a data file"
+    return DatasetError(
+        f"{_where(spec)}: {where} is not valid UTF-8; re-save the file as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8`) or restore it (`git checkout <file>` for a tracked one)"
+    )
+
+
+def _check_files_exist(spec: TaskSpec, data_files: Any, root: Path) -> None:
+    for path in _flat_files(data_files):
         if "://" in path:
             continue
         found = (
@@ -106,6 +145,8 @@ def load_rows(
     try:
         loaded = datasets.load_dataset(ds.path, ds.name, **kwargs)
     except Exception as exc:  # the library raises many types; all become one actionable line
+        if _caused_by(exc, UnicodeDecodeError):
+            raise _not_utf8(spec, Path(root)) from exc
         raise DatasetError(f"{_where(spec)}: {_load_failure(exc, spec)}") from exc
     if not isinstance(loaded, datasets.Dataset):
         raise DatasetError(
@@ -113,6 +154,17 @@ def load_rows(
             f"({type(loaded).__name__}); set `dataset.split` to one split name"
         )
     return loaded
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # causes chain through the library's wrappers
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _load_failure(exc: Exception, spec: TaskSpec) -> str:
@@ -169,7 +221,10 @@ def load_task_items(
     wanted = [
         c for c in dict.fromkeys(v for v in spec.fields.values() if v) if c in table.column_names
     ]
-    rows = table.select_columns(wanted).to_list()
+    try:
+        rows = table.select_columns(wanted).to_list()
+    except UnicodeDecodeError:  # arrow keeps raw bytes; they fail only when turned into str
+        raise _not_utf8(spec, Path(root)) from None
 
     items, problems, n_rows = collect_items(rows, spec)
     if not items:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.config import ModelConfig
-from llm_energy.errors import UserFacingError
+from llm_energy.errors import InputFileError, UserFacingError
+from llm_energy.io.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,16 @@ def materialize(
     return manifest
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest `materialize` wrote; a damaged one names the file and how to rebuild it."""
+    remedy = "re-run the `model` stage (dvc repro -f model, or python stages/model.py)"
+    manifest = read_json(path, remedy=remedy, expect=dict)
+    for key in ("name", "weights", "load_from"):
+        if not isinstance(manifest.get(key), str):
+            raise InputFileError(path, "missing or not a string", remedy, key=key)
+    return manifest
+
+
 def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:
     """Load (model, tokenizer) for inference, in eval mode on `device`."""
     import torch
@@ -150,7 +161,7 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
         raise ModelLoadError(
             f"{manifest_path} missing: run the `model` stage first (dvc repro model)"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(manifest_path)
     if manifest.get("name") != model.name or manifest.get("weights") != model.weights:
         raise ModelLoadError(
             f"{model_dir} holds {manifest.get('name')} ({manifest.get('weights')}), params ask for "

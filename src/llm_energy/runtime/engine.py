@@ -6,6 +6,8 @@ meter's synchronize-and-read happens at the window edges only.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,15 +15,40 @@ from typing import Any
 
 import torch
 
+from llm_energy.hw.errors import DeviceNotFoundError
+from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
+
+log = logging.getLogger(__name__)
+
 try:  # transformers >= 4.x
     from transformers.generation.streamers import BaseStreamer
 except ImportError:  # pragma: no cover
     BaseStreamer = object  # type: ignore[misc,assignment]
 
 
-def torch_device_for(backend: str) -> str:
-    """CUDA only for the NVML backend and only when torch can see it; everything else runs on CPU."""
-    return "cuda" if backend == "nvml" and torch.cuda.is_available() else "cpu"
+def cuda_device_uuids() -> list[str]:
+    """The UUID of every CUDA device torch sees, in CUDA index order, as NVML writes UUIDs."""
+    props = torch.cuda.get_device_properties
+    return [format_cuda_uuid(props(i).uuid) for i in range(torch.cuda.device_count())]
+
+
+def torch_device_for(backend: str, gpu_uuid: str | None = None) -> str:
+    """The torch device for a run measured on `backend`. NVML: the CUDA device whose UUID is
+    the measured GPU's (`cuda:N`; CUDA and NVML number GPUs differently), else one line saying
+    why the model cannot run on that GPU. Every other backend runs the model on the CPU."""
+    if backend != "nvml":
+        return "cpu"
+    if gpu_uuid is None:  # callers that predate the UUID check (benchmarks): unchecked
+        log.warning("torch device not matched to the measured GPU: pass gpu_uuid=device.uuid()")
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise DeviceNotFoundError(
+            f"Cannot run the model on the measured GPU {gpu_uuid}",
+            f"torch {torch.__version__} cannot use CUDA (CPU-only build, no driver, or "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} hides every GPU)",
+            "Install a CUDA build of torch, or set gpu.backend=cpu to measure a CPU run.",
+        )
+    return f"cuda:{cuda_index_for_uuid(gpu_uuid, cuda_device_uuids())}"
 
 
 def load_generator(
@@ -32,11 +59,15 @@ def load_generator(
     seed: int,
     engine: str = "eager",
     allow_compile: bool = False,
+    gpu_uuid: str | None = None,
 ) -> Generator:
-    """Load the materialised model (see llm_energy.io.models) and wrap it for timed generation."""
+    """Load the materialised model (see llm_energy.io.models) and wrap it for timed generation
+    on the device `torch_device_for(backend, gpu_uuid)` picks."""
     from llm_energy.io.models import load_model
 
-    device = torch_device_for(backend)
+    device = torch_device_for(backend, gpu_uuid)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)  # bare "cuda" and implicit-device calls mean this GPU too
     net, tok = load_model(model, model_dir, device=device, seed=seed)
     return Generator(
         net,

@@ -25,11 +25,36 @@ from llm_energy.plan import (
     output_spec,
     request_records,
     sweep_points,
+    with_idle_baseline,
 )
 from llm_energy.prompts import PromptError, fit_prompt
+from llm_energy.runtime.warmup import WarmupRecord, warm_up
 
 log = logging.getLogger(__name__)
 _UNSET = object()  # no cap has been set yet in this run
+
+
+@dataclass(frozen=True)
+class IdleBaseline:
+    """Idle power at one applied clock, measured before and after a block of load points."""
+
+    freq_applied_mhz: int | None
+    before_w: float | None
+    after_w: float | None = None
+
+    @property
+    def power_w(self) -> float | None:
+        values = [v for v in (self.before_w, self.after_w) if v is not None and math.isfinite(v)]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def se_w(self) -> float | None:
+        """Standard error of the mean of the two readings (|before - after| / 2); None with one."""
+        if self.before_w is None or self.after_w is None:
+            return None
+        if not (math.isfinite(self.before_w) and math.isfinite(self.after_w)):
+            return None
+        return abs(self.before_w - self.after_w) / 2
 
 
 def _now_iso() -> str:
@@ -65,6 +90,7 @@ class InferenceRun:
         items_by_task: Mapping[str, Sequence[Mapping[str, Any]]],
         write: Callable[[Mapping[str, Any]], None],
         run_id: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.cfg, self.gen, self.meter, self.clocks, self.device = (
             cfg,
@@ -75,8 +101,11 @@ class InferenceRun:
         )
         self.items_by_task, self.write = items_by_task, write
         self.run_id = run_id or uuid.uuid4().hex
+        self.sleep = sleep  # settle and cooldown waits (tests record them instead)
         self.totals = RunTotals()
-        self.idle_power_w: dict[int | None, float | None] = {}
+        self.idle_baselines: list[IdleBaseline] = []
+        self.warmup_record: WarmupRecord | None = None
+        self._last_idle: IdleBaseline | None = None  # the latest "after" reading, reusable
         self._inputs: dict[tuple[str, str, int | None], dict[str, Any]] = {}
         self._window_id = 0
 
@@ -125,16 +154,37 @@ class InferenceRun:
             self._inputs[key] = entry
         return self._inputs[key]
 
+    def prompt_ids(
+        self, task: TaskConfig, item: Mapping[str, Any], input_target: int | None, max_new: int
+    ) -> list[int]:
+        """The token ids this run sends for `item` (fitted and cached as in a measured batch),
+        so that a benchmark can replay exactly the same prompts outside the run."""
+        return list(self._fit(task, item, input_target, max_new)["ids"])
+
     # ------------------------------------------------------------ measurement
-    def _idle(self, applied_mhz: int | None) -> float | None:
-        if applied_mhz not in self.idle_power_w:
-            seconds = self.cfg.gpu.idle_baseline_s
-            # An estimate of constant power makes "total - idle" zero by construction: not applicable.
-            estimated = getattr(self.device, "energy_source", None) == "codecarbon-estimate"
-            self.idle_power_w[applied_mhz] = (
-                self.meter.measure_idle_power_w(seconds) if seconds > 0 and not estimated else None
-            )
-        return self.idle_power_w[applied_mhz]
+    def _idle_w(self) -> float | None:
+        """One idle reading at the clocks in force, after letting the chip settle."""
+        seconds = self.cfg.gpu.idle_baseline_s
+        # An estimate of constant power makes "total - idle" zero by construction: not applicable.
+        estimated = getattr(self.device, "energy_source", None) == "codecarbon-estimate"
+        if seconds <= 0 or estimated:
+            return None
+        if self.cfg.gpu.idle_settle_s > 0:
+            self.sleep(self.cfg.gpu.idle_settle_s)  # a chip just off load draws more than idle
+        return float(self.meter.measure_idle_power_w(seconds))
+
+    def _idle_before(self, applied_mhz: int | None, clock_changed: bool) -> IdleBaseline:
+        last = self._last_idle
+        if not clock_changed and last is not None and last.freq_applied_mhz == applied_mhz:
+            # Nothing ran since the previous point's "after" reading at this same clock.
+            return IdleBaseline(applied_mhz, last.after_w)
+        return IdleBaseline(applied_mhz, self._idle_w())
+
+    def _idle_after(self, before: IdleBaseline) -> IdleBaseline:
+        done = IdleBaseline(before.freq_applied_mhz, before.before_w, self._idle_w())
+        self.idle_baselines.append(done)
+        self._last_idle = done
+        return done
 
     def _base(self, point: SweepPoint, max_new: int, mode: str, batch_fill: int) -> dict[str, Any]:
         m = self.cfg.model
@@ -161,17 +211,70 @@ class InferenceRun:
         # Observe mode changes nothing: the clock seen at some instant is not an applied cap.
         return self.clocks.applied_sm_mhz if self.cfg.gpu.control == "lock" else None
 
-    def warmup(self) -> None:
-        n = self.cfg.infer.warmup_requests
-        first = next((items[0] for items in self.items_by_task.values() if items), None)
-        if n == 0 or first is None:
-            return
-        task = self.cfg.task(str(first["task"]))
-        ids = self._fit(task, first, self.cfg.infer.input_tokens, 8)["ids"]
-        for engine in sorted(set(self.cfg.sweep.engines or (self.cfg.infer.engine,))):
-            self.gen.engine = engine
-            for _ in range(n):
-                self.gen.generate([ids], max_new_tokens=8, fixed=True, measure_ttft=False)
+    def _shapes(self) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Every distinct (task, engine, batch size, input, output) the sweep will measure."""
+        shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for point in sweep_points(self.cfg):
+            for task in self.cfg.tasks:
+                if not self.items_by_task.get(task.name):
+                    continue
+                max_new, mode = output_spec(task, point, self.cfg)
+                key = (task.name, point.engine, point.batch_size, point.input_tokens, max_new, mode)
+                shapes.setdefault(
+                    key,
+                    {
+                        "task": task.name,
+                        "engine": point.engine,
+                        "batch_size": point.batch_size,
+                        "input_tokens_target": point.input_tokens,
+                        "output_tokens_target": max_new,
+                        "output_mode": mode,
+                    },
+                )
+        return shapes
+
+    def _warmup_call(self, key: tuple[Any, ...]) -> float:
+        task_name, engine, batch_size, input_tokens, max_new, mode = key
+        task = self.cfg.task(task_name)
+        batch = batches(self.items_by_task[task_name], batch_size)[0]
+        ids = [self._fit(task, item, input_tokens, max_new)["ids"] for item in batch]
+        self.gen.engine = engine
+        sync = getattr(self.device, "synchronize", None)
+        t0 = time.perf_counter()
+        self.gen.generate(ids, max_new_tokens=max_new, fixed=mode == "fixed", measure_ttft=False)
+        if sync is not None:
+            sync()
+        return time.perf_counter() - t0
+
+    def warmup(self) -> WarmupRecord:
+        """Each shape at its real length until its latencies are steady (see runtime.warmup)."""
+        inf = self.cfg.infer
+        try:
+            record = warm_up(
+                self._shapes(),
+                self._warmup_call,
+                min_calls=inf.warmup_requests,
+                k=inf.warmup_steady_k,
+                tolerance=inf.warmup_tolerance,
+                max_s=inf.warmup_max_s,
+            )
+        except PromptError as exc:  # the measured loop records the failure per batch
+            log.warning("warm-up skipped: %s", exc)
+            record = warm_up({}, self._warmup_call, min_calls=0, k=2, tolerance=0.0, max_s=0.0)
+        if record.stopped_by == "time_cap":
+            msg = (
+                f"warm-up hit its {inf.warmup_max_s:g} s cap before every shape was steady "
+                f"(last {inf.warmup_steady_k} latencies within {inf.warmup_tolerance:.0%}); "
+                "early windows may include the cold phase"
+            )
+            log.warning(msg)
+            self.totals.warnings.append(msg)
+        elif record.stopped_by == "steady":
+            log.info(
+                "warm-up: %d shape(s) steady after %.1f s", len(record.shapes), record.elapsed_s
+            )
+        self.warmup_record = record
+        return record
 
     def run(self) -> RunTotals:
         points = sweep_points(self.cfg)
@@ -184,20 +287,30 @@ class InferenceRun:
         current_cap: object = _UNSET
         with tqdm(total=total_batches, desc="infer", unit="batch", dynamic_ncols=True) as bar:
             for point in points:
-                if point.freq_mhz != current_cap:
-                    if self.cfg.gpu.cooldown_s and current_cap is not _UNSET:
-                        time.sleep(self.cfg.gpu.cooldown_s)
+                clock_changed = point.freq_mhz != current_cap
+                if clock_changed:
                     self.clocks.set_sm_cap(point.freq_mhz)
                     current_cap = point.freq_mhz
+                    if self.cfg.gpu.cooldown_s:
+                        self.sleep(self.cfg.gpu.cooldown_s)  # let the new clock settle
                 applied = self._applied()
-                idle_w = self._idle(applied)
+                idle = self._idle_before(applied, clock_changed)
                 self.gen.engine = point.engine
-                for task in self.cfg.tasks:
-                    max_new, mode = output_spec(task, point, self.cfg)
-                    for batch in batches(self.items_by_task[task.name], point.batch_size):
-                        self._run_batch(task, batch, point, max_new, mode, applied, idle_w)
-                        bar.update(1)
-                        bar.set_postfix(task=task.name, mhz=applied or "default")
+                pending: list[dict[str, Any]] = []
+                try:
+                    for task in self.cfg.tasks:
+                        max_new, mode = output_spec(task, point, self.cfg)
+                        for batch in batches(self.items_by_task[task.name], point.batch_size):
+                            pending += self._run_batch(task, batch, point, max_new, mode, applied)
+                            bar.update(1)
+                            bar.set_postfix(task=task.name, mhz=applied or "default")
+                except BaseException:
+                    # Interrupted (signal, error): keep what was measured, with the "before"
+                    # baseline only (idle_power_se_w is then unknown).
+                    self._write_rows(pending, idle)
+                    raise
+                # Rows wait for the "after" idle reading of their point, then go to disk.
+                self._write_rows(pending, self._idle_after(idle))
         return self.totals
 
     def _run_batch(
@@ -208,8 +321,7 @@ class InferenceRun:
         max_new: int,
         mode: str,
         applied_mhz: int | None,
-        idle_w: float | None,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         base = self._base(point, max_new, mode, len(batch))
         started = _now_iso()
         try:
@@ -226,8 +338,7 @@ class InferenceRun:
                 max_repeats=self.cfg.gpu.max_window_repeats,
             )
         except PromptError as exc:
-            self._fail(base, batch, "error", f"prompt: {exc}")
-            return
+            return self._fail(base, batch, "error", f"prompt: {exc}")
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -235,13 +346,12 @@ class InferenceRun:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self._fail(
+            return self._fail(
                 base,
                 batch,
                 "oom",
                 f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}",
             )
-            return
         self._window_id += 1
         facts = WindowFacts(
             window_id=self._window_id,
@@ -250,7 +360,7 @@ class InferenceRun:
             window_repeats=repeats,
             window_trusted=reading.trusted,
             energy_source=reading.energy_source,
-            idle_power_w=idle_w,
+            idle_power_w=None,  # filled in with the point's before/after baseline
             freq_requested_mhz=point.freq_mhz,
             freq_applied_mhz=applied_mhz,
             sm_clock_mean_mhz=reading.sm_clock_mean_mhz,
@@ -259,6 +369,13 @@ class InferenceRun:
             clock_event_reasons=reading.clock_event_reasons,
             temperature_c=reading.temperature_c,
             cap_held=reading.cap_held,
+            window_busy_s=getattr(reading, "busy_s", None),
+            window_tail_s=getattr(reading, "tail_s", 0.0),
+            window_tick_aligned=getattr(reading, "tick_aligned", False),
+            clock_source=getattr(reading, "clock_source", "none"),
+            throttle_source=getattr(reading, "throttle_source", "none"),
+            throttle_power_s=getattr(reading, "throttle_power_s", None),
+            throttle_thermal_s=getattr(reading, "throttle_thermal_s", None),
         )
         rows = request_records(
             base=base,
@@ -273,20 +390,33 @@ class InferenceRun:
         ended = _now_iso()
         for row in rows:
             row.update(started_at=started, ended_at=ended)
-            self.write(row)
         self.totals.windows += 1
         self.totals.requests_ok += len(rows)
         if math.isfinite(reading.energy_j):  # a counter reset gives NaN: keep the total usable
             self.totals.device_energy_j += reading.energy_j
         if not reading.trusted:
             self.totals.untrusted_windows += 1
+        return rows
+
+    def _write_rows(self, rows: Sequence[Mapping[str, Any]], idle: IdleBaseline) -> None:
+        for row in rows:
+            self.write(
+                with_idle_baseline(
+                    row,
+                    power_w=idle.power_w,
+                    before_w=idle.before_w,
+                    after_w=idle.after_w,
+                    se_w=idle.se_w,
+                )
+            )
 
     def _fail(
         self, base: Mapping[str, Any], batch: Sequence[Mapping[str, Any]], status: str, error: str
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         log.warning("%s: %s", status, error)
-        for row in failure_records(base=base, items=batch, status=status, error=error):
+        rows = failure_records(base=base, items=batch, status=status, error=error)
+        for row in rows:
             row.update(started_at=_now_iso(), ended_at=_now_iso())
-            self.write(row)
         self.totals.requests_failed += len(batch)
         self.totals.warnings.append(error)
+        return rows

@@ -1,0 +1,552 @@
+"""GPU acceptance in one command: measurement overhead, repeatability and tick alignment.
+
+Run it through `benchmarks/gpu_acceptance.sh` (it sets PYTHONPATH and refuses any clock
+control). OBSERVE MODE ONLY: nothing here calls a setter; clocks, power limits and the GPU's
+state are left as they are. Random-weight models only (no hub access): GPT-2 and Mistral-7B
+architectures built from their configs directly on the GPU in bf16.
+
+Phases, in this order, each skipped (and reported SKIP) when the time budget cannot hold it:
+1. overhead, GPT-2 arch: benchmarks/overhead.py (infer path vs bare generate, >= 7 rounds);
+2. overhead, Mistral-7B arch;
+3. repeatability, Mistral-7B arch: 5 repetitions of one request per task shape (generation 32,
+   qa 16, summarization 48 fixed new tokens) through the infer path; J/token CV per task;
+4. tick-aligned vs random-phase windows around the same steady Mistral-7B work;
+5. repeatability, GPT-2 arch, if time is left.
+
+One table of figures against goals (PASS / FAIL / SKIP) is printed, and everything measured,
+every round and window included, goes to benchmarks/results/<gpu-name>-<date>.json.
+
+`--stand-in` (or LLM_ENERGY_STAND_IN=1) runs the same phases on a CPU with tiny random models
+and the simulated H200 (counter ticking every 10 ms for the infer path, every 100 ms for the
+tick comparison), in well under a minute. Its figures test the code, not the hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_common import (
+    ROOT,
+    benchmark_params,
+    build_generator,
+    cv,
+    meter_for,
+    open_benchmark_device,
+    require_observe,
+    restrict_tasks,
+    sample_items,
+)
+from llm_energy.config import Config, load_config
+from llm_energy.hw import ClockSession, EnergyMeter
+from llm_energy.io.files import write_json
+from llm_energy.runtime.provenance import git_commit
+from llm_energy.runtime.runner import InferenceRun
+from overhead import (
+    GOAL_J_PER_TOKEN_WITHIN,
+    GOAL_TOKENS_PER_S_RATIO_MIN,
+    RowSink,
+    WarmupSettings,
+    run_overhead,
+)
+from tick_alignment import generate_work, run_tick_benchmark, sleep_work
+
+GOAL_REPEAT_CV_MAX = 0.02
+EXIT_GOALS_NOT_MET = 3  # ran to the end, but some goal failed or was skipped
+REPEAT_TASKS: tuple[str, ...] = ("generation", "qa", "summarization")
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of everything, for the GPU or the CPU stand-in."""
+
+    stand_in: bool
+    backend: str
+    models: dict[str, str]  # role ("gpt2" / "mistral_7b") -> conf/model name
+    dtype: str | None
+    budget_s: float
+    overhead_rounds: int
+    overhead_tokens: int
+    first_warmup: WarmupSettings  # the process's first warm-up (covers the cold phase)
+    warmup: WarmupSettings
+    repetitions: int
+    repeat_items: int
+    runner_warmup_max_s: float
+    tick_windows: int
+    tick_periods: float
+    tick_tokens: int
+    update_period_s: float | None  # simulated counter period for the infer path
+    tick_update_period_s: float | None  # simulated counter period for the tick comparison
+    overrides: tuple[str, ...] = ()
+
+
+def make_plan(stand_in: bool, budget_s: float | None) -> Plan:
+    if stand_in:
+        return Plan(
+            stand_in=True,
+            backend="simulated",
+            models={"gpt2": "tiny_gpt2", "mistral_7b": "tiny_mistral"},
+            dtype=None,
+            budget_s=budget_s or 50.0,
+            overhead_rounds=7,
+            overhead_tokens=8,
+            first_warmup=WarmupSettings(k=3, tolerance=0.15, max_s=1.0),
+            warmup=WarmupSettings(k=3, tolerance=0.15, max_s=1.0),
+            repetitions=5,
+            repeat_items=1,
+            runner_warmup_max_s=1.0,
+            tick_windows=6,
+            tick_periods=3.5,
+            tick_tokens=4,
+            update_period_s=0.01,
+            tick_update_period_s=0.1,
+            # The simulated counter's 10 ms tick makes 20 periods a 0.2 s window.
+            overrides=("gpu.min_window_s=0",),
+        )
+    return Plan(
+        stand_in=False,
+        backend="nvml",
+        models={"gpt2": "gpt2", "mistral_7b": "mistral_7b"},
+        dtype="bfloat16",
+        budget_s=budget_s or 225.0,
+        overhead_rounds=7,
+        overhead_tokens=64,
+        # H200 anchors: a fresh process runs ~3x slower for ~10 s, and can be steady while slow.
+        first_warmup=WarmupSettings(k=5, tolerance=0.03, max_s=25.0, min_s=12.0),
+        # A newly built model can have a cold phase of its own (allocator, kernel selection).
+        warmup=WarmupSettings(k=5, tolerance=0.03, max_s=20.0, min_s=8.0),
+        repetitions=5,
+        repeat_items=1,
+        runner_warmup_max_s=20.0,
+        tick_windows=12,
+        tick_periods=5.5,
+        tick_tokens=16,
+        update_period_s=None,
+        tick_update_period_s=None,
+    )
+
+
+@dataclass
+class GoalRow:
+    check: str
+    model: str
+    measured: str
+    goal: str
+    status: str  # PASS | FAIL | SKIP
+    value: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x * 100:.2f} %"
+
+
+def overhead_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
+    if result is None:
+        return [
+            GoalRow(
+                "overhead tokens/s infer/bare",
+                role,
+                reason,
+                f">= {GOAL_TOKENS_PER_S_RATIO_MIN}",
+                "SKIP",
+            ),
+            GoalRow(
+                "overhead J/token infer/bare",
+                role,
+                reason,
+                f"1 +- {GOAL_J_PER_TOKEN_WITHIN}",
+                "SKIP",
+            ),
+        ]
+    tps, jpt = result["tokens_per_s_ratio"], result["j_per_token_ratio"]
+    return [
+        GoalRow(
+            "overhead tokens/s infer/bare",
+            role,
+            f"{tps['median']:.4f} (CI {tps['ci_low']:.4f}-{tps['ci_high']:.4f}, {tps['n']} rounds)",
+            f">= {GOAL_TOKENS_PER_S_RATIO_MIN}",
+            _verdict(result["pass_tokens_per_s"]),
+            tps["median"],
+        ),
+        GoalRow(
+            "overhead J/token infer/bare",
+            role,
+            f"{jpt['median']:.4f} (CI {jpt['ci_low']:.4f}-{jpt['ci_high']:.4f}, {jpt['n']} rounds)",
+            f"1 +- {GOAL_J_PER_TOKEN_WITHIN}",
+            _verdict(result["pass_j_per_token"]),
+            jpt["median"],
+        ),
+    ]
+
+
+def repeat_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
+    rows = []
+    for task in REPEAT_TASKS:
+        check = f"repeatability J/token CV, {task}"
+        goal = f"<= {GOAL_REPEAT_CV_MAX:.0%}"
+        per = (result or {}).get("tasks", {}).get(task)
+        if per is None:
+            rows.append(GoalRow(check, role, reason or "not run", goal, "SKIP"))
+            continue
+        value = per["j_per_token_cv"]
+        rows.append(
+            GoalRow(
+                check,
+                role,
+                f"{_pct(value)} over {per['repetitions']} reps ({per['j_per_token_mean']:.4g} J/token)",
+                goal,
+                _verdict(math.isfinite(value) and value <= GOAL_REPEAT_CV_MAX),
+                value,
+            )
+        )
+    return rows
+
+
+def tick_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
+    check, goal = "tick-aligned vs random-phase window energy CV", "tick < random"
+    if result is None:
+        return [GoalRow(check, role, reason, goal, "SKIP")]
+    tick, rand = result["tick_aligned"], result["random_phase"]
+    return [
+        GoalRow(
+            check,
+            role,
+            f"{_pct(tick['energy_cv'])} vs {_pct(rand['energy_cv'])} "
+            f"({result['windows_per_kind']} x {result['periods_per_window']:g} periods)",
+            goal,
+            _verdict(result["pass"]),
+            tick["energy_cv"],
+        )
+    ]
+
+
+def repeatability(
+    cfg: Config,
+    *,
+    gen: Any,
+    meter: EnergyMeter,
+    clocks: Any,
+    device: Any,
+    plan: Plan,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`plan.repetitions` repetitions of the same requests per task shape through InferenceRun
+    (the stage's warm-up, windows, records); J/token per repetition and its CV per task."""
+    raw = restrict_tasks(cfg.raw, REPEAT_TASKS)
+    raw["infer"] = {
+        **raw["infer"],
+        "repetitions": plan.repetitions,
+        "output_mode": "fixed",  # the same token count every repetition
+        "output_tokens": None,  # each task's own length
+        "batch_size": 1,
+        "warmup_max_s": plan.runner_warmup_max_s,
+    }
+    rcfg = load_config(raw)
+    items = {t: sample_items(rcfg, t, plan.repeat_items) for t in REPEAT_TASKS}
+    sink = RowSink()
+    t0 = time.perf_counter()
+    run = InferenceRun(
+        rcfg,
+        generator=gen,
+        meter=meter,
+        clocks=clocks,
+        device=device,
+        items_by_task=items,
+        write=sink,
+    )
+    totals = run.run()
+    ok = [r for r in sink.rows if r["status"] == "ok"]
+    tasks: dict[str, Any] = {}
+    for task in REPEAT_TASKS:
+        per_rep: dict[int, list[dict[str, Any]]] = {}
+        for r in ok:
+            if r["task"] == task:
+                per_rep.setdefault(int(r["rep"]), []).append(r)
+        jpt = [
+            sum(float(r["energy_j"]) for r in rows) / sum(int(r["output_tokens"]) for r in rows)
+            for _, rows in sorted(per_rep.items())
+        ]
+        tasks[task] = {
+            "repetitions": len(jpt),
+            "j_per_token": jpt,
+            "j_per_token_mean": statistics.fmean(jpt) if jpt else math.nan,
+            "j_per_token_cv": cv(jpt),
+            "windows_untrusted": sum(
+                1 for r in ok if r["task"] == task and not r["window_trusted"]
+            ),
+            "window_s": [float(r["window_s"]) for r in ok if r["task"] == task],
+            "window_repeats": [int(r["window_repeats"]) for r in ok if r["task"] == task],
+        }
+        log(f"  {task}: J/token CV {_pct(tasks[task]['j_per_token_cv'])} over {len(jpt)} reps")
+    warm = run.warmup_record
+    return {
+        "model": cfg.model.name,
+        "tasks": tasks,
+        "requests_ok": len(ok),
+        "requests_failed": totals.requests_failed,
+        "warnings": list(totals.warnings),
+        "runner_warmup": warm.to_dict() if warm is not None else None,
+        "elapsed_s": time.perf_counter() - t0,
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "host": platform.node(),
+        "git_commit": git_commit(ROOT),
+    }
+    if torch.cuda.is_available():
+        env["cuda_device"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def print_table(rows: Sequence[GoalRow], out: Callable[[str], None] = print) -> None:
+    headers = ("check", "model", "measured", "goal", "result")
+    cells = [(r.check, r.model, r.measured, r.goal, r.status) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out(line)
+    out("  ".join("-" * w for w in widths))
+    for c in cells:
+        out("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+# (phase, model role, estimated seconds on the GPU, on the stand-in); run in this order.
+PHASES: tuple[tuple[str, str, float, float], ...] = (
+    ("overhead", "gpt2", 70.0, 8.0),
+    ("overhead", "mistral_7b", 75.0, 8.0),
+    ("repeat", "mistral_7b", 45.0, 5.0),
+    ("tick", "mistral_7b", 25.0, 7.0),
+    ("repeat", "gpt2", 40.0, 5.0),
+)
+
+
+def run_acceptance(
+    plan: Plan, results_dir: Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Every phase that fits the budget, one goal table, one JSON file; returns the report."""
+    t_start = time.perf_counter()
+
+    def left_s() -> float:
+        return plan.budget_s - (time.perf_counter() - t_start)
+
+    cfgs = {
+        role: load_config(
+            benchmark_params(name, backend=plan.backend, dtype=plan.dtype, overrides=plan.overrides)
+        )
+        for role, name in plan.models.items()
+    }
+    for cfg in cfgs.values():
+        require_observe(cfg)
+    rows: list[GoalRow] = []
+    results: dict[str, Any] = {
+        "phases": [],
+        "overhead": {},
+        "repeatability": {},
+        "tick": None,
+        "skipped": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="llm-energy-acceptance-") as tmp:
+        workdir = Path(tmp)
+        state_dir = workdir / "state"
+        base_cfg = cfgs["gpt2"]
+        device = open_benchmark_device(base_cfg, state_dir, update_period_s=plan.update_period_s)
+        with (
+            device,
+            ClockSession(device, control="observe", journal_dir=state_dir / "journal") as clocks,
+        ):
+            meter = meter_for(base_cfg, device)
+            period_s = meter.measure_update_period_s()
+            log(
+                f"device: {device.name()} ({device.backend}, {device.energy_source}); counter "
+                f"update period {period_s * 1000:.1f} ms; budget {plan.budget_s:.0f} s"
+            )
+            gens: dict[str, Any] = {}
+            build_s: dict[str, float] = {}
+            first_warmup = True
+            for phase, role, gpu_est_s, cpu_est_s in PHASES:
+                est_s = cpu_est_s if plan.stand_in else gpu_est_s
+                if role not in gens:
+                    est_s += 10.0 if not plan.stand_in else 1.0  # model build
+                if left_s() < est_s:
+                    reason = f"time budget: {left_s():.0f} s left, ~{est_s:.0f} s needed"
+                    results["skipped"].append({"phase": phase, "model": role, "reason": reason})
+                    log(f"{phase} {role}: SKIP ({reason})")
+                    rows += _skip_rows(phase, role, reason)
+                    continue
+                cfg = cfgs[role]
+                if role not in gens:
+                    t0 = time.perf_counter()
+                    gens[role] = build_generator(cfg, device, workdir)
+                    build_s[role] = time.perf_counter() - t0
+                    log(f"{role}: {cfg.model.name} built in {build_s[role]:.1f} s")
+                gen = gens[role]
+                log(f"{phase} {role}:")
+                t_phase = time.perf_counter()
+                if phase == "overhead":
+                    result = run_overhead(
+                        cfg,
+                        gen=gen,
+                        meter=meter,
+                        clocks=clocks,
+                        device=device,
+                        new_tokens=plan.overhead_tokens,
+                        rounds=plan.overhead_rounds,
+                        warmup=plan.first_warmup if first_warmup else plan.warmup,
+                        log=log,
+                    )
+                    first_warmup = False
+                    result["build_s"] = build_s[role]
+                    results["overhead"][role] = result
+                    rows += overhead_rows(role, result)
+                elif phase == "repeat":
+                    result = repeatability(
+                        cfg, gen=gen, meter=meter, clocks=clocks, device=device, plan=plan, log=log
+                    )
+                    results["repeatability"][role] = result
+                    rows += repeat_rows(role, result)
+                else:
+                    result = _tick(gen, cfg, device, period_s, state_dir, plan, log)
+                    results["tick"] = result
+                    rows += tick_rows(role, result)
+                results["phases"].append(
+                    {"phase": phase, "model": role, "elapsed_s": time.perf_counter() - t_phase}
+                )
+            gens.clear()
+            device_name = device.name()
+            provenance = device.provenance()
+    elapsed = time.perf_counter() - t_start
+    limit_s = 60.0 if plan.stand_in else 240.0
+    rows.append(
+        GoalRow(
+            "acceptance wall time (after imports)",
+            "all",
+            f"{elapsed:.0f} s",
+            f"<= {limit_s:.0f} s",
+            _verdict(elapsed <= limit_s),
+            elapsed,
+        )
+    )
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    name = ("stand-in-" if plan.stand_in else "") + _slug(device_name)
+    out_path = results_dir / f"{name}-{date}.json"
+    report = {
+        "gpu": device_name,
+        "stand_in": plan.stand_in,
+        "observe_only": True,
+        "date": date,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "elapsed_s": elapsed,
+        "plan": asdict(plan),
+        "device": provenance,
+        "environment": _environment(),
+        "goals": [r.to_dict() for r in rows],
+        "all_pass": all(r.status == "PASS" for r in rows),
+        **results,
+        "results_file": str(out_path),
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_path, report)
+    log("")
+    print_table(rows, log)
+    log(f"\n{'ALL PASS' if report['all_pass'] else 'NOT ALL PASS'}; results: {out_path}")
+    return report
+
+
+def _skip_rows(phase: str, role: str, reason: str) -> list[GoalRow]:
+    if phase == "overhead":
+        return overhead_rows(role, None, reason)
+    if phase == "repeat":
+        return repeat_rows(role, None, reason)
+    return tick_rows(role, None, reason)
+
+
+def _tick(
+    gen: Any,
+    cfg: Config,
+    device: Any,
+    period_s: float,
+    state_dir: Path,
+    plan: Plan,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The tick comparison: around the model's own steady generate calls on a GPU; on the
+    stand-in around sleeps (steady by construction) on a simulated GPU ticking every 100 ms."""
+    if not plan.stand_in:
+        ids = gen.encode(sample_items(cfg, "generation", 1)[0]["fields"]["text"])
+        return run_tick_benchmark(
+            device,
+            generate_work(gen, ids, plan.tick_tokens),
+            period_s=period_s,
+            windows=plan.tick_windows,
+            periods=plan.tick_periods,
+            seed=cfg.meta.seed,
+            log=log,
+        )
+    # A second simulated GPU (index 1): its own counter, ticking like NVML's.
+    tick_device = open_benchmark_device(
+        cfg, state_dir, update_period_s=plan.tick_update_period_s, index=1
+    )
+    with tick_device:
+        return run_tick_benchmark(
+            tick_device,
+            sleep_work(0.02),
+            period_s=EnergyMeter(tick_device).measure_update_period_s(),
+            windows=plan.tick_windows,
+            periods=plan.tick_periods,
+            seed=cfg.meta.seed,
+            log=log,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stand-in",
+        action="store_true",
+        default=os.environ.get("LLM_ENERGY_STAND_IN", "") not in ("", "0"),
+        help="CPU: tiny random models on the simulated H200 (also LLM_ENERGY_STAND_IN=1)",
+    )
+    parser.add_argument("--budget-s", type=float, help="time budget (default 225 GPU, 50 stand-in)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    plan = make_plan(args.stand_in, args.budget_s)
+    report = run_acceptance(plan, args.results_dir)
+    return 0 if report["all_pass"] else EXIT_GOALS_NOT_MET
+
+
+if __name__ == "__main__":
+    sys.exit(main())

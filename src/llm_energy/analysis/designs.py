@@ -1,0 +1,363 @@
+"""Which omnibus test compares the frequency levels, and why. Pure: arrays in, dicts out.
+
+A sweep runs the same items at every clock, so the design is *blocked*: a window's block is the
+set of items it ran. Where every block was measured at every level the levels are compared on
+per-block means with Friedman's test (Wilcoxon signed-rank for two levels); where blocks are
+shared but some are missing, with a linear mixed model (random intercept per block, likelihood
+ratio test of the level effect). Without shared blocks the groups are independent: Welch's
+ANOVA when Levene (median-centred) rejects equal variances — Kruskal–Wallis is no remedy for
+unequal variances — Kruskal–Wallis when variances look equal but Shapiro–Wilk rejects
+normality, else one-way ANOVA. Every result says which test ran and why (``test_reason``).
+Pairwise comparisons against the baseline follow the omnibus choice (:func:`pair_test`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.oneway import anova_oneway
+
+TestChoice = Literal["auto", "anova", "welch_anova", "kruskal", "friedman", "mixedlm"]
+BLOCKED_TESTS = frozenset({"friedman", "wilcoxon", "mixedlm"})
+
+
+@dataclass(frozen=True)
+class LevelSample:
+    """One frequency level: per-window values and the block (item set) of each window."""
+
+    level_mhz: float  # NaN = driver default clocks
+    values: np.ndarray
+    blocks: np.ndarray | None = None
+
+
+def block_matrix(levels: list[LevelSample]) -> pd.DataFrame:
+    """Blocks × levels table of per-block means (repetitions averaged); NaN where unmeasured."""
+    frames = [
+        pd.DataFrame({"block": lv.blocks, "level": i, "y": lv.values})
+        for i, lv in enumerate(levels)
+        if lv.blocks is not None
+    ]
+    if len(frames) < len(levels) or not frames:
+        return pd.DataFrame()
+    data = pd.concat(frames, ignore_index=True).dropna(subset=["block"])
+    if data.empty:
+        return pd.DataFrame()
+    table = data.pivot_table(index="block", columns="level", values="y", aggfunc="mean")
+    return table.reindex(columns=range(len(levels)))
+
+
+def design_of(levels: list[LevelSample]) -> tuple[str, pd.DataFrame]:
+    """``("blocked-complete" | "blocked-incomplete" | "independent", block matrix)``.
+
+    Blocked needs at least two blocks that were measured at two or more levels."""
+    matrix = block_matrix(levels)
+    if matrix.empty:
+        return "independent", matrix
+    shared = matrix.notna().sum(axis=1) >= 2
+    if shared.sum() < 2:
+        return "independent", matrix
+    if matrix.notna().all(axis=None):
+        return "blocked-complete", matrix
+    return "blocked-incomplete", matrix
+
+
+def eta_squared(groups: list[np.ndarray]) -> float:
+    """SS_between / SS_total of a one-way layout."""
+    allv = np.concatenate(groups)
+    grand = allv.mean()
+    ss_total = float(((allv - grand) ** 2).sum())
+    ss_between = float(sum(len(g) * (g.mean() - grand) ** 2 for g in groups))
+    return ss_between / ss_total if ss_total > 0 else math.nan
+
+
+def epsilon_squared(h_statistic: float, n_total: int) -> float:
+    """Kruskal–Wallis ε² = H / ((n² − 1) / (n + 1)) = H / (n − 1) (Tomczak & Tomczak 2014)."""
+    return float(h_statistic) / (n_total - 1) if n_total > 1 else math.nan
+
+
+def kendalls_w(chi2: float, n_blocks: int, k: int) -> float:
+    """Kendall's W = χ²_Friedman / (n (k − 1)): 0 = no agreement across blocks, 1 = perfect."""
+    return float(chi2) / (n_blocks * (k - 1)) if n_blocks > 0 and k > 1 else math.nan
+
+
+def matched_rank_biserial(diffs: np.ndarray) -> float:
+    """Matched-pairs rank-biserial r = (R+ − R−) / (R+ + R−) over the non-zero differences."""
+    d = diffs[np.isfinite(diffs) & (diffs != 0)]
+    if d.size == 0:
+        return math.nan
+    ranks = stats.rankdata(np.abs(d))
+    return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
+
+
+def hedges_g(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(Cohen's d, Hedges' g) of x − y with the pooled SD."""
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
+        return (math.nan, math.nan)
+    pooled = math.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+    if pooled == 0:
+        return (math.nan, math.nan)
+    d = (x.mean() - y.mean()) / pooled
+    correction = 1.0 - 3.0 / (4.0 * (nx + ny) - 9.0)
+    return (float(d), float(d * correction))
+
+
+def rank_biserial(u_x: float, nx: int, ny: int) -> float:
+    """Rank-biserial correlation from x's Mann–Whitney U: positive when x tends to be larger."""
+    return 2.0 * float(u_x) / (nx * ny) - 1.0
+
+
+def _empty_result(levels: list[LevelSample]) -> dict[str, Any]:
+    return {
+        "n_levels": len(levels),
+        "n_total": int(sum(len(lv.values) for lv in levels)),
+        "design": "independent",
+        "n_blocks": 0,
+        "shapiro_min_p": math.nan,
+        "normal": None,
+        "levene_p": math.nan,
+        "equal_var": None,
+        "test": "skipped",
+        "test_reason": "",
+        "statistic": math.nan,
+        "df_between": math.nan,
+        "df_within": math.nan,
+        "p_value": math.nan,
+        "effect_size": math.nan,
+        "effect_size_kind": None,
+        "significant": None,
+        "verdict": "",
+        "note": "",
+    }
+
+
+def _pretests(groups: list[np.ndarray], alpha: float) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shapiro_ps = [
+            float(stats.shapiro(g).pvalue) if len(g) >= 3 and np.ptp(g) > 0 else math.nan
+            for g in groups
+        ]
+        levene_p = float(stats.levene(*groups, center="median").pvalue)
+    finite = [p for p in shapiro_ps if np.isfinite(p)]
+    return {
+        # an untestable level (n < 3 or constant) counts as not normal
+        "normal": all(np.isfinite(p) and p > alpha for p in shapiro_ps),
+        "shapiro_min_p": min(finite) if finite else math.nan,
+        "levene_p": levene_p,
+        "equal_var": bool(np.isfinite(levene_p) and levene_p > alpha),
+    }
+
+
+def _independent(groups: list[np.ndarray], test: str) -> dict[str, Any]:
+    n_total, k = int(sum(len(g) for g in groups)), len(groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if test == "anova":
+            res = stats.f_oneway(*groups)
+            return {
+                "statistic": float(res.statistic),
+                "p_value": float(res.pvalue),
+                "df_between": k - 1,
+                "df_within": n_total - k,
+                "effect_size": eta_squared(groups),
+                "effect_size_kind": "eta_squared",
+            }
+        if test == "welch_anova":
+            welch = anova_oneway(groups, use_var="unequal", welch_correction=True)
+            return {
+                "statistic": float(welch.statistic),
+                "p_value": float(welch.pvalue),
+                "df_between": float(welch.df_num),
+                "df_within": float(welch.df_denom),
+                "effect_size": eta_squared(groups),
+                "effect_size_kind": "eta_squared",
+            }
+        res = stats.kruskal(*groups)
+        return {
+            "statistic": float(res.statistic),
+            "p_value": float(res.pvalue),
+            "df_between": k - 1,
+            "effect_size": epsilon_squared(float(res.statistic), n_total),
+            "effect_size_kind": "epsilon_squared",
+        }
+
+
+def _friedman(matrix: pd.DataFrame) -> dict[str, Any]:
+    data = matrix.dropna().to_numpy(dtype=float)
+    n, k = data.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if k == 2:
+            res = stats.wilcoxon(data[:, 1], data[:, 0])
+            return {
+                "test": "wilcoxon",
+                "statistic": float(res.statistic),
+                "p_value": float(res.pvalue),
+                "df_between": 1,
+                "effect_size": matched_rank_biserial(data[:, 1] - data[:, 0]),
+                "effect_size_kind": "matched_rank_biserial",
+            }
+        res = stats.friedmanchisquare(*data.T)
+    return {
+        "test": "friedman",
+        "statistic": float(res.statistic),
+        "p_value": float(res.pvalue),
+        "df_between": k - 1,
+        "effect_size": kendalls_w(float(res.statistic), n, k),
+        "effect_size_kind": "kendalls_w",
+    }
+
+
+def mixedlm_level_test(levels: list[LevelSample]) -> dict[str, Any]:
+    """Likelihood-ratio test of the level effect in ``y ~ C(level) + (1 | block)`` (ML fits)."""
+    import statsmodels.formula.api as smf
+
+    data = pd.concat(
+        [
+            pd.DataFrame({"y": lv.values, "level": f"l{i}", "block": lv.blocks})
+            for i, lv in enumerate(levels)
+        ],
+        ignore_index=True,
+    ).dropna()
+    scale = float(data["y"].std()) or 1.0
+    data["y"] = (data["y"] - data["y"].mean()) / scale  # the LR statistic is scale-free
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = smf.mixedlm("y ~ C(level)", data, groups=data["block"]).fit(reml=False)
+        null = smf.mixedlm("y ~ 1", data, groups=data["block"]).fit(reml=False)
+    lr = max(0.0, 2.0 * (float(full.llf) - float(null.llf)))
+    k = data["level"].nunique()
+    if not (np.isfinite(lr) and full.converged and null.converged):
+        raise ArithmeticError("the mixed model did not converge")
+    return {
+        "test": "mixedlm",
+        "statistic": lr,
+        "p_value": float(stats.chi2.sf(lr, k - 1)),
+        "df_between": k - 1,
+        "effect_size": math.nan,
+        "effect_size_kind": None,
+    }
+
+
+def omnibus(
+    levels: list[LevelSample], *, alpha: float = 0.05, test: TestChoice = "auto"
+) -> dict[str, Any]:
+    """Omnibus test of ≥ 2 levels; the keys of ``FREQUENCY_EFFECT_COLUMNS`` that describe it.
+
+    ``test="auto"`` picks by design (module docstring); an explicit choice is honoured
+    (a blocked test needs a blocked design, else it falls back to ``auto`` with a note).
+    """
+    out = _empty_result(levels)
+    groups = [np.asarray(lv.values, dtype=float) for lv in levels]
+    if np.ptp(np.concatenate(groups)) == 0:
+        out["verdict"] = "skipped: metric is constant across all windows"
+        return out
+    design, matrix = design_of(levels)
+    out["design"] = design
+    out["n_blocks"] = len(matrix.dropna(how="all")) if design != "independent" else 0
+    out.update(_pretests(groups, alpha))
+    chosen, reason = _choose(design, out, alpha, test)
+    try:
+        if chosen == "friedman":
+            out.update(_friedman(matrix))
+        elif chosen == "mixedlm":
+            out.update(mixedlm_level_test(levels))
+        else:
+            out.update(test=chosen, **_independent(groups, chosen))
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        if chosen != "mixedlm":
+            out.update(test="skipped", verdict=f"skipped: {exc}", test_reason=reason)
+            return out
+        chosen = "welch_anova"
+        reason = f"{reason}; {exc}, so Welch's ANOVA on independent windows"
+        out.update(test=chosen, **_independent(groups, chosen))
+    significant = bool(np.isfinite(out["p_value"]) and out["p_value"] < alpha)
+    out.update(
+        test_reason=reason,
+        significant=significant,
+        verdict="significant" if significant else "not significant",
+    )
+    return out
+
+
+def _choose(design: str, pre: dict[str, Any], alpha: float, test: str) -> tuple[str, str]:
+    note = ""
+    if test in BLOCKED_TESTS and design == "independent":
+        note = f"{test} asked for, but no item was measured at two levels; "
+        test = "auto"
+    if test != "auto":
+        return test, f"{note}{test} asked for"
+    if design == "blocked-complete":
+        return "friedman", "the same items ran at every level (complete blocks)"
+    if design == "blocked-incomplete":
+        return "mixedlm", "the same items ran at several levels, but some blocks are missing"
+    if not pre["equal_var"]:
+        return "welch_anova", (
+            f"{note}independent windows; Levene rejects equal variances "
+            f"(p={pre['levene_p']:.3g} < {alpha:g})"
+        )
+    if not pre["normal"]:
+        return "kruskal", (
+            f"{note}independent windows, equal variances; Shapiro–Wilk rejects normality "
+            f"(min p={pre['shapiro_min_p']:.3g})"
+        )
+    return "anova", f"{note}independent windows, equal variances, normal-looking levels"
+
+
+# --- one level against the baseline ----------------------------------------------------------
+
+
+def pair_test(
+    v: np.ndarray, base_v: np.ndarray, paired: tuple[np.ndarray, np.ndarray] | None, family: str
+) -> dict[str, Any]:
+    """One level vs the baseline: paired on item blocks when ``paired`` holds (x, y) per-block
+    means, else on independent windows; ``family`` "rank" → Wilcoxon signed-rank / Mann–Whitney
+    U, else paired t / Welch's t; with the matching effect size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired is not None and family == "rank":
+            x, y = paired
+            res = stats.wilcoxon(x, y)
+            return {
+                "test": "wilcoxon_signed_rank",
+                "statistic": float(res.statistic),
+                "p_value": float(res.pvalue),
+                "effect_size": matched_rank_biserial(x - y),
+                "effect_size_kind": "matched_rank_biserial",
+            }
+        if paired is not None:
+            x, y = paired
+            res = stats.ttest_rel(x, y)
+            diff = x - y
+            sd = diff.std(ddof=1)
+            return {
+                "test": "paired_t",
+                "statistic": float(res.statistic),
+                "p_value": float(res.pvalue),
+                "effect_size": float(diff.mean() / sd) if sd > 0 else math.nan,
+                "effect_size_kind": "cohens_dz",
+            }
+        if family == "rank":
+            res = stats.mannwhitneyu(v, base_v, alternative="two-sided")
+            return {
+                "test": "mann_whitney_u",
+                "statistic": float(res.statistic),
+                "p_value": float(res.pvalue),
+                "effect_size": rank_biserial(float(res.statistic), len(v), len(base_v)),
+                "effect_size_kind": "rank_biserial",
+            }
+        res = stats.ttest_ind(v, base_v, equal_var=False)
+        return {
+            "test": "welch_t",
+            "statistic": float(res.statistic),
+            "p_value": float(res.pvalue),
+            "effect_size": hedges_g(v, base_v)[1],
+            "effect_size_kind": "hedges_g",
+        }

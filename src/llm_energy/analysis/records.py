@@ -1,0 +1,371 @@
+"""Request records → analysis-ready rows: configuration identity, energy kinds, frequency
+levels, exclusion reasons and the measurement-window identity (docs/records.md).
+
+Pure functions: DataFrames in, DataFrames / Series out. No files, no hardware.
+
+A request is *valid* (used for energy, latency and throughput statistics) when its status is
+``ok``, its measurement window is trusted, its frequency cap held and no thermal / power
+throttling was seen in its window. Quality scores only need ``status == "ok"``: text produced
+during a throttled window is still a valid answer.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# --- configuration identity -------------------------------------------------------------------
+
+CONFIG_KEYS: tuple[str, ...] = (
+    "model",
+    "task",
+    "engine",
+    "batch_size",
+    "input_tokens_target",
+    "output_tokens_target",
+    "freq_applied_mhz",
+    "energy_kind",
+)
+#: a configuration minus its frequency: the stratum inside which frequencies are compared
+STRATUM_KEYS: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k != "freq_applied_mhz")
+#: request-level analyses: the frequency level of a request, NaN = driver default clocks
+FREQ_LEVEL_COL = "freq_level_mhz"
+
+# --- NVML clock event reasons (nvmlClocksEventReason*) -------------------------------------------
+
+CLOCK_EVENT_GPU_IDLE = 0x1
+CLOCK_EVENT_APPLICATIONS_CLOCKS = 0x2
+CLOCK_EVENT_SW_POWER_CAP = 0x4
+CLOCK_EVENT_HW_SLOWDOWN = 0x8
+CLOCK_EVENT_SYNC_BOOST = 0x10
+CLOCK_EVENT_SW_THERMAL = 0x20
+CLOCK_EVENT_HW_THERMAL = 0x40
+CLOCK_EVENT_HW_POWER_BRAKE = 0x80
+CLOCK_EVENT_DISPLAY_CLOCKS = 0x100
+#: thermal / power reasons that make a window's clocks differ from the cap under study
+THROTTLE_MASK = (
+    CLOCK_EVENT_SW_POWER_CAP
+    | CLOCK_EVENT_HW_SLOWDOWN
+    | CLOCK_EVENT_SW_THERMAL
+    | CLOCK_EVENT_HW_THERMAL
+    | CLOCK_EVENT_HW_POWER_BRAKE
+)
+_CLOCK_EVENT_NAMES: dict[str, int] = {
+    "sw_power_cap": CLOCK_EVENT_SW_POWER_CAP,
+    "hw_slowdown": CLOCK_EVENT_HW_SLOWDOWN,
+    "sw_thermal_slowdown": CLOCK_EVENT_SW_THERMAL,
+    "sw_thermal": CLOCK_EVENT_SW_THERMAL,
+    "hw_thermal_slowdown": CLOCK_EVENT_HW_THERMAL,
+    "hw_thermal": CLOCK_EVENT_HW_THERMAL,
+    "hw_power_brake_slowdown": CLOCK_EVENT_HW_POWER_BRAKE,
+    "hw_power_brake": CLOCK_EVENT_HW_POWER_BRAKE,
+}
+
+# --- exclusion reasons -----------------------------------------------------------------------------
+
+#: code → text; the code names the summary's ``excluded_<code>`` count column
+EXCLUSION_REASONS: dict[str, str] = {
+    "status": "status not ok",
+    "untrusted": "window not trusted",
+    "cap_not_held": "cap not held",
+    "throttled": "throttled",
+}
+
+ENERGY_KIND_BY_SOURCE: dict[str, str] = {
+    "nvml": "measured",
+    "rapl": "measured",
+    "codecarbon-estimate": "estimated",
+    "codecarbon": "estimated",
+    "simulated": "simulated",
+}
+#: preference when one number must be chosen from mixed kinds (they are never averaged)
+ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "unknown")
+
+#: per-request metrics summarised for every configuration (name → unit-bearing column)
+METRICS: tuple[str, ...] = (
+    "j_per_token",
+    "tokens_per_s",
+    "latency_s",
+    "ttft_s",
+    "tpot_s",
+    "avg_power_w",
+    "energy_j",
+    "dynamic_energy_j",
+    "edp_j_s",
+    "ed2p_j_s2",
+)
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def numeric_column(requests: pd.DataFrame, col: str) -> pd.Series:
+    """Column as float (NaN where missing / unparseable); an all-NaN series if absent."""
+    if col not in requests.columns:
+        return pd.Series(np.nan, index=requests.index, dtype="float64")
+    return pd.to_numeric(requests[col], errors="coerce").astype("float64")
+
+
+def is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float | np.floating):
+        return math.isnan(float(value))
+    return False
+
+
+def _explicit_false(value: Any) -> bool:
+    """True only for an explicit false flag; missing (null) means "not applicable"."""
+    if is_missing(value):
+        return False
+    if isinstance(value, bool | np.bool_):
+        return not bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value) == 0.0
+    if isinstance(value, str):
+        return value.strip().lower() in {"false", "0", "no", "n"}
+    return False
+
+
+def parse_clock_event_reasons(value: Any) -> int | None:
+    """NVML clock event reason bitmask from an int, float, ``"0x28"`` string or list of names."""
+    if is_missing(value) or isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return int(text, 0)
+        except ValueError:
+            pass
+        try:
+            return int(float(text))
+        except ValueError:
+            pass
+        return _CLOCK_EVENT_NAMES.get(text.lower().replace(" ", "_"), 0)
+    if isinstance(value, Iterable):
+        mask = 0
+        for item in value:
+            bits = parse_clock_event_reasons(item)
+            mask |= bits or 0
+        return mask
+    return None
+
+
+def energy_kinds(requests: pd.DataFrame) -> pd.Series:
+    """``energy_kind`` per row; derived from ``energy_source`` when absent, else ``"unknown"``."""
+    kind = pd.Series("unknown", index=requests.index, dtype="object")
+    if "energy_source" in requests.columns:
+        derived = requests["energy_source"].map(
+            lambda s: ENERGY_KIND_BY_SOURCE.get(str(s).lower()) if not is_missing(s) else None
+        )
+        kind = kind.where(derived.isna(), derived)
+    if "energy_kind" in requests.columns:
+        given = requests["energy_kind"].astype("object")
+        kind = kind.where(given.isna(), given)
+    # Failure records (status oom/error) carry no energy source: they inherit their run's kind
+    # (or the only kind present) so that a failed configuration joins the right group.
+    unknown = kind == "unknown"
+    if unknown.any() and (~unknown).any():
+        if "run_id" in requests.columns:
+            run_kinds = (
+                pd.DataFrame({"run": requests["run_id"].astype("object"), "kind": kind})[~unknown]
+                .groupby("run", dropna=False)["kind"]
+                .agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
+            )
+            inherited = requests["run_id"].astype("object").map(run_kinds)
+            kind = kind.where(~unknown | inherited.isna(), inherited)
+        else:
+            known = kind[~unknown].unique()
+            if len(known) == 1:
+                kind = kind.where(~unknown, known[0])
+    return kind.astype("object")
+
+
+def freq_levels(requests: pd.DataFrame) -> pd.Series:
+    """Frequency level of each request in MHz; NaN marks the driver-default-clock group.
+
+    A request is at default clocks when ``freq_requested_mhz`` is null (or, without that
+    column, when ``freq_applied_mhz`` is null). A capped request without an applied value
+    falls back to the requested one.
+    """
+    applied = numeric_column(requests, "freq_applied_mhz")
+    if "freq_requested_mhz" not in requests.columns:
+        return applied.rename(FREQ_LEVEL_COL)
+    requested = numeric_column(requests, "freq_requested_mhz")
+    default = requested.isna()
+    level = applied.where(applied.notna(), requested).where(~default)
+    return level.rename(FREQ_LEVEL_COL)
+
+
+def freq_label(freq_mhz: Any) -> str:
+    """``"1200 MHz"`` or ``"default"`` for the driver-default group."""
+    if is_missing(freq_mhz):
+        return "default"
+    value = float(freq_mhz)
+    return f"{value:.0f} MHz" if value.is_integer() else f"{value:g} MHz"
+
+
+def key_str(key: Any) -> str:
+    """Stable text of a group key (for seeding and messages)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return "|".join("nan" if is_missing(p) else str(p) for p in parts)
+
+
+def group_rng(seed: int, key: Any) -> np.random.Generator:
+    """A generator that depends only on the seed and the group, not on the other groups."""
+    return np.random.default_rng([int(seed), zlib.crc32(key_str(key).encode())])
+
+
+def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
+    """Copy with key columns present, ``energy_kind`` filled and derived metrics added.
+
+    Adds ``j_per_token`` (energy_j / output_tokens, NaN when no tokens), ``tokens_per_s``
+    (when absent: output_tokens / latency_s), ``edp_j_s`` (energy × latency),
+    ``ed2p_j_s2`` (energy × latency²) and ``freq_level_mhz``.
+    """
+    df = requests.copy()
+    for col in CONFIG_KEYS:
+        if col not in df.columns:
+            df[col] = np.nan
+    df["energy_kind"] = energy_kinds(df)
+    energy = numeric_column(df, "energy_j")
+    out_tokens = numeric_column(df, "output_tokens")
+    latency = numeric_column(df, "latency_s")
+    df["j_per_token"] = energy / out_tokens.where(out_tokens > 0)
+    if "tokens_per_s" in df.columns:
+        df["tokens_per_s"] = numeric_column(df, "tokens_per_s")
+    else:
+        df["tokens_per_s"] = out_tokens / latency.where(latency > 0)
+    df["edp_j_s"] = energy * latency
+    df["ed2p_j_s2"] = energy * latency**2
+    for metric in METRICS:
+        df[metric] = numeric_column(df, metric)
+    df["freq_applied_mhz"] = numeric_column(df, "freq_applied_mhz")
+    df[FREQ_LEVEL_COL] = freq_levels(df)
+    return df
+
+
+# --- exclusion ----------------------------------------------------------------------------------------
+
+
+def exclusion_flags(requests: pd.DataFrame) -> pd.DataFrame:
+    """Boolean frame, one column per code of :data:`EXCLUSION_REASONS`."""
+    idx = requests.index
+    flags = pd.DataFrame(False, index=idx, columns=list(EXCLUSION_REASONS), dtype=bool)
+    if "status" in requests.columns:
+        status = requests["status"]
+        flags["status"] = [
+            (not is_missing(s)) and str(s).strip().lower() != "ok" for s in status.tolist()
+        ]
+    if "window_trusted" in requests.columns:
+        flags["untrusted"] = [_explicit_false(v) for v in requests["window_trusted"].tolist()]
+    if "cap_held" in requests.columns:
+        flags["cap_not_held"] = [_explicit_false(v) for v in requests["cap_held"].tolist()]
+    if "clock_event_reasons" in requests.columns:
+        default = _default_clock_rows(requests)
+        flags["throttled"] = [
+            bool((parse_clock_event_reasons(v) or 0) & throttle_mask(is_default))
+            for v, is_default in zip(requests["clock_event_reasons"].tolist(), default, strict=True)
+        ]
+    return flags
+
+
+def throttle_mask(default_clocks: bool) -> int:
+    """Reasons that exclude a window. At default clocks the software power cap is part of how the
+    driver runs the chip (the baseline itself), so excluding those windows would keep only the
+    baseline's cheapest windows and bias savings; under a cap it means the cap was not the limit."""
+    return THROTTLE_MASK & ~CLOCK_EVENT_SW_POWER_CAP if default_clocks else THROTTLE_MASK
+
+
+def _default_clock_rows(requests: pd.DataFrame) -> list[bool]:
+    if "freq_requested_mhz" not in requests.columns:
+        return [False] * len(requests)
+    return [is_missing(v) for v in requests["freq_requested_mhz"].tolist()]
+
+
+def exclusion_reasons(requests: pd.DataFrame) -> pd.Series:
+    """Per row ``""`` if the request is valid, else ``"; "``-joined reasons.
+
+    Reasons: ``status not ok: <status>``, ``window not trusted``, ``cap not held``,
+    ``throttled (0x..)`` (clock event reasons with any :data:`THROTTLE_MASK` bit). Missing
+    optional columns simply do not contribute a reason.
+    """
+    flags = exclusion_flags(requests)
+    statuses = requests["status"].tolist() if "status" in requests.columns else None
+    reasons_col = (
+        requests["clock_event_reasons"].tolist()
+        if "clock_event_reasons" in requests.columns
+        else None
+    )
+    out: list[str] = []
+    default_rows = _default_clock_rows(requests)
+    for i, row in enumerate(flags.itertuples(index=False)):
+        parts: list[str] = []
+        if row.status:
+            parts.append(f"{EXCLUSION_REASONS['status']}: {statuses[i] if statuses else '?'}")
+        if row.untrusted:
+            parts.append(EXCLUSION_REASONS["untrusted"])
+        if row.cap_not_held:
+            parts.append(EXCLUSION_REASONS["cap_not_held"])
+        if row.throttled:
+            bits = (parse_clock_event_reasons(reasons_col[i]) or 0) if reasons_col else 0
+            mask = throttle_mask(default_rows[i])
+            parts.append(f"{EXCLUSION_REASONS['throttled']} (0x{bits & mask:x})")
+        out.append("; ".join(parts))
+    return pd.Series(out, index=requests.index, dtype="object", name="exclusion_reason")
+
+
+def valid_mask(requests: pd.DataFrame) -> pd.Series:
+    """True for requests usable for energy / timing statistics."""
+    return ~exclusion_flags(requests).any(axis=1)
+
+
+def status_ok_mask(requests: pd.DataFrame) -> pd.Series:
+    return ~exclusion_flags(requests)["status"]
+
+
+def cluster_ids(frame: pd.DataFrame, cluster_col: str | None = "window_id") -> pd.Series | None:
+    """Measurement-window identity per row (``run_id`` + ``window_id``: window ids restart per
+    run), or None when the frame has no window column."""
+    if not cluster_col or cluster_col not in frame.columns:
+        return None
+    window = frame[cluster_col].astype("object")
+    if "run_id" not in frame.columns:
+        return window
+    run = frame["run_id"].astype("object")
+    ids = [
+        None if is_missing(w) else f"{'' if is_missing(r) else r}:{w}"
+        for r, w in zip(run.tolist(), window.tolist(), strict=True)
+    ]
+    return pd.Series(ids, index=frame.index, dtype="object")
+
+
+#: ``quality_*`` columns that are flags, not scores
+NON_SCORE_QUALITY_COLUMNS: frozenset[str] = frozenset({"quality_applicable"})
+
+
+def quality_columns(requests: pd.DataFrame) -> list[str]:
+    """Per-request quality score columns: ``quality_*`` except flags and boolean columns."""
+    return sorted(
+        str(c)
+        for c in requests.columns
+        if str(c).startswith("quality_")
+        and c not in NON_SCORE_QUALITY_COLUMNS
+        and not pd.api.types.is_bool_dtype(requests[c])
+    )
+
+
+def unique_text(series: pd.Series) -> str:
+    vals = sorted({str(v) for v in series.tolist() if not is_missing(v)})
+    return ",".join(vals)

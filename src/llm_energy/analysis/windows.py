@@ -1,0 +1,135 @@
+"""The unit of analysis: one row per measurement window.
+
+Requests measured together (one ``window_id``: a batch, possibly executed ``window_repeats``
+times) share one energy reading; each record holds an even share of it. They are not
+independent samples, so every test, correlation, regression cluster and recommendation in
+this package counts windows. Inside a window J/token is Σ energy / Σ tokens (total energy over
+total tokens, as zeus and optimum-benchmark report it); other per-request metrics are the mean
+over the window's requests. Records without a ``window_id`` are one window each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from llm_energy.analysis.records import (
+    CONFIG_KEYS,
+    FREQ_LEVEL_COL,
+    METRICS,
+    cluster_ids,
+    is_missing,
+    key_str,
+    numeric_column,
+    prepare_requests,
+    valid_mask,
+)
+
+#: window identity column of the window table (run_id:window_id, or a per-request singleton)
+WINDOW_KEY_COL = "window_key"
+#: the items a window ran (task + sorted item ids): the same block at every clock is a pairing
+BLOCK_COL = "block"
+#: ratio metrics: name → (numerator, denominator) request columns summed per window
+RATIO_METRICS: dict[str, tuple[str, str]] = {
+    "j_per_token": ("energy_j", "output_tokens"),
+    "dynamic_j_per_token": ("dynamic_energy_j", "output_tokens"),
+}
+#: descriptive columns carried from a window's first request
+_CARRIED: tuple[str, ...] = (
+    "run_id",
+    "window_id",
+    "rep",
+    "energy_source",
+    "device_name",
+    "model_params_m",
+    "freq_requested_mhz",
+)
+
+
+def window_keys(frame: pd.DataFrame) -> pd.Series:
+    """Window identity per request; a request without a window id is its own window.
+
+    A window belongs to one configuration, so the configuration keys present are part of the
+    identity: records concatenated from runs that reuse ids never merge across configurations.
+    """
+    ids = cluster_ids(frame)
+    if ids is None:
+        ids = pd.Series(None, index=frame.index, dtype="object")
+    fallback = pd.Series([f"request:{i}" for i in frame.index], index=frame.index, dtype="object")
+    window = ids.where(ids.notna(), fallback).tolist()
+    config = frame[[c for c in CONFIG_KEYS if c in frame.columns]].itertuples(index=False)
+    keys = [f"{w}|{key_str(tuple(c))}" for w, c in zip(window, config, strict=True)]
+    return pd.Series(keys, index=frame.index, dtype="object")
+
+
+def _block_keys(frame: pd.DataFrame, keys: pd.Series) -> pd.Series:
+    """task|item ids per window; NaN when the window's records carry no item ids."""
+    if "item_id" not in frame.columns or frame["item_id"].isna().all():
+        return pd.Series(np.nan, index=pd.Index(keys.unique()), dtype="object")
+    tasks = frame["task"].tolist() if "task" in frame.columns else [None] * len(frame)
+    items = pd.DataFrame(
+        {
+            "key": keys.to_numpy(),
+            "item": [
+                None if is_missing(i) else f"{key_str(t)}|{i}"
+                for t, i in zip(tasks, frame["item_id"].tolist(), strict=True)
+            ],
+        }
+    ).dropna(subset=["item"])
+    joined = items.sort_values("item", kind="stable").groupby("key", sort=False)["item"]
+    return joined.agg(",".join)
+
+
+def window_table(
+    requests: pd.DataFrame, *, prepared: bool = False, valid_only: bool = True
+) -> pd.DataFrame:
+    """One row per window of the (valid) requests.
+
+    Columns: :data:`CONFIG_KEYS`, ``freq_level_mhz``, ``window_key``, ``block``, ``n_requests``,
+    the first request's ``run_id``, ``window_id``, ``rep``, ``energy_source``, ``device_name``,
+    ``model_params_m``, ``freq_requested_mhz`` (where present); ``energy_j_sum`` and
+    ``output_tokens_sum`` / ``input_tokens_sum`` (J and tokens of one execution of the batch);
+    every metric of :data:`METRICS` (window mean of the per-request values) except the ratio
+    metrics of :data:`RATIO_METRICS`, which are Σ numerator / Σ denominator over the window
+    (the sums are kept as ``<ratio>_num`` / ``<ratio>_den``, over requests where both are
+    finite); ``input_tokens`` / ``output_tokens`` (window means).
+    """
+    df = requests if prepared else prepare_requests(requests)
+    if valid_only:
+        df = df[valid_mask(df).to_numpy()]
+    if df.empty:
+        cols = [*CONFIG_KEYS, FREQ_LEVEL_COL, WINDOW_KEY_COL, BLOCK_COL, "n_requests", *METRICS]
+        return pd.DataFrame(columns=cols)
+    keys = window_keys(df)
+    num_cols = {c: numeric_column(df, c) for c in ("input_tokens", "output_tokens")}
+    work = pd.DataFrame({WINDOW_KEY_COL: keys}, index=df.index)
+    for metric in METRICS:
+        work[metric] = df[metric]
+    for name, series in num_cols.items():
+        work[name] = series
+    for name, (num, den) in RATIO_METRICS.items():
+        n, d = numeric_column(df, num), numeric_column(df, den)
+        use = n.notna() & d.notna() & (d > 0)
+        work[f"_{name}_num"] = n.where(use)
+        work[f"_{name}_den"] = d.where(use)
+    grouped = work.groupby(WINDOW_KEY_COL, sort=False)
+    means = grouped.mean()
+    sums = grouped.sum(min_count=1)
+    carried = [c for c in (*CONFIG_KEYS, FREQ_LEVEL_COL, *_CARRIED) if c in df.columns]
+    first = df[carried].groupby(keys.to_numpy(), sort=False).first()
+    out = first.reindex(means.index)
+    out[WINDOW_KEY_COL] = means.index
+    out[BLOCK_COL] = _block_keys(df, keys).reindex(means.index)
+    out["n_requests"] = grouped.size()
+    energy = numeric_column(df, "energy_j")
+    out["energy_j_sum"] = energy.groupby(keys.to_numpy(), sort=False).sum(min_count=1)
+    for name in ("input_tokens", "output_tokens"):
+        out[f"{name}_sum"] = sums[name]
+        out[name] = means[name]
+    for metric in METRICS:
+        out[metric] = means[metric]
+    for name in RATIO_METRICS:
+        out[f"{name}_num"] = sums[f"_{name}_num"]
+        out[f"{name}_den"] = sums[f"_{name}_den"]
+        out[name] = out[f"{name}_num"] / out[f"{name}_den"].where(out[f"{name}_den"] > 0)
+    return out.reset_index(drop=True)

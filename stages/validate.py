@@ -1,0 +1,43 @@
+"""Stage `validate`: check the whole composed config before any stage deletes an output.
+
+DVC deletes a stage's outputs right before running it, so a setting refused by `infer` (a clock
+cap on a machine whose clocks cannot be locked) used to cost the previous results. This stage runs
+first (prepare and model depend on its marker), reads every params section, probes only NVML
+(no torch, well under 2 s) and writes a constant marker, so passing it re-runs nothing downstream.
+"""
+
+from __future__ import annotations
+
+from _common import StageError, log, run_stage
+from llm_energy.config import Config
+from llm_energy.feasibility import clock_cap_problem, requested_caps
+from llm_energy.hw.control import has_clock_privilege
+from llm_energy.hw.nvml import nvml_available
+from llm_energy.io.files import atomic_write_text
+from llm_energy.paths import ProjectPaths
+
+# Constant on purpose: its hash never changes, so downstream stages only see their own deps.
+MARKER_TEXT = "params validated\n"
+HOW_BACK = (
+    "nothing was run or deleted; to get back to the committed params run `git checkout "
+    "params.yaml` (a refused `dvc exp run -S ...` leaves its -S values in params.yaml)"
+)
+
+
+def main(cfg: Config, paths: ProjectPaths) -> None:
+    # Probing NVML only matters when a cap is asked for (it takes ~0.1-0.5 s on a GPU host).
+    needs_probe = cfg.gpu.control == "lock" and bool(requested_caps(cfg))
+    backend_probe = needs_probe and cfg.gpu.backend in ("auto", "nvml")
+    problem = clock_cap_problem(
+        cfg,
+        nvml_gpu_found=nvml_available() if backend_probe else False,
+        privileged=has_clock_privilege() if needs_probe else True,
+    )
+    if problem:
+        raise StageError(problem)
+    atomic_write_text(paths.validated_marker, MARKER_TEXT)
+    log.info("params valid: %s on %s backend", cfg.meta.experiment, cfg.gpu.backend)
+
+
+if __name__ == "__main__":
+    run_stage("validate", main, hint=HOW_BACK)
