@@ -97,6 +97,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             engine=cfg.infer.engine,
             allow_compile=cfg.infer.compile,
             gpu_uuid=device.uuid(),  # torch runs on the GPU NVML measures, matched by UUID
+            sim_device=device,  # simulated GPU: each call's workload drives its model clock
         )
         emissions = EmissionsTracker(
             cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled

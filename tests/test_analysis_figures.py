@@ -1,15 +1,21 @@
-"""figures.py: every figure builds, labels non-measured energy, survives single points."""
+"""figures.py: every figure builds, plots the right data, labels non-measured energy, survives
+single points."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis_fixtures import sweep_requests
 from llm_energy.analysis import figures as F
+from llm_energy.analysis.records import freq_label
 from llm_energy.analysis.summary import summarize
 from llm_energy.analysis.tradeoff import pareto_frontier
 
@@ -50,6 +56,83 @@ def simulated() -> tuple[pd.DataFrame, pd.DataFrame]:
 def measured() -> tuple[pd.DataFrame, pd.DataFrame]:
     req = sweep_requests(SWEEP, n_per_freq=5, models=("m-small", "m-large"))
     return summarize(req, n_boot=20), req
+
+
+def _expected_x(summary: pd.DataFrame) -> pd.Series:
+    """Capped MHz as is; default clocks one step (15 % of the cap span) right of the top cap."""
+    capped = summary["freq_applied_mhz"].where(~summary["default_clocks"].astype(bool))
+    span = capped.max() - capped.min()
+    return capped.fillna(capped.max() + 0.15 * span)
+
+
+def _assert_line(line: Line2D, x: Any, y: Any) -> None:
+    """The line's plotted points are (x, y)."""
+    np.testing.assert_allclose(np.asarray(line.get_xdata(), dtype=float), np.asarray(x, float))
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), np.asarray(y, float))
+
+
+def _errorbars(fig: Figure) -> dict[str, ErrorbarContainer]:
+    return {c.get_label(): c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)}
+
+
+def test_energy_vs_freq_plots_means_and_cis(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    summary = measured[0].assign(_x=lambda d: _expected_x(d)).sort_values("_x")
+    bars = _errorbars(F.energy_vs_freq(measured[0]))
+    assert set(bars) == {"m-small", "m-large"}
+    for model, rows in summary.groupby("model"):
+        line, _, (ci,) = bars[model].lines
+        _assert_line(line, [1000, 1400, 1800, 1920], rows["j_per_token_mean"])
+        segments = np.array(ci.get_segments())  # one vertical segment per point: low → high
+        np.testing.assert_allclose(segments[:, 0, 1], rows["j_per_token_ci_low"])
+        np.testing.assert_allclose(segments[:, 1, 1], rows["j_per_token_ci_high"])
+
+
+def test_latency_vs_freq_plots_p50_and_p95(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    summary = measured[0].assign(_x=lambda d: _expected_x(d)).sort_values("_x")
+    fig = F.latency_vs_freq(measured[0])
+    bars = _errorbars(fig)
+    dashed = {line.get_label(): line for line in fig.axes[0].lines if line.get_linestyle() == "--"}
+    for model, rows in summary.groupby("model"):
+        _assert_line(bars[model].lines[0], rows["_x"], rows["latency_p50_s"])
+        _assert_line(dashed[f"{model} (p95)"], rows["_x"], rows["latency_p95_s"])
+
+
+def test_pareto_plots_every_configuration_and_the_frontier(
+    measured: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    frontier = pareto_frontier(measured[0])
+    ax = F.pareto_plot(frontier).axes[0]
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    expected = frontier[["latency_p50_s", "j_per_token_mean"]].to_numpy()
+    np.testing.assert_allclose(points[points[:, 0].argsort()], expected[expected[:, 0].argsort()])
+    lines = {line.get_label(): line for line in ax.lines}
+    for model, rows in frontier[frontier["on_frontier"]].groupby("model"):
+        rows = rows.sort_values("latency_p50_s")
+        _assert_line(lines[f"{model} frontier"], rows["latency_p50_s"], rows["j_per_token_mean"])
+
+
+def test_energy_vs_length_plots_each_request(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    requests = measured[1]
+    ax = F.energy_vs_output_length(requests).axes[0]
+    by_clock = {c.get_label(): c.get_offsets() for c in ax.collections}
+    assert set(by_clock) == {"default", "1800 MHz", "1400 MHz", "1000 MHz"}
+    capped = requests["freq_applied_mhz"].where(requests["freq_requested_mhz"].notna())
+    for label, rows in requests.groupby(capped.map(freq_label)):
+        expected = rows[["output_tokens", "energy_j"]].to_numpy(dtype=float)
+        np.testing.assert_allclose(np.sort(by_clock[label], axis=0), np.sort(expected, axis=0))
+
+
+def test_bars_plot_the_mean_per_category(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    summary = measured[0]
+    ax = F.j_per_token_by_model(summary).axes[0]
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+    assert list(bars) == ["default", "1800 MHz", "1400 MHz", "1000 MHz"]
+    x = _expected_x(summary)
+    for label, container in bars.items():
+        freq = x.max() if label == "default" else float(label.split()[0])
+        cell = summary[x == freq].sort_values("model")  # categories in sorted order
+        heights = [patch.get_height() for patch in container.patches]
+        np.testing.assert_allclose(heights, cell["j_per_token_mean"])
 
 
 def test_simulated_figures_carry_the_label(simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -106,6 +189,11 @@ def test_power_timeline() -> None:
     assert F.SIMULATED_LABEL in _all_text(fig)
     assert len(fig.axes) == 2  # power + clock axis
     assert fig.axes[0].get_xlim()[1] < 1.0  # relative time
+    since_start = samples["t_s"] - samples["t_s"].iloc[0]
+    (power,) = fig.axes[0].lines
+    _assert_line(power, since_start, samples["power_w"])
+    (clock,) = fig.axes[1].lines
+    _assert_line(clock, since_start, samples["sm_clock_mhz"])
     measured = _all_text(F.power_timeline(samples, energy_kind="measured"))
     assert "SIMULATED" not in measured and "UNKNOWN" not in measured
     # provenance not given: say so rather than pass for a measurement

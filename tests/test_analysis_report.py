@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from html.parser import HTMLParser
+from importlib import resources
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis_fixtures import sweep_requests
-from llm_energy.analysis.figures import SIMULATED_LABEL, energy_vs_freq, figure_png_bytes
+from llm_energy.analysis.figures import (
+    ESTIMATED_LABEL,
+    SIMULATED_LABEL,
+    energy_vs_freq,
+    figure_png_bytes,
+)
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.regression import energy_ols
 from llm_energy.analysis.report import (
@@ -179,24 +187,40 @@ def test_build_markdown_empty_inputs() -> None:
     assert "No findings" in md
 
 
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+
 def test_markdown_table_renderer() -> None:
+    # tabulate pads the columns: compare cells, not exact lines
     table = markdown_table(pd.DataFrame({"a": [1, 2], "b": [0.123456, np.nan], "c": ["x|y", None]}))
     lines = table.splitlines()
-    assert lines[0] == "| a | b | c |"
-    assert lines[1] == "|---|---|---|"
-    assert lines[2] == "| 1 | 0.123 | x\\|y |"
-    assert lines[3] == "| 2 | n/a | n/a |"
+    assert _cells(lines[0]) == ["a", "b", "c"]
+    assert re.fullmatch(r"\|-+\|-+\|-+\|", lines[1])
+    assert _cells(lines[2]) == ["1", "0.123", "x\\|y"]
+    assert _cells(lines[3]) == ["2", "n/a", "n/a"]
+    assert markdown_table(pd.DataFrame()) == ""
+    assert markdown_table(pd.DataFrame({"a": [1]}), ["missing"]) == ""
 
 
 def test_markdown_to_html_subset() -> None:
     md = "# Title\n\nSome **bold** text\nand `code`.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\n> **warn** here\n"
     out = markdown_to_html(md)
     assert "<h1>Title</h1>" in out
-    assert "<p>Some <strong>bold</strong> text and <code>code</code>.</p>" in out
-    assert "<ul><li>one</li><li>two</li></ul>" in out
+    # markdown-it keeps the soft line break and puts block tags on their own lines
+    assert "<p>Some <strong>bold</strong> text\nand <code>code</code>.</p>" in out
+    assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in out
     assert "<th>a</th>" in out and "<td>x|y</td>" in out
-    assert "<blockquote><p><strong>warn</strong> here</p></blockquote>" in out
+    assert '<div class="table-scroll"><table>' in out  # a wide table scrolls, not cut off
+    assert "<blockquote>\n<p><strong>warn</strong> here</p>\n</blockquote>" in out
     assert "<script" not in markdown_to_html("<script>alert(1)</script>")
+
+
+def test_markdown_to_html_reaches_nothing_outside() -> None:
+    md = "[docs](https://example.org) <http://example.org/x> ![logo](https://example.org/a.png)"
+    out = markdown_to_html(md)
+    assert "href" not in out and "src" not in out
+    assert "docs" in out and "not embedded" in out
 
 
 def test_build_html_self_contained(pipeline: dict) -> None:
@@ -217,6 +241,102 @@ def test_build_html_self_contained(pipeline: dict) -> None:
     assert "<style>" in page and "<table>" in page
     assert "<blockquote>" in page  # the simulated banner
     assert "<title>LLM inference energy under GPU frequency caps</title>" in page
+
+
+class _Page(HTMLParser):
+    """What a browser would load or show: tags, src/href values, images, wrapped tables."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: Counter[str] = Counter()
+        self.urls: list[str] = []
+        self.images: list[str] = []
+        self.scrolled_tables = 0
+        self.warnings: list[str] = []
+        self._open: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.tags[tag] += 1
+        self.urls += [str(v) for k, v in attrs if k in ("src", "href")]
+        if tag == "img":
+            self.images.append(str(values.get("src")))
+        parent = self._open[-1] if self._open else None
+        if tag == "table" and parent and parent[1].get("class") == "table-scroll":
+            self.scrolled_tables += 1
+        if tag != "img":
+            self._open.append((tag, values))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open and self._open.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        if any(t == "blockquote" for t, _ in self._open):
+            self.warnings.append(data)
+
+
+def _page(html_text: str) -> _Page:
+    page = _Page()
+    page.feed(html_text)
+    page.close()
+    return page
+
+
+TEMPLATES = resources.files("llm_energy.analysis") / "templates"
+
+
+def test_report_renders_through_the_templates(pipeline: dict) -> None:
+    for name in ("report.md.j2", "report.html.j2", "figure.html.j2", "report.css"):
+        assert (TEMPLATES / name).is_file(), name  # shipped as package data
+    md = build_markdown(
+        pipeline["summary"],
+        pipeline["tables"],
+        pipeline["recs"],
+        pipeline["headline"],
+        {"energy_vs_freq": "figures/energy_vs_freq.png"},
+        None,
+    )
+    # every section the template names is there, in the template's order
+    sections = re.findall(r"^## ([A-Za-z ]+)", (TEMPLATES / "report.md.j2").read_text(), re.M)
+    assert len(sections) == 6
+    positions = [md.index(f"\n## {title}") for title in sections]
+    assert positions == sorted(positions)
+    page = build_html(md, {})
+    css = (TEMPLATES / "report.css").read_text()
+    assert css.strip() in page  # inline, not linked
+
+
+def test_html_parses_and_is_self_contained(pipeline: dict) -> None:
+    figures = {
+        "energy_vs_freq": figure_png_bytes(energy_vs_freq(pipeline["summary"]), dpi=30),
+        "pareto": TINY_PNG,
+    }
+    md = build_markdown(
+        pipeline["summary"],
+        pipeline["tables"],
+        pipeline["recs"],
+        pipeline["headline"],
+        {name: f"figures/{name}.png" for name in figures},
+        "Simulated GPU model: h200.",
+    )
+    page = _page(build_html(md, {**figures, "unreferenced": TINY_PNG}))
+    assert len(page.images) == 3
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert not [u for u in page.urls if re.match(r"\s*https?:", u, re.I)]
+    assert page.tags["script"] == page.tags["link"] == page.tags["iframe"] == 0
+    md_tables = re.findall(r"^\|(?:-+\|)+$", md, re.M)  # one separator row per table
+    assert len(md_tables) == 6  # recommendations, configurations, four statistics
+    assert page.tags["table"] == page.scrolled_tables == len(md_tables)
+    assert SIMULATED_LABEL in "".join(page.warnings)
+    assert "Simulated GPU model: h200." in "".join(page.warnings)
+
+
+def test_html_estimated_banner(pipeline: dict) -> None:
+    summary = pipeline["summary"].assign(energy_kind="estimated")
+    md = build_markdown(summary, {}, pd.DataFrame(), {"energy": {"kind": "estimated"}}, {}, None)
+    warnings = "".join(_page(build_html(md)).warnings)
+    assert ESTIMATED_LABEL in warnings and SIMULATED_LABEL not in warnings
 
 
 def test_build_html_sections_and_unmatched_image() -> None:

@@ -52,10 +52,11 @@ def test_evaluate_finds_only_installed_libraries(evaluate: Any) -> None:
 def test_rouge_script(loaded: dict[str, Any]) -> None:
     rouge = loaded["rouge"]
     out = rouge.compute(predictions=["the cat sat"], references=[["the cat was sitting"]])
-    assert out == {
+    assert out == {  # evaluate's default types, rougeLsum included
         "rouge1": pytest.approx(4 / 7),
         "rouge2": pytest.approx(2 / 5),
         "rougeL": pytest.approx(4 / 7),
+        "rougeLsum": pytest.approx(4 / 7),
     }
     # plain string references, Lsum, per-item lists
     out = rouge.compute(
@@ -69,6 +70,18 @@ def test_rouge_script(loaded: dict[str, Any]) -> None:
     # several references: best one per item
     out = rouge.compute(predictions=["the cat sat"], references=[["a dog", "the cat sat"]])
     assert out["rouge1"] == pytest.approx(1.0)
+    # evaluate's options: stemming (NLTK Porter) and a custom tokenizer
+    stem = rouge.compute(
+        predictions=["cats running"],
+        references=["cat run"],
+        rouge_types=["rouge1"],
+        use_stemmer=True,
+    )
+    assert stem == {"rouge1": pytest.approx(1.0)}
+    split = rouge.compute(
+        predictions=["The cat"], references=["the cat"], rouge_types=["rouge1"], tokenizer=str.split
+    )
+    assert split == {"rouge1": pytest.approx(1 / 2)}
 
 
 def test_squad_v2_script(loaded: dict[str, Any]) -> None:
@@ -82,6 +95,37 @@ def test_squad_v2_script(loaded: dict[str, Any]) -> None:
     assert (out["NoAns_exact"], out["NoAns_total"]) == (pytest.approx(50.0), 2)
     strict = squad.compute(predictions=preds, references=refs, no_answer_phrases=[])
     assert strict["NoAns_exact"] == pytest.approx(0.0)
+
+
+def test_squad_v2_script_takes_evaluates_canonical_format(loaded: dict[str, Any]) -> None:
+    # code written for evaluate.load("squad_v2") runs unchanged and gets evaluate's keys
+    squad = loaded["squad_v2"]
+    preds = [
+        {"id": "q1", "prediction_text": "1976", "no_answer_probability": 0.0},
+        {"id": "q2", "prediction_text": "in late May", "no_answer_probability": 0.25},
+        {"id": "q3", "prediction_text": "", "no_answer_probability": 0.5},
+        {"id": "q4", "prediction_text": "unanswerable", "no_answer_probability": 0.75},
+    ]
+    refs = [
+        {"id": "q1", "answers": {"text": ["1976"], "answer_start": [97]}},
+        {"id": "q2", "answers": {"text": ["late September", "September"], "answer_start": [3, 8]}},
+        {"id": "q3", "answers": {"text": [], "answer_start": []}},
+        {"id": "q4", "answers": {"text": [], "answer_start": []}},
+    ]
+    out = squad.compute(predictions=preds, references=refs)
+    assert set(out) == {
+        *(f"{p}{k}" for p in ("", "HasAns_", "NoAns_") for k in ("exact", "f1", "total")),
+        *("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"),
+    }
+    # q2: gold [late, september] vs [in, late, may] -> F1 2/5; q4 is wrong without phrase mapping
+    assert out["exact"] == pytest.approx(50.0)
+    assert out["f1"] == pytest.approx(100 * (1 + 2 / 5 + 1 + 0) / 4)
+    assert (out["HasAns_total"], out["NoAns_total"]) == (2, 2)
+    # best threshold: from 2 (all "no answer"), q1 at 0.0 adds 1, q2 0, q3 0, q4 -1 -> 3/4 at 0.0
+    assert (out["best_exact"], out["best_exact_thresh"]) == (pytest.approx(75.0), 0.0)
+    assert squad.compute(predictions=preds, references=refs, no_answer_threshold=0.6)[
+        "NoAns_exact"
+    ] == pytest.approx(100.0)
 
 
 def test_perplexity_script(loaded: dict[str, Any]) -> None:
@@ -100,6 +144,12 @@ def test_package_helpers(evaluate: Any) -> None:
     assert (
         metrics.compute_for_kind("qa", predictions=["Blue"], references=[["blue"]])["f1"] == 100.0
     )
+    canonical = metrics.compute_for_kind(
+        "qa",
+        predictions=[{"id": "1", "prediction_text": "Blue", "no_answer_probability": 0.0}],
+        references=[{"id": "1", "answers": {"text": ["blue"], "answer_start": [0]}}],
+    )
+    assert canonical["exact"] == 100.0
     summ = metrics.compute_for_kind(
         "summarization", predictions=["the cat sat"], references=["the cat was sitting"]
     )

@@ -5,22 +5,31 @@ Power (CMOS dynamic power ~ C·V²·f on top of a static floor):
     P(f, u) = P_static + P_dyn_max · u · (f / f_max) · (V(f) / V_max)²
     V(f)/V_max = v_min_rel + (1 − v_min_rel) · (f − f_min) / (f_max − f_min)   (linear DVFS curve)
 
-Latency (a fraction α of the work scales with the SM clock, the rest with the memory clock):
+Latency of a `generate` call comes from its workload (`llm_energy.roofline`): the model's
+architecture, batch, prompt and output lengths at the current SM and memory clocks, with the
+activity u of each forward pass from how busy the tensor cores and the memory were. Each GPU
+model carries its roofline constants; the H200's are calibrated on measured anchors
+(/work/shared/anchors), the H100's and A100's are spec-sheet estimates (`calibration`).
+
+Legacy wall-clock law, for work that reports no workload (a bare function timed on the CPU):
+a fraction α of the work scales with the SM clock, the rest with the memory clock,
 
     t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m)      (= t_ref at f_max, m_max)
 
-Idle power is P(f, u_idle): a small utilisation for clock trees that keep toggling at idle.
-`P_static` is derived so that the idle power at `idle_ref_mhz` equals the measured anchor
-(H200: 126.6 W at 345 MHz, /work/shared/anchors). A power limit lowers the effective clock to
-the highest supported clock whose power fits (the driver's SW power cap).
+Idle power is P(f, u_idle). `P_static` is derived so that the idle power at `idle_ref_mhz`
+equals the measured anchor (H200: 126.6 W at 345 MHz). A power limit lowers the effective clock
+to the highest supported clock whose power fits (the driver's SW power cap).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import uuid
 from dataclasses import dataclass
 
+from llm_energy import roofline
 from llm_energy.units import energy_j as _energy_j
 
 # NVML clock-event reason bits the model can raise (same values as nvmlClocksEventReason*).
@@ -50,6 +59,8 @@ class GpuModel:
     temp_ambient_c: float
     thermal_c_per_w: float  # steady-state temperature rise per watt
     update_period_s: float  # energy counter update period (H200 measured: ~0.1 s)
+    roofline: roofline.RooflineParams  # throughput, host overhead and activity constants
+    calibration: str  # where the numbers come from: measured anchors or spec-sheet estimates
 
     @property
     def mem_max_mhz(self) -> int:
@@ -68,6 +79,38 @@ class GpuModel:
         return list(range(self.sm_max_mhz, self.sm_min_mhz - 1, -self.sm_step_mhz))
 
 
+# The host side of HF `generate` (op dispatch, Python), fitted on the H200 anchors' host: the
+# eager batch-1 latency of each architecture sets its host_scale (falcon, gpt2, gpt_neo, gptj,
+# mistral, t5; llama shares mistral's code path); host_op_s is their geometric mean. Other GPUs'
+# hosts are assumed to run the same software as fast (an estimate).
+HOST_SCALE_H200 = (
+    ("falcon", 1.12),
+    ("gpt2", 0.83),
+    ("gpt_neo", 0.90),
+    ("gptj", 1.05),
+    ("llama", 0.86),
+    ("mistral", 0.86),
+    ("t5", 1.34),
+)
+ROOFLINE_H200 = roofline.RooflineParams(
+    mem_bw_gbps=4800.0,  # HBM3e, 141 GB
+    bw_efficiency=0.85,
+    bw_knee_rel=0.5,
+    tflops_16=989.0,  # dense bf16
+    tflops_32=67.0,
+    compute_efficiency=0.6,
+    host_op_s=12.7e-6,
+    step_overhead_s=0.33e-3,
+    kernel_floor_s=2.5e-6,
+    graph_op_s=0.96e-6,  # static cache + compile: GPT-2 569 tok/s, Mistral-7B 146 tok/s
+    graph_step_overhead_s=1.09e-3,
+    activity_busy=0.004,
+    activity_mem=0.85,
+    activity_compute=0.85,  # u at full tensor load: the 614 W of the anchors' matmul loop
+    activity_kernel=0.02,  # GPT-2 eager decodes at ~128 W: small kernels barely light the chip
+    host_scale=HOST_SCALE_H200,
+)
+
 GPU_MODELS: dict[str, GpuModel] = {
     # Calibrated on the H200 anchors: idle 126.6 W at 345 MHz, 700 W limit (200–700 W),
     # 110 clocks 345–1980 step 15, memory 3201/2201, counter period ~0.1 s, matmul ~614 W.
@@ -83,12 +126,14 @@ GPU_MODELS: dict[str, GpuModel] = {
         idle_ref_w=126.6,
         p_dyn_max_w=575.0,
         v_min_rel=0.70,
-        u_idle=0.03,
+        u_idle=0.004,
         power_limit_w=700.0,
         power_limit_min_w=200.0,
         temp_ambient_c=25.0,
         thermal_c_per_w=0.055,
         update_period_s=0.1,
+        roofline=ROOFLINE_H200,
+        calibration="measured anchors (H200, /work/shared/anchors)",
     ),
     # H100 SXM5 80 GB: same clock table and TDP as the H200, HBM3 at 2619 MHz, lower idle floor.
     "h100": GpuModel(
@@ -103,12 +148,15 @@ GPU_MODELS: dict[str, GpuModel] = {
         idle_ref_w=70.0,
         p_dyn_max_w=630.0,
         v_min_rel=0.70,
-        u_idle=0.03,
+        u_idle=0.004,
         power_limit_w=700.0,
         power_limit_min_w=200.0,
         temp_ambient_c=25.0,
         thermal_c_per_w=0.055,
         update_period_s=0.1,
+        # Same GH100 die as the H200 with HBM3 at 3.35 TB/s.
+        roofline=dataclasses.replace(ROOFLINE_H200, mem_bw_gbps=3350.0),
+        calibration="spec-sheet estimate",
     ),
     # A100 SXM4 40 GB: 210–1410 MHz step 15, HBM2 at 1215 MHz, 400 W.
     "a100": GpuModel(
@@ -123,12 +171,22 @@ GPU_MODELS: dict[str, GpuModel] = {
         idle_ref_w=55.0,
         p_dyn_max_w=345.0,
         v_min_rel=0.70,
-        u_idle=0.03,
+        u_idle=0.004,
         power_limit_w=400.0,
         power_limit_min_w=100.0,
         temp_ambient_c=25.0,
         thermal_c_per_w=0.1,
         update_period_s=0.1,
+        # HBM2 1.56 TB/s, 312 dense bf16 TFLOPS, 19.5 fp32; slower small kernels (estimate).
+        roofline=dataclasses.replace(
+            ROOFLINE_H200,
+            mem_bw_gbps=1555.0,
+            tflops_16=312.0,
+            tflops_32=19.5,
+            kernel_floor_s=3.0e-6,
+            graph_op_s=1.2e-6,
+        ),
+        calibration="spec-sheet estimate",
     ),
 }
 
@@ -176,9 +234,7 @@ def latency_scale(gpu: GpuModel, f_mhz: float, alpha: float, mem_mhz: float | No
     """t(f, m) / t_ref: 1 at (f_max, m_max), grows as either clock drops."""
     f = _check_f(gpu, f_mhz)
     a = _check_unit("alpha", alpha)
-    m = float(mem_mhz) if mem_mhz is not None else float(gpu.mem_max_mhz)
-    if not math.isfinite(m) or m <= 0:
-        raise ValueError(f"memory clock must be a positive number of MHz, got {mem_mhz!r}")
+    m = _check_mem(gpu, mem_mhz)
     return a * gpu.sm_max_mhz / f + (1.0 - a) * gpu.mem_max_mhz / m
 
 
@@ -218,6 +274,61 @@ def power_capped_sm_mhz(
     )  # even the lowest clock does not fit: the driver goes as low as it can
 
 
+def _check_mem(gpu: GpuModel, mem_mhz: float | None) -> float:
+    m = float(mem_mhz) if mem_mhz is not None else float(gpu.mem_max_mhz)
+    if not math.isfinite(m) or m <= 0:
+        raise ValueError(f"memory clock must be a positive number of MHz, got {mem_mhz!r}")
+    return m
+
+
+@functools.lru_cache(maxsize=4096)  # sweeps repeat the same shapes at the same clocks
+def workload_cost(
+    gpu: GpuModel, work: roofline.Workload, f_mhz: float, mem_mhz: float | None = None
+) -> roofline.WorkloadCost:
+    """Roofline cost of one generate call at SM clock f and memory clock m."""
+    f, m = _check_f(gpu, f_mhz), _check_mem(gpu, mem_mhz)
+    return roofline.workload_cost(
+        gpu.roofline, work, f_rel=f / gpu.sm_max_mhz, m_rel=m / gpu.mem_max_mhz
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadRun:
+    """A workload as the simulated GPU runs it: at `sm_mhz` (after any power cap)."""
+
+    sm_mhz: int
+    power_capped: bool
+    cost: roofline.WorkloadCost
+    power_w: float
+
+    @property
+    def energy_j(self) -> float:
+        return _energy_j(self.power_w, self.cost.time_s)
+
+
+def run_workload(
+    gpu: GpuModel,
+    work: roofline.Workload,
+    f_mhz: float,
+    mem_mhz: float | None = None,
+    power_limit_w: float | None = None,
+) -> WorkloadRun:
+    """The workload at the highest supported clock <= f whose mean power fits the limit (the
+    driver's SW power cap); power is P(f, u) with the call's mean activity u."""
+    target = _check_f(gpu, f_mhz)
+    limit = gpu.power_limit_w if power_limit_w is None else float(power_limit_w)
+    candidates = [f for f in gpu.supported_sm_clocks_mhz() if f <= target + 1e-9] or [
+        gpu.sm_min_mhz
+    ]
+    for f in candidates:  # highest first
+        cost = workload_cost(gpu, work, f, mem_mhz)
+        power = power_w(gpu, f, cost.activity)
+        if power <= limit + 1e-9 or f == candidates[-1]:
+            # Even the lowest clock may not fit: the driver goes as low as it can.
+            return WorkloadRun(f, f != candidates[0], cost, power)
+    raise AssertionError("unreachable: the last candidate always returns")
+
+
 def temperature_c(gpu: GpuModel, power_w_value: float) -> float:
     """Steady-state die temperature: ambient plus thermal resistance times power."""
     return gpu.temp_ambient_c + gpu.thermal_c_per_w * float(power_w_value)
@@ -230,10 +341,13 @@ def fake_uuid(gpu_key: str, index: int) -> str:
 
 __all__ = [
     "GPU_MODELS",
+    "HOST_SCALE_H200",
     "REASON_APPLICATIONS_CLOCKS_SETTING",
     "REASON_GPU_IDLE",
     "REASON_SW_POWER_CAP",
+    "ROOFLINE_H200",
     "GpuModel",
+    "WorkloadRun",
     "energy_j",
     "fake_uuid",
     "get_gpu_model",
@@ -242,6 +356,8 @@ __all__ = [
     "latency_scale",
     "power_capped_sm_mhz",
     "power_w",
+    "run_workload",
     "temperature_c",
     "voltage_rel",
+    "workload_cost",
 ]

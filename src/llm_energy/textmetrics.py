@@ -1,7 +1,9 @@
 """Pure text-quality metrics: ROUGE, SQuAD v2 exact match / F1, perplexity, per-request scores.
 
-No third-party dependencies, so the same code runs in the aggregate stage, in the evaluate
-metric scripts under `llm_energy/metrics/*/` (which only delegate here) and in tests.
+One implementation for the aggregate stage, the evaluate metric scripts under
+`llm_energy/metrics/*/` (which only delegate here) and the tests. ROUGE is google-research's
+`rouge_score` (what evaluate's own `rouge` wraps), so scores match it exactly; SQuAD v2 follows
+the official v2.0 evaluation script.
 
 Scales: `score_item` and `rouge` return fractions in [0, 1]; `squad_v2` returns percentages
 (0-100) like the official SQuAD v2 script and `evaluate`'s squad_v2, so published numbers compare.
@@ -9,12 +11,13 @@ Scales: `score_item` and `rouge` return fractions in [0, 1]; `squad_v2` returns 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 KINDS: tuple[str, ...] = ("generation", "qa", "summarization")
 
@@ -62,344 +65,113 @@ def clean_prediction(kind: str, text: str | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# ROUGE (reimplementation of google-research rouge_score, default settings)
+# ROUGE (google-research rouge_score, the package behind evaluate's own `rouge` metric)
 # --------------------------------------------------------------------------------------------
 
+# evaluate's default set; the per-request columns use the first three (see QUALITY_COLUMNS).
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-DEFAULT_ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
+REQUEST_ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_VALID_TOKEN = re.compile(r"^[a-z0-9]+$")
-
-
-@dataclass(frozen=True)
-class Score:
-    precision: float
-    recall: float
-    fmeasure: float
+Tokenizer = Callable[[str], list[str]]
 
 
-_ZERO = Score(0.0, 0.0, 0.0)
+class RougeScore(Protocol):
+    """What rouge_score returns per type (its `scoring.Score` named tuple)."""
 
-
-def _fmeasure(precision: float, recall: float) -> float:
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-
-
-def _score(hits: int, n_pred: int, n_ref: int) -> Score:
-    if n_pred == 0 or n_ref == 0:
-        return _ZERO
-    precision, recall = hits / n_pred, hits / n_ref
-    return Score(precision, recall, _fmeasure(precision, recall))
-
-
-def rouge_tokenize(text: str, *, use_stemmer: bool = False) -> list[str]:
-    """rouge_score's default tokeniser: lowercase, every non-[a-z0-9] run becomes a space.
-
-    With `use_stemmer`, tokens longer than 3 characters are Porter-stemmed (as rouge_score does).
-    """
-    tokens = _NON_ALNUM.sub(" ", text.lower()).split()
-    if use_stemmer:
-        stem = _stemmer()
-        tokens = [stem(t) if len(t) > 3 else t for t in tokens]
-    return [t for t in tokens if _VALID_TOKEN.match(t)]
-
-
-def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-
-
-def rouge_n(pred_tokens: Sequence[str], ref_tokens: Sequence[str], n: int) -> Score:
-    """ROUGE-N: clipped n-gram overlap; P over the prediction's n-grams, R over the reference's."""
-    pred, ref = _ngrams(pred_tokens, n), _ngrams(ref_tokens, n)
-    hits = sum((pred & ref).values())
-    return _score(hits, sum(pred.values()), sum(ref.values()))
-
-
-def _lcs_table(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
-    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        row, prev, ai = table[i], table[i - 1], a[i - 1]
-        for j in range(1, len(b) + 1):
-            row[j] = prev[j - 1] + 1 if ai == b[j - 1] else max(prev[j], row[j - 1])
-    return table
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists."""
-    return _lcs_table(a, b)[-1][-1]
-
-
-def rouge_l(pred_tokens: Sequence[str], ref_tokens: Sequence[str]) -> Score:
-    """ROUGE-L (sentence level): LCS / len(prediction), LCS / len(reference)."""
-    return _score(lcs_length(pred_tokens, ref_tokens), len(pred_tokens), len(ref_tokens))
-
-
-def _lcs_indices(ref: Sequence[str], cand: Sequence[str]) -> list[int]:
-    # Same tie-breaking as rouge_score's _backtrack_norec, so Lsum matches it exactly.
-    table = _lcs_table(ref, cand)
-    i, j, out = len(ref), len(cand), []
-    while i > 0 and j > 0:
-        if ref[i - 1] == cand[j - 1]:
-            out.append(i - 1)
-            i, j = i - 1, j - 1
-        elif table[i][j - 1] > table[i - 1][j]:
-            j -= 1
-        else:
-            i -= 1
-    return out[::-1]
-
-
-def rouge_lsum(pred_sents: Sequence[Sequence[str]], ref_sents: Sequence[Sequence[str]]) -> Score:
-    """Summary-level ROUGE-L: union LCS of every reference sentence against all predicted ones."""
-    m, n = sum(map(len, ref_sents)), sum(map(len, pred_sents))
-    if m == 0 or n == 0:
-        return _ZERO
-    ref_counts: Counter[str] = Counter(t for s in ref_sents for t in s)
-    pred_counts: Counter[str] = Counter(t for s in pred_sents for t in s)
-    hits = 0
-    for ref in ref_sents:
-        union = sorted(set().union(*(_lcs_indices(ref, cand) for cand in pred_sents)))
-        for token in (ref[i] for i in union):
-            # Each token can be credited only as often as it occurs on both sides.
-            if pred_counts[token] > 0 and ref_counts[token] > 0:
-                hits += 1
-                pred_counts[token] -= 1
-                ref_counts[token] -= 1
-    return _score(hits, n, m)
-
-
-def _rouge_pair(
-    prediction: str, reference: str, rouge_types: Sequence[str], use_stemmer: bool
-) -> dict[str, Score]:
-    pred = rouge_tokenize(prediction, use_stemmer=use_stemmer)
-    ref = rouge_tokenize(reference, use_stemmer=use_stemmer)
-    out: dict[str, Score] = {}
-    for rouge_type in rouge_types:
-        if rouge_type == "rougeL":
-            out[rouge_type] = rouge_l(pred, ref)
-        elif rouge_type == "rougeLsum":
-            # rouge_score splits summaries into sentences on newlines only.
-            def sents(text: str) -> list[list[str]]:
-                split = (rouge_tokenize(s, use_stemmer=use_stemmer) for s in text.split("\n"))
-                return [s for s in split if s]
-
-            out[rouge_type] = rouge_lsum(sents(prediction), sents(reference))
-        else:
-            out[rouge_type] = rouge_n(pred, ref, int(rouge_type[len("rouge") :]))
-    return out
+    @property
+    def precision(self) -> float: ...
+    @property
+    def recall(self) -> float: ...
+    @property
+    def fmeasure(self) -> float: ...
 
 
 def _check_rouge_types(rouge_types: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(rouge_types, str):
-        rouge_types = [rouge_types]
-    bad = [t for t in rouge_types if not re.fullmatch(r"rouge(?:[1-9]|L|Lsum)", t)]
-    if bad or not rouge_types:
+    # rouge_score only complains when it scores, so an empty corpus would hide a typo.
+    types = (rouge_types,) if isinstance(rouge_types, str) else tuple(rouge_types)
+    bad = [t for t in types if not re.fullmatch(r"rouge(?:[1-9]|L|Lsum)", t)]
+    if bad or not types:
         raise ValueError(f"unknown ROUGE type(s) {bad}; use rouge1..rouge9, rougeL or rougeLsum")
-    return tuple(rouge_types)
+    return types
+
+
+class _CallableTokenizer:
+    """Wraps a callable as the object with `.tokenize` that rouge_score expects (as evaluate does)."""
+
+    def __init__(self, func: Tokenizer) -> None:
+        self.tokenize = func
+
+
+@functools.lru_cache(maxsize=16)
+def _default_scorer(rouge_types: tuple[str, ...], use_stemmer: bool) -> Any:
+    # Imported here: rouge_score pulls in nltk (~1 s), which qa and generation never need.
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=use_stemmer)
+
+
+def _scorer(rouge_types: tuple[str, ...], use_stemmer: bool, tokenizer: Tokenizer | None) -> Any:
+    if tokenizer is None:
+        return _default_scorer(rouge_types, use_stemmer)
+    from rouge_score import rouge_scorer
+
+    # Like evaluate: a custom tokenizer replaces the default one, so use_stemmer has no effect.
+    return rouge_scorer.RougeScorer(list(rouge_types), tokenizer=_CallableTokenizer(tokenizer))
 
 
 def rouge_scores(
     prediction: str,
     references: str | Sequence[str],
     *,
-    rouge_types: Sequence[str] = DEFAULT_ROUGE_TYPES,
+    rouge_types: Sequence[str] = REQUEST_ROUGE_TYPES,
     use_stemmer: bool = False,
-) -> dict[str, Score]:
-    """ROUGE of one prediction; with several references each type takes the best F-measure."""
+    tokenizer: Tokenizer | None = None,
+) -> dict[str, RougeScore]:
+    """rouge_score's Score (precision, recall, fmeasure) per type for one prediction.
+
+    Tokenisation and stemming are rouge_score's defaults (lowercase, non-[a-z0-9] runs split,
+    NLTK Porter stemming of tokens longer than 3 characters with `use_stemmer`); rougeLsum splits
+    sentences on newlines. With several references each type keeps the best F-measure
+    (`score_multi`); with none every score is 0.
+    """
     types = _check_rouge_types(rouge_types)
-    refs = [references] if isinstance(references, str) else list(references)
-    if not refs:
-        return dict.fromkeys(types, _ZERO)
-    per_ref = [_rouge_pair(prediction, ref, types, use_stemmer) for ref in refs]
-    # Like rouge_score.score_multi: the first reference wins ties.
-    return {t: max((s[t] for s in per_ref), key=lambda s: s.fmeasure) for t in types}
+    scorer = _scorer(types, use_stemmer, tokenizer)
+    if isinstance(references, str):
+        return dict(scorer.score(references, prediction))
+    refs = list(references)
+    if not refs:  # score_multi cannot take an empty list (np.argmax of nothing)
+        from rouge_score import scoring
+
+        return dict.fromkeys(types, scoring.Score(precision=0.0, recall=0.0, fmeasure=0.0))
+    return dict(scorer.score_multi(refs, prediction))
 
 
 def rouge(
     predictions: Sequence[str],
     references: Sequence[str | Sequence[str]],
     *,
-    rouge_types: Sequence[str] = DEFAULT_ROUGE_TYPES,
+    rouge_types: Sequence[str] | None = None,
     use_stemmer: bool = False,
     use_aggregator: bool = True,
+    tokenizer: Tokenizer | None = None,
 ) -> dict[str, float | list[float]]:
-    """Corpus ROUGE F-measures: the plain mean over items, or per-item lists without aggregation.
+    """Corpus ROUGE F-measures with evaluate's `rouge` options (default types: ROUGE_TYPES).
 
-    (evaluate's rouge reports a bootstrap median of means; the plain mean is deterministic.)
+    use_aggregator=True gives the plain mean over items; evaluate reports the median of a
+    bootstrap of means instead, which is unseeded, so its numbers move between runs.
+    use_aggregator=False gives one list of per-item F-measures per type.
     """
-    types = _check_rouge_types(rouge_types)
+    types = _check_rouge_types(ROUGE_TYPES if rouge_types is None else rouge_types)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     per_item = [
-        rouge_scores(p, r, rouge_types=types, use_stemmer=use_stemmer)
+        rouge_scores(p, r, rouge_types=types, use_stemmer=use_stemmer, tokenizer=tokenizer)
         for p, r in zip(predictions, references, strict=True)
     ]
-    lists = {t: [s[t].fmeasure for s in per_item] for t in types}
+    lists = {t: [float(s[t].fmeasure) for s in per_item] for t in types}
     if not use_aggregator:
         return dict(lists)
     return {t: (math.fsum(v) / len(v) if v else math.nan) for t, v in lists.items()}
-
-
-# --- Porter stemmer (original 1980 algorithm) --------------------------------------------------
-# rouge_score stems with NLTK's PorterStemmer. NLTK is used when installed; otherwise this
-# dependency-free original algorithm stands in (it differs from NLTK's extensions on a few words).
-
-
-def _stemmer() -> Callable[[str], str]:
-    try:
-        from nltk.stem import porter  # type: ignore[import-not-found]
-
-        stem: Callable[[str], str] = porter.PorterStemmer().stem
-        return stem
-    except ImportError:
-        return porter_stem
-
-
-def _is_cons(word: str, i: int) -> bool:
-    ch = word[i]
-    if ch in "aeiou":
-        return False
-    if ch == "y":
-        return i == 0 or not _is_cons(word, i - 1)
-    return True
-
-
-def _measure(stem: str) -> int:
-    """Porter's m: the number of vowel-consonant sequences in [C](VC)^m[V]."""
-    pattern = "".join("c" if _is_cons(stem, i) else "v" for i in range(len(stem)))
-    return re.sub(r"(.)\1+", r"\1", pattern).count("vc")
-
-
-def _has_vowel(stem: str) -> bool:
-    return any(not _is_cons(stem, i) for i in range(len(stem)))
-
-
-def _ends_double_cons(word: str) -> bool:
-    return len(word) >= 2 and word[-1] == word[-2] and _is_cons(word, len(word) - 1)
-
-
-def _ends_cvc(word: str) -> bool:
-    n = len(word)
-    return (
-        n >= 3
-        and _is_cons(word, n - 3)
-        and not _is_cons(word, n - 2)
-        and _is_cons(word, n - 1)
-        and word[-1] not in "wxy"
-    )
-
-
-_STEP2 = (
-    ("ational", "ate"),
-    ("tional", "tion"),
-    ("enci", "ence"),
-    ("anci", "ance"),
-    ("izer", "ize"),
-    ("abli", "able"),
-    ("alli", "al"),
-    ("entli", "ent"),
-    ("eli", "e"),
-    ("ousli", "ous"),
-    ("ization", "ize"),
-    ("ation", "ate"),
-    ("ator", "ate"),
-    ("alism", "al"),
-    ("iveness", "ive"),
-    ("fulness", "ful"),
-    ("ousness", "ous"),
-    ("aliti", "al"),
-    ("iviti", "ive"),
-    ("biliti", "ble"),
-)
-_STEP3 = (
-    ("icate", "ic"),
-    ("ative", ""),
-    ("alize", "al"),
-    ("iciti", "ic"),
-    ("ical", "ic"),
-    ("ful", ""),
-    ("ness", ""),
-)
-_STEP4 = (
-    "al",
-    "ance",
-    "ence",
-    "er",
-    "ic",
-    "able",
-    "ible",
-    "ant",
-    "ement",
-    "ment",
-    "ent",
-    "ion",
-    "ou",
-    "ism",
-    "ate",
-    "iti",
-    "ous",
-    "ive",
-    "ize",
-)
-
-
-def _replace(word: str, rules: Iterable[tuple[str, str]], min_m: int) -> str:
-    # Only the longest matching suffix is considered; if its condition fails, nothing changes.
-    for suffix, repl in sorted(rules, key=lambda r: -len(r[0])):
-        if word.endswith(suffix):
-            stem = word[: -len(suffix)]
-            return stem + repl if _measure(stem) > min_m else word
-    return word
-
-
-def porter_stem(word: str) -> str:
-    """Stem one lowercase word with M. F. Porter's original (1980) algorithm."""
-    if len(word) <= 2:
-        return word
-    w = word
-    # Step 1a
-    if w.endswith(("sses", "ies")):  # sses -> ss, ies -> i
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith("ss"):
-        w = w[:-1]
-    # Step 1b
-    if w.endswith("eed"):
-        if _measure(w[:-3]) > 0:
-            w = w[:-1]
-    else:
-        for suffix in ("ed", "ing"):
-            if w.endswith(suffix) and _has_vowel(w[: -len(suffix)]):
-                w = w[: -len(suffix)]
-                if w.endswith(("at", "bl", "iz")):
-                    w += "e"
-                elif _ends_double_cons(w) and w[-1] not in "lsz":
-                    w = w[:-1]
-                elif _measure(w) == 1 and _ends_cvc(w):
-                    w += "e"
-                break
-    # Step 1c
-    if w.endswith("y") and _has_vowel(w[:-1]):
-        w = w[:-1] + "i"
-    # Steps 2 and 3
-    w = _replace(w, _STEP2, 0)
-    w = _replace(w, _STEP3, 0)
-    # Step 4
-    for suffix in sorted(_STEP4, key=len, reverse=True):
-        if w.endswith(suffix):
-            stem = w[: -len(suffix)]
-            if _measure(stem) > 1 and (suffix != "ion" or stem.endswith(("s", "t"))):
-                w = stem
-            break
-    # Step 5a
-    if w.endswith("e"):
-        m = _measure(w[:-1])
-        if m > 1 or (m == 1 and not _ends_cvc(w[:-1])):
-            w = w[:-1]
-    # Step 5b
-    if w.endswith("ll") and _measure(w) > 1:
-        w = w[:-1]
-    return w
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,31 +256,119 @@ def squad_item_scores(
     )
 
 
+def _eval_block(exact: list[float], f1: list[float], prefix: str = "") -> dict[str, float]:
+    total = len(exact)
+    return {
+        f"{prefix}exact": 100.0 * sum(exact) / total,
+        f"{prefix}f1": 100.0 * sum(f1) / total,
+        f"{prefix}total": total,
+    }
+
+
+def _best_threshold(
+    scores: Sequence[float],
+    has_ans: Sequence[bool],
+    answered: Sequence[bool],
+    probs: Sequence[float],
+) -> tuple[float, float]:
+    # The official find_best_thresh: start with every question answered "no answer", then
+    # admit answers in order of rising no-answer probability (a stable sort, as there).
+    cur = best = float(sum(not h for h in has_ans))
+    best_thresh = 0.0
+    for i in sorted(range(len(probs)), key=lambda k: probs[k]):
+        cur += scores[i] if has_ans[i] else (-1.0 if answered[i] else 0.0)
+        if cur > best:
+            best, best_thresh = cur, probs[i]
+    return 100.0 * best / len(scores), best_thresh
+
+
 def squad_v2(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
     *,
     no_answer_phrases: Iterable[str] = DEFAULT_NO_ANSWER_PHRASES,
+    no_answer_probabilities: Sequence[float] | None = None,
+    no_answer_threshold: float = 1.0,
 ) -> dict[str, float]:
-    """Corpus SQuAD v2 scores in percent, with HasAns_/NoAns_ breakdowns (official key names)."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    """Corpus SQuAD v2 scores in percent, keyed and computed like the official v2.0 script.
+
+    exact, f1, total, HasAns_/NoAns_ breakdowns (only where such questions exist; a question
+    with no gold answers at all is NoAns). A prediction whose no-answer probability exceeds
+    `no_answer_threshold` counts as "no answer". With `no_answer_probabilities`, also
+    best_exact/best_f1 and their thresholds (the official script's --na-prob-file output).
+    Predictions containing a no-answer phrase count as ""; `no_answer_phrases=()` is strict.
+    """
+    n = len(predictions)
+    if len(references) != n:
+        raise ValueError(f"{n} predictions but {len(references)} references")
     if not predictions:
         raise ValueError("squad_v2 needs at least one prediction")
+    probs = [0.0] * n if no_answer_probabilities is None else list(no_answer_probabilities)
+    if len(probs) != n:
+        raise ValueError(f"{n} predictions but {len(probs)} no-answer probabilities")
     phrases = tuple(no_answer_phrases)
-    groups: dict[str, list[tuple[float, float]]] = {"": [], "HasAns_": [], "NoAns_": []}
-    for pred, refs in zip(predictions, references, strict=True):
-        refs = [refs] if isinstance(refs, str) else list(refs)
-        scores = squad_item_scores(pred, refs, no_answer_phrases=phrases)
-        groups[""].append(scores)
-        groups["HasAns_" if any(normalize_answer(a) for a in refs) else "NoAns_"].append(scores)
-    out: dict[str, float] = {}
-    for prefix, scores in groups.items():
-        if scores:  # the official script omits a breakdown with no questions
-            out[f"{prefix}exact"] = 100.0 * math.fsum(s[0] for s in scores) / len(scores)
-            out[f"{prefix}f1"] = 100.0 * math.fsum(s[1] for s in scores) / len(scores)
-            out[f"{prefix}total"] = len(scores)
+    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    # With phrases off a prediction stays as written, as in the official script.
+    preds = [("" if phrases and is_no_answer(p, phrases) else p) for p in predictions]
+    raw = [squad_item_scores(p, r, no_answer_phrases=()) for p, r in zip(preds, refs, strict=True)]
+    has_ans = [bool(r) for r in refs]  # official: any gold answer, even one normalising to ""
+    # apply_no_ans_threshold: a confident "no answer" scores 1 exactly when there is none.
+    scored = [
+        (float(not h),) * 2 if p > no_answer_threshold else s
+        for s, h, p in zip(raw, has_ans, probs, strict=True)
+    ]
+    out = _eval_block([s[0] for s in scored], [s[1] for s in scored])
+    for prefix, want in (("HasAns_", True), ("NoAns_", False)):
+        group = [s for s, h in zip(scored, has_ans, strict=True) if h == want]
+        if group:  # the official script omits a breakdown with no questions
+            out |= _eval_block([s[0] for s in group], [s[1] for s in group], prefix)
+    if no_answer_probabilities is not None:
+        answered = [bool(p) for p in preds]
+        for i, key in enumerate(("exact", "f1")):
+            scores = [s[i] for s in raw]
+            out[f"best_{key}"], out[f"best_{key}_thresh"] = _best_threshold(
+                scores, has_ans, answered, probs
+            )
     return out
+
+
+def _answer_texts(answers: Any) -> list[str]:
+    # evaluate/datasets give {"text": [...], "answer_start": [...]}; SQuAD JSON a list of dicts.
+    if isinstance(answers, Mapping):
+        return [str(t) for t in answers.get("text", [])]
+    return [str(a["text"]) for a in answers]
+
+
+def squad_v2_records(
+    predictions: Sequence[Mapping[str, Any]],
+    references: Sequence[Mapping[str, Any]],
+    *,
+    no_answer_threshold: float = 1.0,
+    no_answer_phrases: Iterable[str] = (),
+) -> dict[str, float]:
+    """`squad_v2` on evaluate's canonical input, matched by id.
+
+    predictions: {"id", "prediction_text", "no_answer_probability"}; references: {"id",
+    "answers": {"text": [...], "answer_start": [...]}}. Predictions for unknown ids are ignored
+    (as officially). No phrase mapping by default, so the numbers are evaluate's.
+    """
+    by_id = {str(p["id"]): p for p in predictions}
+    ids = [str(r["id"]) for r in references]
+    if len(set(ids)) != len(ids):
+        raise ValueError("squad_v2 references repeat an id")
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"no prediction for {len(missing)} reference id(s), e.g. {missing[0]!r}")
+    answers = {i: _answer_texts(r["answers"]) for i, r in zip(ids, references, strict=True)}
+    # Prediction order, as the official tie-break among equal probabilities follows it.
+    order = [i for i in by_id if i in answers]
+    return squad_v2(
+        [str(by_id[i]["prediction_text"]) for i in order],
+        [answers[i] for i in order],
+        no_answer_phrases=no_answer_phrases,
+        no_answer_probabilities=[float(by_id[i]["no_answer_probability"]) for i in order],
+        no_answer_threshold=no_answer_threshold,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,6 +438,6 @@ def score_item(
         em, f1 = squad_item_scores(text, refs, no_answer_phrases=no_answer_phrases)
         return {"quality_em": em, "quality_f1": f1}
     if kind == "summarization":
-        scores = rouge_scores(text, refs, rouge_types=DEFAULT_ROUGE_TYPES, use_stemmer=use_stemmer)
-        return {f"quality_{t}": s.fmeasure for t, s in scores.items()}
+        scores = rouge_scores(text, refs, rouge_types=REQUEST_ROUGE_TYPES, use_stemmer=use_stemmer)
+        return {f"quality_{t}": float(s.fmeasure) for t, s in scores.items()}
     return {}

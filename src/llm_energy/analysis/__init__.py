@@ -15,7 +15,8 @@ never read or write files, touch hardware, or import DVC / Hydra. The stage scri
 - :mod:`.tradeoff`: Pareto frontier, recommended cap within a latency budget
 - :mod:`.repetition`: first repetition vs the rest (cold start)
 - :mod:`.figures`: matplotlib Figures, PNG bytes
-- :mod:`.report`: markdown findings and a self-contained HTML page
+- :mod:`.report_sentences`: findings as sentences, warning banners, number formatting
+- :mod:`.report`: the report from templates (jinja2), Markdown → one self-contained HTML page
 - :mod:`.experiments`: ``dvc exp show --json`` → one row per experiment
 - :mod:`.compare`: comparison across experiments (never pooling energy sources or GPU models)
 """

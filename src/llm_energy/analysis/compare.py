@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llm_energy.analysis.experiments import META_COLUMNS, experiments_from_dvc_json
-from llm_energy.analysis.figures import _finish, _new_figure, _no_data
+from llm_energy.analysis.figures import finish_figure, mark_no_data, new_figure
 from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import choose_within_budget, pareto_mask
 
@@ -234,7 +234,7 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
     labelled with their clock, the Pareto frontier joined, the best cap within budget starred,
     a banner when the energy is not measured."""
     title = title or "Experiments: energy vs latency"
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     kinds = (
         list(comparison["energy.kind"].dropna().unique())
         if "energy.kind" in comparison.columns
@@ -245,8 +245,8 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
         or comparison.empty
         or not {"energy", "latency"} <= set(comparison.columns)
     ):
-        _no_data(ax)
-        return _finish(fig, title, kinds)
+        mark_no_data(ax)
+        return finish_figure(fig, title, kinds)
     group_cols = [
         c for c in DEFAULT_GROUP_COLUMNS if c in comparison.columns and c != "energy.kind"
     ]
@@ -287,4 +287,4 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
     ax.set_ylabel("energy (J/token)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, title, kinds)
+    return finish_figure(fig, title, kinds)

@@ -68,7 +68,9 @@ def _kinds_of(frame: pd.DataFrame) -> list[Any]:
     return list(kinds.unique())
 
 
-def _finish(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
+def finish_figure(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
+    """Title the figure; with non-measured ``kinds`` the title carries the red banner and
+    every axes a watermark, so a cropped panel still says what its energy is."""
     banner = energy_kind_banner(kinds)
     if banner:
         fig.suptitle(f"{banner}\n{title}", color="#b00020", fontweight="bold", fontsize=11)
@@ -93,14 +95,16 @@ def _finish(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
     return fig
 
 
-def _new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
+def new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    """A figure with ``ncols`` side-by-side axes on its own Agg canvas."""
     fig = Figure(figsize=(_FIGSIZE[0] * (1 if ncols == 1 else 0.75 * ncols), _FIGSIZE[1]))
     FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
 
 
-def _no_data(ax: Axes, what: str = "no data") -> None:
+def mark_no_data(ax: Axes, what: str = "no data") -> None:
+    """Say ``what`` in the middle of an empty axes instead of leaving it blank."""
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
@@ -164,11 +168,11 @@ def _vs_freq(
     extra_col: str | None = None,
     extra_label: str | None = None,
 ) -> Figure:
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = summary.copy()
     if data.empty or value_col not in data.columns or data[value_col].notna().sum() == 0:
-        _no_data(ax)
-        return _finish(fig, title, _kinds_of(summary))
+        mark_no_data(ax)
+        return finish_figure(fig, title, _kinds_of(summary))
     data["_freq"] = _summary_freq(data)
     pos, ticks, labels = _freq_positions(list(data["_freq"]))
     keys = _series_keys(data)
@@ -196,7 +200,7 @@ def _vs_freq(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, title, _kinds_of(summary))
+    return finish_figure(fig, title, _kinds_of(summary))
 
 
 def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
@@ -238,11 +242,11 @@ def pareto_plot(
     whose frontier is then computed here).
     """
     title = "Energy–latency trade-off (Pareto frontier)"
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = frontier if "on_frontier" in frontier.columns else pareto_frontier(frontier)
     if data.empty or data[[energy_col, latency_col]].dropna().empty:
-        _no_data(ax)
-        return _finish(fig, title, _kinds_of(data))
+        mark_no_data(ax)
+        return finish_figure(fig, title, _kinds_of(data))
     keys = _series_keys(data)
     for name, sub in data.groupby(keys, dropna=False, sort=True):
         sub = sub.sort_values(latency_col)
@@ -273,7 +277,7 @@ def pareto_plot(
     ax.set_ylabel(f"{energy_col} (J/token)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, title, _kinds_of(data))
+    return finish_figure(fig, title, _kinds_of(data))
 
 
 def energy_vs_length(
@@ -281,11 +285,11 @@ def energy_vs_length(
 ) -> Figure:
     """Per-request ``metric`` against a length column, coloured by frequency level."""
     title = f"{metric} vs {length}"
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     df = prepare_requests(requests) if not requests.empty else requests
     if df.empty or length not in df.columns or metric not in df.columns:
-        _no_data(ax)
-        return _finish(fig, title, _kinds_of(requests))
+        mark_no_data(ax)
+        return finish_figure(fig, title, _kinds_of(requests))
     df = df[valid_mask(df).to_numpy()]
     levels = freq_levels(df)
     for lv in sorted(
@@ -300,13 +304,13 @@ def energy_vs_length(
             label=freq_label(lv),
         )
     if df.empty:
-        _no_data(ax)
+        mark_no_data(ax)
     ax.set_xlabel(length)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     if not df.empty:
         ax.legend(fontsize=8, title="clock")
-    return _finish(fig, title, _kinds_of(requests))
+    return finish_figure(fig, title, _kinds_of(requests))
 
 
 def energy_vs_input_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
@@ -324,14 +328,14 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     weighted by n and no error bar is drawn; otherwise the bootstrap CI is drawn.
     """
     title = f"J/token by {by}"
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     if summary.empty or by not in summary.columns or "j_per_token_mean" not in summary.columns:
-        _no_data(ax)
-        return _finish(fig, title, _kinds_of(summary))
+        mark_no_data(ax)
+        return finish_figure(fig, title, _kinds_of(summary))
     data = summary[summary["j_per_token_mean"].notna()].copy()
     if data.empty:
-        _no_data(ax)
-        return _finish(fig, title, _kinds_of(summary))
+        mark_no_data(ax)
+        return finish_figure(fig, title, _kinds_of(summary))
     data["_freq"] = [freq_label(f) for f in _summary_freq(data)]
     data["_w"] = pd.to_numeric(data.get("n", 1), errors="coerce").fillna(1).clip(lower=1)
     cats = sorted(data[by].astype(str).unique())
@@ -374,7 +378,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     ax.set_ylabel("J/token (mean)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, title="clock")
-    return _finish(fig, title, _kinds_of(summary))
+    return finish_figure(fig, title, _kinds_of(summary))
 
 
 def j_per_token_by_task(summary: pd.DataFrame) -> Figure:
@@ -400,7 +404,7 @@ def power_timeline(
     unknown and the figure says so. The SM clock (``freq_col``, default ``sm_clock_mhz`` or
     ``freq_mhz`` when present) is drawn on a second axis.
     """
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     kinds: list[Any] = [energy_kind] if energy_kind is not None else []
     if (
         samples is not None
@@ -411,8 +415,8 @@ def power_timeline(
     if not kinds:
         kinds = ["unknown"]
     if samples is None or samples.empty or not {"t_s", "power_w"} <= set(samples.columns):
-        _no_data(ax)
-        return _finish(fig, title, kinds)
+        mark_no_data(ax)
+        return finish_figure(fig, title, kinds)
     data = samples.sort_values("t_s")
     t = pd.to_numeric(data["t_s"], errors="coerce")
     t = t - t.min()
@@ -440,7 +444,7 @@ def power_timeline(
             alpha=0.7,
         )
         ax2.set_ylabel("SM clock (MHz)", color="#ff7f0e")
-    return _finish(fig, title, kinds)
+    return finish_figure(fig, title, kinds)
 
 
 def standard_figures(

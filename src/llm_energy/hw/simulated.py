@@ -1,10 +1,20 @@
-"""Simulated GPU: the physics of `llm_energy.simmodel` driven by real CPU wall time.
+"""Simulated GPU: the physics of `llm_energy.simmodel` on a model clock (`hw/simclock.py`).
 
-A measurement window (`window_begin` .. `window_end`) marks the "GPU" busy. Real wall time
-spent busy is taken as the workload's time at the maximum clocks (t_ref) and converted to
-model time t(f, m) and energy P(f, u)·t(f, m); idle time passes 1:1 at the idle power of the
-current clock. `now_s()` and `energy_counter_j()` expose that model clock and counter, so the
-meter needs no special case. Optional per-window multiplicative noise comes from a seeded RNG.
+Workload clock (a generator reports each call: `use_workload_clock`, `run_workload`): inside a
+measurement window (`window_begin` .. `window_end`) the model clock advances by the roofline
+time of each reported call at the clocks in force, at power P(f, u) of its activity; real CPU
+time in a window counts for nothing. Idle time passes only when the counter is read: each read
+moves the clock to the next counter update (the read right after a window sees the window's
+end), so which update a read sees never depends on how fast this machine is. A run is thereby
+the same numbers for a seed on any machine, under any load. Calls reported outside a window
+(warm-up) are timed but not accounted: the model has no cold state to warm up.
+
+Wall clock (legacy, while nothing reports workloads: a bare CPU function in a window): real wall
+time spent busy is the work at the maximum clocks (t_ref), turned into model time t(f, m) and
+energy P(f, u)·t(f, m) with `alpha` and `utilization`; idle real time passes 1:1.
+
+`now_s()` and `energy_counter_j()` expose the model clock and counter, so the meter needs no
+special case. Optional per-window multiplicative noise comes from a seeded RNG.
 
 Clock state (locked SM / memory clocks, power limit) lives in a JSON file under `state_dir`,
 keyed by a stable fake UUID, so a lock survives the process exactly like a real driver lock
@@ -15,14 +25,14 @@ re-read on every access.
 from __future__ import annotations
 
 import contextlib
-import math
+import dataclasses
 import os
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from llm_energy import simmodel
+from llm_energy import roofline, simmodel
 from llm_energy.hw.base import (
     ClockState,
     Device,
@@ -32,6 +42,7 @@ from llm_energy.hw.base import (
     read_json,
 )
 from llm_energy.hw.errors import DeviceError
+from llm_energy.hw.simclock import ModelClock, WorkloadTiming
 
 DEFAULT_UTILIZATION = 0.15  # H200 anchors: 7B-class batch-1 decode draws ~200 W => u ~ 0.14
 DEFAULT_ALPHA = 0.6
@@ -74,17 +85,16 @@ class SimulatedDevice(Device):
         self.state_path = self.state_dir / f"simulated-{self._uuid}.json"
         self._busy_path = self.state_dir / f"simulated-{self._uuid}.busy"
         self._rng = random.Random(self.seed)
-        # Model clock and counter, advanced lazily from real time on every read.
-        self._last_real_s = time.perf_counter()
-        self._model_s = 0.0
-        self._energy_j = 0.0
+        # Like NVML, the published counter can move only every update period (model time).
+        self.counter_ticks = bool(counter_ticks)
+        self._clock = ModelClock(self.update_period_s, ticks=self.counter_ticks)
+        self._last_real_s = time.perf_counter()  # wall clock mode and non-ticking idle only
         self._busy = False
         self._power_noise = 1.0
         self._time_noise = 1.0
-        # Like NVML, the published counter can move only every update period (model time).
-        self.counter_ticks = bool(counter_ticks)
-        self._published_j = 0.0
-        self._power_throttle_s = 0.0  # model time spent busy under the power cap
+        self.workload_clock = False  # set by use_workload_clock / the first run_workload
+        self._fresh_idle = False  # the first read after a workload window sees its end
+        self._last_run: simmodel.WorkloadRun | None = None  # this window's latest call
 
     # ------------------------------------------------------------------ state file
     def default_state(self) -> ClockState:
@@ -95,12 +105,22 @@ class SimulatedDevice(Device):
         return self.default_state() if data is None else ClockState.from_dict(data)
 
     def _write_state(self, state: ClockState) -> None:
-        self._advance()  # account the time spent under the old state first
+        if not self.workload_clock:  # (the workload clock's idle moves only at counter reads)
+            self._advance()  # account the time spent under the old state first
         data = state.to_dict() | {"uuid": self._uuid, "gpu": self.gpu.key}
         atomic_write_json(self.state_path, data)
 
     # ------------------------------------------------------------------ model clock
+    def _target_clock(self, state: ClockState) -> int:
+        """The supported SM clock a busy GPU runs at before any power cap."""
+        target = state.sm_locked_mhz or self.gpu.sm_max_mhz
+        return simmodel.power_capped_sm_mhz(self.gpu, target, 0.0, float("inf"))[0]
+
     def _busy_clock(self, state: ClockState) -> tuple[int, bool]:
+        if self.workload_clock:
+            if self._last_run is not None:
+                return self._last_run.sm_mhz, self._last_run.power_capped
+            return self._target_clock(state), False
         target = state.sm_locked_mhz or self.gpu.sm_max_mhz
         limit = state.power_limit_w if state.power_limit_w is not None else self.gpu.power_limit_w
         return simmodel.power_capped_sm_mhz(self.gpu, target, self.utilization, limit)
@@ -114,6 +134,11 @@ class SimulatedDevice(Device):
 
     def _rates(self, busy: bool, state: ClockState) -> tuple[float, float]:
         """(model seconds per real second, watts) in the given activity state."""
+        if busy and self.workload_clock:
+            run = self._last_run
+            if run is None:  # busy, nothing ran yet: the GPU waits at its target clock
+                return 1.0, simmodel.idle_power_w(self.gpu, self._target_clock(state))
+            return 1.0, run.power_w * self._power_noise
         if busy:
             f, _ = self._busy_clock(state)
             scale = simmodel.latency_scale(self.gpu, f, self.alpha, self._mem_clock(state))
@@ -123,56 +148,107 @@ class SimulatedDevice(Device):
         return 1.0, simmodel.idle_power_w(self.gpu, self._idle_clock(state))
 
     def _advance(self) -> None:
+        """Bring the model clock up to date at a read (see the module doc for both modes)."""
         now = time.perf_counter()
-        dt, self._last_real_s = now - self._last_real_s, now
-        if dt <= 0:
-            return
+        dt, self._last_real_s = max(now - self._last_real_s, 0.0), now
+        if self.workload_clock and self._busy:
+            return  # busy time comes from run_workload only
         state = self.clock_state()
         time_rate, power = self._rates(self._busy, state)
-        dmodel = dt * time_rate
-        t_old, e_old = self._model_s, self._energy_j
-        self._model_s += dmodel
-        self._energy_j += power * dmodel
-        if self._busy and self._busy_clock(state)[1]:
-            self._power_throttle_s += dmodel
-        period = self.update_period_s
-        if not self.counter_ticks or period <= 0:
-            self._published_j = self._energy_j
-        elif math.floor(self._model_s / period) > math.floor(t_old / period):
-            # Power is constant within one advance: the energy at the last tick boundary.
-            tick_s = math.floor(self._model_s / period) * period
-            self._published_j = e_old + power * (tick_s - t_old)
+        if not self.workload_clock:
+            throttled = self._busy and self._busy_clock(state)[1]
+            self._clock.add_s(dt * time_rate, power, throttled=throttled)
+        elif self._fresh_idle:
+            self._fresh_idle = False
+        elif not self._clock.next_tick(power):
+            self._clock.add_s(dt, power)  # a counter without ticks: idle follows real time
 
     def _draw_noise(self) -> float:
         if self.noise_rel <= 0:
             return 1.0
         return min(max(self._rng.gauss(1.0, self.noise_rel), 0.5), 1.5)
 
-    def window_begin(self) -> None:
-        self._advance()
-        self._busy = True
-        self._power_noise, self._time_noise = self._draw_noise(), self._draw_noise()
-        # Tell other processes (the power timeline) that the "GPU" is busy.
+    def use_workload_clock(self) -> None:
+        """From now on busy time comes only from `run_workload` (the generator reports every
+        call); real time inside a window no longer counts. Irreversible for this device."""
+        if not self.workload_clock:
+            self._advance()  # account what the wall clock ran so far
+            self.workload_clock = True
+            self._clock.make_exact()
+
+    def run_workload(self, work: roofline.Workload) -> WorkloadTiming:
+        """Run one generate call on the model: its roofline time and energy at the clocks in
+        force (power-capped if its power exceeds the limit), with this window's noise."""
+        self.use_workload_clock()
+        state = self.clock_state()
+        limit = state.power_limit_w if state.power_limit_w is not None else self.gpu.power_limit_w
+        run = simmodel.run_workload(
+            self.gpu, work, self._target_clock(state), self._mem_clock(state), limit
+        )
+        time_s = run.cost.time_s * self._time_noise
+        power = run.power_w * self._power_noise
+        if self._busy:
+            self._last_run = run
+            self._clock.add_s(time_s, power, throttled=run.power_capped)
+            self._mark_busy(f"{os.getpid()} {power:.3f} {run.sm_mhz}")
+        return WorkloadTiming(
+            time_s=time_s,
+            ttft_s=run.cost.prefill_s * self._time_noise,
+            energy_j=power * time_s,
+            sm_mhz=run.sm_mhz,
+            power_capped=run.power_capped,
+            accounted=self._busy,
+        )
+
+    def _mark_busy(self, text: str) -> None:
+        # Tell other processes (the power timeline) that the "GPU" is busy, and at what power.
         with contextlib.suppress(OSError):
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._busy_path.write_text(str(os.getpid()))
+            self._busy_path.write_text(text)
+
+    def window_begin(self) -> None:
+        if self.workload_clock:
+            # Busy from the model time of the last read: no real time leaks in.
+            self._last_real_s = time.perf_counter()
+            self._fresh_idle = False
+        else:
+            self._advance()
+        self._busy = True
+        self._last_run = None
+        self._power_noise, self._time_noise = self._draw_noise(), self._draw_noise()
+        if self.workload_clock:  # waiting for its first call at the target clock
+            self._mark_busy(f"{os.getpid()} {self._rates(True, self.clock_state())[1]:.3f}")
+        else:
+            self._mark_busy(str(os.getpid()))
 
     def window_end(self) -> None:
-        self._advance()
+        if self.workload_clock:
+            self._last_real_s = time.perf_counter()
+            self._fresh_idle = True
+        else:
+            self._advance()
         self._busy = False
+        self._last_run = None
         self._power_noise = self._time_noise = 1.0
         with contextlib.suppress(OSError):
-            if self._busy_path.read_text().strip() == str(os.getpid()):
+            if self._busy_path.read_text().split()[0] == str(os.getpid()):
                 self._busy_path.unlink()
+
+    def _busy_marker(self) -> tuple[int, float | None] | None:
+        """(pid, power W if reported) of the process that marked this GPU busy."""
+        try:
+            fields = self._busy_path.read_text().split()
+            pid = int(fields[0])
+            power = float(fields[1]) if len(fields) > 1 else None
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid, power
 
     def _busy_anywhere(self) -> bool:
         if self._busy:
             return True
-        try:
-            pid = int(self._busy_path.read_text().strip())
-        except (OSError, ValueError):
-            return False
-        return pid != os.getpid() and pid_alive(pid)
+        marker = self._busy_marker()
+        return marker is not None and marker[0] != os.getpid() and pid_alive(marker[0])
 
     # ------------------------------------------------------------------ identity
     @property
@@ -212,6 +288,8 @@ class SimulatedDevice(Device):
             "power_limit_w": self.power_limit_w(),
             "persistence_mode": None,
             "simulated_gpu": g.key,
+            "calibration": g.calibration,
+            "clock": "workload" if self.workload_clock else "wall",
             "model": {
                 "p_static_w": g.p_static_w,
                 "p_dyn_max_w": g.p_dyn_max_w,
@@ -225,6 +303,7 @@ class SimulatedDevice(Device):
                 "noise_rel": self.noise_rel,
                 "seed": self.seed,
                 "update_period_s": self.update_period_s,
+                "roofline": dataclasses.asdict(g.roofline),
             },
             "state_file": str(self.state_path),
         }
@@ -232,27 +311,31 @@ class SimulatedDevice(Device):
     # ------------------------------------------------------------------ energy / power
     def now_s(self) -> float:
         self._advance()
-        return self._model_s
+        return self._clock.now_s
 
     def energy_counter_j(self) -> float:
         self._advance()
-        return self._published_j
+        return self._clock.published_j
 
     def read_counter(self) -> tuple[float, float]:
         self._advance()  # one advance: energy and model time describe the same instant
-        return self._published_j, self._model_s
+        return self._clock.published_j, self._clock.now_s
 
     def throttle_counters(self) -> ThrottleCounters | None:
-        self._advance()
-        return ThrottleCounters("simulated", self._power_throttle_s, 0.0)
+        if self._busy:  # idle, it cannot move: no reason to move the clock either
+            self._advance()
+        return ThrottleCounters("simulated", self._clock.throttle_s, 0.0)
 
     def nominal_update_period_s(self) -> float | None:
         return self.update_period_s
 
     def power_w(self) -> float:
         state = self.clock_state()
-        busy = self._busy_anywhere()
-        _, power = self._rates(busy, state)
+        if not self._busy and self._busy_anywhere():
+            marker = self._busy_marker()
+            if marker is not None and marker[1] is not None:
+                return marker[1]  # another process runs workloads: the power it reported
+        _, power = self._rates(self._busy_anywhere(), state)
         return power
 
     # ------------------------------------------------------------------ clocks / sensors

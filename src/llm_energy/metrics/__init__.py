@@ -10,7 +10,7 @@ delegates to the pure functions in `llm_energy.textmetrics`, so nothing is fetch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ def load(name: str, **kwargs: Any) -> Any:
 def compute_for_kind(
     kind: str,
     *,
-    predictions: Sequence[str] | None = None,
-    references: Sequence[Sequence[str]] | None = None,
+    predictions: Sequence[Any] | None = None,
+    references: Sequence[Any] | None = None,
     ref_nll_sum: Sequence[float | None] | None = None,
     ref_tokens: Sequence[int | None] | None = None,
     **kwargs: Any,
@@ -56,8 +56,9 @@ def compute_for_kind(
     """Corpus quality of one task kind through its evaluate metric.
 
     generation: perplexity from ref_nll_sum/ref_tokens; qa: SQuAD v2 (percent) from predictions
-    and lists of gold answers; summarization: mean ROUGE F-measures (0-1). Extra kwargs go to
-    the metric's compute (e.g. no_answer_phrases, use_stemmer).
+    and lists of gold answers (or evaluate's squad_v2 dicts); summarization: mean ROUGE
+    F-measures (0-1) of rouge1, rouge2, rougeL, rougeLsum. Extra kwargs go to the metric's
+    compute (e.g. no_answer_phrases, use_stemmer, rouge_types).
     """
     if kind not in METRIC_FOR_KIND:
         raise ValueError(
@@ -70,5 +71,7 @@ def compute_for_kind(
         return module.compute(ref_nll_sum=list(ref_nll_sum), ref_tokens=list(ref_tokens), **kwargs)
     if predictions is None or references is None:
         raise ValueError(f"{kind} quality needs predictions and references")
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    refs = [
+        r if isinstance(r, Mapping) else [r] if isinstance(r, str) else list(r) for r in references
+    ]
     return module.compute(predictions=list(predictions), references=refs, **kwargs)

@@ -60,9 +60,27 @@ def load_generator(
     engine: str = "eager",
     allow_compile: bool = False,
     gpu_uuid: str | None = None,
-) -> Generator:
+    sim_device: Any = None,
+) -> Any:
     """Load the materialised model (see llm_energy.io.models) and wrap it for timed generation
-    on the device `torch_device_for(backend, gpu_uuid)` picks."""
+    on the device `torch_device_for(backend, gpu_uuid)` picks. On the simulated GPU, pass it as
+    `sim_device`: every call then reports its workload to it (runtime.simgen), and random
+    weights skip the forward pass."""
+    if sim_device is not None and backend == "simulated":
+        from llm_energy.runtime.simgen import simulated_generator
+
+        return simulated_generator(
+            model,
+            model_dir,
+            device=sim_device,
+            seed=seed,
+            engine=engine,
+            allow_compile=allow_compile,
+            # The CPU forward pass only supplies outputs: never compiled (that is the GPU's).
+            load_real=lambda: load_generator(
+                model, model_dir, backend=backend, seed=seed, engine=engine, gpu_uuid=gpu_uuid
+            ),
+        )
     from llm_energy.io.models import load_model
 
     device = torch_device_for(backend, gpu_uuid)

@@ -1,4 +1,4 @@
-"""ROUGE-1/2/L/Lsum F-measure for `evaluate`, computed by llm_energy.textmetrics (no downloads)."""
+"""ROUGE-1/2/L/Lsum F-measure for `evaluate` through rouge_score, via llm_energy.textmetrics."""
 
 import datasets
 import evaluate
@@ -8,9 +8,12 @@ from llm_energy import textmetrics
 # evaluate parses this file's import lines to check dependencies: keep one import per line.
 
 _DESCRIPTION = """\
-ROUGE F-measures with the rouge_score defaults: lowercase, every non-alphanumeric run becomes a
-space, no stemming unless use_stemmer=True. With several references per prediction each ROUGE
-type keeps the best F-measure. rougeLsum splits summaries into sentences on newlines.
+ROUGE F-measures from google-research's rouge_score, with the options of evaluate's own `rouge`
+metric: rouge_score's default tokenizer (lowercase, every non-alphanumeric run becomes a space),
+NLTK's Porter stemmer for tokens longer than 3 characters with use_stemmer=True, rougeLsum on
+sentences split at newlines, and the best reference per type with several references. Without
+the Hub: nothing is downloaded. The aggregate is the plain mean (evaluate's is the median of an
+unseeded bootstrap of means, which moves between runs).
 """
 
 _CITATION = """\
@@ -27,9 +30,12 @@ _KWARGS_DESCRIPTION = """\
 Args:
     predictions: list of predicted texts.
     references: list of reference texts, or of lists of reference texts (one list per prediction).
-    rouge_types: subset of rouge1..rouge9, rougeL, rougeLsum (default rouge1, rouge2, rougeL).
+    rouge_types: subset of rouge1..rouge9, rougeL, rougeLsum (default all of rouge1, rouge2,
+        rougeL, rougeLsum, as evaluate's rouge).
     use_stemmer: Porter-stem tokens longer than 3 characters (default False).
     use_aggregator: True returns the mean F-measure per type, False one list per type.
+    tokenizer: a callable str -> list of tokens replacing the default tokenizer (then
+        use_stemmer has no effect, as in evaluate's rouge).
 Returns:
     {rouge_type: F-measure in [0, 1]} (or lists of per-item F-measures).
 """
@@ -66,11 +72,13 @@ class Rouge(evaluate.Metric):
         rouge_types: list[str] | None = None,
         use_stemmer: bool = False,
         use_aggregator: bool = True,
+        tokenizer: textmetrics.Tokenizer | None = None,
     ) -> dict:
         return textmetrics.rouge(
             predictions,
             references,
-            rouge_types=rouge_types or textmetrics.DEFAULT_ROUGE_TYPES,
+            rouge_types=rouge_types,
             use_stemmer=use_stemmer,
             use_aggregator=use_aggregator,
+            tokenizer=tokenizer,
         )
