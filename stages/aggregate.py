@@ -2,8 +2,8 @@
 
 Writes data/aggregate/requests.jsonl (records + quality_* columns and the run's device_name),
 summary.csv (one row per configuration), quality.csv (corpus-level scores from the project's
-`evaluate` metric scripts) and repetition.csv (first repetition vs the rest, flagged when it
-differs: a cold start).
+`evaluate` metric scripts, keyed by summary.csv's configuration columns, so the two join) and
+repetition.csv (first repetition vs the rest, flagged when it differs: a cold start).
 """
 
 from __future__ import annotations

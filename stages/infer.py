@@ -15,7 +15,7 @@ from llm_energy.errors import InputFileError
 from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.paths import ProjectPaths, gpu_journal_dir, gpu_lock_dir
-from llm_energy.runtime.emissions import EmissionsTracker
+from llm_energy.runtime.emissions import EmissionsMeter
 from llm_energy.runtime.engine import load_generator
 from llm_energy.runtime.provenance import run_provenance
 from llm_energy.runtime.runner import InferenceRun
@@ -99,10 +99,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             gpu_uuid=device.uuid(),  # torch runs on the GPU NVML measures, matched by UUID
             sim_device=device,  # simulated GPU: each call's workload drives its model clock
         )
-        emissions = EmissionsTracker(
+        emissions = EmissionsMeter(
             cfg.emissions.country_iso_code, cfg.emissions.region, cfg.emissions.enabled
         )
-        emissions.start()
         # Sampled by a separate process, never a thread in this one (a thread slows generate).
         timeline = (
             PowerTimeline.for_device(
@@ -112,7 +111,8 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             else contextlib.nullcontext()
         )
         # Records go to disk one by one: an interrupted run keeps everything measured so far.
-        with JsonlAppender(out_dir / paths.requests_file.name) as out, timeline:
+        # codecarbon's tracker is stopped on the way out even when the run raises.
+        with emissions, JsonlAppender(out_dir / paths.requests_file.name) as out, timeline:
             run = InferenceRun(
                 cfg,
                 generator=gen,
@@ -123,9 +123,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 write=out.write,
             )
             totals = run.run()
-        report = emissions.stop(
-            device_energy_j=totals.device_energy_j, device_energy_source=device.energy_source
-        )
+            emissions.set_device_energy(totals.device_energy_j, device.energy_source)
         write_json(
             out_dir / paths.run_file.name,
             {
@@ -155,7 +153,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                     for b in run.idle_baselines
                 ],
                 "totals": totals.__dict__,
-                "emissions": report.to_dict(),
+                "emissions": emissions.report.to_dict(),
                 "clock_warnings": list(getattr(clocks, "warnings", [])),
             },
         )

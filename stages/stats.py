@@ -53,14 +53,6 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             table.to_csv(out / f"{name}.csv", index=False)
             atomic_write_text(out / f"{name}.md", to_markdown(table) + "\n")
         write_json(out / "ols_info.json", ols_info)
-        write_json(
-            out / "settings.json",
-            {
-                "alpha": s.alpha,
-                "min_samples": s.min_samples,
-                "latency_budget_pct": s.latency_budget_pct,
-            },
-        )
     metrics = headline_metrics(summary, requests)
     metrics["tradeoff"] = savings_headline(tables["recommendation"])
     metrics["stats"] = {"alpha": s.alpha, "ols_r2": ols_info.get("r2")}

@@ -1,13 +1,12 @@
-"""Pure frequency helpers: snapping and sweep ordering."""
+"""Pure frequency helpers: snapping and the clock step."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import pytest
 
-from llm_energy.freq import clean_supported, snap_to_supported, step_mhz, sweep_order
+from llm_energy.freq import clean_supported, snap_to_supported, step_mhz
 
 H200 = list(range(1980, 344, -15))  # NVML order: highest first
 
@@ -52,24 +51,3 @@ def test_clean_supported_and_step() -> None:
     assert clean_supported([15, 30, 15, 45]) == [15, 30, 45]
     assert step_mhz(H200) == 15
     assert step_mhz([1410]) == 0
-
-
-def test_sweep_interleave_round_robin() -> None:
-    assert sweep_order([1980, 1200, None], 2) == [1980, 1200, None, 1980, 1200, None]
-
-
-def test_sweep_random_is_seeded_shuffle_of_all_points() -> None:
-    pts = [345, 990, 1500, 1980]
-    a = sweep_order(pts, 5, "random", seed=1)
-    assert a == sweep_order(pts, 5, "random", seed=1)
-    assert a != sweep_order(pts, 5, "random", seed=2)
-    assert Counter(a) == Counter({p: 5 for p in pts})
-
-
-@pytest.mark.parametrize(
-    ("points", "repeats", "order"),
-    [([1], 0, "interleave"), ([1], 1, "zigzag"), ([], 2, "random"), ([1], True, "random")],
-)
-def test_sweep_rejects_invalid(points: list[int], repeats: int, order: str) -> None:
-    with pytest.raises(ValueError):
-        sweep_order(points, repeats, order)  # type: ignore[arg-type]

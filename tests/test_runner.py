@@ -10,6 +10,12 @@ import pytest
 from helpers import compose
 from llm_energy.config import load_config
 from llm_energy.runtime.engine import GenerationResult
+from llm_energy.runtime.protocols import (
+    MeasuredDevice,
+    SmClockControl,
+    TextGenerator,
+    WindowMeter,
+)
 from llm_energy.runtime.runner import InferenceRun
 
 
@@ -78,6 +84,26 @@ class FakeClocks:
         self.history.append(freq)
         self.applied_sm_mhz = freq
         return freq
+
+
+@dataclass
+class FakeDevice:
+    energy_source: str = "simulated"
+    syncs: int = 0
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+
+def test_fakes_satisfy_the_runner_protocols() -> None:
+    # Structural: the fakes subclass nothing, yet stand in for the real collaborators.
+    gen: TextGenerator = FakeGenerator()
+    meter: WindowMeter = FakeMeter()
+    clocks: SmClockControl = FakeClocks()
+    device: MeasuredDevice = FakeDevice()
+    assert isinstance(gen, TextGenerator) and isinstance(meter, WindowMeter)
+    assert isinstance(clocks, SmClockControl) and isinstance(device, MeasuredDevice)
+    assert not isinstance(object(), TextGenerator | WindowMeter | SmClockControl | MeasuredDevice)
 
 
 def _items(task: str, kind: str, n: int, words: int = 10) -> list[dict[str, Any]]:
@@ -279,7 +305,7 @@ def test_no_idle_baseline_for_constant_power_estimates() -> None:
     cfg = load_config(compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0"))
     rows: list[dict[str, Any]] = []
     meter = FakeMeter()
-    device = type("Dev", (), {"energy_source": "codecarbon-estimate"})()
+    device = FakeDevice(energy_source="codecarbon-estimate")
     run = InferenceRun(
         cfg,
         generator=FakeGenerator(),

@@ -6,6 +6,7 @@ llm-energy gpu status               clocks, locks, power limit; every journal an
 llm-energy gpu restore              restore the GPU state recorded in every pending journal
 llm-energy gpu clear --uuid U       reset U's clock locks to the driver default, delete its journal
 llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
+llm-energy doctor [--json] [K=V...] can a capped study run here? (exit 0 yes, 1 no; reads only)
 """
 
 from __future__ import annotations
@@ -137,6 +138,33 @@ def _cmd_gpu(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """One screen (or --json) of what this machine can measure and lock; never a setter."""
+    from llm_energy.config import apply_overrides, load_config
+    from llm_energy.doctor import build_report, format_screen, to_jsonable
+    from llm_energy.errors import one_line
+    from llm_energy.hw.probe import gather
+    from llm_energy.io.files import read_yaml
+
+    try:
+        paths = project_paths(args.root)
+        params = read_yaml(paths.params) if paths.params.exists() else None
+        if not isinstance(params, dict):
+            print(f"llm-energy doctor: error: no params mapping in {paths.params}", file=sys.stderr)
+            return 2
+        cfg = load_config(apply_overrides(params, args.overrides))
+        facts, state = gather(cfg.gpu, paths.gpu_state_dir(cfg.gpu.state_dir))
+        report = build_report(cfg, facts, state)
+    except Exception as exc:  # the doctor never shows a traceback
+        print(f"llm-energy doctor: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(to_jsonable(report), indent=2, default=str))
+    else:
+        print(format_screen(report))
+    return int(report["exit_code"])
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from llm_energy.analysis.compare import comparison_table, experiments_from_dvc_json
 
@@ -215,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="locks and journals (default: gpu.state_dir, $LLM_ENERGY_STATE_DIR)"
     )
     p.set_defaults(func=_cmd_gpu)
+
+    p = sub.add_parser(
+        "doctor",
+        help="can a capped study run here? (exit 0 yes, 1 no)",
+        description="Device, versions, energy source, counter period, supported clocks, whether "
+        "clocks can be locked, other processes, journals and locks, and what each requested cap "
+        "would do. Reads params.yaml (gpu section) under --root; never changes a clock.",
+    )
+    p.add_argument(
+        "overrides", nargs="*", help="params overrides, e.g. gpu.freq=1200 gpu.backend=simulated"
+    )
+    p.add_argument("--json", action="store_true", help="print the same facts as JSON")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("compare", help="trade-off table across DVC experiments")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""Pure frequency helpers: snapping a requested clock to a supported one, sweep ordering.
+"""Pure frequency helpers: snapping a requested clock to a supported one, the clock step.
 
 No hardware access here, so everything is unit-testable and shared by all device backends.
 """
@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
-from collections.abc import Iterable, Sequence
-from typing import Literal, TypeVar
-
-T = TypeVar("T")
-
-SweepOrder = Literal["interleave", "random"]
+from collections.abc import Iterable
 
 
 def _as_mhz(value: object, what: str) -> int:
@@ -52,26 +46,4 @@ def step_mhz(supported_mhz: Iterable[int | float]) -> int:
     return min(gaps) if gaps else 0
 
 
-def sweep_order(
-    points: Sequence[T], repeats: int, order: SweepOrder = "interleave", seed: int = 0
-) -> list[T]:
-    """Every point `repeats` times, round-robin (interleave) or seeded-shuffled (random).
-
-    Interleaving spreads slow drifts (temperature, background load) over all points instead
-    of biasing whichever point runs last.
-    """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    pts = list(points)
-    if not pts:
-        raise ValueError("sweep_order needs at least one point")
-    if order == "interleave":
-        return [p for _ in range(repeats) for p in pts]
-    if order == "random":
-        out = [p for p in pts for _ in range(repeats)]
-        random.Random(seed).shuffle(out)
-        return out
-    raise ValueError(f"order must be 'interleave' or 'random', got {order!r}")
-
-
-__all__ = ["SweepOrder", "clean_supported", "snap_to_supported", "step_mhz", "sweep_order"]
+__all__ = ["clean_supported", "snap_to_supported", "step_mhz"]

@@ -51,14 +51,6 @@ class ProjectPaths:
         return self.infer_dir / "requests.jsonl"
 
     @property
-    def windows_file(self) -> Path:
-        return self.infer_dir / "windows.jsonl"
-
-    @property
-    def idle_file(self) -> Path:
-        return self.infer_dir / "idle.jsonl"
-
-    @property
     def run_file(self) -> Path:
         return self.infer_dir / "run.json"
 

@@ -1,7 +1,8 @@
 """Quality of the generated text: per-request scores and corpus-level scores (pure).
 
 Per-request scores (`quality_*` columns) feed the per-configuration means and CIs; corpus scores
-come from the project's `evaluate` metric scripts, which the caller passes in as `compute`.
+come from the project's `evaluate` metric scripts, which the caller passes in as `compute`, one
+set per configuration keyed exactly as summary.csv (`CONFIG_KEYS`), so the two files join.
 Random-weight models produce noise: their quality is reported as not applicable (NaN).
 """
 
@@ -13,18 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.analysis.records import CONFIG_KEYS, prepare_requests
 from llm_energy.textmetrics import clean_prediction, score_item
-
-CORPUS_KEYS = (
-    "model",
-    "task",
-    "task_kind",
-    "engine",
-    "batch_size",
-    "input_tokens_target",
-    "output_tokens_target",
-    "freq_requested_mhz",
-)
 
 ComputeFn = Callable[
     [str, Sequence[str], Sequence[Sequence[str]], Mapping[str, Any]], Mapping[str, float]
@@ -57,17 +48,21 @@ def score_requests(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def corpus_quality(scored: pd.DataFrame, compute: ComputeFn) -> pd.DataFrame:
-    """One row per configuration with the corpus-level scores of its task kind."""
+    """One row per configuration and metric with the corpus-level scores of its task kind.
+
+    Configurations are summary.csv's (`CONFIG_KEYS`, normalised the same way: `energy_kind`
+    derived, a missing key null), so every row here joins a summary.csv row.
+    """
     ok = (
         scored[scored["quality_applicable"].astype(bool)]
         if "quality_applicable" in scored
         else scored.iloc[0:0]
     )
-    keys = [k for k in CORPUS_KEYS if k in ok.columns]
+    keys = list(CONFIG_KEYS)
     rows = []
     if ok.empty:
         return pd.DataFrame(columns=[*keys, "metric", "value", "n"])
-    for key, group in ok.groupby(keys, dropna=False, sort=True):
+    for key, group in prepare_requests(ok).groupby(keys, dropna=False, sort=True):
         kind = group["task_kind"].iloc[0]
         preds = [
             clean_prediction(kind, p if isinstance(p, str) else "") for p in group["prediction"]

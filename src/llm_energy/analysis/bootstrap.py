@@ -107,24 +107,6 @@ def percentile_ci(replicates: np.ndarray, ci_level: float) -> tuple[float, float
     return (float(lo), float(hi))
 
 
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray | pd.Series,
-    *,
-    ci_level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-    clusters: Sequence[Hashable] | np.ndarray | pd.Series | None = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean. NaN bounds with fewer than 2 finite values."""
-    arr = np.asarray(values, dtype=float)
-    if np.isfinite(arr).sum() < 2:
-        return (math.nan, math.nan)
-    reps = bootstrap_mean_replicates(
-        arr, n_boot=n_boot, rng=np.random.default_rng(seed), clusters=clusters
-    )
-    return percentile_ci(reps, ci_level)
-
-
 def expansion_factor(n: float, ci_level: float) -> float:
     """Hesterberg's (2015) "expanded percentile" factor sqrt(n/(n-1)) · t(n-1) / z.
 

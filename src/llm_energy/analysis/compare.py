@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,6 @@ __all__ = [
     "META_COLUMNS",
     "compare_experiments",
     "comparison_figure",
-    "comparison_headline",
     "comparison_table",
     "experiments_from_dvc_json",
 ]
@@ -198,31 +196,6 @@ def _group_text(row: pd.Series, cols: Sequence[str]) -> str:
         name = {"energy.source": "energy", "gpu.name": "GPU"}.get(col, col.split(".")[-1])
         parts.append(f"{name} {value}")
     return " · ".join(parts)
-
-
-def comparison_headline(comparison: pd.DataFrame) -> dict[str, Any]:
-    """The best within-budget saving across experiments, JSON-ready (null when none)."""
-    best = (
-        comparison[comparison["best_within_budget"].astype(bool)]
-        if not comparison.empty
-        else comparison
-    )
-    if best.empty:
-        return {
-            "group": None,
-            "best_experiment": None,
-            "best_saving_pct": None,
-            "freq_mhz": None,
-            "latency_change_pct": None,
-        }
-    row = best.loc[best["saving_pct"].idxmax()]
-    return {
-        "group": row["group"],
-        "best_experiment": row["experiment"],
-        "best_saving_pct": float(row["saving_pct"]),
-        "freq_mhz": None if is_missing(row["freq_mhz"]) else float(row["freq_mhz"]),
-        "latency_change_pct": float(row["latency_change_pct"]),
-    }
 
 
 #: the name the CLI uses

@@ -294,38 +294,6 @@ def _default_clock_rows(requests: pd.DataFrame) -> list[bool]:
     return [is_missing(v) for v in requests["freq_requested_mhz"].tolist()]
 
 
-def exclusion_reasons(requests: pd.DataFrame) -> pd.Series:
-    """Per row ``""`` if the request is valid, else ``"; "``-joined reasons.
-
-    Reasons: ``status not ok: <status>``, ``window not trusted``, ``cap not held``,
-    ``throttled (0x..)`` (clock event reasons with any :data:`THROTTLE_MASK` bit). Missing
-    optional columns simply do not contribute a reason.
-    """
-    flags = exclusion_flags(requests)
-    statuses = requests["status"].tolist() if "status" in requests.columns else None
-    reasons_col = (
-        requests["clock_event_reasons"].tolist()
-        if "clock_event_reasons" in requests.columns
-        else None
-    )
-    out: list[str] = []
-    default_rows = _default_clock_rows(requests)
-    for i, row in enumerate(flags.itertuples(index=False)):
-        parts: list[str] = []
-        if row.status:
-            parts.append(f"{EXCLUSION_REASONS['status']}: {statuses[i] if statuses else '?'}")
-        if row.untrusted:
-            parts.append(EXCLUSION_REASONS["untrusted"])
-        if row.cap_not_held:
-            parts.append(EXCLUSION_REASONS["cap_not_held"])
-        if row.throttled:
-            bits = (parse_clock_event_reasons(reasons_col[i]) or 0) if reasons_col else 0
-            mask = throttle_mask(default_rows[i])
-            parts.append(f"{EXCLUSION_REASONS['throttled']} (0x{bits & mask:x})")
-        out.append("; ".join(parts))
-    return pd.Series(out, index=requests.index, dtype="object", name="exclusion_reason")
-
-
 def valid_mask(requests: pd.DataFrame) -> pd.Series:
     """True for requests usable for energy / timing statistics."""
     return ~exclusion_flags(requests).any(axis=1)

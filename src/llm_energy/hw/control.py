@@ -114,10 +114,6 @@ class ClockSession:
         return journal_path(self.journal_dir, self.device.uuid())
 
     @property
-    def holds_changes(self) -> bool:
-        return any(self._changed.values())
-
-    @property
     def interrupted_by(self) -> int | None:
         """The signal that restored the clocks and is ending the run, if any."""
         return self.guard.interrupted_by

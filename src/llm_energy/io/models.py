@@ -151,12 +151,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:
-    """Load (model, tokenizer) for inference, in eval mode on `device`."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    manifest_path = model_dir / MANIFEST
+def materialized_source(model: Any, model_dir: Path) -> str:
+    """Where to load the materialised model from, after checking its manifest matches params."""
+    manifest_path = Path(model_dir) / MANIFEST
     if not manifest_path.exists():
         raise ModelLoadError(
             f"{manifest_path} missing: run the `model` stage first (dvc repro model)"
@@ -167,11 +164,19 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
             f"{model_dir} holds {manifest.get('name')} ({manifest.get('weights')}), params ask for "
             f"{model.name} ({model.weights}): re-run the `model` stage"
         )
-    auto = AutoModelForSeq2SeqLM if model.family == "seq2seq" else AutoModelForCausalLM
-    dtype = _torch_dtype(model.dtype)
     # Files materialised into the folder itself are found relative to it: DVC restores cached
     # outputs into other workspaces (experiments, clones), so no absolute path may be stored.
-    source = str(model_dir) if manifest["load_from"] == IN_DIR else manifest["load_from"]
+    return str(model_dir) if manifest["load_from"] == IN_DIR else manifest["load_from"]
+
+
+def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for inference, in eval mode on `device`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    source = materialized_source(model, model_dir)
+    auto = AutoModelForSeq2SeqLM if model.family == "seq2seq" else AutoModelForCausalLM
+    dtype = _torch_dtype(model.dtype)
     try:
         if model.weights == "random":
             config = AutoConfig.from_pretrained(source)

@@ -31,17 +31,45 @@ class EmissionsReport:
         return dict(self.__dict__)
 
 
-class EmissionsTracker:
-    """Wraps codecarbon's OfflineEmissionsTracker; never fails the run (emissions are extra)."""
+class EmissionsMeter:
+    """codecarbon's OfflineEmissionsTracker as a context manager; never fails the run (emissions
+    are extra). The tracker is stopped on exit even when the block raises, so no sampling thread
+    outlives the run; `report` is set on exit.
+
+        with EmissionsMeter("AUT", None, enabled=True) as emissions:
+            totals = run.run()
+            emissions.set_device_energy(totals.device_energy_j, device.energy_source)
+        emissions.report.to_dict()
+    """
 
     def __init__(self, country_iso_code: str, region: str | None, enabled: bool) -> None:
         self.country, self.region, self.enabled = country_iso_code, region, enabled
-        self._tracker: Any = None
+        self.device_energy_j = 0.0
+        self.device_energy_source = "none"
+        self._report: EmissionsReport | None = None
         self.error: str | None = None
+        self._tracker: Any = None
 
-    def start(self) -> None:
-        if not self.enabled:
-            return
+    def set_device_energy(self, energy_j: float, energy_source: str) -> None:
+        """The meter's total over all windows, counted into CO2-eq when it is real GPU energy."""
+        self.device_energy_j, self.device_energy_source = float(energy_j), energy_source
+
+    def __enter__(self) -> EmissionsMeter:
+        if self.enabled:
+            self._start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._report = self._stop()
+
+    @property
+    def report(self) -> EmissionsReport:
+        """What codecarbon measured; set when the `with` block ends."""
+        if self._report is None:
+            raise RuntimeError("EmissionsMeter.report is read before its with block ended")
+        return self._report
+
+    def _start(self) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -63,28 +91,35 @@ class EmissionsTracker:
             log.warning("%s; emissions will not be reported", self.error)
             self._tracker = None
 
-    def stop(self, *, device_energy_j: float, device_energy_source: str) -> EmissionsReport:
-        """Close the tracker. `device_energy_j` is the meter's total over all windows."""
+    def _stop(self) -> EmissionsReport:
         cpu_j = ram_j = intensity = co2 = None
         note = self.error or ("disabled" if not self.enabled else "")
-        if self._tracker is not None:
+        tracker, self._tracker = self._tracker, None  # stopped at most once
+        if tracker is not None:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._tracker.stop()
-                data = self._tracker.final_emissions_data
+                    tracker.stop()
+                data = tracker.final_emissions_data
                 cpu_j, ram_j = kwh_to_j(data.cpu_energy), kwh_to_j(data.ram_energy)
                 total_kwh = float(data.energy_consumed)
                 intensity = 1000.0 * float(data.emissions) / total_kwh if total_kwh > 0 else None
                 # Add the device's energy only when it is real GPU energy: a CPU meter's reading is
                 # codecarbon's own CPU share again, and simulated joules were never drawn.
-                real_gpu = device_energy_source == "nvml"
-                counted_j = cpu_j + ram_j + (device_energy_j if real_gpu else 0.0)
+                real_gpu = self.device_energy_source == "nvml"
+                counted_j = cpu_j + ram_j + (self.device_energy_j if real_gpu else 0.0)
                 co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
                 note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
             except Exception as exc:
                 note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
                 log.warning(note)
         return EmissionsReport(
-            self.country, cpu_j, ram_j, device_energy_j, device_energy_source, intensity, co2, note
+            self.country,
+            cpu_j,
+            ram_j,
+            self.device_energy_j,
+            self.device_energy_source,
+            intensity,
+            co2,
+            note,
         )

@@ -14,16 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from llm_energy.hw.errors import DeviceNotFoundError
 from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
 
 log = logging.getLogger(__name__)
-
-try:  # transformers >= 4.x
-    from transformers.generation.streamers import BaseStreamer
-except ImportError:  # pragma: no cover
-    BaseStreamer = object  # type: ignore[misc,assignment]
 
 
 def cuda_device_uuids() -> list[str]:
@@ -122,7 +118,33 @@ class GenerationResult:
     ttft_s: float | None  # time to first token of the batch
 
 
-class Generator:
+class PromptTokenizer:
+    """Prompt tokens through the model's tokenizer (its chat template where the model uses
+    one); shared by the real and the simulated generators so both fit prompts alike."""
+
+    tok: Any
+    chat_template: bool
+
+    def encode(self, prompt: str) -> list[int]:
+        if self.chat_template and getattr(self.tok, "chat_template", None):
+            ids = self.tok.apply_chat_template(
+                [{"role": "user", "content": prompt}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+            return list(ids)
+        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.encode(prompt))
+
+    def truncate_text(self, text: str, n_tokens: int) -> str:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
+        return str(self.tok.decode(ids, skip_special_tokens=True))
+
+
+class Generator(PromptTokenizer):
     def __init__(
         self,
         model: Any,
@@ -142,25 +164,6 @@ class Generator:
         self.eos_ids = {int(e) for e in eos_ids if e is not None} | (
             {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
         )
-
-    # ------------------------------------------------------------ tokens
-    def encode(self, prompt: str) -> list[int]:
-        if self.chat_template and getattr(self.tok, "chat_template", None):
-            ids = self.tok.apply_chat_template(
-                [{"role": "user", "content": prompt}],
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-            )["input_ids"]
-            return list(ids)
-        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
-
-    def truncate_text(self, text: str, n_tokens: int) -> str:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
-        return self.tok.decode(ids, skip_special_tokens=True)
 
     # ------------------------------------------------------------ generate
     def _batch(self, prompts_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:

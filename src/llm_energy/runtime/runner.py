@@ -28,6 +28,12 @@ from llm_energy.plan import (
     with_idle_baseline,
 )
 from llm_energy.prompts import PromptError, fit_prompt
+from llm_energy.runtime.protocols import (
+    MeasuredDevice,
+    SmClockControl,
+    TextGenerator,
+    WindowMeter,
+)
 from llm_energy.runtime.warmup import WarmupRecord, warm_up
 
 log = logging.getLogger(__name__)
@@ -83,10 +89,10 @@ class InferenceRun:
         self,
         cfg: Config,
         *,
-        generator: Any,
-        meter: Any,
-        clocks: Any,
-        device: Any,
+        generator: TextGenerator,
+        meter: WindowMeter,
+        clocks: SmClockControl,
+        device: MeasuredDevice | None,  # None: a fake run without a device (tests)
         items_by_task: Mapping[str, Sequence[Mapping[str, Any]]],
         write: Callable[[Mapping[str, Any]], None],
         run_id: str | None = None,
@@ -166,7 +172,7 @@ class InferenceRun:
         """One idle reading at the clocks in force, after letting the chip settle."""
         seconds = self.cfg.gpu.idle_baseline_s
         # An estimate of constant power makes "total - idle" zero by construction: not applicable.
-        estimated = getattr(self.device, "energy_source", None) == "codecarbon-estimate"
+        estimated = self.device is not None and self.device.energy_source == "codecarbon-estimate"
         if seconds <= 0 or estimated:
             return None
         if self.cfg.gpu.idle_settle_s > 0:
@@ -239,11 +245,10 @@ class InferenceRun:
         batch = batches(self.items_by_task[task_name], batch_size)[0]
         ids = [self._fit(task, item, input_tokens, max_new)["ids"] for item in batch]
         self.gen.engine = engine
-        sync = getattr(self.device, "synchronize", None)
         t0 = time.perf_counter()
         self.gen.generate(ids, max_new_tokens=max_new, fixed=mode == "fixed", measure_ttft=False)
-        if sync is not None:
-            sync()
+        if self.device is not None:
+            self.device.synchronize()  # the latency includes work still queued on the GPU
         return time.perf_counter() - t0
 
     def warmup(self) -> WarmupRecord:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm_energy import roofline
-from llm_energy.runtime.engine import GenerationResult
+from llm_energy.runtime.engine import GenerationResult, PromptTokenizer
 
 
 class WorkloadDevice(Protocol):
@@ -96,7 +96,7 @@ class _Reporter:
         return float(timing.time_s), float(timing.ttft_s) if measure_ttft else None
 
 
-class SimulatedGenerator(_Reporter):
+class SimulatedGenerator(_Reporter, PromptTokenizer):
     """No forward pass: token counts and placeholder texts, timed by the simulated GPU."""
 
     device = "none (simulated forward pass)"  # run.json's torch_device
@@ -113,25 +113,6 @@ class SimulatedGenerator(_Reporter):
     ) -> None:
         super().__init__(model, device, engine, allow_compile)
         self.tok, self.seed, self.chat_template = tokenizer, seed, bool(model.chat_template)
-
-    # ------------------------------------------------------------ tokens (as engine.Generator)
-    def encode(self, prompt: str) -> list[int]:
-        if self.chat_template and getattr(self.tok, "chat_template", None):
-            ids = self.tok.apply_chat_template(
-                [{"role": "user", "content": prompt}],
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-            )["input_ids"]
-            return list(ids)
-        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
-
-    def truncate_text(self, text: str, n_tokens: int) -> str:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
-        return str(self.tok.decode(ids, skip_special_tokens=True))
 
     # ------------------------------------------------------------ generate
     def generate(
@@ -205,20 +186,9 @@ def load_tokenizer(model: Any, model_dir: Path) -> Any:
     """The materialised model's tokenizer alone (see llm_energy.io.models.load_model)."""
     from transformers import AutoTokenizer
 
-    from llm_energy.io.models import IN_DIR, MANIFEST, ModelLoadError, read_manifest
+    from llm_energy.io.models import ModelLoadError, materialized_source
 
-    manifest_path = Path(model_dir) / MANIFEST
-    if not manifest_path.exists():
-        raise ModelLoadError(
-            f"{manifest_path} missing: run the `model` stage first (dvc repro model)"
-        )
-    manifest = read_manifest(manifest_path)
-    if manifest.get("name") != model.name or manifest.get("weights") != model.weights:
-        raise ModelLoadError(
-            f"{model_dir} holds {manifest.get('name')} ({manifest.get('weights')}), params ask "
-            f"for {model.name} ({model.weights}): re-run the `model` stage"
-        )
-    source = str(model_dir) if manifest["load_from"] == IN_DIR else manifest["load_from"]
+    source = materialized_source(model, Path(model_dir))
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except OSError as exc:

@@ -1,0 +1,104 @@
+"""What `InferenceRun` needs from its collaborators, as structural types.
+
+The real ones are `runtime.engine.Generator`, `hw.EnergyMeter`, `hw.ClockSession` and the
+`hw.Device` subclasses; tests and benchmarks pass fakes. Protocols (not the concrete classes)
+keep the runner free of torch and NVML imports and let any object with these members stand in.
+Parameters are positional-only where implementations name them differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:  # engine imports torch; the runner must not need it to be typed
+    from llm_energy.runtime.engine import GenerationResult
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """Tokenizes prompts and generates a batch; `engine` is switched per sweep point."""
+
+    engine: str
+
+    def encode(self, prompt: str, /) -> list[int]: ...
+
+    def count_tokens(self, prompt: str, /) -> int: ...
+
+    def truncate_text(self, text: str, n_tokens: int, /) -> str: ...
+
+    def generate(
+        self,
+        prompts_ids: Sequence[Sequence[int]],
+        /,
+        *,
+        max_new_tokens: int,
+        fixed: bool,
+        measure_ttft: bool = ...,
+    ) -> GenerationResult: ...
+
+    def reference_nll(self, prompt_ids: Sequence[int], reference: str, /) -> tuple[float, int]:
+        """Summed negative log-likelihood of `reference` after the prompt, and its token count."""
+        ...
+
+
+class Reading(Protocol):
+    """The members of a window reading the runner always uses (hw.meter.WindowReading has more,
+    read with getattr so that a minimal fake still works)."""
+
+    @property
+    def energy_j(self) -> float: ...
+    @property
+    def elapsed_s(self) -> float: ...
+    @property
+    def trusted(self) -> bool: ...
+    @property
+    def energy_source(self) -> str: ...
+    @property
+    def sm_clock_mean_mhz(self) -> float | None: ...
+    @property
+    def sm_clock_min_mhz(self) -> float | None: ...
+    @property
+    def mem_clock_mhz(self) -> float | None: ...
+    @property
+    def clock_event_reasons(self) -> int | None: ...
+    @property
+    def temperature_c(self) -> float | None: ...
+    @property
+    def cap_held(self) -> bool: ...
+
+
+@runtime_checkable
+class WindowMeter(Protocol):
+    def run_until_trusted(
+        self, fn: Callable[[], T], /, cap_mhz: int | None = ..., max_repeats: int = ...
+    ) -> tuple[Reading, int, T]:
+        """Repeat `fn` inside one measurement window: (reading, repeats, last result)."""
+        ...
+
+    def measure_idle_power_w(self, seconds: float, /) -> float: ...
+
+
+@runtime_checkable
+class SmClockControl(Protocol):
+    """The clock session: sets an SM cap (None: default clocks) and reports what applies."""
+
+    @property
+    def applied_sm_mhz(self) -> int | None: ...
+
+    def set_sm_cap(self, freq_mhz: int | None, /) -> int | None: ...
+
+
+@runtime_checkable
+class MeasuredDevice(Protocol):
+    """The measured device: where its energy comes from, and a barrier for queued work."""
+
+    @property
+    def energy_source(self) -> str: ...
+
+    def synchronize(self) -> None: ...
+
+
+__all__ = ["MeasuredDevice", "Reading", "SmClockControl", "TextGenerator", "WindowMeter"]
