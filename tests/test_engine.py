@@ -97,3 +97,15 @@ def test_materialised_folder_is_relocatable(tmp_path: Path) -> None:
         net is not None
         and json.loads((tmp_path / "b" / "manifest.json").read_text())["load_from"] == "."
     )
+
+
+def test_offline_hub_model_suggests_random_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = yaml.safe_load((CONF / "model" / "gpt2.yaml").read_text())
+    cfg = ModelConfig.parse(spec)
+    assert cfg.source == "hub" and cfg.weights == "pretrained"
+    materialize(cfg, tmp_path, ["some text"])
+    with pytest.raises(ModelLoadError, match=r"model\.weights=random"):
+        load_model(cfg, tmp_path, device="cpu", seed=0)

@@ -223,7 +223,8 @@ class ClockSession:
                 )
                 return problems
             log.info(
-                "GPU %s restored to its original state (%s)",
+                "%sGPU %s restored to its original state (%s)",
+                "simulated " if self.device.backend == "simulated" else "",
                 self.device.uuid(),
                 self.original.describe(),
             )

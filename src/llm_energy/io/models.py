@@ -188,8 +188,15 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
             net = auto.from_pretrained(source, dtype=dtype).to(device)
         tok = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
+        hint = ""
+        if model.source == "hub" and model.weights == "pretrained":
+            # Offline (no hub access) a hub model cannot be fetched; its architecture still can.
+            hint = (
+                "; without hub access, -S model.weights=random runs the same architecture with "
+                "random weights (energy and latency are real, quality is not applicable)"
+            )
         raise ModelLoadError(
-            f"cannot load {model.name} from {source}: {str(exc).splitlines()[0]}"
+            f"cannot load {model.name} from {source}: {str(exc).splitlines()[0]}{hint}"
         ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
