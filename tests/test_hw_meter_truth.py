@@ -318,7 +318,7 @@ def test_back_to_back_windows_share_their_edge() -> None:
     assert a is not None and b is not None and a.tick_aligned and b.tick_aligned
     # The second window opened on the first one's closing tick: no wait, nothing lost between.
     assert second.t0_s == pytest.approx(first.t0_s + a.elapsed_s)
-    assert time.perf_counter() - t_between < 0.03 + 0.05 + 0.02  # one closing wait, not two
+    assert time.perf_counter() - t_between < 0.03 + 0.05 + 0.07  # one closing wait, not two
 
 
 def test_a_gap_after_a_window_means_a_fresh_opening_tick() -> None:
