@@ -51,6 +51,8 @@ from bench_common import (
 from llm_energy.config import Config, load_config
 from llm_energy.hw import ClockSession, EnergyMeter
 from llm_energy.io.files import write_json
+from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.paths import project_paths
 from llm_energy.runtime.provenance import git_commit
 from llm_energy.runtime.runner import InferenceRun
 from overhead import (
@@ -272,6 +274,7 @@ def repeatability(
         clocks=clocks,
         device=device,
         items_by_task=items,
+        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
         write=sink,
     )
     totals = run.run()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import (
+    ROOT,
     benchmark_params,
     build_generator,
     median_ratio,
@@ -50,6 +51,8 @@ from bench_common import (
 )
 from llm_energy.config import Config, load_config
 from llm_energy.hw import ClockSession, EnergyMeter
+from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.paths import project_paths
 from llm_energy.runtime.runner import InferenceRun
 
 GOAL_TOKENS_PER_S_RATIO_MIN = 0.99
@@ -250,6 +253,7 @@ def run_overhead(
         clocks=clocks,
         device=device,
         items_by_task={task_name: items},
+        templates=read_prompt_templates(ocfg, project_paths(ROOT)),
         write=sink,
     )
     prompt_ids = [run.prompt_ids(task, item, None, new_tokens) for item in items]

@@ -14,6 +14,7 @@ from llm_energy.config import Config
 from llm_energy.errors import InputFileError
 from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
+from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import ProjectPaths, gpu_journal_dir, gpu_lock_dir
 from llm_energy.runtime.emissions import EmissionsMeter
 from llm_energy.runtime.engine import load_generator
@@ -49,6 +50,7 @@ def _read_items(cfg: Config, paths: ProjectPaths) -> dict[str, list[dict]]:
 def main(cfg: Config, paths: ProjectPaths) -> None:
     gpu = cfg.gpu
     items = _read_items(cfg, paths)
+    templates = read_prompt_templates(cfg, paths)
     state_dir = paths.gpu_state_dir(gpu.state_dir)
     # One GPU per run: the device holds its GPU's lock (gpu.index=auto: the first free one)
     # until the run ends; the clock session below shares it.
@@ -120,6 +122,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 clocks=clocks,
                 device=device,
                 items_by_task=items,
+                templates=templates,
                 write=out.write,
             )
             totals = run.run()
@@ -130,6 +133,8 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 **run_provenance(cfg, device=device, root=paths.root),
                 "run_id": run.run_id,
                 "torch_device": gen.device,
+                # params hold only model.prompt_set: the texts sent are recorded here.
+                "prompt_templates": dict(templates),
                 "control": gpu.control,
                 "counter_update_period_s": period_s,
                 "window_rules": {

@@ -12,6 +12,7 @@ from llm_energy.analysis.figures import (
     standard_figures,
 )
 from llm_energy.analysis.report import build_html, build_markdown
+from llm_energy.analysis.report_sections import MULTI_CLOCK_FIGURES, n_clock_levels
 from llm_energy.config import Config
 from llm_energy.io.files import (
     atomic_write_bytes,
@@ -45,6 +46,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     headline = read_json(paths.metrics_file, remedy=stats, expect=dict)
 
     figures = standard_figures(summary, requests, frontier=tables["pareto"])
+    run_info = read_json(paths.run_file, remedy=RERUN.format("infer"), expect=dict)
+    if "rep" in requests.columns:  # run.json does not record the configured repetitions
+        run_info["repetitions"] = int(requests["rep"].nunique())
     timeline_csv = paths.infer_dir / "power_timeline.csv"
     if timeline_csv.exists():
         kind = (headline.get("energy") or {}).get("kind")
@@ -59,17 +63,22 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         by_freq(summary).to_csv(data_dir / "by_freq.csv", index=False)
         by_config(summary).to_csv(data_dir / "by_config.csv", index=False)
 
+    # with one clock these figures show one point per series: written for DVC, but the report
+    # says so in one sentence instead of showing them
+    single = n_clock_levels(summary) == 1
+    shown = {k: v for k, v in pngs.items() if not (single and k in MULTI_CLOCK_FIGURES)}
     kinds = summary["energy_kind"].dropna().unique().tolist() if "energy_kind" in summary else []
     markdown = build_markdown(
         summary,
         {k: v for k, v in tables.items() if k != "recommendation"},
         tables["recommendation"],
         headline,
-        {name: f"figures/{name}.png" for name in pngs},
+        {name: f"figures/{name}.png" for name in shown},
         energy_kind_banner(kinds),
+        run_info=run_info,
     )
     atomic_write_text(paths.report_md, markdown)
-    atomic_write_text(paths.report_html, build_html(markdown, pngs))
+    atomic_write_text(paths.report_html, build_html(markdown, shown))
     log.info("wrote %d figures, %s and %s", len(pngs), paths.report_md.name, paths.report_html.name)
 
 

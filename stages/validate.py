@@ -14,6 +14,7 @@ from llm_energy.feasibility import clock_cap_problem, requested_caps
 from llm_energy.hw.control import has_clock_privilege
 from llm_energy.hw.nvml import nvml_available
 from llm_energy.io.files import atomic_write_text
+from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import ProjectPaths
 
 # Constant on purpose: its hash never changes, so downstream stages only see their own deps.
@@ -25,6 +26,7 @@ HOW_BACK = (
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:
+    read_prompt_templates(cfg, paths)  # a missing or broken template fails here, not in infer
     # Probing NVML only matters when a cap is asked for (it takes ~0.1-0.5 s on a GPU host).
     needs_probe = cfg.gpu.control == "lock" and bool(requested_caps(cfg))
     backend_probe = needs_probe and cfg.gpu.backend in ("auto", "nvml")

@@ -38,7 +38,14 @@ def _params(freq: float | None) -> dict[str, Any]:
 
 def _metrics(freq: float | None, jpt: float, p50: float) -> dict[str, Any]:
     return {
-        "energy": {"kind": "measured", "source": "nvml", "j_per_token": jpt, "total_j": jpt * 640},
+        "energy": {
+            "kind": "measured",
+            "source": "nvml",
+            "j_per_token": jpt,
+            "j_per_token_ci_low": jpt * 0.98,
+            "j_per_token_ci_high": jpt * 1.02,
+            "total_j": jpt * 640,
+        },
         "perf": {"tokens_per_s": 40.0 / p50, "latency_p50_s": p50, "latency_p95_s": p50 * 1.2},
         "gpu": {
             "freq_applied_mhz": freq,
@@ -254,24 +261,15 @@ def test_compare_experiments_best_within_budget(
     assert "config.model" in table.columns and "energy.kind" in table.columns
 
 
-def test_compare_without_default_uses_highest_and_groups_by_model() -> None:
-    rows = []
-    for model, scale in (("a", 1.0), ("b", 2.0)):
-        for freq, jpt, lat in ((1980.0, 6.0, 1.0), (1500.0, 5.0, 1.03)):
-            rows.append(
-                {
-                    "experiment": f"{model}-{freq:.0f}",
-                    "kind": "experiment",
-                    "config.model": model,
-                    "energy.kind": "measured",
-                    "energy.j_per_token": jpt * scale,
-                    "perf.latency_p50_s": lat,
-                    "gpu.freq_applied_mhz": freq,
-                }
-            )
+def test_compare_without_default_states_no_reference() -> None:
+    rows = [
+        _flat("a-1980", 1980.0, 6.0, 1.0, **{"energy.j_per_token_ci_low": 5.9}),
+        _flat("a-1500", 1500.0, 5.0, 1.03, **{"energy.j_per_token_ci_low": 4.9}),
+    ]
     table = compare_experiments(pd.DataFrame(rows), latency_budget_pct=5.0)
-    assert set(table.loc[table["is_baseline"], "experiment"]) == {"a-1980", "b-1980"}
-    assert set(table.loc[table["best_within_budget"], "experiment"]) == {"a-1500", "b-1500"}
+    assert not table["is_baseline"].any() and table["saving_pct"].isna().all()
+    assert not table["best_within_budget"].any()
+    assert set(table["note"]) == {"no default-clock reference in this group"}
 
 
 def test_compare_ignores_mixed_frequency_runs_and_empty() -> None:
@@ -312,14 +310,23 @@ def _flat(name: str, freq: float | None, jpt: float, lat: float, **extra: object
     }
 
 
+def _ci(rows: list[dict]) -> list[dict]:
+    for r in rows:
+        r["energy.j_per_token_ci_low"] = r["energy.j_per_token"] * 0.99
+        r["energy.j_per_token_ci_high"] = r["energy.j_per_token"] * 1.01
+    return rows
+
+
 def test_compare_never_pools_energy_sources() -> None:
     # nvml (GPU counter) and rapl (CPU package) are both "measured", but not comparable
-    rows = [
-        _flat("gpu-base", None, 6.0, 1.0, **{"energy.source": "nvml"}),
-        _flat("gpu-1500", 1500.0, 5.0, 1.02, **{"energy.source": "nvml"}),
-        _flat("cpu-base", None, 2.0, 1.0, **{"energy.source": "rapl"}),
-        _flat("cpu-1500", 1500.0, 1.9, 1.02, **{"energy.source": "rapl"}),
-    ]
+    rows = _ci(
+        [
+            _flat("gpu-base", None, 6.0, 1.0, **{"energy.source": "nvml"}),
+            _flat("gpu-1500", 1500.0, 5.0, 1.02, **{"energy.source": "nvml"}),
+            _flat("cpu-base", None, 2.0, 1.0, **{"energy.source": "rapl"}),
+            _flat("cpu-1500", 1500.0, 1.9, 1.02, **{"energy.source": "rapl"}),
+        ]
+    )
     table = compare_experiments(pd.DataFrame(rows), latency_budget_pct=5.0)
     assert set(table.loc[table["is_baseline"], "experiment"]) == {"gpu-base", "cpu-base"}
     by = table.set_index("experiment")
@@ -330,20 +337,170 @@ def test_compare_never_pools_energy_sources() -> None:
 
 
 def test_compare_never_pools_gpu_models_even_when_asked_to() -> None:
-    rows = [
-        _flat("h200-base", None, 6.0, 1.0, **{"gpu.name": "NVIDIA H200"}),
-        _flat("h200-1500", 1500.0, 5.0, 1.02, **{"gpu.name": "NVIDIA H200"}),
-        _flat("a100-1500", 1500.0, 1.0, 1.01, **{"gpu.name": "NVIDIA A100"}),
-        _flat("unnamed-1500", 1500.0, 0.5, 1.0),
-    ]
+    rows = _ci(
+        [
+            _flat("h200-base", None, 6.0, 1.0, **{"gpu.name": "NVIDIA H200"}),
+            _flat("h200-1500", 1500.0, 5.0, 1.02, **{"gpu.name": "NVIDIA H200"}),
+            _flat("a100-1500", 1500.0, 1.0, 1.01, **{"gpu.name": "NVIDIA A100"}),
+            _flat("unnamed-1500", 1500.0, 0.5, 1.0),
+        ]
+    )
     table = compare_experiments(
         pd.DataFrame(rows), latency_budget_pct=5.0, group_cols=["config.model"]
     )
     by = table.set_index("experiment")
     # the A100 run is not "a 83 % saving" against the H200 baseline: it is its own group
-    assert by.loc["a100-1500", "is_baseline"] and by.loc["unnamed-1500", "is_baseline"]
+    assert math.isnan(by.loc["a100-1500", "saving_pct"]) and not by.loc["a100-1500", "reference"]
     assert not by.loc["a100-1500", "best_within_budget"]
     assert by.loc["h200-1500", "best_within_budget"]
+    assert by.loc["h200-1500", "reference"] == "h200-base default"
     assert "GPU NVIDIA A100" in by.loc["a100-1500", "group"]
     assert "GPU unknown" in by.loc["unnamed-1500", "group"]
     assert table["group"].nunique() == 3
+
+
+# --- per-clock rows (metrics.json "by_clock") and the overlay figure --------------------------------
+
+
+def _by_clock(points: list[tuple[float | None, float, float]], source: str, device: str) -> dict:
+    """``by_clock`` as ``dvc exp show --json`` gives it: a dict, nulls left out."""
+    out = {}
+    for i, (freq, jpt, lat) in enumerate(points):
+        entry = {
+            "model": "m",
+            "task": "qa",
+            "default_clocks": freq is None,
+            "energy_kind": "simulated" if source == "simulated" else "estimated",
+            "energy_source": source,
+            "device": device,
+            "j_per_token": jpt,
+            "j_per_token_ci_low": jpt * 0.99,
+            "j_per_token_ci_high": jpt * 1.01,
+            "latency_p50_s": lat,
+        }
+        if freq is not None:
+            entry["freq_mhz"] = freq
+        out[f"c{i:02d}"] = entry
+    return out
+
+
+def _sweep_rev(name: str, by_clock: dict) -> dict:
+    metrics = {
+        "energy": {"kind": "simulated", "j_per_token": 1.0},
+        "perf": {"latency_p50_s": 1.0},
+        "gpu": {"freq_mode": "mixed", "n_freq_levels": len(by_clock)},
+        "config": {"model": "m", "task": "qa"},
+        "by_clock": by_clock,
+    }
+    data = {"rev": name * 8, "metrics": {"reports/metrics.json": {"data": metrics}}}
+    return {"revs": [{"rev": name * 8, "name": name, "data": data}], "name": name}
+
+
+SWEEP = [(None, 2.0, 1.0), (1200.0, 1.6, 1.03), (900.0, 1.5, 1.4)]
+
+
+def _sweep_sample() -> list[dict]:
+    exps = [
+        _sweep_rev("sim-a", _by_clock(SWEEP, "simulated", "NVIDIA H200 (simulated)")),
+        _sweep_rev(
+            "sim-b",
+            _by_clock(
+                [(f, j * 1.1, t) for f, j, t in SWEEP], "simulated", "NVIDIA H200 (simulated)"
+            ),
+        ),
+        _sweep_rev(
+            "cpu",
+            _by_clock([(None, 1.4, 2.0), (1200.0, 1.5, 2.1)], "codecarbon-estimate", "AMD EPYC"),
+        ),
+    ]
+    return [{"rev": "abc" * 10, "name": "main", "data": {}, "experiments": exps}]
+
+
+def test_sweep_experiment_gives_one_row_per_clock() -> None:
+    table = compare_experiments(experiments_from_dvc_json(_sweep_sample()))
+    a = table[table["experiment"] == "sim-a"].set_index("label")
+    assert len(a) == 3 and set(a.index) == {"default", "1200 MHz", "900 MHz"}
+    assert a.loc["default", "is_baseline"] and a.loc["1200 MHz", "reference"] == "sim-a default"
+    assert a.loc["1200 MHz", "saving_pct"] == pytest.approx(20.0)
+    # interval from both CIs: 1 - 1.616/1.98 … 1 - 1.584/2.02
+    assert a.loc["1200 MHz", "saving_ci_low"] == pytest.approx(100 * (1 - 1.6 * 1.01 / 1.98))
+    assert a.loc["1200 MHz", "saving_ci_high"] == pytest.approx(100 * (1 - 1.6 * 0.99 / 2.02))
+    assert a.loc["1200 MHz", "best_within_budget"]  # 900 MHz is over the latency budget
+    # sim-b is compared with its own default, not with sim-a's
+    b = table[table["experiment"] == "sim-b"].set_index("label")
+    assert b.loc["1200 MHz", "reference"] == "sim-b default"
+
+
+def test_sources_and_gpus_are_kept_apart() -> None:
+    table = compare_experiments(experiments_from_dvc_json(_sweep_sample()))
+    cpu = table[table["experiment"] == "cpu"]
+    sim = table[table["experiment"] != "cpu"]
+    assert set(cpu["group"]).isdisjoint(set(sim["group"]))
+    assert "energy codecarbon-estimate" in cpu["group"].iloc[0]
+    assert set(cpu["reference"]) == {"cpu default"}
+    assert cpu.set_index("label").loc["1200 MHz", "saving_pct"] == pytest.approx(
+        100 * (1 - 1.5 / 1.4)
+    )
+
+
+def test_no_saving_without_an_interval() -> None:
+    # two runs of one config at default clocks (e.g. different CPU load), no CI: side by side
+    rows = [
+        {**_flat("run-1", None, 1.0, 1.0), "kind": "baseline"},
+        _flat("run-2", None, 3.18, 1.0),
+        _flat("run-2b", 1200.0, 0.9, 1.01),  # cap-only run vs the commit's default, no CI
+    ]
+    table = compare_experiments(pd.DataFrame(rows)).set_index("experiment")
+    assert table["saving_pct"].isna().all() and table["saving_ci_low"].isna().all()
+    assert table.loc["run-2", "is_baseline"]  # its own reference, not "−218 %" vs run-1
+    assert table.loc["run-2b", "reference"] == "run-1 default"
+    assert table.loc["run-2b", "reference_energy"] == 1.0 and table.loc["run-2b", "energy"] == 0.9
+    assert "no interval" in table.loc["run-2b", "note"]
+    assert not table["best_within_budget"].any()
+
+
+def test_overlay_one_line_per_experiment_per_group() -> None:
+    from llm_energy.analysis.figures import figure_png_bytes
+    from llm_energy.analysis.overlays import clock_overlay_figure, overlay_lines
+
+    table = compare_experiments(experiments_from_dvc_json(_sweep_sample()))
+    fig = clock_overlay_figure(table, "energy")
+    assert len(fig.axes) == 2  # (simulated, H200) and (codecarbon, EPYC)
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    sim = next(ax for t, ax in panels.items() if "simulated" in t)
+    lines = {ln.get_label(): ln for ln in sim.get_lines() if not ln.get_label().startswith("_")}
+    assert set(lines) == {"sim-a", "sim-b"}
+    # x: the caps, and the default one step right of the highest cap (1500)
+    assert list(lines["sim-a"].get_xdata()) == [900.0, 1200.0, 1500.0]
+    assert list(lines["sim-a"].get_ydata()) == pytest.approx([1.5, 1.6, 2.0])
+    assert [t.get_text() for t in sim.get_xticklabels()] == ["900", "1200", "default"]
+    cpu = next(ax for t, ax in panels.items() if "codecarbon" in t)
+    assert [ln.get_label() for ln in cpu.get_lines() if not ln.get_label().startswith("_")] == [
+        "cpu"
+    ]
+    lat = overlay_lines(table, "latency")
+    a = lat[lat["line"] == "sim-a"]
+    assert list(a["y"]) == [1.4, 1.03, 1.0] and a["y_low"].isna().all()
+    assert figure_png_bytes(clock_overlay_figure(table, "latency"), dpi=30)[:4] == b"\x89PNG"
+    assert figure_png_bytes(clock_overlay_figure(table.iloc[0:0]), dpi=30)[:4] == b"\x89PNG"
+
+
+def test_headline_by_clock_is_dvc_safe() -> None:
+    from llm_energy.analysis.headline import by_clock_metrics
+
+    summary = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "task": ["qa", "qa"],
+            "freq_applied_mhz": [None, 900.0],
+            "default_clocks": [True, False],
+            "energy_kind": ["simulated"] * 2,
+            "n": [5, 0],
+            "j_per_token_mean": [1.0, 0.8],
+            "j_per_token_ci_low": [0.9, float("nan")],
+        }
+    )
+    out = by_clock_metrics(summary, "GPU X")
+    assert list(out) == ["c00"]  # a dict (DVC drops lists); n = 0 left out
+    assert out["c00"]["device"] == "GPU X" and "freq_mhz" not in out["c00"]  # no nulls
+    assert out["c00"]["j_per_token"] == 1.0

@@ -223,3 +223,32 @@ def test_energy_kind_banner() -> None:
     assert F.energy_kind_banner(["measured"]) is None
     assert F.energy_kind_banner(["measured", "simulated"]) == F.SIMULATED_LABEL
     assert F.ESTIMATED_LABEL in (F.energy_kind_banner(["estimated"]) or "")
+
+
+def test_axes_carry_readable_names_with_units(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    summary, req = measured
+    expected = {
+        "energy_vs_freq": ("SM clock cap (MHz)", "energy per token (J/token)"),
+        "latency_vs_freq": ("SM clock cap (MHz)", "p50 latency (s); p95 dashed"),
+        "pareto": ("p50 latency (s)", "energy per token (J/token)"),
+        "energy_vs_output_length": ("output tokens per request", "energy per request (J)"),
+        "energy_vs_input_length": ("input tokens per request", "energy per request (J)"),
+        "by_task": ("", "energy per token (J/token, mean)"),
+    }
+    builders = _builders(summary, req)
+    for name, (xlabel, ylabel) in expected.items():
+        ax = builders[name]().axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel()) == (xlabel, ylabel), name
+        # raw column names never reach an axis
+        assert "_" not in ax.get_xlabel() + ax.get_ylabel(), name
+
+
+def test_energy_figures_name_their_energy_source(
+    measured: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    summary, req = measured
+    source = str(summary["energy_source"].dropna().iloc[0])
+    builders = _builders(summary, req)
+    for name in ("energy_vs_freq", "pareto", "energy_vs_output_length", "by_task"):
+        assert f"energy: {source}" in _all_text(builders[name]()), name
+    assert F.axis_label("j_per_token_mean") == "energy per token (J/token)"

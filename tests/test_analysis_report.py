@@ -27,6 +27,8 @@ from llm_energy.analysis.report import (
     markdown_to_html,
     recommendation_sentences,
 )
+from llm_energy.analysis.report_sections import metric_unit
+from llm_energy.analysis.report_sentences import fmt_num
 from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
 from llm_energy.analysis.summary import summarize
 from llm_energy.analysis.tradeoff import recommend_cap, savings_headline
@@ -35,6 +37,36 @@ TINY_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
 )
+
+# what infer's run.json holds (runtime/provenance.py plus the meter's blocks)
+RUN_INFO = {
+    "device": {"name": "NVIDIA H200", "backend": "cuda", "driver_version": "570.86"},
+    "energy_source": "nvml-counter",
+    "cuda_version": "12.8",
+    "libraries": {"torch": "2.6.0", "transformers": "4.50.0"},
+    "python": "3.11.7",
+    "host": "gpu-node-1",
+    "git_commit": "abc1234def",
+    "repetitions": 3,
+    "window_rules": {
+        "min_window_s": 2.0,
+        "min_window_periods": 20.0,
+        "tick_align": True,
+        "cooldown_s": 1.0,
+        "idle_baseline_s": 2.0,
+    },
+    "warmup": {"stopped_by": "steady", "elapsed_s": 19.657, "all_steady": True},
+    "emissions": {
+        "co2_kg": 8.243e-05,
+        "carbon_intensity_g_per_kwh": 110.812,
+        "country_iso_code": "AUT",
+        "device_energy_j": 1506.55,
+        "device_energy_source": "nvml-counter",
+        "cpu_energy_j": 717.0,
+        "ram_energy_j": 1961.0,
+        "note": "codecarbon offline; GPU energy from the project's meter",
+    },
+}
 
 
 def _rec_row(**overrides: object) -> dict:
@@ -153,7 +185,8 @@ def test_build_markdown_from_pipeline(pipeline: dict) -> None:
     assert "![energy_vs_freq](figures/energy_vs_freq.png)" in md
     for section in (
         "## Findings",
-        "## Headline metrics",
+        "## Summary",
+        "## Appendix: headline metrics",
         "## Configurations",
         "## Statistics: pairwise",
         "## Statistics: regression",
@@ -296,10 +329,11 @@ def test_report_renders_through_the_templates(pipeline: dict) -> None:
         pipeline["headline"],
         {"energy_vs_freq": "figures/energy_vs_freq.png"},
         None,
+        run_info=RUN_INFO,
     )
     # every section the template names is there, in the template's order
     sections = re.findall(r"^## ([A-Za-z ]+)", (TEMPLATES / "report.md.j2").read_text(), re.M)
-    assert len(sections) == 6
+    assert len(sections) == 8
     positions = [md.index(f"\n## {title}") for title in sections]
     assert positions == sorted(positions)
     page = build_html(md, {})
@@ -326,7 +360,8 @@ def test_html_parses_and_is_self_contained(pipeline: dict) -> None:
     assert not [u for u in page.urls if re.match(r"\s*https?:", u, re.I)]
     assert page.tags["script"] == page.tags["link"] == page.tags["iframe"] == 0
     md_tables = re.findall(r"^\|(?:-+\|)+$", md, re.M)  # one separator row per table
-    assert len(md_tables) == 6  # recommendations, configurations, four statistics
+    # opening, recommendations, configurations, four statistics, metrics appendix
+    assert len(md_tables) == 8
     assert page.tags["table"] == page.scrolled_tables == len(md_tables)
     assert SIMULATED_LABEL in "".join(page.warnings)
     assert "Simulated GPU model: h200." in "".join(page.warnings)
@@ -367,3 +402,121 @@ def test_csv_round_trip_of_recommendations() -> None:
     recs.to_csv(buf, index=False)
     back = pd.read_csv(io.StringIO(buf.getvalue()))
     assert recommendation_sentences(back) == recommendation_sentences(recs)
+
+
+# --- the opening, the run section, the appendix ---------------------------------------------------
+
+
+def _section(md: str, title: str) -> str:
+    return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_opening_answers_the_question(pipeline: dict) -> None:
+    md = build_markdown(
+        pipeline["summary"], pipeline["tables"], pipeline["recs"], pipeline["headline"], {}, None
+    )
+    assert md.index("## Summary") < md.index("## Findings")
+    opening = _section(md, "Summary")
+    assert len(re.findall(r"^\|(?:-+\|)+$", opening, re.M)) == 1  # exactly one table
+    assert "This run measured 32 valid requests" in opening
+    trade = pipeline["headline"]["tradeoff"]
+    assert f"**Recommended cap: {trade['recommended_freq_mhz']:.0f} MHz**" in opening
+    assert f"saves {trade['best_saving_pct']:.1f} % energy per token" in opening
+    assert f"{trade['latency_change_pct']:+.1f} % p50 latency" in opening
+    # energy per token and its CI per configuration, from summary.csv's columns
+    row = pipeline["summary"].iloc[0]
+    lo, hi = fmt_num(row["j_per_token_ci_low"]), fmt_num(row["j_per_token_ci_high"])
+    assert f"| {fmt_num(row['j_per_token_mean'])} " in opening and f"{lo}–{hi}" in opening
+    assert "95 % CI (J/token)" in opening and "p50 latency (s)" in opening
+
+
+def test_no_recommendation_says_why_once(pipeline: dict) -> None:
+    recs = pipeline["recs"].assign(recommended_freq_mhz=np.nan, saves_energy=False)
+    head = {**pipeline["headline"], "tradeoff": savings_headline(recs)}
+    md = build_markdown(pipeline["summary"], pipeline["tables"], recs, head, {}, None)
+    opening = _section(md, "Summary")
+    assert opening.count("No cap can be recommended") == 1
+    assert "in none of the 1 task/model strata" in opening
+
+
+def _single_clock(pipeline: dict) -> dict:
+    """Three tasks at default clocks only: the CPU default run's shape."""
+    req = sweep_requests((None,), n_per_freq=6, energy_kind="estimated", tasks=("qa", "gen", "sum"))
+    summary = summarize(req, n_boot=30)
+    recs = recommend_cap(req, latency_budget_pct=5.0, n_boot=30)
+    tables = {"frequency_effect": frequency_effect(req), "pairwise": pairwise_vs_default(req)}
+    head = headline_metrics(summary, req)
+    head["tradeoff"] = savings_headline(recs)
+    return {"summary": summary, "recs": recs, "tables": tables, "headline": head}
+
+
+def test_single_clock_replaces_the_frequency_figures_with_one_sentence(pipeline: dict) -> None:
+    run = _single_clock(pipeline)
+    names = ["energy_vs_freq", "latency_vs_freq", "pareto", "j_per_token_by_task"]
+    md = build_markdown(
+        run["summary"],
+        run["tables"],
+        run["recs"],
+        run["headline"],
+        {n: f"figures/{n}.png" for n in names},
+        None,
+    )
+    assert "![j_per_token_by_task]" in md
+    for name in names[:3]:
+        assert f"![{name}]" not in md
+    assert md.count("Only default clocks were measured") == 1
+    assert md.count("No cap can be recommended") == 1
+    assert "skipped" not in _section(md, "Findings")
+    assert "## Statistics: frequency effect" not in md
+    assert "## Recommended frequency caps" not in md
+    assert len(re.findall(r"^\|(?:-+\|)+$", _section(md, "Summary"), re.M)) == 1
+
+
+def test_appendix_lists_metrics_with_units(pipeline: dict) -> None:
+    md = build_markdown(pipeline["summary"], {}, pipeline["recs"], pipeline["headline"], {}, None)
+    assert md.index("## Appendix: headline metrics") > md.index("## Configurations")
+    appendix = _section(md, "Appendix: headline metrics")
+    rows = {_cells(line)[0]: _cells(line) for line in appendix.splitlines() if line.startswith("|")}
+    assert rows["key"] == ["key", "value", "unit"]
+    assert rows["energy.j_per_token"][2] == "J/token"
+    assert rows["energy.total_j"][2] == "J"
+    assert rows["perf.latency_p50_s"][2] == "s"
+    assert rows["perf.tokens_per_s"][2] == "tokens/s"
+    assert rows["counts.n_requests"][2] == "count"
+    assert rows["tradeoff.best_saving_pct"][2] == "%"
+    assert "- **energy." not in md  # no raw key list any more
+    assert metric_unit("gpu.freq_applied_mhz") == "MHz"
+    assert metric_unit("energy.avg_power_w") == "W"
+
+
+def test_co2_provenance_and_settings_are_shown(pipeline: dict) -> None:
+    md = build_markdown(
+        pipeline["summary"], {}, pipeline["recs"], pipeline["headline"], {}, None, run_info=RUN_INFO
+    )
+    run = _section(md, "Run: CO₂, provenance and measurement settings")
+    for text in (
+        "| CO₂ (g)",
+        "0.08243",  # 8.243e-05 kg
+        "110.8",  # g/kWh
+        "codecarbon offline; GPU energy from the project's meter",
+        "NVIDIA H200",
+        "570.86",
+        "12.8",
+        "| torch ",
+        "2.6.0",
+        "abc1234def",
+        "gpu-node-1",
+        "| repetitions ",
+        "| warm-up stopped by ",
+        "steady",
+        "19.66",
+        "| min window (s) ",
+        "| min window (counter periods) ",
+        "| tick-aligned windows ",
+        "| cooldown between windows (s) ",
+        "| idle baseline (s) ",
+    ):
+        assert text in run, text
+    # without run.json the section is left out, not filled with n/a
+    bare = build_markdown(pipeline["summary"], {}, pipeline["recs"], pipeline["headline"], {}, None)
+    assert "## Run:" not in bare

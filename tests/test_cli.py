@@ -74,7 +74,12 @@ def test_compare_from_dvc_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
                 "metrics": {
                     "reports/metrics.json": {
                         "data": {
-                            "energy": {"j_per_token": jpt, "kind": "simulated"},
+                            "energy": {
+                                "j_per_token": jpt,
+                                "j_per_token_ci_low": jpt * 0.98,  # no saving without a CI
+                                "j_per_token_ci_high": jpt * 1.02,
+                                "kind": "simulated",
+                            },
                             "perf": {"latency_p50_s": lat},
                             "gpu": {"freq_applied_mhz": freq},
                             "config": {"model": "m", "task": "qa"},

@@ -113,11 +113,33 @@ def test_unknown_random_architecture_is_rejected(base: dict) -> None:
         load_config(params)
 
 
-def test_task_kind_without_prompt_template_is_rejected(base: dict) -> None:
+@pytest.mark.parametrize("prompt_set", ["../conf", "a/b", "", None, 3])
+def test_prompt_set_is_a_bare_folder_name(base: dict, prompt_set: object) -> None:
     params = copy.deepcopy(base)
-    del params["model"]["prompts"]["qa"]
-    with pytest.raises(ConfigError, match="no prompt template for task kind qa"):
+    params["model"]["prompt_set"] = prompt_set
+    with pytest.raises(ConfigError, match=r"model\.prompt_set .*folder under prompts/"):
         load_config(params)
+
+
+def test_inline_prompt_templates_say_where_they_went(base: dict) -> None:
+    params = copy.deepcopy(base)
+    params["model"]["prompts"] = {"qa": "{context}\n\nQuestion: {question}\nAnswer:"}
+    with pytest.raises(ConfigError, match=r"model\.prompts .*prompts/<set>/<task kind>\.txt"):
+        load_config(params)
+
+
+def _leaves(node: object, key: str = "") -> list[tuple[str, object]]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{key}.{k}".lstrip("."))]
+    return [(key, node)]
+
+
+@pytest.mark.parametrize("model", option_names("model"))
+def test_params_stay_short_scalars_for_dvc_exp_show(model: str) -> None:
+    # Every leaf is a `dvc exp show` column: long or multi-line texts belong in files.
+    for key, value in _leaves(compose(f"model={model}")):
+        text = str(value)
+        assert "\n" not in text and len(text) <= 60, f"{key} is not a short scalar: {text!r}"
 
 
 def test_apply_overrides_parses_yaml_values_and_refuses_typos(base: dict) -> None:

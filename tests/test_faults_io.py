@@ -43,9 +43,10 @@ def ci_params() -> dict[str, Any]:
 
 @pytest.fixture
 def ws(tmp_path: Path, ci_params: dict[str, Any]) -> Path:
-    """A bare workspace: params.yaml and the samples; stages run from here."""
+    """A bare workspace: params.yaml, the samples and the prompt templates; stages run here."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(ci_params, sort_keys=False))
     shutil.copytree(REPO / "data" / "samples", tmp_path / "data" / "samples")
+    shutil.copytree(REPO / "prompts", tmp_path / "prompts")
     return tmp_path
 
 
@@ -342,6 +343,7 @@ def test_disk_full_during_infer_is_one_line_keeps_previous_and_restores_clocks(
     params["gpu"].update(freq=1200, idle_baseline_s=0.0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(REPO / "data/samples", tmp_path / "data/samples")
+    shutil.copytree(REPO / "prompts", tmp_path / "prompts")
     for stage in ("prepare", "model"):
         assert run_in_process(stage, tmp_path, monkeypatch, capsys)[0] == 0
     previous = sentinel(tmp_path / "data/infer")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from helpers import compose
+from helpers import compose, templates
 from llm_energy.config import load_config
 from llm_energy.runtime.engine import GenerationResult
 from llm_energy.runtime.protocols import (
@@ -139,6 +139,7 @@ def _run(
         clocks=clocks,
         device=None,
         items_by_task=items,
+        templates=templates(cfg),
         write=rows.append,
         sleep=sleeps.append if sleeps is not None else lambda s: None,
     )
@@ -313,6 +314,7 @@ def test_no_idle_baseline_for_constant_power_estimates() -> None:
         clocks=FakeClocks(),
         device=device,
         items_by_task={"qa": _items("qa", "qa", 2)},
+        templates=templates(cfg),
         write=rows.append,
     )
     run.run()
@@ -373,6 +375,7 @@ def test_observe_mode_applies_nothing_and_checks_the_requested_clock() -> None:
         clocks=ObservedClocks(),
         device=None,
         items_by_task={"qa": _items("qa", "qa", 2)},
+        templates=templates(cfg),
         write=rows.append,
     )
     run.run()

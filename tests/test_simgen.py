@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from helpers import compose
+from helpers import compose, templates
 from llm_energy import simmodel
 from llm_energy.config import load_config
 from llm_energy.hw.control import ClockSession
@@ -170,6 +170,7 @@ def simulated_run(tmp_path: Path, gen_hook: Any = None) -> list[dict[str, Any]]:
             clocks=clocks,
             device=dev,
             items_by_task={t.name: items(t.name, t.kind) for t in cfg.tasks},
+            templates=templates(cfg),
             write=rows.append,
         )
         run.run()

@@ -195,17 +195,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "experiments.csv", index=False)
     (out_dir / "experiments.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
-    _compare_figure(table, out_dir / "tradeoff.png")
+    _compare_figures(table, out_dir)
     print(to_markdown(table))
-    print(f"\nwrote {out_dir}/experiments.csv, experiments.md, tradeoff.png")
+    if not table.empty:
+        # the groups are never pooled: say so, so two tables are not read as one
+        groups = list(dict.fromkeys(table["group"]))
+        print(f"\n{len(groups)} group(s), compared only within themselves:")
+        for g in groups:
+            print(f"  - {g}")
+    print(
+        f"\nwrote {out_dir}/experiments.csv, experiments.md, tradeoff.png, "
+        "energy_vs_clock.png, latency_vs_clock.png"
+    )
     return 0
 
 
-def _compare_figure(table: Any, path: Path) -> None:
+def _compare_figures(table: Any, out_dir: Path) -> None:
     from llm_energy.analysis.compare import comparison_figure
     from llm_energy.analysis.figures import figure_png_bytes
+    from llm_energy.analysis.overlays import clock_overlay_figure
 
-    path.write_bytes(figure_png_bytes(comparison_figure(table)))
+    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table)))
+    for metric in ("energy", "latency"):
+        fig = clock_overlay_figure(table, metric)
+        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ traceback and before writing anything.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -29,6 +30,7 @@ ENGINES = ("eager", "static")
 SWEEP_ORDERS = ("interleave", "random")
 # Architectures the random-weights path knows how to build (transformers model_type values).
 MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "mistral", "falcon", "t5", "llama", "qwen2", "opt")
+PROMPT_SET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 MAX_FREQ_MHZ = 5000  # no GPU clocks anywhere near this; catches kHz/Hz unit mistakes
 
 
@@ -242,11 +244,18 @@ class ModelConfig:
     params_m: float
     max_context_tokens: int
     chat_template: bool
-    prompts: Mapping[str, str]
+    prompt_set: str  # a folder under prompts/; the stages read its <task kind>.txt files
     arch: Mapping[str, Any]
 
     @classmethod
     def parse(cls, s: Mapping[str, Any]) -> ModelConfig:
+        if "prompts" in s:  # the inline templates of older configs: say where they went
+            raise ConfigError(
+                "model.prompts",
+                "...",
+                "templates now live in files: move them to prompts/<set>/<task kind>.txt "
+                "and set model.prompt_set: <set>",
+            )
         _check_keys("model", s, _names(cls))
         source = _choice("model.source", s.get("source", "hub"), SOURCES)
         weights = _choice("model.weights", s.get("weights", "pretrained"), WEIGHTS)
@@ -265,15 +274,14 @@ class ModelConfig:
             )
         if weights == "random":
             _choice("model.arch.model_type", arch.get("model_type"), MODEL_TYPES)
-        prompts = s.get("prompts") or {}
-        if not isinstance(prompts, Mapping) or not all(
-            isinstance(v, str) for v in prompts.values()
-        ):
+        prompt_set = s.get("prompt_set")
+        # A bare folder name, so that it can only point inside prompts/.
+        if not isinstance(prompt_set, str) or not PROMPT_SET_NAME.fullmatch(prompt_set):
             raise ConfigError(
-                "model.prompts", prompts, "expected a mapping task kind -> template string"
+                "model.prompt_set",
+                prompt_set,
+                "expected the name of a folder under prompts/ (letters, digits, _ . -)",
             )
-        for kind in prompts:
-            _choice(f"model.prompts.{kind}", kind, TASK_KINDS)
         return cls(
             name=_str("model.name", s.get("name")),
             family=_choice("model.family", s.get("family"), FAMILIES),
@@ -289,18 +297,9 @@ class ModelConfig:
                 "model.max_context_tokens", s.get("max_context_tokens"), minimum=8
             ),
             chat_template=_bool("model.chat_template", s.get("chat_template", False)),
-            prompts=dict(prompts),
+            prompt_set=prompt_set,
             arch=dict(arch),
         )
-
-    def prompt_for(self, kind: str) -> str:
-        if kind not in self.prompts:
-            raise ConfigError(
-                f"model.prompts.{kind}",
-                None,
-                f"model {self.name} has no prompt template for task kind {kind}",
-            )
-        return self.prompts[kind]
 
 
 @dataclass(frozen=True)
@@ -569,8 +568,6 @@ def load_config(params: Mapping[str, Any]) -> Config:
         raw=copy.deepcopy(dict(params)),
     )
     _check_lengths_fit(cfg)
-    for task in tasks:
-        model.prompt_for(task.kind)
     return cfg
 
 

@@ -28,6 +28,14 @@ class ProjectPaths:
     def samples_dir(self) -> Path:
         return self.root / "data" / "samples"
 
+    @property
+    def prompts_dir(self) -> Path:
+        return self.root / "prompts"
+
+    def prompt_file(self, prompt_set: str, kind: str) -> Path:
+        """model.prompt_set's template for one task kind: prompts/<set>/<kind>.txt."""
+        return self.prompts_dir / prompt_set / f"{kind}.txt"
+
     # stage outputs
     @property
     def validated_marker(self) -> Path:

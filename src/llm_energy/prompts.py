@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 # The field that carries the bulk of each task kind's prompt; it is what gets trimmed.
 MAIN_FIELD = {"generation": "text", "qa": "context", "summarization": "document"}
+# The fields a prepared item of each kind carries (datasets.py), i.e. what a template may use.
+ITEM_FIELDS = {
+    "generation": ("text",),
+    "qa": ("context", "question"),
+    "summarization": ("document",),
+}
 
 
 class PromptError(ValueError):
@@ -21,6 +27,26 @@ class PromptError(ValueError):
 
 def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def template_from_file(text: str) -> str:
+    """A template file's text minus one final newline: editors add it, the prompt never had it."""
+    return text[:-1] if text.endswith("\n") else text
+
+
+def template_problem(template: str, kind: str) -> str | None:
+    """Why `template` cannot serve task kind `kind`, or None: checked before anything runs."""
+    try:
+        names = template_fields(template)
+    except ValueError as exc:  # a lone { or }: literal braces are written {{ and }}
+        return f"not a valid template ({exc}; write literal braces as {{{{ and }}}})"
+    unknown = sorted(set(names) - set(ITEM_FIELDS[kind]))
+    if unknown:
+        allowed = ", ".join("{" + f + "}" for f in ITEM_FIELDS[kind])
+        return f"uses {{{unknown[0]}}}, but {kind} items only have {allowed}"
+    if MAIN_FIELD[kind] not in names:
+        return f"does not use {{{MAIN_FIELD[kind]}}}, the {kind} item's main text"
+    return None
 
 
 def render_prompt(template: str, fields: Mapping[str, str]) -> str:

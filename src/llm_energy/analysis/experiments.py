@@ -11,6 +11,8 @@ for ``metrics`` / ``params`` sections recursively.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -182,3 +184,99 @@ def experiments_from_dvc_json(data: list[Any] | dict[str, Any]) -> pd.DataFrame:
             frame[col] = pd.Series(dtype="object")
     rest = [c for c in frame.columns if c not in META_COLUMNS]
     return frame[[*META_COLUMNS, *rest]].reset_index(drop=True)
+
+
+# --- one row per (experiment, configuration, clock) ------------------------------------------------
+
+#: ``by_clock`` field → column of :func:`clock_rows` (the names the headline metrics use)
+CLOCK_FIELD_COLUMNS: dict[str, str] = {
+    "model": "config.model",
+    "task": "config.task",
+    "engine": "config.engine",
+    "batch_size": "config.batch_size",
+    "input_tokens_target": "config.input_tokens_target",
+    "output_tokens_target": "config.output_tokens_target",
+    "energy_kind": "energy.kind",
+    "energy_source": "energy.source",
+    "device": "gpu.name",
+}
+CLOCK_COLUMNS: list[str] = [
+    "freq_mhz",
+    "default_clocks",
+    "energy",
+    "energy_ci_low",
+    "energy_ci_high",
+    "latency",
+    "clock_source",
+]
+_BY_CLOCK = re.compile(r"^(?:.*:)?by_clock\.([^.]+)\.(.+)$")
+
+
+def _headline_clock(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The experiment's headline point, for metrics files without ``by_clock`` (one clock)."""
+    if str(row.get("gpu.freq_mode") or "") == "mixed":
+        return None  # several clocks pooled into one number: not a point on any curve
+    freq = pd.to_numeric(pd.Series([row.get("gpu.freq_applied_mhz")]), errors="coerce").iloc[0]
+    mode = row.get("gpu.freq_mode")
+    return {
+        "freq_mhz": freq,
+        "default_clocks": mode == "default" or (mode is None and pd.isna(freq)),
+        "energy": row.get("energy.j_per_token"),
+        "energy_ci_low": row.get("energy.j_per_token_ci_low"),
+        "energy_ci_high": row.get("energy.j_per_token_ci_high"),
+        "latency": row.get("perf.latency_p50_s"),
+        "clock_source": "headline",
+    }
+
+
+def clock_rows(experiments: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, configuration, clock), from the ``by_clock`` block of each
+    experiment's metrics (see :func:`llm_energy.analysis.headline.by_clock_metrics`), else its
+    headline point when it ran one clock (experiments that pooled several clocks into one
+    headline and carry no ``by_clock`` are left out).
+
+    Columns: :data:`META_COLUMNS`, the config / energy / GPU columns of
+    :data:`CLOCK_FIELD_COLUMNS` (an entry's own value, else the experiment's), then
+    :data:`CLOCK_COLUMNS` (``energy`` = J/token with its CI, ``latency`` = p50 s,
+    ``clock_source`` = by_clock | headline).
+    """
+    keep = [*META_COLUMNS, *CLOCK_FIELD_COLUMNS.values()]
+    out: list[dict[str, Any]] = []
+    for row in experiments.to_dict("records"):
+        entries: dict[str, dict[str, Any]] = {}
+        for col, value in row.items():
+            m = _BY_CLOCK.match(str(col))
+            if m and not _missing(value):
+                entries.setdefault(m.group(1), {})[m.group(2)] = value
+        base = {c: row.get(c) for c in keep}
+        if not entries:
+            point = _headline_clock(row)
+            if point is not None:
+                out.append({**base, **point})
+            continue
+        for _, entry in sorted(entries.items()):
+            rec = dict(base)
+            for field, col in CLOCK_FIELD_COLUMNS.items():
+                if field in entry:
+                    rec[col] = entry[field]
+                elif field not in ("energy_kind", "energy_source", "device"):
+                    rec[col] = None  # config fields are the entry's own, not the headline's "mixed"
+            freq = entry.get("freq_mhz")
+            rec.update(
+                freq_mhz=float(freq) if not _missing(freq) else math.nan,
+                default_clocks=bool(entry.get("default_clocks", _missing(freq))),
+                energy=entry.get("j_per_token"),
+                energy_ci_low=entry.get("j_per_token_ci_low"),
+                energy_ci_high=entry.get("j_per_token_ci_high"),
+                latency=entry.get("latency_p50_s"),
+                clock_source="by_clock",
+            )
+            out.append(rec)
+    frame = pd.DataFrame(out, columns=[*keep, *CLOCK_COLUMNS])
+    for col in ("freq_mhz", "energy", "energy_ci_low", "energy_ci_high", "latency"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

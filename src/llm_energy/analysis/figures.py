@@ -68,6 +68,32 @@ def _kinds_of(frame: pd.DataFrame) -> list[Any]:
     return list(kinds.unique())
 
 
+# readable axis names with units, keyed by the column a figure plots
+AXIS_LABELS: dict[str, str] = {
+    "j_per_token": "energy per token (J/token)",
+    "j_per_token_mean": "energy per token (J/token)",
+    "energy_j": "energy per request (J)",
+    "dynamic_energy_j": "dynamic energy per request (J)",
+    "latency_p50_s": "p50 latency (s)",
+    "latency_p95_s": "p95 latency (s)",
+    "latency_s": "latency (s)",
+    "input_tokens": "input tokens per request",
+    "output_tokens": "output tokens per request",
+}
+
+
+def axis_label(column: str) -> str:
+    return AXIS_LABELS.get(column, column.replace("_", " "))
+
+
+def energy_source_note(frame: pd.DataFrame | None) -> str:
+    """`` — energy: nvml-counter`` for a title: which meter the plotted energy came from."""
+    if frame is None or frame.empty or "energy_source" not in frame.columns:
+        return ""
+    sources = sorted({str(v) for v in frame["energy_source"].dropna().unique()})
+    return f" — energy: {', '.join(sources)}" if sources else ""
+
+
 def finish_figure(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
     """Title the figure; with non-measured ``kinds`` the title carries the red banner and
     every axes a watermark, so a cropped panel still says what its energy is."""
@@ -205,14 +231,14 @@ def _vs_freq(
 
 def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
     """Mean ``metric`` per frequency with its bootstrap CI as error bars, one line per series."""
-    unit = {"j_per_token": "J/token", "energy_j": "J/request", "dynamic_energy_j": "J/request"}
     return _vs_freq(
         summary,
         value_col=f"{metric}_mean",
         lo_col=f"{metric}_ci_low",
         hi_col=f"{metric}_ci_high",
-        ylabel=f"{metric} ({unit.get(metric, '')})",
-        title=f"Energy vs frequency cap ({metric}, mean ± CI)",
+        ylabel=axis_label(metric),
+        title=f"{axis_label(metric).split(' (')[0].capitalize()} vs SM clock cap (mean ± CI)"
+        f"{energy_source_note(summary)}",
     )
 
 
@@ -223,8 +249,8 @@ def latency_vs_freq(summary: pd.DataFrame) -> Figure:
         value_col="latency_p50_s",
         lo_col=None,
         hi_col=None,
-        ylabel="latency (s)",
-        title="Latency vs frequency cap (p50, p95 dashed)",
+        ylabel="p50 latency (s); p95 dashed",
+        title="p50 latency vs SM clock cap (p95 dashed)",
         extra_col="latency_p95_s",
         extra_label="p95",
     )
@@ -241,9 +267,9 @@ def pareto_plot(
     Accepts the output of :func:`~llm_energy.analysis.tradeoff.pareto_frontier` (or a summary,
     whose frontier is then computed here).
     """
-    title = "Energy–latency trade-off (Pareto frontier)"
     fig, (ax,) = new_figure()
     data = frontier if "on_frontier" in frontier.columns else pareto_frontier(frontier)
+    title = f"Energy–latency trade-off (Pareto frontier){energy_source_note(data)}"
     if data.empty or data[[energy_col, latency_col]].dropna().empty:
         mark_no_data(ax)
         return finish_figure(fig, title, _kinds_of(data))
@@ -273,8 +299,8 @@ def pareto_plot(
                     xytext=(4, 4),
                     fontsize=8,
                 )
-    ax.set_xlabel(f"{latency_col} (s)")
-    ax.set_ylabel(f"{energy_col} (J/token)")
+    ax.set_xlabel(axis_label(latency_col))
+    ax.set_ylabel(axis_label(energy_col))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return finish_figure(fig, title, _kinds_of(data))
@@ -284,7 +310,10 @@ def energy_vs_length(
     requests: pd.DataFrame, *, length: str = "output_tokens", metric: str = "energy_j"
 ) -> Figure:
     """Per-request ``metric`` against a length column, coloured by frequency level."""
-    title = f"{metric} vs {length}"
+    title = (
+        f"{axis_label(metric).split(' (')[0].capitalize()} vs {length.split('_')[0]} length"
+        f"{energy_source_note(requests)}"
+    )
     fig, (ax,) = new_figure()
     df = prepare_requests(requests) if not requests.empty else requests
     if df.empty or length not in df.columns or metric not in df.columns:
@@ -305,8 +334,8 @@ def energy_vs_length(
         )
     if df.empty:
         mark_no_data(ax)
-    ax.set_xlabel(length)
-    ax.set_ylabel(metric)
+    ax.set_xlabel(axis_label(length))
+    ax.set_ylabel(axis_label(metric))
     ax.grid(alpha=0.3)
     if not df.empty:
         ax.legend(fontsize=8, title="clock")
@@ -327,7 +356,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     When several configurations share a (category, frequency) cell their means are averaged
     weighted by n and no error bar is drawn; otherwise the bootstrap CI is drawn.
     """
-    title = f"J/token by {by}"
+    title = f"Energy per token by {by}{energy_source_note(summary)}"
     fig, (ax,) = new_figure()
     if summary.empty or by not in summary.columns or "j_per_token_mean" not in summary.columns:
         mark_no_data(ax)
@@ -375,7 +404,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
             label=flabel,
         )
     ax.set_xticks(np.arange(len(cats)), cats, rotation=20)
-    ax.set_ylabel("J/token (mean)")
+    ax.set_ylabel("energy per token (J/token, mean)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, title="clock")
     return finish_figure(fig, title, _kinds_of(summary))

@@ -78,7 +78,8 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
     sm_clock_mean_mhz, temperature_max_c}``, ``quality.{<name>..., perplexity}``,
     ``counts.{n_requests, n_valid, n_windows, n_excluded, n_configs}``,
     ``config.{model, task, engine, batch_size, input_tokens_target,
-    output_tokens_target}`` ("mixed" when several). ``gpu.freq_applied_mhz`` is null at driver
+    output_tokens_target}`` ("mixed" when several), ``by_clock`` (per configuration and clock,
+    see :func:`by_clock_metrics`). ``gpu.freq_applied_mhz`` is null at driver
     default clocks and when several levels were run (``freq_mode`` = default|capped|mixed).
     Energy figures use one energy kind only (measured > estimated > simulated) and the CI comes
     from the summary when that kind has exactly one configuration. ``j_per_token`` and
@@ -193,8 +194,50 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
             "quality": quality,
             "counts": counts,
             "config": config,
+            "by_clock": by_clock_metrics(summary, gpu["name"]),
         }
     )
+
+
+#: per-configuration summary column → ``by_clock`` field (``llm-energy compare`` reads these)
+BY_CLOCK_FIELDS: dict[str, str] = {
+    "model": "model",
+    "task": "task",
+    "engine": "engine",
+    "batch_size": "batch_size",
+    "input_tokens_target": "input_tokens_target",
+    "output_tokens_target": "output_tokens_target",
+    "freq_applied_mhz": "freq_mhz",
+    "default_clocks": "default_clocks",
+    "energy_kind": "energy_kind",
+    "energy_source": "energy_source",
+    "n": "n",
+    "j_per_token_mean": "j_per_token",
+    "j_per_token_ci_low": "j_per_token_ci_low",
+    "j_per_token_ci_high": "j_per_token_ci_high",
+    "latency_p50_s": "latency_p50_s",
+}
+
+
+def by_clock_metrics(summary: pd.DataFrame | None, device: Any) -> dict[str, dict[str, Any]]:
+    """One entry per (configuration, clock) of the summary: ``{"c00": {model, task, …, freq_mhz,
+    default_clocks, energy_kind, energy_source, device, n, j_per_token, j_per_token_ci_low,
+    j_per_token_ci_high, latency_p50_s}}``.
+
+    A dict keyed ``c00``, ``c01``… rather than a list, and nulls left out: ``dvc exp show
+    --json`` drops lists and null values from metrics files. ``j_per_token`` is the window mean
+    of the summary, so it matches its bootstrap CI.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if summary is None or summary.empty:
+        return out
+    rows = summary[pd.to_numeric(summary.get("n"), errors="coerce").fillna(0) > 0]
+    for i, row in enumerate(rows.to_dict("records")):
+        entry = {new: row.get(old) for old, new in BY_CLOCK_FIELDS.items() if old in row}
+        entry["device"] = device
+        clean = json_clean(entry)
+        out[f"c{i:02d}"] = {k: v for k, v in clean.items() if v is not None}
+    return out
 
 
 def flatten_dict(data: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:

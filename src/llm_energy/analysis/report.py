@@ -23,8 +23,18 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-from llm_energy.analysis.headline import flatten_dict
 from llm_energy.analysis.records import STRATUM_KEYS, freq_label
+from llm_energy.analysis.report_sections import (
+    MULTI_CLOCK_FIGURES,
+    co2_table,
+    metrics_appendix,
+    n_clock_levels,
+    opening_sentences,
+    opening_table,
+    provenance_table,
+    settings_table,
+    single_clock_note,
+)
 from llm_energy.analysis.report_sentences import (
     energy_banner,
     fmt_num,
@@ -139,6 +149,16 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
     ],
     "spearman": SPEARMAN_COLUMNS,
     "regression": ["term", "coef", "se", "se_hc3", "t", "p_value", "ci_low", "ci_high"],
+    # the full pareto.csv has ~100 columns; the report shows what places a point on the frontier
+    "pareto": [
+        "model",
+        "task",
+        "label",
+        "n",
+        "j_per_token_mean",
+        "latency_p50_s",
+        "on_frontier",
+    ],
 }
 _RECOMMEND_TABLE_COLUMNS = [
     "model",
@@ -190,9 +210,12 @@ def build_markdown(
     figure_paths: Mapping[str, str] | None = None,
     energy_kind_note: str | None = None,
     *,
+    run_info: Mapping[str, Any] | None = None,
     title: str = "LLM inference energy under GPU frequency caps",
 ) -> str:
-    """The report as markdown: banner, findings (sentences), headline, tables, figures.
+    """The report as markdown: banner, summary (sentences + one table), findings, tables,
+    run (CO₂, provenance, settings from ``run_info``, i.e. run.json), figures, and the
+    metrics.json keys with units as an appendix.
 
     ``stats_tables`` keys with dedicated sentences: ``frequency_effect``, ``pairwise``,
     ``spearman``, ``regression`` (R² taken from ``table.attrs`` when present); every table is
@@ -209,7 +232,14 @@ def build_markdown(
     if isinstance(energy_head, Mapping) and energy_head.get("kind"):
         kinds.add(str(energy_head["kind"]))
 
+    recommendations_all = recommendations
     tables = dict(stats_tables or {})
+    clock_note = single_clock_note(summary)
+    if clock_note:
+        # one clock: every recommendation and frequency test is "skipped", said once in the note
+        for name in ("frequency_effect", "pairwise"):
+            tables.pop(name, None)
+        recommendations = pd.DataFrame()
     findings = [
         *recommendation_sentences(recommendations),
         *frequency_effect_sentences(tables.get("frequency_effect")),
@@ -248,6 +278,10 @@ def build_markdown(
                 cols = [c for c in cols if c not in ("model", "task") or frame[c].notna().any()]
         statistics.append((name, markdown_table(frame, cols)))
 
+    figures = dict(figure_paths or {})
+    if n_clock_levels(summary) == 1:
+        figures = {k: v for k, v in figures.items() if k not in MULTI_CLOCK_FIGURES}
+    run = run_info or {}
     text = (
         _templates()
         .get_template("report.md.j2")
@@ -255,14 +289,19 @@ def build_markdown(
             title=title,
             banner=energy_banner(kinds, energy_kind_note),
             repetition=repetition_warning((headline or {}).get("repetition")),
+            opening=opening_sentences(summary, recommendations_all, headline),
+            opening_table=opening_table(summary, recommendations_all),
             findings=findings,
-            headline=list(flatten_dict(headline).items()) if headline else [],
+            appendix=metrics_appendix(headline),
+            co2=co2_table(run),
+            provenance=provenance_table(run),
+            settings=settings_table(run),
             budget=budget_txt,
             recommendations=recs_table,
             configurations=summary_table,
             configurations_note=note,
             statistics=statistics,
-            figures=list((figure_paths or {}).items()),
+            figures=list(figures.items()),
         )
     )
     return text.rstrip() + "\n"

@@ -94,6 +94,7 @@ class InferenceRun:
         clocks: SmClockControl,
         device: MeasuredDevice | None,  # None: a fake run without a device (tests)
         items_by_task: Mapping[str, Sequence[Mapping[str, Any]]],
+        templates: Mapping[str, str],  # task kind -> prompt template (io.prompts reads them)
         write: Callable[[Mapping[str, Any]], None],
         run_id: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -106,6 +107,12 @@ class InferenceRun:
             device,
         )
         self.items_by_task, self.write = items_by_task, write
+        missing = sorted({task.kind for task in cfg.tasks} - set(templates))
+        if missing:
+            raise PromptError(
+                f"no prompt template for task kind {missing[0]} (prompt set {cfg.model.prompt_set})"
+            )
+        self.templates = dict(templates)
         self.run_id = run_id or uuid.uuid4().hex
         self.sleep = sleep  # settle and cooldown waits (tests record them instead)
         self.totals = RunTotals()
@@ -126,7 +133,7 @@ class InferenceRun:
                 max_new if self.cfg.model.family == "causal" else 0
             )
             fitted = fit_prompt(
-                self.cfg.model.prompt_for(task.kind),
+                self.templates[task.kind],
                 item["fields"],
                 task.kind,
                 count_tokens=self.gen.count_tokens,
