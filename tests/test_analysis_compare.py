@@ -504,3 +504,20 @@ def test_headline_by_clock_is_dvc_safe() -> None:
     assert list(out) == ["c00"]  # a dict (DVC drops lists); n = 0 left out
     assert out["c00"]["device"] == "GPU X" and "freq_mhz" not in out["c00"]  # no nulls
     assert out["c00"]["j_per_token"] == 1.0
+
+
+def test_overlay_joins_single_clock_experiments_into_one_curve_per_config() -> None:
+    from llm_energy.analysis.overlays import overlay_lines
+
+    # A queue of -S gpu.freq=900,1200,1500: three experiments of one config, one clock each.
+    rows = _ci(
+        [
+            _flat("q-900", 900.0, 1.1, 1.3),
+            _flat("q-1200", 1200.0, 1.2, 1.1),
+            _flat("q-1500", 1500.0, 1.4, 1.0),
+        ]
+    )
+    data = overlay_lines(compare_experiments(pd.DataFrame(rows)), "energy")
+    assert data["line"].nunique() == 1 and data["line"].iloc[0].endswith("(3 experiments)")
+    assert list(data["x"]) == [900.0, 1200.0, 1500.0]
+    assert list(data["y"]) == pytest.approx([1.1, 1.2, 1.4])

@@ -1,7 +1,9 @@
 """Overlay of the experiments' curves over clocks (output of ``compare_experiments``).
 
 One panel per (energy source, GPU) group, a line per experiment (per configuration when an
-experiment ran several), rendered with matplotlib: offline, unlike ``dvc plots diff``'s Vega.
+experiment ran several); when every experiment of a panel ran one clock (a queued
+``-S gpu.freq=a,b,c``), a line per configuration across those experiments. Rendered with
+matplotlib: offline, unlike ``dvc plots diff``'s Vega.
 """
 
 from __future__ import annotations
@@ -63,12 +65,25 @@ def overlay_lines(comparison: pd.DataFrame, metric: str = "energy") -> pd.DataFr
     ]
     config_cols = [c for c in LINE_CONFIG_COLUMNS if c in df.columns]
     varying = [c for c in config_cols if df[c].astype("object").nunique(dropna=False) > 1]
-    df["line"] = [
-        " · ".join([str(r["experiment"]), *(str(r[c]) for c in varying if not is_missing(r[c]))])
-        for r in df[["experiment", *varying]].to_dict("records")
+    config = [
+        " · ".join(str(r[c]) for c in varying if not is_missing(r[c]))
+        for r in df[varying].to_dict("records")
     ]
+    df["line"] = [
+        " · ".join(filter(None, [str(e), c])) for e, c in zip(df["experiment"], config, strict=True)
+    ]
+    df["config_line"] = [c or "all" for c in config]
     out = []
     for panel, sub in df.groupby("panel", sort=True):
+        if sub.groupby("line").size().max() == 1 and sub["experiment"].nunique() > 1:
+            # One clock per experiment (a queue of -S gpu.freq=...): the curve runs across the
+            # experiments of one configuration, not a lone point per experiment.
+            n_exp = sub.groupby("config_line")["experiment"].transform("nunique")
+            sub = sub.assign(
+                line=[
+                    f"{c} ({n} experiments)" for c, n in zip(sub["config_line"], n_exp, strict=True)
+                ]
+            )
         dx = default_clock_x(sub["freq_mhz"])
         default = sub["label"] == "default" if "label" in sub else sub["freq_mhz"].isna()
         x = np.where(default.to_numpy(), dx, pd.to_numeric(sub["freq_mhz"]).to_numpy(float))
