@@ -31,13 +31,17 @@ __all__ = [
     "saving_interval",
 ]
 
-DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
+#: the configuration an experiment ran (what splits lines inside one experiment, too)
+CONFIG_COLUMNS: tuple[str, ...] = (
     "config.model",
     "config.task",
     "config.engine",
     "config.batch_size",
     "config.input_tokens_target",
     "config.output_tokens_target",
+)
+DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
+    *CONFIG_COLUMNS,
     "energy.kind",
     "energy.source",
     "gpu.name",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from llm_energy.analysis.compare import CONFIG_COLUMNS
 from llm_energy.analysis.figures import finish_figure, mark_no_data, new_figure
 from llm_energy.analysis.records import is_missing
 
@@ -25,15 +26,6 @@ OVERLAY_METRICS: dict[str, tuple[str, tuple[str, str] | None, str]] = {
 }
 #: what splits panels: never drawn on shared axes
 PANEL_COLUMNS: tuple[str, ...] = ("energy.source", "gpu.name")
-#: what splits lines inside one experiment
-LINE_CONFIG_COLUMNS: tuple[str, ...] = (
-    "config.model",
-    "config.task",
-    "config.engine",
-    "config.batch_size",
-    "config.input_tokens_target",
-    "config.output_tokens_target",
-)
 
 
 def default_clock_x(freqs: Sequence[float]) -> float:
@@ -63,7 +55,7 @@ def overlay_lines(comparison: pd.DataFrame, metric: str = "energy") -> pd.DataFr
         f"energy {_text(r.get('energy.source'), 'unknown')} · GPU {_text(r.get('gpu.name'), 'unknown')}"
         for r in df[panel_cols].to_dict("records")
     ]
-    config_cols = [c for c in LINE_CONFIG_COLUMNS if c in df.columns]
+    config_cols = [c for c in CONFIG_COLUMNS if c in df.columns]
     varying = [c for c in config_cols if df[c].astype("object").nunique(dropna=False) > 1]
     config = [
         " · ".join(str(r[c]) for c in varying if not is_missing(r[c]))
