@@ -242,7 +242,7 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
 
 def test_nvml_throttle_counters_from_duration_fields(fake_nvml: FakeNvml) -> None:
     f = fake_nvml
-    fake_ids = [getattr(f, n) for n in nvml_mod._THROTTLE_FIELDS]
+    fake_ids = [getattr(f, n) for n in nvml_mod.THROTTLE_FIELDS]
     f.throttle_fields_ns = dict(
         zip(fake_ids, [2_000_000_000, 500_000_000, 0, 1_000_000], strict=True)
     )

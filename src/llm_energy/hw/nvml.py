@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 _NO_GPU_TODO = "Install/load the NVIDIA driver, or use gpu.backend=cpu or gpu.backend=simulated."
 # Clock-event-reason duration fields (ns): power (SW cap, HW brake), then thermal (SW, HW).
-_THROTTLE_FIELDS = (
+THROTTLE_FIELDS = (
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
@@ -342,7 +342,7 @@ class NvmlDevice(Device):
         return None
 
     def _throttle_from_fields(self) -> ThrottleCounters | None:
-        ids = [getattr(pynvml, name, None) for name in _THROTTLE_FIELDS]
+        ids = [getattr(pynvml, name, None) for name in THROTTLE_FIELDS]
         fn = getattr(pynvml, "nvmlDeviceGetFieldValues", None)
         if fn is None or None in ids:
             return None
