@@ -5,12 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from _common import StageError, log, run_stage
-from llm_energy.analysis.figures import (
-    energy_kind_banner,
-    figure_png_bytes,
-    power_timeline,
-    standard_figures,
-)
+from llm_energy.analysis.figure_style import energy_kind_banner, figure_png_bytes
+from llm_energy.analysis.figures import power_timeline, standard_figures
 from llm_energy.analysis.report import build_html, build_markdown
 from llm_energy.analysis.report_sections import MULTI_CLOCK_FIGURES, n_clock_levels
 from llm_energy.config import Config

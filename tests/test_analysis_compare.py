@@ -283,7 +283,7 @@ def test_comparison_table_alias_and_figure() -> None:
     from matplotlib.figure import Figure
 
     from llm_energy.analysis.compare import comparison_figure, comparison_table
-    from llm_energy.analysis.figures import SIMULATED_LABEL, figure_png_bytes
+    from llm_energy.analysis.figure_style import SIMULATED_LABEL, figure_png_bytes
 
     exps = experiments_from_dvc_json(dvc_exp_show_sample())
     table = comparison_table(exps, latency_budget_pct=5.0)
@@ -460,7 +460,7 @@ def test_no_saving_without_an_interval() -> None:
 
 
 def test_overlay_one_line_per_experiment_per_group() -> None:
-    from llm_energy.analysis.figures import figure_png_bytes
+    from llm_energy.analysis.figure_style import figure_png_bytes
     from llm_energy.analysis.overlays import clock_overlay_figure, overlay_lines
 
     table = compare_experiments(experiments_from_dvc_json(_sweep_sample()))

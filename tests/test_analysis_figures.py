@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis_fixtures import sweep_requests
+from llm_energy.analysis import figure_style as S
 from llm_energy.analysis import figures as F
 from llm_energy.analysis.records import freq_label
 from llm_energy.analysis.summary import summarize
@@ -139,14 +140,14 @@ def test_simulated_figures_carry_the_label(simulated: tuple[pd.DataFrame, pd.Dat
     for name, build in _builders(*simulated).items():
         fig = build()
         assert isinstance(fig, Figure), name
-        assert F.SIMULATED_LABEL in _all_text(fig), name
+        assert S.SIMULATED_LABEL in _all_text(fig), name
 
 
 def test_estimated_label(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     summary, req = measured
     est = summary.assign(energy_kind="estimated")
-    assert F.ESTIMATED_LABEL in _all_text(F.energy_vs_freq(est))
-    assert F.ESTIMATED_LABEL in _all_text(
+    assert S.ESTIMATED_LABEL in _all_text(F.energy_vs_freq(est))
+    assert S.ESTIMATED_LABEL in _all_text(
         F.energy_vs_output_length(req.assign(energy_kind="estimated"))
     )
 
@@ -158,7 +159,7 @@ def test_measured_figures_have_no_warning(measured: tuple[pd.DataFrame, pd.DataF
 
 
 def test_png_bytes(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    png = F.figure_png_bytes(F.energy_vs_freq(measured[0]), dpi=40)
+    png = S.figure_png_bytes(F.energy_vs_freq(measured[0]), dpi=40)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
 
@@ -167,13 +168,13 @@ def test_single_point_and_empty_data_do_not_crash() -> None:
     summary = summarize(req, n_boot=10)  # n = 1: NaN CIs
     for name, build in _builders(summary, req).items():
         fig = build()
-        F.figure_png_bytes(fig, dpi=30)
-        assert F.SIMULATED_LABEL in _all_text(fig), name
+        S.figure_png_bytes(fig, dpi=30)
+        assert S.SIMULATED_LABEL in _all_text(fig), name
     empty_req = req.iloc[0:0]
     for name, build in _builders(summary.iloc[0:0], empty_req).items():
-        assert F.figure_png_bytes(build(), dpi=30), name
+        assert S.figure_png_bytes(build(), dpi=30), name
     default_only = summarize(sweep_requests((None,), n_per_freq=2), n_boot=10)
-    F.figure_png_bytes(F.energy_vs_freq(default_only), dpi=30)
+    S.figure_png_bytes(F.energy_vs_freq(default_only), dpi=30)
 
 
 def test_power_timeline() -> None:
@@ -186,7 +187,7 @@ def test_power_timeline() -> None:
         }
     )
     fig = F.power_timeline(samples, energy_kind="simulated")
-    assert F.SIMULATED_LABEL in _all_text(fig)
+    assert S.SIMULATED_LABEL in _all_text(fig)
     assert len(fig.axes) == 2  # power + clock axis
     assert fig.axes[0].get_xlim()[1] < 1.0  # relative time
     since_start = samples["t_s"] - samples["t_s"].iloc[0]
@@ -197,11 +198,11 @@ def test_power_timeline() -> None:
     measured = _all_text(F.power_timeline(samples, energy_kind="measured"))
     assert "SIMULATED" not in measured and "UNKNOWN" not in measured
     # provenance not given: say so rather than pass for a measurement
-    assert F.UNKNOWN_LABEL in _all_text(F.power_timeline(samples[["t_s", "power_w"]]))
+    assert S.UNKNOWN_LABEL in _all_text(F.power_timeline(samples[["t_s", "power_w"]]))
     with_source = samples.assign(energy_source="simulated")
-    assert F.SIMULATED_LABEL in _all_text(F.power_timeline(with_source))
-    F.figure_png_bytes(F.power_timeline(samples.iloc[:1], energy_kind="measured"), dpi=30)
-    F.figure_png_bytes(F.power_timeline(pd.DataFrame()), dpi=30)
+    assert S.SIMULATED_LABEL in _all_text(F.power_timeline(with_source))
+    S.figure_png_bytes(F.power_timeline(samples.iloc[:1], energy_kind="measured"), dpi=30)
+    S.figure_png_bytes(F.power_timeline(pd.DataFrame()), dpi=30)
 
 
 def test_failed_only_configuration_does_not_trigger_a_banner() -> None:
@@ -220,9 +221,9 @@ def test_standard_figures_set(measured: tuple[pd.DataFrame, pd.DataFrame]) -> No
 
 
 def test_energy_kind_banner() -> None:
-    assert F.energy_kind_banner(["measured"]) is None
-    assert F.energy_kind_banner(["measured", "simulated"]) == F.SIMULATED_LABEL
-    assert F.ESTIMATED_LABEL in (F.energy_kind_banner(["estimated"]) or "")
+    assert S.energy_kind_banner(["measured"]) is None
+    assert S.energy_kind_banner(["measured", "simulated"]) == S.SIMULATED_LABEL
+    assert S.ESTIMATED_LABEL in (S.energy_kind_banner(["estimated"]) or "")
 
 
 def test_axes_carry_readable_names_with_units(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -251,4 +252,4 @@ def test_energy_figures_name_their_energy_source(
     builders = _builders(summary, req)
     for name in ("energy_vs_freq", "pareto", "energy_vs_output_length", "by_task"):
         assert f"energy: {source}" in _all_text(builders[name]()), name
-    assert F.axis_label("j_per_token_mean") == "energy per token (J/token)"
+    assert S.axis_label("j_per_token_mean") == "energy per token (J/token)"

@@ -12,12 +12,8 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import sweep_requests
-from llm_energy.analysis.figures import (
-    ESTIMATED_LABEL,
-    SIMULATED_LABEL,
-    energy_vs_freq,
-    figure_png_bytes,
-)
+from llm_energy.analysis.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
+from llm_energy.analysis.figures import energy_vs_freq
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.regression import energy_ols
 from llm_energy.analysis.report import (

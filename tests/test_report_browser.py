@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from analysis_fixtures import sweep_requests
-from llm_energy.analysis.figures import figure_png_bytes, j_per_token_by_task
+from llm_energy.analysis.figure_style import figure_png_bytes
+from llm_energy.analysis.figures import j_per_token_by_task
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.report import build_html, build_markdown
 from llm_energy.analysis.summary import summarize

@@ -212,7 +212,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare_figures(table: Any, out_dir: Path) -> None:
     from llm_energy.analysis.compare import comparison_figure
-    from llm_energy.analysis.figures import figure_png_bytes
+    from llm_energy.analysis.figure_style import figure_png_bytes
     from llm_energy.analysis.overlays import clock_overlay_figure
 
     (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table)))

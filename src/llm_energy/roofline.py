@@ -193,18 +193,32 @@ def _prefill(p: RooflineParams, w: Workload, f_rel: float, m_rel: float) -> Step
     if a.attention_kind != "sdpa":  # fp32 scores written, softmaxed, read: four passes
         scores = 4.0 * attn_layers * b * a.n_heads * n * n * 4
     bytes_moved = weights * db + act + kv_write + scores
-    fp32 = a.attention_kind != "sdpa"
+    return _step(p, w, ops, flops, attn_flops, bytes_moved, f_rel, m_rel)
+
+
+def _step(
+    p: RooflineParams,
+    w: Workload,
+    ops: int,
+    flops: float,
+    attn_flops: float,
+    bytes_moved: float,
+    f_rel: float,
+    m_rel: float,
+) -> StepCost:
+    """One step's cost; eager (non-SDPA) attention runs its matmuls in fp32."""
+    fp32 = w.arch.attention_kind != "sdpa"
     return step_cost(
         p,
         ops=ops,
         flops=flops + (0.0 if fp32 else attn_flops),
         flops_fp32=attn_flops if fp32 else 0.0,
         bytes_moved=bytes_moved,
-        dtype_bytes=db,
+        dtype_bytes=w.dtype_bytes,
         graphs=w.graphs,
         f_rel=f_rel,
         m_rel=m_rel,
-        host_scale=p.host_scale_for(a.model_type),
+        host_scale=p.host_scale_for(w.arch.model_type),
     )
 
 
@@ -229,20 +243,8 @@ def _decode(p: RooflineParams, w: Workload, step: int, f_rel: float, m_rel: floa
         attn_ctx += w.prompt_tokens
     flops = 2.0 * b * (a.n_layers * a.decoder_step_params + lm_head)
     attn_flops = 4.0 * a.n_layers * b * attn_ctx * a.attn_dim
-    fp32 = a.attention_kind != "sdpa"
     bytes_moved = weights * db + kv_traffic + _act_bytes(p, a, b, a.n_layers, db)
-    return step_cost(
-        p,
-        ops=ops,
-        flops=flops + (0.0 if fp32 else attn_flops),
-        flops_fp32=attn_flops if fp32 else 0.0,
-        bytes_moved=bytes_moved,
-        dtype_bytes=db,
-        graphs=w.graphs,
-        f_rel=f_rel,
-        m_rel=m_rel,
-        host_scale=p.host_scale_for(a.model_type),
-    )
+    return _step(p, w, ops, flops, attn_flops, bytes_moved, f_rel, m_rel)
 
 
 def workload_cost(

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llm_energy.analysis.experiments import META_COLUMNS, clock_rows, experiments_from_dvc_json
-from llm_energy.analysis.figures import finish_figure, mark_no_data, new_figure
+from llm_energy.analysis.figure_style import finish_figure, mark_no_data, new_figure
 from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import pareto_mask
 

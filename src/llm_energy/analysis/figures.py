@@ -8,17 +8,22 @@ a red banner (:func:`energy_kind_banner`). Saving to disk is the stage scripts' 
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from llm_energy.analysis.figure_style import (
+    axis_label,
+    energy_source_note,
+    finish_figure,
+    kinds_of,
+    mark_no_data,
+    new_figure,
+)
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
     energy_kinds,
@@ -29,117 +34,6 @@ from llm_energy.analysis.records import (
 )
 from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.tradeoff import pareto_frontier
-
-SIMULATED_LABEL = "SIMULATED energy — not a measurement"
-ESTIMATED_LABEL = "ESTIMATED energy (codecarbon)"
-UNKNOWN_LABEL = "UNKNOWN energy source — not a verified measurement"
-
-_FIGSIZE = (7.0, 4.5)
-
-
-# --- labelling -----------------------------------------------------------------------------------
-
-
-def energy_kind_banner(kinds: Iterable[Any]) -> str | None:
-    """Banner text for a set of energy kinds, or None when everything is measured."""
-    present = {str(k) for k in kinds if not _is_missing(k)}
-    parts = []
-    if "simulated" in present:
-        parts.append(SIMULATED_LABEL)
-    if "estimated" in present:
-        parts.append(ESTIMATED_LABEL)
-    if present - {"measured", "simulated", "estimated"}:
-        parts.append(UNKNOWN_LABEL)
-    return " | ".join(parts) if parts else None
-
-
-def _kinds_of(frame: pd.DataFrame) -> list[Any]:
-    """Energy kinds behind a summary (configurations with n > 0) or requests (status ok)."""
-    if frame is None or frame.empty:
-        return []
-    if "energy_kind" not in frame.columns and "energy_source" not in frame.columns:
-        return []
-    kinds = energy_kinds(frame)
-    if "n" in frame.columns:
-        kinds = kinds[pd.to_numeric(frame["n"], errors="coerce").fillna(0).to_numpy() > 0]
-    elif "status" in frame.columns:
-        status = frame["status"].astype("object")
-        kinds = kinds[(status.isna() | (status.astype(str) == "ok")).to_numpy()]
-    return list(kinds.unique())
-
-
-# readable axis names with units, keyed by the column a figure plots
-AXIS_LABELS: dict[str, str] = {
-    "j_per_token": "energy per token (J/token)",
-    "j_per_token_mean": "energy per token (J/token)",
-    "energy_j": "energy per request (J)",
-    "dynamic_energy_j": "dynamic energy per request (J)",
-    "latency_p50_s": "p50 latency (s)",
-    "latency_p95_s": "p95 latency (s)",
-    "latency_s": "latency (s)",
-    "input_tokens": "input tokens per request",
-    "output_tokens": "output tokens per request",
-}
-
-
-def axis_label(column: str) -> str:
-    return AXIS_LABELS.get(column, column.replace("_", " "))
-
-
-def energy_source_note(frame: pd.DataFrame | None) -> str:
-    """`` — energy: nvml-counter`` for a title: which meter the plotted energy came from."""
-    if frame is None or frame.empty or "energy_source" not in frame.columns:
-        return ""
-    sources = sorted({str(v) for v in frame["energy_source"].dropna().unique()})
-    return f" — energy: {', '.join(sources)}" if sources else ""
-
-
-def finish_figure(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
-    """Title the figure; with non-measured ``kinds`` the title carries the red banner and
-    every axes a watermark, so a cropped panel still says what its energy is."""
-    banner = energy_kind_banner(kinds)
-    if banner:
-        fig.suptitle(f"{banner}\n{title}", color="#b00020", fontweight="bold", fontsize=11)
-        for ax in fig.axes:
-            ax.text(
-                0.5,
-                0.5,
-                banner.split(" | ")[0].split(" — ")[0],
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                fontsize=22,
-                color="#b00020",
-                alpha=0.12,
-                rotation=20,
-                fontweight="bold",
-                zorder=0,
-            )
-    else:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
-    """A figure with ``ncols`` side-by-side axes on its own Agg canvas."""
-    fig = Figure(figsize=(_FIGSIZE[0] * (1 if ncols == 1 else 0.75 * ncols), _FIGSIZE[1]))
-    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    return fig, axes
-
-
-def mark_no_data(ax: Axes, what: str = "no data") -> None:
-    """Say ``what`` in the middle of an empty axes instead of leaving it blank."""
-    ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="grey")
-
-
-def figure_png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
-    """PNG rendering of a figure, in memory."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
-
 
 # --- frequency axis ------------------------------------------------------------------------------
 
@@ -198,7 +92,7 @@ def _vs_freq(
     data = summary.copy()
     if data.empty or value_col not in data.columns or data[value_col].notna().sum() == 0:
         mark_no_data(ax)
-        return finish_figure(fig, title, _kinds_of(summary))
+        return finish_figure(fig, title, kinds_of(summary))
     data["_freq"] = _summary_freq(data)
     pos, ticks, labels = _freq_positions(list(data["_freq"]))
     keys = _series_keys(data)
@@ -226,7 +120,7 @@ def _vs_freq(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return finish_figure(fig, title, _kinds_of(summary))
+    return finish_figure(fig, title, kinds_of(summary))
 
 
 def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
@@ -272,7 +166,7 @@ def pareto_plot(
     title = f"Energy–latency trade-off (Pareto frontier){energy_source_note(data)}"
     if data.empty or data[[energy_col, latency_col]].dropna().empty:
         mark_no_data(ax)
-        return finish_figure(fig, title, _kinds_of(data))
+        return finish_figure(fig, title, kinds_of(data))
     keys = _series_keys(data)
     for name, sub in data.groupby(keys, dropna=False, sort=True):
         sub = sub.sort_values(latency_col)
@@ -303,7 +197,7 @@ def pareto_plot(
     ax.set_ylabel(axis_label(energy_col))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return finish_figure(fig, title, _kinds_of(data))
+    return finish_figure(fig, title, kinds_of(data))
 
 
 def energy_vs_length(
@@ -318,7 +212,7 @@ def energy_vs_length(
     df = prepare_requests(requests) if not requests.empty else requests
     if df.empty or length not in df.columns or metric not in df.columns:
         mark_no_data(ax)
-        return finish_figure(fig, title, _kinds_of(requests))
+        return finish_figure(fig, title, kinds_of(requests))
     df = df[valid_mask(df).to_numpy()]
     levels = freq_levels(df)
     for lv in sorted(
@@ -339,7 +233,7 @@ def energy_vs_length(
     ax.grid(alpha=0.3)
     if not df.empty:
         ax.legend(fontsize=8, title="clock")
-    return finish_figure(fig, title, _kinds_of(requests))
+    return finish_figure(fig, title, kinds_of(requests))
 
 
 def energy_vs_input_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
@@ -360,11 +254,11 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     fig, (ax,) = new_figure()
     if summary.empty or by not in summary.columns or "j_per_token_mean" not in summary.columns:
         mark_no_data(ax)
-        return finish_figure(fig, title, _kinds_of(summary))
+        return finish_figure(fig, title, kinds_of(summary))
     data = summary[summary["j_per_token_mean"].notna()].copy()
     if data.empty:
         mark_no_data(ax)
-        return finish_figure(fig, title, _kinds_of(summary))
+        return finish_figure(fig, title, kinds_of(summary))
     data["_freq"] = [freq_label(f) for f in _summary_freq(data)]
     data["_w"] = pd.to_numeric(data.get("n", 1), errors="coerce").fillna(1).clip(lower=1)
     cats = sorted(data[by].astype(str).unique())
@@ -407,7 +301,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     ax.set_ylabel("energy per token (J/token, mean)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, title="clock")
-    return finish_figure(fig, title, _kinds_of(summary))
+    return finish_figure(fig, title, kinds_of(summary))
 
 
 def j_per_token_by_task(summary: pd.DataFrame) -> Figure:

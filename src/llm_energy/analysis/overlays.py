@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llm_energy.analysis.compare import CONFIG_COLUMNS
-from llm_energy.analysis.figures import finish_figure, mark_no_data, new_figure
+from llm_energy.analysis.figure_style import finish_figure, mark_no_data, new_figure
 from llm_energy.analysis.records import is_missing
 
 #: metric → (y column, CI columns or None, axis label)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_energy.analysis.figures import ESTIMATED_LABEL, SIMULATED_LABEL, UNKNOWN_LABEL
+from llm_energy.analysis.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, UNKNOWN_LABEL
 from llm_energy.analysis.records import STRATUM_KEYS, freq_label, is_missing
 
 METRIC_PHRASES: dict[str, str] = {

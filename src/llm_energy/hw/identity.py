@@ -121,6 +121,37 @@ def format_cuda_uuid(raw: Any) -> str:
     return "GPU-" + text.lower()
 
 
+def cuda_visible_entries() -> list[str]:
+    """The entries of CUDA_VISIBLE_DEVICES ([] when unset or empty: every GPU is visible)."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [x.strip() for x in cvd.split(",") if x.strip()]
+
+
+def resolve_cuda_visible(index: int) -> tuple[str, int | str]:
+    """NVML enumerates all GPUs by PCI order; CUDA_VISIBLE_DEVICES renumbers them. Map the
+    logical (torch) index to what NVML needs so we measure the GPU the model runs on."""
+    items = cuda_visible_entries()
+    if not items:
+        return ("index", index)
+    cvd = ",".join(items)
+    if index >= len(items):
+        raise DeviceNotFoundError(
+            f"Cannot open GPU index {index}",
+            f"CUDA_VISIBLE_DEVICES={cvd} exposes only {len(items)} GPU(s)",
+            "Set gpu.index within range or change CUDA_VISIBLE_DEVICES.",
+        )
+    item = items[index]
+    if item.isdigit():
+        return ("index", int(item))
+    if item.startswith("GPU-"):
+        return ("uuid", item)
+    raise DeviceNotFoundError(
+        f"Cannot open GPU index {index}",
+        f"CUDA_VISIBLE_DEVICES entry {item!r} is not a GPU index or GPU-UUID (MIG is not supported)",
+        "Use a plain index or full GPU UUID in CUDA_VISIBLE_DEVICES.",
+    )
+
+
 def cuda_index_for_uuid(nvml_uuid: str, cuda_uuids: Sequence[str]) -> int:
     """The CUDA device index whose UUID is the NVML GPU's (CUDA orders GPUs fastest-first
     unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so an NVML index is not a CUDA index)."""
@@ -142,9 +173,11 @@ __all__ = [
     "boot_id",
     "command_line",
     "cuda_index_for_uuid",
+    "cuda_visible_entries",
     "format_cuda_uuid",
     "process_start_s",
     "process_start_ticks",
+    "resolve_cuda_visible",
     "ticks_to_iso",
     "ticks_to_s",
 ]

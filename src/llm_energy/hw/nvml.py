@@ -21,16 +21,19 @@ from llm_energy.hw.base import ClockState, Device, GpuProcess, ThrottleCounters
 from llm_energy.hw.errors import (
     DeviceError,
     DeviceNotFoundError,
-    NotSupportedError,
-    PermissionDeniedError,
 )
-from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
+from llm_energy.hw.identity import (
+    cuda_index_for_uuid,
+    cuda_visible_entries,
+    format_cuda_uuid,
+    resolve_cuda_visible,
+)
+from llm_energy.hw.nvml_errors import NO_GPU_TODO, translate_nvml_error
 from llm_energy.units import mj_to_j, mw_to_w, ns_to_s, w_to_mw
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_NO_GPU_TODO = "Install/load the NVIDIA driver, or use gpu.backend=cpu or gpu.backend=simulated."
 # Clock-event-reason duration fields (ns): power (SW cap, HW brake), then thermal (SW, HW).
 THROTTLE_FIELDS = (
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
@@ -38,89 +41,10 @@ THROTTLE_FIELDS = (
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
     "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN",
 )
-_PERMISSION_TODO = "Run as root (sudo) or with CAP_SYS_ADMIN, or use gpu.control=observe."
-
-
-def translate_nvml_error(err: Exception, asked: str, todo: str | None = None) -> DeviceError:
-    """Map an NVMLError to the project's exception with a one-line asked/why/todo message."""
-    code = getattr(err, "value", None)
-    p = pynvml
-    table: dict[int, tuple[type[DeviceError], str, str]] = {
-        p.NVML_ERROR_LIBRARY_NOT_FOUND: (
-            DeviceNotFoundError,
-            "the NVML library (libnvidia-ml.so.1) was not found, so no NVIDIA driver is installed here",
-            _NO_GPU_TODO,
-        ),
-        p.NVML_ERROR_DRIVER_NOT_LOADED: (
-            DeviceNotFoundError,
-            "the NVIDIA kernel driver is not loaded",
-            _NO_GPU_TODO,
-        ),
-        p.NVML_ERROR_LIB_RM_VERSION_MISMATCH: (
-            DeviceNotFoundError,
-            "the NVML library and the loaded kernel driver have different versions",
-            "Reboot or reload the nvidia kernel module after the driver update.",
-        ),
-        p.NVML_ERROR_NOT_FOUND: (
-            DeviceNotFoundError,
-            "NVML found no such GPU",
-            "Check gpu.index and nvidia-smi -L.",
-        ),
-        p.NVML_ERROR_GPU_IS_LOST: (
-            DeviceNotFoundError,
-            "the GPU fell off the bus (NVML: GPU is lost)",
-            "Check dmesg / nvidia-smi; the host may need a reboot.",
-        ),
-        p.NVML_ERROR_NO_PERMISSION: (
-            PermissionDeniedError,
-            "NVML reports insufficient permissions",
-            _PERMISSION_TODO,
-        ),
-        p.NVML_ERROR_NOT_SUPPORTED: (
-            NotSupportedError,
-            "this GPU or driver does not support it",
-            "Use gpu.control=observe (or gpu.freq=null) on this GPU, or a GPU/driver that supports it.",
-        ),
-        p.NVML_ERROR_FUNCTION_NOT_FOUND: (
-            NotSupportedError,
-            "the installed driver's NVML lacks this function",
-            "Update the NVIDIA driver, or use gpu.control=observe.",
-        ),
-    }
-    cls, why, default_todo = table.get(
-        code,  # type: ignore[arg-type]
-        (DeviceError, f"NVML error {code}: {err}", "Check nvidia-smi and the driver logs."),
-    )
-    return cls(asked, why, todo if todo is not None else default_todo)
 
 
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _resolve_cuda_visible(index: int) -> tuple[str, int | str]:
-    """NVML enumerates all GPUs by PCI order; CUDA_VISIBLE_DEVICES renumbers them. Map the
-    logical (torch) index to what NVML needs so we measure the GPU the model runs on."""
-    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd is None or not cvd.strip():
-        return ("index", index)
-    items = [x.strip() for x in cvd.split(",") if x.strip()]
-    if index >= len(items):
-        raise DeviceNotFoundError(
-            f"Cannot open GPU index {index}",
-            f"CUDA_VISIBLE_DEVICES={cvd} exposes only {len(items)} GPU(s)",
-            "Set gpu.index within range or change CUDA_VISIBLE_DEVICES.",
-        )
-    item = items[index]
-    if item.isdigit():
-        return ("index", int(item))
-    if item.startswith("GPU-"):
-        return ("uuid", item)
-    raise DeviceNotFoundError(
-        f"Cannot open GPU index {index}",
-        f"CUDA_VISIBLE_DEVICES entry {item!r} is not a GPU index or GPU-UUID (MIG is not supported)",
-        "Use a plain index or full GPU UUID in CUDA_VISIBLE_DEVICES.",
-    )
 
 
 class NvmlDevice(Device):
@@ -138,9 +62,9 @@ class NvmlDevice(Device):
             count = int(self._call("Cannot count NVIDIA GPUs", pynvml.nvmlDeviceGetCount))
             if count == 0:
                 raise DeviceNotFoundError(
-                    f"Cannot open NVIDIA GPU {index}", "NVML sees no GPU on this host", _NO_GPU_TODO
+                    f"Cannot open NVIDIA GPU {index}", "NVML sees no GPU on this host", NO_GPU_TODO
                 )
-            kind, target = ("uuid", uuid) if uuid else _resolve_cuda_visible(index)
+            kind, target = ("uuid", uuid) if uuid else resolve_cuda_visible(index)
             self._handle = self._open_handle(kind, target, count)
         except BaseException:
             self.close()
@@ -491,15 +415,14 @@ def allowed_gpus() -> list[tuple[int, str]]:
     CUDA_VISIBLE_DEVICES when it is set (a GPU-UUID entry matched by UUID prefix, an integer
     entry read as an NVML index, i.e. PCI bus order as nvidia-smi numbers GPUs), else every GPU
     NVML sees. The model later runs on the CUDA device with the same UUID, never by index."""
-    cvd = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    items = [x.strip() for x in cvd.split(",") if x.strip()]
+    items = cuda_visible_entries()
     if items:
         n = len(items)
         if any(x.isdigit() for x in items) and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
             log.warning(
                 "CUDA_VISIBLE_DEVICES=%s holds indexes, read here in PCI bus order; CUDA reads them "
                 "fastest-first unless CUDA_DEVICE_ORDER=PCI_BUS_ID (the UUID check will tell)",
-                cvd,
+                ",".join(items),
             )
     else:
         probe = NvmlDevice(0)
