@@ -77,8 +77,28 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
-def test_repro_runs_every_stage_and_writes_outputs(workspace: Path) -> None:
+@pytest.fixture(scope="module")
+def reproduced(workspace: Path) -> subprocess.CompletedProcess[str]:
+    """One `dvc repro` of the whole pipeline, committed as the baseline every test starts from."""
     proc = _run([sys.executable, "-m", "dvc", "repro"], workspace)
+    _run(["git", "add", "-A"], workspace)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], workspace)
+    return proc
+
+
+@pytest.fixture
+def ws(workspace: Path, reproduced: subprocess.CompletedProcess[str]) -> Path:
+    """The reproduced workspace, reset to its baseline so no test depends on another's order:
+    `dvc exp run` and param edits leave params, lock and outputs changed behind them."""
+    _run(["git", "checkout", "--", "."], workspace)
+    _run([sys.executable, "-m", "dvc", "checkout", "--force"], workspace)
+    return workspace
+
+
+def test_repro_runs_every_stage_and_writes_outputs(
+    ws: Path, reproduced: subprocess.CompletedProcess[str]
+) -> None:
+    workspace, proc = ws, reproduced
     for stage in ("prepare", "model", "infer", "aggregate", "stats", "plots"):
         assert f"Running stage '{stage}'" in proc.stdout
     rows = [
@@ -109,7 +129,8 @@ def test_repro_runs_every_stage_and_writes_outputs(workspace: Path) -> None:
     assert "up to date" in status.lower() or status.strip() == ""
 
 
-def test_stats_param_change_reruns_only_stats_and_plots(workspace: Path) -> None:
+def test_stats_param_change_reruns_only_stats_and_plots(ws: Path) -> None:
+    workspace = ws
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["stats"]["alpha"] = 0.01
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -122,7 +143,8 @@ def test_stats_param_change_reruns_only_stats_and_plots(workspace: Path) -> None
     assert ran == ["stats", "plots"], proc.stdout
 
 
-def test_freq_cap_without_controllable_gpu_fails_cleanly(workspace: Path) -> None:
+def test_freq_cap_without_controllable_gpu_fails_cleanly(ws: Path) -> None:
+    workspace = ws
     before = (workspace / "data/infer/requests.jsonl").read_bytes()
     proc = _run(
         [sys.executable, "stages/infer.py", "gpu.backend=cpu", "gpu.freq=1200"],
@@ -136,7 +158,8 @@ def test_freq_cap_without_controllable_gpu_fails_cleanly(workspace: Path) -> Non
     assert (workspace / "data/infer/requests.jsonl").read_bytes() == before  # nothing recorded
 
 
-def test_bad_param_fails_with_one_line(workspace: Path) -> None:
+def test_bad_param_fails_with_one_line(ws: Path) -> None:
+    workspace = ws
     proc = _run([sys.executable, "stages/infer.py", "infer.batch_size=0"], workspace, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "params: infer.batch_size = 0 is not allowed" in proc.stderr
@@ -151,7 +174,8 @@ def _exp_metrics(shown: list, name: str) -> dict:
     raise AssertionError(f"experiment {name} not in dvc exp show")
 
 
-def test_exp_run_with_simulated_cap_composes_and_shows(workspace: Path) -> None:
+def test_exp_run_with_simulated_cap_composes_and_shows(ws: Path) -> None:
+    workspace = ws
     # A tiny model's request takes ~10 ms: allow enough repeats for a trusted 1 s window.
     _run(
         [
@@ -183,9 +207,8 @@ def test_exp_run_with_simulated_cap_composes_and_shows(workspace: Path) -> None:
     assert typo.returncode != 0 and "freqq" in (typo.stderr + typo.stdout)
 
 
-def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(
-    workspace: Path,
-) -> None:
+def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: Path) -> None:
+    workspace = ws
     _run(
         [
             sys.executable,
