@@ -387,7 +387,12 @@ def run_acceptance(
         device = open_benchmark_device(base_cfg, state_dir, update_period_s=plan.update_period_s)
         with (
             device,
-            ClockSession(device, control="observe", journal_dir=state_dir / "journal") as clocks,
+            ClockSession(
+                device,
+                control="observe",
+                journal_dir=state_dir / "journal",
+                on_other_processes=base_cfg.gpu.on_other_processes,
+            ) as clocks,
         ):
             meter = meter_for(base_cfg, device)
             period_s = meter.measure_update_period_s()
@@ -525,7 +530,7 @@ def _tick(
         return run_tick_benchmark(
             tick_device,
             sleep_work(0.02),
-            period_s=EnergyMeter(tick_device).measure_update_period_s(),
+            period_s=meter_for(cfg, tick_device).measure_update_period_s(),
             windows=plan.tick_windows,
             periods=plan.tick_periods,
             seed=cfg.meta.seed,

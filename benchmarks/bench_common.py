@@ -24,7 +24,8 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from llm_energy.config import Config, apply_overrides  # noqa: E402
-from llm_energy.datasets import collect_items, parse_task, seeded_sample  # noqa: E402
+from llm_energy.dataset_rows import collect_items  # noqa: E402
+from llm_energy.datasets import seeded_sample, task_spec  # noqa: E402
 from llm_energy.io.files import iter_jsonl, read_jsonl, read_yaml  # noqa: E402
 from llm_energy.runtime.warmup import is_steady  # noqa: E402
 
@@ -89,7 +90,7 @@ def restrict_tasks(params: Mapping[str, Any], names: Sequence[str]) -> dict[str,
 def sample_items(cfg: Config, task_name: str, n: int) -> list[dict[str, Any]]:
     """`n` prepared items of a task, built from data/samples the way the prepare stage does
     (llm_energy.datasets, which needs no Hugging Face `datasets`)."""
-    spec = parse_task(cfg.raw["task"][task_name])
+    spec = task_spec(cfg.task(task_name))
     data_files = spec.dataset.data_files
     if not isinstance(data_files, str) or spec.dataset.path != "json":
         raise SystemExit(
@@ -140,12 +141,15 @@ def open_benchmark_device(
         cfg.gpu.backend,
         index if index is not None else 0 if cfg.gpu.index == "auto" else int(cfg.gpu.index),
         state_dir=state_dir,
+        wait_for_gpu_s=cfg.gpu.wait_for_gpu_s,
+        simulated_count=cfg.gpu.simulated_count,
         simulated_gpu=cfg.gpu.simulated_gpu,
         simulated_alpha=cfg.gpu.simulated_alpha,
         simulated_utilization=cfg.gpu.simulated_utilization,
         simulated_update_period_s=update_period_s,
         simulated_counter_ticks=True,
         seed=cfg.meta.seed,
+        country_iso_code=cfg.emissions.country_iso_code,
     )
 
 
@@ -261,7 +265,7 @@ def round_window(meter: Any, *, align: bool = True) -> Iterator[RoundWindow]:
 
 # ---------------------------------------------------------------------------- statistics
 def bootstrap_median_ci(
-    values: Sequence[float], *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    values: Sequence[float], *, n_boot: int, level: float, seed: int
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the median (resampling the values with replacement)."""
     vals = [float(v) for v in values if math.isfinite(v)]
@@ -293,9 +297,9 @@ def median_ratio(
     numerators: Sequence[float],
     denominators: Sequence[float],
     *,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
+    n_boot: int,
+    level: float,
+    seed: int,
 ) -> RatioSummary:
     """Per-round ratios num/den (paired rounds), their median and a bootstrap CI of the median."""
     ratios = [

@@ -188,21 +188,22 @@ def _jpt(side: Mapping[str, Any], key: str = "energy_j") -> float:
 
 
 def summarize_rounds(
-    rounds: Sequence[Mapping[str, Any]], *, n_boot: int = 2000, seed: int = 0
+    rounds: Sequence[Mapping[str, Any]], *, n_boot: int, level: float, seed: int
 ) -> dict[str, Any]:
     """Median per-round ratios (infer / bare) with bootstrap CIs, and the goal verdicts."""
     bare = [r["bare"] for r in rounds]
     infer = [r["infer"] for r in rounds]
     tps = median_ratio(
-        [_rate(s) for s in infer], [_rate(s) for s in bare], n_boot=n_boot, seed=seed
+        [_rate(s) for s in infer], [_rate(s) for s in bare], n_boot=n_boot, level=level, seed=seed
     )
     jpt = median_ratio(
-        [_jpt(s) for s in infer], [_jpt(s) for s in bare], n_boot=n_boot, seed=seed + 1
+        [_jpt(s) for s in infer], [_jpt(s) for s in bare], n_boot=n_boot, level=level, seed=seed + 1
     )
     recorded = median_ratio(
         [_jpt(s, "recorded_energy_j") for s in infer if "recorded_energy_j" in s],
         [_jpt(b) for b, s in zip(bare, infer, strict=True) if "recorded_energy_j" in s],
         n_boot=n_boot,
+        level=level,
         seed=seed + 2,
     )
     return {
@@ -332,7 +333,12 @@ def run_overhead(
         },
         "calibration_round": calibration,
         "rounds": results,
-        **summarize_rounds(results, seed=cfg.meta.seed),
+        **summarize_rounds(
+            results,
+            n_boot=cfg.aggregate.n_boot,
+            level=cfg.aggregate.ci_level,
+            seed=cfg.meta.seed,
+        ),
         "elapsed_s": time.perf_counter() - t0,
     }
 
@@ -368,7 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = open_benchmark_device(cfg, state_dir, update_period_s=period)
         with (
             device,
-            ClockSession(device, control="observe", journal_dir=state_dir / "journal") as clocks,
+            ClockSession(
+                device,
+                control="observe",
+                journal_dir=state_dir / "journal",
+                on_other_processes=cfg.gpu.on_other_processes,
+            ) as clocks,
         ):
             meter = meter_for(cfg, device)
             meter.measure_update_period_s()

@@ -1,6 +1,8 @@
 """Stage `aggregate`: score quality per request, then summarise each configuration with CIs.
 
-Writes data/aggregate/requests.jsonl (records + quality_* columns and the run's device_name),
+Records are checked against the record schema (llm_energy/records.py) on the way in and out.
+Writes data/aggregate/requests.jsonl (records + quality_* columns and the run's gpu_name and
+gpu_uuid),
 summary.csv (one row per configuration), quality.csv (corpus-level scores from the project's
 `evaluate` metric scripts, keyed by summary.csv's configuration columns, so the two join) and
 repetition.csv (first repetition vs the rest, flagged when it differs: a cold start).
@@ -19,6 +21,13 @@ from llm_energy.io.files import read_json, read_jsonl, staged_dir, write_jsonl
 from llm_energy.metrics import compute_for_kind
 from llm_energy.paths import ProjectPaths
 from llm_energy.quality import corpus_quality, score_requests
+from llm_energy.records import (
+    AGGREGATE_REQUESTS,
+    INFER_REQUESTS,
+    plain_records,
+    required_keys,
+    typed_frame,
+)
 
 
 def _corpus_metric(kind: str, predictions: list, references: list, extra: dict) -> dict[str, float]:
@@ -33,8 +42,9 @@ def _corpus_metric(kind: str, predictions: list, references: list, extra: dict) 
 
 
 RERUN_INFER = "re-run the infer stage (dvc repro infer, or python stages/infer.py)"
-RECORD_KEYS = ("run_id", "task", "task_kind", "item_id", "status")  # also on failed rows
-OK_KEYS = ("prediction", "references", "energy_j", "latency_s", "output_tokens", "energy_source")
+RECORD_KEYS = required_keys(INFER_REQUESTS, status_ok=False)  # also on failed rows
+OK_KEYS = required_keys(INFER_REQUESTS, status_ok=True)
+BUG = "the aggregate stage broke its own record schema: please report it"
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:
@@ -57,9 +67,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 line=line,
                 key=missing[0],
             )
-    requests = pd.DataFrame(records)
-    if requests.empty:
+    if not records:
         raise StageError(f"{paths.requests_file} holds no requests")
+    requests = typed_frame(pd.DataFrame(records), INFER_REQUESTS, paths.requests_file, RERUN_INFER)
     run = read_json(paths.run_file, remedy=RERUN_INFER, expect=dict)
     run_id = run.get("run_id")
     if set(requests["run_id"].dropna()) != {run_id}:
@@ -74,11 +84,14 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             f"{paths.requests_file} holds {len(records)} records but {paths.run_file.name} counts "
             f"{expected}: the file was truncated or edited; {RERUN_INFER}"
         )
-    scored = score_requests(requests)
-    if "device_name" not in scored.columns:  # compare never pools GPU models: carry the name
-        device = run.get("device") if isinstance(run.get("device"), dict) else {}
-        scored["device_name"] = device.get("name")
-    repetition = repetition_effect(scored)
+    # the GPU is a configuration key (models never pooled) and a block in the statistics (cards)
+    device = run.get("device") if isinstance(run.get("device"), dict) else {}
+    requests["gpu_name"] = device.get("name")
+    requests["gpu_uuid"] = device.get("uuid")
+    scored = typed_frame(
+        score_requests(requests), AGGREGATE_REQUESTS, paths.aggregate_dir / "requests.jsonl", BUG
+    )
+    repetition = repetition_effect(scored, alpha=cfg.aggregate.repetition_alpha)
     summary = summarize(
         scored,
         ci_level=cfg.aggregate.ci_level,
@@ -88,7 +101,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     quality = corpus_quality(scored, _corpus_metric)
     # Written aside and swapped in: a failed write keeps the previous data/aggregate.
     with staged_dir(paths.aggregate_dir) as out:
-        write_jsonl(out / "requests.jsonl", scored.to_dict(orient="records"))
+        write_jsonl(out / "requests.jsonl", plain_records(scored))
         summary.to_csv(out / paths.summary_csv.name, index=False)
         quality.to_csv(out / "quality.csv", index=False)
         repetition.to_csv(out / "repetition.csv", index=False)

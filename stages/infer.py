@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 
 from _common import StageError, log, run_stage
 from llm_energy.config import Config
-from llm_energy.errors import InputFileError
+from llm_energy.errors import InputFileError, one_line
 from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.paths import ProjectPaths, gpu_journal_dir, gpu_lock_dir
+from llm_energy.paths import (
+    ProjectPaths,
+    gpu_journal_dir,
+    gpu_lock_dir,
+    progress_dir,
+    progress_file,
+)
+from llm_energy.progress import ProgressTracker
 from llm_energy.runtime.emissions import EmissionsMeter
 from llm_energy.runtime.engine import load_generator
 from llm_energy.runtime.provenance import run_provenance
@@ -47,7 +55,31 @@ def _read_items(cfg: Config, paths: ProjectPaths) -> dict[str, list[dict]]:
     return items
 
 
+def _progress_tracker(cfg: Config, paths: ProjectPaths) -> ProgressTracker:
+    """This unit's progress for `llm-energy grid status` (named as DVC named the experiment)."""
+    unit = os.environ.get("DVC_EXP_NAME") or cfg.meta.experiment
+    target = progress_file(progress_dir(paths.gpu_state_dir(cfg.gpu.state_dir)), unit)
+
+    def write(record: dict) -> None:
+        try:
+            write_json(target, record)
+        except OSError as exc:  # progress is a convenience: it never fails a measurement
+            log.warning("progress not written to %s: %s", target, exc)
+
+    return ProgressTracker(unit, host=socket.gethostname(), pid=os.getpid(), write=write)
+
+
 def main(cfg: Config, paths: ProjectPaths) -> None:
+    progress = _progress_tracker(cfg, paths)
+    try:
+        _measure(cfg, paths, progress)
+    except BaseException as exc:  # signals too: a crash reads `failed`, a kill -9 `lost`
+        progress.finish("failed", one_line(str(exc) or type(exc).__name__))
+        raise
+    progress.finish("done")
+
+
+def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> None:
     gpu = cfg.gpu
     items = _read_items(cfg, paths)
     templates = read_prompt_templates(cfg, paths)
@@ -59,6 +91,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         gpu.index,
         state_dir=state_dir,
         exclusive=True,
+        # model.device_map: the model spans several GPUs, measured and capped as one group
+        indices="all" if cfg.model.device_map == "auto" else cfg.model.device_map,
+        wait_for_gpu_s=gpu.wait_for_gpu_s,
         lock_dir=gpu_lock_dir(state_dir),
         simulated_count=gpu.simulated_count,
         simulated_gpu=gpu.simulated_gpu,
@@ -91,6 +126,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             tick_align=gpu.tick_align,
         )
         period_s = meter.measure_update_period_s()
+        progress.set_gpu(device.uuid(), device.name())
         gen = load_generator(
             cfg.model,
             paths.model_dir,
@@ -99,6 +135,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             engine=cfg.infer.engine,
             allow_compile=cfg.infer.compile,
             gpu_uuid=device.uuid(),  # torch runs on the GPU NVML measures, matched by UUID
+            gpu_uuids=[m.uuid() for m in device.member_devices()],
             sim_device=device,  # simulated GPU: each call's workload drives its model clock
         )
         emissions = EmissionsMeter(
@@ -124,6 +161,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 items_by_task=items,
                 templates=templates,
                 write=out.write,
+                progress=progress,
             )
             totals = run.run()
             emissions.set_device_energy(totals.device_energy_j, device.energy_source)
@@ -136,6 +174,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
                 # params hold only model.prompt_set: the texts sent are recorded here.
                 "prompt_templates": dict(templates),
                 "control": gpu.control,
+                "clock_mechanism": clocks.clock_mechanism,
                 "counter_update_period_s": period_s,
                 "window_rules": {
                     "min_window_s": gpu.min_window_s,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from _common import StageError, log, run_stage
 from llm_energy.analysis.figure_style import energy_kind_banner, figure_png_bytes
 from llm_energy.analysis.figures import power_timeline, standard_figures
@@ -15,11 +13,12 @@ from llm_energy.io.files import (
     atomic_write_text,
     read_csv,
     read_json,
-    read_jsonl,
     staged_dir,
 )
+from llm_energy.io.records import load_records, load_table
 from llm_energy.paths import ProjectPaths
 from llm_energy.plotdata import by_config, by_freq
+from llm_energy.records import AGGREGATE_REQUESTS, STATS_TABLES, SUMMARY
 
 TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "recommendation")
 
@@ -31,10 +30,12 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     if not paths.metrics_file.exists():
         raise StageError(f"{paths.metrics_file} not found: run the stats stage first")
     agg, stats = RERUN.format("aggregate"), RERUN.format("stats")
-    summary = read_csv(paths.summary_csv, remedy=agg)
-    requests = pd.DataFrame(read_jsonl(paths.aggregate_dir / "requests.jsonl", remedy=agg))
+    summary = load_table(paths.summary_csv, SUMMARY, remedy=agg)
+    requests = load_records(paths.aggregate_dir / "requests.jsonl", AGGREGATE_REQUESTS, remedy=agg)
     tables = {
-        name: read_csv(paths.stats_dir / f"{name}.csv", remedy=stats, allow_empty=True)
+        name: load_table(
+            paths.stats_dir / f"{name}.csv", STATS_TABLES[name], remedy=stats, allow_empty=True
+        )
         for name in TABLES
     }
     ols_info = read_json(paths.stats_dir / "ols_info.json", remedy=stats, expect=dict)
@@ -43,8 +44,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
 
     figures = standard_figures(summary, requests, frontier=tables["pareto"])
     run_info = read_json(paths.run_file, remedy=RERUN.format("infer"), expect=dict)
-    if "rep" in requests.columns:  # run.json does not record the configured repetitions
-        run_info["repetitions"] = int(requests["rep"].nunique())
+    run_info["repetitions"] = int(requests["rep"].nunique())  # run.json does not record them
     timeline_csv = paths.infer_dir / "power_timeline.csv"
     if timeline_csv.exists():
         kind = (headline.get("energy") or {}).get("kind")
@@ -63,7 +63,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     # says so in one sentence instead of showing them
     single = n_clock_levels(summary) == 1
     shown = {k: v for k, v in pngs.items() if not (single and k in MULTI_CLOCK_FIGURES)}
-    kinds = summary["energy_kind"].dropna().unique().tolist() if "energy_kind" in summary else []
+    kinds = summary["energy_kind"].dropna().unique().tolist()
     markdown = build_markdown(
         summary,
         {k: v for k, v in tables.items() if k != "recommendation"},

@@ -12,15 +12,8 @@ from llm_energy.paths import ProjectPaths
 def main(cfg: Config, paths: ProjectPaths) -> None:
     results = {}
     for task in cfg.tasks:  # load everything first: a bad dataset must not leave half an output
-        spec = {
-            "name": task.name,
-            "kind": task.kind,
-            "dataset": task.dataset,
-            "fields": task.fields,
-            **task.options,
-        }
         results[task.name] = load_task_items(
-            spec, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root
+            task, n_items=cfg.prepare.n_items, seed=cfg.prepare.seed, root=paths.root
         )
     summary = {}
     # Written aside and swapped in: a failed write keeps the previous data/prepared.

@@ -8,8 +8,6 @@ windows; `repetition` flags a first repetition that differs from the rest (metri
 
 from __future__ import annotations
 
-import pandas as pd
-
 from _common import StageError, log, run_stage
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.regression import energy_ols
@@ -17,8 +15,10 @@ from llm_energy.analysis.repetition import repetition_effect, repetition_headlin
 from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
 from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap, savings_headline
 from llm_energy.config import Config
-from llm_energy.io.files import atomic_write_text, read_csv, read_jsonl, staged_dir, write_json
+from llm_energy.io.files import atomic_write_text, staged_dir, write_json
+from llm_energy.io.records import load_records, load_table
 from llm_energy.paths import ProjectPaths
+from llm_energy.records import AGGREGATE_REQUESTS, SUMMARY
 from llm_energy.tables import to_markdown
 
 
@@ -27,10 +27,10 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     if not scored_file.exists() or not paths.summary_csv.exists():
         raise StageError(f"{paths.aggregate_dir} is incomplete: run the aggregate stage first")
     rerun = "re-run the aggregate stage (dvc repro aggregate, or python stages/aggregate.py)"
-    requests = pd.DataFrame(read_jsonl(scored_file, remedy=rerun))
-    summary = read_csv(paths.summary_csv, remedy=rerun)
+    requests = load_records(scored_file, AGGREGATE_REQUESTS, remedy=rerun)
+    summary = load_table(paths.summary_csv, SUMMARY, remedy=rerun)
     s = cfg.stats
-    coef, ols_info = energy_ols(requests)
+    coef, ols_info = energy_ols(requests, ci_level=cfg.aggregate.ci_level)
     tables = {
         "frequency_effect": frequency_effect(requests, alpha=s.alpha, min_samples=s.min_samples),
         "pairwise": pairwise_vs_default(requests, alpha=s.alpha, min_samples=s.min_samples),

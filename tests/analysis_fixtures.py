@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.records import AGGREGATE_REQUESTS, INFER_REQUESTS, typed_frame
+
 F_MAX_MHZ = 1980.0
 TPOT_BASE_S = 0.020  # time per output token at F_MAX
 PREFILL_S_PER_TOKEN = 5e-5  # prefill time per input token at F_MAX
@@ -78,6 +80,8 @@ def sweep_requests(
     default_applied_mhz: float | None = None,
     reps: int = 1,
     rep0_slowdown: float = 1.0,
+    gpu_name: str = "sim-gpu",
+    gpu_uuid: str = "GPU-sim-0",
 ) -> pd.DataFrame:
     """A frequency sweep: one request per row, every records.md column present.
 
@@ -137,7 +141,7 @@ def sweep_requests(
                             "ttft_s": ttft,
                             "tpot_s": tpot,
                             "tokens_per_s": n_out / latency,
-                            "window_id": f"w{window}",
+                            "window_id": window,
                             "window_energy_j": energy,
                             "window_s": latency,
                             "window_repeats": 1,
@@ -161,16 +165,78 @@ def sweep_requests(
                             "ref_nll_sum": 2.0 * n_out if task == "generation" else None,
                             "ref_tokens": n_out if task == "generation" else None,
                             "quality_exact_match": float(i % 2) if task == "qa" else None,
+                            "gpu_name": gpu_name,
+                            "gpu_uuid": gpu_uuid,
                             "status": "ok",
                             "error": None,
                             "started_at": started.isoformat(),
                             "ended_at": (started + pd.Timedelta(seconds=latency)).isoformat(),
                         }
                     )
-    df = pd.DataFrame(rows)
-    for col in ("freq_requested_mhz", "freq_applied_mhz", "ref_nll_sum", "ref_tokens"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
+    return as_records(pd.DataFrame(rows))
+
+
+#: values of an ok, measured record for the columns a test frame leaves out
+RECORD_DEFAULTS: dict[str, Any] = {
+    "run_id": "r",
+    "experiment": "synthetic",
+    "model": "m",
+    "model_family": "causal",
+    "weights": "random",
+    "model_params_m": 135.0,
+    "rep": 0,
+    "engine": "eager",
+    "batch_size": 1,
+    "batch_fill": 1,
+    "batch_index": 0,
+    "output_tokens_target": 16,
+    "output_mode": "fixed",
+    "task": "t",
+    "task_kind": "qa",
+    "status": "ok",
+    "started_at": "2025-01-01T00:00:00+00:00",
+    "ended_at": "2025-01-01T00:00:01+00:00",
+    "input_tokens": 64,
+    "output_tokens": 1,
+    "latency_s": 1.0,
+    "window_repeats": 1,
+    "window_tail_s": 0.0,
+    "input_truncated": False,
+    "window_trusted": True,
+    "window_tick_aligned": False,
+    "clock_source": "none",
+    "throttle_source": "none",
+    "prediction": "",
+    "quality_applicable": True,
+    "gpu_name": "sim-gpu",
+    "gpu_uuid": "GPU-sim-0",
+}
+
+
+def as_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """A test frame completed to a schema-typed aggregate record frame: left-out columns get
+    :data:`RECORD_DEFAULTS`, a window and an item of their own per row, null otherwise."""
+    df = frame.copy().reset_index(drop=True)
+    for col, value in RECORD_DEFAULTS.items():
+        if col not in df.columns:
+            df[col] = [value] * len(df)
+    if "item_id" not in df.columns:
+        df["item_id"] = [f"item-{i}" for i in range(len(df))]
+    if "window_id" not in df.columns:
+        df["window_id"] = list(range(1, len(df) + 1))
+    if "window_s" not in df.columns:
+        df["window_s"] = df["latency_s"]
+    if "tokens_per_s" not in df.columns:
+        df["tokens_per_s"] = df["output_tokens"] / df["latency_s"]
+    if "energy_source" not in df.columns:
+        kinds = df["energy_kind"] if "energy_kind" in df.columns else ["measured"] * len(df)
+        df["energy_source"] = [SOURCE_BY_KIND.get(k, "nvml") for k in kinds]
+    if "references" not in df.columns:
+        df["references"] = [[] for _ in range(len(df))]
+    for col in AGGREGATE_REQUESTS.columns:
+        if col.name not in df.columns and col.nullable:
+            df[col.name] = None
+    return typed_frame(df, AGGREGATE_REQUESTS, "test records", "fix the test frame")
 
 
 def minimal_requests(values: Sequence[float], **columns: Any) -> pd.DataFrame:
@@ -182,7 +248,7 @@ def minimal_requests(values: Sequence[float], **columns: Any) -> pd.DataFrame:
         "latency_s": [1.0] * n,
     }
     data.update(columns)
-    return pd.DataFrame(data)
+    return as_records(pd.DataFrame(data))
 
 
 def groups_to_requests(
@@ -211,10 +277,7 @@ def groups_to_requests(
                     "status": "ok",
                 }
             )
-    df = pd.DataFrame(rows)
-    df["freq_requested_mhz"] = pd.to_numeric(df["freq_requested_mhz"]).astype("float64")
-    df["freq_applied_mhz"] = pd.to_numeric(df["freq_applied_mhz"]).astype("float64")
-    return df
+    return as_records(pd.DataFrame(rows))
 
 
 def batched_window_requests(
@@ -264,7 +327,54 @@ def batched_window_requests(
                     "cap_held": None if freq is None else True,
                 }
             )
-    df = pd.DataFrame(rows)
-    for col in ("freq_requested_mhz", "freq_applied_mhz"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
+    return as_records(pd.DataFrame(rows))
+
+
+def infer_record(**overrides: Any) -> dict[str, Any]:
+    """One measured record as infer writes it to ``data/infer/requests.jsonl``: every column of
+    the record schema, :data:`RECORD_DEFAULTS` where it has one, null where allowed."""
+    row: dict[str, Any] = {c.name: None for c in INFER_REQUESTS.columns if c.required != "no"}
+    row.update({k: v for k, v in RECORD_DEFAULTS.items() if k in row})
+    row.update(
+        item_id="item-0",
+        window_id=1,
+        window_s=1.0,
+        energy_j=1.0,
+        tokens_per_s=1.0,
+        energy_source="simulated",
+        energy_kind="simulated",
+        references=[],
+    )
+    row.update(overrides)
+    return row
+
+
+def batched_windows(levels: dict[float | None, list[float]], batch: int) -> pd.DataFrame:
+    """Requests of `batch` per window, one window per value, each level a clock."""
+    rows, window = [], 0
+    for freq, window_values in levels.items():
+        for value in window_values:
+            window += 1
+            for _ in range(batch):  # every request of a window shares its reading
+                rows.append(
+                    {
+                        "run_id": "r",
+                        "window_id": window,
+                        "model": "m",
+                        "task": "t",
+                        "engine": "eager",
+                        "batch_size": batch,
+                        "input_tokens_target": None,
+                        "output_tokens_target": 8,
+                        "freq_requested_mhz": freq,
+                        "freq_applied_mhz": freq,
+                        "energy_kind": "measured",
+                        "status": "ok",
+                        "energy_j": value * 8,
+                        "output_tokens": 8,
+                        "window_trusted": True,
+                        "cap_held": True,
+                        "latency_s": 1.0,
+                    }
+                )
+    return as_records(pd.DataFrame(rows))

@@ -4,6 +4,7 @@ single points."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,20 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis_fixtures import sweep_requests
+from analysis_fixtures import as_records, sweep_requests
+from helpers import compose
 from llm_energy.analysis import figure_style as S
 from llm_energy.analysis import figures as F
 from llm_energy.analysis.records import freq_label
-from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import pareto_frontier
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+summarize = partial(
+    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
+)
 
 SWEEP = (None, 1800.0, 1400.0, 1000.0)
 
@@ -207,8 +216,8 @@ def test_power_timeline() -> None:
 
 def test_failed_only_configuration_does_not_trigger_a_banner() -> None:
     req = sweep_requests((1200.0,), n_per_freq=3)
-    failed = pd.DataFrame(
-        {"model": ["m-small"] * 2, "task": "qa", "status": "oom", "energy_kind": None}
+    failed = as_records(
+        pd.DataFrame({"model": ["m-small"] * 2, "task": "qa", "status": "oom", "energy_kind": None})
     )
     summary = summarize(pd.concat([req, failed], ignore_index=True), n_boot=10)
     assert "UNKNOWN" not in _all_text(F.energy_vs_freq(summary))

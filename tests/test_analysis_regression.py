@@ -4,6 +4,7 @@ CR1 sandwich formula."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,15 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from analysis_fixtures import sweep_requests
-from llm_energy.analysis.regression import COEF_COLUMNS, energy_ols
+from analysis_fixtures import as_records, sweep_requests
+from helpers import compose
+from llm_energy.analysis.regression import COEF_COLUMNS
+from llm_energy.analysis.regression import energy_ols as energy_ols_
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
 
 
 def _linear_requests(n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -23,20 +31,22 @@ def _linear_requests(n: int = 60, seed: int = 0) -> pd.DataFrame:
     freq = rng.choice([900.0, 1200.0, 1500.0, 1800.0], n)
     noise = rng.normal(0, 2.0, n) * (1 + out / 100)  # heteroscedastic: HC3 matters
     energy = 5.0 + 0.01 * inp + 0.4 * out + 0.002 * params + 0.003 * freq + noise
-    return pd.DataFrame(
-        {
-            "model": "m",
-            "task": "t",
-            "energy_kind": "measured",
-            "status": "ok",
-            "input_tokens": inp,
-            "output_tokens": out,
-            "model_params_m": params,
-            "freq_requested_mhz": freq,
-            "freq_applied_mhz": freq,
-            "energy_j": energy,
-            "latency_s": 1.0,
-        }
+    return as_records(
+        pd.DataFrame(
+            {
+                "model": "m",
+                "task": "t",
+                "energy_kind": "measured",
+                "status": "ok",
+                "input_tokens": inp,
+                "output_tokens": out,
+                "model_params_m": params,
+                "freq_requested_mhz": freq,
+                "freq_applied_mhz": freq,
+                "energy_j": energy,
+                "latency_s": 1.0,
+            }
+        )
     )
 
 
@@ -50,7 +60,7 @@ def _batched(df: pd.DataFrame, batch: int, seed: int = 1) -> pd.DataFrame:
     shared = out.groupby("window_id")["energy_j"].transform("mean")
     noise = np.random.default_rng(seed).normal(0, 3.0, out["window_id"].nunique())
     out["energy_j"] = shared + noise[out["window_id"]]
-    return out
+    return as_records(out)
 
 
 def test_ols_matches_lstsq_and_statsmodels_cluster_errors() -> None:
@@ -87,7 +97,9 @@ def test_cluster_errors_are_wider_than_request_level_errors_for_shared_readings(
     df = _batched(_linear_requests(n=160, seed=3), batch=8, seed=4)
     coef, _ = energy_ols(df)
     x = sm.add_constant(
-        df[["input_tokens", "output_tokens", "model_params_m", "freq_applied_mhz"]].to_numpy()
+        df[["input_tokens", "output_tokens", "model_params_m", "freq_applied_mhz"]].to_numpy(
+            dtype=float
+        )
     )
     naive = sm.OLS(df["energy_j"].to_numpy(), x).fit(cov_type="HC3")
     assert coef["se"].iloc[0] > naive.bse[0]
@@ -110,11 +122,11 @@ def test_too_few_windows_skips() -> None:
 
 
 def test_constant_and_missing_predictors_are_dropped_and_reported() -> None:
-    df = _linear_requests().drop(columns=["model_params_m"])
+    df = _linear_requests().assign(model_params_m=np.nan)
     df["input_tokens"] = 128.0
     coef, info = energy_ols(df)
     assert info["dropped_predictors"] == {
-        "model_params_m": "missing column",
+        "model_params_m": "all null",
         "input_tokens": "constant",
     }
     assert list(coef["term"]) == ["const", "output_tokens", "freq_applied_mhz"]
@@ -140,7 +152,7 @@ def test_too_few_rows_skips_with_reason() -> None:
     coef, info = energy_ols(_linear_requests(n=5))
     assert coef.empty and list(coef.columns) == COEF_COLUMNS
     assert info["skipped"].startswith("too few rows")
-    coef, info = energy_ols(pd.DataFrame({"energy_j": []}))
+    coef, info = energy_ols(as_records(pd.DataFrame()))
     assert coef.empty and info["skipped"]
 
 

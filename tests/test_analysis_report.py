@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import partial
 from html.parser import HTMLParser
 from importlib import resources
 
@@ -12,10 +13,11 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import sweep_requests
+from helpers import compose
 from llm_energy.analysis.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
 from llm_energy.analysis.figures import energy_vs_freq
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.regression import energy_ols
+from llm_energy.analysis.regression import energy_ols as energy_ols_
 from llm_energy.analysis.report import (
     build_html,
     build_markdown,
@@ -25,9 +27,35 @@ from llm_energy.analysis.report import (
 )
 from llm_energy.analysis.report_sections import metric_unit
 from llm_energy.analysis.report_sentences import fmt_num
-from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
-from llm_energy.analysis.summary import summarize
-from llm_energy.analysis.tradeoff import recommend_cap, savings_headline
+from llm_energy.analysis.significance import frequency_effect as frequency_effect_
+from llm_energy.analysis.significance import pairwise_vs_default as pairwise_vs_default_
+from llm_energy.analysis.significance import spearman_lengths as spearman_lengths_
+from llm_energy.analysis.summary import summarize as summarize_
+from llm_energy.analysis.tradeoff import recommend_cap as recommend_cap_
+from llm_energy.analysis.tradeoff import savings_headline
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
+frequency_effect = partial(
+    frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
+)
+pairwise_vs_default = partial(
+    pairwise_vs_default_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
+)
+spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
+summarize = partial(
+    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
+)
+recommend_cap = partial(
+    recommend_cap_,
+    latency_budget_pct=STATS["latency_budget_pct"],
+    n_boot=STATS["n_boot"],
+    seed=STATS["seed"],
+    ci_level=AGGREGATE["ci_level"],
+    min_samples=STATS["min_samples"],
+)
 
 TINY_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -329,9 +357,11 @@ def test_report_renders_through_the_templates(pipeline: dict) -> None:
     )
     # every section the template names is there, in the template's order
     sections = re.findall(r"^## ([A-Za-z ]+)", (TEMPLATES / "report.md.j2").read_text(), re.M)
-    assert len(sections) == 8
+    assert len(sections) == 9
     positions = [md.index(f"\n## {title}") for title in sections]
     assert positions == sorted(positions)
+    # the changelog names the one change in numbers a reader of older results must know
+    assert "rouge_score" in md.split("\n## Changelog", 1)[1]
     page = build_html(md, {})
     css = (TEMPLATES / "report.css").read_text()
     assert css.strip() in page  # inline, not linked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,14 +12,40 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.oneway import anova_oneway
 
-from analysis_fixtures import batched_window_requests, groups_to_requests, sweep_requests
+from analysis_fixtures import (
+    as_records,
+    batched_window_requests,
+    batched_windows,
+    groups_to_requests,
+    sweep_requests,
+)
+from helpers import compose
+from llm_energy.analysis.regression import energy_ols as energy_ols_
 from llm_energy.analysis.significance import (
     FREQUENCY_EFFECT_COLUMNS,
     PAIRWISE_COLUMNS,
-    frequency_effect,
-    pairwise_vs_default,
-    spearman_lengths,
 )
+from llm_energy.analysis.significance import (
+    frequency_effect as frequency_effect_,
+)
+from llm_energy.analysis.significance import (
+    pairwise_vs_default as pairwise_vs_default_,
+)
+from llm_energy.analysis.significance import (
+    spearman_lengths as spearman_lengths_,
+)
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
+frequency_effect = partial(
+    frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
+)
+pairwise_vs_default = partial(
+    pairwise_vs_default_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
+)
+spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
 
 HAND = {None: [7.0, 8.0, 9.0], 1200.0: [4.0, 5.0, 6.0], 900.0: [1.0, 2.0, 3.0]}
 
@@ -86,7 +113,7 @@ def test_frequency_effect_skips_cleanly() -> None:
     assert "default (n=2)" in few.iloc[0]["note"]
     constant = frequency_effect(groups_to_requests({None: [2.0] * 4, 900.0: [2.0] * 4})).iloc[0]
     assert constant["verdict"].startswith("skipped")
-    assert frequency_effect(pd.DataFrame({"energy_j": []})).empty
+    assert frequency_effect(as_records(pd.DataFrame())).empty
 
 
 def test_frequency_effect_drops_sparse_level_but_tests_the_rest() -> None:
@@ -174,15 +201,17 @@ def test_pairwise_skip_row_for_single_level() -> None:
 
 def test_spearman_hand_worked() -> None:
     # ranks of y: 2 1 4 3 5 → d = −1 1 −1 1 0, Σd² = 4 → ρ = 1 − 6·4 / (5·24) = 0.8
-    df = pd.DataFrame(
-        {
-            "model": "m",
-            "task": "t",
-            "energy_kind": "measured",
-            "input_tokens": [1, 2, 3, 4, 5],
-            "output_tokens": [10, 10, 10, 10, 10],
-            "energy_j": [2.0, 1.0, 4.0, 3.0, 5.0],
-        }
+    df = as_records(
+        pd.DataFrame(
+            {
+                "model": "m",
+                "task": "t",
+                "energy_kind": "measured",
+                "input_tokens": [1, 2, 3, 4, 5],
+                "output_tokens": [10, 10, 10, 10, 10],
+                "energy_j": [2.0, 1.0, 4.0, 3.0, 5.0],
+            }
+        )
     )
     table = spearman_lengths(df)
     row = table[(table["scope"] == "model×task") & (table["variable"] == "input_tokens")].iloc[0]
@@ -262,7 +291,7 @@ def test_friedman_on_per_item_means_against_scipy() -> None:
     assert res["effect_size"] == pytest.approx(ref.statistic / (10 * 2))  # Kendall's W
     assert res["significant"]
     # the same windows treated as independent groups miss the effect: items swamp it
-    unpaired = frequency_effect(df.drop(columns="item_id")).iloc[0]
+    unpaired = frequency_effect(df.assign(item_id=[f"u{i}" for i in range(len(df))])).iloc[0]
     assert unpaired["design"] == "independent" and unpaired["p_value"] > 0.05
 
 
@@ -339,3 +368,28 @@ def test_spearman_counts_windows_against_scipy() -> None:
     assert row["rho"] == pytest.approx(ref.statistic) and row["p_value"] == pytest.approx(
         ref.pvalue
     )
+
+
+# Numbers that were once wrong: the statistical unit is the window.
+def test_pairwise_tests_count_windows_not_requests() -> None:
+    df = batched_windows({None: [1.0, 1.3, 0.9], 1200.0: [1.1, 1.4, 1.2]}, batch=8)
+    table = pairwise_vs_default(df, alpha=0.05, min_samples=3)
+    row = table[table["freq_mhz"] == 1200.0].iloc[0]
+    assert row["n"] == 3 and row["n_baseline"] == 3
+    assert row["p_value"] > 0.05  # 3 vs 3 windows: not 24 vs 24 pseudo-replicates
+
+
+def test_ols_and_spearman_count_windows() -> None:
+    df = batched_windows({None: [1.0, 1.3, 0.9, 1.2], 1200.0: [1.1, 1.4, 1.2, 0.8]}, batch=8)
+    df["input_tokens"] = df["window_id"] * 10  # one length per window
+    _coef, info = energy_ols(df, predictors=("input_tokens", "freq_applied_mhz"))
+    # default-clock rows have no frequency: 32 requests at 1200 MHz in 4 windows
+    assert (info["n"], info["n_clusters"]) == (32, 4)
+    rho = spearman_lengths(df, variables=("input_tokens",))
+    assert (rho["n"] == [8, 8]).all()
+
+
+def test_unequal_variances_get_welch_anova_not_kruskal() -> None:
+    df = batched_windows({None: [1.0, 1.01, 0.99, 1.0], 1200.0: [0.5, 1.5, 0.7, 1.9]}, batch=1)
+    row = frequency_effect(df).iloc[0]
+    assert row["test"] == "welch_anova" and "Levene" in row["test_reason"]

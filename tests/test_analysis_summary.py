@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis_fixtures import (
+    as_records,
     batched_window_requests,
+    batched_windows,
     groups_to_requests,
     minimal_requests,
     sweep_requests,
 )
+from helpers import compose
 from llm_energy.analysis.bootstrap import bootstrap_mean_replicates, percentile_ci
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.records import (
@@ -25,8 +29,15 @@ from llm_energy.analysis.records import (
     exclusion_flags,
     parse_clock_event_reasons,
 )
-from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.windows import window_table
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+summarize = partial(
+    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
+)
 
 
 def test_throttle_mask_uses_nvml_bit_values() -> None:
@@ -38,12 +49,10 @@ def test_throttle_mask_uses_nvml_bit_values() -> None:
     [
         (0, 0),
         (0x20, 0x20),
-        ("0x40", 0x40),
-        ("136", 136),
-        (4.0, 4),
+        (np.int64(0x28), 0x28),
         (None, None),
+        (pd.NA, None),
         (float("nan"), None),
-        (["sw_thermal_slowdown", "hw_slowdown"], 0x28),
     ],
 )
 def test_parse_clock_event_reasons(value: object, expected: int | None) -> None:
@@ -51,14 +60,17 @@ def test_parse_clock_event_reasons(value: object, expected: int | None) -> None:
 
 
 def test_exclusion_flags_each_reason() -> None:
-    df = pd.DataFrame(
-        {
-            "energy_j": [1.0] * 8,
-            "status": ["ok", "oom", "ok", "ok", "ok", "ok", "ok", "error"],
-            "window_trusted": [True, True, False, True, True, True, None, True],
-            "cap_held": [True, True, True, False, None, True, True, True],
-            "clock_event_reasons": [0, 0, 0, 0, 0x1 | 0x100, 0x40, "0x4", 0x80],
-        }
+    df = as_records(
+        pd.DataFrame(
+            {
+                "energy_j": [1.0] * 8,
+                "status": ["ok", "oom", "ok", "ok", "ok", "ok", "ok", "error"],
+                "window_trusted": [True, True, False, True, True, True, True, True],
+                "cap_held": [True, True, True, False, None, True, True, True],
+                "clock_event_reasons": [0, 0, 0, 0, 0x1 | 0x100, 0x40, 0x4, 0x80],
+                "freq_requested_mhz": [1200] * 8,
+            }
+        )
     )
     flags = exclusion_flags(df)
     raised = [{c for c in flags.columns if row[c]} for _, row in flags.iterrows()]
@@ -69,15 +81,15 @@ def test_exclusion_flags_each_reason() -> None:
         {"cap_not_held"},
         set(),  # GPU idle / display clock bits are not throttling; null cap_held = no cap
         {"throttled"},
-        {"throttled"},  # null window_trusted is not a "false"
+        {"throttled"},
         {"status", "throttled"},
     ]
 
 
-def test_exclusion_flags_without_optional_columns() -> None:
+def test_exclusion_flags_of_plain_records() -> None:
     df = minimal_requests([1.0, 2.0, 3.0])
     assert not exclusion_flags(df).to_numpy().any()
-    assert exclusion_flags(pd.DataFrame()).empty
+    assert exclusion_flags(as_records(pd.DataFrame())).empty
 
 
 def test_summarize_groups_and_columns() -> None:
@@ -115,10 +127,9 @@ def test_summarize_values_match_hand_computation() -> None:
 
 def test_summarize_exclusions_counted_not_used() -> None:
     df = sweep_requests((1200.0,), n_per_freq=5)
-    df["clock_event_reasons"] = df["clock_event_reasons"].astype(object)
     df.loc[0, "status"] = "oom"
     df.loc[0, "energy_j"] = np.nan
-    df.loc[1, "clock_event_reasons"] = "0x20"
+    df.loc[1, "clock_event_reasons"] = 0x20
     df.loc[2, "cap_held"] = False
     df.loc[3, "energy_j"] = 1e9  # would dominate the mean if used
     df.loc[3, "window_trusted"] = False
@@ -153,7 +164,7 @@ def test_summarize_never_mixes_energy_kinds() -> None:
 
 
 def test_summarize_energy_kind_derived_from_source() -> None:
-    df = sweep_requests((1200.0,), n_per_freq=3).drop(columns=["energy_kind"])
+    df = sweep_requests((1200.0,), n_per_freq=3).assign(energy_kind=None)
     df["energy_source"] = "codecarbon-estimate"
     assert summarize(df, n_boot=10)["energy_kind"].tolist() == ["estimated"]
 
@@ -181,9 +192,9 @@ def test_summarize_is_seeded() -> None:
 
 def test_summarize_minimal_and_empty_frames() -> None:
     s = summarize(minimal_requests([1.0, 2.0, 4.0]), n_boot=20)
-    assert len(s) == 1 and s["energy_kind"].iloc[0] == "unknown"
+    assert len(s) == 1 and s["energy_kind"].iloc[0] == "measured"
     assert s["j_per_token_mean"].iloc[0] == pytest.approx(7 / 3)
-    assert summarize(pd.DataFrame(), n_boot=10).empty
+    assert summarize(as_records(pd.DataFrame()), n_boot=10).empty
 
 
 def test_cluster_bootstrap_is_wider_for_shared_windows() -> None:
@@ -271,14 +282,16 @@ def test_quality_flag_column_is_not_a_score() -> None:
 
 def test_windows_are_identified_per_run() -> None:
     # two runs reuse window ids 1..4; each request has its own value
-    df = pd.DataFrame(
-        {
-            "run_id": ["a"] * 4 + ["b"] * 4,
-            "window_id": [1, 2, 3, 4] * 2,
-            "energy_j": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-            "output_tokens": 1,
-            "latency_s": 1.0,
-        }
+    df = as_records(
+        pd.DataFrame(
+            {
+                "run_id": ["a"] * 4 + ["b"] * 4,
+                "window_id": [1, 2, 3, 4] * 2,
+                "energy_j": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+                "output_tokens": 1,
+                "latency_s": 1.0,
+            }
+        )
     )
     assert cluster_ids(df).nunique() == 8
     s = summarize(df, n_boot=200)
@@ -316,7 +329,7 @@ def test_window_table_sums_a_window_and_divides_its_repeats() -> None:
     assert win["output_tokens_sum"] == 20
     assert win["j_per_token"] == pytest.approx(0.5)
     assert win["n_requests"] == 3
-    assert win["block"] == "t|it-0-0,t|it-0-1,t|it-0-2"
+    assert win["block"] == "GPU-sim-0:t|it-0-0,t|it-0-1,t|it-0-2"  # the GPU is part of the block
 
 
 def test_window_bootstrap_resamples_windows_not_requests() -> None:
@@ -332,16 +345,15 @@ def test_window_bootstrap_resamples_windows_not_requests() -> None:
     assert row["j_per_token_ci_high"] == pytest.approx(hi, abs=0.02)
 
 
-def test_dynamic_j_per_token_and_device_name_in_headline() -> None:
+def test_dynamic_j_per_token_and_gpu_name_in_headline() -> None:
     df = batched_window_requests(BATCHED)
     df["dynamic_energy_j"] = df["energy_j"] / 2
-    df["device_name"] = "NVIDIA H200"
+    df["gpu_name"] = "NVIDIA H200"
     head = headline_metrics(summarize(df, n_boot=20), df)
     assert head["energy"]["dynamic_j_per_token"] == pytest.approx(10.0 / 40.0)
     assert head["gpu"]["name"] == "NVIDIA H200"
     assert (
-        headline_metrics(summarize(df, n_boot=20), df.drop(columns="device_name"))["gpu"]["name"]
-        is None
+        headline_metrics(summarize(df, n_boot=20), df.assign(gpu_name=None))["gpu"]["name"] is None
     )
 
 
@@ -378,3 +390,14 @@ def test_idle_baseline_uncertainty_widens_the_dynamic_interval() -> None:
     assert wide["dynamic_j_per_token_ci_high"] > narrow["dynamic_j_per_token_ci_high"]
     # Without the column nothing changes.
     assert math.isnan(narrow["dynamic_j_per_token_idle_se"])
+
+
+# Numbers that were once wrong: the statistical unit is the window.
+def test_power_cap_events_do_not_thin_the_default_baseline() -> None:
+    df = batched_windows({None: [1.0], 1200.0: [1.0]}, batch=1)
+    df["clock_event_reasons"] = 0x4  # SW power cap
+    throttled = exclusion_flags(df)["throttled"]
+    assert not throttled.iloc[0]  # default clocks: the power cap is how the driver runs
+    assert throttled.iloc[1]  # under a cap: the cap was not what limited the clock
+    df["clock_event_reasons"] = 0x40  # HW thermal: always excluded
+    assert exclusion_flags(df)["throttled"].all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -10,18 +11,37 @@ import pytest
 
 from analysis_fixtures import (
     batched_window_requests,
+    batched_windows,
     groups_to_requests,
     sweep_requests,
     true_j_per_token,
 )
+from helpers import compose
 from llm_energy.analysis.selection import LevelWindows, select_cap
-from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import (
     RECOMMEND_COLUMNS,
     pareto_frontier,
     pareto_mask,
-    recommend_cap,
     savings_headline,
+)
+from llm_energy.analysis.tradeoff import (
+    recommend_cap as recommend_cap_,
+)
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+summarize = partial(
+    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
+)
+recommend_cap = partial(
+    recommend_cap_,
+    latency_budget_pct=STATS["latency_budget_pct"],
+    n_boot=STATS["n_boot"],
+    seed=STATS["seed"],
+    ci_level=AGGREGATE["ci_level"],
+    min_samples=STATS["min_samples"],
 )
 
 SWEEP = (None, 1900.0, 1700.0, 1400.0, 1100.0)
@@ -38,6 +58,7 @@ def _summary_rows(model: str, points: dict[float | None, tuple[float, float]]) -
             "output_tokens_target": 32,
             "freq_applied_mhz": np.nan if f is None else f,
             "energy_kind": "measured",
+            "gpu_name": "sim-gpu",
             "default_clocks": f is None,
             "latency_p50_s": lat,
             "j_per_token_mean": e,
@@ -281,3 +302,22 @@ def test_select_cap_interval_covers_a_true_saving() -> None:
         else:
             covered += 1  # another cap won: not this interval's claim
     assert covered >= 93
+
+
+# Numbers that were once wrong: the statistical unit is the window.
+def test_recommendation_needs_windows_not_requests() -> None:
+    # one window of 4 requests per clock once gave "saving 25 %, CI [25, 25], saves_energy"
+    df = batched_windows({None: [1.0], 1200.0: [0.75]}, batch=4)
+    row = recommend_cap(df, n_boot=200).iloc[0]
+    assert not row["saves_energy"] and math.isnan(row["saving_ci_low"])
+
+
+def test_saving_claim_needs_the_ci_of_the_whole_selection_above_zero() -> None:
+    # 5 caps, all alike: the cheapest-looking one is a 3 % "saving" at the point only
+    levels = {None: [1.00, 1.05, 0.95, 1.02, 0.98]}
+    for j, freq in enumerate((1800.0, 1600.0, 1400.0, 1200.0, 1000.0)):
+        levels[freq] = [v * (0.97 + 0.01 * j) for v in levels[None]][::-1]
+    row = recommend_cap(batched_windows(levels, batch=2), n_boot=500).iloc[0]
+    assert row["saving_pct"] == pytest.approx(3.0)
+    assert not row["saves_energy"] and row["saving_ci_low"] <= 0
+    assert row["n_candidates"] == 5 and "not established" in row["note"]

@@ -165,7 +165,7 @@ def test_overhead_summary_is_the_median_of_per_round_ratios_with_a_bootstrap_ci(
     rounds = [_round(b, b * 0.995, 2.0 * 100 / b, 2.0 * 100 / b * 1.01) for b in bare[:-1]] + [
         _round(bare[-1], bare[-1] * 1.5, 2.0, 2.0)
     ]
-    s = summarize_rounds(rounds, n_boot=500, seed=1)
+    s = summarize_rounds(rounds, n_boot=500, level=0.95, seed=1)
     tps, jpt = s["tokens_per_s_ratio"], s["j_per_token_ratio"]
     assert tps["median"] == pytest.approx(0.995) and tps["n"] == 7
     assert tps["ci_low"] <= tps["median"] <= tps["ci_high"]
@@ -173,17 +173,17 @@ def test_overhead_summary_is_the_median_of_per_round_ratios_with_a_bootstrap_ci(
     assert jpt["median"] == pytest.approx(1.01)
     assert s["recorded_j_per_token_ratio"]["median"] == pytest.approx(1.01 * 1.01)
     assert s["pass_tokens_per_s"] is True and s["pass_j_per_token"] is True
-    slow = summarize_rounds([_round(100, 97, 1, 1.03)] * 7, n_boot=100)
+    slow = summarize_rounds([_round(100, 97, 1, 1.03)] * 7, n_boot=100, level=0.95, seed=0)
     assert slow["pass_tokens_per_s"] is False and slow["pass_j_per_token"] is False
 
 
 def test_median_ratio_and_bootstrap_ci_are_deterministic_and_bracket_the_median() -> None:
-    r = median_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], n_boot=1000, seed=3)
+    r = median_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], n_boot=1000, level=0.95, seed=3)
     assert r.median == 3 and r.n == 5
     assert 1 <= r.ci_low <= 3 <= r.ci_high <= 5
-    assert r == median_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], n_boot=1000, seed=3)
-    assert bootstrap_median_ci([7.0]) == (7.0, 7.0)
-    nan = median_ratio([1.0], [0.0])
+    assert r == median_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], n_boot=1000, level=0.95, seed=3)
+    assert bootstrap_median_ci([7.0], n_boot=10, level=0.95, seed=0) == (7.0, 7.0)
+    nan = median_ratio([1.0], [0.0], n_boot=10, level=0.95, seed=0)
     assert nan.n == 0
     assert cv([1.0, 1.0, 1.0]) == 0.0 and cv([2.0]) != cv([2.0])  # NaN with one value
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llm_energy.cli import main
-from llm_energy.hw import open_device
+from llm_energy.hw import TOOL_SETTINGS, open_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,8 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
     # A run that dies without any cleanup (os._exit skips finally, atexit and handlers).
     child = (
         "import os, sys; from pathlib import Path; import llm_energy.hw as hw;"
-        f"s = Path({str(state)!r}); d = hw.open_device('simulated', state_dir=s);"
-        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal').__enter__(); os._exit(9)"
+        f"s = Path({str(state)!r}); d = hw.open_device('simulated', 0, state_dir=s, **hw.TOOL_SETTINGS);"
+        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal', on_other_processes='warn').__enter__(); os._exit(9)"
     )
     assert (
         subprocess.run(
@@ -45,13 +45,19 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
         ).returncode
         == 9
     )
-    assert open_device("simulated", state_dir=state).clock_state().sm_locked_mhz == 1200
+    assert (
+        open_device("simulated", 0, state_dir=state, **TOOL_SETTINGS).clock_state().sm_locked_mhz
+        == 1200
+    )
     assert main(["--root", str(tmp_path), "gpu", "status", "--backend", "simulated"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert json.dumps(status).count("1200") >= 1 and "journal" in json.dumps(status).lower()
     assert main(["--root", str(tmp_path), "gpu", "restore", "--backend", "simulated"]) == 0
     assert "restor" in capsys.readouterr().out.lower()
-    assert open_device("simulated", state_dir=state).clock_state().sm_locked_mhz is None
+    assert (
+        open_device("simulated", 0, state_dir=state, **TOOL_SETTINGS).clock_state().sm_locked_mhz
+        is None
+    )
 
 
 def test_gpu_status_without_gpu_is_one_line(

@@ -1,4 +1,4 @@
-"""Pure dataset logic (llm_energy.datasets) and the embedded sample files."""
+"""Pure dataset logic (llm_energy.datasets, dataset_rows, passages), task options and the samples."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import pytest
 
+from helpers import compose, task_config
+from llm_energy import dataset_rows as R
 from llm_energy import datasets as D
-from llm_energy.errors import UserFacingError
+from llm_energy import passages as P
+from llm_energy.config import ConfigError, GenerationOptions, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 
 
 def task(kind: str = "qa", **extra: Any) -> dict[str, Any]:
+    """A patch over conf/task/<kind>.yaml (helpers.task_config)."""
     spec: dict[str, Any] = {
         "name": f"t_{kind}",
         "kind": kind,
@@ -29,82 +33,112 @@ def task(kind: str = "qa", **extra: Any) -> dict[str, Any]:
     return spec
 
 
-# --- config parsing ---------------------------------------------------------------------------
+def spec_of(patch: dict[str, Any]) -> D.TaskSpec:
+    return D.task_spec(task_config(patch))
 
 
-def test_parse_task_defaults_and_label() -> None:
-    spec = D.parse_task(task("qa"))
+# --- task config -> spec ----------------------------------------------------------------------
+
+
+def test_task_spec_fields_and_label() -> None:
+    spec = spec_of(task("qa"))
     assert spec.kind == "qa"
     assert spec.fields == {
+        "id": "id",
         "context": "context",
         "question": "question",
         "answers": "answers",
-        "id": "id",
-        "title": "title",
     }
     assert spec.dataset.label == "samples_qa"
-    hub = D.parse_task({"name": "x", "kind": "qa", "dataset": {"path": "rajpurkar/squad_v2"}})
+    hub = spec_of(
+        {"name": "x", "kind": "qa", "dataset": {"path": "rajpurkar/squad_v2", "data_files": None}}
+    )
     assert hub.dataset.label == "squad_v2"
     labelled = task("qa")
     labelled["dataset"]["label"] = "my_qa"
-    assert D.parse_task(labelled).dataset.label == "my_qa"
+    assert spec_of(labelled).dataset.label == "my_qa"
 
 
-def test_parse_task_options_anywhere() -> None:
-    nested = D.parse_task(
-        task("generation", options={"prompt_words": 0.5, "reference_words": None})
+def test_task_options_come_from_the_kind() -> None:
+    nested = spec_of(task("generation", options={"prompt_words": 0.5, "reference_words": None}))
+    assert (nested.generation.prompt_words, nested.generation.reference_words) == (0.5, None)
+    fixed = spec_of(task("generation", options={"prompt_words": 80, "min_words": 10}))
+    assert fixed.needed_words == 80 + 40  # reference_words 40 from conf/task/generation.yaml
+    lines = spec_of(
+        task("generation", options={"doc_markup": "wikiextractor", "group_lines": True})
     )
-    assert (nested.prompt_words, nested.reference_words) == (0.5, None)
-    flat = D.parse_task(task("generation", prompt_words=80, reference_words=40, min_words=10))
-    assert (flat.prompt_words, flat.reference_words, flat.min_words) == (80, 40, 10)
-    assert flat.needed_words == 120
-    lines = D.parse_task(
-        {
-            "name": "w",
-            "kind": "generation",
-            "dataset": {"path": "text", "data_files": "x.txt", "doc_markup": "wikiextractor"},
-            "group_lines": True,
-        }
-    )
-    assert lines.line_mode and lines.doc_markup == "wikiextractor"
-    # extra task keys (prompt settings etc.) belong to other modules and are ignored
-    D.parse_task(task("qa", output_tokens=16, output_mode="natural"))
+    assert lines.line_mode and lines.generation.doc_markup == "wikiextractor"
+    assert spec_of(task("qa", options={"check_spans": False})).check_spans is False
+    with pytest.raises(TypeError):
+        _ = spec_of(task("qa")).generation
+
+
+def test_conf_task_options_are_what_the_specs_use() -> None:
+    """The values in conf/task/*.yaml reach the spec unchanged (no second set of defaults)."""
+    cfg = load_config(compose("task=[generation,wikitext,qa,summarization]"))
+    gen, wiki = D.task_spec(cfg.task("generation")), D.task_spec(cfg.task("wikitext"))
+    assert gen.options == GenerationOptions(80, 40, 0, False, None)
+    assert wiki.options == GenerationOptions(200, 60, 120, True, None) and wiki.line_mode
+    assert D.task_spec(cfg.task("qa")).check_spans is True
+
+
+def test_options_typo_fails_naming_the_key_and_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        task_config(task("generation", name="generation", options={"prompt_wrds": 80}))
+    message = str(info.value)
+    assert message.startswith("params: task.generation.options.prompt_wrds = 80")
+    assert "prompt_words, reference_words, min_words, group_lines, doc_markup" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(
-    ("spec", "match"),
+    ("patch", "key", "fragment"),
     [
-        (task("translation"), "unknown kind"),
-        ({"name": "q", "kind": "qa"}, "dataset.path"),
-        (task("qa", fields={"contxt": "c"}), "unknown field name"),
-        (task("qa", fields={"context": None}), "fields.context"),
-        (task("generation", prompt_words=1.5), "prompt_words"),
-        (task("generation", reference_words=0), "reference_words"),
-        (task("generation", doc_markup="mediawiki"), "doc_markup"),
-        ({"name": "q", "kind": "qa", "dataset": {"path": "json", "data_file": "x"}}, "data_file"),
+        (task("translation"), "task.t_translation.kind", "generation|qa|summarization"),
+        ({"name": "q", "kind": "qa", "dataset": None}, "task.q.dataset", "mapping"),
+        (task("qa", fields={"contxt": "c"}), "task.t_qa.fields.contxt", "unknown key"),
+        (task("qa", fields={"title": "t"}), "task.t_qa.fields.title", "unknown key"),
+        (task("qa", fields={"context": None}), "task.t_qa.fields.context", "dataset column"),
+        (task("qa", options={"prompt_words": 3}), "task.t_qa.options.prompt_words", "check_spans"),
+        (task("summarization", options={"check_spans": True}), "options.check_spans", "none"),
+        (task("generation", options={"prompt_words": 1.5}), "options.prompt_words", "fraction"),
+        (task("generation", options={"prompt_words": True}), "options.prompt_words", "fraction"),
+        (task("generation", options={"reference_words": 0}), "options.reference_words", "least 1"),
+        (task("generation", options={"min_words": -1}), "options.min_words", "least 0"),
+        (task("generation", options={"group_lines": "yes"}), "options.group_lines", "true or"),
+        (task("generation", options={"doc_markup": "mediawiki"}), "doc_markup", "wikiextractor"),
+        (task("qa", dataset={"data_file": "x"}), "task.t_qa.dataset.data_file", "unknown key"),
+        (task("qa", dataset={"label": "a/b"}), "task.t_qa.dataset.label", "without slashes"),
+        (task("qa", dataset={"data_files": 3}), "task.t_qa.dataset.data_files", "list of paths"),
+        (task("qa", output_mode="eos"), "task.t_qa.output_mode", "fixed|natural"),
     ],
 )
-def test_parse_task_errors_are_one_line(spec: dict[str, Any], match: str) -> None:
-    with pytest.raises(D.DatasetError, match=match) as info:
-        D.parse_task(spec)
+def test_task_config_errors_are_one_line(patch: dict[str, Any], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        task_config(patch)
     message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith("task '")
-    assert isinstance(info.value, UserFacingError)
+    assert "\n" not in message and key in info.value.key and fragment in message
+
+
+def test_a_missing_task_option_fails() -> None:
+    cfg = compose("task=[wikitext]")
+    del cfg["task"]["wikitext"]["options"]["min_words"]
+    with pytest.raises(ConfigError, match=r"task\.wikitext\.options\.min_words = \(missing\)"):
+        load_config(cfg)
 
 
 # --- rows -------------------------------------------------------------------------------------
 
 
 def test_qa_row_to_item() -> None:
-    spec = D.parse_task(task("qa"))
+    spec = spec_of(task("qa"))
     row = {
         "id": "q1",
         "context": "The door is blue. The door is blue.",
         "question": "What colour is the door?",
         "answers": {"text": ["blue", "blue"], "answer_start": [12, 30]},
     }
-    item = D.row_to_item(row, row_index=7, spec=spec)
+    item = R.row_to_item(row, row_index=7, spec=spec)
     assert item.to_record() == {
         "task": "t_qa",
         "kind": "qa",
@@ -115,9 +149,9 @@ def test_qa_row_to_item() -> None:
         "source_row": 7,
     }
     unanswerable = dict(row, answers={"text": [], "answer_start": []})
-    assert D.row_to_item(unanswerable, row_index=0, spec=spec).references == []
+    assert R.row_to_item(unanswerable, row_index=0, spec=spec).references == []
     # plain lists of answers are accepted too (checked against the context)
-    assert D.row_to_item(dict(row, answers=["blue"]), row_index=0, spec=spec).references == ["blue"]
+    assert R.row_to_item(dict(row, answers=["blue"]), row_index=0, spec=spec).references == ["blue"]
 
 
 @pytest.mark.parametrize(
@@ -134,45 +168,43 @@ def test_qa_row_to_item() -> None:
     ],
 )
 def test_bad_qa_rows(change: dict[str, Any], reason: str) -> None:
-    spec = D.parse_task(task("qa"))
+    spec = spec_of(task("qa"))
     row = {
         "context": "The door is blue.",
         "question": "What colour?",
         "answers": {"text": ["blue"], "answer_start": [12]},
     }
     with pytest.raises(D.RowError) as info:
-        D.row_to_item({**row, **change}, row_index=0, spec=spec)
+        R.row_to_item({**row, **change}, row_index=0, spec=spec)
     assert info.value.reason == reason
 
 
 def test_span_check_can_be_disabled() -> None:
-    spec = D.parse_task(task("qa", check_spans=False))
+    spec = spec_of(task("qa", options={"check_spans": False}))
     row = {"context": "c", "question": "q", "answers": {"text": ["x"], "answer_start": [99]}}
-    assert D.row_to_item(row, row_index=0, spec=spec).references == ["x"]
+    assert R.row_to_item(row, row_index=0, spec=spec).references == ["x"]
 
 
 def test_summarization_row_and_stable_hash_id() -> None:
-    spec = D.parse_task(task("summarization"))
+    spec = spec_of(task("summarization"))
     row = {"document": "A long story.", "summary": "Short."}
-    item = D.row_to_item(row, row_index=2, spec=spec)
+    item = R.row_to_item(row, row_index=2, spec=spec)
     assert item.fields == {"document": "A long story."} and item.references == ["Short."]
-    assert item.item_id == D.stable_id("A long story.")  # no id column -> content hash
+    assert item.item_id == R.stable_id("A long story.")  # no id column -> content hash
     assert len(item.item_id) == 16
-    assert D.row_to_item(dict(row, id=17), row_index=2, spec=spec).item_id == "17"
-    cnn = D.parse_task(
-        task("summarization", fields={"document": "article", "summary": "highlights"})
-    )
-    item = D.row_to_item({"article": "a", "highlights": "h", "id": "x"}, row_index=0, spec=cnn)
+    assert R.row_to_item(dict(row, id=17), row_index=2, spec=spec).item_id == "17"
+    cnn = spec_of(task("summarization", fields={"document": "article", "summary": "highlights"}))
+    item = R.row_to_item({"article": "a", "highlights": "h", "id": "x"}, row_index=0, spec=cnn)
     assert (item.fields["document"], item.references, item.item_id) == ("a", ["h"], "x")
 
 
 def test_generation_row_split() -> None:
-    spec = D.parse_task(task("generation", prompt_words=3, reference_words=2))
-    item = D.row_to_item({"text": "one two three four five six"}, row_index=0, spec=spec)
+    spec = spec_of(task("generation", options={"prompt_words": 3, "reference_words": 2}))
+    item = R.row_to_item({"text": "one two three four five six"}, row_index=0, spec=spec)
     assert item.fields == {"text": "one two three"}
     assert item.references == ["four five"]
     with pytest.raises(D.RowError, match="passage too short"):
-        D.row_to_item({"text": "one two three four"}, row_index=0, spec=spec)
+        R.row_to_item({"text": "one two three four"}, row_index=0, spec=spec)
 
 
 # --- passages ---------------------------------------------------------------------------------
@@ -180,22 +212,22 @@ def test_generation_row_split() -> None:
 
 def test_split_passage() -> None:
     text = "Alpha  beta\ngamma delta epsilon zeta."
-    assert D.split_passage(text, prompt_words=2, reference_words=3) == (
+    assert P.split_passage(text, prompt_words=2, reference_words=3) == (
         "Alpha  beta",
         "gamma delta epsilon",
     )
-    assert D.split_passage(text, prompt_words=0.5, reference_words=None) == (
+    assert P.split_passage(text, prompt_words=0.5, reference_words=None) == (
         "Alpha  beta\ngamma",
         "delta epsilon zeta.",
     )
-    assert D.split_passage(text, prompt_words=5, reference_words=None) == (
+    assert P.split_passage(text, prompt_words=5, reference_words=None) == (
         "Alpha  beta\ngamma delta epsilon",
         "zeta.",
     )
     with pytest.raises(ValueError, match="needs"):
-        D.split_passage(text, prompt_words=5, reference_words=2)
+        P.split_passage(text, prompt_words=5, reference_words=2)
     with pytest.raises(ValueError):
-        D.split_passage("one", prompt_words=0.5, reference_words=None)
+        P.split_passage("one", prompt_words=0.5, reference_words=None)
 
 
 WIKITEXT_LINES = [
@@ -216,11 +248,15 @@ WIKITEXT_LINES = [
 
 def test_build_passages_wikitext_lines() -> None:
     # blank lines and headings are structure, not problems; each paragraph is a passage
-    passages, problems = D.build_passages(WIKITEXT_LINES, min_words=7)
+    passages, problems = P.build_passages(
+        WIKITEXT_LINES, group_lines=False, min_words=7, doc_markup=None
+    )
     assert [p.source_row for p in passages] == [3, 5, 9]
     assert passages[0].text == "The valley railway opened in 1880 and carried coal ."
     assert problems == [D.RowProblem(10, "passage too short", "6 words, needs 7")]
-    grouped, problems = D.build_passages(WIKITEXT_LINES, group_lines=True, min_words=15)
+    grouped, problems = P.build_passages(
+        WIKITEXT_LINES, group_lines=True, min_words=15, doc_markup=None
+    )
     # headings end passages: the first section joins two paragraphs, the second is too short
     assert len(grouped) == 1 and grouped[0].source_row == 3
     assert grouped[0].text.count("\n") == 1
@@ -243,19 +279,21 @@ def test_build_passages_wikiextractor_markup() -> None:
         "Tea is a drink.",
         "</doc>",
     ]
-    passages, problems = D.build_passages(lines, doc_markup="wikiextractor")
+    passages, problems = P.build_passages(
+        lines, doc_markup="wikiextractor", group_lines=False, min_words=0
+    )
     assert [(p.doc_id, p.index_in_doc, p.text) for p in passages] == [
         ("7", 0, "A kite is flown on a line."),
         ("7", 1, "Kites need wind."),
         ("8", 0, "Tea is a drink."),
     ]
     assert problems == []
-    grouped, _ = D.build_passages(
+    grouped, _ = P.build_passages(
         lines, doc_markup="wikiextractor", group_lines=True, min_words=100
     )
     # too short for 100 words: nothing kept, but documents never merge across </doc>
     assert grouped == []
-    grouped, _ = D.build_passages(lines, doc_markup="wikiextractor", group_lines=True)
+    grouped, _ = P.build_passages(lines, doc_markup="wikiextractor", group_lines=True, min_words=0)
     assert [p.text for p in grouped] == [
         "A kite is flown on a line.\nKites need wind.",
         "Tea is a drink.",
@@ -263,7 +301,7 @@ def test_build_passages_wikiextractor_markup() -> None:
 
 
 def test_collect_items_counts_problems_and_duplicates() -> None:
-    spec = D.parse_task(task("summarization"))
+    spec = spec_of(task("summarization"))
     rows = [
         {"id": "a", "document": "doc a", "summary": "sum a"},
         {"id": "b", "document": "", "summary": "sum b"},
@@ -271,7 +309,7 @@ def test_collect_items_counts_problems_and_duplicates() -> None:
         {"id": "c", "document": ["x"], "summary": "sum"},
         {"id": "d", "document": "doc d", "summary": None},
     ]
-    items, problems, n_rows = D.collect_items(rows, spec)
+    items, problems, n_rows = R.collect_items(rows, spec)
     assert [i.item_id for i in items] == ["a"]
     assert n_rows == 5
     assert [str(p) for p in problems] == [
@@ -333,11 +371,11 @@ def test_embedded_generation_sample() -> None:
     rows = read_jsonl(SAMPLES / "generation.jsonl")
     assert len(rows) >= 16
     assert len({r["id"] for r in rows}) == len(rows)
-    spec = D.parse_task(task("generation", prompt_words=80, reference_words=40))
+    spec = spec_of(task("generation", options={"prompt_words": 80, "reference_words": 40}))
     for i, r in enumerate(rows):
         assert set(r) == {"id", "text"}
         assert 120 <= len(r["text"].split()) <= 200
-        item = D.row_to_item(r, row_index=i, spec=spec)
+        item = R.row_to_item(r, row_index=i, spec=spec)
         assert len(item.fields["text"].split()) == 80
         assert len(item.references[0].split()) == 40
         assert r["text"].startswith(item.fields["text"])

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import types
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,27 @@ import pytest
 import llm_energy.hw.cpu as cpu_mod
 import llm_energy.hw.nvml as nvml_mod
 import llm_energy.hw.probe as probe_mod
+from helpers import compose
 from llm_energy.cli import main
 from llm_energy.config import apply_overrides, load_config
 from llm_energy.doctor import Unavailable, build_report, cap_sentences, lock_problem
-from llm_energy.hw import open_device
+from llm_energy.hw import open_device as open_device_
 from llm_energy.io.files import read_yaml
 from test_hw_nvml import FakeNvml, nvml_error
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,8 +175,10 @@ def test_pending_journal_and_lock_holder_are_shown(
     # A run killed without cleanup (os._exit skips finally and handlers) leaves its journal.
     child = (
         "import os; from pathlib import Path; import llm_energy.hw as hw;"
-        f"s = Path({str(state)!r}); d = hw.open_device('simulated', state_dir=s);"
-        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal')"
+        f"s = Path({str(state)!r}); d = hw.open_device('simulated', 0, state_dir=s,"
+        f" **{open_device.keywords!r});"
+        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
+        f" on_other_processes={PARAMS['gpu']['on_other_processes']!r})"
         ".__enter__(); os._exit(9)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

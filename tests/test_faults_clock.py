@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,67 @@ import pytest
 import llm_energy.hw.control as control
 import llm_energy.hw.journal as journal_mod
 import llm_energy.hw.nvml as nvml_mod
+from helpers import compose
 from llm_energy.cli import main as cli
-from llm_energy.hw import ClockSession, EnergyMeter, open_device, restore_from_journal
+from llm_energy.hw import ClockSession as ClockSession_
+from llm_energy.hw import EnergyMeter as EnergyMeter_
+from llm_energy.hw import open_device as open_device_
+from llm_energy.hw import restore_from_journal
 from llm_energy.hw.base import ClockState
 from llm_energy.hw.errors import DeviceError
 from llm_energy.hw.gpulock import lock_held, lock_path
 from llm_energy.hw.identity import boot_id, process_start_ticks
 from llm_energy.hw.journal import journal_path, now_iso
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from test_gpu_lock import Child
 from test_hw_nvml import FakeNvml, nvml_error
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 
 # A capped "infer stage" run: the stages' run_stage around a loop that measures one row per
 # window, each labelled with the cap and the clock the GPU actually ran at.
-STAGE = r"""
+# The same settings for a child process, as lines of Python it runs first.
+CHILD_SETTINGS = (
+    "\n".join(
+        f"{name} = {fn.keywords!r}"
+        for name, fn in {"DEVICE": open_device, "SESSION": ClockSession}.items()
+    )
+    + "\n"
+)
+
+STAGE = (
+    CHILD_SETTINGS
+    + r"""
 import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, os.path.join(os.environ["LLM_ENERGY_ROOT"], "stages"))
@@ -66,10 +110,10 @@ if spec.get("slow_restore_s"):
     SimulatedDevice.reset_sm_clocks = slow_reset
 
 def main(cfg, paths):
+    chosen = {"simulated_gpu": spec.get("model", "h200"), "simulated_count": 2}
     dev = open_device("simulated", spec.get("index", 0), state_dir=state, exclusive=True,
-                      simulated_gpu=spec.get("model", "h200"), simulated_count=2,
-                      simulated_noise_rel=0.0)
-    with dev, ClockSession(dev, "lock", 900, journal_dir=state / "journal") as clocks, \
+                      simulated_noise_rel=0.0, **(DEVICE | chosen))
+    with dev, ClockSession(dev, "lock", 900, journal_dir=state / "journal", **SESSION) as clocks, \
             open(out / "rows.jsonl", "w") as rows:
         for n in range(100000):
             dev.window_begin()
@@ -83,6 +127,7 @@ def main(cfg, paths):
 
 run_stage("infer", main, argv=[])
 """
+)
 
 
 @pytest.fixture

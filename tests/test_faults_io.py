@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from analysis_fixtures import infer_record
 from helpers import compose
 from llm_energy.io import files
 from llm_energy.io.files import JsonlAppender, read_jsonl
@@ -190,17 +191,17 @@ def test_non_utf8_sample_model_names_file_and_line(ws: Path) -> None:
 
 
 def _records(n: int) -> list[dict[str, Any]]:
-    base = {
-        "run_id": "r1",
-        "task": "qa",
-        "task_kind": "qa",
-        "status": "ok",
-        "energy_j": 1.5,
-        "latency_s": 0.5,
-        "output_tokens": 4,
-        "energy_source": "codecarbon-estimate",
-        "references": ["France"],
-    }
+    base = infer_record(
+        run_id="r1",
+        task="qa",
+        task_kind="qa",
+        energy_j=1.5,
+        latency_s=0.5,
+        output_tokens=4,
+        energy_source="codecarbon-estimate",
+        energy_kind="estimated",
+        references=["France"],
+    )
     return [{**base, "item_id": f"q{i}", "prediction": "x" * 40} for i in range(n)]
 
 
@@ -375,10 +376,11 @@ def test_disk_full_during_infer_is_one_line_keeps_previous_and_restores_clocks(
     assert (tmp_path / "data/infer/previous.txt").read_bytes() == previous
     assert not list((tmp_path / "data").glob(".infer.tmp-*"))
     assert len(read_jsonl(tmp_path / "data/infer.partial/requests.jsonl")) == 2
-    from llm_energy.hw import open_device
+    from llm_energy.hw import TOOL_SETTINGS, open_device
 
     state_dir = Path(os.environ["LLM_ENERGY_STATE_DIR"])
-    with open_device("simulated", 0, state_dir=state_dir) as dev:
+    # reopened only to read its clocks, as `llm-energy gpu status` does
+    with open_device("simulated", 0, state_dir=state_dir, **TOOL_SETTINGS) as dev:
         assert dev.clock_state() == dev.default_state()  # the cap was undone
     assert not [p for p in (state_dir / "journal").glob("*") if p.is_file()]
 
@@ -417,7 +419,7 @@ def test_read_only_output_folder_patched(
     monkeypatch.setattr(files.os, "access", no_write)
     stage = load_stage("aggregate", monkeypatch)
     # Only the write matters here: the scoring is stubbed out.
-    monkeypatch.setattr(stage, "score_requests", lambda df: df)
+    monkeypatch.setattr(stage, "score_requests", lambda df: df.assign(quality_applicable=True))
     monkeypatch.setattr(stage, "summarize", lambda *a, **k: stage.pd.DataFrame())
     monkeypatch.setattr(stage, "corpus_quality", lambda *a, **k: stage.pd.DataFrame())
     _aggregate_inputs(ws)
@@ -435,3 +437,31 @@ def test_output_folder_in_the_way_is_one_line(ws: Path) -> None:
     (ws / "data/aggregate").write_text("a file where the output folder belongs")
     line = one_error_line(run_script("aggregate", ws).stderr, "aggregate")
     assert "data/aggregate is in the way" in line
+
+
+# Numbers that were once wrong: the statistical unit is the window.
+def test_aggregate_refuses_records_of_an_unfinished_run(tmp_path: Path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    infer_dir = tmp_path / "data" / "infer"
+    infer_dir.mkdir(parents=True)
+    row = infer_record(run_id="abc", task="qa", task_kind="qa", item_id="qa-0", prediction="x")
+    (infer_dir / "requests.jsonl").write_text(json.dumps(row) + "\n")
+    env = {**os.environ, "LLM_ENERGY_ROOT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "aggregate.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 2 and "did not finish" in proc.stderr and "Traceback" not in proc.stderr
+    )
+    (infer_dir / "run.json").write_text(json.dumps({"run_id": "other"}))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "aggregate.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "does not belong" in proc.stderr
+    assert not (tmp_path / "data" / "aggregate").exists()

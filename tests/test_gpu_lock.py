@@ -15,34 +15,71 @@ import sys
 import time
 import types
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from llm_energy.hw import ClockSession, open_device
+from helpers import compose
+from llm_energy.hw import ClockSession as ClockSession_
+from llm_energy.hw import open_device as open_device_
 from llm_energy.hw.errors import DeviceNotFoundError, SessionConflictError
 from llm_energy.hw.gpulock import (
     ensure_shared_dir,
     holds_gpu,
     lock_held,
     lock_path,
-    pick_gpu,
     read_holder,
     try_acquire_gpu,
 )
+from llm_energy.hw.gpupick import pick_gpu
 from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
 from llm_energy.hw.journal import journal_path
-from llm_energy.hw.simulated import SimulatedDevice, find_simulated_gpu, simulated_gpus
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
+from llm_energy.hw.simulated import find_simulated_gpu, simulated_gpus
 from llm_energy.paths import DEFAULT_STATE_DIR, project_paths, resolve_state_dir
 from test_hw_nvml import FakeNvml
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 # A child that takes a GPU (as a stage: open_device(exclusive), or as a clock session) and holds
 # it until told to stop on stdin; "ready <json>" on stdout once it holds, "refused <line>" if not.
-CHILD = r"""
+# The same settings for a child process, as lines of Python it runs first.
+CHILD_SETTINGS = (
+    "\n".join(
+        f"{name} = {fn.keywords!r}"
+        for name, fn in {"DEVICE": open_device, "SESSION": ClockSession}.items()
+    )
+    + "\n"
+)
+
+CHILD = (
+    CHILD_SETTINGS
+    + r"""
 import json, sys, time
 from pathlib import Path
 from llm_energy.hw import ClockSession, DeviceError, open_device
@@ -50,12 +87,12 @@ spec = json.loads(sys.argv[1])
 state = Path(spec["state"])
 try:
     index = spec.get("index", 0)
+    chosen = {"simulated_count": spec.get("count", 1), "simulated_gpu": spec.get("model", "h200")}
     dev = open_device("simulated", index, state_dir=state, exclusive=spec["exclusive"],
-                      simulated_count=spec.get("count", 1), simulated_gpu=spec.get("model", "h200"),
-                      simulated_noise_rel=0.0)
+                      simulated_noise_rel=0.0, **(DEVICE | chosen))
     session = None
     if spec.get("freq"):
-        session = ClockSession(dev, "lock", spec["freq"], journal_dir=state / "journal")
+        session = ClockSession(dev, "lock", spec["freq"], journal_dir=state / "journal", **SESSION)
         session.__enter__()
 except DeviceError as err:
     print("refused " + str(err), flush=True)
@@ -65,6 +102,7 @@ sys.stdin.readline()
 if session is not None:
     session.__exit__(None, None, None)
 """
+)
 
 
 class Child:
@@ -205,17 +243,19 @@ def test_sigkill_frees_the_lock(state: Path, children: list[Child]) -> None:
     assert dev.clock_state().sm_locked_mhz is None
 
 
-WORKER = r"""
+WORKER = (
+    CHILD_SETTINGS
+    + r"""
 import sys, time
 from pathlib import Path
 from llm_energy.hw import ClockSession, DeviceError, open_device
 state = Path(sys.argv[1])
-dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0)
+dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, **DEVICE)
 for line in sys.stdin:
     _, t0, freq = line.split()
     while time.time() < float(t0):
         pass
-    session = ClockSession(dev, "lock", int(freq), journal_dir=state / "journal")
+    session = ClockSession(dev, "lock", int(freq), journal_dir=state / "journal", **SESSION)
     try:
         session.__enter__()
         print("locked", flush=True)
@@ -227,6 +267,7 @@ for line in sys.stdin:
         session.__exit__(None, None, None)
     print("released", flush=True)
 """
+)
 
 
 SIMULTANEOUS_TRIALS = 40  # the issue saw both sessions lock in 23 of 96 such trials
@@ -295,10 +336,10 @@ def test_session_reuses_the_lock_the_stage_holds(state: Path) -> None:
 def test_pick_gpu_fixed_index_out_of_range_and_no_gpu(tmp_path: Path) -> None:
     cands = simulated_gpus("a100", 2)
     with pytest.raises(DeviceNotFoundError, match=r"indexes 0\.\.1"):
-        pick_gpu(cands, 5, tmp_path)
+        pick_gpu(cands, 5, tmp_path, wait_for_gpu_s=0)
     with pytest.raises(DeviceNotFoundError, match="no GPU is allowed"):
-        pick_gpu([], "auto", tmp_path)
-    i, uuid, lease = pick_gpu(cands, 1, tmp_path)
+        pick_gpu([], "auto", tmp_path, wait_for_gpu_s=0)
+    i, uuid, lease = pick_gpu(cands, 1, tmp_path, wait_for_gpu_s=0)
     assert (i, uuid) == cands[1]
     lease.release()
 

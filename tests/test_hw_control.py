@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pynvml as real_pynvml
@@ -19,10 +20,13 @@ import pytest
 
 import llm_energy.hw.control as control
 import llm_energy.hw.nvml as nvml_mod
-from llm_energy.hw import open_device
+from helpers import compose
+from llm_energy.hw import open_device as open_device_
 from llm_energy.hw.base import ClockState
 from llm_energy.hw.control import (
-    ClockSession,
+    ClockSession as ClockSession_,
+)
+from llm_energy.hw.control import (
     ClockSnapWarning,
     OtherProcessesWarning,
     gpu_status,
@@ -32,7 +36,7 @@ from llm_energy.hw.control import (
     recover_pending,
     restore_from_journal,
 )
-from llm_energy.hw.cpu import CpuDevice
+from llm_energy.hw.cpu import CpuDevice as CpuDevice_
 from llm_energy.hw.errors import (
     ClockControlUnavailableError,
     DeviceError,
@@ -46,8 +50,31 @@ from llm_energy.hw.guard import SignalExit
 from llm_energy.hw.identity import boot_id, process_start_ticks
 from llm_energy.hw.journal import now_iso
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from test_hw_nvml import FakeNvml, _Proc, nvml_error
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 
 @pytest.fixture
@@ -126,7 +153,7 @@ def test_planned_sweep_is_checked_and_snapped_up_front(fake: FakeNvml, jdir: Pat
 
 
 def test_planned_sweep_fails_early_on_cpu(tmp_path: Path, jdir: Path) -> None:
-    dev = CpuDevice(rapl_root=tmp_path / "none", power_estimator=lambda: 50.0)
+    dev = CpuDevice(0, rapl_root=tmp_path / "none", power_estimator=lambda: 50.0)
     s = ClockSession(dev, "lock", None, journal_dir=jdir, planned_sm_freqs_mhz=[None, 1200])
     with pytest.raises(ClockControlUnavailableError, match="1200 MHz"), s:
         pass
@@ -287,7 +314,7 @@ def test_other_processes_refuse(fake: FakeNvml, jdir: Path) -> None:
 
 
 def test_cpu_backend_cannot_lock(tmp_path: Path, jdir: Path) -> None:
-    dev = CpuDevice(rapl_root=tmp_path / "none", power_estimator=lambda: 50.0)
+    dev = CpuDevice(0, rapl_root=tmp_path / "none", power_estimator=lambda: 50.0)
     with (
         pytest.raises(ClockControlUnavailableError) as ei,
         ClockSession(dev, "lock", 1200, journal_dir=jdir),
@@ -304,7 +331,7 @@ def test_invalid_arguments(tmp_path: Path, jdir: Path) -> None:
     with pytest.raises(ValueError, match="control"):
         ClockSession(sim(tmp_path), "pin", journal_dir=jdir)
     with pytest.raises(ValueError, match="on_other_processes"):
-        ClockSession(sim(tmp_path), journal_dir=jdir, on_other_processes="ignore")
+        ClockSession(sim(tmp_path), "lock", journal_dir=jdir, on_other_processes="ignore")
 
 
 def test_privilege_check_reads_cap_sys_admin(
@@ -531,8 +558,8 @@ def test_gpu_status_reads_only(fake: FakeNvml, jdir: Path) -> None:
 
 
 def test_open_device_simulated_shares_state_across_instances(tmp_path: Path) -> None:
-    a = open_device("simulated", state_dir=tmp_path)
-    b = open_device("simulated", state_dir=tmp_path)
+    a = open_device("simulated", 0, state_dir=tmp_path)
+    b = open_device("simulated", 0, state_dir=tmp_path)
     a.lock_sm_clocks(1200)
     assert a.uuid() == b.uuid() and b.clock_state().sm_locked_mhz == 1200
 

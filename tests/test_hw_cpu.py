@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 import llm_energy.hw.cpu as cpu_mod
+from helpers import compose
 from llm_energy.hw.cpu import (
-    CpuDevice,
+    CpuDevice as CpuDevice_,
+)
+from llm_energy.hw.cpu import (
     RaplReader,
     RaplUnavailableError,
     codecarbon_power_w,
     discover_rapl_zones,
 )
 from llm_energy.hw.errors import ClockControlUnavailableError
-from llm_energy.hw.meter import EnergyMeter
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
 
 
 def zone(path: Path, name: str, energy_uj: int, max_uj: int | None = 262_143_328_850) -> Path:
@@ -103,13 +118,13 @@ def test_missing_or_unreadable_rapl(
 
 
 def test_cpu_device_on_rapl(rapl: Path) -> None:
-    dev = CpuDevice(rapl_root=rapl)
+    dev = CpuDevice(0, rapl_root=rapl)
     assert dev.energy_source == "rapl" and dev.nominal_update_period_s() == 0.001
     bump(rapl / "intel-rapl:0", 4_000_000)
     assert dev.energy_counter_j() == pytest.approx(4.0)
     prov = dev.provenance()
     assert prov["energy_source"] == "rapl" and prov["cpu_model"] and len(prov["rapl_zones"]) == 3
-    assert dev.uuid().startswith("CPU-") and dev.uuid() == CpuDevice(rapl_root=rapl).uuid()
+    assert dev.uuid().startswith("CPU-") and dev.uuid() == CpuDevice(0, rapl_root=rapl).uuid()
     assert (
         not dev.can_control_clocks()
         and dev.sm_clock_mhz() is None
@@ -126,7 +141,7 @@ def test_cpu_device_falls_back_to_estimate(tmp_path: Path) -> None:
         calls.append(1)
         return 40.0
 
-    dev = CpuDevice(rapl_root=tmp_path / "absent", power_estimator=estimator)
+    dev = CpuDevice(0, rapl_root=tmp_path / "absent", power_estimator=estimator)
     assert dev.energy_source == "codecarbon-estimate" and dev.nominal_update_period_s() == 0.0
     assert calls == []  # measured lazily, not at open
     e0 = dev.energy_counter_j()

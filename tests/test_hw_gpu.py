@@ -9,6 +9,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,33 @@ import pynvml as real_pynvml
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from llm_energy.hw import open_device
-from llm_energy.hw.control import ClockSession, gpu_status
-from llm_energy.hw.meter import EnergyMeter
+from helpers import compose
+from llm_energy.hw import open_device as open_device_
+from llm_energy.hw.control import ClockSession as ClockSession_
+from llm_energy.hw.control import gpu_status
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
 from llm_energy.hw.nvml import NvmlDevice
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,7 +82,7 @@ def _no_setters(rec: RecordingNvml) -> None:
 
 
 def test_reads(rec: RecordingNvml, tmp_path: Path) -> None:
-    dev = open_device("auto", state_dir=tmp_path)
+    dev = open_device("auto", 0, state_dir=tmp_path)
     assert isinstance(dev, NvmlDevice) and dev.energy_source == "nvml"
     e0 = dev.energy_counter_j()
     time.sleep(0.3)

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
+from helpers import compose
 from llm_energy import simmodel
 from llm_energy.hw.base import Device
-from llm_energy.hw.meter import EnergyMeter, cap_held
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
+from llm_energy.hw.meter import cap_held
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from test_hw_nvml import FakeNvml, _Sample
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 H200 = simmodel.get_gpu_model("h200")
 

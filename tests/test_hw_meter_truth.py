@@ -10,16 +10,36 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
+from helpers import compose
 from llm_energy.hw.base import Device, ThrottleCounters
-from llm_energy.hw.meter import MAX_THROTTLED_FRACTION, EnergyMeter, cap_held
+from llm_energy.hw.meter import MAX_THROTTLED_FRACTION, cap_held
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from test_hw_nvml import FakeNvml
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 
 def spin(seconds: float) -> None:
@@ -184,7 +204,9 @@ def test_aligned_window_records_busy_time_and_the_idle_tail() -> None:
 def test_run_until_trusted_reaches_the_duration_floor() -> None:
     dev = TickingGpu(period_s=0.01)
     meter = EnergyMeter(dev, min_window_s=0.15, min_window_periods=5)
-    reading, repeats, _ = meter.run_until_trusted(lambda: spin(0.02))
+    reading, repeats, _ = meter.run_until_trusted(
+        lambda: spin(0.02), max_repeats=GPU["max_window_repeats"]
+    )
     assert reading.trusted and reading.elapsed_s >= 0.15 and repeats >= 7
 
 

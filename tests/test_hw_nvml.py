@@ -10,6 +10,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import pynvml as real_pynvml
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from llm_energy.hw import open_device
-from llm_energy.hw.cpu import CpuDevice
+from helpers import compose
+from llm_energy.hw import open_device as open_device_
+from llm_energy.hw.cpu import CpuDevice as CpuDevice_
 from llm_energy.hw.errors import (
     DeviceError,
     DeviceNotFoundError,
@@ -26,6 +28,21 @@ from llm_energy.hw.errors import (
     PermissionDeniedError,
 )
 from llm_energy.hw.nvml import NvmlDevice, translate_nvml_error
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "llm_energy"
 SETTER_PREFIXES = ("nvmlDeviceSet", "nvmlDeviceReset")
@@ -82,6 +99,7 @@ class FakeNvml(types.ModuleType):
         self.throttle_fields_ns: dict[int, int] | None = None
         self.violation_ns: dict[int, int] | None = None
         self.supported_mem = [3201, 2201]
+        self.mig_mode = 0  # current MIG mode (1 = enabled)
         self.supported_sm = list(range(1980, 344, -15))
 
     def _rec(self, name: str, *args: Any) -> None:
@@ -135,6 +153,10 @@ class FakeNvml(types.ModuleType):
     def nvmlSystemGetProcessName(self, pid: int) -> str:
         self._rec("nvmlSystemGetProcessName", pid)
         return f"proc{pid}"
+
+    def nvmlDeviceGetMigMode(self, h: str) -> list[int]:
+        self._rec("nvmlDeviceGetMigMode", h)
+        return [self.mig_mode, self.mig_mode]
 
     def nvmlDeviceGetPersistenceMode(self, h: str) -> int:
         self._rec("nvmlDeviceGetPersistenceMode", h)
@@ -296,14 +318,14 @@ def test_library_not_found_is_device_not_found(fake: FakeNvml) -> None:
 
 def test_auto_falls_back_to_cpu_without_nvml(fake: FakeNvml, tmp_path: Path) -> None:
     fake.fail["nvmlInit"] = nvml_error(real_pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-    dev = open_device("auto", state_dir=tmp_path, rapl_root=tmp_path / "no-rapl")
-    assert isinstance(dev, CpuDevice) and not dev.can_control_clocks()
+    dev = open_device("auto", 0, state_dir=tmp_path, rapl_root=tmp_path / "no-rapl")
+    assert isinstance(dev, CpuDevice_) and not dev.can_control_clocks()
     with pytest.raises(DeviceNotFoundError):
-        open_device("nvml", state_dir=tmp_path)
+        open_device("nvml", 0, state_dir=tmp_path)
 
 
 def test_auto_picks_nvml_when_a_gpu_is_visible(fake: FakeNvml, tmp_path: Path) -> None:
-    dev = open_device("auto", state_dir=tmp_path)
+    dev = open_device("auto", 0, state_dir=tmp_path)
     assert isinstance(dev, NvmlDevice) and dev.energy_source == "nvml"
 
 
@@ -323,7 +345,7 @@ def test_real_nvml_absent_here_raises_device_not_found(tmp_path: Path) -> None:
         pytest.skip("a real GPU is visible on this host")
     with pytest.raises(DeviceNotFoundError):
         NvmlDevice(0)
-    assert isinstance(open_device("auto", state_dir=tmp_path, rapl_root=tmp_path), CpuDevice)
+    assert isinstance(open_device("auto", 0, state_dir=tmp_path, rapl_root=tmp_path), CpuDevice_)
 
 
 # ------------------------------------------------------------------------ reads and units

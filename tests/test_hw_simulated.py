@@ -8,17 +8,48 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from helpers import compose
 from llm_energy import simmodel
-from llm_energy.hw import open_device
+from llm_energy.hw import open_device as open_device_
 from llm_energy.hw.base import ClockState
-from llm_energy.hw.control import ClockSession, gpu_status, read_journal, recover_pending
-from llm_energy.hw.meter import EnergyMeter
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.control import ClockSession as ClockSession_
+from llm_energy.hw.control import gpu_status, read_journal, recover_pending
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from llm_energy.hw.timeline import PowerTimeline
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+open_device = partial(
+    open_device_,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=PARAMS["emissions"]["country_iso_code"],
+)
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
 
 H200 = simmodel.get_gpu_model("h200")
 
@@ -38,7 +69,7 @@ def sim(state_dir: Path, **kw: object) -> SimulatedDevice:
 
 
 def test_identity_and_defaults(tmp_path: Path) -> None:
-    dev = open_device("simulated", state_dir=tmp_path, simulated_gpu="a100")
+    dev = open_device("simulated", 0, state_dir=tmp_path, simulated_gpu="a100")
     assert dev.energy_source == "simulated" and dev.backend == "simulated"
     assert dev.uuid() == simmodel.fake_uuid("a100", 0) and "A100" in dev.name()
     assert dev.supported_sm_clocks_mhz()[0] == 1410 and dev.sm_step_mhz() == 15
@@ -120,9 +151,9 @@ def test_invalid_parameters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="alpha"):
         SimulatedDevice(0, state_dir=tmp_path, alpha=1.5)
     with pytest.raises(ValueError, match="unknown simulated GPU"):
-        open_device("simulated", state_dir=tmp_path, simulated_gpu="v100")
+        open_device("simulated", 0, state_dir=tmp_path, simulated_gpu="v100")
     with pytest.raises(ValueError, match="backend"):
-        open_device("rocm", state_dir=tmp_path)
+        open_device("rocm", 0, state_dir=tmp_path)
 
 
 def test_sweep_end_to_end_power_falls_latency_rises(tmp_path: Path) -> None:
@@ -132,7 +163,9 @@ def test_sweep_end_to_end_power_falls_latency_rises(tmp_path: Path) -> None:
     with ClockSession(dev, "lock", journal_dir=tmp_path / "j") as s:
         for f in (1980, 1200, 600):
             applied = s.set_sm_cap(f)
-            reading, repeats, _ = meter.run_until_trusted(lambda: busy(0.01), applied)
+            reading, repeats, _ = meter.run_until_trusted(
+                lambda: busy(0.01), applied, max_repeats=GPU["max_window_repeats"]
+            )
             assert reading.trusted and reading.cap_held and reading.sm_clock_mean_mhz == f
             results[f] = (reading.avg_power_w, reading.elapsed_s / repeats)
     assert results[1980][0] > results[1200][0] > results[600][0]
@@ -161,7 +194,22 @@ def test_power_timeline_runs_in_another_process(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ crash safety across processes
 
-CHILD = r"""
+# The same settings for a child process, as lines of Python it runs first.
+CHILD_SETTINGS = (
+    "\n".join(
+        f"{name} = {fn.keywords!r}"
+        for name, fn in {
+            "DEVICE": open_device,
+            "SESSION": ClockSession,
+            "METER": EnergyMeter,
+        }.items()
+    )
+    + "\n"
+)
+
+CHILD = (
+    CHILD_SETTINGS
+    + r"""
 import sys, time
 from pathlib import Path
 from llm_energy.hw import open_device
@@ -169,18 +217,19 @@ from llm_energy.hw.control import ClockSession
 from llm_energy.hw.meter import EnergyMeter
 
 state, journal, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-dev = open_device("simulated", state_dir=state, simulated_noise_rel=0.0, simulated_update_period_s=0.01)
+dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, simulated_update_period_s=0.01, **DEVICE)
 if mode == "atexit":
-    s = ClockSession(dev, "lock", 900, 3201, journal_dir=journal)
+    s = ClockSession(dev, "lock", 900, 3201, journal_dir=journal, **SESSION)
     s.__enter__()
     marker.write_text("locked")
     sys.exit(0)  # no __exit__: only the atexit hook can restore
-meter = EnergyMeter(dev)
-with ClockSession(dev, "lock", 900, 3201, journal_dir=journal) as s:
+meter = EnergyMeter(dev, **METER)
+with ClockSession(dev, "lock", 900, 3201, journal_dir=journal, **SESSION) as s:
     with meter.window(s.applied_sm_mhz):
         marker.write_text("locked")
         time.sleep(60)
 """
+)
 
 ORIGINAL = ClockState(1500, 2201, 700.0)  # deliberately not the driver default
 

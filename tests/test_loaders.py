@@ -16,6 +16,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import pytest
 
+from helpers import compose, task_config
+from llm_energy.config import ConfigError, load_config
 from llm_energy.datasets import DatasetError
 from llm_energy.io.loaders import load_task_items, resolve_data_files
 
@@ -38,7 +40,8 @@ def shared() -> Path:
 
 
 def load(spec: dict[str, Any], cache_dir: Path, *, n: int = 100, seed: int = 0, root: Path = ROOT):
-    return load_task_items(spec, n_items=n, seed=seed, root=root, cache_dir=cache_dir)
+    # `spec` patches conf/task/<kind>.yaml (helpers.task_config): tests state only what differs.
+    return load_task_items(task_config(spec), n_items=n, seed=seed, root=root, cache_dir=cache_dir)
 
 
 def local(kind: str, path: str | Path, name: str = "t", **extra: Any) -> dict[str, Any]:
@@ -88,32 +91,11 @@ def test_embedded_samples_load(cache_dir: Path) -> None:
         assert r["item_id"].startswith("gen-")
 
 
-def test_omegaconf_task_section(cache_dir: Path) -> None:
-    omegaconf = pytest.importorskip("omegaconf")
-    cfg = omegaconf.OmegaConf.create(
-        {
-            "name": "qa",
-            "kind": "qa",
-            "dataset": {
-                "path": "json",
-                "name": None,
-                "split": "train",
-                "data_files": "data/samples/qa.jsonl",
-                "field": None,
-            },
-            "fields": {
-                "id": "id",
-                "context": "context",
-                "question": "question",
-                "answers": "answers",
-            },
-            "options": {},
-            "output_tokens": 16,
-            "output_mode": "natural",
-        }
-    )
-    result = load(cfg, cache_dir, n=4)
-    assert len(result.items) == 4 and result.task == "qa"
+def test_composed_task_config_loads(cache_dir: Path) -> None:
+    # What the prepare stage passes: the validated task of the composed config, as it is.
+    task = load_config(compose("task=[qa]")).task("qa")
+    result = load_task_items(task, n_items=4, seed=0, root=ROOT, cache_dir=cache_dir)
+    assert len(result.items) == 4 and result.task == "qa" and result.dataset == "samples_qa"
 
 
 def test_sampling_is_seeded_and_deterministic(cache_dir: Path) -> None:
@@ -261,7 +243,7 @@ def test_column_missing_everywhere_raises(tmp_path: Path, cache_dir: Path) -> No
 
 
 def test_config_and_file_errors(tmp_path: Path, cache_dir: Path) -> None:
-    with pytest.raises(DatasetError, match="unknown kind 'poetry'"):
+    with pytest.raises(ConfigError, match=r"task\.t\.kind = 'poetry'"):
         load(local("poetry", "data/samples/qa.jsonl"), cache_dir)
     with pytest.raises(DatasetError, match="not found"):
         load(local("qa", "data/samples/nope.jsonl"), cache_dir)
@@ -281,7 +263,7 @@ def test_hub_dataset_offline_error(cache_dir: Path) -> None:
     spec = {
         "name": "squad_v2",
         "kind": "qa",
-        "dataset": {"path": "rajpurkar/squad_v2", "split": "validation"},
+        "dataset": {"path": "rajpurkar/squad_v2", "split": "validation", "data_files": None},
     }
     with pytest.raises(DatasetError) as info:
         load(spec, cache_dir)

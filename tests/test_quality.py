@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis_fixtures import sweep_requests
+from analysis_fixtures import as_records, sweep_requests
+from helpers import compose
 from llm_energy.analysis.records import CONFIG_KEYS
-from llm_energy.analysis.summary import summarize
+from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.quality import corpus_quality, score_requests
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
+summarize = partial(
+    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
+)
 
 
 def _count(
@@ -37,3 +46,34 @@ def test_every_quality_row_joins_a_summary_row(tmp_path: Path) -> None:
     joined = quality.merge(summary[keys], on=keys, how="left", indicator=True)
     assert (joined["_merge"] == "both").all()
     assert (quality["value"] == quality["n"]).all()  # each configuration scored on its own rows
+
+
+# Numbers that were once wrong: the statistical unit is the window.
+def test_corpus_quality_scores_the_cleaned_answer() -> None:
+    df = as_records(
+        pd.DataFrame(
+            [
+                {
+                    "task": "qa",
+                    "task_kind": "qa",
+                    "model": "m",
+                    "status": "ok",
+                    "weights": "pretrained",
+                    "prediction": "Answer: green\n\nContext: x\nAnswer: unanswerable",
+                    "references": ["green"],
+                }
+            ]
+        )
+    )
+    scored = score_requests(df)
+    assert scored["quality_em"].iloc[0] == 1.0
+    seen: list[list[str]] = []
+
+    def compute(
+        kind: str, preds: list[str], refs: list[list[str]], extra: dict
+    ) -> dict[str, float]:
+        seen.append(list(preds))
+        return {"n": float(len(preds))}
+
+    corpus_quality(scored, compute)
+    assert seen == [["green"]]

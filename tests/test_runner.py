@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,9 @@ class FakeClocks:
         self.history.append(freq)
         self.applied_sm_mhz = freq
         return freq
+
+    def freq_label_mhz(self, cap_held: bool | None) -> int | None:
+        return self.applied_sm_mhz
 
 
 @dataclass
@@ -383,6 +387,54 @@ def test_observe_mode_applies_nothing_and_checks_the_requested_clock() -> None:
     assert all(r["freq_applied_mhz"] is None and r["freq_requested_mhz"] == 1200 for r in rows)
 
 
+class SlurmClocks(ObservedClocks):
+    """gpu.control=slurm: SLURM set the cap; a window is labelled with it only if it held."""
+
+    def __init__(self, held: list[bool]) -> None:
+        super().__init__()
+        self.held_seen = held
+
+    def freq_label_mhz(self, cap_held: bool | None) -> int | None:
+        self.held_seen.append(bool(cap_held))
+        return 1200 if cap_held else None
+
+
+@pytest.mark.parametrize("cap_held", [True, False])
+def test_slurm_mode_labels_a_window_with_the_cap_only_when_it_held(cap_held: bool) -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[qa]",
+            "gpu.control=slurm",
+            "gpu.freq=1200",
+            "infer.warmup_requests=0",
+        )
+    )
+    meter = FakeMeter()
+    real = meter.run_until_trusted
+
+    def held(fn: Any, cap_mhz: int | None = None, *, max_repeats: int) -> Any:
+        reading, repeats, result = real(fn, cap_mhz, max_repeats=max_repeats)
+        return dataclasses.replace(reading, cap_held=cap_held), repeats, result
+
+    meter.run_until_trusted = held  # type: ignore[method-assign]
+    seen: list[bool] = []
+    rows: list[dict[str, Any]] = []
+    InferenceRun(
+        cfg,
+        generator=FakeGenerator(),
+        meter=meter,
+        clocks=SlurmClocks(seen),
+        device=None,
+        items_by_task={"qa": _items("qa", "qa", 2)},
+        templates=templates(cfg),
+        write=rows.append,
+    ).run()
+    assert seen == [cap_held, cap_held]
+    label = 1200 if cap_held else None
+    assert all(r["freq_applied_mhz"] == label and r["freq_requested_mhz"] == 1200 for r in rows)
+
+
 def test_short_last_batch_stays_in_its_configuration_and_failures_keep_keys() -> None:
     cfg = load_config(
         compose(
@@ -400,3 +452,34 @@ def test_short_last_batch_stays_in_its_configuration_and_failures_keep_keys() ->
     assert len(failed) == 4 and all(
         r["input_tokens_target"] == 64 and "freq_applied_mhz" in r for r in failed
     )
+
+
+def test_progress_is_told_after_warmup_and_every_batch_and_point() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2", "task=[qa]", "sweep.batch_sizes=[1,2]", "infer.warmup_requests=0"
+        )
+    )
+    calls: list[dict[str, int]] = []
+
+    def progress(**kw: int) -> None:
+        calls.append(kw)
+
+    rows: list[dict[str, Any]] = []
+    InferenceRun(
+        cfg,
+        generator=FakeGenerator(),
+        meter=FakeMeter(),
+        clocks=FakeClocks(),
+        device=None,
+        items_by_task={"qa": _items("qa", "qa", 3)},
+        templates=templates(cfg),
+        write=rows.append,
+        sleep=lambda s: None,
+        progress=progress,
+    ).run()
+    # batch size 1: 3 batches, batch size 2: 2 batches; 2 points
+    assert calls[0] == dict(points_done=0, points_total=2, batches_done=0, batches_total=5)
+    assert [c["batches_done"] for c in calls] == [0, 1, 2, 3, 3, 4, 5, 5]
+    assert [c["points_done"] for c in calls] == [0, 0, 0, 0, 1, 1, 1, 2]
+    assert len(rows) == 6

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,47 @@ import pytest
 from helpers import compose, templates
 from llm_energy import simmodel
 from llm_energy.config import load_config
-from llm_energy.hw.control import ClockSession
-from llm_energy.hw.meter import EnergyMeter
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.hw.control import ClockSession as ClockSession_
+from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from llm_energy.io.models import build_random_tokenizer, materialize
-from llm_energy.runtime.engine import GenerationResult, load_generator
+from llm_energy.runtime.engine import GenerationResult
+from llm_energy.runtime.engine import load_generator as load_generator_
 from llm_energy.runtime.runner import InferenceRun
 from llm_energy.runtime.simgen import (
-    ReportingGenerator,
-    SimulatedGenerator,
+    ReportingGenerator as ReportingGenerator_,
+)
+from llm_energy.runtime.simgen import (
+    SimulatedGenerator as SimulatedGenerator_,
+)
+from llm_energy.runtime.simgen import (
     natural_length,
     workload_for,
+)
+
+# The study settings from conf/ (their only home); a test's own keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
+EnergyMeter = partial(
+    EnergyMeter_,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
+load_generator = partial(
+    load_generator_, engine=PARAMS["infer"]["engine"], allow_compile=PARAMS["infer"]["compile"]
+)
+ReportingGenerator = partial(ReportingGenerator_, allow_compile=PARAMS["infer"]["compile"])
+SimulatedGenerator = partial(
+    SimulatedGenerator_, engine=PARAMS["infer"]["engine"], allow_compile=PARAMS["infer"]["compile"]
 )
 
 H200 = simmodel.get_gpu_model("h200")
@@ -97,7 +128,7 @@ def test_simulated_generator_reports_each_call_and_skips_the_model() -> None:
     gen = SimulatedGenerator(tokenizer(), model=cfg.model, device=dev, seed=0)
     assert dev.workload_clock
     ids = [gen.encode("painted green"), gen.encode(TEXT)]
-    fixed = gen.generate(ids, max_new_tokens=8, fixed=True)
+    fixed = gen.generate(ids, max_new_tokens=8, fixed=True, measure_ttft=True)
     assert fixed.output_tokens == [8, 8] and fixed.texts[0].startswith("[simulated")
     work = dev.works[-1]
     assert (work.batch, work.prompt_tokens, work.new_tokens) == (2, len(ids[1]), 8)
@@ -125,13 +156,13 @@ def test_reporting_generator_runs_the_real_model_once_per_request() -> None:
 
     cfg, dev = cfg_for(), RecordingDevice()
     gen = ReportingGenerator(Inner(), model=cfg.model, device=dev)
-    first = gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False)
-    again = gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False)
+    first = gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False, measure_ttft=True)
+    again = gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False, measure_ttft=True)
     assert Inner.calls == 1 and len(dev.works) == 2
     assert first.texts == again.texts == ["a real answer"] and first.output_tokens == [3]
     assert first.elapsed_s != 9.9  # the simulated GPU's time, not the CPU's
     gen.engine = "static"
-    gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False)
+    gen.generate([[1, 2, 3]], max_new_tokens=5, fixed=False, measure_ttft=True)
     assert Inner.calls == 2 and dev.works[-1].engine == "static"
 
 
@@ -142,7 +173,7 @@ def test_load_generator_on_the_simulated_gpu_skips_the_model_for_random_weights(
     materialize(cfg.model, tmp_path / "model", [TEXT] * 20)
     dev = SimulatedDevice(0, state_dir=tmp_path / "state", counter_ticks=True)
     gen = load_generator(cfg.model, tmp_path / "model", backend="simulated", seed=0, sim_device=dev)
-    assert isinstance(gen, SimulatedGenerator) and dev.workload_clock
+    assert isinstance(gen, SimulatedGenerator_) and dev.workload_clock
     timing = dev.run_workload(workload_for(cfg.model, batch=1, prompt_tokens=10, new_tokens=4,
                                            engine="eager", compiled=False))  # fmt: skip
     assert not timing.accounted  # outside a window: timed, not on the counter

@@ -7,6 +7,9 @@ llm-energy gpu restore              restore the GPU state recorded in every pend
 llm-energy gpu clear --uuid U       reset U's clock locks to the driver default, delete its journal
 llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
 llm-energy doctor [--json] [K=V...] can a capped study run here? (exit 0 yes, 1 no; reads only)
+llm-energy grid [-e paper] [-S k=a,b] units of a study: --print/--json, --prepare, --queue,
+                                    --slurm-units FILE (one per model x task, clocks inside)
+llm-energy grid status [--json]     progress of every unit (done/total, ETA, GPU, lost workers)
 """
 
 from __future__ import annotations
@@ -78,12 +81,19 @@ def _cli_state_dir(args: argparse.Namespace) -> Path:
 def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], list[str]]:
     """(done, failed) lines: the GPU given by --uuid or --index, else every journal in the
     state directory whatever its backend or simulated model."""
-    from llm_energy.hw import DeviceError, open_device, open_device_by_uuid, restore_from_journal
+    from llm_energy.hw import (
+        TOOL_SETTINGS,
+        DeviceError,
+        open_device,
+        open_device_by_uuid,
+        restore_from_journal,
+    )
     from llm_energy.hw.journal import list_journals, uuid_from_journal_path
 
     journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
     if args.uuid is None and args.index is not None:
-        with open_device(args.backend, args.index, state_dir=state_dir) as device:
+        # a clock tool, not a run: TOOL_SETTINGS says why its settings are fixed
+        with open_device(args.backend, args.index, state_dir=state_dir, **TOOL_SETTINGS) as device:
             return [restore_from_journal(device, journals, lock_dir=locks)], []
     uuids = (
         [args.uuid] if args.uuid else [uuid_from_journal_path(p) for p in list_journals(journals)]
@@ -102,6 +112,7 @@ def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], 
 
 def _cmd_gpu(args: argparse.Namespace) -> int:
     from llm_energy.hw import (
+        TOOL_SETTINGS,
         DeviceError,
         clear_journal,
         gpu_status,
@@ -116,7 +127,7 @@ def _cmd_gpu(args: argparse.Namespace) -> int:
         journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
         if args.action == "status":
             index = 0 if args.index is None else args.index
-            with open_device(args.backend, index, state_dir=state_dir) as device:
+            with open_device(args.backend, index, state_dir=state_dir, **TOOL_SETTINGS) as device:
                 status = gpu_status(device, journals, lock_dir=locks)
             status |= {"state_dir": str(state_dir)} | state_report(journals, locks)
             print(json.dumps(status, indent=2, default=str))
@@ -153,7 +164,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             print(f"llm-energy doctor: error: no params mapping in {paths.params}", file=sys.stderr)
             return 2
         cfg = load_config(apply_overrides(params, args.overrides))
-        facts, state = gather(cfg.gpu, paths.gpu_state_dir(cfg.gpu.state_dir))
+        facts, state = gather(
+            cfg.gpu,
+            paths.gpu_state_dir(cfg.gpu.state_dir),
+            seed=cfg.meta.seed,
+            country_iso_code=cfg.emissions.country_iso_code,
+        )
         report = build_report(cfg, facts, state)
     except Exception as exc:  # the doctor never shows a traceback
         print(f"llm-energy doctor: error: {one_line(str(exc))}", file=sys.stderr)
@@ -215,10 +231,11 @@ def _compare_figures(table: Any, out_dir: Path) -> None:
     from llm_energy.analysis.figure_style import figure_png_bytes
     from llm_energy.analysis.overlays import clock_overlay_figure
 
-    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table)))
+    dpi = 110  # a tool across experiments, so no one experiment's plots.dpi applies
+    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table), dpi=dpi))
     for metric in ("energy", "latency"):
         fig = clock_overlay_figure(table, metric)
-        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig))
+        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig, dpi=dpi))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include experiments of all commits (-A)")
     p.add_argument("--latency-budget-pct", type=float, default=5.0)
     p.set_defaults(func=_cmd_compare)
+
+    from llm_energy.cli_grid import add_grid_parser
+
+    add_grid_parser(sub, state_dir_of=_cli_state_dir)
     return parser
 
 

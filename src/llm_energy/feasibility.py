@@ -29,6 +29,8 @@ def resolve_backend(backend: str, *, nvml_gpu_found: bool) -> str:
 
 def clock_cap_problem(cfg: Config, *, nvml_gpu_found: bool, privileged: bool) -> str | None:
     """Why the requested caps cannot be applied here, with what to do instead; None if they can."""
+    if cfg.gpu.control == "slurm":
+        return slurm_problem(cfg)
     caps = requested_caps(cfg)
     if cfg.gpu.control != "lock" or not caps:
         return None  # observe mode never calls a setter; no cap means driver defaults
@@ -51,5 +53,25 @@ def clock_cap_problem(cfg: Config, *, nvml_gpu_found: bool, privileged: bool) ->
         return (
             f"{asked}, but this process is neither root nor has CAP_SYS_ADMIN, which NVML needs "
             "to lock clocks: run with sudo or grant CAP_SYS_ADMIN, or set gpu.control=observe"
+        )
+    return None
+
+
+def slurm_problem(cfg: Config) -> str | None:
+    """gpu.control=slurm: SLURM applies one cap per job step (`--gpu-freq`), so a sweep of
+    several caps cannot run in one; and it needs NVIDIA GPUs to apply it to."""
+    freqs = list(dict.fromkeys(cfg.sweep.freqs_mhz))
+    if len(freqs) > 1:
+        listed = ",".join("null" if f is None else str(f) for f in freqs)
+        return (
+            f"sweep.freqs_mhz = [{listed}] asks for {len(freqs)} caps, but gpu.control=slurm "
+            "applies one cap per SLURM job step (--gpu-freq): run one experiment per cap "
+            "(`llm-energy grid` expands the sweep into them), each with gpu.freq set and "
+            "sweep.freqs_mhz=[]"
+        )
+    if cfg.gpu.backend == "cpu":  # auto without a GPU: infer says so when it opens one
+        return (
+            "gpu.control=slurm observes the clocks SLURM applies to NVIDIA GPUs, but "
+            "gpu.backend=cpu has none: set gpu.backend=auto or nvml, or gpu.control=observe"
         )
     return None

@@ -143,5 +143,20 @@ def gpu_journal_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "journal"
 
 
+PROGRESS_DIR_ENV = "LLM_ENERGY_PROGRESS_DIR"
+
+
+def progress_dir(state_dir: Path) -> Path:
+    """One progress JSON per grid unit, shared by every worker of a node (`llm-energy grid
+    status`): $LLM_ENERGY_PROGRESS_DIR, else <state_dir>/progress. Not a param: where progress
+    goes never changes a result."""
+    raw = os.environ.get(PROGRESS_DIR_ENV, "").strip()
+    return Path(raw).expanduser() if raw else Path(state_dir) / "progress"
+
+
+def progress_file(directory: Path, unit: str) -> Path:
+    return Path(directory) / f"{unit}.json"
+
+
 def project_paths(root: str | os.PathLike[str] | None = None) -> ProjectPaths:
     return ProjectPaths(Path(root) if root is not None else Path.cwd())

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Re-exported: callers build workloads from this module alone.
 from llm_energy.archspec import (
     ATTENTION_KIND,
     DEFAULT_OP_COUNTS,
@@ -42,7 +41,8 @@ from llm_energy.archspec import (
     arch_spec,
 )
 
-ENGINES = ("eager", "static")
+# Re-exported: callers build workloads from this module alone.
+from llm_energy.config_sections import ENGINES
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def compare_experiments(
     experiments: pd.DataFrame,
     *,
     group_cols: Sequence[str] | None = None,
-    latency_budget_pct: float = 5.0,
+    latency_budget_pct: float,
     drop_duplicates: bool = True,
 ) -> pd.DataFrame:
     """Energy and latency per (experiment, configuration, clock), each compared with a

@@ -247,7 +247,7 @@ def mixedlm_level_test(levels: list[LevelSample]) -> dict[str, Any]:
 
 
 def omnibus(
-    levels: list[LevelSample], *, alpha: float = 0.05, test: TestChoice = "auto"
+    levels: list[LevelSample], *, alpha: float, test: TestChoice = "auto"
 ) -> dict[str, Any]:
     """Omnibus test of ≥ 2 levels; the keys of ``FREQUENCY_EFFECT_COLUMNS`` that describe it.
 

@@ -38,18 +38,16 @@ def energy_kind_banner(kinds: Iterable[Any]) -> str | None:
 
 
 def kinds_of(frame: pd.DataFrame) -> list[Any]:
-    """Energy kinds behind a summary (configurations with n > 0) or requests (status ok)."""
+    """Energy kinds behind a summary (configurations with n > 0) or schema-typed requests
+    (status ok)."""
     if frame is None or frame.empty:
         return []
-    if "energy_kind" not in frame.columns and "energy_source" not in frame.columns:
-        return []
+    if "n" in frame.columns:  # a summary row is a configuration; n counts its valid requests
+        used = pd.to_numeric(frame["n"], errors="coerce").fillna(0).to_numpy() > 0
+        kinds = frame["energy_kind"].astype("object").where(frame["energy_kind"].notna(), "unknown")
+        return list(kinds[used].unique())
     kinds = energy_kinds(frame)
-    if "n" in frame.columns:
-        kinds = kinds[pd.to_numeric(frame["n"], errors="coerce").fillna(0).to_numpy() > 0]
-    elif "status" in frame.columns:
-        status = frame["status"].astype("object")
-        kinds = kinds[(status.isna() | (status.astype(str) == "ok")).to_numpy()]
-    return list(kinds.unique())
+    return list(kinds[(frame["status"].astype("object") == "ok").to_numpy()].unique())
 
 
 # readable axis names with units, keyed by the column a figure plots
@@ -118,7 +116,7 @@ def mark_no_data(ax: Axes, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
-def figure_png_bytes(fig: Figure, *, dpi: int = 110) -> bytes:
+def figure_png_bytes(fig: Figure, *, dpi: int) -> bytes:
     """PNG rendering of a figure, in memory."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")

@@ -26,7 +26,7 @@ from llm_energy.analysis.figure_style import (
 )
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
-    energy_kinds,
+    ENERGY_KIND_BY_SOURCE,
     freq_label,
     freq_levels,
     prepare_requests,
@@ -58,9 +58,9 @@ def _freq_positions(freqs: Sequence[float]) -> tuple[dict[str, float], list[floa
 
 def _series_keys(summary: pd.DataFrame) -> list[str]:
     """Configuration keys (other than frequency) that vary: they name the plotted series."""
-    keys = [k for k in CONFIG_KEYS if k != "freq_applied_mhz" and k in summary.columns]
+    keys = [k for k in CONFIG_KEYS if k != "freq_applied_mhz"]
     varying = [k for k in keys if summary[k].nunique(dropna=False) > 1]
-    return varying or [k for k in ("model", "task") if k in summary.columns][:1]
+    return varying or ["model"]
 
 
 def _series_name(row_key: Any, keys: Sequence[str]) -> str:
@@ -69,12 +69,8 @@ def _series_name(row_key: Any, keys: Sequence[str]) -> str:
 
 
 def _summary_freq(summary: pd.DataFrame) -> pd.Series:
-    freq = pd.to_numeric(
-        summary.get("freq_applied_mhz", pd.Series(np.nan, index=summary.index)), errors="coerce"
-    )
-    if "default_clocks" in summary.columns:
-        freq = freq.where(~summary["default_clocks"].fillna(False).astype(bool))
-    return freq
+    freq = pd.to_numeric(summary["freq_applied_mhz"], errors="coerce")
+    return freq.where(~summary["default_clocks"].astype(bool))
 
 
 def _vs_freq(
@@ -252,7 +248,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     """
     title = f"Energy per token by {by}{energy_source_note(summary)}"
     fig, (ax,) = new_figure()
-    if summary.empty or by not in summary.columns or "j_per_token_mean" not in summary.columns:
+    if summary.empty or by not in summary.columns:
         mark_no_data(ax)
         return finish_figure(fig, title, kinds_of(summary))
     data = summary[summary["j_per_token_mean"].notna()].copy()
@@ -260,7 +256,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
         mark_no_data(ax)
         return finish_figure(fig, title, kinds_of(summary))
     data["_freq"] = [freq_label(f) for f in _summary_freq(data)]
-    data["_w"] = pd.to_numeric(data.get("n", 1), errors="coerce").fillna(1).clip(lower=1)
+    data["_w"] = pd.to_numeric(data["n"], errors="coerce").fillna(1).clip(lower=1)
     cats = sorted(data[by].astype(str).unique())
     freq_order = sorted(
         data["_freq"].unique(),
@@ -278,7 +274,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
                 continue
             mean = float(np.average(cell["j_per_token_mean"], weights=cell["_w"]))
             heights.append(mean)
-            if len(cell) == 1 and "j_per_token_ci_low" in cell.columns:
+            if len(cell) == 1:
                 errs_lo.append(
                     max(0.0, float(np.nan_to_num(mean - cell["j_per_token_ci_low"].iloc[0])))
                 )
@@ -329,12 +325,12 @@ def power_timeline(
     """
     fig, (ax,) = new_figure()
     kinds: list[Any] = [energy_kind] if energy_kind is not None else []
-    if (
-        samples is not None
-        and not samples.empty
-        and ("energy_kind" in samples.columns or "energy_source" in samples.columns)
-    ):
-        kinds.extend(energy_kinds(samples).unique())
+    if samples is not None and not samples.empty:  # power_timeline.csv: not a record file
+        if "energy_kind" in samples.columns:
+            kinds.extend(samples["energy_kind"].dropna().unique())
+        elif "energy_source" in samples.columns:
+            sources = samples["energy_source"].dropna().astype(str).str.lower()
+            kinds.extend(sources.map(ENERGY_KIND_BY_SOURCE).fillna("unknown").unique())
     if not kinds:
         kinds = ["unknown"]
     if samples is None or samples.empty or not {"t_s", "power_w"} <= set(samples.columns):

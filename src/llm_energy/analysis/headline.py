@@ -85,7 +85,7 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
     from the summary when that kind has exactly one configuration. ``j_per_token`` and
     ``dynamic_j_per_token`` are Σ energy / Σ tokens (``j_per_token_pooled`` is the same number,
     kept for older readers); latency percentiles are over measurement windows. ``gpu.name`` is
-    the device name (``device_name`` stamped by aggregate from run.json; "mixed" when several).
+    the GPU model (``gpu_name`` stamped by aggregate from run.json; "mixed" when several).
     """
     df = prepare_requests(requests)
     valid = valid_mask(df)
@@ -97,10 +97,10 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
     kinds_present = sorted({str(k) for k in dv["energy_kind"].dropna()})
     if len(kinds_present) > 1:
         energy["kinds_present"] = ",".join(kinds_present)
-    energy["source"] = unique_text(de["energy_source"]) if "energy_source" in de else None
+    energy["source"] = unique_text(de["energy_source"])
     energy["j_per_token_ci_low"] = math.nan
     energy["j_per_token_ci_high"] = math.nan
-    if summary is not None and not summary.empty and "energy_kind" in summary.columns:
+    if summary is not None and not summary.empty:
         srows = summary[(summary["energy_kind"] == kind) & (summary["n"] > 0)]
         if len(srows) == 1:
             energy["j_per_token_ci_low"] = srows["j_per_token_ci_low"].iloc[0]
@@ -143,7 +143,7 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
         mode, freq = ("mixed" if n_levels > 1 else "default"), None
     requested = numeric_column(dv, "freq_requested_mhz").dropna().unique()
     gpu = {
-        "name": _single_or_mixed(df["device_name"]) if "device_name" in df.columns else None,
+        "name": _single_or_mixed(df["gpu_name"]),
         "freq_applied_mhz": freq,
         "freq_requested_mhz": float(requested[0])
         if len(requested) == 1 and mode == "capped"
@@ -160,7 +160,7 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
     dok = df[ok]
     for q in quality_columns(df):
         quality[q.removeprefix("quality_")] = _finite_mean(dok[q])
-    if {"ref_nll_sum", "ref_tokens"} <= set(df.columns):
+    if dok["ref_tokens"].notna().any():
         nll = numeric_column(dok, "ref_nll_sum")
         rt = numeric_column(dok, "ref_tokens")
         use = nll.notna() & rt.notna() & (rt > 0)

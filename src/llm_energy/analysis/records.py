@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from llm_energy.records import CONFIG_KEYS
+
 # --- configuration identity -------------------------------------------------------------------
 
-CONFIG_KEYS: tuple[str, ...] = (
-    "model",
-    "task",
-    "engine",
-    "batch_size",
-    "input_tokens_target",
-    "output_tokens_target",
-    "freq_applied_mhz",
-    "energy_kind",
-)
+# CONFIG_KEYS (a configuration; gpu_name keeps GPU models apart) comes from the record schema.
 #: a configuration minus its frequency: the stratum inside which frequencies are compared
 STRATUM_KEYS: tuple[str, ...] = tuple(k for k in CONFIG_KEYS if k != "freq_applied_mhz")
 #: request-level analyses: the frequency level of a request, NaN = driver default clocks
@@ -55,16 +47,6 @@ THROTTLE_MASK = (
     | CLOCK_EVENT_HW_THERMAL
     | CLOCK_EVENT_HW_POWER_BRAKE
 )
-_CLOCK_EVENT_NAMES: dict[str, int] = {
-    "sw_power_cap": CLOCK_EVENT_SW_POWER_CAP,
-    "hw_slowdown": CLOCK_EVENT_HW_SLOWDOWN,
-    "sw_thermal_slowdown": CLOCK_EVENT_SW_THERMAL,
-    "sw_thermal": CLOCK_EVENT_SW_THERMAL,
-    "hw_thermal_slowdown": CLOCK_EVENT_HW_THERMAL,
-    "hw_thermal": CLOCK_EVENT_HW_THERMAL,
-    "hw_power_brake_slowdown": CLOCK_EVENT_HW_POWER_BRAKE,
-    "hw_power_brake": CLOCK_EVENT_HW_POWER_BRAKE,
-}
 
 # --- exclusion reasons -----------------------------------------------------------------------------
 
@@ -105,9 +87,7 @@ METRICS: tuple[str, ...] = (
 
 
 def numeric_column(requests: pd.DataFrame, col: str) -> pd.Series:
-    """Column as float (NaN where missing / unparseable); an all-NaN series if absent."""
-    if col not in requests.columns:
-        return pd.Series(np.nan, index=requests.index, dtype="float64")
+    """Column as float, NaN where null (the schema guarantees the column exists)."""
     return pd.to_numeric(requests[col], errors="coerce").astype("float64")
 
 
@@ -121,87 +101,45 @@ def is_missing(value: Any) -> bool:
 
 def _explicit_false(value: Any) -> bool:
     """True only for an explicit false flag; missing (null) means "not applicable"."""
-    if is_missing(value):
-        return False
-    if isinstance(value, bool | np.bool_):
-        return not bool(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value) == 0.0
-    if isinstance(value, str):
-        return value.strip().lower() in {"false", "0", "no", "n"}
-    return False
+    return not is_missing(value) and not bool(value)
 
 
 def parse_clock_event_reasons(value: Any) -> int | None:
-    """NVML clock event reason bitmask from an int, float, ``"0x28"`` string or list of names."""
-    if is_missing(value) or isinstance(value, bool | np.bool_):
-        return None
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            return int(text, 0)
-        except ValueError:
-            pass
-        try:
-            return int(float(text))
-        except ValueError:
-            pass
-        return _CLOCK_EVENT_NAMES.get(text.lower().replace(" ", "_"), 0)
-    if isinstance(value, Iterable):
-        mask = 0
-        for item in value:
-            bits = parse_clock_event_reasons(item)
-            mask |= bits or 0
-        return mask
-    return None
+    """The NVML clock event reason bitmask as the runner writes it: an int, or None when not read
+    (the record schema refuses any other format)."""
+    return None if is_missing(value) else int(value)
 
 
 def energy_kinds(requests: pd.DataFrame) -> pd.Series:
-    """``energy_kind`` per row; derived from ``energy_source`` when absent, else ``"unknown"``."""
+    """``energy_kind`` per row; derived from ``energy_source`` when null, else ``"unknown"``."""
     kind = pd.Series("unknown", index=requests.index, dtype="object")
-    if "energy_source" in requests.columns:
-        derived = requests["energy_source"].map(
-            lambda s: ENERGY_KIND_BY_SOURCE.get(str(s).lower()) if not is_missing(s) else None
-        )
-        kind = kind.where(derived.isna(), derived)
-    if "energy_kind" in requests.columns:
-        given = requests["energy_kind"].astype("object")
-        kind = kind.where(given.isna(), given)
+    derived = requests["energy_source"].map(
+        lambda s: ENERGY_KIND_BY_SOURCE.get(str(s).lower()) if not is_missing(s) else None
+    )
+    kind = kind.where(derived.isna(), derived)
+    given = requests["energy_kind"].astype("object")
+    kind = kind.where(given.isna(), given)
     # Failure records (status oom/error) carry no energy source: they inherit their run's kind
     # (or the only kind present) so that a failed configuration joins the right group.
     unknown = kind == "unknown"
     if unknown.any() and (~unknown).any():
-        if "run_id" in requests.columns:
-            run_kinds = (
-                pd.DataFrame({"run": requests["run_id"].astype("object"), "kind": kind})[~unknown]
-                .groupby("run", dropna=False)["kind"]
-                .agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
-            )
-            inherited = requests["run_id"].astype("object").map(run_kinds)
-            kind = kind.where(~unknown | inherited.isna(), inherited)
-        else:
-            known = kind[~unknown].unique()
-            if len(known) == 1:
-                kind = kind.where(~unknown, known[0])
+        run_kinds = (
+            pd.DataFrame({"run": requests["run_id"].astype("object"), "kind": kind})[~unknown]
+            .groupby("run", dropna=False)["kind"]
+            .agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
+        )
+        inherited = requests["run_id"].astype("object").map(run_kinds)
+        kind = kind.where(~unknown | inherited.isna(), inherited)
     return kind.astype("object")
 
 
 def freq_levels(requests: pd.DataFrame) -> pd.Series:
     """Frequency level of each request in MHz; NaN marks the driver-default-clock group.
 
-    A request is at default clocks when ``freq_requested_mhz`` is null (or, without that
-    column, when ``freq_applied_mhz`` is null). A capped request without an applied value
-    falls back to the requested one.
+    A request is at default clocks when ``freq_requested_mhz`` is null. A capped request
+    without an applied value falls back to the requested one.
     """
     applied = numeric_column(requests, "freq_applied_mhz")
-    if "freq_requested_mhz" not in requests.columns:
-        return applied.rename(FREQ_LEVEL_COL)
     requested = numeric_column(requests, "freq_requested_mhz")
     default = requested.isna()
     level = applied.where(applied.notna(), requested).where(~default)
@@ -227,26 +165,26 @@ def group_rng(seed: int, key: Any) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(key_str(key).encode())])
 
 
-def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
-    """Copy with key columns present, ``energy_kind`` filled and derived metrics added.
+def config_rng(seed: int, keys: tuple[str, ...], values: tuple[Any, ...]) -> np.random.Generator:
+    """:func:`group_rng` of a configuration / stratum, seeded without its ``gpu_name``: the same
+    measurements give the same intervals whatever the card is called."""
+    named = dict(zip(keys, values, strict=True))
+    named.pop("gpu_name", None)
+    return group_rng(seed, tuple(named.values()))
 
-    Adds ``j_per_token`` (energy_j / output_tokens, NaN when no tokens), ``tokens_per_s``
-    (when absent: output_tokens / latency_s), ``edp_j_s`` (energy × latency),
-    ``ed2p_j_s2`` (energy × latency²) and ``freq_level_mhz``.
+
+def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
+    """Copy of schema-typed records with ``energy_kind`` filled and derived metrics added.
+
+    Adds ``j_per_token`` (energy_j / output_tokens, NaN when no tokens), ``edp_j_s``
+    (energy × latency), ``ed2p_j_s2`` (energy × latency²) and ``freq_level_mhz``; metrics as float.
     """
     df = requests.copy()
-    for col in CONFIG_KEYS:
-        if col not in df.columns:
-            df[col] = np.nan
     df["energy_kind"] = energy_kinds(df)
     energy = numeric_column(df, "energy_j")
     out_tokens = numeric_column(df, "output_tokens")
     latency = numeric_column(df, "latency_s")
     df["j_per_token"] = energy / out_tokens.where(out_tokens > 0)
-    if "tokens_per_s" in df.columns:
-        df["tokens_per_s"] = numeric_column(df, "tokens_per_s")
-    else:
-        df["tokens_per_s"] = out_tokens / latency.where(latency > 0)
     df["edp_j_s"] = energy * latency
     df["ed2p_j_s2"] = energy * latency**2
     for metric in METRICS:
@@ -263,21 +201,14 @@ def exclusion_flags(requests: pd.DataFrame) -> pd.DataFrame:
     """Boolean frame, one column per code of :data:`EXCLUSION_REASONS`."""
     idx = requests.index
     flags = pd.DataFrame(False, index=idx, columns=list(EXCLUSION_REASONS), dtype=bool)
-    if "status" in requests.columns:
-        status = requests["status"]
-        flags["status"] = [
-            (not is_missing(s)) and str(s).strip().lower() != "ok" for s in status.tolist()
-        ]
-    if "window_trusted" in requests.columns:
-        flags["untrusted"] = [_explicit_false(v) for v in requests["window_trusted"].tolist()]
-    if "cap_held" in requests.columns:
-        flags["cap_not_held"] = [_explicit_false(v) for v in requests["cap_held"].tolist()]
-    if "clock_event_reasons" in requests.columns:
-        default = _default_clock_rows(requests)
-        flags["throttled"] = [
-            bool((parse_clock_event_reasons(v) or 0) & throttle_mask(is_default))
-            for v, is_default in zip(requests["clock_event_reasons"].tolist(), default, strict=True)
-        ]
+    flags["status"] = (requests["status"].astype("object") != "ok").to_numpy()
+    flags["untrusted"] = [_explicit_false(v) for v in requests["window_trusted"].tolist()]
+    flags["cap_not_held"] = [_explicit_false(v) for v in requests["cap_held"].tolist()]
+    default = [is_missing(v) for v in requests["freq_requested_mhz"].tolist()]
+    flags["throttled"] = [
+        bool((parse_clock_event_reasons(v) or 0) & throttle_mask(is_default))
+        for v, is_default in zip(requests["clock_event_reasons"].tolist(), default, strict=True)
+    ]
     return flags
 
 
@@ -286,12 +217,6 @@ def throttle_mask(default_clocks: bool) -> int:
     driver runs the chip (the baseline itself), so excluding those windows would keep only the
     baseline's cheapest windows and bias savings; under a cap it means the cap was not the limit."""
     return THROTTLE_MASK & ~CLOCK_EVENT_SW_POWER_CAP if default_clocks else THROTTLE_MASK
-
-
-def _default_clock_rows(requests: pd.DataFrame) -> list[bool]:
-    if "freq_requested_mhz" not in requests.columns:
-        return [False] * len(requests)
-    return [is_missing(v) for v in requests["freq_requested_mhz"].tolist()]
 
 
 def valid_mask(requests: pd.DataFrame) -> pd.Series:
@@ -305,12 +230,10 @@ def status_ok_mask(requests: pd.DataFrame) -> pd.Series:
 
 def cluster_ids(frame: pd.DataFrame, cluster_col: str | None = "window_id") -> pd.Series | None:
     """Measurement-window identity per row (``run_id`` + ``window_id``: window ids restart per
-    run), or None when the frame has no window column."""
-    if not cluster_col or cluster_col not in frame.columns:
+    run), or None when no window column is asked for."""
+    if not cluster_col:
         return None
     window = frame[cluster_col].astype("object")
-    if "run_id" not in frame.columns:
-        return window
     run = frame["run_id"].astype("object")
     ids = [
         None if is_missing(w) else f"{'' if is_missing(r) else r}:{w}"

@@ -5,6 +5,10 @@ Requests of a window share one energy reading (each holds an even share), so the
 correlated: the covariance is cluster-robust by window (statsmodels ``cov_type="cluster"``, CR1
 with the small-sample correction, t with G − 1 degrees of freedom). With one request per
 window this is a heteroscedasticity-robust fit with G = n clusters.
+
+GPUs are blocks: records of several GPUs (``gpu_uuid``) get one intercept per GPU (terms
+``gpu[<uuid>]``, relative to the first), so a constant offset between two cards is not read as a
+clock effect; two GPU models (``gpu_name``) are never pooled in one fit.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ def _skip(info: dict[str, Any], reason: str) -> tuple[pd.DataFrame, dict[str, An
     return pd.DataFrame(columns=COEF_COLUMNS), info
 
 
+def gpu_blocks(uuids: pd.Series) -> pd.DataFrame:
+    """Indicator columns ``gpu[<uuid>]`` for every GPU but the first (sorted); none for one GPU."""
+    codes = uuids.astype("object").where(uuids.notna(), "unknown")
+    names = sorted(set(codes.tolist()))
+    return pd.DataFrame(
+        {f"gpu[{u}]": (codes == u).to_numpy(dtype=float) for u in names[1:]}, index=uuids.index
+    )
+
+
 def energy_ols(
     requests: pd.DataFrame,
     *,
@@ -45,12 +58,15 @@ def energy_ols(
     predictors: Sequence[str] = DEFAULT_PREDICTORS,
     energy_kind: str | None = None,
     min_rows: int | None = None,
-    ci_level: float = 0.95,
+    ci_level: float,
+    gpu_name: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """OLS ``response ~ 1 + predictors`` over valid requests, standard errors clustered by window.
 
-    One energy kind only (``energy_kind``, else measured > estimated > simulated). A predictor
-    is dropped when its column is missing, all null, or constant over the rows used (info
+    One energy kind only (``energy_kind``, else measured > estimated > simulated) and one GPU
+    model (``gpu_name``; with records of several and none named the fit is skipped). Several
+    GPUs of that model are blocks (an intercept each: info ``gpu_blocks``). A predictor
+    is dropped when it is all null, or constant over the rows used (info
     ``dropped_predictors``: name → reason); then rows with a null in a used predictor or the
     response are dropped (``n_dropped_rows``; e.g. default-clock rows whose
     ``freq_applied_mhz`` is null). With fewer than ``min_rows`` rows (default: number of
@@ -83,16 +99,22 @@ def energy_ols(
         "condition_number": math.nan,
         "rank_deficient": False,
         "skipped": None,
+        "gpu_name": gpu_name,
+        "gpu_blocks": 0,
     }
-    if response not in df.columns:
-        return _skip(info, f"no {response} column")
+    if gpu_name is not None:
+        df = df[df["gpu_name"] == gpu_name]
+    models = sorted(df["gpu_name"].dropna().unique())
+    if len(models) > 1:
+        return _skip(
+            info,
+            f"records of {len(models)} GPU models ({', '.join(models)}): fit one gpu_name at a time",
+        )
+    info["gpu_name"] = models[0] if models else None
     y_all = pd.to_numeric(df[response], errors="coerce")
     df = df[y_all.notna().to_numpy()]
     candidates: list[str] = []
     for p in predictors:
-        if p not in df.columns:
-            info["dropped_predictors"][p] = "missing column"
-            continue
         col = pd.to_numeric(df[p], errors="coerce")
         if col.notna().sum() == 0:
             info["dropped_predictors"][p] = "all null"
@@ -110,18 +132,23 @@ def energy_ols(
         else:
             used.append(p)
     info["used_predictors"] = used
+    blocks = gpu_blocks(df["gpu_uuid"][complete])
+    info["gpu_blocks"] = blocks.shape[1] + 1 if blocks.shape[1] else int(len(y) > 0)
     n = len(y)
     info["n"] = n
     groups = pd.factorize(window_keys(df[complete]))[0]
     n_clusters = int(groups.max()) + 1 if n else 0
     info["n_clusters"] = n_clusters
-    needed = min_rows if min_rows is not None else len(used) + 1 + 2
+    needed = min_rows if min_rows is not None else len(used) + blocks.shape[1] + 1 + 2
     if n < needed:
         return _skip(info, f"too few rows: {n} < {needed}")
     if n_clusters < 3:
         return _skip(info, f"too few windows: {n_clusters} < 3")
-    design = sm.add_constant(x[used].to_numpy(dtype=float), has_constant="add")
-    names = ["const", *used]
+    design = sm.add_constant(
+        np.column_stack([x[used].to_numpy(dtype=float), blocks.to_numpy(dtype=float)]),
+        has_constant="add",
+    )
+    names = ["const", *used, *blocks.columns]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = sm.OLS(y.to_numpy(dtype=float), design).fit(

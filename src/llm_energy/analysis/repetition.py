@@ -69,7 +69,7 @@ def repetition_effect(
     requests: pd.DataFrame,
     *,
     metrics: tuple[str, ...] = ("latency_s", "j_per_token"),
-    alpha: float = 0.05,
+    alpha: float,
     ratio_threshold: float = 1.25,
     min_ratio: float = 1.05,
 ) -> pd.DataFrame:
@@ -81,7 +81,7 @@ def repetition_effect(
     ≥ ``min_ratio``. Columns: :data:`REPETITION_COLUMNS`.
     """
     windows = window_table(requests)
-    if windows.empty or "rep" not in windows.columns:
+    if windows.empty:
         return pd.DataFrame(columns=REPETITION_COLUMNS)
     # configurations as in summary.csv: default clocks never merge with a cap at the same clock
     windows = windows.assign(
@@ -92,8 +92,6 @@ def repetition_effect(
     for key, group in windows.groupby(list(CONFIG_KEYS), dropna=False, sort=True):
         first, rest = group[group["rep"] == 0], group[group["rep"] >= 1]
         for metric in metrics:
-            if metric not in group.columns:
-                continue
             a = first[np.isfinite(pd.to_numeric(first[metric], errors="coerce"))]
             b = rest[np.isfinite(pd.to_numeric(rest[metric], errors="coerce"))]
             if a.empty or b.empty:
@@ -135,7 +133,7 @@ def repetition_headline(table: pd.DataFrame, *, ratio_threshold: float = 1.25) -
     }
     if table is None or table.empty:
         return out
-    keys = [k for k in CONFIG_KEYS if k in table.columns]
+    keys = list(CONFIG_KEYS)
     flagged = table[table["flagged"].fillna(False).astype(bool)]
     out["n_configs_tested"] = int(table.groupby(keys, dropna=False).ngroups)
     if flagged.empty:

@@ -15,7 +15,6 @@ from functools import cache
 from pathlib import PurePath
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
@@ -181,18 +180,14 @@ def _summary_table(summary: pd.DataFrame) -> str:
     if summary is None or summary.empty:
         return ""
     data = summary.copy()
-    if "label" not in data.columns:
-        default = (
-            data["default_clocks"].fillna(False).astype(bool)
-            if "default_clocks" in data.columns
-            else data.get("freq_applied_mhz", pd.Series(np.nan, index=data.index)).isna()
-        )
-        freq = data.get("freq_applied_mhz", pd.Series(np.nan, index=data.index))
+    if "label" not in data.columns:  # a pareto table carries its labels, a summary does not
         data["label"] = [
-            "default" if d else freq_label(f) for d, f in zip(default, freq, strict=True)
+            "default" if d else freq_label(f)
+            for d, f in zip(data["default_clocks"], data["freq_applied_mhz"], strict=True)
         ]
-    keys = [k for k in STRATUM_KEYS if k in data.columns]
-    shown_keys = [k for k in keys if k in ("model", "task") or data[k].nunique(dropna=False) > 1]
+    shown_keys = [
+        k for k in STRATUM_KEYS if k in ("model", "task") or data[k].nunique(dropna=False) > 1
+    ]
     quality = [
         c for c in data.columns if str(c).startswith("quality_") and str(c).endswith("_mean")
     ]
@@ -223,10 +218,8 @@ def build_markdown(
     to the report).
     """
     kinds: set[str] = set()
-    if summary is not None and "energy_kind" in summary.columns:
-        used = summary
-        if "n" in summary.columns:  # configurations that only failed carry no energy number
-            used = summary[pd.to_numeric(summary["n"], errors="coerce").fillna(0) > 0]
+    if summary is not None and not summary.empty:
+        used = summary[summary["n"] > 0]  # configurations that only failed carry no energy
         kinds |= {str(k) for k in used["energy_kind"].dropna().unique()}
     energy_head = headline.get("energy") if headline else None
     if isinstance(energy_head, Mapping) and energy_head.get("kind"):
@@ -257,8 +250,8 @@ def build_markdown(
     summary_table = _summary_table(summary)
     note = ""
     if summary_table:
-        n_boot = summary["n_boot"].dropna().unique() if "n_boot" in summary.columns else []
-        ci = summary["ci_level"].dropna().unique() if "ci_level" in summary.columns else []
+        n_boot = summary["n_boot"].dropna().unique()
+        ci = summary["ci_level"].dropna().unique()
         if len(n_boot) == 1 and len(ci) == 1:
             note = (
                 f"Means with {round(float(ci[0]) * 100):d} % percentile-bootstrap CIs "

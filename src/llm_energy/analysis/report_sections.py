@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.headline import flatten_dict
@@ -26,12 +25,8 @@ def config_labels(summary: pd.DataFrame) -> pd.Series:
     """``default`` or ``1200 MHz`` per summary row."""
     if "label" in summary.columns:
         return summary["label"].astype(str)
-    freq = summary.get("freq_applied_mhz", pd.Series(np.nan, index=summary.index))
-    default = (
-        summary["default_clocks"].fillna(False).astype(bool)
-        if "default_clocks" in summary.columns
-        else freq.isna()
-    )
+    freq = summary["freq_applied_mhz"]
+    default = summary["default_clocks"].astype(bool)
     return pd.Series(
         ["default" if d else freq_label(f) for d, f in zip(default, freq, strict=True)],
         index=summary.index,
@@ -61,9 +56,7 @@ def single_clock_note(summary: pd.DataFrame | None) -> str | None:
 
 
 def _used(summary: pd.DataFrame) -> pd.DataFrame:
-    if "n" not in summary.columns:
-        return summary
-    return summary[pd.to_numeric(summary["n"], errors="coerce").fillna(0) > 0]
+    return summary[summary["n"] > 0]
 
 
 def _measured_sentence(summary: pd.DataFrame, headline: Mapping[str, Any]) -> str:
@@ -149,31 +142,27 @@ def _opening_rows(summary: pd.DataFrame, recommendations: pd.DataFrame | None) -
 
 def opening_table(summary: pd.DataFrame, recommendations: pd.DataFrame | None = None) -> str:
     """Energy per token with CI, p50 latency and n per configuration (Markdown)."""
-    if summary is None or summary.empty or "j_per_token_mean" not in summary.columns:
+    if summary is None or summary.empty:
         return ""
     data = _opening_rows(_used(summary), recommendations)
     keys = [
         k
         for k in STRATUM_KEYS
-        if k in data.columns
-        and (k in ("task",) or data[k].nunique(dropna=False) > 1)
-        and k != "energy_kind"
+        if (k in ("task",) or data[k].nunique(dropna=False) > 1) and k != "energy_kind"
     ]
     names = {"input_tokens_target": "input target", "output_tokens_target": "output target"}
     out = pd.DataFrame({names.get(k, k.replace("_", " ")): data[k] for k in keys})
     out["clock"] = data["_label"]
-    out["requests"] = data.get("n")
+    out["requests"] = data["n"]
     out["J/token"] = data["j_per_token_mean"]
-    lo, hi = data.get("j_per_token_ci_low"), data.get("j_per_token_ci_high")
-    ci = summary["ci_level"].dropna() if "ci_level" in summary.columns else pd.Series(dtype=float)
+    lo, hi = data["j_per_token_ci_low"], data["j_per_token_ci_high"]
+    ci = summary["ci_level"].dropna()
     ci_name = f"{round(float(ci.iloc[0]) * 100):d} % CI (J/token)" if len(ci) else "CI (J/token)"
-    if lo is not None and hi is not None:
-        out[ci_name] = [
-            "n/a" if is_missing(a) or is_missing(b) else f"{fmt_num(a)}–{fmt_num(b)}"
-            for a, b in zip(lo, hi, strict=True)
-        ]
-    if "latency_p50_s" in data.columns:
-        out["p50 latency (s)"] = data["latency_p50_s"]
+    out[ci_name] = [
+        "n/a" if is_missing(a) or is_missing(b) else f"{fmt_num(a)}–{fmt_num(b)}"
+        for a, b in zip(lo, hi, strict=True)
+    ]
+    out["p50 latency (s)"] = data["latency_p50_s"]
     return pipe_table(out, fmt_num)
 
 
@@ -188,7 +177,7 @@ def opening_sentences(
     head = headline or {}
     used = _used(summary)
     out = [_measured_sentence(used, head)]
-    if "j_per_token_mean" in used.columns and used["j_per_token_mean"].notna().any():
+    if used["j_per_token_mean"].notna().any():
         jpt = used.dropna(subset=["j_per_token_mean"])
         low, high = (
             jpt.loc[jpt["j_per_token_mean"].idxmin()],

@@ -306,16 +306,14 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def pairwise_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty or "p_holm" not in table.columns:
+    if table is None or table.empty:
         return []
     out = []
     tested = table[table["p_holm"].notna()]
     if tested.empty:
         return []
     varying = _varying(tested, STRATUM_KEYS)
-    for _, group in tested.groupby(
-        [k for k in STRATUM_KEYS if k in tested.columns], dropna=False, sort=True
-    ):
+    for _, group in tested.groupby(list(STRATUM_KEYS), dropna=False, sort=True):
         row = group.iloc[0].to_dict()
         ctx = _context(row, varying)
         n_sig = sum(_truthy(v) for v in group["significant"].tolist())
@@ -333,7 +331,7 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
     if table is None or table.empty:
         return []
     out = []
-    rows = table[table["scope"] == "overall"] if "scope" in table.columns else table
+    rows = table[table["scope"] == "overall"]
     for row in rows.to_dict("records"):
         if is_missing(row.get("rho")):
             continue
@@ -349,7 +347,7 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def regression_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty or "term" not in table.columns:
+    if table is None or table.empty:
         return []
     out = []
     r2 = table.attrs.get("r2")

@@ -83,6 +83,7 @@ SPEARMAN_COLUMNS: list[str] = [
     "model",
     "task",
     "energy_kind",
+    "gpu_name",
     "variable",
     "metric",
     "n",
@@ -147,8 +148,8 @@ def frequency_effect(
     requests: pd.DataFrame,
     *,
     metric: str = "j_per_token",
-    alpha: float = 0.05,
-    min_samples: int = 3,
+    alpha: float,
+    min_samples: int,
     test: TestChoice = "auto",
 ) -> pd.DataFrame:
     """Omnibus test of the frequency level's effect on ``metric``, one row per stratum.
@@ -209,8 +210,8 @@ def pairwise_vs_default(
     requests: pd.DataFrame,
     *,
     metric: str = "j_per_token",
-    alpha: float = 0.05,
-    min_samples: int = 3,
+    alpha: float,
+    min_samples: int,
     test: TestChoice = "auto",
 ) -> pd.DataFrame:
     """Each capped frequency vs the default-clock group of its stratum, over windows.
@@ -295,8 +296,8 @@ def _spearman_row(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"variable": variable, "metric": metric, "rho": math.nan}
     out["p_value"] = math.nan
-    if variable not in sub.columns or sub[variable].isna().all():
-        return {**out, "n": 0, "note": f"no {variable} column"}
+    if sub[variable].isna().all():
+        return {**out, "n": 0, "note": f"no {variable} values"}
     x = pd.to_numeric(sub[variable], errors="coerce")
     y = pd.to_numeric(sub[metric], errors="coerce")
     use = x.notna() & y.notna()
@@ -317,21 +318,21 @@ def spearman_lengths(
     *,
     metric: str = "energy_j",
     variables: tuple[str, ...] = ("input_tokens", "output_tokens"),
-    min_samples: int = 3,
+    min_samples: int,
 ) -> pd.DataFrame:
     """Spearman ρ of input/output length with ``metric`` per model × task and overall.
 
     One point per window: the window's mean length per request against its mean ``metric``
     per request (J/token: Σ/Σ), so ``n`` counts windows. ``scope`` is ``"model×task"`` or
-    ``"overall"``; both are split by energy kind (never mixed). Frequencies are pooled, as in
+    ``"overall"``; both are split by energy kind and GPU model (never mixed). Frequencies are pooled, as in
     the paper's length study. Columns: :data:`SPEARMAN_COLUMNS`.
     """
     df = window_table(requests)
     rows: list[dict[str, Any]] = []
     if df.empty:
         return pd.DataFrame(columns=SPEARMAN_COLUMNS)
-    for (model, task, kind), sub in df.groupby(
-        ["model", "task", "energy_kind"], dropna=False, sort=True
+    for (model, task, kind, gpu), sub in df.groupby(
+        ["model", "task", "energy_kind", "gpu_name"], dropna=False, sort=True
     ):
         for var in variables:
             rows.append(
@@ -340,10 +341,11 @@ def spearman_lengths(
                     "model": model,
                     "task": task,
                     "energy_kind": kind,
+                    "gpu_name": gpu,
                     **_spearman_row(sub, var, metric, min_samples),
                 }
             )
-    for kind, sub in df.groupby("energy_kind", dropna=False, sort=True):
+    for (kind, gpu), sub in df.groupby(["energy_kind", "gpu_name"], dropna=False, sort=True):
         for var in variables:
             rows.append(
                 {
@@ -351,6 +353,7 @@ def spearman_lengths(
                     "model": None,
                     "task": None,
                     "energy_kind": kind,
+                    "gpu_name": gpu,
                     **_spearman_row(sub, var, metric, min_samples),
                 }
             )

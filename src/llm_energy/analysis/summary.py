@@ -33,8 +33,8 @@ from llm_energy.analysis.records import (
     EXCLUSION_REASONS,
     FREQ_LEVEL_COL,
     METRICS,
+    config_rng,
     exclusion_flags,
-    group_rng,
     numeric_column,
     prepare_requests,
     quality_columns,
@@ -50,9 +50,9 @@ SUMMARY_METRICS: tuple[str, ...] = (*METRICS, "dynamic_j_per_token")
 def summarize(
     requests: pd.DataFrame,
     *,
-    ci_level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
+    ci_level: float,
+    n_boot: int,
+    seed: int,
     cluster_col: str | None = "window_id",
 ) -> pd.DataFrame:
     """One row per configuration (:data:`CONFIG_KEYS`).
@@ -82,7 +82,7 @@ def summarize(
     valid = ~flags.any(axis=1)
     ok = ~flags["status"]
     qcols = quality_columns(df)
-    has_ppl = {"ref_nll_sum", "ref_tokens"} <= set(df.columns)
+    has_ppl = bool(df["ref_tokens"].notna().any())
     rows: list[dict[str, Any]] = []
     if df.empty:
         return pd.DataFrame(columns=_summary_columns(qcols, has_ppl))
@@ -106,10 +106,8 @@ def summarize(
             for code, text in EXCLUSION_REASONS.items()
             if gflags[code].any()
         )
-        row["energy_source"] = (
-            unique_text(group["energy_source"]) if "energy_source" in group.columns else ""
-        )
-        rng = group_rng(seed, key_t)
+        row["energy_source"] = unique_text(group["energy_source"])
+        rng = config_rng(seed, CONFIG_KEYS, key_t)
         row.update(_metric_block(gvalid, cluster_col, ci_level=ci_level, n_boot=n_boot, rng=rng))
         gok = group[ok.loc[gidx].to_numpy()]
         row.update(_quality_block(gok, qcols, has_ppl, ci_level=ci_level, n_boot=n_boot, rng=rng))
@@ -209,14 +207,12 @@ def idle_se_per_token(requests: pd.DataFrame) -> float:
     One baseline (a point's before/after idle reading) is shared by all the requests measured
     at that point, so its error moves them together: per baseline, the requests'
     ``dynamic_energy_se_j`` add up linearly; independent baselines add in quadrature."""
-    if "dynamic_energy_se_j" not in requests.columns:
-        return math.nan
     se = numeric_column(requests, "dynamic_energy_se_j")
     tokens = numeric_column(requests, "output_tokens")
     use = se.notna() & tokens.notna() & (tokens > 0)
     if not use.any() or tokens[use].sum() <= 0:
         return math.nan
-    ids = [c for c in ("run_id", "idle_power_before_w", "idle_power_after_w") if c in requests]
+    ids = ["run_id", "idle_power_before_w", "idle_power_after_w"]
     per_baseline = se[use].groupby([requests.loc[use, c] for c in ids], dropna=False).sum()
     return float(np.sqrt((per_baseline**2).sum()) / tokens[use].sum())
 

@@ -15,8 +15,8 @@ from llm_energy.analysis.records import (
     CONFIG_KEYS,
     FREQ_LEVEL_COL,
     STRATUM_KEYS,
+    config_rng,
     freq_label,
-    group_rng,
     is_missing,
 )
 from llm_energy.analysis.selection import LevelWindows, select_cap
@@ -82,7 +82,7 @@ def pareto_mask(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
 def _group_cols(frame: pd.DataFrame, group_cols: Sequence[str] | None, exclude: str) -> list[str]:
     if group_cols is not None:
         return [c for c in group_cols if c in frame.columns]
-    return [c for c in CONFIG_KEYS if c != exclude and c in frame.columns]
+    return [c for c in CONFIG_KEYS if c != exclude]
 
 
 def pareto_frontier(
@@ -103,13 +103,10 @@ def pareto_frontier(
     if out.empty:
         out["label"] = pd.Series(dtype="object")
         return out
-    default = (
-        out["default_clocks"].fillna(False).astype(bool)
-        if "default_clocks" in out.columns
-        else out.get("freq_applied_mhz", pd.Series(np.nan, index=out.index)).isna()
-    )
-    freq = out.get("freq_applied_mhz", pd.Series(np.nan, index=out.index))
-    out["label"] = ["default" if d else freq_label(f) for d, f in zip(default, freq, strict=True)]
+    out["label"] = [
+        "default" if d else freq_label(f)
+        for d, f in zip(out["default_clocks"].astype(bool), out["freq_applied_mhz"], strict=True)
+    ]
     cols = _group_cols(out, group_cols, exclude="freq_applied_mhz")
     groups = (
         out.groupby(cols, dropna=False, sort=False).indices if cols else {(): np.arange(len(out))}
@@ -209,12 +206,12 @@ def _stratum_levels(
 def recommend_cap(
     requests: pd.DataFrame,
     *,
-    latency_budget_pct: float = 5.0,
-    n_boot: int = 2000,
-    seed: int = 0,
-    ci_level: float = 0.95,
+    latency_budget_pct: float,
+    n_boot: int,
+    seed: int,
+    ci_level: float,
     metric: str = "j_per_token",
-    min_samples: int = 3,
+    min_samples: int,
 ) -> pd.DataFrame:
     """Per stratum (model × task × …), the lowest-``metric`` cap within a p50-latency budget.
 
@@ -257,7 +254,7 @@ def recommend_cap(
                 min_samples=min_samples,
                 n_boot=n_boot,
                 ci_level=ci_level,
-                rng=group_rng(seed, key_t),
+                rng=config_rng(seed, STRATUM_KEYS, key_t),
             )
         )
     return pd.DataFrame(rows).reindex(columns=RECOMMEND_COLUMNS)

@@ -27,7 +27,8 @@ from llm_energy.analysis.records import (
 
 #: window identity column of the window table (run_id:window_id, or a per-request singleton)
 WINDOW_KEY_COL = "window_key"
-#: the items a window ran (task + sorted item ids): the same block at every clock is a pairing
+#: the GPU and the items a window ran (gpu_uuid + task + sorted item ids): the same block at
+#: every clock is a pairing, and a GPU's constant offset stays inside its blocks
 BLOCK_COL = "block"
 #: ratio metrics: name → (numerator, denominator) request columns summed per window
 RATIO_METRICS: dict[str, tuple[str, str]] = {
@@ -40,7 +41,7 @@ _CARRIED: tuple[str, ...] = (
     "window_id",
     "rep",
     "energy_source",
-    "device_name",
+    "gpu_uuid",
     "model_params_m",
     "freq_requested_mhz",
 )
@@ -57,27 +58,32 @@ def window_keys(frame: pd.DataFrame) -> pd.Series:
         ids = pd.Series(None, index=frame.index, dtype="object")
     fallback = pd.Series([f"request:{i}" for i in frame.index], index=frame.index, dtype="object")
     window = ids.where(ids.notna(), fallback).tolist()
-    config = frame[[c for c in CONFIG_KEYS if c in frame.columns]].itertuples(index=False)
+    config = frame[list(CONFIG_KEYS)].itertuples(index=False)
     keys = [f"{w}|{key_str(tuple(c))}" for w, c in zip(window, config, strict=True)]
     return pd.Series(keys, index=frame.index, dtype="object")
 
 
 def _block_keys(frame: pd.DataFrame, keys: pd.Series) -> pd.Series:
-    """task|item ids per window; NaN when the window's records carry no item ids."""
-    if "item_id" not in frame.columns or frame["item_id"].isna().all():
+    """gpu_uuid:task|item ids per window; NaN when the window's records carry no item ids.
+
+    The GPU is part of the block: windows of two GPUs are two blocks, so a constant difference
+    between the GPUs is blocked out instead of being read as a clock effect."""
+    if frame["item_id"].isna().all():
         return pd.Series(np.nan, index=pd.Index(keys.unique()), dtype="object")
-    tasks = frame["task"].tolist() if "task" in frame.columns else [None] * len(frame)
     items = pd.DataFrame(
         {
             "key": keys.to_numpy(),
             "item": [
                 None if is_missing(i) else f"{key_str(t)}|{i}"
-                for t, i in zip(tasks, frame["item_id"].tolist(), strict=True)
+                for t, i in zip(frame["task"].tolist(), frame["item_id"].tolist(), strict=True)
             ],
         }
     ).dropna(subset=["item"])
     joined = items.sort_values("item", kind="stable").groupby("key", sort=False)["item"]
-    return joined.agg(",".join)
+    items_of = joined.agg(",".join)
+    gpu_of = pd.Series(frame["gpu_uuid"].tolist(), index=keys.to_numpy()).groupby(level=0).first()
+    blocks = [f"{key_str(gpu_of.get(k))}:{v}" for k, v in items_of.items()]
+    return pd.Series(blocks, index=items_of.index, dtype="object")
 
 
 def window_table(
@@ -86,8 +92,8 @@ def window_table(
     """One row per window of the (valid) requests.
 
     Columns: :data:`CONFIG_KEYS`, ``freq_level_mhz``, ``window_key``, ``block``, ``n_requests``,
-    the first request's ``run_id``, ``window_id``, ``rep``, ``energy_source``, ``device_name``,
-    ``model_params_m``, ``freq_requested_mhz`` (where present); ``energy_j_sum`` and
+    the first request's ``run_id``, ``window_id``, ``rep``, ``energy_source``, ``gpu_uuid``,
+    ``model_params_m``, ``freq_requested_mhz``; ``energy_j_sum`` and
     ``output_tokens_sum`` / ``input_tokens_sum`` (J and tokens of one execution of the batch);
     every metric of :data:`METRICS` (window mean of the per-request values) except the ratio
     metrics of :data:`RATIO_METRICS`, which are Σ numerator / Σ denominator over the window
@@ -115,7 +121,7 @@ def window_table(
     grouped = work.groupby(WINDOW_KEY_COL, sort=False)
     means = grouped.mean()
     sums = grouped.sum(min_count=1)
-    carried = [c for c in (*CONFIG_KEYS, FREQ_LEVEL_COL, *_CARRIED) if c in df.columns]
+    carried = [*CONFIG_KEYS, FREQ_LEVEL_COL, *_CARRIED]
     first = df[carried].groupby(keys.to_numpy(), sort=False).first()
     out = first.reindex(means.index)
     out[WINDOW_KEY_COL] = means.index

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,20 @@ class ClockState:
     mem_locked_mhz: int | None
     power_limit_w: float | None
     locks_known: bool = True
+    #: A device group (hw/group.py): each member's own state, (uuid, state) in member order;
+    #: a restore puts every member back to its own original.
+    members: tuple[tuple[str, ClockState], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d: dict[str, Any] = {
+            "sm_locked_mhz": self.sm_locked_mhz,
+            "mem_locked_mhz": self.mem_locked_mhz,
+            "power_limit_w": self.power_limit_w,
+            "locks_known": self.locks_known,
+        }
+        if self.members is not None:
+            d["members"] = [{"uuid": u, **st.to_dict()} for u, st in self.members]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClockState:
@@ -71,6 +82,8 @@ class ClockState:
         )
 
     def describe(self) -> str:
+        if self.members:
+            return "; ".join(f"{u}: {st.describe()}" for u, st in self.members)
         sm = f"SM locked at {self.sm_locked_mhz} MHz" if self.sm_locked_mhz else "SM unlocked"
         mem = (
             f"memory locked at {self.mem_locked_mhz} MHz"
@@ -157,6 +170,10 @@ class Device(ABC):
 
     @abstractmethod
     def name(self) -> str: ...
+
+    def member_devices(self) -> list[Device]:
+        """The physical GPUs this device stands for: itself, or a group's members."""
+        return [self]
 
     def provenance(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,12 @@ to change (write-ahead), so a run killed with SIGKILL is repaired by the next se
 `recover_pending` / `llm-energy gpu restore` (`hw/recovery.py`).
 
 `control="observe"` never calls a setter: it only records the clocks in force.
+`control="slurm"` is observe with a cap that SLURM applied (`--gpu-freq`, hw/slurm.py): the
+requested cap is recorded, checked against SLURM's environment, and a window's clock label is
+that cap only when the clocks seen inside the window held it (`freq_label_mhz`).
+
+A `DeviceGroup` (hw/group.py) is one device here: its lock is every member's GPU lock, its
+journal records every member's original state, and a restore puts back each member.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from llm_energy.hw import journal as jr
 from llm_energy.hw import preflight as pf
 from llm_energy.hw.base import ClockState, Device
 from llm_energy.hw.errors import DeviceError, RestoreError, SessionConflictError
-from llm_energy.hw.gpulock import GpuLease, acquire_gpu
+from llm_energy.hw.gpulock import GpuLease
+from llm_energy.hw.gpupick import GroupLease, acquire_gpus
 from llm_energy.hw.guard import RestoreGuard, can_install_handlers
 from llm_energy.hw.journal import journal_path, read_journal
 from llm_energy.hw.preflight import (
@@ -41,13 +48,16 @@ from llm_energy.hw.recovery import (
     mark_session,
     pending_journal_warning,
     recover_pending,
+    refuse_if_in_a_pending_group,
     restore_from_journal,
     session_active,
 )
+from llm_energy.hw.slurm import MECHANISMS, slurm_freq_warning
 
 log = logging.getLogger(__name__)
 
-Control = Literal["lock", "observe"]
+Control = Literal["lock", "observe", "slurm"]
+OBSERVING = ("observe", "slurm")  # controls that never call a setter
 OtherProcessPolicy = Literal["warn", "refuse"]
 
 
@@ -62,19 +72,19 @@ class ClockSession:
     def __init__(
         self,
         device: Device,
-        control: Control | str = "lock",
+        control: Control | str,
         sm_freq_mhz: int | None = None,
         mem_freq_mhz: int | None = None,
         *,
         journal_dir: str | Path,
         lock_dir: str | Path | None = None,
-        on_other_processes: OtherProcessPolicy | str = "warn",
+        on_other_processes: OtherProcessPolicy | str,
         power_limit_w: float | None = None,
         planned_sm_freqs_mhz: Sequence[int | None] | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
-        if control not in ("lock", "observe"):
-            raise ValueError(f"control must be 'lock' or 'observe', got {control!r}")
+        if control not in MECHANISMS:
+            raise ValueError(f"control must be one of {'|'.join(MECHANISMS)}, got {control!r}")
         if on_other_processes not in ("warn", "refuse"):
             raise ValueError(
                 f"on_other_processes must be 'warn' or 'refuse', got {on_other_processes!r}"
@@ -103,7 +113,8 @@ class ClockSession:
         self._snapped: dict[tuple[str, int | float, tuple[int, ...]], int] = {}
         self._journaled = False
         self._entered = False
-        self._lease: GpuLease | None = None
+        self._lease: GpuLease | GroupLease | None = None
+        self._slurm_cap_missed = False
         self._marked = False  # this session is the one registered for its GPU
         self._details_at_start: dict[str, Any] | None = None
         self._lock = threading.RLock()
@@ -119,7 +130,7 @@ class ClockSession:
         return self.guard.interrupted_by
 
     def __enter__(self) -> ClockSession:
-        if self.control == "observe":
+        if self.control in OBSERVING:
             self._enter_observe()
             self._entered = True
             return self
@@ -132,11 +143,15 @@ class ClockSession:
             )
         # The lock decides between concurrent sessions; re-entrant if this process (the
         # stage) already holds it. The loser leaves before touching clocks or journals.
-        self._lease = acquire_gpu(
-            self.lock_dir, uuid, asked=f"Cannot change the clocks of GPU {self.device.index}"
+        self._lease = acquire_gpus(
+            self.lock_dir,
+            [m.uuid() for m in self.device.member_devices()],
+            asked=f"Cannot change the clocks of GPU {self.device.index}",
+            wait_for_gpu_s=0.0,  # a run waits (gpu.wait_for_gpu_s) when it opens its device
         )
         try:
             # A journal left by a killed run is repaired before anything else.
+            refuse_if_in_a_pending_group(self.device, self.journal_dir)
             self.recovered_message = recover_pending(
                 self.device, self.journal_dir, lock_dir=self.lock_dir
             )
@@ -179,8 +194,14 @@ class ClockSession:
                 f"the session was restored on signal {self.interrupted_by}",
                 "Stop the run; start a new session.",
             )
+        if self.control == "slurm" and freq_mhz != self.requested_sm_mhz:
+            raise DeviceError(
+                f"Cannot change the SM cap to {freq_mhz} MHz under gpu.control=slurm",
+                f"SLURM applied one cap ({self.requested_sm_mhz}) for the whole job step",
+                "Run one experiment per cap (`llm-energy grid` expands a sweep into them).",
+            )
         self.requested_sm_mhz = freq_mhz
-        if self.control == "observe":
+        if self.control in OBSERVING:
             self.applied_sm_mhz = self.device.sm_clock_mhz()
             return self.applied_sm_mhz
         if freq_mhz is not None:
@@ -230,12 +251,42 @@ class ClockSession:
             )
             return []
 
+    @property
+    def clock_mechanism(self) -> str:
+        """How the cap reaches the GPU, as run.json records it."""
+        if self.control == "lock" and self.device.backend == "simulated":
+            return "locked clocks (simulated GPU)"
+        return MECHANISMS[self.control]
+
+    def freq_label_mhz(self, cap_held: bool | None) -> int | None:
+        """The clock a window's records are labelled with (`freq_applied_mhz`). lock: the
+        applied cap; observe: None (nothing was applied); slurm: the cap SLURM was asked for
+        when the clocks seen inside the window held it, else None with a warning (once)."""
+        if self.control == "lock":
+            return self.applied_sm_mhz
+        if self.control == "observe" or self.requested_sm_mhz is None:
+            return None
+        if cap_held:
+            return self.requested_sm_mhz
+        if not self._slurm_cap_missed:
+            self._slurm_cap_missed = True
+            self._warn(
+                f"gpu.control=slurm: the clocks seen inside a window did not hold the requested "
+                f"{self.requested_sm_mhz} MHz (was the job submitted with --gpu-freq="
+                f"{self.requested_sm_mhz}?); such windows get freq_applied_mhz = null",
+                RuntimeWarning,
+            )
+        return None
+
     def record(self) -> dict[str, Any]:
         """What the run records about the cap (run.json / per-request columns)."""
         return {
             "control": self.control,
+            "clock_mechanism": self.clock_mechanism,
             "freq_requested_mhz": self.requested_sm_mhz,
-            "freq_applied_mhz": self.applied_sm_mhz,
+            # slurm: decided per window from the in-window clocks (freq_label_mhz)
+            "freq_applied_mhz": None if self.control == "slurm" else self.applied_sm_mhz,
+            "sm_clock_observed_mhz": self.applied_sm_mhz if self.control in OBSERVING else None,
             "mem_freq_requested_mhz": self.requested_mem_mhz,
             "mem_freq_applied_mhz": self.applied_mem_mhz,
             "power_limit_requested_w": self.requested_power_limit_w,
@@ -251,12 +302,17 @@ class ClockSession:
         if msg:  # observe never sets anything, not even a restore: say what to do instead
             self._warn(msg, RuntimeWarning)
         self._check_other_processes("observe")
+        if self.control == "slurm":
+            msg = slurm_freq_warning(self.requested_sm_mhz)
+            if msg:
+                self._warn(msg, RuntimeWarning)
         self.applied_sm_mhz = self.device.sm_clock_mhz()
         self.applied_mem_mhz = self.device.mem_clock_mhz()
         self.applied_power_limit_w = self.device.power_limit_w()
         if self.requested_sm_mhz is not None or self.requested_mem_mhz is not None:
             log.info(
-                "control=observe: requested SM %s / memory %s MHz recorded, not applied; clocks in force: SM %s, memory %s MHz",
+                "control=%s: requested SM %s / memory %s MHz recorded, not applied by this run; clocks in force: SM %s, memory %s MHz",
+                self.control,
                 self.requested_sm_mhz,
                 self.requested_mem_mhz,
                 self.applied_sm_mhz,

@@ -125,7 +125,7 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def codecarbon_power_w(country_iso_code: str = "AUT", sample_s: float = 0.5) -> float:
+def codecarbon_power_w(country_iso_code: str, sample_s: float = 0.5) -> float:
     """codecarbon's CPU + RAM power estimate (W), measured once over `sample_s`.
 
     codecarbon estimates from TDP tables and load; a single reading integrated over time is as
@@ -173,10 +173,10 @@ class CpuDevice(Device):
 
     def __init__(
         self,
-        index: int = 0,
+        index: int,
         *,
+        country_iso_code: str,
         rapl_root: str | Path = DEFAULT_RAPL_ROOT,
-        country_iso_code: str = "AUT",
         power_estimator: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(index)

@@ -19,12 +19,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_energy.hw.errors import DeviceError, DeviceNotFoundError, SessionConflictError
+from llm_energy.hw.errors import DeviceError, SessionConflictError
 from llm_energy.hw.identity import ProcessIdentity, command_line, ticks_to_iso
 
 SHARED_DIR_MODE = 0o1777  # like /tmp: everyone creates, only the owner deletes
@@ -322,40 +321,6 @@ def holds_gpu(lock_dir: Path, uuid: str) -> bool:
     return held is not None and held.pid == os.getpid()
 
 
-def pick_gpu(
-    candidates: Sequence[tuple[int, str]], index: int | str, lock_dir: Path
-) -> tuple[int, str, GpuLease]:
-    """Lock one of the allowed GPUs ((index, uuid) pairs): `auto` = the first free one, else
-    exactly `index`. Returns (index, uuid, lease)."""
-    if not candidates:
-        raise DeviceNotFoundError(
-            f"Cannot pick GPU {index}",
-            "no GPU is allowed here",
-            "Check nvidia-smi -L and CUDA_VISIBLE_DEVICES.",
-        )
-    if index != "auto":
-        found = [c for c in candidates if c[0] == index]
-        if not found:
-            raise DeviceNotFoundError(
-                f"Cannot open GPU {index}",
-                f"the allowed GPUs are indexes 0..{len(candidates) - 1}",
-                "Set gpu.index within range, or gpu.index=auto.",
-            )
-        i, uuid = found[0]
-        return i, uuid, acquire_gpu(lock_dir, uuid, asked=f"Cannot use GPU {i} for this run")
-    busy = []
-    for i, uuid in candidates:
-        lease = try_acquire_gpu(lock_dir, uuid)
-        if lease is not None:
-            return i, uuid, lease
-        busy.append(f"GPU {i} by {describe_holder(lock_path(lock_dir, uuid))}")
-    raise SessionConflictError(
-        "Cannot pick a free GPU (gpu.index=auto)",
-        f"all {len(candidates)} allowed GPU(s) are in use: " + "; ".join(busy),
-        "Wait for a run to finish, or allow more GPUs (CUDA_VISIBLE_DEVICES / gpu.simulated_count).",
-    )
-
-
 __all__ = [
     "GpuLease",
     "LockHolder",
@@ -365,7 +330,6 @@ __all__ = [
     "holds_gpu",
     "lock_held",
     "lock_path",
-    "pick_gpu",
     "read_holder",
     "try_acquire_gpu",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from llm_energy.hw.base import ClockState, Device
 from llm_energy.hw.errors import DeviceError
 from llm_energy.hw.gpulock import ensure_shared_dir
+from llm_energy.hw.group import split_group_uuid
 from llm_energy.hw.identity import ProcessIdentity, command_line
 from llm_energy.io.files import atomic_write_text
 
@@ -48,6 +50,15 @@ def list_journals(journal_dir: str | Path) -> list[Path]:
         return sorted(Path(journal_dir).glob(f"{_PREFIX}*{_SUFFIX}"))
     except OSError:
         return []
+
+
+def group_journals_with(journal_dir: str | Path, uuid: str) -> list[Path]:
+    """Journals of device groups (hw/group.py) that include this GPU."""
+    return [
+        p
+        for p in list_journals(journal_dir)
+        if len(parts := split_group_uuid(uuid_from_journal_path(p))) > 1 and uuid in parts
+    ]
 
 
 def clear_command(uuid: str) -> str:
@@ -100,7 +111,27 @@ def _original(raw: Any, damage: list[str]) -> ClockState:
         damage.append(f"power_limit_w={pl!r} is unreadable: the power limit is left as it is")
         pl = None
     known = raw.get("locks_known", True)
-    return ClockState(sm, mem, None if pl is None else float(pl), bool(known))
+    members = _members(raw["members"], damage) if "members" in raw else None
+    return ClockState(sm, mem, None if pl is None else float(pl), bool(known), members)
+
+
+def _members(raw: Any, damage: list[str]) -> tuple[tuple[str, ClockState], ...] | None:
+    """A device group's per-GPU originals; None (every member gets the group-level state,
+    i.e. locks reset to the driver default) when unreadable."""
+    fallback = "members unreadable: every GPU of the group is reset to the driver default"
+    if not isinstance(raw, list) or not raw:
+        damage.append(fallback)
+        return None
+    out = []
+    for m in raw:
+        if not isinstance(m, dict) or not isinstance(m.get("uuid"), str) or "members" in m:
+            damage.append(fallback)
+            return None
+        sub: list[str] = []
+        state = _original(m, sub)
+        damage.extend(f"{m['uuid']}: {d}" for d in sub)
+        out.append((m["uuid"], state))
+    return tuple(out)
 
 
 def _changed(raw: Any, damage: list[str]) -> dict[str, bool]:
@@ -254,7 +285,10 @@ def delete_journal(path: Path) -> None:
 
 
 def restore_state(device: Device, original: ClockState, changed: dict[str, bool]) -> list[str]:
-    """Put back each setting marked changed; return problems (empty = restored, verified)."""
+    """Put back each setting marked changed; return problems (empty = restored, verified).
+    A group restores every member to its own original, carrying on past a member that fails."""
+    if original.members:
+        return _for_members(device, original, changed, restore_state)
     problems: list[str] = []
     steps = []
     if changed.get("sm"):
@@ -282,6 +316,8 @@ def restore_state(device: Device, original: ClockState, changed: dict[str, bool]
 def verify_state(device: Device, expected: ClockState, changed: dict[str, bool]) -> list[str]:
     """Read back what can be read back. NVML cannot read locks: there only the power limit is
     verified (the setter calls themselves succeeded or raised)."""
+    if expected.members:
+        return _for_members(device, expected, changed, verify_state)
     try:
         now = device.clock_state()
     except (DeviceError, OSError, ValueError) as err:
@@ -306,12 +342,30 @@ def verify_state(device: Device, expected: ClockState, changed: dict[str, bool])
     return problems
 
 
+def _for_members(
+    device: Device,
+    state: ClockState,
+    changed: dict[str, bool],
+    step: Callable[[Device, ClockState, dict[str, bool]], list[str]],
+) -> list[str]:
+    by_uuid = {m.uuid(): m for m in device.member_devices()}
+    problems: list[str] = []
+    for uuid, member_state in state.members or ():
+        member = by_uuid.get(uuid)
+        if member is None:
+            problems.append(f"GPU {uuid} is not among the GPUs opened ({', '.join(by_uuid)})")
+            continue
+        problems.extend(f"GPU {uuid}: {p}" for p in step(member, member_state, changed))
+    return problems
+
+
 __all__ = [
     "JOURNAL_VERSION",
     "Journal",
     "clear_command",
     "corrupt_error",
     "delete_journal",
+    "group_journals_with",
     "journal_path",
     "journal_record",
     "list_journals",

@@ -37,8 +37,6 @@ from llm_energy.units import mean_power_w
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_MIN_WINDOW_PERIODS = 20.0
-DEFAULT_MIN_WINDOW_S = 2.0
 FALLBACK_UPDATE_PERIOD_S = 0.1  # H200 measured; used when the counter does not move while probing
 # A window opening within this many update periods of the previous window's closing tick
 # reuses that tick as its opening edge (the gap is record building, a few ms).
@@ -140,9 +138,9 @@ class EnergyMeter:
         self,
         device: Device,
         *,
-        min_window_periods: float = DEFAULT_MIN_WINDOW_PERIODS,
-        min_window_s: float = DEFAULT_MIN_WINDOW_S,
-        tick_align: bool = True,
+        min_window_periods: float,
+        min_window_s: float,
+        tick_align: bool,
         update_period_s: float | None = None,
     ) -> None:
         if min_window_periods < 1:
@@ -351,7 +349,7 @@ class EnergyMeter:
             yield handle
 
     def run_until_trusted(
-        self, fn: Callable[[], T], cap_mhz: int | None = None, max_repeats: int = 200
+        self, fn: Callable[[], T], cap_mhz: int | None = None, *, max_repeats: int
     ) -> tuple[WindowReading, int, T]:
         """Call `fn` repeatedly inside one window until the window is trusted-long (or
         `max_repeats`). Returns (reading, repeats, last result); per-call energy is
@@ -379,7 +377,7 @@ class EnergyMeter:
             )
         return w.reading, repeats, result
 
-    def measure_idle(self, seconds: float = 2.0, cap_mhz: int | None = None) -> WindowReading:
+    def measure_idle(self, seconds: float, cap_mhz: int | None = None) -> WindowReading:
         """An idle window (sleep) at the clocks currently in force."""
         if seconds < self.min_trusted_s:
             log.warning(
@@ -392,15 +390,13 @@ class EnergyMeter:
         assert w.reading is not None
         return w.reading
 
-    def measure_idle_power_w(self, seconds: float = 2.0) -> float:
+    def measure_idle_power_w(self, seconds: float) -> float:
         """Idle baseline power (W) at the current frequency; NaN if the counter reset."""
         r = self.measure_idle(seconds)
         return r.avg_power_w
 
 
 __all__ = [
-    "DEFAULT_MIN_WINDOW_PERIODS",
-    "DEFAULT_MIN_WINDOW_S",
     "MAX_THROTTLED_FRACTION",
     "EnergyMeter",
     "Window",

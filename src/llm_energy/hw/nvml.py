@@ -21,6 +21,7 @@ from llm_energy.hw.base import ClockState, Device, GpuProcess, ThrottleCounters
 from llm_energy.hw.errors import (
     DeviceError,
     DeviceNotFoundError,
+    NotSupportedError,
 )
 from llm_energy.hw.identity import (
     cuda_index_for_uuid,
@@ -356,6 +357,24 @@ class NvmlDevice(Device):
                 )
         return sorted(procs.values(), key=lambda q: q.pid)
 
+    def mig_enabled(self) -> bool:
+        """Whether MIG mode is on (current mode); False where the GPU has no MIG."""
+        fn = getattr(pynvml, "nvmlDeviceGetMigMode", None)
+        got = self._try(fn, self._handle) if fn is not None else None
+        return bool(got) and int(got[0]) == int(getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1))
+
+    def refuse_mig(self) -> None:
+        """Whole GPUs only: a GPU in MIG mode is split into slices whose energy and clocks NVML
+        does not report per slice, and whose clocks cannot be locked apart."""
+        if self.mig_enabled():
+            raise NotSupportedError(
+                f"Cannot measure GPU {self.index} ({self.uuid()})",
+                "MIG mode is enabled on it: energy counters and clock locks are per whole GPU, "
+                "not per MIG slice",
+                "Use a GPU with MIG disabled (nvidia-smi -i N -mig 0, as root), or ask the "
+                "scheduler for a whole GPU.",
+            )
+
     # ------------------------------------------------------------------ control
     def can_control_clocks(self) -> bool:
         return True
@@ -416,6 +435,7 @@ def allowed_gpus() -> list[tuple[int, str]]:
     entry read as an NVML index, i.e. PCI bus order as nvidia-smi numbers GPUs), else every GPU
     NVML sees. The model later runs on the CUDA device with the same UUID, never by index."""
     items = cuda_visible_entries()
+    refuse_mig_visible(items)
     if items:
         n = len(items)
         if any(x.isdigit() for x in items) and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
@@ -440,6 +460,18 @@ def allowed_gpus() -> list[tuple[int, str]]:
     return out
 
 
+def refuse_mig_visible(items: list[str]) -> None:
+    """CUDA_VISIBLE_DEVICES naming a MIG slice: refuse in one line (whole GPUs only)."""
+    mig = [x for x in items if x.upper().startswith("MIG-")]
+    if mig:
+        raise NotSupportedError(
+            f"Cannot measure the MIG slice {mig[0]} named in CUDA_VISIBLE_DEVICES",
+            "energy counters and clock locks are per whole GPU, not per MIG slice",
+            "Run on whole GPUs: set CUDA_VISIBLE_DEVICES to GPU-... UUIDs or indexes "
+            "(with SLURM, request a whole GPU rather than a MIG profile).",
+        )
+
+
 def nvml_available() -> bool:
     """True when NVML initialises and sees at least one GPU (used by backend=auto)."""
     try:
@@ -455,4 +487,10 @@ def nvml_available() -> bool:
             pynvml.nvmlShutdown()
 
 
-__all__ = ["NvmlDevice", "allowed_gpus", "nvml_available", "translate_nvml_error"]
+__all__ = [
+    "NvmlDevice",
+    "allowed_gpus",
+    "nvml_available",
+    "refuse_mig_visible",
+    "translate_nvml_error",
+]

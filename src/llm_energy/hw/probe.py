@@ -38,7 +38,10 @@ def read_fact(fn: Callable[[], Any]) -> Any:
 
 
 def _update_period(device: Device, min_window_periods: float, min_window_s: float) -> Any:
-    meter = EnergyMeter(device, min_window_periods=min_window_periods, min_window_s=min_window_s)
+    # tick_align only shapes measured windows; the probe measures none
+    meter = EnergyMeter(
+        device, min_window_periods=min_window_periods, min_window_s=min_window_s, tick_align=True
+    )
     period_s = meter.measure_update_period_s(max_s=UPDATE_PERIOD_PROBE_S)
     return {
         "update_period_s": period_s,
@@ -79,7 +82,9 @@ def device_facts(
     }
 
 
-def gather(gpu: GpuConfig, state_dir: Path) -> tuple[dict[str, Any], Any]:
+def gather(
+    gpu: GpuConfig, state_dir: Path, *, seed: int, country_iso_code: str
+) -> tuple[dict[str, Any], Any]:
     """(device facts, state-directory report) for the device the params name. `gpu.index=auto`
     looks at GPU 0 without locking it: the doctor must not take a GPU from a run."""
     from llm_energy.hw import open_device  # the package imports its backends lazily
@@ -90,9 +95,13 @@ def gather(gpu: GpuConfig, state_dir: Path) -> tuple[dict[str, Any], Any]:
             gpu.backend,
             index,
             state_dir=state_dir,
+            wait_for_gpu_s=gpu.wait_for_gpu_s,
+            simulated_count=gpu.simulated_count,
             simulated_gpu=gpu.simulated_gpu,
             simulated_alpha=gpu.simulated_alpha,
             simulated_utilization=gpu.simulated_utilization,
+            seed=seed,
+            country_iso_code=country_iso_code,
         )
     except Exception as err:  # a device that does not open is one fact
         facts: dict[str, Any] = {"backend": gpu.backend, "index": index, "open_error": _reason(err)}

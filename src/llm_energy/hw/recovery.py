@@ -16,18 +16,19 @@ from typing import Any
 from llm_energy.hw.base import Device, describe_clock_event_reasons
 from llm_energy.hw.errors import DeviceError, RestoreError, SessionConflictError
 from llm_energy.hw.gpulock import (
-    acquire_gpu,
     describe_holder,
     holds_gpu,
     lock_held,
     lock_path,
     read_holder,
 )
+from llm_energy.hw.gpupick import acquire_gpus
 from llm_energy.hw.identity import process_start_s
 from llm_energy.hw.journal import (
     Journal,
     clear_command,
     delete_journal,
+    group_journals_with,
     journal_path,
     list_journals,
     load_journal,
@@ -79,6 +80,19 @@ def _refuse_if_in_use(uuid: str, asked: str) -> None:
         )
 
 
+def refuse_if_in_a_pending_group(device: Device, journal_dir: str | Path) -> None:
+    """A GPU that a killed multi-GPU run left capped is put back by restoring that whole run
+    (`llm-energy gpu restore`), not by a single-GPU session on it."""
+    uuid = device.uuid()
+    groups = [] if len(device.member_devices()) > 1 else group_journals_with(journal_dir, uuid)
+    if groups:
+        raise SessionConflictError(
+            f"Cannot change the clocks of GPU {uuid}",
+            f"a killed multi-GPU run left it capped (journal {groups[0]})",
+            "Run `llm-energy gpu restore` to put back every GPU of that run, then start again.",
+        )
+
+
 def recover_pending(
     device: Device, journal_dir: str | Path, *, lock_dir: str | Path | None = None
 ) -> str | None:
@@ -90,15 +104,23 @@ def recover_pending(
     restore fails or does not verify.
     """
     uuid = device.uuid()
+    members = device.member_devices()
+    done: list[str] = []
+    if len(members) > 1:  # a member's own journal, left by a killed single-GPU run
+        for member in members:
+            msg = recover_pending(member, journal_dir, lock_dir=lock_dir)
+            if msg:
+                done.append(msg)
     if load_journal(journal_dir, uuid) is None:
-        return None
+        return " ".join(done) or None
     asked = f"Cannot restore GPU {uuid} from its clock journal"
     _refuse_if_in_use(uuid, asked)
     locks = Path(lock_dir) if lock_dir is not None else default_lock_dir(journal_dir)
-    with acquire_gpu(locks, uuid, asked=asked):
+    # A GPU whose lock is held belongs to a live run: refuse at once rather than wait.
+    with acquire_gpus(locks, [m.uuid() for m in members], asked=asked, wait_for_gpu_s=0.0):
         journal = load_journal(journal_dir, uuid)  # its owner may have restored meanwhile
         if journal is None:
-            return None
+            return " ".join(done) or None
         path = journal_path(journal_dir, uuid)
         if owner_running(journal):
             assert journal.owner is not None
@@ -119,7 +141,7 @@ def recover_pending(
     msg = f"Restored {device.name()} ({uuid}) to its original state: {journal.describe()}."
     if journal.damage:
         msg += f" The journal was damaged and read conservatively: {'; '.join(journal.damage)}."
-    return msg
+    return " ".join([*done, msg])
 
 
 def restore_from_journal(
@@ -141,7 +163,8 @@ def clear_journal(
     asked = f"Cannot clear the clock journal of GPU {uuid}"
     _refuse_if_in_use(uuid, asked)
     locks = Path(lock_dir) if lock_dir is not None else default_lock_dir(journal_dir)
-    with acquire_gpu(locks, uuid, asked=asked):
+    uuids = [m.uuid() for m in device.member_devices()]
+    with acquire_gpus(locks, uuids, asked=asked, wait_for_gpu_s=0.0):  # held: refuse at once
         problems = []
         for reset in (device.reset_sm_clocks, device.reset_mem_clocks):
             try:
@@ -171,6 +194,12 @@ def clear_journal(
 def pending_journal_warning(device: Device, journal_dir: str | Path) -> str | None:
     """What to tell a run that will not restore (observe mode) about a pending journal."""
     uuid = device.uuid()
+    groups = [] if len(device.member_devices()) > 1 else group_journals_with(journal_dir, uuid)
+    if groups:
+        return (
+            f"GPU {uuid} is part of a pending multi-GPU clock journal ({groups[0]}): its clocks "
+            "may still be locked by a killed run; run `llm-energy gpu restore` to put them back."
+        )
     try:
         if load_journal(journal_dir, uuid) is None:
             return None
@@ -304,6 +333,7 @@ __all__ = [
     "owner_running",
     "pending_journal_warning",
     "recover_pending",
+    "refuse_if_in_a_pending_group",
     "restore_from_journal",
     "session_active",
     "state_report",

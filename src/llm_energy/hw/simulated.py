@@ -44,8 +44,6 @@ from llm_energy.hw.base import (
 from llm_energy.hw.errors import DeviceError
 from llm_energy.hw.simclock import ModelClock, WorkloadTiming
 
-DEFAULT_UTILIZATION = 0.15  # H200 anchors: 7B-class batch-1 decode draws ~200 W => u ~ 0.14
-DEFAULT_ALPHA = 0.6
 DEFAULT_NOISE_REL = 0.02
 
 
@@ -54,13 +52,13 @@ class SimulatedDevice(Device):
 
     def __init__(
         self,
-        index: int = 0,
+        index: int,
         *,
         state_dir: str | Path,
-        gpu: str = "h200",
-        alpha: float = DEFAULT_ALPHA,
-        utilization: float = DEFAULT_UTILIZATION,
-        seed: int = 0,
+        gpu: str,
+        alpha: float,  # gpu.simulated_alpha
+        utilization: float,  # gpu.simulated_utilization
+        seed: int,
         noise_rel: float = DEFAULT_NOISE_REL,
         update_period_s: float | None = None,
         counter_ticks: bool = False,
@@ -199,6 +197,14 @@ class SimulatedDevice(Device):
             power_capped=run.power_capped,
             accounted=self._busy,
         )
+
+    def idle_for_s(self, time_s: float) -> None:
+        """Idle through `time_s` of model time inside a window: the other GPUs of a group while
+        its first one runs the work (hw/group.py)."""
+        self.use_workload_clock()
+        if self._busy:
+            state = self.clock_state()
+            self._clock.add_s(time_s, simmodel.idle_power_w(self.gpu, self._idle_clock(state)))
 
     def _mark_busy(self, text: str) -> None:
         # Tell other processes (the power timeline) that the "GPU" is busy, and at what power.
@@ -438,9 +444,7 @@ def find_simulated_gpu(uuid: str) -> tuple[str, int] | None:
 
 
 __all__ = [
-    "DEFAULT_ALPHA",
     "DEFAULT_NOISE_REL",
-    "DEFAULT_UTILIZATION",
     "MAX_SIMULATED_GPUS",
     "SimulatedDevice",
     "find_simulated_gpu",

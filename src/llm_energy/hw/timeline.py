@@ -39,9 +39,7 @@ def _check_period(period_s: float) -> float:
 class PowerTimeline:
     """Context manager running the sampler process for one device."""
 
-    def __init__(
-        self, path: str | Path, device_spec: dict[str, Any], period_s: float = MIN_PERIOD_S
-    ) -> None:
+    def __init__(self, path: str | Path, device_spec: dict[str, Any], period_s: float) -> None:
         self.path = Path(path)
         self.period_s = _check_period(period_s)
         self.spec = dict(device_spec)
@@ -49,9 +47,7 @@ class PowerTimeline:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def for_device(
-        cls, device: Device, path: str | Path, period_s: float = MIN_PERIOD_S
-    ) -> PowerTimeline:
+    def for_device(cls, device: Device, path: str | Path, period_s: float) -> PowerTimeline:
         return cls(path, device.open_spec(), period_s)
 
     def start(self, ready_timeout_s: float = 20.0) -> None:
@@ -107,7 +103,7 @@ class PowerTimeline:
 
 
 def run_sampler(out: Path, spec: dict[str, Any], period_s: float) -> int:
-    from llm_energy.hw import open_device
+    from llm_energy.hw import TOOL_SETTINGS, open_device
 
     stop = False
 
@@ -118,7 +114,8 @@ def run_sampler(out: Path, spec: dict[str, Any], period_s: float) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()
-    device = open_device(**spec)
+    # the spec (Device.open_spec) carries every setting its own backend needs
+    device = open_device(**(TOOL_SETTINGS | spec))
     tmp = out.with_name(out.name + ".part")
     try:
         with tmp.open("w", newline="") as fh:

@@ -1,6 +1,7 @@
 """Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
 
-The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.datasets`;
+The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.datasets`,
+`llm_energy.dataset_rows` and `llm_energy.passages`;
 this module only resolves paths, calls the `datasets` library and turns its failures into one-line
 `DatasetError`s that say which task, which dataset, what is wrong and what to do.
 """
@@ -13,15 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from llm_energy.config import TaskConfig
+from llm_energy.dataset_rows import collect_items
 from llm_energy.datasets import (
     DatasetError,
     LoadResult,
     TaskSpec,
-    collect_items,
     missing_columns,
-    parse_task,
     seeded_sample,
     summarize_problems,
+    task_spec,
 )
 from llm_energy.errors import shown
 
@@ -188,7 +190,7 @@ def _load_failure(exc: Exception, spec: TaskSpec) -> str:
 
 
 def load_task_items(
-    task: Mapping[str, Any],
+    task: TaskConfig,
     *,
     n_items: int,
     seed: int,
@@ -197,12 +199,12 @@ def load_task_items(
 ) -> LoadResult:
     """Load, validate and sample one task's items (prepared-record dicts, docs/records.md).
 
-    `task` is a task config section (dict or DictConfig). Unusable rows are skipped and listed
+    `task` is a validated task (`Config.tasks`). Unusable rows are skipped and listed
     in `problems`; the sample is a seeded, deterministic prefix of a permutation of the usable
-    items. Raises DatasetError for a bad config, a dataset that cannot load, a mapped column
-    that no row has, or no usable row at all.
+    items. Raises DatasetError for a dataset that cannot load, a mapped column that no row has,
+    or no usable row at all (the task itself was validated with the config).
     """
-    spec = parse_task(task)
+    spec = task_spec(task)
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
         raise DatasetError(f"{_where(spec)}: n_items must be a positive integer, got {n_items!r}")
     table = load_rows(spec, root=Path(root), cache_dir=cache_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +169,17 @@ def materialized_source(model: Any, model_dir: Path) -> str:
     return str(model_dir) if manifest["load_from"] == IN_DIR else manifest["load_from"]
 
 
-def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -> tuple[Any, Any]:
-    """Load (model, tokenizer) for inference, in eval mode on `device`."""
+def load_model(
+    model: ModelConfig,
+    model_dir: Path,
+    *,
+    device: str,
+    seed: int,
+    device_map: str | None,
+    max_memory: Mapping[int | str, int] | None,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for inference, in eval mode on `device`; or, with `device_map`
+    (and `max_memory` naming the allowed GPUs), spread over several GPUs by accelerate."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -181,9 +190,17 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
         if model.weights == "random":
             config = AutoConfig.from_pretrained(source)
             torch.manual_seed(seed)
-            # Initialise directly on the target device: a 7B model on CPU first would take minutes.
-            with torch.device(device):
-                net = auto.from_config(config, dtype=torch.float32 if dtype == "auto" else dtype)
+            init_dtype = torch.float32 if dtype == "auto" else dtype
+            if device_map is not None:
+                net = _dispatched_random(auto, config, init_dtype, max_memory)
+            else:
+                # Initialise directly on the target device: a 7B model on CPU first takes minutes.
+                with torch.device(device):
+                    net = auto.from_config(config, dtype=init_dtype)
+        elif device_map is not None:
+            net = auto.from_pretrained(
+                source, dtype=dtype, device_map=device_map, max_memory=max_memory
+            )
         else:
             net = auto.from_pretrained(source, dtype=dtype).to(device)
         tok = AutoTokenizer.from_pretrained(source)
@@ -207,3 +224,19 @@ def load_model(model: ModelConfig, model_dir: Path, *, device: str, seed: int) -
             net.generation_config.eos_token_id = tok.eos_token_id
             net.generation_config.bos_token_id = tok.bos_token_id
     return net, tok
+
+
+def _dispatched_random(
+    auto: Any, config: Any, dtype: Any, max_memory: Mapping[int | str, int] | None
+) -> Any:
+    """Random weights over several GPUs: from_config has no device_map, so build on the CPU
+    (slow for 7B models, minutes) and let accelerate place the layers as from_pretrained would."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    net = auto.from_config(config, dtype=dtype)
+    placement = infer_auto_device_map(
+        net,
+        max_memory=dict(max_memory) if max_memory is not None else None,
+        no_split_module_classes=getattr(net, "_no_split_modules", None),
+    )
+    return dispatch_model(net, placement)

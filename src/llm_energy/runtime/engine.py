@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,21 +47,52 @@ def torch_device_for(backend: str, gpu_uuid: str | None = None) -> str:
     return f"cuda:{cuda_index_for_uuid(gpu_uuid, cuda_device_uuids())}"
 
 
+def cuda_indices_for_uuids(gpu_uuids: Sequence[str], cuda_uuids: Sequence[str]) -> list[int]:
+    """The CUDA index of each measured GPU, in the group's order (pure; each matched by UUID,
+    never by index: CUDA and NVML number GPUs differently)."""
+    return [cuda_index_for_uuid(u, cuda_uuids) for u in gpu_uuids]
+
+
+def max_memory_for(indices: Sequence[int], free_bytes: Mapping[int, int]) -> dict[int | str, int]:
+    """transformers' `max_memory` that lets `device_map="auto"` use exactly these CUDA devices
+    (and neither the others nor the CPU): each its free memory, every other device 0 (pure)."""
+    out: dict[int | str, int] = {i: 0 for i in free_bytes if i not in indices}
+    out.update({i: int(free_bytes.get(i, 0)) for i in indices})
+    out["cpu"] = 0
+    return out
+
+
+def multi_gpu_placement(gpu_uuids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """(input device, load_model keyword arguments) that place a model over exactly the
+    measured GPUs with transformers' device_map; one line when torch cannot see them all."""
+    if not torch.cuda.is_available():
+        raise DeviceNotFoundError(
+            f"Cannot run the model on the measured GPUs {', '.join(gpu_uuids)}",
+            f"torch {torch.__version__} cannot use CUDA",
+            "Install a CUDA build of torch, or set model.device_map=null.",
+        )
+    indices = cuda_indices_for_uuids(gpu_uuids, cuda_device_uuids())
+    free = {i: torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())}
+    return f"cuda:{indices[0]}", {"device_map": "auto", "max_memory": max_memory_for(indices, free)}
+
+
 def load_generator(
     model: Any,
     model_dir: Any,
     *,
     backend: str,
     seed: int,
-    engine: str = "eager",
-    allow_compile: bool = False,
+    engine: str,
+    allow_compile: bool,
     gpu_uuid: str | None = None,
     sim_device: Any = None,
+    gpu_uuids: Sequence[str] | None = None,
 ) -> Any:
     """Load the materialised model (see llm_energy.io.models) and wrap it for timed generation
     on the device `torch_device_for(backend, gpu_uuid)` picks. On the simulated GPU, pass it as
     `sim_device`: every call then reports its workload to it (runtime.simgen), and random
-    weights skip the forward pass."""
+    weights skip the forward pass. `gpu_uuids` (several: model.device_map) spreads the model
+    over exactly those GPUs on nvml; elsewhere the model stays on the CPU."""
     if sim_device is not None and backend == "simulated":
         from llm_energy.runtime.simgen import simulated_generator
 
@@ -74,15 +105,35 @@ def load_generator(
             allow_compile=allow_compile,
             # The CPU forward pass only supplies outputs: never compiled (that is the GPU's).
             load_real=lambda: load_generator(
-                model, model_dir, backend=backend, seed=seed, engine=engine, gpu_uuid=gpu_uuid
+                model,
+                model_dir,
+                backend=backend,
+                seed=seed,
+                engine=engine,
+                allow_compile=False,
+                gpu_uuid=gpu_uuid,
             ),
         )
     from llm_energy.io.models import load_model
 
+    if backend == "nvml" and gpu_uuids is not None and len(gpu_uuids) > 1:
+        device, placement = multi_gpu_placement(gpu_uuids)
+        net, tok = load_model(model, model_dir, device=device, seed=seed, **placement)
+        return Generator(
+            net,
+            tok,
+            family=model.family,
+            device=str(getattr(net, "device", device)),  # where the first layer (inputs) lives
+            engine=engine,
+            chat_template=model.chat_template,
+            allow_compile=allow_compile,
+        )
     device = torch_device_for(backend, gpu_uuid)
     if device.startswith("cuda:"):
         torch.cuda.set_device(device)  # bare "cuda" and implicit-device calls mean this GPU too
-    net, tok = load_model(model, model_dir, device=device, seed=seed)
+    net, tok = load_model(
+        model, model_dir, device=device, seed=seed, device_map=None, max_memory=None
+    )
     return Generator(
         net,
         tok,
@@ -152,9 +203,9 @@ class Generator(PromptTokenizer):
         *,
         family: str,
         device: str,
-        engine: str = "eager",
-        chat_template: bool = False,
-        allow_compile: bool = False,
+        engine: str,
+        chat_template: bool,
+        allow_compile: bool,
     ) -> None:
         self.model, self.tok, self.family, self.device = model, tokenizer, family, device
         self.engine, self.chat_template, self.allow_compile = engine, chat_template, allow_compile
@@ -191,7 +242,7 @@ class Generator(PromptTokenizer):
         *,
         max_new_tokens: int,
         fixed: bool,
-        measure_ttft: bool = True,
+        measure_ttft: bool,
     ) -> GenerationResult:
         batch = self._batch(prompts_ids)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}

@@ -36,7 +36,7 @@ class TextGenerator(Protocol):
         *,
         max_new_tokens: int,
         fixed: bool,
-        measure_ttft: bool = ...,
+        measure_ttft: bool,
     ) -> GenerationResult: ...
 
     def reference_nll(self, prompt_ids: Sequence[int], reference: str, /) -> tuple[float, int]:
@@ -73,7 +73,7 @@ class Reading(Protocol):
 @runtime_checkable
 class WindowMeter(Protocol):
     def run_until_trusted(
-        self, fn: Callable[[], T], /, cap_mhz: int | None = ..., max_repeats: int = ...
+        self, fn: Callable[[], T], /, cap_mhz: int | None = ..., *, max_repeats: int
     ) -> tuple[Reading, int, T]:
         """Repeat `fn` inside one measurement window: (reading, repeats, last result)."""
         ...
@@ -90,6 +90,10 @@ class SmClockControl(Protocol):
 
     def set_sm_cap(self, freq_mhz: int | None, /) -> int | None: ...
 
+    def freq_label_mhz(self, cap_held: bool | None, /) -> int | None:
+        """gpu.control=slurm: the requested cap when the window's clocks held it, else None."""
+        ...
+
 
 @runtime_checkable
 class MeasuredDevice(Protocol):
@@ -101,4 +105,21 @@ class MeasuredDevice(Protocol):
     def synchronize(self) -> None: ...
 
 
-__all__ = ["MeasuredDevice", "Reading", "SmClockControl", "TextGenerator", "WindowMeter"]
+@runtime_checkable
+class ProgressCallback(Protocol):
+    """Told after the warm-up (nothing done yet) and after every measured batch
+    (`progress.ProgressTracker` writes it where `llm-energy grid status` reads it)."""
+
+    def __call__(
+        self, *, points_done: int, points_total: int, batches_done: int, batches_total: int
+    ) -> None: ...
+
+
+__all__ = [
+    "MeasuredDevice",
+    "ProgressCallback",
+    "Reading",
+    "SmClockControl",
+    "TextGenerator",
+    "WindowMeter",
+]

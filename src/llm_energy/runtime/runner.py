@@ -30,6 +30,7 @@ from llm_energy.plan import (
 from llm_energy.prompts import PromptError, fit_prompt
 from llm_energy.runtime.protocols import (
     MeasuredDevice,
+    ProgressCallback,
     SmClockControl,
     TextGenerator,
     WindowMeter,
@@ -98,6 +99,7 @@ class InferenceRun:
         write: Callable[[Mapping[str, Any]], None],
         run_id: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.cfg, self.gen, self.meter, self.clocks, self.device = (
             cfg,
@@ -115,6 +117,7 @@ class InferenceRun:
         self.templates = dict(templates)
         self.run_id = run_id or uuid.uuid4().hex
         self.sleep = sleep  # settle and cooldown waits (tests record them instead)
+        self.progress = progress
         self.totals = RunTotals()
         self.idle_baselines: list[IdleBaseline] = []
         self.warmup_record: WarmupRecord | None = None
@@ -297,6 +300,18 @@ class InferenceRun:
         )
         self.warmup()
         current_cap: object = _UNSET
+        done = {"points": 0, "batches": 0}
+
+        def tell() -> None:
+            if self.progress is not None:
+                self.progress(
+                    points_done=done["points"],
+                    points_total=len(points),
+                    batches_done=done["batches"],
+                    batches_total=total_batches,
+                )
+
+        tell()
         with tqdm(total=total_batches, desc="infer", unit="batch", dynamic_ncols=True) as bar:
             for point in points:
                 clock_changed = point.freq_mhz != current_cap
@@ -316,6 +331,8 @@ class InferenceRun:
                             pending += self._run_batch(task, batch, point, max_new, mode, applied)
                             bar.update(1)
                             bar.set_postfix(task=task.name, mhz=applied or "default")
+                            done["batches"] += 1
+                            tell()
                 except BaseException:
                     # Interrupted (signal, error): keep what was measured, with the "before"
                     # baseline only (idle_power_se_w is then unknown).
@@ -323,6 +340,8 @@ class InferenceRun:
                     raise
                 # Rows wait for the "after" idle reading of their point, then go to disk.
                 self._write_rows(pending, self._idle_after(idle))
+                done["points"] += 1
+                tell()
         return self.totals
 
     def _run_batch(
@@ -364,6 +383,9 @@ class InferenceRun:
                 "oom",
                 f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}",
             )
+        if self.cfg.gpu.control == "slurm":  # SLURM's cap labels only the windows that held it
+            applied_mhz = self.clocks.freq_label_mhz(reading.cap_held)
+            base["freq_applied_mhz"] = applied_mhz
         self._window_id += 1
         facts = WindowFacts(
             window_id=self._window_id,

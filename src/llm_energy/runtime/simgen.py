@@ -108,8 +108,8 @@ class SimulatedGenerator(_Reporter, PromptTokenizer):
         model: Any,
         device: WorkloadDevice,
         seed: int,
-        engine: str = "eager",
-        allow_compile: bool = False,
+        engine: str,
+        allow_compile: bool,
     ) -> None:
         super().__init__(model, device, engine, allow_compile)
         self.tok, self.seed, self.chat_template = tokenizer, seed, bool(model.chat_template)
@@ -121,7 +121,7 @@ class SimulatedGenerator(_Reporter, PromptTokenizer):
         *,
         max_new_tokens: int,
         fixed: bool,
-        measure_ttft: bool = True,
+        measure_ttft: bool,
     ) -> GenerationResult:
         eos_p = 1.0 / max(len(self.tok), 2)  # random weights: EOS as likely as any token
         counts = [
@@ -142,7 +142,7 @@ class ReportingGenerator(_Reporter):
     """The real model on the CPU (once per distinct request), timed by the simulated GPU."""
 
     def __init__(
-        self, inner: Any, *, model: Any, device: WorkloadDevice, allow_compile: bool = False
+        self, inner: Any, *, model: Any, device: WorkloadDevice, allow_compile: bool
     ) -> None:
         super().__init__(model, device, inner.engine, allow_compile)
         self.inner = inner
@@ -168,7 +168,7 @@ class ReportingGenerator(_Reporter):
         *,
         max_new_tokens: int,
         fixed: bool,
-        measure_ttft: bool = True,
+        measure_ttft: bool,
     ) -> GenerationResult:
         key = (tuple(tuple(p) for p in prompts_ids), max_new_tokens, fixed, self.engine)
         if key not in self._outputs:

@@ -1,0 +1,210 @@
+"""Scale-out on one node: the same grid through DVC's queue with N = 1, 2, 4 simulated GPUs.
+
+For each N: a fresh copy of the repo (the tiny `ci` experiment), `llm-energy grid --prepare`
+and `--queue` (set-up, not timed), then `dvc queue start -j N` is timed until every experiment
+has committed. Each unit is a 4-cap sweep on the simulated GPU (`gpu.index=auto`, N simulated
+GPUs) whose measured phase is mostly waiting (`gpu.cooldown_s` after each clock change), so this
+2-core machine's CPU is not what limits it; what remains CPU-bound is DVC and the other stages.
+
+Reported per N: wall time, speed-up over N=1 (goal >= 0.9 x N), the span and sum of the infer
+stages' measured phases (from each unit's progress file; sum / span = how many ran at once, N
+when the measured phase scales perfectly), and, from N=1, the queue's overhead
+per experiment: (wall - sum of measured phases) / units = worker start, checkout, validate,
+aggregate, stats, plots and the commit of the experiment.
+
+    python benchmarks/scaling.py                       # N = 1, 2, 4; 4 units; ~6 min on 2 cores
+    python benchmarks/scaling.py --gpus 1,2 --cooldown-s 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from llm_energy.cli import compose_params  # noqa: E402
+from llm_energy.progress import parse_iso  # noqa: E402
+
+CAPS = "[1005,1305,1605,1905]"
+
+
+def make_workspace(ws: Path, env: dict[str, str]) -> None:
+    """The working tree without outputs, as a fresh git repo whose default experiment is ci."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file() and not rel.startswith(
+            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
+        ):
+            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, ws / rel)
+    config = ws / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("  - experiment: default", "  - experiment: ci"))
+    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
+    ):
+        subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True)
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def _committed(ws: Path, names: Sequence[str]) -> int:
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return len({r.rsplit("/", 1)[-1] for r in refs} & set(names))
+
+
+def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, Any]:
+    ws, state = work / f"ws{gpus}", work / f"state{gpus}"
+    ws.mkdir()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["LLM_ENERGY_STATE_DIR"] = str(state)
+    for key in ("LLM_ENERGY_ROOT", "LLM_ENERGY_PROGRESS_DIR", "DVC_EXP_NAME"):
+        env.pop(key, None)
+    make_workspace(ws, env)
+    seeds = ",".join(str(s) for s in range(max(1, units // 2)))
+    sets = [
+        "gpu=simulated",
+        f"gpu.simulated_count={gpus}",
+        "gpu.index=auto",
+        "gpu.max_window_repeats=300",
+        f"sweep.freqs_mhz={CAPS}",
+        f"gpu.cooldown_s={cooldown_s}",
+        "task=generation,qa",
+        f"meta.seed={seeds}",
+    ]
+    args = [a for s in sets for a in ("-S", s)]
+    cli = [sys.executable, "-m", "llm_energy.cli"]
+    units_json = json.loads(_run([*cli, "grid", "--json", *args], ws, env))
+    names = [u["name"] for u in units_json]
+    t0 = time.monotonic()
+    _run([*cli, "grid", "--prepare", *args], ws, env)
+    _run([*cli, "grid", "--queue", *args], ws, env)
+    setup_s = time.monotonic() - t0
+    dvc = [sys.executable, "-m", "dvc"]
+    start = time.monotonic()
+    try:
+        _run([*dvc, "queue", "start", "-j", str(gpus)], ws, env)
+        last_check = start
+        while _committed(ws, names) < len(names):
+            time.sleep(0.5)
+            if time.monotonic() - last_check > 20:  # a failed unit never commits: stop early
+                last_check = time.monotonic()
+                status = _run([*dvc, "queue", "status"], ws, env)
+                if "Failed" in status:
+                    raise SystemExit(f"a queued experiment failed:\n{status}")
+        wall_s = time.monotonic() - start
+    finally:
+        subprocess.run([*dvc, "queue", "stop", "--kill"], cwd=ws, env=env, capture_output=True)
+    phases = []
+    for name in names:
+        rec = json.loads((state / "progress" / f"{name}.json").read_text())
+        begin, end = parse_iso(rec["started_at"]), parse_iso(rec["updated_at"])
+        phases.append({"unit": name, "gpu_uuid": rec["gpu_uuid"], "begin": begin, "end": end})
+    span_s = max(p["end"] for p in phases) - min(p["begin"] for p in phases)
+    return {
+        "gpus": gpus,
+        "units": len(names),
+        "setup_s": round(setup_s, 1),
+        "wall_s": round(wall_s, 1),
+        "infer_sum_s": sum(p["end"] - p["begin"] for p in phases),
+        "infer_span_s": span_s,
+        "gpus_used": len({p["gpu_uuid"] for p in phases}),
+        "phases": phases,
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    base = next(r for r in runs if r["gpus"] == 1)
+    for r in runs:
+        r["speedup"] = round(base["wall_s"] / r["wall_s"], 2)
+        r["infer_span_speedup"] = round(base["infer_span_s"] / r["infer_span_s"], 2)
+        # measured phases running at once: sum of phases / their span (N when all overlap)
+        r["measured_parallelism"] = round(r["infer_sum_s"] / r["infer_span_s"], 2)
+        r["goal_speedup"] = round(0.9 * r["gpus"], 2)
+        r["goal_met"] = r["speedup"] >= r["goal_speedup"]
+    overhead = (base["wall_s"] - base["infer_sum_s"]) / base["units"]
+    return {
+        "runs": runs,
+        "queue_overhead_per_experiment_s": round(overhead, 1),
+        "measured_phase_per_unit_s": round(base["infer_sum_s"] / base["units"], 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--gpus", default="1,2,4", help="simulated GPU counts (must include 1)")
+    parser.add_argument("--units", type=int, default=4, help="units in the grid (even)")
+    parser.add_argument("--cooldown-s", type=float, default=8.0, help="wait after each of 4 caps")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling.json")
+    args = parser.parse_args(argv)
+    counts = [int(g) for g in args.gpus.split(",")]
+    if 1 not in counts:
+        parser.error("--gpus must include 1 (the baseline)")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="llm-energy-scaling-") as tmp:
+        for n in counts:
+            print(f"N={n}: ...", file=sys.stderr, flush=True)
+            runs.append(one_run(n, args.units, args.cooldown_s, Path(tmp)))
+            print(f"N={n}: wall {runs[-1]['wall_s']} s", file=sys.stderr, flush=True)
+    result = {
+        "benchmark": "scaling",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": {"units": args.units, "caps": CAPS, "cooldown_s": args.cooldown_s},
+        "energy": "simulated (labelled simulated): this measures scheduling, not energy",
+        **summarize(runs),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for r in result["runs"]:
+        print(
+            f"N={r['gpus']}: wall {r['wall_s']:.1f} s, speed-up {r['speedup']:.2f} "
+            f"(goal {r['goal_speedup']:.2f}: {'met' if r['goal_met'] else 'NOT met'}), infer span "
+            f"{r['infer_span_s']:.0f} s (x{r['infer_span_speedup']:.2f}, "
+            f"{r['measured_parallelism']:.2f} measured phases at once), {r['gpus_used']} GPU(s)"
+        )
+    print(
+        f"queue overhead per experiment: {result['queue_overhead_per_experiment_s']} s "
+        f"(measured phase per unit {result['measured_phase_per_unit_s']} s); wrote {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""`llm-energy grid`: a study expanded into units of work for DVC's queue or a SLURM array.
+
+One unit = one model x one task, with the clock sweep inside it (interleaving caps within one run
+controls drift). Under `gpu.control=slurm` a unit is one cap instead, since one SLURM step has one
+`--gpu-freq`. Other swept keys (`-S infer.batch_size=1,8`) multiply the units. Pure: the caller
+supplies `describe` (Hydra composition) and runs the commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+CLOCK_KEY = "gpu.freq"
+SLURM_CONTROL = "slurm"
+_NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class GridError(ValueError):
+    """A sweep or unit that cannot be expanded or queued; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What `describe` tells about one composition of conf/ (see cli)."""
+
+    experiment: str  # meta.experiment
+    model: str  # the model group's option, e.g. gpt2
+    tasks: tuple[str, ...]  # task names, in conf order
+    freqs_mhz: tuple[int | None, ...]  # sweep.freqs_mhz (None: driver default clocks)
+    control: str  # gpu.control
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One `dvc exp run -n NAME -S ...`: a readable stable name and its Hydra overrides."""
+
+    name: str
+    overrides: tuple[str, ...]
+    model: str
+    task: str
+    freqs_mhz: tuple[int | None, ...] = ()  # caps run inside this unit, in order
+    slurm_freq_mhz: int | None = None  # the `--gpu-freq` of this unit (gpu.control=slurm only)
+    extra: Mapping[str, str] = field(default_factory=dict)  # other swept keys -> value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "overrides": list(self.overrides),
+            "model": self.model,
+            "task": self.task,
+            "freqs_mhz": list(self.freqs_mhz),
+            "slurm_freq_mhz": self.slurm_freq_mhz,
+            "extra": dict(self.extra),
+        }
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside brackets, braces and quotes (Hydra's sweep syntax `a,[b,c]`)."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+def parse_sweep(arg: str) -> tuple[str, list[str]]:
+    """`key=a,b` -> (key, [a, b]); `key=a` -> (key, [a])."""
+    key, eq, value = arg.partition("=")
+    key = key.strip()
+    if not eq or not key or not value.strip():
+        raise GridError(f"-S {arg!r} is not KEY=VALUE[,VALUE...]: e.g. -S model=gpt2,mistral_7b")
+    values = split_top_level(value)
+    if any(not v for v in values):
+        raise GridError(f"-S {arg!r} has an empty value: remove the extra comma")
+    return key, values
+
+
+def parse_sweeps(args: Iterable[str]) -> dict[str, list[str]]:
+    sweeps: dict[str, list[str]] = {}
+    for arg in args:
+        key, values = parse_sweep(arg)
+        if key in sweeps:
+            raise GridError(f"-S {key}=... given twice: give all its values once, comma-separated")
+        sweeps[key] = values
+    return sweeps
+
+
+def _task_values(value: str) -> list[str]:
+    """`qa` or `[qa,squad_v2]` -> task names."""
+    inner = value.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    return [t for t in split_top_level(inner) if t]
+
+
+def _freq(value: str) -> int | None:
+    if value.strip().lower() in ("null", "none", "~"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise GridError(f"gpu.freq value {value!r} is not a clock in MHz (or null)") from None
+
+
+def hydra_list(values: Sequence[Any]) -> str:
+    return "[" + ",".join("null" if v is None else str(v) for v in values) + "]"
+
+
+def safe_name(*parts: str) -> str:
+    """A DVC experiment name (a git ref part): letters, digits, `.`, `_`, `-`."""
+    name = "-".join(_NAME_BAD.sub("_", p).strip("_.-") for p in parts if p)
+    return re.sub(r"\.{2,}", ".", name)
+
+
+def _suffix(key: str, value: str) -> str:
+    return f"{key.rsplit('.', 1)[-1]}{value}"
+
+
+def expand(
+    base: Sequence[str],
+    sweeps: Mapping[str, Sequence[str]],
+    describe: Callable[[Sequence[str]], Composition],
+) -> list[Unit]:
+    """Units of `base` overrides (e.g. ["experiment=paper"]) times the `-S` sweeps."""
+    models = list(sweeps.get("model", [None]))  # type: ignore[list-item]
+    task_sets = [_task_values(v) for v in sweeps["task"]] if "task" in sweeps else [None]
+    clock = [_freq(v) for v in sweeps[CLOCK_KEY]] if CLOCK_KEY in sweeps else None
+    others = {k: list(v) for k, v in sweeps.items() if k not in ("model", "task", CLOCK_KEY)}
+    units: list[Unit] = []
+    for model in models:
+        for combo in itertools.product(*others.values()) if others else [()]:
+            extra = dict(zip(others, combo, strict=True))
+            fixed = [*base, *([f"model={model}"] if model else [])]
+            fixed += [f"{k}={v}" for k, v in extra.items()]
+            if clock is not None and len(clock) == 1:
+                fixed.append(f"{CLOCK_KEY}={hydra_list(clock)[1:-1]}")
+            comp = describe(fixed)
+            tasks: list[str] = []
+            for task_set in task_sets:
+                tasks += task_set if task_set is not None else list(comp.tasks)
+            freqs = tuple(clock) if clock is not None and len(clock) > 1 else comp.freqs_mhz
+            for task in dict.fromkeys(tasks):
+                named = {k: v for k, v in extra.items() if len(others[k]) > 1}  # swept keys only
+                units += _units_for(
+                    comp, fixed, task, freqs, extra, fold=clock is not None, named=named
+                )
+    names = [u.name for u in units]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GridError(f"two units would both be named {dupes[0]}: sweep fewer keys at once")
+    if not units:
+        raise GridError("the grid is empty: the composition selects no task")
+    return units
+
+
+def _units_for(
+    comp: Composition,
+    fixed: Sequence[str],
+    task: str,
+    freqs: Sequence[int | None],
+    extra: Mapping[str, str],
+    *,
+    fold: bool,
+    named: Mapping[str, str],
+) -> list[Unit]:
+    head = [comp.experiment, comp.model, task, *(_suffix(k, v) for k, v in named.items())]
+    overrides = [*fixed, f"task=[{task}]"]
+    swept = fold and len(freqs) > 1  # a -S gpu.freq=a,b sweep becomes the unit's clock sweep
+    if comp.control != SLURM_CONTROL or len(freqs) <= 1:
+        if swept:
+            overrides.append(f"sweep.freqs_mhz={hydra_list(freqs)}")
+        cap = freqs[0] if comp.control == SLURM_CONTROL and len(freqs) == 1 else None
+        return [
+            Unit(safe_name(*head), tuple(overrides), comp.model, task, tuple(freqs), cap, extra)
+        ]
+    return [
+        Unit(
+            safe_name(*head, "default" if f is None else f"{f}mhz"),
+            (*overrides, f"sweep.freqs_mhz={hydra_list([f])}"),
+            comp.model,
+            task,
+            (f,),
+            f,
+            extra,
+        )
+        for f in freqs
+    ]
+
+
+def queue_command(unit: Unit, dvc: Sequence[str] = ("dvc",)) -> list[str]:
+    """`dvc exp run --queue -n NAME -S ...` for one unit."""
+    cmd = [*dvc, "exp", "run", "--queue", "-n", unit.name]
+    for override in unit.overrides:
+        cmd += ["-S", override]
+    return cmd
+
+
+def slurm_unit_line(unit: Unit) -> str:
+    """One line of the array's unit list, tab-separated: NAME, the `--gpu-freq` in MHz (`-`:
+    none; bash's `read` would merge an empty field), then the Hydra overrides."""
+    fields = [unit.name, "-" if unit.slurm_freq_mhz is None else str(unit.slurm_freq_mhz)]
+    fields += list(unit.overrides)
+    if any("\t" in f or "\n" in f for f in fields):
+        raise GridError(f"unit {unit.name}: an override holds a tab or newline; remove it")
+    return "\t".join(fields)
+
+
+def prepare_overrides(units: Sequence[Unit]) -> list[tuple[str, ...]]:
+    """Distinct override sets that fix what `prepare` and `model` read (model and task, minus the
+    clocks), so each is run once before queueing and the workers hit DVC's run-cache."""
+    seen: dict[tuple[str, ...], None] = {}
+    for unit in units:
+        keep = tuple(
+            o for o in unit.overrides if not o.startswith(("sweep.freqs_mhz=", f"{CLOCK_KEY}="))
+        )
+        seen.setdefault(keep)
+    return list(seen)

@@ -1,0 +1,92 @@
+"""`gpu.control=slurm`: the cap is applied by SLURM (`sbatch/srun --gpu-freq`), not by us.
+
+SLURM sets application clocks for the job step when it starts and resets them when it ends, so
+a run needs no root: it only observes, and checks from the clocks seen inside each window that
+the cap held. SLURM exports what it was asked in `SLURM_GPU_FREQ` (sbatch/srun output
+environment); the syntax is `--gpu-freq=[<type>=]<value>[,<type>=<value>][,verbose]`, type
+`graphics` (the default) or `memory`, value MHz or low / medium / high / highm1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MECHANISMS = {
+    "lock": "locked clocks via NVML",
+    "observe": "none (observe)",
+    "slurm": "application clocks via SLURM",
+}
+# sbatch --gpu-freq exports SLURM_GPU_FREQ; srun --gpu-freq only puts `gpu:<value>` into the
+# step's SLURMD_TRES_FREQ (slurm-wlm 22.05, measured); the last is on some site wrappers.
+ENV_VARS = ("SLURM_GPU_FREQ", "SLURMD_TRES_FREQ", "SLURM_JOB_GPU_FREQ")
+
+
+@dataclass(frozen=True)
+class SlurmGpuFreq:
+    """What `--gpu-freq` asked for: MHz where numeric, else the word (e.g. "high")."""
+
+    raw: str
+    graphics: int | str | None
+    memory: int | str | None
+
+
+def parse_gpu_freq(text: str) -> SlurmGpuFreq:
+    """Parse a `--gpu-freq` value (pure); unknown parts are ignored."""
+    graphics: int | str | None = None
+    memory: int | str | None = None
+    for part in (p.strip() for p in text.split(",")):
+        if not part or part == "verbose":
+            continue
+        kind, _, value = part.rpartition("=")
+        parsed: int | str = int(value) if value.isdigit() else value.lower()
+        if kind in ("", "graphics"):
+            graphics = parsed
+        elif kind == "memory":
+            memory = parsed
+    return SlurmGpuFreq(text, graphics, memory)
+
+
+def slurm_gpu_freq(env: Mapping[str, str] | None = None) -> tuple[str, SlurmGpuFreq] | None:
+    """(variable, parsed value) of the first SLURM GPU-frequency variable set, else None."""
+    env = os.environ if env is None else env
+    for name in ENV_VARS:
+        value = env.get(name)
+        if name == "SLURMD_TRES_FREQ" and value:  # "gpu:1305" or "gpu:high,memory=...;cpu:..."
+            gpu = [t.split(":", 1)[1] for t in value.split(";") if t.startswith("gpu:")]
+            value = gpu[0] if gpu else None
+        if value:
+            return name, parse_gpu_freq(value)
+    return None
+
+
+def slurm_freq_warning(sm_freq_mhz: int | None, env: Mapping[str, str] | None = None) -> str | None:
+    """A one-line warning when what SLURM was asked for disagrees with gpu.freq (or is unknown)."""
+    found = slurm_gpu_freq(env)
+    if found is None:
+        return (
+            f"gpu.control=slurm but none of {', '.join(ENV_VARS)} names a GPU clock: submit the job "
+            f"with --gpu-freq={sm_freq_mhz if sm_freq_mhz is not None else 'high'} so SLURM "
+            "applies the cap; the run only observes the clocks"
+        )
+    name, asked = found
+    if asked.graphics == sm_freq_mhz:
+        return None
+    if sm_freq_mhz is None and asked.graphics is None:
+        return None
+    return (
+        f"{name}={asked.raw} asks SLURM for graphics clock {asked.graphics}, but gpu.freq = "
+        f"{sm_freq_mhz}: records are labelled with gpu.freq; resubmit with "
+        f"--gpu-freq={sm_freq_mhz} or set gpu.freq to match"
+    )
+
+
+__all__ = [
+    "ENV_VARS",
+    "MECHANISMS",
+    "SlurmGpuFreq",
+    "parse_gpu_freq",
+    "slurm_freq_warning",
+    "slurm_gpu_freq",
+]

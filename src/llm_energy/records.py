@@ -1,0 +1,422 @@
+"""The record schema: every column of the records and tables passed between stages, in one place.
+
+``requests.jsonl`` (infer → aggregate), ``data/aggregate/requests.jsonl`` (aggregate → stats,
+plots) and the CSV tables (summary, quality, repetition, stats tables) are declared here: name,
+kind, nullable, unit (from the name's unit suffix, docs/records.md). :func:`typed_frame` checks
+a loaded frame against its schema and returns it typed, so analysis code can trust that every
+declared column exists with its dtype. Pure: frames in, frames out; the caller names the file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from llm_energy.errors import InputFileError
+
+Kind = Literal["str", "int", "float", "bool", "list"]
+#: when a column must be present: on every record, on records with status ok, or never
+Required = Literal["always", "ok", "no"]
+
+#: unit suffix → unit (house rule: units are in names)
+UNIT_SUFFIXES: dict[str, str] = {
+    "_mhz": "MHz",
+    "_j": "J",
+    "_w": "W",
+    "_s": "s",
+    "_c": "°C",
+    "_m": "million",
+    "_j_s": "J·s",
+    "_j_s2": "J·s²",
+    "_pct": "%",
+}
+
+
+def unit_of(name: str) -> str:
+    """The unit a column name carries ("" for counts, flags and text)."""
+    for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return UNIT_SUFFIXES[suffix]
+    return ""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    nullable: bool = True
+    required: Required = "always"
+
+    @property
+    def unit(self) -> str:
+        return unit_of(self.name)
+
+    @property
+    def dtype(self) -> str:
+        """pandas dtype of the typed column (nullable ints and flags keep their type; a column
+        only measured records carry is null on failed ones)."""
+        null = self.nullable or self.required != "always"
+        if self.kind == "float":
+            return "float64"
+        if self.kind == "int":
+            return "Int64" if null else "int64"
+        if self.kind == "bool":
+            return "boolean" if null else "bool"
+        return "object"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The columns of one file. ``extra`` maps a regex of undeclared columns to their kind; any
+    other undeclared column is an error."""
+
+    name: str
+    columns: tuple[Column, ...]
+    extra: tuple[tuple[str, Kind], ...] = ()
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+def _cols(kind: Kind, names: str, *, nullable: bool = True, required: Required = "always"):
+    return tuple(Column(n, kind, nullable, required) for n in names.split())
+
+
+# --- data/infer/requests.jsonl: what runtime/runner.py and plan.py write --------------------------
+
+INFER_REQUESTS = Schema(
+    "infer requests",
+    (
+        *_cols("str", "run_id experiment model model_family weights", nullable=False),
+        Column("model_params_m", "float"),
+        *_cols("int", "rep batch_size batch_fill output_tokens_target", nullable=False),
+        *_cols("int", "input_tokens_target freq_requested_mhz freq_applied_mhz"),
+        *_cols("str", "engine output_mode task task_kind item_id status", nullable=False),
+        *_cols("str", "dataset error energy_kind"),
+        *_cols("str", "started_at ended_at", nullable=False),
+        *_cols(
+            "float",
+            "idle_power_before_w idle_power_after_w idle_power_se_w idle_power_w "
+            "dynamic_energy_j dynamic_energy_se_j window_tail_energy_j",
+            required="ok",
+        ),
+        *_cols(
+            "int",
+            "batch_index input_tokens output_tokens window_id window_repeats",
+            nullable=False,
+            required="ok",
+        ),
+        *_cols(
+            "bool",
+            "input_truncated window_trusted window_tick_aligned",
+            nullable=False,
+            required="ok",
+        ),
+        *_cols("float", "latency_s window_s window_tail_s", nullable=False, required="ok"),
+        *_cols(
+            "float",
+            "ttft_s tpot_s tokens_per_s energy_j avg_power_w window_energy_j window_busy_s "
+            "sm_clock_mean_mhz sm_clock_min_mhz mem_clock_mhz temperature_c "
+            "throttle_power_s throttle_thermal_s",
+            required="ok",
+        ),
+        *_cols(
+            "str",
+            "energy_source clock_source throttle_source prediction",
+            nullable=False,
+            required="ok",
+        ),
+        Column("input_truncation_reason", "str", required="ok"),
+        # the NVML clock event reason bitmask, as the runner writes it (int, null = not read)
+        Column("clock_event_reasons", "int", required="ok"),
+        Column("cap_held", "bool", required="ok"),
+        Column("references", "list", nullable=False, required="ok"),
+        # generation tasks only
+        Column("ref_nll_sum", "float", required="no"),
+        Column("ref_tokens", "int", required="no"),
+    ),
+)
+
+#: data/aggregate/requests.jsonl: the infer records, the run's GPU identity and quality scores
+AGGREGATE_REQUESTS = Schema(
+    "aggregate requests",
+    (
+        *INFER_REQUESTS.columns,
+        Column("gpu_name", "str"),
+        Column("gpu_uuid", "str"),
+        Column("quality_applicable", "bool", required="ok"),
+    ),
+    extra=((r"quality_\w+", "float"),),
+)
+
+#: a configuration: summary.csv, quality.csv and repetition.csv rows are keyed by these
+#: (gpu_name: two GPU models are never pooled)
+CONFIG_COLUMNS: tuple[Column, ...] = (
+    Column("model", "str", nullable=False),
+    Column("task", "str", nullable=False),
+    Column("engine", "str", nullable=False),
+    Column("batch_size", "int", nullable=False),
+    Column("input_tokens_target", "int"),
+    Column("output_tokens_target", "int", nullable=False),
+    Column("freq_applied_mhz", "float"),
+    Column("energy_kind", "str"),
+    Column("gpu_name", "str"),
+)
+CONFIG_KEYS: tuple[str, ...] = tuple(c.name for c in CONFIG_COLUMNS)
+STRATUM_COLUMNS: tuple[Column, ...] = tuple(
+    c for c in CONFIG_COLUMNS if c.name != "freq_applied_mhz"
+)
+
+_STAT = r"_(mean|median|ci_low|ci_high|cv)"
+SUMMARY = Schema(
+    "summary",
+    (
+        *CONFIG_COLUMNS,
+        Column("freq_requested_mhz", "float"),
+        Column("default_clocks", "bool", nullable=False),
+        *_cols("int", "n_total n n_excluded n_windows", nullable=False),
+        *_cols("str", "excluded_reasons energy_source"),
+        *_cols(
+            "float",
+            "latency_p50_s latency_p95_s energy_total_j dynamic_j_per_token_idle_se "
+            "sm_clock_mean_mhz temperature_max_c ci_level",
+        ),
+        Column("n_boot", "int", nullable=False),
+    ),
+    extra=(
+        (r"excluded_\w+", "int"),
+        (r"quality_\w+_n", "int"),
+        (r"quality_\w+_(mean|ci_low|ci_high)", "float"),
+        (r"\w+" + _STAT, "float"),
+        (r"perplexity(_ci_low|_ci_high)?", "float"),
+    ),
+)
+
+QUALITY = Schema(
+    "quality",
+    (
+        *CONFIG_COLUMNS,
+        Column("metric", "str", nullable=False),
+        Column("value", "float"),
+        Column("n", "int"),
+    ),
+)
+
+REPETITION = Schema(
+    "repetition",
+    (
+        *CONFIG_COLUMNS,
+        Column("metric", "str", nullable=False),
+        *_cols("int", "n_rep0 n_rest n_pairs"),
+        *_cols("float", "median_rep0 median_rest ratio p_value"),
+        *_cols("str", "test note"),
+        Column("flagged", "bool"),
+    ),
+)
+
+_RESULT = (
+    *_cols("str", "test note effect_size_kind"),
+    *_cols("float", "statistic p_value effect_size"),
+)
+FREQUENCY_EFFECT = Schema(
+    "frequency_effect",
+    (
+        *STRATUM_COLUMNS,
+        Column("metric", "str", nullable=False),
+        *_cols("str", "levels design test_reason verdict"),
+        *_cols("int", "n_levels n_total n_blocks"),
+        *_cols("float", "shapiro_min_p levene_p df_between df_within"),
+        *_cols("bool", "normal equal_var significant"),
+        *_RESULT,
+    ),
+)
+PAIRWISE = Schema(
+    "pairwise",
+    (
+        *STRATUM_COLUMNS,
+        Column("metric", "str", nullable=False),
+        *_cols("float", "freq_mhz baseline_freq_mhz mean mean_baseline pct_change p_holm cohens_d"),
+        *_cols("str", "label baseline"),
+        *_cols("int", "n n_baseline n_pairs"),
+        Column("significant", "bool"),
+        *_RESULT,
+    ),
+)
+SPEARMAN = Schema(
+    "spearman",
+    (
+        *_cols("str", "scope model task energy_kind gpu_name variable metric note"),
+        Column("n", "int"),
+        *_cols("float", "rho p_value"),
+    ),
+)
+REGRESSION = Schema(
+    "regression",
+    (Column("term", "str", nullable=False), *_cols("float", "coef se t p_value ci_low ci_high")),
+)
+PARETO = Schema(
+    "pareto",
+    (*SUMMARY.columns, Column("on_frontier", "bool"), Column("label", "str")),
+    extra=SUMMARY.extra,
+)
+RECOMMENDATION = Schema(
+    "recommendation",
+    (
+        *STRATUM_COLUMNS,
+        *_cols("str", "metric baseline recommended_label ci_method note"),
+        *_cols(
+            "float",
+            "baseline_freq_mhz baseline_mean baseline_latency_p50_s latency_limit_s "
+            "latency_budget_pct recommended_freq_mhz recommended_mean recommended_latency_p50_s "
+            "saving_pct saving_ci_low saving_ci_high selection_bias_pct pick_share "
+            "latency_change_pct latency_change_ci_low latency_change_ci_high ci_level",
+        ),
+        *_cols("int", "baseline_n min_samples n_levels n_candidates recommended_n"),
+        *_cols("bool", "saves_energy paired"),
+    ),
+)
+#: the tables stats writes to reports/stats/<name>.csv and plots reads back
+STATS_TABLES: dict[str, Schema] = {
+    s.name: s for s in (FREQUENCY_EFFECT, PAIRWISE, SPEARMAN, REGRESSION, PARETO, RECOMMENDATION)
+}
+
+
+# --- checking --------------------------------------------------------------------------------------
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(float(value))
+
+
+def _fits(value: Any, kind: Kind) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return kind == "bool"
+    if kind == "int":
+        return isinstance(value, int | np.integer) or (
+            isinstance(value, float | np.floating) and float(value).is_integer()
+        )
+    if kind == "float":
+        return isinstance(value, int | float | np.integer | np.floating)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "list":
+        return isinstance(value, list | tuple | np.ndarray)
+    return False
+
+
+def _cast(series: pd.Series, col: Column) -> pd.Series:
+    if col.kind == "float":
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    if col.kind == "int":
+        values = [None if _is_null(v) else int(v) for v in series.tolist()]
+        return pd.Series(values, index=series.index, dtype=col.dtype)
+    if col.kind == "bool":
+        values = [None if _is_null(v) else bool(v) for v in series.tolist()]
+        return pd.Series(values, index=series.index, dtype=col.dtype)
+    values = [None if _is_null(v) else v for v in series.tolist()]
+    return pd.Series(values, index=series.index, dtype="object")
+
+
+def _extra_kind(schema: Schema, name: str) -> Kind | None:
+    return next((k for rx, k in schema.extra if re.fullmatch(rx, name)), None)
+
+
+def typed_frame(
+    frame: pd.DataFrame, schema: Schema, path: Any, remedy: str, *, csv: bool = False
+) -> pd.DataFrame:
+    """``frame`` checked against ``schema`` and typed: every declared column present with its
+    dtype (a column not required here is added as null). ``csv``: numbers pandas read in a text
+    column are taken as text. A missing required column, a value of
+    the wrong type, a null where none is allowed or an undeclared column raises one
+    :class:`InputFileError` naming ``path``, the column and ``remedy``."""
+    out = frame.copy()
+    ok = (
+        out["status"].astype("object").eq("ok").to_numpy()
+        if "status" in out.columns
+        else np.ones(len(out), dtype=bool)
+    )
+    for col in schema.columns:
+        needed = col.required == "always" or (col.required == "ok" and ok.any())
+        if col.name not in out.columns:
+            if needed and len(out):
+                raise InputFileError(path, f"no column '{col.name}' ({schema.name} schema)", remedy)
+            out[col.name] = None
+        rows = ok if col.required == "ok" else np.ones(len(out), dtype=bool)
+        if csv and col.kind == "str":
+            out[col.name] = out[col.name].astype("object").map(_number_text)
+        _check(out[col.name], col.kind, col.nullable, rows, path, col.name, remedy)
+        out[col.name] = _cast(out[col.name], col)
+    for name in [c for c in out.columns if c not in set(schema.names())]:
+        kind = _extra_kind(schema, str(name))
+        if kind is None:
+            raise InputFileError(
+                path,
+                f"unexpected column '{name}' ({schema.name} schema, llm_energy/records.py)",
+                remedy,
+            )
+        _check(out[name], kind, True, np.ones(len(out), dtype=bool), path, str(name), remedy)
+        out[name] = _cast(out[name], Column(str(name), kind))
+    return out
+
+
+_FAST_DTYPES: dict[str, tuple[str, ...]] = {
+    "float": ("f", "i", "u"),
+    "int": ("i", "u"),
+    "bool": ("b",),
+}
+
+
+def _number_text(value: Any) -> Any:
+    """A CSV cell pandas read as a number in a text column (e.g. a level "1200"), as text."""
+    if isinstance(value, float | np.floating) and not math.isnan(float(value)):
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        return str(int(value))
+    return value
+
+
+def _check(
+    series: pd.Series,
+    kind: Kind,
+    nullable: bool,
+    rows: np.ndarray,
+    path: Any,
+    name: str,
+    remedy: str,
+) -> None:
+    if series.dtype.kind in _FAST_DTYPES.get(kind, ()) and (
+        nullable or not series.isna()[rows].any()
+    ):
+        return
+    for i, (value, used) in enumerate(zip(series.tolist(), rows, strict=True)):
+        if _is_null(value) if not isinstance(value, list | tuple | np.ndarray) else False:
+            if used and not nullable:
+                raise InputFileError(path, f"column '{name}' is null in row {i + 1}", remedy)
+        elif not _fits(value, kind):
+            raise InputFileError(
+                path,
+                f"column '{name}' holds {type(value).__name__} {value!r:.40} in row {i + 1}, "
+                f"expected {kind} (records in an older format are not supported)",
+                remedy,
+            )
+
+
+def required_keys(schema: Schema, status_ok: bool) -> list[str]:
+    """The keys every record must carry (``status_ok``: those of a measured record too)."""
+    wanted = {"always", "ok"} if status_ok else {"always"}
+    return [c.name for c in schema.columns if c.required in wanted]
+
+
+def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values for JSON (pd.NA → None, numpy scalars → Python)."""
+    return frame.astype("object").where(frame.notna(), None).to_dict(orient="records")
