@@ -24,16 +24,14 @@ tick comparison), in well under a minute. Its figures test the code, not the har
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,32 +39,32 @@ from bench_common import (
     ROOT,
     benchmark_params,
     build_generator,
-    cv,
     meter_for,
+    observed_device,
     open_benchmark_device,
     require_observe,
-    restrict_tasks,
     sample_items,
 )
+from goal_rows import (
+    GoalRow,
+    overhead_rows,
+    print_table,
+    repeat_rows,
+    skip_rows,
+    tick_rows,
+    verdict,
+)
 from llm_energy.config import Config, load_config
-from llm_energy.hw import ClockSession, EnergyMeter
 from llm_energy.io.files import write_json
-from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.paths import project_paths
 from llm_energy.runtime.provenance import git_commit
-from llm_energy.runtime.runner import InferenceRun
 from overhead import (
-    GOAL_J_PER_TOKEN_WITHIN,
-    GOAL_TOKENS_PER_S_RATIO_MIN,
-    RowSink,
     WarmupSettings,
     run_overhead,
 )
+from repeatability import repeatability
 from tick_alignment import generate_work, run_tick_benchmark, sleep_work
 
-GOAL_REPEAT_CV_MAX = 0.02
 EXIT_GOALS_NOT_MET = 3  # ran to the end, but some goal failed or was skipped
-REPEAT_TASKS: tuple[str, ...] = ("generation", "qa", "summarization")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
@@ -140,179 +138,6 @@ def make_plan(stand_in: bool, budget_s: float | None) -> Plan:
     )
 
 
-@dataclass
-class GoalRow:
-    check: str
-    model: str
-    measured: str
-    goal: str
-    status: str  # PASS | FAIL | SKIP
-    value: float | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def _pct(x: float) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x * 100:.2f} %"
-
-
-def overhead_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
-    if result is None:
-        return [
-            GoalRow(
-                "overhead tokens/s infer/bare",
-                role,
-                reason,
-                f">= {GOAL_TOKENS_PER_S_RATIO_MIN}",
-                "SKIP",
-            ),
-            GoalRow(
-                "overhead J/token infer/bare",
-                role,
-                reason,
-                f"1 +- {GOAL_J_PER_TOKEN_WITHIN}",
-                "SKIP",
-            ),
-        ]
-    tps, jpt = result["tokens_per_s_ratio"], result["j_per_token_ratio"]
-    return [
-        GoalRow(
-            "overhead tokens/s infer/bare",
-            role,
-            f"{tps['median']:.4f} (CI {tps['ci_low']:.4f}-{tps['ci_high']:.4f}, {tps['n']} rounds)",
-            f">= {GOAL_TOKENS_PER_S_RATIO_MIN}",
-            _verdict(result["pass_tokens_per_s"]),
-            tps["median"],
-        ),
-        GoalRow(
-            "overhead J/token infer/bare",
-            role,
-            f"{jpt['median']:.4f} (CI {jpt['ci_low']:.4f}-{jpt['ci_high']:.4f}, {jpt['n']} rounds)",
-            f"1 +- {GOAL_J_PER_TOKEN_WITHIN}",
-            _verdict(result["pass_j_per_token"]),
-            jpt["median"],
-        ),
-    ]
-
-
-def repeat_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
-    rows = []
-    for task in REPEAT_TASKS:
-        check = f"repeatability J/token CV, {task}"
-        goal = f"<= {GOAL_REPEAT_CV_MAX:.0%}"
-        per = (result or {}).get("tasks", {}).get(task)
-        if per is None:
-            rows.append(GoalRow(check, role, reason or "not run", goal, "SKIP"))
-            continue
-        value = per["j_per_token_cv"]
-        rows.append(
-            GoalRow(
-                check,
-                role,
-                f"{_pct(value)} over {per['repetitions']} reps ({per['j_per_token_mean']:.4g} J/token)",
-                goal,
-                _verdict(math.isfinite(value) and value <= GOAL_REPEAT_CV_MAX),
-                value,
-            )
-        )
-    return rows
-
-
-def tick_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
-    check, goal = "tick-aligned vs random-phase window energy CV", "tick < random"
-    if result is None:
-        return [GoalRow(check, role, reason, goal, "SKIP")]
-    tick, rand = result["tick_aligned"], result["random_phase"]
-    return [
-        GoalRow(
-            check,
-            role,
-            f"{_pct(tick['energy_cv'])} vs {_pct(rand['energy_cv'])} "
-            f"({result['windows_per_kind']} x {result['periods_per_window']:g} periods)",
-            goal,
-            _verdict(result["pass"]),
-            tick["energy_cv"],
-        )
-    ]
-
-
-def repeatability(
-    cfg: Config,
-    *,
-    gen: Any,
-    meter: EnergyMeter,
-    clocks: Any,
-    device: Any,
-    plan: Plan,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """`plan.repetitions` repetitions of the same requests per task shape through InferenceRun
-    (the stage's warm-up, windows, records); J/token per repetition and its CV per task."""
-    raw = restrict_tasks(cfg.raw, REPEAT_TASKS)
-    raw["infer"] = {
-        **raw["infer"],
-        "repetitions": plan.repetitions,
-        "output_mode": "fixed",  # the same token count every repetition
-        "output_tokens": None,  # each task's own length
-        "batch_size": 1,
-        "warmup_max_s": plan.runner_warmup_max_s,
-    }
-    rcfg = load_config(raw)
-    items = {t: sample_items(rcfg, t, plan.repeat_items) for t in REPEAT_TASKS}
-    sink = RowSink()
-    t0 = time.perf_counter()
-    run = InferenceRun(
-        rcfg,
-        generator=gen,
-        meter=meter,
-        clocks=clocks,
-        device=device,
-        items_by_task=items,
-        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
-        write=sink,
-    )
-    totals = run.run()
-    ok = [r for r in sink.rows if r["status"] == "ok"]
-    tasks: dict[str, Any] = {}
-    for task in REPEAT_TASKS:
-        per_rep: dict[int, list[dict[str, Any]]] = {}
-        for r in ok:
-            if r["task"] == task:
-                per_rep.setdefault(int(r["rep"]), []).append(r)
-        jpt = [
-            sum(float(r["energy_j"]) for r in rows) / sum(int(r["output_tokens"]) for r in rows)
-            for _, rows in sorted(per_rep.items())
-        ]
-        tasks[task] = {
-            "repetitions": len(jpt),
-            "j_per_token": jpt,
-            "j_per_token_mean": statistics.fmean(jpt) if jpt else math.nan,
-            "j_per_token_cv": cv(jpt),
-            "windows_untrusted": sum(
-                1 for r in ok if r["task"] == task and not r["window_trusted"]
-            ),
-            "window_s": [float(r["window_s"]) for r in ok if r["task"] == task],
-            "window_repeats": [int(r["window_repeats"]) for r in ok if r["task"] == task],
-        }
-        log(f"  {task}: J/token CV {_pct(tasks[task]['j_per_token_cv'])} over {len(jpt)} reps")
-    warm = run.warmup_record
-    return {
-        "model": cfg.model.name,
-        "tasks": tasks,
-        "requests_ok": len(ok),
-        "requests_failed": totals.requests_failed,
-        "warnings": list(totals.warnings),
-        "runner_warmup": warm.to_dict() if warm is not None else None,
-        "elapsed_s": time.perf_counter() - t0,
-    }
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
@@ -332,17 +157,6 @@ def _environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         env["cuda_device"] = torch.cuda.get_device_name(0)
     return env
-
-
-def print_table(rows: Sequence[GoalRow], out: Callable[[str], None] = print) -> None:
-    headers = ("check", "model", "measured", "goal", "result")
-    cells = [(r.check, r.model, r.measured, r.goal, r.status) for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out(line)
-    out("  ".join("-" * w for w in widths))
-    for c in cells:
-        out("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
 
 
 # (phase, model role, estimated seconds on the GPU, on the stand-in); run in this order.
@@ -384,17 +198,11 @@ def run_acceptance(
         workdir = Path(tmp)
         state_dir = workdir / "state"
         base_cfg = cfgs["gpt2"]
-        device = open_benchmark_device(base_cfg, state_dir, update_period_s=plan.update_period_s)
-        with (
+        with observed_device(base_cfg, state_dir, update_period_s=plan.update_period_s) as (
             device,
-            ClockSession(
-                device,
-                control="observe",
-                journal_dir=state_dir / "journal",
-                on_other_processes=base_cfg.gpu.on_other_processes,
-            ) as clocks,
+            clocks,
+            meter,
         ):
-            meter = meter_for(base_cfg, device)
             period_s = meter.measure_update_period_s()
             log(
                 f"device: {device.name()} ({device.backend}, {device.energy_source}); counter "
@@ -411,7 +219,7 @@ def run_acceptance(
                     reason = f"time budget: {left_s():.0f} s left, ~{est_s:.0f} s needed"
                     results["skipped"].append({"phase": phase, "model": role, "reason": reason})
                     log(f"{phase} {role}: SKIP ({reason})")
-                    rows += _skip_rows(phase, role, reason)
+                    rows += skip_rows(phase, role, reason)
                     continue
                 cfg = cfgs[role]
                 if role not in gens:
@@ -462,7 +270,7 @@ def run_acceptance(
             "all",
             f"{elapsed:.0f} s",
             f"<= {limit_s:.0f} s",
-            _verdict(elapsed <= limit_s),
+            verdict(elapsed <= limit_s),
             elapsed,
         )
     )
@@ -490,14 +298,6 @@ def run_acceptance(
     print_table(rows, log)
     log(f"\n{'ALL PASS' if report['all_pass'] else 'NOT ALL PASS'}; results: {out_path}")
     return report
-
-
-def _skip_rows(phase: str, role: str, reason: str) -> list[GoalRow]:
-    if phase == "overhead":
-        return overhead_rows(role, None, reason)
-    if phase == "repeat":
-        return repeat_rows(role, None, reason)
-    return tick_rows(role, None, reason)
 
 
 def _tick(

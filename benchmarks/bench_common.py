@@ -9,8 +9,10 @@ datasets, evaluate or codecarbon at module level (tests/test_benchmarks.py block
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -163,6 +165,66 @@ def meter_for(cfg: Config, device: Any) -> Any:
         min_window_s=cfg.gpu.min_window_s,
         tick_align=cfg.gpu.tick_align,
     )
+
+
+@contextlib.contextmanager
+def observed_device(
+    cfg: Config, state_dir: Path, *, update_period_s: float | None = None
+) -> Iterator[tuple[Any, Any, Any]]:
+    """(device, observe-only clock session, meter) for one benchmark; nothing is set."""
+    from llm_energy.hw import ClockSession
+
+    device = open_benchmark_device(cfg, state_dir, update_period_s=update_period_s)
+    with (
+        device,
+        ClockSession(
+            device,
+            control="observe",
+            journal_dir=state_dir / "journal",
+            on_other_processes=cfg.gpu.on_other_processes,
+        ) as clocks,
+    ):
+        yield device, clocks, meter_for(cfg, device)
+
+
+def write_result(out: Path | None, result: Mapping[str, Any]) -> None:
+    """A benchmark's result as JSON at `out`, when one was asked for."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def make_workspace(ws: Path, env: Mapping[str, str]) -> Path:
+    """The working tree (no outputs) as a fresh git repo whose default experiment is `ci`
+    (benchmarks/scaling.py and the queue tests run whole pipelines in it)."""
+    import subprocess
+
+    import yaml
+
+    from llm_energy.cli import compose_params
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file() and not rel.startswith(
+            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
+        ):
+            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, ws / rel)
+    config = ws / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("  - experiment: default", "  - experiment: ci"))
+    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
+    ):
+        subprocess.run(cmd, cwd=ws, env=dict(env), check=True, capture_output=True)
+    return ws
 
 
 # ---------------------------------------------------------------------------- warm-up
@@ -332,8 +394,10 @@ __all__ = [
     "build_generator",
     "counter_edge",
     "cv",
+    "make_workspace",
     "median_ratio",
     "meter_for",
+    "observed_device",
     "open_benchmark_device",
     "require_observe",
     "restrict_tasks",
@@ -341,4 +405,5 @@ __all__ = [
     "sample_items",
     "sample_texts",
     "warm_until_steady",
+    "write_result",
 ]

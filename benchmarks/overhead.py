@@ -25,7 +25,6 @@ Goals: infer tokens/s >= 0.99x bare; J/token within +-2 % of bare.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -41,16 +40,16 @@ from bench_common import (
     benchmark_params,
     build_generator,
     median_ratio,
-    meter_for,
-    open_benchmark_device,
+    observed_device,
     require_observe,
     restrict_tasks,
     round_window,
     sample_items,
     warm_until_steady,
+    write_result,
 )
 from llm_energy.config import Config, load_config
-from llm_energy.hw import ClockSession, EnergyMeter
+from llm_energy.hw import EnergyMeter
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import project_paths
 from llm_energy.runtime.runner import InferenceRun
@@ -371,17 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_observe(cfg)
     with tempfile.TemporaryDirectory(prefix="llm-energy-overhead-") as tmp:
         state_dir = Path(tmp) / "state"
-        device = open_benchmark_device(cfg, state_dir, update_period_s=period)
-        with (
-            device,
-            ClockSession(
-                device,
-                control="observe",
-                journal_dir=state_dir / "journal",
-                on_other_processes=cfg.gpu.on_other_processes,
-            ) as clocks,
-        ):
-            meter = meter_for(cfg, device)
+        with observed_device(cfg, state_dir, update_period_s=period) as (device, clocks, meter):
             meter.measure_update_period_s()
             gen = build_generator(cfg, device, Path(tmp))
             result = run_overhead(
@@ -404,9 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  J/token ratio  {jpt['median']:.4f} (95 % CI {jpt['ci_low']:.4f}-{jpt['ci_high']:.4f})"
         f"  goal 1 +- {GOAL_J_PER_TOKEN_WITHIN}"
     )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(args.out, result)
     return 0
 
 

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,41 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from llm_energy.cli import compose_params  # noqa: E402
+from bench_common import make_workspace  # noqa: E402
 from llm_energy.progress import parse_iso  # noqa: E402
 
 CAPS = "[1005,1305,1605,1905]"
-
-
-def make_workspace(ws: Path, env: dict[str, str]) -> None:
-    """The working tree without outputs, as a fresh git repo whose default experiment is ci."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        if (ROOT / rel).is_file() and not rel.startswith(
-            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
-        ):
-            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, ws / rel)
-    config = ws / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("  - experiment: default", "  - experiment: ci"))
-    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
-    ):
-        subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:

@@ -47,6 +47,7 @@ from bench_common import (
     require_observe,
     sample_items,
     warm_until_steady,
+    write_result,
 )
 from llm_energy.config import load_config
 from llm_energy.hw import EnergyMeter
@@ -234,9 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=cfg.meta.seed,
             )
     print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2, default=str))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(args.out, result)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from _common import StageError, log, run_stage
 from llm_energy.analysis.figure_style import energy_kind_banner, figure_png_bytes
 from llm_energy.analysis.figures import power_timeline, standard_figures
-from llm_energy.analysis.report import build_html, build_markdown
+from llm_energy.analysis.report import build_markdown
+from llm_energy.analysis.report_html import build_html
 from llm_energy.analysis.report_sections import MULTI_CLOCK_FIGURES, n_clock_levels
 from llm_energy.config import Config
 from llm_energy.io.files import (

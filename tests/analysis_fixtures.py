@@ -280,6 +280,25 @@ def groups_to_requests(
     return as_records(pd.DataFrame(rows))
 
 
+def window_row(
+    window_id: int, freq: float | None, batch_size: int, **columns: Any
+) -> dict[str, Any]:
+    """One ok request of a trusted window at clock `freq` (model m, task t, eager), plus `columns`."""
+    return {
+        "run_id": "r",
+        "window_id": window_id,
+        "model": "m",
+        "task": "t",
+        "engine": "eager",
+        "batch_size": batch_size,
+        "freq_requested_mhz": freq,
+        "freq_applied_mhz": freq,
+        "status": "ok",
+        "window_trusted": True,
+        **columns,
+    }
+
+
 def batched_window_requests(
     windows: Sequence[tuple[float | None, float, Sequence[int]]],
     *,
@@ -300,32 +319,25 @@ def batched_window_requests(
         n = len(outputs)
         for i, n_out in enumerate(outputs):
             rows.append(
-                {
-                    "run_id": "r",
-                    "window_id": window,
-                    "model": "m",
-                    "task": "t",
-                    "engine": "eager",
-                    "batch_size": n,
-                    "input_tokens_target": 64,
-                    "output_tokens_target": 16,  # natural lengths up to a cap
-                    "item_id": f"{item_prefix}-{slot}-{i}",
-                    "rep": 0,
-                    "freq_requested_mhz": freq,
-                    "freq_applied_mhz": freq,
-                    "energy_source": SOURCE_BY_KIND[energy_kind],
-                    "energy_kind": energy_kind,
-                    "status": "ok",
-                    "window_energy_j": energy,
-                    "window_s": latency_s * window_repeats,
-                    "window_repeats": window_repeats,
-                    "energy_j": energy / (n * window_repeats),
-                    "output_tokens": int(n_out),
-                    "input_tokens": 64,
-                    "latency_s": latency_s,
-                    "window_trusted": True,
-                    "cap_held": None if freq is None else True,
-                }
+                window_row(
+                    window,
+                    freq,
+                    n,
+                    input_tokens_target=64,
+                    output_tokens_target=16,  # natural lengths up to a cap
+                    item_id=f"{item_prefix}-{slot}-{i}",
+                    rep=0,
+                    energy_source=SOURCE_BY_KIND[energy_kind],
+                    energy_kind=energy_kind,
+                    window_energy_j=energy,
+                    window_s=latency_s * window_repeats,
+                    window_repeats=window_repeats,
+                    energy_j=energy / (n * window_repeats),
+                    output_tokens=int(n_out),
+                    input_tokens=64,
+                    latency_s=latency_s,
+                    cap_held=None if freq is None else True,
+                )
             )
     return as_records(pd.DataFrame(rows))
 
@@ -357,24 +369,17 @@ def batched_windows(levels: dict[float | None, list[float]], batch: int) -> pd.D
             window += 1
             for _ in range(batch):  # every request of a window shares its reading
                 rows.append(
-                    {
-                        "run_id": "r",
-                        "window_id": window,
-                        "model": "m",
-                        "task": "t",
-                        "engine": "eager",
-                        "batch_size": batch,
-                        "input_tokens_target": None,
-                        "output_tokens_target": 8,
-                        "freq_requested_mhz": freq,
-                        "freq_applied_mhz": freq,
-                        "energy_kind": "measured",
-                        "status": "ok",
-                        "energy_j": value * 8,
-                        "output_tokens": 8,
-                        "window_trusted": True,
-                        "cap_held": True,
-                        "latency_s": 1.0,
-                    }
+                    window_row(
+                        window,
+                        freq,
+                        batch,
+                        input_tokens_target=None,
+                        output_tokens_target=8,
+                        energy_kind="measured",
+                        energy_j=value * 8,
+                        output_tokens=8,
+                        cap_held=True,
+                        latency_s=1.0,
+                    )
                 )
     return as_records(pd.DataFrame(rows))

@@ -1,17 +1,30 @@
-"""Shared test helpers: compose the real config and shrink it; tasks from conf/task over a patch."""
+"""Shared test helpers: compose the real config and shrink it; tasks from conf/task over a patch;
+the study settings bound into the hardware classes; a patched NVML."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import llm_energy.hw as hw
+import llm_energy.hw.control as control
+import llm_energy.hw.nvml as nvml_mod
 from llm_energy.cli import compose_params
 from llm_energy.config import TASK_KINDS, Config, TaskConfig
+from llm_energy.hw.base import Device
+from llm_energy.hw.cpu import CpuDevice as CpuDevice_
+from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import project_paths
+from llm_energy.plan import WindowFacts
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -50,3 +63,129 @@ def task_config(patch: Mapping[str, Any] | TaskConfig) -> TaskConfig:
     base = yaml.safe_load((CONF / "task" / f"{base_name}.yaml").read_text())[base_name]
     raw = merged(base, patch)
     return TaskConfig.parse(f"task.{raw.get('name')}", raw)
+
+
+# The study settings from conf/ (their only home), bound once for every test; a test's own
+# keywords override them.
+PARAMS = compose()
+GPU = PARAMS["gpu"]
+COUNTRY = PARAMS["emissions"]["country_iso_code"]
+ClockSession = partial(hw.ClockSession, on_other_processes=GPU["on_other_processes"])
+EnergyMeter = partial(
+    hw.EnergyMeter,
+    min_window_periods=GPU["min_window_periods"],
+    min_window_s=GPU["min_window_s"],
+    tick_align=GPU["tick_align"],
+)
+open_device = partial(
+    hw.open_device,
+    wait_for_gpu_s=GPU["wait_for_gpu_s"],
+    simulated_count=GPU["simulated_count"],
+    simulated_gpu=GPU["simulated_gpu"],
+    simulated_alpha=GPU["simulated_alpha"],
+    simulated_utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+    country_iso_code=COUNTRY,
+)
+SimulatedDevice = partial(
+    SimulatedDevice_,
+    gpu=GPU["simulated_gpu"],
+    alpha=GPU["simulated_alpha"],
+    utilization=GPU["simulated_utilization"],
+    seed=PARAMS["meta"]["seed"],
+)
+CpuDevice = partial(CpuDevice_, country_iso_code=COUNTRY)
+# The same settings for a child process, as lines of Python it runs first: DEVICE, SESSION and
+# METER hold the keywords of open_device, ClockSession and EnergyMeter.
+CHILD_SETTINGS = (
+    "\n".join(
+        f"{name} = {fn.keywords!r}"
+        for name, fn in {
+            "DEVICE": open_device,
+            "SESSION": ClockSession,
+            "METER": EnergyMeter,
+        }.items()
+    )
+    + "\n"
+)
+
+
+def busy(seconds: float) -> None:
+    """Keep the CPU busy (not asleep) for `seconds`, as a kernel keeps a GPU busy."""
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        pass
+
+
+def sim(state_dir: Path, index: int = 0, **kw: Any) -> SimulatedDevice_:
+    """A noiseless simulated GPU keeping its state under `state_dir`."""
+    kw.setdefault("noise_rel", 0.0)
+    return SimulatedDevice(index, state_dir=state_dir, **kw)
+
+
+def patch_nvml(monkeypatch: Any, fake: Any, *, privileged: bool = False) -> Any:
+    """Make the NVML backend talk to `fake` (all GPUs visible); `privileged` lets it set clocks."""
+    monkeypatch.setattr(nvml_mod, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if privileged:
+        monkeypatch.setattr(control, "has_clock_privilege", lambda: True)
+    return fake
+
+
+def die_holding_a_cap(state: Path, settings: Mapping[str, Any], on_other_processes: str) -> None:
+    """A child locks simulated GPU 0 at 1200 MHz under `state` (open_device keywords `settings`)
+    and dies without any cleanup (os._exit skips finally, atexit and handlers): its journal stays
+    pending and the clock stays locked."""
+    child = (
+        "import os; from pathlib import Path; import llm_energy.hw as hw;"
+        f"s = Path({str(state)!r});"
+        f"d = hw.open_device('simulated', 0, state_dir=s, **{dict(settings)!r});"
+        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
+        f" on_other_processes={on_other_processes!r}).__enter__(); os._exit(9)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    assert subprocess.run([sys.executable, "-c", child], env=env).returncode == 9
+
+
+class FakeGpu(Device):
+    """A fake GPU behind an NVML-like counter with an H200's SM clocks; `label` names it
+    (uuid GPU-<label>) and a subclass supplies the readings."""
+
+    backend = "fake"
+    label = "fake"
+
+    @property
+    def energy_source(self) -> str:
+        return "nvml"
+
+    def uuid(self) -> str:
+        return f"GPU-{self.label}"
+
+    def name(self) -> str:
+        return self.label
+
+    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
+        return list(range(1980, 344, -15))
+
+
+def window_facts(**kw: object) -> WindowFacts:
+    """A trusted NVML window at a held 1200 MHz cap; `kw` change any of its facts."""
+    base = dict(
+        window_id=1,
+        window_energy_j=12.0,
+        window_s=2.0,
+        window_repeats=3,
+        window_trusted=True,
+        energy_source="nvml",
+        idle_power_w=1.0,
+        freq_requested_mhz=1200,
+        freq_applied_mhz=1200,
+        sm_clock_mean_mhz=1200.0,
+        sm_clock_min_mhz=1185.0,
+        mem_clock_mhz=3201.0,
+        clock_event_reasons=0,
+        temperature_c=40.0,
+        cap_held=True,
+    )
+    base.update(kw)
+    return WindowFacts(**base)  # type: ignore[arg-type]

@@ -5,25 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import math
-from functools import partial
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from helpers import compose
+from analysis_settings import compare_experiments
 from llm_energy.analysis.compare import (
     COMPARE_COLUMNS,
     experiments_from_dvc_json,
 )
-from llm_energy.analysis.compare import (
-    compare_experiments as compare_experiments_,
-)
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-compare_experiments = partial(compare_experiments_, latency_budget_pct=STATS["latency_budget_pct"])
 
 # (freq or None, J/token, p50 latency s)
 POINTS: dict[str, tuple[float | None, float, float]] = {

@@ -4,7 +4,6 @@ single points."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,19 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis_fixtures import as_records, sweep_requests
-from helpers import compose
+from analysis_settings import summarize
 from llm_energy.analysis import figure_style as S
 from llm_energy.analysis import figures as F
 from llm_energy.analysis.records import freq_label
-from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import pareto_frontier
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
 
 SWEEP = (None, 1800.0, 1400.0, 1000.0)
 

@@ -3,30 +3,12 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis_fixtures import as_records, sweep_requests
-from helpers import compose
-from llm_energy.analysis.regression import energy_ols as energy_ols_
-from llm_energy.analysis.significance import frequency_effect as frequency_effect_
-from llm_energy.analysis.significance import spearman_lengths as spearman_lengths_
-from llm_energy.analysis.summary import summarize as summarize_
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
-frequency_effect = partial(
-    frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
-)
-spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
+from analysis_settings import energy_ols, frequency_effect, spearman_lengths, summarize
 
 SLOPE_J_PER_MHZ = 0.01
 OFFSET_J = 10.0  # card B draws 10 J more per request than card A at every clock

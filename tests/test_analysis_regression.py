@@ -4,7 +4,6 @@ CR1 sandwich formula."""
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -13,14 +12,8 @@ import statsmodels.api as sm
 from scipy import stats
 
 from analysis_fixtures import as_records, sweep_requests
-from helpers import compose
+from analysis_settings import energy_ols
 from llm_energy.analysis.regression import COEF_COLUMNS
-from llm_energy.analysis.regression import energy_ols as energy_ols_
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
 
 
 def _linear_requests(n: int = 60, seed: int = 0) -> pd.DataFrame:

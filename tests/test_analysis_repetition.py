@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -11,20 +10,12 @@ import pytest
 from scipy import stats
 
 from analysis_fixtures import sweep_requests
-from helpers import compose
+from analysis_settings import repetition_effect
 from llm_energy.analysis.repetition import (
     REPETITION_COLUMNS,
     repetition_headline,
 )
-from llm_energy.analysis.repetition import (
-    repetition_effect as repetition_effect_,
-)
 from llm_energy.analysis.report import build_markdown, repetition_warning
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-repetition_effect = partial(repetition_effect_, alpha=STATS["alpha"])
 
 
 def test_cold_start_three_times_slower_is_flagged() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import partial
 from html.parser import HTMLParser
 from importlib import resources
 
@@ -13,11 +12,17 @@ import pandas as pd
 import pytest
 
 from analysis_fixtures import sweep_requests
-from helpers import compose
+from analysis_settings import (
+    energy_ols,
+    frequency_effect,
+    pairwise_vs_default,
+    recommend_cap,
+    spearman_lengths,
+    summarize,
+)
 from llm_energy.analysis.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
 from llm_energy.analysis.figures import energy_vs_freq
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.regression import energy_ols as energy_ols_
 from llm_energy.analysis.report import (
     build_html,
     build_markdown,
@@ -27,35 +32,7 @@ from llm_energy.analysis.report import (
 )
 from llm_energy.analysis.report_sections import metric_unit
 from llm_energy.analysis.report_sentences import fmt_num
-from llm_energy.analysis.significance import frequency_effect as frequency_effect_
-from llm_energy.analysis.significance import pairwise_vs_default as pairwise_vs_default_
-from llm_energy.analysis.significance import spearman_lengths as spearman_lengths_
-from llm_energy.analysis.summary import summarize as summarize_
-from llm_energy.analysis.tradeoff import recommend_cap as recommend_cap_
 from llm_energy.analysis.tradeoff import savings_headline
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
-frequency_effect = partial(
-    frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
-)
-pairwise_vs_default = partial(
-    pairwise_vs_default_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
-)
-spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
-recommend_cap = partial(
-    recommend_cap_,
-    latency_budget_pct=STATS["latency_budget_pct"],
-    n_boot=STATS["n_boot"],
-    seed=STATS["seed"],
-    ci_level=AGGREGATE["ci_level"],
-    min_samples=STATS["min_samples"],
-)
 
 TINY_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -188,14 +165,24 @@ def pipeline() -> dict:
     return {"req": req, "summary": summary, "recs": recs, "tables": tables, "headline": headline}
 
 
+def pipeline_markdown(
+    pipeline: dict,
+    figures: dict[str, str] | None = None,
+    banner: str | None = None,
+    **kw: object,
+) -> str:
+    """The report markdown of the `pipeline` fixture's results."""
+    p = pipeline
+    return build_markdown(
+        p["summary"], p["tables"], p["recs"], p["headline"], figures or {}, banner, **kw
+    )
+
+
 def test_build_markdown_from_pipeline(pipeline: dict) -> None:
-    md = build_markdown(
-        pipeline["summary"],
-        pipeline["tables"],
-        pipeline["recs"],
-        pipeline["headline"],
+    md = pipeline_markdown(
+        pipeline,
         {"energy_vs_freq": "figures/energy_vs_freq.png"},
-        "Simulated GPU model: h200.",
+        banner="Simulated GPU model: h200.",
     )
     assert md.startswith("# ")
     assert SIMULATED_LABEL in md.split("## Findings")[0]  # banner before the findings
@@ -282,14 +269,7 @@ def test_markdown_to_html_reaches_nothing_outside() -> None:
 
 def test_build_html_self_contained(pipeline: dict) -> None:
     png = figure_png_bytes(energy_vs_freq(pipeline["summary"]), dpi=30)
-    md = build_markdown(
-        pipeline["summary"],
-        pipeline["tables"],
-        pipeline["recs"],
-        pipeline["headline"],
-        {"energy_vs_freq": "figures/energy_vs_freq.png"},
-        None,
-    )
+    md = pipeline_markdown(pipeline, {"energy_vs_freq": "figures/energy_vs_freq.png"})
     page = build_html(md, {"energy_vs_freq": png, "extra": TINY_PNG})
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("data:image/png;base64,") == 2  # referenced one in place + the extra appended
@@ -346,14 +326,8 @@ TEMPLATES = resources.files("llm_energy.analysis") / "templates"
 def test_report_renders_through_the_templates(pipeline: dict) -> None:
     for name in ("report.md.j2", "report.html.j2", "figure.html.j2", "report.css"):
         assert (TEMPLATES / name).is_file(), name  # shipped as package data
-    md = build_markdown(
-        pipeline["summary"],
-        pipeline["tables"],
-        pipeline["recs"],
-        pipeline["headline"],
-        {"energy_vs_freq": "figures/energy_vs_freq.png"},
-        None,
-        run_info=RUN_INFO,
+    md = pipeline_markdown(
+        pipeline, {"energy_vs_freq": "figures/energy_vs_freq.png"}, run_info=RUN_INFO
     )
     # every section the template names is there, in the template's order
     sections = re.findall(r"^## ([A-Za-z ]+)", (TEMPLATES / "report.md.j2").read_text(), re.M)
@@ -372,13 +346,10 @@ def test_html_parses_and_is_self_contained(pipeline: dict) -> None:
         "energy_vs_freq": figure_png_bytes(energy_vs_freq(pipeline["summary"]), dpi=30),
         "pareto": TINY_PNG,
     }
-    md = build_markdown(
-        pipeline["summary"],
-        pipeline["tables"],
-        pipeline["recs"],
-        pipeline["headline"],
+    md = pipeline_markdown(
+        pipeline,
         {name: f"figures/{name}.png" for name in figures},
-        "Simulated GPU model: h200.",
+        banner="Simulated GPU model: h200.",
     )
     page = _page(build_html(md, {**figures, "unreferenced": TINY_PNG}))
     assert len(page.images) == 3
@@ -438,9 +409,7 @@ def _section(md: str, title: str) -> str:
 
 
 def test_opening_answers_the_question(pipeline: dict) -> None:
-    md = build_markdown(
-        pipeline["summary"], pipeline["tables"], pipeline["recs"], pipeline["headline"], {}, None
-    )
+    md = pipeline_markdown(pipeline)
     assert md.index("## Summary") < md.index("## Findings")
     opening = _section(md, "Summary")
     assert len(re.findall(r"^\|(?:-+\|)+$", opening, re.M)) == 1  # exactly one table

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -19,33 +18,11 @@ from analysis_fixtures import (
     groups_to_requests,
     sweep_requests,
 )
-from helpers import compose
-from llm_energy.analysis.regression import energy_ols as energy_ols_
+from analysis_settings import energy_ols, frequency_effect, pairwise_vs_default, spearman_lengths
 from llm_energy.analysis.significance import (
     FREQUENCY_EFFECT_COLUMNS,
     PAIRWISE_COLUMNS,
 )
-from llm_energy.analysis.significance import (
-    frequency_effect as frequency_effect_,
-)
-from llm_energy.analysis.significance import (
-    pairwise_vs_default as pairwise_vs_default_,
-)
-from llm_energy.analysis.significance import (
-    spearman_lengths as spearman_lengths_,
-)
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-energy_ols = partial(energy_ols_, ci_level=AGGREGATE["ci_level"])
-frequency_effect = partial(
-    frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
-)
-pairwise_vs_default = partial(
-    pairwise_vs_default_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
-)
-spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
 
 HAND = {None: [7.0, 8.0, 9.0], 1200.0: [4.0, 5.0, 6.0], 900.0: [1.0, 2.0, 3.0]}
 
@@ -142,15 +119,20 @@ def _holm(pvals: list[float]) -> list[float]:
     return adjusted
 
 
+def normal_groups(
+    seed: int, mean_sd: dict[float | None, tuple[float, float]], n: int = 12
+) -> tuple[dict[float | None, np.ndarray], pd.DataFrame]:
+    """`n` seeded normal draws per clock (mean, sd), and the same values as requests."""
+    rng = np.random.default_rng(seed)
+    groups = {freq: rng.normal(mean, sd, n) for freq, (mean, sd) in mean_sd.items()}
+    return groups, groups_to_requests({k: v.tolist() for k, v in groups.items()})
+
+
 def test_pairwise_welch_holm_against_manual() -> None:
-    rng = np.random.default_rng(2)
-    groups = {
-        None: rng.normal(10.0, 1.0, 12),
-        1500.0: rng.normal(10.3, 1.0, 12),
-        1200.0: rng.normal(9.0, 1.0, 12),
-        900.0: rng.normal(8.0, 1.0, 12),
-    }
-    table = pairwise_vs_default(groups_to_requests({k: v.tolist() for k, v in groups.items()}))
+    groups, req = normal_groups(
+        2, {None: (10.0, 1.0), 1500.0: (10.3, 1.0), 1200.0: (9.0, 1.0), 900.0: (8.0, 1.0)}
+    )
+    table = pairwise_vs_default(req)
     assert list(table.columns) == PAIRWISE_COLUMNS
     assert (table["test"] == "welch_t").all()
     assert (table["baseline"] == "default").all()
@@ -237,13 +219,8 @@ def test_spearman_on_sweep_finds_output_length_effect() -> None:
 
 
 def test_welch_anova_for_unequal_variances_against_statsmodels_and_formula() -> None:
-    rng = np.random.default_rng(5)
-    groups = {
-        None: rng.normal(10.0, 0.2, 12),
-        1500.0: rng.normal(10.3, 2.0, 12),
-        1000.0: rng.normal(9.0, 4.0, 12),
-    }
-    res = frequency_effect(groups_to_requests({k: v.tolist() for k, v in groups.items()})).iloc[0]
+    groups, req = normal_groups(5, {None: (10.0, 0.2), 1500.0: (10.3, 2.0), 1000.0: (9.0, 4.0)})
+    res = frequency_effect(req).iloc[0]
     assert res["test"] == "welch_anova"  # not Kruskal–Wallis: it does not fix unequal variances
     assert "Levene rejects equal variances" in res["test_reason"]
     ref = anova_oneway(list(groups.values()), use_var="unequal", welch_correction=True)

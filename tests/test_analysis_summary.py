@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from analysis_fixtures import (
     minimal_requests,
     sweep_requests,
 )
-from helpers import compose
+from analysis_settings import summarize
 from llm_energy.analysis.bootstrap import bootstrap_mean_replicates, percentile_ci
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.records import (
@@ -29,15 +28,7 @@ from llm_energy.analysis.records import (
     exclusion_flags,
     parse_clock_event_reasons,
 )
-from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.windows import window_table
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
 
 
 def test_throttle_mask_uses_nvml_bit_values() -> None:

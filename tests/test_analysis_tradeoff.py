@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -16,32 +15,13 @@ from analysis_fixtures import (
     sweep_requests,
     true_j_per_token,
 )
-from helpers import compose
+from analysis_settings import recommend_cap, summarize
 from llm_energy.analysis.selection import LevelWindows, select_cap
-from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import (
     RECOMMEND_COLUMNS,
     pareto_frontier,
     pareto_mask,
     savings_headline,
-)
-from llm_energy.analysis.tradeoff import (
-    recommend_cap as recommend_cap_,
-)
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
-recommend_cap = partial(
-    recommend_cap_,
-    latency_budget_pct=STATS["latency_budget_pct"],
-    n_boot=STATS["n_boot"],
-    seed=STATS["seed"],
-    ci_level=AGGREGATE["ci_level"],
-    min_samples=STATS["min_samples"],
 )
 
 SWEEP = (None, 1900.0, 1700.0, 1400.0, 1100.0)

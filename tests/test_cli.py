@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import die_holding_a_cap
 from llm_energy.cli import main
 from llm_energy.hw import TOOL_SETTINGS, open_device
 
@@ -33,18 +31,7 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
-    # A run that dies without any cleanup (os._exit skips finally, atexit and handlers).
-    child = (
-        "import os, sys; from pathlib import Path; import llm_energy.hw as hw;"
-        f"s = Path({str(state)!r}); d = hw.open_device('simulated', 0, state_dir=s, **hw.TOOL_SETTINGS);"
-        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal', on_other_processes='warn').__enter__(); os._exit(9)"
-    )
-    assert (
-        subprocess.run(
-            [sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": str(REPO / "src")}
-        ).returncode
-        == 9
-    )
+    die_holding_a_cap(state, TOOL_SETTINGS, on_other_processes="warn")
     assert (
         open_device("simulated", 0, state_dir=state, **TOOL_SETTINGS).clock_state().sm_locked_mhz
         == 1200

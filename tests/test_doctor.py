@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import types
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +13,12 @@ import pytest
 import llm_energy.hw.cpu as cpu_mod
 import llm_energy.hw.nvml as nvml_mod
 import llm_energy.hw.probe as probe_mod
-from helpers import compose
+from helpers import PARAMS, die_holding_a_cap, open_device, patch_nvml
 from llm_energy.cli import main
 from llm_energy.config import apply_overrides, load_config
 from llm_energy.doctor import Unavailable, build_report, cap_sentences, lock_problem
-from llm_energy.hw import open_device as open_device_
 from llm_energy.io.files import read_yaml
 from test_hw_nvml import FakeNvml, nvml_error
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,9 +33,14 @@ def root(tmp_path: Path) -> Path:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
     f = FakeNvml()
     f.energy_step_mj = 1_000  # the counter moves on every read: the period probe ends at once
-    monkeypatch.setattr(nvml_mod, "pynvml", f)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return f
+    return patch_nvml(monkeypatch, f)
+
+
+@pytest.fixture
+def root_fake(fake: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
+    """The fake NVML host, run as root: clocks could be set."""
+    monkeypatch.setattr(probe_mod, "has_clock_privilege", lambda: True)
+    return fake
 
 
 def _no_rapl(*_a: Any, **_k: Any) -> Any:
@@ -91,12 +77,9 @@ def test_simulated_backend_is_ready(root: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_nvml_as_root_lists_versions_clocks_and_processes(
-    root: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    fake: FakeNvml,
+    root: Path, capsys: pytest.CaptureFixture[str], root_fake: FakeNvml
 ) -> None:
-    monkeypatch.setattr(probe_mod, "has_clock_privilege", lambda: True)
+    fake = root_fake
     fake.procs = [types.SimpleNamespace(pid=4242, usedGpuMemory=2**30)]  # type: ignore[list-item]
     code, out = doctor(root, capsys, "gpu.backend=nvml", "gpu.freq=1210")
     assert code == 0, out
@@ -123,12 +106,9 @@ def test_nvml_without_privilege_is_refused(
 
 
 def test_nvml_not_supported_read_shows_na(
-    root: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    fake: FakeNvml,
+    root: Path, capsys: pytest.CaptureFixture[str], root_fake: FakeNvml
 ) -> None:
-    monkeypatch.setattr(probe_mod, "has_clock_privilege", lambda: True)
+    fake = root_fake
     fake.fail["nvmlDeviceGetSupportedMemoryClocks"] = nvml_error(
         nvml_mod.pynvml.NVML_ERROR_NOT_SUPPORTED
     )
@@ -172,17 +152,8 @@ def test_pending_journal_and_lock_holder_are_shown(
 ) -> None:
     state = root / "state"
     monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
-    # A run killed without cleanup (os._exit skips finally and handlers) leaves its journal.
-    child = (
-        "import os; from pathlib import Path; import llm_energy.hw as hw;"
-        f"s = Path({str(state)!r}); d = hw.open_device('simulated', 0, state_dir=s,"
-        f" **{open_device.keywords!r});"
-        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
-        f" on_other_processes={PARAMS['gpu']['on_other_processes']!r})"
-        ".__enter__(); os._exit(9)"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    assert subprocess.run([sys.executable, "-c", child], env=env).returncode == 9
+    # A run killed without cleanup leaves its journal.
+    die_holding_a_cap(state, open_device.keywords, PARAMS["gpu"]["on_other_processes"])
     with open_device("simulated", "auto", state_dir=state):  # this process holds the GPU lock
         code, out = doctor(root, capsys, "gpu.backend=simulated")
     assert code == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import CONF, compose
+from helpers import CONF, PARAMS
 from llm_energy.config import ModelConfig
 from llm_energy.hw.errors import DeviceNotFoundError
 from llm_energy.io.models import ModelLoadError, load_model, materialize
@@ -23,9 +23,6 @@ from llm_energy.runtime.engine import (
     load_generator as load_generator_,
 )
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
 Generator = partial(
     Generator_,
     engine=PARAMS["infer"]["engine"],

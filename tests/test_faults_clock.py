@@ -16,21 +16,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pynvml as real_pynvml
 import pytest
 
-import llm_energy.hw.control as control
 import llm_energy.hw.journal as journal_mod
-import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
+from helpers import CHILD_SETTINGS, ClockSession, EnergyMeter, open_device, patch_nvml, sim
 from llm_energy.cli import main as cli
-from llm_energy.hw import ClockSession as ClockSession_
-from llm_energy.hw import EnergyMeter as EnergyMeter_
-from llm_energy.hw import open_device as open_device_
 from llm_energy.hw import restore_from_journal
 from llm_energy.hw.base import ClockState
 from llm_energy.hw.errors import DeviceError
@@ -38,52 +32,14 @@ from llm_energy.hw.gpulock import lock_held, lock_path
 from llm_energy.hw.identity import boot_id, process_start_ticks
 from llm_energy.hw.journal import journal_path, now_iso
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from test_gpu_lock import Child
 from test_hw_nvml import FakeNvml, nvml_error
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
 
 REPO = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 
 # A capped "infer stage" run: the stages' run_stage around a loop that measures one row per
 # window, each labelled with the cap and the clock the GPU actually ran at.
-# The same settings for a child process, as lines of Python it runs first.
-CHILD_SETTINGS = (
-    "\n".join(
-        f"{name} = {fn.keywords!r}"
-        for name, fn in {"DEVICE": open_device, "SESSION": ClockSession}.items()
-    )
-    + "\n"
-)
-
 STAGE = (
     CHILD_SETTINGS
     + r"""
@@ -176,10 +132,6 @@ def wait_for(path: Path, proc: subprocess.Popen[str], timeout_s: float = 30) -> 
             raise AssertionError(f"child exited {proc.returncode} early: {err}")
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.01)
-
-
-def sim(state: Path, index: int = 0, gpu: str = "h200") -> SimulatedDevice:
-    return SimulatedDevice(index, state_dir=state, gpu=gpu, noise_rel=0.0)
 
 
 def rows(tmp: Path) -> list[dict[str, Any]]:
@@ -526,10 +478,7 @@ def test_journal_left_by_sudo_run_is_visible_to_the_user(shared_tmp: Path) -> No
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    f = FakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", f)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(control, "has_clock_privilege", lambda: True)
+    f = patch_nvml(monkeypatch, FakeNvml(), privileged=True)
     monkeypatch.setenv("LLM_ENERGY_ROOT", str(REPO))
     return f
 

@@ -297,20 +297,19 @@ def test_validate_passes_simulated_cap_and_writes_constant_marker(ws: Path) -> N
 
 @pytest.mark.slow
 def test_refused_dvc_exp_run_keeps_outputs_and_says_how_back(tmp_path: Path) -> None:
-    from test_pipeline_e2e import _copy_repo, _env
+    from bench_common import make_workspace
+    from test_pipeline_e2e import child_env
 
     ws = tmp_path / "repo"
     ws.mkdir()
-    _copy_repo(ws)
-    conf = ws / "conf/config.yaml"
-    conf.write_text(conf.read_text().replace("  - experiment: default", "  - experiment: ci"))
-    (ws / "params.yaml").write_text(yaml.safe_dump(compose("experiment=ci"), sort_keys=False))
+    make_workspace(ws, child_env())
 
     def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cmd, cwd=ws, env=_env(), capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            cmd, cwd=ws, env=child_env(), capture_output=True, text=True, timeout=900
+        )
 
     git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
-    assert run("git", "init", "-q").returncode == 0
     repro = run(sys.executable, "-m", "dvc", "repro")
     assert repro.returncode == 0, repro.stderr[-3000:]
     assert run("git", "add", "-A").returncode == 0

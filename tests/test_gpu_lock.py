@@ -15,16 +15,13 @@ import sys
 import time
 import types
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
-from llm_energy.hw import ClockSession as ClockSession_
-from llm_energy.hw import open_device as open_device_
+from helpers import CHILD_SETTINGS, ClockSession, SimulatedDevice, open_device, patch_nvml
 from llm_energy.hw.errors import DeviceNotFoundError, SessionConflictError
 from llm_energy.hw.gpulock import (
     ensure_shared_dir,
@@ -37,46 +34,14 @@ from llm_energy.hw.gpulock import (
 from llm_energy.hw.gpupick import pick_gpu
 from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
 from llm_energy.hw.journal import journal_path
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
-from llm_energy.hw.simulated import find_simulated_gpu, simulated_gpus
+from llm_energy.hw.simbusy import find_simulated_gpu, simulated_gpus
 from llm_energy.paths import DEFAULT_STATE_DIR, project_paths, resolve_state_dir
 from test_hw_nvml import FakeNvml
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
 
 REPO = Path(__file__).resolve().parents[1]
 
 # A child that takes a GPU (as a stage: open_device(exclusive), or as a clock session) and holds
 # it until told to stop on stdin; "ready <json>" on stdout once it holds, "refused <line>" if not.
-# The same settings for a child process, as lines of Python it runs first.
-CHILD_SETTINGS = (
-    "\n".join(
-        f"{name} = {fn.keywords!r}"
-        for name, fn in {"DEVICE": open_device, "SESSION": ClockSession}.items()
-    )
-    + "\n"
-)
-
 CHILD = (
     CHILD_SETTINGS
     + r"""
@@ -355,9 +320,9 @@ def test_simulated_uuids_are_distinct_and_found_whatever_the_model() -> None:
 
 
 def test_allowed_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeNvml(n_gpus=4, uuids=["GPU-aaaa", "GPU-bbbb", "GPU-cccc", "GPU-dddd"])
-    monkeypatch.setattr(nvml_mod, "pynvml", fake)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake = patch_nvml(
+        monkeypatch, FakeNvml(n_gpus=4, uuids=["GPU-aaaa", "GPU-bbbb", "GPU-cccc", "GPU-dddd"])
+    )
     assert nvml_mod.allowed_gpus() == [
         (0, "GPU-aaaa"),
         (1, "GPU-bbbb"),
@@ -374,9 +339,7 @@ def test_allowed_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatc
 def test_nvml_auto_skips_a_gpu_another_process_holds(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FakeNvml(n_gpus=2, uuids=["GPU-aaaa", "GPU-bbbb"])
-    monkeypatch.setattr(nvml_mod, "pynvml", fake)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    patch_nvml(monkeypatch, FakeNvml(n_gpus=2, uuids=["GPU-aaaa", "GPU-bbbb"]))
     code = (
         "import sys, time; from pathlib import Path; from llm_energy.hw.gpulock import try_acquire_gpu;"
         f"l = try_acquire_gpu(Path({str(state / 'locks')!r}), 'GPU-aaaa'); print('held', flush=True);"
@@ -455,9 +418,7 @@ def test_torch_device_for_matches_uuid_and_refuses_a_mismatch(
 def test_nvml_synchronize_uses_the_cuda_device_with_its_uuid(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakeNvml(n_gpus=2, uuids=[NVML_A, NVML_B])
-    monkeypatch.setattr(nvml_mod, "pynvml", fake)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    patch_nvml(monkeypatch, FakeNvml(n_gpus=2, uuids=[NVML_A, NVML_B]))
     synced: list[int] = []
     props = {0: types.SimpleNamespace(uuid=_CUuuid(B)), 1: types.SimpleNamespace(uuid=_CUuuid(A))}
     cuda = types.SimpleNamespace(

@@ -12,20 +12,14 @@ import os
 import signal
 import time
 import warnings
-from functools import partial
 from pathlib import Path
 
 import pynvml as real_pynvml
 import pytest
 
 import llm_energy.hw.control as control
-import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
-from llm_energy.hw import open_device as open_device_
+from helpers import ClockSession, CpuDevice, open_device, patch_nvml, sim
 from llm_energy.hw.base import ClockState
-from llm_energy.hw.control import (
-    ClockSession as ClockSession_,
-)
 from llm_energy.hw.control import (
     ClockSnapWarning,
     OtherProcessesWarning,
@@ -36,7 +30,6 @@ from llm_energy.hw.control import (
     recover_pending,
     restore_from_journal,
 )
-from llm_energy.hw.cpu import CpuDevice as CpuDevice_
 from llm_energy.hw.errors import (
     ClockControlUnavailableError,
     DeviceError,
@@ -50,49 +43,17 @@ from llm_energy.hw.guard import SignalExit
 from llm_energy.hw.identity import boot_id, process_start_ticks
 from llm_energy.hw.journal import now_iso
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
-from test_hw_nvml import FakeNvml, _Proc, nvml_error
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
+from test_hw_nvml import FakeNvml, Proc, nvml_error
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    f = FakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", f)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(control, "has_clock_privilege", lambda: True)
-    return f
+    return patch_nvml(monkeypatch, FakeNvml(), privileged=True)
 
 
 @pytest.fixture
 def jdir(tmp_path: Path) -> Path:
     return tmp_path / "journal"
-
-
-def sim(tmp_path: Path, **kw: object) -> SimulatedDevice:
-    return SimulatedDevice(0, state_dir=tmp_path / "state", noise_rel=0.0, **kw)  # type: ignore[arg-type]
 
 
 def setters(fake: FakeNvml) -> list[tuple[str, tuple[object, ...]]]:
@@ -286,7 +247,7 @@ def test_no_supported_clocks(fake: FakeNvml, jdir: Path) -> None:
 
 
 def test_other_processes_warn(fake: FakeNvml, jdir: Path) -> None:
-    fake.procs = [_Proc(4242, 1 << 30)]
+    fake.procs = [Proc(4242, 1 << 30)]
     with (
         pytest.warns(OtherProcessesWarning, match="4242"),
         ClockSession(NvmlDevice(0), "lock", 1200, journal_dir=jdir),
@@ -296,7 +257,7 @@ def test_other_processes_warn(fake: FakeNvml, jdir: Path) -> None:
 
 
 def test_other_processes_refuse(fake: FakeNvml, jdir: Path) -> None:
-    fake.procs = [_Proc(4242, 1 << 30)]
+    fake.procs = [Proc(4242, 1 << 30)]
     with (
         pytest.raises(
             OtherProcessesError,
@@ -329,9 +290,9 @@ def test_cpu_backend_cannot_lock(tmp_path: Path, jdir: Path) -> None:
 
 def test_invalid_arguments(tmp_path: Path, jdir: Path) -> None:
     with pytest.raises(ValueError, match="control"):
-        ClockSession(sim(tmp_path), "pin", journal_dir=jdir)
+        ClockSession(sim(tmp_path / "state"), "pin", journal_dir=jdir)
     with pytest.raises(ValueError, match="on_other_processes"):
-        ClockSession(sim(tmp_path), "lock", journal_dir=jdir, on_other_processes="ignore")
+        ClockSession(sim(tmp_path / "state"), "lock", journal_dir=jdir, on_other_processes="ignore")
 
 
 def test_privilege_check_reads_cap_sys_admin(
@@ -352,7 +313,7 @@ def test_privilege_check_reads_cap_sys_admin(
 
 
 def test_restores_original_lock_not_default(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     dev.lock_sm_clocks(1500)
     dev.lock_mem_clocks(2201)
     with ClockSession(dev, "lock", 900, 3201, journal_dir=jdir) as s:
@@ -366,21 +327,21 @@ def test_restores_original_lock_not_default(tmp_path: Path, jdir: Path) -> None:
 
 
 def test_power_limit_is_restored(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     with ClockSession(dev, "lock", journal_dir=jdir, power_limit_w=400) as s:
         assert dev.power_limit_w() == 400 and s.applied_power_limit_w == 400
     assert dev.power_limit_w() == 700
 
 
 def test_exception_inside_session_restores_and_propagates(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     with pytest.raises(ZeroDivisionError), ClockSession(dev, "lock", 1200, journal_dir=jdir):
         _ = 1 / 0
     assert dev.clock_state().sm_locked_mhz is None and not any(jdir.glob("*.json"))
 
 
 def test_sigint_handler_restores_then_raises_keyboard_interrupt(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), ClockSession(dev, "lock", 1200, journal_dir=jdir) as s:
         assert s.guard.installed and signal.getsignal(signal.SIGINT) != before
@@ -391,7 +352,7 @@ def test_sigint_handler_restores_then_raises_keyboard_interrupt(tmp_path: Path, 
 
 
 def test_handlers_chain_to_previous_callable_then_end_the_run(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     got: list[tuple[int, int | None]] = []
     old = signal.signal(
         signal.SIGTERM, lambda signum, frame: got.append((signum, dev.clock_state().sm_locked_mhz))
@@ -429,7 +390,7 @@ def test_restore_failure_keeps_journal_and_raises(fake: FakeNvml, jdir: Path) ->
 
 
 def test_second_session_on_same_gpu_in_process_conflicts(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     with ClockSession(dev, "lock", 1200, journal_dir=jdir):
         with pytest.raises(SessionConflictError):
             ClockSession(dev, "lock", 900, journal_dir=jdir).__enter__()
@@ -472,7 +433,7 @@ def _write_dead_journal(
 
 
 def test_recover_pending_restores_original_and_removes_journal(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     dev.lock_sm_clocks(600)  # what the killed run left behind
     path = _write_dead_journal(dev.uuid(), jdir, ClockState(1500, None, 700.0), sm=True)
     status = gpu_status(dev, jdir)
@@ -486,7 +447,7 @@ def test_recover_pending_restores_original_and_removes_journal(tmp_path: Path, j
 
 
 def test_session_enter_recovers_first(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     dev.lock_sm_clocks(600)
     _write_dead_journal(dev.uuid(), jdir, ClockState(None, None, 700.0), sm=True)
     with ClockSession(dev, "lock", 1200, journal_dir=jdir) as s:
@@ -496,7 +457,7 @@ def test_session_enter_recovers_first(tmp_path: Path, jdir: Path) -> None:
 
 
 def test_journal_of_live_process_is_not_taken_over(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     ppid = os.getppid()
     ticks = process_start_ticks(ppid)
     _write_dead_journal(
@@ -512,7 +473,7 @@ def test_journal_of_live_process_is_not_taken_over(tmp_path: Path, jdir: Path) -
 
 
 def test_reused_pid_is_not_mistaken_for_the_owner(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     dev.lock_sm_clocks(600)
     ppid = os.getppid()  # alive, but started at another time than the journal says
     ticks = process_start_ticks(ppid)
@@ -537,7 +498,7 @@ def test_reused_pid_is_not_mistaken_for_the_owner(tmp_path: Path, jdir: Path) ->
 
 
 def test_corrupt_journal_is_a_clear_error(tmp_path: Path, jdir: Path) -> None:
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     jdir.mkdir()
     journal_path(jdir, dev.uuid()).write_text("{not json")
     with pytest.raises(DeviceError, match="corrupt") as ei:
@@ -567,7 +528,7 @@ def test_open_device_simulated_shares_state_across_instances(tmp_path: Path) -> 
 def test_no_warnings_on_clean_supported_lock(tmp_path: Path, jdir: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with ClockSession(sim(tmp_path), "lock", 1200, journal_dir=jdir):
+        with ClockSession(sim(tmp_path / "state"), "lock", 1200, journal_dir=jdir):
             pass
 
 

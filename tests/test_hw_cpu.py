@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 import llm_energy.hw.cpu as cpu_mod
-from helpers import compose
-from llm_energy.hw.cpu import (
-    CpuDevice as CpuDevice_,
-)
+from helpers import CpuDevice, EnergyMeter
 from llm_energy.hw.cpu import (
     RaplReader,
     RaplUnavailableError,
@@ -22,18 +18,6 @@ from llm_energy.hw.cpu import (
     discover_rapl_zones,
 )
 from llm_energy.hw.errors import ClockControlUnavailableError
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
 
 
 def zone(path: Path, name: str, energy_uj: int, max_uj: int | None = 262_143_328_850) -> Path:

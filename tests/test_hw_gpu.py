@@ -9,7 +9,6 @@ import sys
 import time
 import types
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +16,9 @@ import pynvml as real_pynvml
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
-from llm_energy.hw import open_device as open_device_
-from llm_energy.hw.control import ClockSession as ClockSession_
+from helpers import ClockSession, EnergyMeter, open_device
 from llm_energy.hw.control import gpu_status
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
 from llm_energy.hw.nvml import NvmlDevice
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
 
 pytestmark = [
     pytest.mark.gpu,

@@ -4,51 +4,24 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
+from helpers import EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
 from llm_energy import simmodel
 from llm_energy.hw.base import Device
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
-from llm_energy.hw.meter import cap_held
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
-from test_hw_nvml import FakeNvml, _Sample
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
+from llm_energy.hw.window import cap_held
+from test_hw_nvml import FakeNvml, Sample
 
 H200 = simmodel.get_gpu_model("h200")
 
 
-def busy(seconds: float) -> None:
-    t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        pass
-
-
-class ScriptedDevice(Device):
+class ScriptedDevice(FakeGpu):
     """Counter values come from a script, one per read; clocks and reasons are fixed."""
 
-    backend = "fake"
+    label = "scripted"
 
     def __init__(
         self, counter: list[float], *, max_j: float | None = None, period_s: float | None = 0.01
@@ -62,16 +35,6 @@ class ScriptedDevice(Device):
         self.samples: list[float] | None = None
         self.synced = 0
         self.busy_calls: list[str] = []
-
-    @property
-    def energy_source(self) -> str:
-        return "nvml"
-
-    def uuid(self) -> str:
-        return "GPU-scripted"
-
-    def name(self) -> str:
-        return "scripted"
 
     def energy_counter_j(self) -> float:
         return self.counter.pop(0)
@@ -102,9 +65,6 @@ class ScriptedDevice(Device):
 
     def sm_clock_samples_mhz(self, since_us: int) -> list[float] | None:
         return self.samples
-
-    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
-        return list(range(1980, 344, -15))
 
 
 def plain(dev: Device, **kw: object) -> EnergyMeter:
@@ -313,14 +273,12 @@ def test_nominal_period_is_returned_without_polling(tmp_path: Path) -> None:
 
 
 def test_window_through_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", fake)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake = patch_nvml(monkeypatch, FakeNvml())
     dev = NvmlDevice(0)
     meter = plain(dev, update_period_s=0.001)
     fake.sm_clock = 1200
     fake.reasons = 0
-    fake.samples = [_Sample(2**62, 1200), _Sample(2**62 + 1, 1185)]  # "after" the window start
+    fake.samples = [Sample(2**62, 1200), Sample(2**62 + 1, 1185)]  # "after" the window start
     fake.energy_mj = 1_000_000
     fake.energy_step_mj = 61_000  # +61 J between the two edge reads
     with meter.window(1200) as w:

@@ -10,49 +10,23 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
-from llm_energy.hw.base import Device, ThrottleCounters
-from llm_energy.hw.meter import MAX_THROTTLED_FRACTION, cap_held
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
+from helpers import GPU, EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
+from llm_energy.hw.base import ThrottleCounters
 from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
+from llm_energy.hw.window import MAX_THROTTLED_FRACTION, cap_held
 from test_hw_nvml import FakeNvml
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
 
-
-def spin(seconds: float) -> None:
-    t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        pass
-
-
-class TickingGpu(Device):
+class TickingGpu(FakeGpu):
     """Energy integrates real time at `busy_w` / `idle_w`; the counter publishes the integral
     at the last multiple of `period_s` (like NVML's ~100 ms updates)."""
 
-    backend = "fake"
+    label = "ticking"
 
     def __init__(self, *, period_s: float = 0.02, busy_w: float = 300.0, idle_w: float = 300.0):
         super().__init__(0)
@@ -64,16 +38,6 @@ class TickingGpu(Device):
         self.samples_mhz: list[float] | None = None
         self.throttled_under_load = False
         self._throttle_s = 0.0
-
-    @property
-    def energy_source(self) -> str:
-        return "nvml"
-
-    def uuid(self) -> str:
-        return "GPU-ticking"
-
-    def name(self) -> str:
-        return "ticking"
 
     def _busy_s_until(self, t: float) -> float:
         spans = [*self.busy_spans]
@@ -120,9 +84,6 @@ class TickingGpu(Device):
             live = time.perf_counter() - self.busy_since
         return ThrottleCounters("fake", self._throttle_s + live, 0.0)
 
-    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
-        return list(range(1980, 344, -15))
-
 
 # ------------------------------------------------------------------ duration floor
 
@@ -164,7 +125,7 @@ def test_wait_for_tick_gives_up_on_a_frozen_counter() -> None:
     e, _, changed = meter.wait_for_tick(max_wait_s=0.05)
     assert not changed and e == 42.0 and time.perf_counter() - t0 < 0.5
     with meter.window() as w:
-        spin(0.01)
+        busy(0.01)
     assert w.reading is not None and not w.reading.tick_aligned
 
 
@@ -172,7 +133,7 @@ def _window_powers(meter: EnergyMeter, n: int, work_s: float) -> list[float]:
     powers = []
     for _ in range(n):
         with meter.window() as w:
-            spin(work_s)
+            busy(work_s)
         assert w.reading is not None
         powers.append(w.reading.energy_j / w.reading.elapsed_s)
     return powers
@@ -193,7 +154,7 @@ def test_tick_aligned_windows_remove_the_phase_error() -> None:
 def test_aligned_window_records_busy_time_and_the_idle_tail() -> None:
     dev = TickingGpu(period_s=0.02)
     with EnergyMeter(dev, min_window_s=0.0).window() as w:
-        spin(0.03)
+        busy(0.03)
     r = w.reading
     assert r is not None and r.tick_aligned
     assert r.busy_s == pytest.approx(0.03, abs=0.01)
@@ -205,7 +166,7 @@ def test_run_until_trusted_reaches_the_duration_floor() -> None:
     dev = TickingGpu(period_s=0.01)
     meter = EnergyMeter(dev, min_window_s=0.15, min_window_periods=5)
     reading, repeats, _ = meter.run_until_trusted(
-        lambda: spin(0.02), max_repeats=GPU["max_window_repeats"]
+        lambda: busy(0.02), max_repeats=GPU["max_window_repeats"]
     )
     assert reading.trusted and reading.elapsed_s >= 0.15 and repeats >= 7
 
@@ -217,7 +178,7 @@ def test_throttled_work_breaks_the_cap_although_the_edges_read_the_cap() -> None
     dev = TickingGpu(period_s=0.01)
     dev.throttled_under_load = True  # power-capped for all of its work
     with EnergyMeter(dev, min_window_s=0.0).window(1500) as w:
-        spin(0.05)
+        busy(0.05)
     r = w.reading
     assert r is not None
     assert r.clock_source == "edges" and r.sm_clock_mean_mhz == 1500  # the edges look fine
@@ -229,7 +190,7 @@ def test_throttled_work_breaks_the_cap_although_the_edges_read_the_cap() -> None
 def test_unthrottled_window_at_the_cap_holds() -> None:
     dev = TickingGpu(period_s=0.01)
     with EnergyMeter(dev, min_window_s=0.0).window(1500) as w:
-        spin(0.03)
+        busy(0.03)
     r = w.reading
     assert r is not None and r.cap_held and r.throttle_power_s == 0.0
 
@@ -238,7 +199,7 @@ def test_in_window_samples_under_load_override_the_edges() -> None:
     dev = TickingGpu(period_s=0.01)
     dev.samples_mhz = [1500.0, 1110.0, 1095.0]  # dropped under load, back at the edges
     with EnergyMeter(dev, min_window_s=0.0).window(1500) as w:
-        spin(0.02)
+        busy(0.02)
     r = w.reading
     assert r is not None and r.clock_source == "samples"
     assert r.sm_clock_min_mhz == 1095.0 and not r.cap_held
@@ -256,10 +217,7 @@ def test_cap_held_rule_with_throttle_fraction() -> None:
 
 @pytest.fixture
 def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    fake = FakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", fake)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return fake
+    return patch_nvml(monkeypatch, FakeNvml())
 
 
 def test_nvml_throttle_counters_from_duration_fields(fake_nvml: FakeNvml) -> None:
@@ -318,7 +276,7 @@ def test_simulated_power_cap_shows_in_the_window(tmp_path: Path) -> None:
     dev.lock_sm_clocks(1980)
     dev.set_power_limit_w(300.0)  # a full-load H200 at 1980 MHz needs far more
     with EnergyMeter(dev, min_window_s=0.0).window(1980) as w:
-        spin(0.05)
+        busy(0.05)
     r = w.reading
     assert r is not None and r.tick_aligned and r.throttle_source == "simulated"
     assert r.throttled_fraction is not None and r.throttled_fraction > 0.9
@@ -332,10 +290,10 @@ def test_back_to_back_windows_share_their_edge() -> None:
     dev = TickingGpu(period_s=0.05)
     meter = EnergyMeter(dev, min_window_s=0.0)
     with meter.window() as first:
-        spin(0.03)
+        busy(0.03)
     t_between = time.perf_counter()
     with meter.window() as second:
-        spin(0.03)
+        busy(0.03)
     a, b = first.reading, second.reading
     assert a is not None and b is not None and a.tick_aligned and b.tick_aligned
     # The second window opened on the first one's closing tick: no wait, nothing lost between.
@@ -347,8 +305,8 @@ def test_a_gap_after_a_window_means_a_fresh_opening_tick() -> None:
     dev = TickingGpu(period_s=0.02)
     meter = EnergyMeter(dev, min_window_s=0.0)
     with meter.window() as first:
-        spin(0.01)
+        busy(0.01)
     time.sleep(0.05)  # an idle baseline, a cooldown: far more than the chain gap
     with meter.window() as second:
-        spin(0.01)
+        busy(0.01)
     assert first.reading is not None and second.t0_s > first.t0_s + first.reading.elapsed_s + 0.04

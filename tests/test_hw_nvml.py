@@ -10,7 +10,6 @@ import subprocess
 import sys
 import types
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ import pynvml as real_pynvml
 import pytest
 
 import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
-from llm_energy.hw import open_device as open_device_
+from helpers import open_device, patch_nvml
 from llm_energy.hw.cpu import CpuDevice as CpuDevice_
 from llm_energy.hw.errors import (
     DeviceError,
@@ -29,21 +27,6 @@ from llm_energy.hw.errors import (
 )
 from llm_energy.hw.nvml import NvmlDevice, translate_nvml_error
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-CpuDevice = partial(CpuDevice_, country_iso_code=PARAMS["emissions"]["country_iso_code"])
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "llm_energy"
 SETTER_PREFIXES = ("nvmlDeviceSet", "nvmlDeviceReset")
 
@@ -52,7 +35,7 @@ def nvml_error(code: int) -> Exception:
     return real_pynvml.NVMLError(code)
 
 
-class _Proc:
+class Proc:
     def __init__(self, pid: int, mem: int) -> None:
         self.pid, self.usedGpuMemory = pid, mem
 
@@ -62,7 +45,7 @@ class _Value:
         self.uiVal = v
 
 
-class _Sample:
+class Sample:
     def __init__(self, ts: int, v: int) -> None:
         self.timeStamp, self.sampleValue = ts, _Value(v)
 
@@ -92,8 +75,8 @@ class FakeNvml(types.ModuleType):
         self.locked_sm: int | None = None
         self.locked_mem: int | None = None
         self.power_limit_mw = 700_000
-        self.procs: list[_Proc] = []
-        self.samples: list[_Sample] | None = None
+        self.procs: list[Proc] = []
+        self.samples: list[Sample] | None = None
         self.reasons = 0x1
         # Cumulative throttle durations (ns): by field id, and by perf policy; None = unsupported.
         self.throttle_fields_ns: dict[int, int] | None = None
@@ -184,7 +167,7 @@ class FakeNvml(types.ModuleType):
         self._rec("nvmlDeviceGetClock", h, kind, cid)
         return 1980
 
-    def nvmlDeviceGetSamples(self, h: str, kind: int, since: int) -> tuple[int, list[_Sample]]:
+    def nvmlDeviceGetSamples(self, h: str, kind: int, since: int) -> tuple[int, list[Sample]]:
         self._rec("nvmlDeviceGetSamples", h, kind, since)
         if self.samples is None:
             raise nvml_error(real_pynvml.NVML_ERROR_NOT_FOUND)
@@ -239,11 +222,11 @@ class FakeNvml(types.ModuleType):
         self._rec("nvmlDeviceGetEnforcedPowerLimit", h)
         return self.power_limit_mw
 
-    def nvmlDeviceGetComputeRunningProcesses(self, h: str) -> list[_Proc]:
+    def nvmlDeviceGetComputeRunningProcesses(self, h: str) -> list[Proc]:
         self._rec("nvmlDeviceGetComputeRunningProcesses", h)
         return list(self.procs)
 
-    def nvmlDeviceGetGraphicsRunningProcesses(self, h: str) -> list[_Proc]:
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: str) -> list[Proc]:
         self._rec("nvmlDeviceGetGraphicsRunningProcesses", h)
         return []
 
@@ -275,10 +258,7 @@ class FakeNvml(types.ModuleType):
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    f = FakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", f)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return f
+    return patch_nvml(monkeypatch, FakeNvml())
 
 
 # ------------------------------------------------------------------------ import / discovery
@@ -375,7 +355,7 @@ def test_supported_sm_clocks_asked_for_given_memory_clock(fake: FakeNvml) -> Non
 
 
 def test_other_processes_exclude_self(fake: FakeNvml) -> None:
-    fake.procs = [_Proc(os.getpid(), 1 << 30), _Proc(4242, 2 << 30)]
+    fake.procs = [Proc(os.getpid(), 1 << 30), Proc(4242, 2 << 30)]
     procs = NvmlDevice(0).other_processes()
     assert [(p.pid, p.used_memory_bytes, p.name) for p in procs] == [(4242, 2 << 30, "proc4242")]
 
@@ -383,7 +363,7 @@ def test_other_processes_exclude_self(fake: FakeNvml) -> None:
 def test_clock_samples_since_timestamp(fake: FakeNvml) -> None:
     dev = NvmlDevice(0)
     assert dev.sm_clock_samples_mhz(100) is None  # NVML_ERROR_NOT_FOUND: no samples yet
-    fake.samples = [_Sample(50, 345), _Sample(150, 1200), _Sample(250, 1185)]
+    fake.samples = [Sample(50, 345), Sample(150, 1200), Sample(250, 1185)]
     assert dev.sm_clock_samples_mhz(100) == [1200.0, 1185.0]
 
 

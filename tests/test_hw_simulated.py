@@ -8,61 +8,26 @@ import signal
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from helpers import compose
+from helpers import (
+    CHILD_SETTINGS,
+    GPU,
+    ClockSession,
+    EnergyMeter,
+    SimulatedDevice,
+    busy,
+    open_device,
+    sim,
+)
 from llm_energy import simmodel
-from llm_energy.hw import open_device as open_device_
 from llm_energy.hw.base import ClockState
-from llm_energy.hw.control import ClockSession as ClockSession_
 from llm_energy.hw.control import gpu_status, read_journal, recover_pending
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from llm_energy.hw.timeline import PowerTimeline
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
-
 H200 = simmodel.get_gpu_model("h200")
-
-
-def busy(seconds: float) -> None:
-    t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        pass
-
-
-def sim(state_dir: Path, **kw: object) -> SimulatedDevice:
-    kw.setdefault("noise_rel", 0.0)
-    return SimulatedDevice(0, state_dir=state_dir, **kw)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------ device behaviour
@@ -193,19 +158,6 @@ def test_power_timeline_runs_in_another_process(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ crash safety across processes
-
-# The same settings for a child process, as lines of Python it runs first.
-CHILD_SETTINGS = (
-    "\n".join(
-        f"{name} = {fn.keywords!r}"
-        for name, fn in {
-            "DEVICE": open_device,
-            "SESSION": ClockSession,
-            "METER": EnergyMeter,
-        }.items()
-    )
-    + "\n"
-)
 
 CHILD = (
     CHILD_SETTINGS

@@ -9,15 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from functools import partial
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import llm_energy.hw.control as control
 import llm_energy.hw.nvml as nvml_mod
-from helpers import compose
+from helpers import CHILD_SETTINGS, ClockSession, EnergyMeter, compose, open_device, patch_nvml
 from llm_energy import simmodel
 from llm_energy.config import load_config
 from llm_energy.hw import (
@@ -27,42 +27,15 @@ from llm_energy.hw import (
     recover_pending,
 )
 from llm_energy.hw import (
-    ClockSession as ClockSession_,
-)
-from llm_energy.hw import (
-    EnergyMeter as EnergyMeter_,
-)
-from llm_energy.hw import (
     open_device as open_device_,
 )
 from llm_energy.hw.errors import NotSupportedError, RestoreError, SessionConflictError
 from llm_energy.hw.gpulock import holds_gpu, lock_path
 from llm_energy.hw.gpupick import pick_gpu, pick_gpus
 from llm_energy.hw.journal import journal_path, list_journals, uuid_from_journal_path
-from llm_energy.hw.simulated import simulated_gpus
+from llm_energy.hw.simbusy import simulated_gpus
 from llm_energy.runtime.simgen import workload_for
 from test_hw_nvml import FakeNvml, nvml_error
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
 
 UUIDS = ["GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-1111", "GPU-cccccccc-2222"]
 
@@ -110,11 +83,7 @@ class MultiFakeNvml(FakeNvml):
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> MultiFakeNvml:
-    f = MultiFakeNvml()
-    monkeypatch.setattr(nvml_mod, "pynvml", f)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(control, "has_clock_privilege", lambda: True)
-    return f
+    return patch_nvml(monkeypatch, MultiFakeNvml(), privileged=True)
 
 
 def _calls(fake: FakeNvml, name: str) -> list[tuple[Any, ...]]:
@@ -233,15 +202,6 @@ def test_a_member_failing_to_restore_does_not_stop_the_others(
     assert list_journals(jdir) == []
 
 
-# The same settings for a child process, as lines of Python it runs first.
-CHILD_SETTINGS = (
-    "\n".join(
-        f"{name} = {fn.keywords!r}"
-        for name, fn in {"DEVICE": open_device, "SESSION": ClockSession}.items()
-    )
-    + "\n"
-)
-
 KILLED = (
     CHILD_SETTINGS
     + r"""
@@ -319,19 +279,24 @@ time.sleep(float(sys.argv[2]))
 """
 
 
-def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+@contextmanager
+def holding(path: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the GPU lock at `path` for up to `seconds` (killed on exit)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_group_is_all_or_nothing_when_one_gpu_is_busy(tmp_path: Path) -> None:
     cands = simulated_gpus("h200", 3)
-    holder = _hold(lock_path(tmp_path, cands[1][1]), 30)
-    try:
+    with holding(lock_path(tmp_path, cands[1][1]), 30):
         with pytest.raises(SessionConflictError) as err:
             pick_gpus(cands, None, tmp_path, wait_for_gpu_s=0)
         assert cands[1][1] in str(err.value) and "\n" not in str(err.value)
@@ -339,15 +304,11 @@ def test_group_is_all_or_nothing_when_one_gpu_is_busy(tmp_path: Path) -> None:
         chosen, lease = pick_gpus(cands, [0, 2], tmp_path, wait_for_gpu_s=0)
         assert [u for _, u in chosen] == [cands[0][1], cands[2][1]]
         lease.release()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_wait_for_gpu_takes_it_when_it_frees(tmp_path: Path) -> None:
     cands = simulated_gpus("h200", 1)
-    holder = _hold(lock_path(tmp_path, cands[0][1]), 3.0)
-    try:
+    with holding(lock_path(tmp_path, cands[0][1]), 3.0):
         with pytest.raises(SessionConflictError, match="in use"):
             pick_gpu(cands, 0, tmp_path, wait_for_gpu_s=0)  # 0: refuse at once
         t0 = time.monotonic()
@@ -355,23 +316,16 @@ def test_wait_for_gpu_takes_it_when_it_frees(tmp_path: Path) -> None:
         waited = time.monotonic() - t0
         assert (i, uuid) == cands[0] and 0.3 < waited < 10
         lease.release()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_wait_for_gpu_gives_up_after_its_timeout(tmp_path: Path) -> None:
     cands = simulated_gpus("h200", 2)
-    holder = _hold(lock_path(tmp_path, cands[1][1]), 30)
-    try:
+    with holding(lock_path(tmp_path, cands[1][1]), 30):
         t0 = time.monotonic()
         with pytest.raises(SessionConflictError, match=r"still after waiting 0\.7 s") as err:
             pick_gpu(cands, 1, tmp_path, wait_for_gpu_s=0.7)
         assert 0.6 < time.monotonic() - t0 < 5
         assert "\n" not in str(err.value)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # ------------------------------------------------------------------------ MIG

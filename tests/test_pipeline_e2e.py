@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_energy.cli import compose_params
+from bench_common import make_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = (
         f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stage cmd `python`
@@ -28,7 +27,9 @@ def _env() -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=900
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -36,45 +37,10 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
-def _copy_repo(dest: Path) -> None:
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(
-            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
-        ):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("ws")
-    _copy_repo(ws)
-    # Shrink: the ci experiment is the default in this copy, so `dvc exp run` composes it too.
-    conf = (
-        (ws / "conf" / "config.yaml")
-        .read_text()
-        .replace("  - experiment: default", "  - experiment: ci")
-    )
-    (ws / "conf" / "config.yaml").write_text(conf)
-    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
-    ):
-        _run(cmd, ws)
-    return ws
+    # Shrunk: the ci experiment is the default in this copy, so `dvc exp run` composes it too.
+    return make_workspace(tmp_path_factory.mktemp("ws"), child_env())
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import compose
+from helpers import compose, window_facts
 from llm_energy.config import load_config
 from llm_energy.plan import (
-    WindowFacts,
     batches,
     energy_kind,
     failure_records,
@@ -49,28 +48,6 @@ def test_batches() -> None:
     assert [len(b) for b in batches(list(range(7)), 3)] == [3, 3, 1]
 
 
-def _window(**kw: object) -> WindowFacts:
-    base = dict(
-        window_id=1,
-        window_energy_j=12.0,
-        window_s=2.0,
-        window_repeats=3,
-        window_trusted=True,
-        energy_source="nvml",
-        idle_power_w=1.0,
-        freq_requested_mhz=1200,
-        freq_applied_mhz=1200,
-        sm_clock_mean_mhz=1200.0,
-        sm_clock_min_mhz=1185.0,
-        mem_clock_mhz=3201.0,
-        clock_event_reasons=0,
-        temperature_c=40.0,
-        cap_held=True,
-    )
-    base.update(kw)
-    return WindowFacts(**base)  # type: ignore[arg-type]
-
-
 def test_request_records_split_window_energy_over_batch_and_repeats() -> None:
     items = [{"task": "qa", "kind": "qa", "item_id": str(i), "references": ["x"]} for i in range(2)]
     rows = request_records(
@@ -80,7 +57,7 @@ def test_request_records_split_window_energy_over_batch_and_repeats() -> None:
         predictions=["a", "b"],
         output_tokens=[4, 2],
         ttft_s=0.1,
-        window=_window(),
+        window=window_facts(),
     )
     assert len(rows) == 2
     # 12 J over 2 requests x 3 repeats; one execution of the batch lasts 2/3 s
@@ -119,7 +96,7 @@ def test_tpot_uses_the_longest_output_and_the_last_call() -> None:
         predictions=["a", "b"],
         output_tokens=[10, 100],
         ttft_s=0.05,
-        window=_window(window_s=3.0, window_repeats=3),
+        window=window_facts(window_s=3.0, window_repeats=3),
         last_call_s=1.04,
     )
     # the batch decodes 99 steps after its first token, whatever each request's own length

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analysis_fixtures import as_records, sweep_requests
-from helpers import compose
+from analysis_settings import summarize
 from llm_energy.analysis.records import CONFIG_KEYS
-from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.quality import corpus_quality, score_requests
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
 
 
 def _count(

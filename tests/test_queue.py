@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from bench_common import make_workspace
 from llm_energy.cli import compose_params
 from llm_energy.hw.gpulock import try_acquire_gpu
-from llm_energy.hw.simulated import simulated_gpus
+from llm_energy.hw.simbusy import simulated_gpus
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,33 +68,6 @@ def dvc(*args: str) -> list[str]:
 
 def llm_energy(*args: str) -> list[str]:
     return [sys.executable, "-m", "llm_energy.cli", *args]
-
-
-def make_workspace(ws: Path, env: dict[str, str]) -> Path:
-    """The working tree (no outputs) as a fresh git repo whose default experiment is `ci`."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(
-            ("data/prepared", "data/infer", "data/aggregate", "models/", "reports/")
-        ):
-            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, ws / rel)
-    config = ws / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("  - experiment: default", "  - experiment: ci"))
-    (ws / "params.yaml").write_text(yaml.safe_dump(compose_params(ws / "conf"), sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
-    ):
-        run(cmd, ws, env)
-    return ws
 
 
 def exp_run_json(ws: Path, name: str) -> dict[str, Any]:

@@ -5,14 +5,14 @@ record formats) and undeclared columns in one line."""
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis_fixtures import as_records, infer_record, sweep_requests
-from helpers import compose
+from analysis_settings import summarize
+from helpers import window_facts
 from llm_energy.analysis.regression import COEF_COLUMNS
 from llm_energy.analysis.repetition import REPETITION_COLUMNS
 from llm_energy.analysis.significance import (
@@ -20,11 +20,11 @@ from llm_energy.analysis.significance import (
     PAIRWISE_COLUMNS,
     SPEARMAN_COLUMNS,
 )
-from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import RECOMMEND_COLUMNS
 from llm_energy.errors import InputFileError
 from llm_energy.io.records import load_records, load_table
-from llm_energy.plan import WindowFacts, failure_records, request_records, with_idle_baseline
+from llm_energy.plan import failure_records, request_records, with_idle_baseline
+from llm_energy.record_types import unit_of
 from llm_energy.records import (
     AGGREGATE_REQUESTS,
     FREQUENCY_EFFECT,
@@ -37,14 +37,6 @@ from llm_energy.records import (
     SUMMARY,
     plain_records,
     typed_frame,
-    unit_of,
-)
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
 )
 
 REMEDY = "re-run the infer stage"
@@ -70,22 +62,15 @@ ITEMS = [{"task": "qa", "kind": "qa", "dataset": "d", "item_id": f"q{i}"} for i 
 
 def _runner_records() -> list[dict]:
     """Records as the runner builds them (plan.py): a measured window and a failed batch."""
-    window = WindowFacts(
-        window_id=1,
+    window = window_facts(
         window_energy_j=20.0,
-        window_s=2.0,
         window_repeats=1,
-        window_trusted=True,
         energy_source="simulated",
         idle_power_w=None,
-        freq_requested_mhz=1200,
-        freq_applied_mhz=1200,
         sm_clock_mean_mhz=1195.0,
         sm_clock_min_mhz=1180.0,
         mem_clock_mhz=2619.0,
-        clock_event_reasons=0,
         temperature_c=50.0,
-        cap_held=True,
     )
     inputs = [{"input_tokens": 30, "input_truncated": False, "input_truncation_reason": None}] * 2
     ok = request_records(

@@ -7,36 +7,18 @@ import re
 import shutil
 import struct
 import subprocess
-from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from analysis_fixtures import sweep_requests
-from helpers import compose
+from analysis_settings import recommend_cap, summarize
 from llm_energy.analysis.figure_style import figure_png_bytes
 from llm_energy.analysis.figures import j_per_token_by_task
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.report import build_html, build_markdown
-from llm_energy.analysis.summary import summarize as summarize_
-from llm_energy.analysis.tradeoff import recommend_cap as recommend_cap_
 from llm_energy.analysis.tradeoff import savings_headline
-
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
-recommend_cap = partial(
-    recommend_cap_,
-    latency_budget_pct=STATS["latency_budget_pct"],
-    n_boot=STATS["n_boot"],
-    seed=STATS["seed"],
-    ci_level=AGGREGATE["ci_level"],
-    min_samples=STATS["min_samples"],
-)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1000, 1400

@@ -133,19 +133,25 @@ def _run(
     items: dict[str, list[dict[str, Any]]],
     meter: FakeMeter | None = None,
     sleeps: list[float] | None = None,
+    *,
+    clocks: FakeClocks | None = None,
+    device: Any = None,
+    **kw: Any,
 ) -> tuple[list[dict[str, Any]], InferenceRun, FakeClocks, FakeMeter]:
+    """One InferenceRun over fakes (no sleeping unless `sleeps` records it); `kw` go to it."""
     rows: list[dict[str, Any]] = []
-    clocks, meter = FakeClocks(), meter or FakeMeter()
+    clocks, meter = clocks or FakeClocks(), meter or FakeMeter()
     run = InferenceRun(
         cfg,
         generator=gen,
         meter=meter,
         clocks=clocks,
-        device=None,
+        device=device,
         items_by_task=items,
         templates=templates(cfg),
         write=rows.append,
         sleep=sleeps.append if sleeps is not None else lambda s: None,
+        **kw,
     )
     run.run()
     return rows, run, clocks, meter
@@ -308,20 +314,8 @@ def test_prompt_longer_than_context_is_truncated_and_recorded(
 
 def test_no_idle_baseline_for_constant_power_estimates() -> None:
     cfg = load_config(compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0"))
-    rows: list[dict[str, Any]] = []
-    meter = FakeMeter()
     device = FakeDevice(energy_source="codecarbon-estimate")
-    run = InferenceRun(
-        cfg,
-        generator=FakeGenerator(),
-        meter=meter,
-        clocks=FakeClocks(),
-        device=device,
-        items_by_task={"qa": _items("qa", "qa", 2)},
-        templates=templates(cfg),
-        write=rows.append,
-    )
-    run.run()
+    rows, _, _, meter = _run(cfg, FakeGenerator(), {"qa": _items("qa", "qa", 2)}, device=device)
     assert meter.idle_calls == 0 and all(r["dynamic_energy_j"] is None for r in rows)
 
 
@@ -371,18 +365,8 @@ def test_observe_mode_applies_nothing_and_checks_the_requested_clock() -> None:
         return real(fn, cap_mhz, max_repeats)
 
     meter.run_until_trusted = spy  # type: ignore[method-assign]
-    rows: list[dict[str, Any]] = []
-    run = InferenceRun(
-        cfg,
-        generator=FakeGenerator(),
-        meter=meter,
-        clocks=ObservedClocks(),
-        device=None,
-        items_by_task={"qa": _items("qa", "qa", 2)},
-        templates=templates(cfg),
-        write=rows.append,
-    )
-    run.run()
+    items = {"qa": _items("qa", "qa", 2)}
+    rows, _, _, _ = _run(cfg, FakeGenerator(), items, meter, clocks=ObservedClocks())
     assert caps == [1200, 1200]  # the externally set clock is checked against the request
     assert all(r["freq_applied_mhz"] is None and r["freq_requested_mhz"] == 1200 for r in rows)
 
@@ -419,17 +403,8 @@ def test_slurm_mode_labels_a_window_with_the_cap_only_when_it_held(cap_held: boo
 
     meter.run_until_trusted = held  # type: ignore[method-assign]
     seen: list[bool] = []
-    rows: list[dict[str, Any]] = []
-    InferenceRun(
-        cfg,
-        generator=FakeGenerator(),
-        meter=meter,
-        clocks=SlurmClocks(seen),
-        device=None,
-        items_by_task={"qa": _items("qa", "qa", 2)},
-        templates=templates(cfg),
-        write=rows.append,
-    ).run()
+    items = {"qa": _items("qa", "qa", 2)}
+    rows, _, _, _ = _run(cfg, FakeGenerator(), items, meter, clocks=SlurmClocks(seen))
     assert seen == [cap_held, cap_held]
     label = 1200 if cap_held else None
     assert all(r["freq_applied_mhz"] == label and r["freq_requested_mhz"] == 1200 for r in rows)
@@ -465,19 +440,7 @@ def test_progress_is_told_after_warmup_and_every_batch_and_point() -> None:
     def progress(**kw: int) -> None:
         calls.append(kw)
 
-    rows: list[dict[str, Any]] = []
-    InferenceRun(
-        cfg,
-        generator=FakeGenerator(),
-        meter=FakeMeter(),
-        clocks=FakeClocks(),
-        device=None,
-        items_by_task={"qa": _items("qa", "qa", 3)},
-        templates=templates(cfg),
-        write=rows.append,
-        sleep=lambda s: None,
-        progress=progress,
-    ).run()
+    rows, _, _, _ = _run(cfg, FakeGenerator(), {"qa": _items("qa", "qa", 3)}, progress=progress)
     # batch size 1: 3 batches, batch size 2: 2 batches; 2 points
     assert calls[0] == dict(points_done=0, points_total=2, batches_done=0, batches_total=5)
     assert [c["batches_done"] for c in calls] == [0, 1, 2, 3, 3, 4, 5, 5]

@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 
-from helpers import compose, templates
+from helpers import PARAMS, ClockSession, EnergyMeter, SimulatedDevice, compose, sim, templates
 from llm_energy import simmodel
 from llm_energy.config import load_config
-from llm_energy.hw.control import ClockSession as ClockSession_
-from llm_energy.hw.meter import EnergyMeter as EnergyMeter_
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
+from llm_energy.hw.simulated import SimulatedDevice as SimDevice
 from llm_energy.io.models import build_random_tokenizer, materialize
 from llm_energy.runtime.engine import GenerationResult
 from llm_energy.runtime.engine import load_generator as load_generator_
@@ -33,23 +31,6 @@ from llm_energy.runtime.simgen import (
     workload_for,
 )
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
 load_generator = partial(
     load_generator_, engine=PARAMS["infer"]["engine"], allow_compile=PARAMS["infer"]["compile"]
 )
@@ -271,13 +252,23 @@ def test_same_numbers_whatever_the_cpu_does(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ the workload clock
 
 
-def test_window_time_and_energy_come_from_the_workload(tmp_path: Path) -> None:
-    dev = SimulatedDevice(0, state_dir=tmp_path, noise_rel=0.0, counter_ticks=True)
+def workload_gpu(state_dir: Path) -> SimDevice:
+    """A noiseless simulated H200 whose time and energy come only from the workloads it runs."""
+    dev = sim(state_dir, counter_ticks=True)
     dev.use_workload_clock()
+    return dev
+
+
+def eager_workload(model: str, **shape: int) -> Any:
+    """The workload of one batch of `model` (random weights) under the eager engine."""
+    return workload_for(cfg_for(f"model={model}", "model.weights=random").model, engine="eager",
+                        compiled=False, **shape)  # fmt: skip
+
+
+def test_window_time_and_energy_come_from_the_workload(tmp_path: Path) -> None:
+    dev = workload_gpu(tmp_path)
     dev.lock_sm_clocks(1200)
-    cfg = cfg_for("model=mistral_7b", "model.weights=random")
-    work = workload_for(cfg.model, batch=8, prompt_tokens=512, new_tokens=64, engine="eager",
-                        compiled=False)  # fmt: skip
+    work = eager_workload("mistral_7b", batch=8, prompt_tokens=512, new_tokens=64)
     expected = simmodel.run_workload(H200, work, 1200)
     meter = EnergyMeter(dev, min_window_s=0.0, min_window_periods=1)
     with meter.window(1200) as w:
@@ -298,12 +289,9 @@ def test_window_time_and_energy_come_from_the_workload(tmp_path: Path) -> None:
 
 
 def test_power_cap_on_workloads_shows_as_throttling(tmp_path: Path) -> None:
-    dev = SimulatedDevice(0, state_dir=tmp_path, noise_rel=0.0, counter_ticks=True)
-    dev.use_workload_clock()
+    dev = workload_gpu(tmp_path)
     dev.set_power_limit_w(250.0)
-    cfg = cfg_for("model=gpt_j_6b", "model.weights=random")
-    work = workload_for(cfg.model, batch=32, prompt_tokens=1024, new_tokens=1, engine="eager",
-                        compiled=False)  # fmt: skip
+    work = eager_workload("gpt_j_6b", batch=32, prompt_tokens=1024, new_tokens=1)
     with EnergyMeter(dev, min_window_s=0.0, min_window_periods=1).window(1980) as w:
         timing = dev.run_workload(work)
         assert dev.power_w() <= 250.0 and dev.clock_event_reasons() & simmodel.REASON_SW_POWER_CAP
@@ -314,8 +302,7 @@ def test_power_cap_on_workloads_shows_as_throttling(tmp_path: Path) -> None:
 
 
 def test_idle_reads_tick_one_update_at_a_time(tmp_path: Path) -> None:
-    dev = SimulatedDevice(0, state_dir=tmp_path, noise_rel=0.0, counter_ticks=True)
-    dev.use_workload_clock()
+    dev = workload_gpu(tmp_path)
     seen = [dev.read_counter() for _ in range(5)]
     assert [round(t, 6) for _, t in seen] == [0.1, 0.2, 0.3, 0.4, 0.5]  # whatever real time did
     p_idle = simmodel.idle_power_w(H200, 345)

@@ -4,55 +4,18 @@ mechanism and labels a window with the cap only when the clocks inside it held i
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from helpers import compose
+from helpers import ClockSession, EnergyMeter, SimulatedDevice, compose, open_device, sim
 from llm_energy.config import load_config
 from llm_energy.feasibility import clock_cap_problem
-from llm_energy.hw import ClockSession as ClockSession_
-from llm_energy.hw import EnergyMeter as EnergyMeter_
-from llm_energy.hw import open_device as open_device_
 from llm_energy.hw.errors import DeviceError
 from llm_energy.hw.journal import list_journals
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
 from llm_energy.hw.slurm import parse_gpu_freq, slurm_freq_warning
 
-# The study settings from conf/ (their only home); a test's own keywords override them.
-PARAMS = compose()
-GPU = PARAMS["gpu"]
-ClockSession = partial(ClockSession_, on_other_processes=GPU["on_other_processes"])
-EnergyMeter = partial(
-    EnergyMeter_,
-    min_window_periods=GPU["min_window_periods"],
-    min_window_s=GPU["min_window_s"],
-    tick_align=GPU["tick_align"],
-)
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=PARAMS["emissions"]["country_iso_code"],
-)
-SimulatedDevice = partial(
-    SimulatedDevice_,
-    gpu=GPU["simulated_gpu"],
-    alpha=GPU["simulated_alpha"],
-    utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-)
-
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
-
-def sim(tmp_path: Path) -> SimulatedDevice:
-    return SimulatedDevice(0, state_dir=tmp_path / "state", noise_rel=0.0)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +50,7 @@ def test_slurm_session_never_touches_clocks_and_records_the_mechanism(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLURM_GPU_FREQ", "1100")
-    dev = sim(tmp_path)
+    dev = sim(tmp_path / "state")
     jdir = tmp_path / "journal"
     with ClockSession(dev, "slurm", 1200, journal_dir=jdir) as s:
         assert dev.clock_state().sm_locked_mhz is None  # no setter ran
@@ -141,7 +104,7 @@ def test_slurm_label_is_the_cap_only_when_the_window_clocks_held_it(
             assert s.freq_label_mhz(held) == 1200
         finally:
             dev.reset_sm_clocks()
-    observe = ClockSession(sim(tmp_path), "observe", 1200, journal_dir=tmp_path / "j2")
+    observe = ClockSession(sim(tmp_path / "state"), "observe", 1200, journal_dir=tmp_path / "j2")
     assert observe.freq_label_mhz(True) is None  # observe applied nothing
 
 

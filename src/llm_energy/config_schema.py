@@ -124,24 +124,40 @@ def choice(allowed: Sequence[str]) -> Check:
     return check
 
 
-def integer(minimum: int, maximum: int | None = None) -> Check:
-    def check(key: str, value: Any) -> int:
-        if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+def _bounded(
+    what: str,
+    is_kind: Callable[[Any], bool],
+    cast: Callable[[Any], Any],
+    minimum: float,
+    maximum: float | None,
+) -> Check:
+    def check(key: str, value: Any) -> Any:
+        if not is_kind(value) or value < minimum or (maximum is not None and value > maximum):
             upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ConfigError(key, value, f"expected an integer of at least {minimum}{upper}")
-        return int(value)
+            raise ConfigError(key, value, f"expected {what} of at least {minimum}{upper}")
+        return cast(value)
 
     return check
+
+
+def integer(minimum: int, maximum: int | None = None) -> Check:
+    return _bounded("an integer", is_int, int, minimum, maximum)
 
 
 def number(minimum: float, maximum: float | None = None) -> Check:
-    def check(key: str, value: Any) -> float:
-        if not is_number(value) or value < minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ConfigError(key, value, f"expected a number of at least {minimum}{upper}")
-        return float(value)
+    return _bounded("a number", is_number, float, minimum, maximum)
 
-    return check
+
+def reworded(check: Check, expected: str) -> Check:
+    """`check` whose error says `expected` (what the setting means, not only its type)."""
+
+    def wrapped(key: str, value: Any) -> Any:
+        try:
+            return check(key, value)
+        except ConfigError:
+            raise ConfigError(key, value, expected) from None
+
+    return wrapped
 
 
 def open_fraction(key: str, value: Any) -> float:

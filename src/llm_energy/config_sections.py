@@ -25,6 +25,7 @@ from llm_energy.config_schema import (
     number,
     open_fraction,
     optional,
+    reworded,
     text,
 )
 
@@ -82,13 +83,7 @@ def country_code(key: str, value: Any) -> str:
     return value.upper()
 
 
-def significance(key: str, value: Any) -> float:
-    try:
-        return open_fraction(key, value)
-    except ConfigError:
-        raise ConfigError(
-            key, value, "expected a significance level strictly between 0 and 1"
-        ) from None
+significance = reworded(open_fraction, "expected a significance level strictly between 0 and 1")
 
 
 @dataclass(frozen=True)

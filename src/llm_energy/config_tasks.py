@@ -24,6 +24,7 @@ from llm_energy.config_schema import (
     name_like,
     optional,
     parse_section,
+    reworded,
     section,
     text,
 )
@@ -60,12 +61,8 @@ def data_file_paths(key: str, value: Any) -> str | list[str] | dict[str, str | l
         return None
     if isinstance(value, Mapping) and value:
         return {str(split): paths(f"{key}.{split}", v) for split, v in value.items()}
-    try:
-        return paths(key, value)
-    except ConfigError:
-        raise ConfigError(
-            key, value, "expected null, a path, a list of paths or a mapping split -> path(s)"
-        ) from None
+    expected = "expected null, a path, a list of paths or a mapping split -> path(s)"
+    return reworded(paths, expected)(key, value)
 
 
 @dataclass(frozen=True)

@@ -11,79 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from llm_energy.errors import InputFileError
-
-Kind = Literal["str", "int", "float", "bool", "list"]
-#: when a column must be present: on every record, on records with status ok, or never
-Required = Literal["always", "ok", "no"]
-
-#: unit suffix → unit (house rule: units are in names)
-UNIT_SUFFIXES: dict[str, str] = {
-    "_mhz": "MHz",
-    "_j": "J",
-    "_w": "W",
-    "_s": "s",
-    "_c": "°C",
-    "_m": "million",
-    "_j_s": "J·s",
-    "_j_s2": "J·s²",
-    "_pct": "%",
-}
-
-
-def unit_of(name: str) -> str:
-    """The unit a column name carries ("" for counts, flags and text)."""
-    for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return UNIT_SUFFIXES[suffix]
-    return ""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: Kind
-    nullable: bool = True
-    required: Required = "always"
-
-    @property
-    def unit(self) -> str:
-        return unit_of(self.name)
-
-    @property
-    def dtype(self) -> str:
-        """pandas dtype of the typed column (nullable ints and flags keep their type; a column
-        only measured records carry is null on failed ones)."""
-        null = self.nullable or self.required != "always"
-        if self.kind == "float":
-            return "float64"
-        if self.kind == "int":
-            return "Int64" if null else "int64"
-        if self.kind == "bool":
-            return "boolean" if null else "bool"
-        return "object"
-
-
-@dataclass(frozen=True)
-class Schema:
-    """The columns of one file. ``extra`` maps a regex of undeclared columns to their kind; any
-    other undeclared column is an error."""
-
-    name: str
-    columns: tuple[Column, ...]
-    extra: tuple[tuple[str, Kind], ...] = ()
-
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
+from llm_energy.record_types import Column, Kind, Required, Schema
 
 
 def _cols(kind: Kind, names: str, *, nullable: bool = True, required: Required = "always"):

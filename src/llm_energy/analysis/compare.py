@@ -16,7 +16,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llm_energy.analysis.experiments import META_COLUMNS, clock_rows, experiments_from_dvc_json
-from llm_energy.analysis.figure_style import finish_figure, mark_no_data, new_figure
+from llm_energy.analysis.figure_style import (
+    finish_figure,
+    label_point,
+    mark_no_data,
+    new_figure,
+)
 from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import pareto_mask
 
@@ -299,13 +304,7 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
                 label=f"{label} best within budget".strip(),
             )
         for x, y, text in zip(sub["latency"], sub["energy"], sub["label"], strict=True):
-            ax.annotate(
-                str(text).replace(" MHz", ""),
-                (x, y),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
-            )
+            label_point(ax, x, y, text)
     ax.set_xlabel("p50 latency (s)")
     ax.set_ylabel("energy (J/token)")
     ax.grid(alpha=0.3)

@@ -116,6 +116,13 @@ def mark_no_data(ax: Axes, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
+def label_point(ax: Axes, x: float, y: float, text: Any) -> None:
+    """A frequency label next to its point (the " MHz" the axis title already says dropped)."""
+    ax.annotate(
+        str(text).replace(" MHz", ""), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+    )
+
+
 def figure_png_bytes(fig: Figure, *, dpi: int) -> bytes:
     """PNG rendering of a figure, in memory."""
     buf = io.BytesIO()

@@ -21,6 +21,7 @@ from llm_energy.analysis.figure_style import (
     energy_source_note,
     finish_figure,
     kinds_of,
+    label_point,
     mark_no_data,
     new_figure,
 )
@@ -182,13 +183,7 @@ def pareto_plot(
         labels = sub["label"] if "label" in sub.columns else sub.get("freq_applied_mhz")
         for x, y, text in zip(sub[latency_col], sub[energy_col], labels, strict=True):
             if np.isfinite(x) and np.isfinite(y):
-                ax.annotate(
-                    str(text).replace(" MHz", ""),
-                    (x, y),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=8,
-                )
+                label_point(ax, x, y, text)
     ax.set_xlabel(axis_label(latency_col))
     ax.set_ylabel(axis_label(energy_col))
     ax.grid(alpha=0.3)

@@ -120,7 +120,8 @@ def open_device(
                 return _open_group(_nvml, candidates, wanted, locks, wait_for_gpu_s)
             return _open_locked(_nvml, candidates, index, locks, wait_for_gpu_s)
     if backend == "simulated":
-        from llm_energy.hw.simulated import SimulatedDevice, simulated_gpus
+        from llm_energy.hw.simbusy import simulated_gpus
+        from llm_energy.hw.simulated import SimulatedDevice
 
         def _simulated(i: int) -> Device:
             return SimulatedDevice(
@@ -215,7 +216,8 @@ def open_device_by_uuid(uuid: str, *, state_dir: str | Path) -> Device:
     """The device with this UUID, simulated (any model) or NVIDIA whatever
     CUDA_VISIBLE_DEVICES says: how `llm-energy gpu restore` reopens what a journal names.
     A group id (member UUIDs joined, hw/group.py) reopens every member as one group."""
-    from llm_energy.hw.simulated import SimulatedDevice, find_simulated_gpu
+    from llm_energy.hw.simbusy import find_simulated_gpu
+    from llm_energy.hw.simulated import SimulatedDevice
 
     parts = split_group_uuid(uuid)
     if len(parts) > 1:
@@ -247,7 +249,7 @@ def open_device_by_uuid(uuid: str, *, state_dir: str | Path) -> Device:
 
 # Light modules (no NVML/torch/codecarbon at import): re-exported for convenience.
 from llm_energy.hw.control import ClockSession  # noqa: E402
-from llm_energy.hw.meter import EnergyMeter, WindowReading  # noqa: E402
+from llm_energy.hw.meter import EnergyMeter  # noqa: E402
 from llm_energy.hw.recovery import (  # noqa: E402
     clear_journal,
     gpu_status,
@@ -256,6 +258,7 @@ from llm_energy.hw.recovery import (  # noqa: E402
     state_report,
 )
 from llm_energy.hw.timeline import PowerTimeline  # noqa: E402
+from llm_energy.hw.window import WindowReading  # noqa: E402
 
 __all__ = [
     "BACKENDS",

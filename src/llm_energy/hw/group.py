@@ -71,11 +71,7 @@ class DeviceGroup(Device):
         return f"{len(names)}x {names[0]}" if len(set(names)) == 1 else " + ".join(names)
 
     def provenance(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "name": self.name(),
-            "uuid": self.uuid(),
-            "energy_source": self.energy_source,
+        return super().provenance() | {
             "gpu_count": len(self.members),
             "members": [m.provenance() for m in self.members],
         }

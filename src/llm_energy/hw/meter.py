@@ -27,12 +27,11 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from llm_energy.hw.base import REASON_GPU_IDLE, Device, ThrottleCounters
+from llm_energy.hw.base import REASON_GPU_IDLE, Device
 from llm_energy.hw.errors import DeviceError
-from llm_energy.units import mean_power_w
+from llm_energy.hw.window import Window, WindowReading, cap_held, throttle_delta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,77 +40,6 @@ FALLBACK_UPDATE_PERIOD_S = 0.1  # H200 measured; used when the counter does not 
 # A window opening within this many update periods of the previous window's closing tick
 # reuses that tick as its opening edge (the gap is record building, a few ms).
 CHAIN_GAP_PERIODS = 0.2
-# A cap "held" when power/thermal throttling took at most this share of the window's busy time.
-MAX_THROTTLED_FRACTION = 0.05
-
-
-@dataclass(frozen=True)
-class WindowReading:
-    energy_j: float  # NaN when the counter was reset inside the window
-    elapsed_s: float  # edge to edge (tick to tick when aligned)
-    sm_clock_mean_mhz: float | None
-    sm_clock_min_mhz: float | None
-    mem_clock_mhz: int | None
-    clock_event_reasons: int  # OR over the window's reads (GPU-idle bit of the start edge masked)
-    temperature_c: float | None
-    cap_held: bool
-    trusted: bool
-    counter_reset: bool
-    energy_source: str
-    min_trusted_s: float
-    sm_clock_max_mhz: float | None = None
-    clock_source: str = "none"  # "samples" (driver-side, in-window), "edges" or "none"
-    busy_s: float | None = None  # start edge to the end of the work (excludes the closing wait)
-    tail_s: float = 0.0  # idle time inside the window while the closing edge waited for a tick
-    tick_aligned: bool = False  # both edges read right after a counter update
-    throttle_source: str = "none"  # the NVML API of the throttle counters, or "none"
-    throttle_power_s: float | None = None  # in-window time clocks were held down by power
-    throttle_thermal_s: float | None = None  # ... by temperature
-
-    @property
-    def avg_power_w(self) -> float:
-        return mean_power_w(self.energy_j, self.elapsed_s)
-
-    @property
-    def throttled_fraction(self) -> float | None:
-        if self.throttle_power_s is None or self.throttle_thermal_s is None:
-            return None
-        busy = self.busy_s if self.busy_s else self.elapsed_s
-        return (self.throttle_power_s + self.throttle_thermal_s) / busy if busy > 0 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Window:
-    """Handle yielded by `EnergyMeter.window`; `reading` is set when the block exits normally."""
-
-    def __init__(self, t0_s: float) -> None:
-        self.t0_s = t0_s
-        self.reading: WindowReading | None = None
-
-
-def cap_held(
-    cap_mhz: int | None,
-    mean_mhz: float | None,
-    min_mhz: float | None,
-    max_mhz: float | None,
-    step_mhz: int,
-    throttled_fraction: float | None = None,
-) -> bool:
-    """Did the clock stay at the cap for the window's work? None cap (driver default) always
-    holds. One clock step of tolerance either way; unknown clocks cannot confirm a cap; power or
-    thermal throttling for more than MAX_THROTTLED_FRACTION of the busy time breaks it even when
-    the sampled clocks look right (samples are sparse, throttling can fall between them)."""
-    if cap_mhz is None:
-        return True
-    if throttled_fraction is not None and throttled_fraction > MAX_THROTTLED_FRACTION:
-        return False
-    if mean_mhz is None or min_mhz is None:
-        return False
-    tol = max(step_mhz, 1)
-    top = max_mhz if max_mhz is not None else mean_mhz
-    return min_mhz >= cap_mhz - tol and abs(mean_mhz - cap_mhz) <= tol and top <= cap_mhz + tol
 
 
 def _safe(fn: Callable[[], T]) -> T | None:
@@ -119,18 +47,6 @@ def _safe(fn: Callable[[], T]) -> T | None:
         return fn()
     except (DeviceError, OSError):
         return None
-
-
-def _throttle_delta(
-    start: ThrottleCounters | None, end: ThrottleCounters | None
-) -> tuple[str, float | None, float | None]:
-    if start is None or end is None or start.source != end.source:
-        return "none", None, None
-    # A counter that went backwards (driver reload) says nothing about this window.
-    power, thermal = end.power_s - start.power_s, end.thermal_s - start.thermal_s
-    if power < 0 or thermal < 0:
-        return "none", None, None
-    return end.source, power, thermal
 
 
 class EnergyMeter:
@@ -303,7 +219,7 @@ class EnergyMeter:
             busy_edges = [c for c, r in edges if c is not None and not r & REASON_GPU_IDLE]
             clocks = [float(c) for c in busy_edges] or [float(c) for c, _ in edges if c is not None]
             source = "edges" if clocks else "none"
-        throttle_source, power_s, thermal_s = _throttle_delta(start_throttle, end_throttle)
+        throttle_source, power_s, thermal_s = throttle_delta(start_throttle, end_throttle)
         mean = statistics.fmean(clocks) if clocks else None
         lo = min(clocks) if clocks else None
         hi = max(clocks) if clocks else None
@@ -397,7 +313,6 @@ class EnergyMeter:
 
 
 __all__ = [
-    "MAX_THROTTLED_FRACTION",
     "EnergyMeter",
     "Window",
     "WindowReading",

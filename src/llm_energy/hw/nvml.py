@@ -30,22 +30,19 @@ from llm_energy.hw.identity import (
     resolve_cuda_visible,
 )
 from llm_energy.hw.nvml_errors import NO_GPU_TODO, translate_nvml_error
-from llm_energy.units import mj_to_j, mw_to_w, ns_to_s, w_to_mw
+from llm_energy.hw.nvml_reads import (
+    THROTTLE_FIELDS,
+    clock_details,
+    decode_nvml,
+    other_processes,
+    refuse_mig_visible,
+    throttle_from_fields,
+    throttle_from_violations,
+)
+from llm_energy.units import mj_to_j, mw_to_w, w_to_mw
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Clock-event-reason duration fields (ns): power (SW cap, HW brake), then thermal (SW, HW).
-THROTTLE_FIELDS = (
-    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
-    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
-    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
-    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN",
-)
-
-
-def _decode(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class NvmlDevice(Device):
@@ -91,7 +88,7 @@ class NvmlDevice(Device):
         # CUDA accepts UUID prefixes; NVML wants the full UUID, so match by prefix.
         for i in range(count):
             h = self._call(asked, pynvml.nvmlDeviceGetHandleByIndex, i)
-            if _decode(self._call(asked, pynvml.nvmlDeviceGetUUID, h)).startswith(str(target)):
+            if decode_nvml(self._call(asked, pynvml.nvmlDeviceGetUUID, h)).startswith(str(target)):
                 return h
         raise DeviceNotFoundError(
             asked, f"no GPU has a UUID starting with {target}", "Check CUDA_VISIBLE_DEVICES."
@@ -120,14 +117,14 @@ class NvmlDevice(Device):
 
     def uuid(self) -> str:
         if self._uuid is None:
-            self._uuid = _decode(
+            self._uuid = decode_nvml(
                 self._call("Cannot read the GPU UUID", pynvml.nvmlDeviceGetUUID, self._handle)
             )
         return self._uuid
 
     def name(self) -> str:
         if self._name is None:
-            self._name = _decode(
+            self._name = decode_nvml(
                 self._call("Cannot read the GPU name", pynvml.nvmlDeviceGetName, self._handle)
             )
         return self._name
@@ -144,10 +141,10 @@ class NvmlDevice(Device):
             "index": self.index,
             "name": self.name(),
             "uuid": self.uuid(),
-            "driver_version": _decode(v)
+            "driver_version": decode_nvml(v)
             if (v := t(pynvml.nvmlSystemGetDriverVersion)) is not None
             else None,
-            "nvml_version": _decode(v)
+            "nvml_version": decode_nvml(v)
             if (v := t(pynvml.nvmlSystemGetNVMLVersion)) is not None
             else None,
             "cuda_driver_version": f"{cuda_drv // 1000}.{(cuda_drv % 1000) // 10}"
@@ -252,42 +249,19 @@ class NvmlDevice(Device):
         (newer drivers, one call) are preferred; nvmlDeviceGetViolationStatus is the fallback.
         Whichever works first is kept for the life of the device (lazy, no probe at open)."""
         if self._throttle_api in (None, "field_values"):
-            got = self._throttle_from_fields()
+            got = throttle_from_fields(pynvml, self._handle, self._try)
             if got is not None:
                 self._throttle_api = "field_values"
                 return got
             if self._throttle_api == "field_values":
                 return None
         if self._throttle_api in (None, "violation_status"):
-            got = self._throttle_from_violations()
+            got = throttle_from_violations(pynvml, self._handle, self._try)
             if got is not None:
                 self._throttle_api = "violation_status"
                 return got
         self._throttle_api = "none"
         return None
-
-    def _throttle_from_fields(self) -> ThrottleCounters | None:
-        ids = [getattr(pynvml, name, None) for name in THROTTLE_FIELDS]
-        fn = getattr(pynvml, "nvmlDeviceGetFieldValues", None)
-        if fn is None or None in ids:
-            return None
-        values = self._try(fn, self._handle, ids)
-        if values is None or any(int(getattr(v, "nvmlReturn", 1)) != 0 for v in values):
-            return None
-        ns = [int(v.value.ullVal) for v in values]
-        return ThrottleCounters("field_values", ns_to_s(ns[0] + ns[1]), ns_to_s(ns[2] + ns[3]))
-
-    def _throttle_from_violations(self) -> ThrottleCounters | None:
-        fn = getattr(pynvml, "nvmlDeviceGetViolationStatus", None)
-        if fn is None:
-            return None
-        power = self._try(fn, self._handle, pynvml.NVML_PERF_POLICY_POWER)
-        thermal = self._try(fn, self._handle, pynvml.NVML_PERF_POLICY_THERMAL)
-        if power is None or thermal is None:
-            return None
-        return ThrottleCounters(
-            "violation_status", ns_to_s(power.violationTime), ns_to_s(thermal.violationTime)
-        )
 
     def temperature_c(self) -> float | None:
         v = self._try(pynvml.nvmlDeviceGetTemperature, self._handle, pynvml.NVML_TEMPERATURE_GPU)
@@ -320,42 +294,10 @@ class NvmlDevice(Device):
         return None if v is None else mw_to_w(v)
 
     def clock_details(self) -> dict[str, Any]:
-        """Everything NVML will say about clocks; NVML cannot read locked clocks back, so the
-        application-clock targets and boost limits are recorded for diagnosis only."""
-        h, t, p = self._handle, self._try, pynvml
-        out: dict[str, Any] = {
-            "sm_clock_mhz": t(p.nvmlDeviceGetClockInfo, h, p.NVML_CLOCK_SM),
-            "mem_clock_mhz": t(p.nvmlDeviceGetClockInfo, h, p.NVML_CLOCK_MEM),
-            "max_sm_clock_mhz": t(p.nvmlDeviceGetMaxClockInfo, h, p.NVML_CLOCK_SM),
-        }
-        for label, cid in (
-            ("app_target", p.NVML_CLOCK_ID_APP_CLOCK_TARGET),
-            ("app_default", p.NVML_CLOCK_ID_APP_CLOCK_DEFAULT),
-            ("customer_boost_max", p.NVML_CLOCK_ID_CUSTOMER_BOOST_MAX),
-        ):
-            out[f"{label}_sm_mhz"] = t(p.nvmlDeviceGetClock, h, p.NVML_CLOCK_SM, cid)
-        reasons = t(self.clock_event_reasons)
-        out["clock_event_reasons"] = reasons
-        return out
+        return clock_details(pynvml, self._handle, self._try, self.clock_event_reasons)
 
     def other_processes(self) -> list[GpuProcess]:
-        procs: dict[int, GpuProcess] = {}
-        for fn in (
-            pynvml.nvmlDeviceGetComputeRunningProcesses,
-            pynvml.nvmlDeviceGetGraphicsRunningProcesses,
-        ):
-            for p in self._try(fn, self._handle) or []:
-                pid = int(p.pid)
-                if pid == os.getpid():
-                    continue
-                mem = getattr(p, "usedGpuMemory", None)
-                name = self._try(pynvml.nvmlSystemGetProcessName, pid)
-                procs[pid] = GpuProcess(
-                    pid,
-                    int(mem) if isinstance(mem, int) else None,
-                    _decode(name) if name is not None else None,
-                )
-        return sorted(procs.values(), key=lambda q: q.pid)
+        return other_processes(pynvml, self._handle, self._try)
 
     def mig_enabled(self) -> bool:
         """Whether MIG mode is on (current mode); False where the GPU has no MIG."""
@@ -383,37 +325,24 @@ class NvmlDevice(Device):
         # NVML has no getter for locked clocks: only the power limit is read back.
         return ClockState(None, None, self.power_limit_w(), locks_known=False)
 
+    def _lock(self, clock: str, fn: Callable[..., None], freq_mhz: int) -> None:
+        asked = f"Cannot lock the {clock} clock of GPU {self.index} to {freq_mhz} MHz"
+        self._call(asked, fn, self._handle, int(freq_mhz), int(freq_mhz))
+
+    def _reset(self, clock: str, fn: Callable[..., None]) -> None:
+        self._call(f"Cannot reset the {clock} clock lock of GPU {self.index}", fn, self._handle)
+
     def lock_sm_clocks(self, freq_mhz: int) -> None:
-        self._call(
-            f"Cannot lock the SM clock of GPU {self.index} to {freq_mhz} MHz",
-            pynvml.nvmlDeviceSetGpuLockedClocks,
-            self._handle,
-            int(freq_mhz),
-            int(freq_mhz),
-        )
+        self._lock("SM", pynvml.nvmlDeviceSetGpuLockedClocks, freq_mhz)
 
     def reset_sm_clocks(self) -> None:
-        self._call(
-            f"Cannot reset the SM clock lock of GPU {self.index}",
-            pynvml.nvmlDeviceResetGpuLockedClocks,
-            self._handle,
-        )
+        self._reset("SM", pynvml.nvmlDeviceResetGpuLockedClocks)
 
     def lock_mem_clocks(self, freq_mhz: int) -> None:
-        self._call(
-            f"Cannot lock the memory clock of GPU {self.index} to {freq_mhz} MHz",
-            pynvml.nvmlDeviceSetMemoryLockedClocks,
-            self._handle,
-            int(freq_mhz),
-            int(freq_mhz),
-        )
+        self._lock("memory", pynvml.nvmlDeviceSetMemoryLockedClocks, freq_mhz)
 
     def reset_mem_clocks(self) -> None:
-        self._call(
-            f"Cannot reset the memory clock lock of GPU {self.index}",
-            pynvml.nvmlDeviceResetMemoryLockedClocks,
-            self._handle,
-        )
+        self._reset("memory", pynvml.nvmlDeviceResetMemoryLockedClocks)
 
     def set_power_limit_w(self, power_w: float) -> None:
         self._call(
@@ -460,18 +389,6 @@ def allowed_gpus() -> list[tuple[int, str]]:
     return out
 
 
-def refuse_mig_visible(items: list[str]) -> None:
-    """CUDA_VISIBLE_DEVICES naming a MIG slice: refuse in one line (whole GPUs only)."""
-    mig = [x for x in items if x.upper().startswith("MIG-")]
-    if mig:
-        raise NotSupportedError(
-            f"Cannot measure the MIG slice {mig[0]} named in CUDA_VISIBLE_DEVICES",
-            "energy counters and clock locks are per whole GPU, not per MIG slice",
-            "Run on whole GPUs: set CUDA_VISIBLE_DEVICES to GPU-... UUIDs or indexes "
-            "(with SLURM, request a whole GPU rather than a MIG profile).",
-        )
-
-
 def nvml_available() -> bool:
     """True when NVML initialises and sees at least one GPU (used by backend=auto)."""
     try:
@@ -488,6 +405,7 @@ def nvml_available() -> bool:
 
 
 __all__ = [
+    "THROTTLE_FIELDS",
     "NvmlDevice",
     "allowed_gpus",
     "nvml_available",

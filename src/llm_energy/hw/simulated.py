@@ -24,7 +24,6 @@ re-read on every access.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import random
@@ -38,10 +37,10 @@ from llm_energy.hw.base import (
     Device,
     ThrottleCounters,
     atomic_write_json,
-    pid_alive,
     read_json,
 )
 from llm_energy.hw.errors import DeviceError
+from llm_energy.hw.simbusy import BusyMarker
 from llm_energy.hw.simclock import ModelClock, WorkloadTiming
 
 DEFAULT_NOISE_REL = 0.02
@@ -81,7 +80,7 @@ class SimulatedDevice(Device):
         self.state_dir = Path(state_dir)
         self._uuid = simmodel.fake_uuid(self.gpu.key, self.index)
         self.state_path = self.state_dir / f"simulated-{self._uuid}.json"
-        self._busy_path = self.state_dir / f"simulated-{self._uuid}.busy"
+        self._marker = BusyMarker(self.state_dir / f"simulated-{self._uuid}.busy")
         self._rng = random.Random(self.seed)
         # Like NVML, the published counter can move only every update period (model time).
         self.counter_ticks = bool(counter_ticks)
@@ -188,7 +187,7 @@ class SimulatedDevice(Device):
         if self._busy:
             self._last_run = run
             self._clock.add_s(time_s, power, throttled=run.power_capped)
-            self._mark_busy(f"{os.getpid()} {power:.3f} {run.sm_mhz}")
+            self._marker.mark(f"{os.getpid()} {power:.3f} {run.sm_mhz}")
         return WorkloadTiming(
             time_s=time_s,
             ttft_s=run.cost.prefill_s * self._time_noise,
@@ -206,55 +205,34 @@ class SimulatedDevice(Device):
             state = self.clock_state()
             self._clock.add_s(time_s, simmodel.idle_power_w(self.gpu, self._idle_clock(state)))
 
-    def _mark_busy(self, text: str) -> None:
-        # Tell other processes (the power timeline) that the "GPU" is busy, and at what power.
-        with contextlib.suppress(OSError):
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._busy_path.write_text(text)
+    def _switch_busy(self, busy: bool) -> None:
+        if self.workload_clock:
+            # Busy from the model time of the last read: no real time leaks in; the first
+            # read after a window sees its end.
+            self._last_real_s = time.perf_counter()
+            self._fresh_idle = not busy
+        else:
+            self._advance()
+        self._busy = busy
+        self._last_run = None
 
     def window_begin(self) -> None:
-        if self.workload_clock:
-            # Busy from the model time of the last read: no real time leaks in.
-            self._last_real_s = time.perf_counter()
-            self._fresh_idle = False
-        else:
-            self._advance()
-        self._busy = True
-        self._last_run = None
+        self._switch_busy(True)
         self._power_noise, self._time_noise = self._draw_noise(), self._draw_noise()
         if self.workload_clock:  # waiting for its first call at the target clock
-            self._mark_busy(f"{os.getpid()} {self._rates(True, self.clock_state())[1]:.3f}")
+            self._marker.mark(f"{os.getpid()} {self._rates(True, self.clock_state())[1]:.3f}")
         else:
-            self._mark_busy(str(os.getpid()))
+            self._marker.mark(str(os.getpid()))
 
     def window_end(self) -> None:
-        if self.workload_clock:
-            self._last_real_s = time.perf_counter()
-            self._fresh_idle = True
-        else:
-            self._advance()
-        self._busy = False
-        self._last_run = None
+        self._switch_busy(False)
         self._power_noise = self._time_noise = 1.0
-        with contextlib.suppress(OSError):
-            if self._busy_path.read_text().split()[0] == str(os.getpid()):
-                self._busy_path.unlink()
-
-    def _busy_marker(self) -> tuple[int, float | None] | None:
-        """(pid, power W if reported) of the process that marked this GPU busy."""
-        try:
-            fields = self._busy_path.read_text().split()
-            pid = int(fields[0])
-            power = float(fields[1]) if len(fields) > 1 else None
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid, power
+        self._marker.clear_if_mine()
 
     def _busy_anywhere(self) -> bool:
         if self._busy:
             return True
-        marker = self._busy_marker()
-        return marker is not None and marker[0] != os.getpid() and pid_alive(marker[0])
+        return self._marker.held_by_other()
 
     # ------------------------------------------------------------------ identity
     @property
@@ -338,7 +316,7 @@ class SimulatedDevice(Device):
     def power_w(self) -> float:
         state = self.clock_state()
         if not self._busy and self._busy_anywhere():
-            marker = self._busy_marker()
+            marker = self._marker.read()
             if marker is not None and marker[1] is not None:
                 return marker[1]  # another process runs workloads: the power it reported
         _, power = self._rates(self._busy_anywhere(), state)
@@ -424,29 +402,4 @@ class SimulatedDevice(Device):
             self.window_end()
 
 
-MAX_SIMULATED_GPUS = 64
-
-
-def simulated_gpus(gpu: str, count: int) -> list[tuple[int, str]]:
-    """(index, UUID) of the `count` simulated GPUs of one model: distinct, stable UUIDs."""
-    key = simmodel.get_gpu_model(gpu).key
-    return [(i, simmodel.fake_uuid(key, i)) for i in range(count)]
-
-
-def find_simulated_gpu(uuid: str) -> tuple[str, int] | None:
-    """(model, index) of the simulated GPU with this UUID, None when it is not a simulated one:
-    a journal names its GPU by UUID only, whatever model the run simulated."""
-    for key in simmodel.GPU_MODELS:
-        for i in range(MAX_SIMULATED_GPUS):
-            if simmodel.fake_uuid(key, i) == uuid:
-                return key, i
-    return None
-
-
-__all__ = [
-    "DEFAULT_NOISE_REL",
-    "MAX_SIMULATED_GPUS",
-    "SimulatedDevice",
-    "find_simulated_gpu",
-    "simulated_gpus",
-]
+__all__ = ["DEFAULT_NOISE_REL", "SimulatedDevice"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.io.files import read_csv, read_jsonl
-from llm_energy.records import Schema, typed_frame
+from llm_energy.record_types import Schema
+from llm_energy.records import typed_frame
 
 
 def load_records(path: Path, schema: Schema, *, remedy: str) -> pd.DataFrame:

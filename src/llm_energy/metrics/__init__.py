@@ -44,6 +44,16 @@ def load(name: str, **kwargs: Any) -> Any:
     return evaluate.load(str(metric_path(name)), **kwargs)
 
 
+def metric_info(description: str, citation: str, inputs_description: str, **fields: Any) -> Any:
+    """The `evaluate.MetricInfo` of one of the project's metric scripts (features and any other
+    field in `fields`)."""
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description, citation=citation, inputs_description=inputs_description, **fields
+    )
+
+
 def compute_for_kind(
     kind: str,
     *,

@@ -11,7 +11,6 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -19,7 +18,6 @@ from tqdm.auto import tqdm
 from llm_energy.config import Config, TaskConfig
 from llm_energy.plan import (
     SweepPoint,
-    WindowFacts,
     batches,
     failure_records,
     output_spec,
@@ -35,54 +33,18 @@ from llm_energy.runtime.protocols import (
     TextGenerator,
     WindowMeter,
 )
+from llm_energy.runtime.run_parts import (
+    IdleBaseline,
+    RunTotals,
+    is_oom,
+    now_iso,
+    run_shapes,
+    window_facts,
+)
 from llm_energy.runtime.warmup import WarmupRecord, warm_up
 
 log = logging.getLogger(__name__)
 _UNSET = object()  # no cap has been set yet in this run
-
-
-@dataclass(frozen=True)
-class IdleBaseline:
-    """Idle power at one applied clock, measured before and after a block of load points."""
-
-    freq_applied_mhz: int | None
-    before_w: float | None
-    after_w: float | None = None
-
-    @property
-    def power_w(self) -> float | None:
-        values = [v for v in (self.before_w, self.after_w) if v is not None and math.isfinite(v)]
-        return sum(values) / len(values) if values else None
-
-    @property
-    def se_w(self) -> float | None:
-        """Standard error of the mean of the two readings (|before - after| / 2); None with one."""
-        if self.before_w is None or self.after_w is None:
-            return None
-        if not (math.isfinite(self.before_w) and math.isfinite(self.after_w)):
-            return None
-        return abs(self.before_w - self.after_w) / 2
-
-
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-@dataclass
-class RunTotals:
-    windows: int = 0
-    requests_ok: int = 0
-    requests_failed: int = 0
-    untrusted_windows: int = 0
-    device_energy_j: float = 0.0
-    truncated_prompts: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 class InferenceRun:
@@ -227,28 +189,6 @@ class InferenceRun:
         # Observe mode changes nothing: the clock seen at some instant is not an applied cap.
         return self.clocks.applied_sm_mhz if self.cfg.gpu.control == "lock" else None
 
-    def _shapes(self) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """Every distinct (task, engine, batch size, input, output) the sweep will measure."""
-        shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for point in sweep_points(self.cfg):
-            for task in self.cfg.tasks:
-                if not self.items_by_task.get(task.name):
-                    continue
-                max_new, mode = output_spec(task, point, self.cfg)
-                key = (task.name, point.engine, point.batch_size, point.input_tokens, max_new, mode)
-                shapes.setdefault(
-                    key,
-                    {
-                        "task": task.name,
-                        "engine": point.engine,
-                        "batch_size": point.batch_size,
-                        "input_tokens_target": point.input_tokens,
-                        "output_tokens_target": max_new,
-                        "output_mode": mode,
-                    },
-                )
-        return shapes
-
     def _warmup_call(self, key: tuple[Any, ...]) -> float:
         task_name, engine, batch_size, input_tokens, max_new, mode = key
         task = self.cfg.task(task_name)
@@ -266,7 +206,7 @@ class InferenceRun:
         inf = self.cfg.infer
         try:
             record = warm_up(
-                self._shapes(),
+                run_shapes(self.cfg, self.items_by_task),
                 self._warmup_call,
                 min_calls=inf.warmup_requests,
                 k=inf.warmup_steady_k,
@@ -354,7 +294,7 @@ class InferenceRun:
         applied_mhz: int | None,
     ) -> list[dict[str, Any]]:
         base = self._base(point, max_new, mode, len(batch))
-        started = _now_iso()
+        started = now_iso()
         try:
             inputs = [self._fit(task, item, point.input_tokens, max_new) for item in batch]
             fixed = mode == "fixed"
@@ -371,7 +311,7 @@ class InferenceRun:
         except PromptError as exc:
             return self._fail(base, batch, "error", f"prompt: {exc}")
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             import torch
 
@@ -387,30 +327,7 @@ class InferenceRun:
             applied_mhz = self.clocks.freq_label_mhz(reading.cap_held)
             base["freq_applied_mhz"] = applied_mhz
         self._window_id += 1
-        facts = WindowFacts(
-            window_id=self._window_id,
-            window_energy_j=reading.energy_j,
-            window_s=reading.elapsed_s,
-            window_repeats=repeats,
-            window_trusted=reading.trusted,
-            energy_source=reading.energy_source,
-            idle_power_w=None,  # filled in with the point's before/after baseline
-            freq_requested_mhz=point.freq_mhz,
-            freq_applied_mhz=applied_mhz,
-            sm_clock_mean_mhz=reading.sm_clock_mean_mhz,
-            sm_clock_min_mhz=reading.sm_clock_min_mhz,
-            mem_clock_mhz=reading.mem_clock_mhz,
-            clock_event_reasons=reading.clock_event_reasons,
-            temperature_c=reading.temperature_c,
-            cap_held=reading.cap_held,
-            window_busy_s=getattr(reading, "busy_s", None),
-            window_tail_s=getattr(reading, "tail_s", 0.0),
-            window_tick_aligned=getattr(reading, "tick_aligned", False),
-            clock_source=getattr(reading, "clock_source", "none"),
-            throttle_source=getattr(reading, "throttle_source", "none"),
-            throttle_power_s=getattr(reading, "throttle_power_s", None),
-            throttle_thermal_s=getattr(reading, "throttle_thermal_s", None),
-        )
+        facts = window_facts(reading, self._window_id, repeats, point.freq_mhz, applied_mhz)
         rows = request_records(
             base=base,
             items=batch,
@@ -421,7 +338,7 @@ class InferenceRun:
             window=facts,
             last_call_s=result.elapsed_s,
         )
-        ended = _now_iso()
+        ended = now_iso()
         for row in rows:
             row.update(started_at=started, ended_at=ended)
         self.totals.windows += 1
@@ -450,7 +367,7 @@ class InferenceRun:
         log.warning("%s: %s", status, error)
         rows = failure_records(base=base, items=batch, status=status, error=error)
         for row in rows:
-            row.update(started_at=_now_iso(), ended_at=_now_iso())
+            row.update(started_at=now_iso(), ended_at=now_iso())
         self.totals.requests_failed += len(batch)
         self.totals.warnings.append(error)
         return rows

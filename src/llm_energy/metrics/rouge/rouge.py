@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from llm_energy import textmetrics
+from llm_energy.metrics import metric_info
 
 # evaluate parses this file's import lines to check dependencies: keep one import per line.
 
@@ -44,10 +45,10 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Rouge(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
+        return metric_info(
+            _DESCRIPTION,
+            _CITATION,
+            _KWARGS_DESCRIPTION,
             features=[
                 datasets.Features(
                     {

@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from llm_energy import textmetrics
+from llm_energy.metrics import metric_info
 
 # evaluate parses this file's import lines to check dependencies: keep one import per line.
 
@@ -68,10 +69,10 @@ _PLAIN = datasets.Features(
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class SquadV2(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
+        return metric_info(
+            _DESCRIPTION,
+            _CITATION,
+            _KWARGS_DESCRIPTION,
             # evaluate picks the first format the first example fits.
             features=[_CANONICAL, _PLAIN],
             reference_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],

@@ -1,0 +1,93 @@
+"""Repeatability phase of the acceptance run (benchmarks/acceptance.py): the same requests
+repeated through the infer path, J/token per repetition and its CV per task."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bench_common import ROOT, cv, restrict_tasks, sample_items
+from goal_rows import REPEAT_TASKS, pct
+from llm_energy.config import Config, load_config
+from llm_energy.hw import EnergyMeter
+from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.paths import project_paths
+from llm_energy.runtime.runner import InferenceRun
+from overhead import RowSink
+
+if TYPE_CHECKING:
+    from acceptance import Plan
+
+
+def repeatability(
+    cfg: Config,
+    *,
+    gen: Any,
+    meter: EnergyMeter,
+    clocks: Any,
+    device: Any,
+    plan: Plan,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`plan.repetitions` repetitions of the same requests per task shape through InferenceRun
+    (the stage's warm-up, windows, records); J/token per repetition and its CV per task."""
+    raw = restrict_tasks(cfg.raw, REPEAT_TASKS)
+    raw["infer"] = {
+        **raw["infer"],
+        "repetitions": plan.repetitions,
+        "output_mode": "fixed",  # the same token count every repetition
+        "output_tokens": None,  # each task's own length
+        "batch_size": 1,
+        "warmup_max_s": plan.runner_warmup_max_s,
+    }
+    rcfg = load_config(raw)
+    items = {t: sample_items(rcfg, t, plan.repeat_items) for t in REPEAT_TASKS}
+    sink = RowSink()
+    t0 = time.perf_counter()
+    run = InferenceRun(
+        rcfg,
+        generator=gen,
+        meter=meter,
+        clocks=clocks,
+        device=device,
+        items_by_task=items,
+        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
+        write=sink,
+    )
+    totals = run.run()
+    ok = [r for r in sink.rows if r["status"] == "ok"]
+    tasks: dict[str, Any] = {}
+    for task in REPEAT_TASKS:
+        per_rep: dict[int, list[dict[str, Any]]] = {}
+        for r in ok:
+            if r["task"] == task:
+                per_rep.setdefault(int(r["rep"]), []).append(r)
+        jpt = [
+            sum(float(r["energy_j"]) for r in rows) / sum(int(r["output_tokens"]) for r in rows)
+            for _, rows in sorted(per_rep.items())
+        ]
+        tasks[task] = {
+            "repetitions": len(jpt),
+            "j_per_token": jpt,
+            "j_per_token_mean": statistics.fmean(jpt) if jpt else math.nan,
+            "j_per_token_cv": cv(jpt),
+            "windows_untrusted": sum(
+                1 for r in ok if r["task"] == task and not r["window_trusted"]
+            ),
+            "window_s": [float(r["window_s"]) for r in ok if r["task"] == task],
+            "window_repeats": [int(r["window_repeats"]) for r in ok if r["task"] == task],
+        }
+        log(f"  {task}: J/token CV {pct(tasks[task]['j_per_token_cv'])} over {len(jpt)} reps")
+    warm = run.warmup_record
+    return {
+        "model": cfg.model.name,
+        "tasks": tasks,
+        "requests_ok": len(ok),
+        "requests_failed": totals.requests_failed,
+        "warnings": list(totals.warnings),
+        "runner_warmup": warm.to_dict() if warm is not None else None,
+        "elapsed_s": time.perf_counter() - t0,
+    }
