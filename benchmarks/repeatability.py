@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bench_common import ROOT, cv, restrict_tasks, sample_items
+from bench_common import ROOT, restrict_tasks, sample_items
+from bench_stats import cv
 from goal_rows import REPEAT_TASKS, pct
 from llm_energy.config import Config, load_config
 from llm_energy.hw import EnergyMeter

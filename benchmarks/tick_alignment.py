@@ -42,13 +42,13 @@ from typing import Any
 from bench_common import (
     benchmark_params,
     build_generator,
-    cv,
     open_benchmark_device,
     require_observe,
     sample_items,
     warm_until_steady,
     write_result,
 )
+from bench_stats import cv
 from llm_energy.config import load_config
 from llm_energy.hw import EnergyMeter
 

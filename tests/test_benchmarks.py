@@ -18,13 +18,8 @@ BENCH = REPO / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from bench_common import (  # noqa: E402
-    HEAVY_MODULES,
-    bootstrap_median_ci,
-    cv,
-    median_ratio,
-    warm_until_steady,
-)
+from bench_common import HEAVY_MODULES, warm_until_steady  # noqa: E402
+from bench_stats import bootstrap_median_ci, cv, median_ratio  # noqa: E402
 from overhead import summarize_rounds  # noqa: E402
 
 # Benchmark modules and every llm_energy module on the acceptance path.

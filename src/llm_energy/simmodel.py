@@ -212,6 +212,14 @@ def _check_unit(name: str, value: float) -> float:
     return float(value)
 
 
+def check_settings(alpha: float, utilization: float, noise_rel: float) -> None:
+    """A simulated device's gpu.simulated_alpha / _utilization and noise, each in range."""
+    _check_unit("simulated alpha", alpha)
+    _check_unit("simulated utilization", utilization)
+    if not 0.0 <= noise_rel < 0.5:
+        raise ValueError(f"simulated noise_rel must lie in [0, 0.5), got {noise_rel!r}")
+
+
 def voltage_rel(gpu: GpuModel, f_mhz: float) -> float:
     """V(f)/V_max, linear between v_min_rel at f_min and 1 at f_max."""
     f = _check_f(gpu, f_mhz)
@@ -334,6 +342,21 @@ def temperature_c(gpu: GpuModel, power_w_value: float) -> float:
     return gpu.temp_ambient_c + gpu.thermal_c_per_w * float(power_w_value)
 
 
+def clock_event_reasons(
+    gpu: GpuModel, sm_locked_mhz: int | None, busy: bool, power_capped: bool
+) -> int:
+    """NVML's clock-event-reason mask: a lock below f_max is an application-clock setting; a
+    busy GPU held below its target by the power limit is power-capped; an idle one is idle."""
+    mask = 0
+    if sm_locked_mhz is not None and sm_locked_mhz < gpu.sm_max_mhz:
+        mask |= REASON_APPLICATIONS_CLOCKS_SETTING
+    if not busy:
+        mask |= REASON_GPU_IDLE
+    elif power_capped:
+        mask |= REASON_SW_POWER_CAP
+    return mask
+
+
 def fake_uuid(gpu_key: str, index: int) -> str:
     """Stable fake UUID (same GPU model and index -> same UUID, across processes and hosts)."""
     return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"llm-energy/simulated/{gpu_key}/{index}"))
@@ -348,6 +371,8 @@ __all__ = [
     "ROOFLINE_H200",
     "GpuModel",
     "WorkloadRun",
+    "check_settings",
+    "clock_event_reasons",
     "energy_j",
     "fake_uuid",
     "get_gpu_model",

@@ -6,8 +6,9 @@ Spearman, OLS), so the report's prose carries the same numbers as its tables. Pu
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -185,14 +186,25 @@ def _varying(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     return [k for k in keys if k in frame.columns and frame[k].nunique(dropna=False) > 1]
 
 
+def _sentences_of(
+    write: Callable[[pd.DataFrame], list[str]],
+) -> Callable[[pd.DataFrame | None], list[str]]:
+    """Sentences from a stats table: none for a table that is missing or empty."""
+
+    @functools.wraps(write)
+    def sentences(table: pd.DataFrame | None) -> list[str]:
+        return [] if table is None or table.empty else write(table)
+
+    return sentences
+
+
+@_sentences_of
 def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
     """One sentence per stratum of :func:`~llm_energy.analysis.tradeoff.recommend_cap`.
 
     E.g. "Capping at 1200 MHz saved 18.3 % energy per token (95 % CI 15.1–21.0 %) for +4.2 %
     p50 latency on summarization with model X."
     """
-    if recommendations is None or recommendations.empty:
-        return []
     varying = _varying(recommendations, STRATUM_KEYS)
     out = []
     for row in recommendations.to_dict("records"):
@@ -251,9 +263,8 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
     return out
 
 
+@_sentences_of
 def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty:
-        return []
     varying = _varying(table, STRATUM_KEYS)
     out = []
     for row in table.to_dict("records"):
@@ -305,9 +316,8 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+@_sentences_of
 def pairwise_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty:
-        return []
     out = []
     tested = table[table["p_holm"].notna()]
     if tested.empty:
@@ -327,9 +337,8 @@ def pairwise_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+@_sentences_of
 def spearman_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty:
-        return []
     out = []
     rows = table[table["scope"] == "overall"]
     for row in rows.to_dict("records"):
@@ -346,9 +355,8 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+@_sentences_of
 def regression_sentences(table: pd.DataFrame) -> list[str]:
-    if table is None or table.empty:
-        return []
     out = []
     r2 = table.attrs.get("r2")
     n = table.attrs.get("n")

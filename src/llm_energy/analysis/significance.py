@@ -11,6 +11,7 @@ test runs, and why, is decided in :mod:`llm_energy.analysis.designs`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,17 @@ def _stratum_levels(
     return kept, dropped
 
 
+def _stratum_samples(
+    requests: pd.DataFrame, metric: str, min_samples: int
+) -> Iterator[tuple[dict[str, Any], pd.DataFrame, list[LevelSample], list[str]]]:
+    """Per stratum of the metric's windows: its row head (stratum keys, metric), its windows,
+    the levels with at least `min_samples` windows and the ones left out (labelled)."""
+    for key, group in _strata(metric_windows(requests, metric)):
+        head: dict[str, Any] = {**dict(zip(STRATUM_KEYS, key, strict=True)), "metric": metric}
+        kept, dropped = _stratum_levels(group, metric, min_samples)
+        yield head, group, kept, dropped
+
+
 # --- omnibus ---------------------------------------------------------------------------------------
 
 
@@ -162,12 +174,8 @@ def frequency_effect(
     left the row's ``verdict`` is ``"skipped: <reason>"``. Columns:
     :data:`FREQUENCY_EFFECT_COLUMNS`.
     """
-    df = metric_windows(requests, metric)
     rows: list[dict[str, Any]] = []
-    for key, group in _strata(df):
-        row: dict[str, Any] = dict(zip(STRATUM_KEYS, key, strict=True))
-        row["metric"] = metric
-        kept, dropped = _stratum_levels(group, metric, min_samples)
+    for row, group, kept, dropped in _stratum_samples(requests, metric, min_samples):
         row["levels"] = ", ".join(freq_label(lv.level_mhz) for lv in kept)
         notes = [f"left out (n<{min_samples} windows): {', '.join(dropped)}"] if dropped else []
         if len(kept) < 2:
@@ -224,12 +232,8 @@ def pairwise_vs_default(
     p-values are Holm-adjusted within the stratum. ``pct_change`` is 100 × (mean −
     mean_baseline) / mean_baseline over window values. Columns: :data:`PAIRWISE_COLUMNS`.
     """
-    df = metric_windows(requests, metric)
     rows: list[dict[str, Any]] = []
-    for key, group in _strata(df):
-        base_row: dict[str, Any] = dict(zip(STRATUM_KEYS, key, strict=True))
-        base_row["metric"] = metric
-        kept, _dropped = _stratum_levels(group, metric, min_samples)
+    for base_row, _group, kept, _dropped in _stratum_samples(requests, metric, min_samples):
         if len(kept) < 2:
             rows.append(
                 {

@@ -17,7 +17,7 @@ from typing import Any
 from llm_energy.hw import journal as jr
 from llm_energy.hw import preflight as pf
 from llm_energy.hw.base import ClockState, Device
-from llm_energy.hw.errors import DeviceError
+from llm_energy.hw.errors import DeviceError, RestoreError
 from llm_energy.hw.guard import RestoreGuard
 from llm_energy.hw.journal import journal_path
 from llm_energy.hw.preflight import ClockSnapWarning
@@ -34,6 +34,7 @@ class JournaledClocks:
     requested_sm_mhz: int | None
     requested_mem_mhz: int | None
     requested_power_limit_w: float | None
+    planned_sm_freqs_mhz: list[int]
     applied_sm_mhz: int | None
     applied_mem_mhz: int | None
     applied_power_limit_w: float | None
@@ -80,6 +81,33 @@ class JournaledClocks:
                 self.original.describe(),
             )
             return []
+
+    def _restore_original_sm(self) -> None:
+        """Put back the SM state found before the first change (`set_sm_cap(None)`)."""
+        if not self._changed["sm"] or self.original is None:
+            return
+        with self._lock, self.guard.critical():
+            problems = jr.restore_state(self.device, self.original, {"sm": True})
+            if problems:
+                raise RestoreError(
+                    f"Cannot return GPU {self.device.uuid()} to its original SM clock state",
+                    "; ".join(problems),
+                    "Run `llm-energy gpu restore`.",
+                )
+            self._changed["sm"] = False
+            self._write_journal()
+
+    def _preflight_plan(self) -> None:
+        """Check and snap every planned SM cap (sweeps) before the first change."""
+        self._preflight(f"Cannot lock the SM clock to {self.planned_sm_freqs_mhz[0]} MHz")
+        mem = None
+        if self.requested_mem_mhz is not None:
+            mem = self._snap(
+                "memory", self.requested_mem_mhz, self.device.supported_mem_clocks_mhz()
+            )
+        supported = self.device.supported_sm_clocks_mhz(mem)
+        for f in self.planned_sm_freqs_mhz:
+            self._snap("SM", f, supported)
 
     def _preflight(self, asked: str) -> None:
         raise NotImplementedError  # the session's checks before any change
@@ -148,23 +176,30 @@ class JournaledClocks:
                 raise
 
     def _set_sm(self, freq_mhz: int) -> None:
-        asked = f"Cannot lock the SM clock to {freq_mhz} MHz"
-        self._begin_changes(asked)
-        applied = self._snap(
-            "SM", freq_mhz, self.device.supported_sm_clocks_mhz(self.applied_mem_mhz)
-        )
-        self._apply("sm", self.device.lock_sm_clocks, applied)
-        self.applied_sm_mhz = applied
-        self._write_journal()
-        pf.check_lock_readback(self.device, "sm", applied)
+        self._lock_clock("sm", freq_mhz)
 
     def _set_mem(self, freq_mhz: int) -> None:
-        self._begin_changes(f"Cannot lock the memory clock to {freq_mhz} MHz")
-        applied = self._snap("memory", freq_mhz, self.device.supported_mem_clocks_mhz())
-        self._apply("mem", self.device.lock_mem_clocks, applied)
-        self.applied_mem_mhz = applied
+        self._lock_clock("mem", freq_mhz)
+
+    def _lock_clock(self, key: str, freq_mhz: int) -> None:
+        """Lock the SM (`sm`) or memory (`mem`) clock at the supported clock nearest freq_mhz."""
+        sm, dev = key == "sm", self.device
+        what = "SM" if sm else "memory"
+        self._begin_changes(f"Cannot lock the {what} clock to {freq_mhz} MHz")
+        # Listed after the preflight: a device without clock control fails there, in one line.
+        supported = (
+            dev.supported_sm_clocks_mhz(self.applied_mem_mhz)
+            if sm
+            else dev.supported_mem_clocks_mhz()
+        )
+        applied = self._snap(what, freq_mhz, supported)
+        self._apply(key, dev.lock_sm_clocks if sm else dev.lock_mem_clocks, applied)
+        if sm:
+            self.applied_sm_mhz = applied
+        else:
+            self.applied_mem_mhz = applied
         self._write_journal()
-        pf.check_lock_readback(self.device, "mem", applied)
+        pf.check_lock_readback(dev, key, applied)
 
     def _set_power_limit(self, power_w: float) -> None:
         self._begin_changes(f"Cannot set the power limit to {power_w:g} W")

@@ -9,10 +9,9 @@ it writes a journal (`hw/journal.py`) holding the original state and which setti
 to change (write-ahead), so a run killed with SIGKILL is repaired by the next session or by
 `recover_pending` / `llm-energy gpu restore` (`hw/recovery.py`).
 
-`control="observe"` never calls a setter: it only records the clocks in force.
-`control="slurm"` is observe with a cap that SLURM applied (`--gpu-freq`, hw/slurm.py): the
-requested cap is recorded, checked against SLURM's environment, and a window's clock label is
-that cap only when the clocks seen inside the window held it (`freq_label_mhz`).
+`control="observe"` / `"slurm"` never call a setter: they only record the clocks in force
+(hw/cap_record.py, which also holds what a session records about its cap). The journaled
+changes and their restore are hw/clock_changes.py; the checks before them hw/preflight.py.
 
 A `DeviceGroup` (hw/group.py) is one device here: its lock is every member's GPU lock, its
 journal records every member's original state, and a restore puts back each member.
@@ -20,20 +19,19 @@ journal records every member's original state, and a restore puts back each memb
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from llm_energy.hw import journal as jr
 from llm_energy.hw import preflight as pf
 from llm_energy.hw.base import ClockState, Device
+from llm_energy.hw.cap_record import OBSERVING, CapRecord
 from llm_energy.hw.clock_changes import JournaledClocks
-from llm_energy.hw.errors import DeviceError, RestoreError, SessionConflictError
+from llm_energy.hw.errors import DeviceError, RestoreError
 from llm_energy.hw.gpulock import GpuLease
-from llm_energy.hw.gpupick import GroupLease, acquire_gpus
-from llm_energy.hw.guard import RestoreGuard, can_install_handlers
+from llm_energy.hw.gpupick import GroupLease
+from llm_energy.hw.guard import RestoreGuard
 from llm_energy.hw.journal import journal_path, read_journal
 from llm_energy.hw.preflight import (
     CAP_SYS_ADMIN_BIT,
@@ -44,23 +42,17 @@ from llm_energy.hw.preflight import (
 from llm_energy.hw.recovery import (
     default_lock_dir,
     gpu_status,
+    lease_and_recover,
     mark_session,
-    pending_journal_warning,
     recover_pending,
-    refuse_if_in_a_pending_group,
     restore_from_journal,
-    session_active,
 )
-from llm_energy.hw.slurm import MECHANISMS, slurm_freq_warning
-
-log = logging.getLogger(__name__)
 
 Control = Literal["lock", "observe", "slurm"]
-OBSERVING = ("observe", "slurm")  # controls that never call a setter
 OtherProcessPolicy = Literal["warn", "refuse"]
 
 
-class ClockSession(JournaledClocks):
+class ClockSession(JournaledClocks, CapRecord):
     """Context manager holding a frequency cap; see the module docstring.
 
     Attributes after `__enter__`: requested_sm_mhz / applied_sm_mhz, requested_mem_mhz /
@@ -82,12 +74,7 @@ class ClockSession(JournaledClocks):
         planned_sm_freqs_mhz: Sequence[int | None] | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
-        if control not in MECHANISMS:
-            raise ValueError(f"control must be one of {'|'.join(MECHANISMS)}, got {control!r}")
-        if on_other_processes not in ("warn", "refuse"):
-            raise ValueError(
-                f"on_other_processes must be 'warn' or 'refuse', got {on_other_processes!r}"
-            )
+        pf.check_session_args(control, on_other_processes)
         self.device = device
         self.control = control
         self.journal_dir = Path(journal_dir)
@@ -129,31 +116,12 @@ class ClockSession(JournaledClocks):
             self._enter_observe()
             self._entered = True
             return self
-        uuid = self.device.uuid()
-        if session_active(uuid):
-            raise SessionConflictError(
-                f"Cannot open a second clock session on GPU {uuid}",
-                "this process already holds one",
-                "Use set_sm_cap() on the open session instead.",
-            )
-        # The lock decides between concurrent sessions; re-entrant if this process (the
-        # stage) already holds it. The loser leaves before touching clocks or journals.
-        self._lease = acquire_gpus(
-            self.lock_dir,
-            [m.uuid() for m in self.device.member_devices()],
-            asked=f"Cannot change the clocks of GPU {self.device.index}",
-            wait_for_gpu_s=0.0,  # a run waits (gpu.wait_for_gpu_s) when it opens its device
+        # The lock decides between concurrent sessions; the loser leaves before touching
+        # clocks or journals. A journal left by a killed run is repaired before anything else.
+        self._lease, self.recovered_message = lease_and_recover(
+            self.device, self.journal_dir, self.lock_dir
         )
-        try:
-            # A journal left by a killed run is repaired before anything else.
-            refuse_if_in_a_pending_group(self.device, self.journal_dir)
-            self.recovered_message = recover_pending(
-                self.device, self.journal_dir, lock_dir=self.lock_dir
-            )
-        except BaseException:
-            self._lease.release()
-            raise
-        mark_session(uuid, True)
+        mark_session(self.device.uuid(), True)
         self._marked = True
         self._entered = True
         try:
@@ -202,119 +170,27 @@ class ClockSession(JournaledClocks):
         if freq_mhz is not None:
             self._set_sm(freq_mhz)
             return self.applied_sm_mhz
-        if self._changed["sm"] and self.original is not None:
-            with self._lock, self.guard.critical():
-                problems = jr.restore_state(self.device, self.original, {"sm": True})
-                if problems:
-                    raise RestoreError(
-                        f"Cannot return GPU {self.device.uuid()} to its original SM clock state",
-                        "; ".join(problems),
-                        "Run `llm-energy gpu restore`.",
-                    )
-                self._changed["sm"] = False
-                self._write_journal()
+        self._restore_original_sm()
         self.applied_sm_mhz = pf.sm_lock_in_force(self.device)
         return self.applied_sm_mhz
 
-    @property
-    def clock_mechanism(self) -> str:
-        """How the cap reaches the GPU, as run.json records it."""
-        if self.control == "lock" and self.device.backend == "simulated":
-            return "locked clocks (simulated GPU)"
-        return MECHANISMS[self.control]
-
-    def freq_label_mhz(self, cap_held: bool | None) -> int | None:
-        """The clock a window's records are labelled with (`freq_applied_mhz`). lock: the
-        applied cap; observe: None (nothing was applied); slurm: the cap SLURM was asked for
-        when the clocks seen inside the window held it, else None with a warning (once)."""
-        if self.control == "lock":
-            return self.applied_sm_mhz
-        if self.control == "observe" or self.requested_sm_mhz is None:
-            return None
-        if cap_held:
-            return self.requested_sm_mhz
-        if not self._slurm_cap_missed:
-            self._slurm_cap_missed = True
-            self._warn(
-                f"gpu.control=slurm: the clocks seen inside a window did not hold the requested "
-                f"{self.requested_sm_mhz} MHz (was the job submitted with --gpu-freq="
-                f"{self.requested_sm_mhz}?); such windows get freq_applied_mhz = null",
-                RuntimeWarning,
-            )
-        return None
-
-    def record(self) -> dict[str, Any]:
-        """What the run records about the cap (run.json / per-request columns)."""
-        return {
-            "control": self.control,
-            "clock_mechanism": self.clock_mechanism,
-            "freq_requested_mhz": self.requested_sm_mhz,
-            # slurm: decided per window from the in-window clocks (freq_label_mhz)
-            "freq_applied_mhz": None if self.control == "slurm" else self.applied_sm_mhz,
-            "sm_clock_observed_mhz": self.applied_sm_mhz if self.control in OBSERVING else None,
-            "mem_freq_requested_mhz": self.requested_mem_mhz,
-            "mem_freq_applied_mhz": self.applied_mem_mhz,
-            "power_limit_requested_w": self.requested_power_limit_w,
-            "power_limit_applied_w": self.applied_power_limit_w,
-            "original_state": self.original.to_dict() if self.original else None,
-            "recovered": self.recovered_message,
-            "warnings": list(self.warnings),
-        }
-
-    # -------------------------------------------------------------- observe
-    def _enter_observe(self) -> None:
-        msg = pending_journal_warning(self.device, self.journal_dir)
-        if msg:  # observe never sets anything, not even a restore: say what to do instead
-            self._warn(msg, RuntimeWarning)
-        self._check_other_processes("observe")
-        if self.control == "slurm":
-            msg = slurm_freq_warning(self.requested_sm_mhz)
-            if msg:
-                self._warn(msg, RuntimeWarning)
-        self.applied_sm_mhz = self.device.sm_clock_mhz()
-        self.applied_mem_mhz = self.device.mem_clock_mhz()
-        self.applied_power_limit_w = self.device.power_limit_w()
-        if self.requested_sm_mhz is not None or self.requested_mem_mhz is not None:
-            log.info(
-                "control=%s: requested SM %s / memory %s MHz recorded, not applied by this run; clocks in force: SM %s, memory %s MHz",
-                self.control,
-                self.requested_sm_mhz,
-                self.requested_mem_mhz,
-                self.applied_sm_mhz,
-                self.applied_mem_mhz,
-            )
-
     # -------------------------------------------------------------- lock
-    def _preflight_plan(self) -> None:
-        self._preflight(f"Cannot lock the SM clock to {self.planned_sm_freqs_mhz[0]} MHz")
-        mem = None
-        if self.requested_mem_mhz is not None:
-            mem = self._snap(
-                "memory", self.requested_mem_mhz, self.device.supported_mem_clocks_mhz()
-            )
-        supported = self.device.supported_sm_clocks_mhz(mem)
-        for f in self.planned_sm_freqs_mhz:
-            self._snap("SM", f, supported)
-
     def _preflight(self, asked: str) -> None:
         """Checks before any change (once per session): control, privilege, signal handlers,
         other processes."""
         if self._preflighted:
             return
-        dev = self.device
-        if not dev.can_control_clocks():
-            raise pf.no_control_error(dev, asked)
-        if dev.requires_privilege and not has_clock_privilege():
-            raise pf.privilege_error(dev, asked)
-        if self.install_signal_handlers and not can_install_handlers():
-            raise pf.main_thread_error(dev, asked)
-        self._check_other_processes("change the clocks of")
+        # has_clock_privilege is looked up here at call time: tests patch it on this module.
+        pf.check_can_change(
+            self.device,
+            asked,
+            signal_handlers=self.install_signal_handlers,
+            privileged=has_clock_privilege,
+        )
+        pf.warn_other_processes(
+            self.device, self.on_other_processes, "change the clocks of", self._warn
+        )
         self._preflighted = True
-
-    def _check_other_processes(self, action: str) -> None:
-        msg = pf.other_processes_warning(self.device, self.on_other_processes, action)
-        if msg:
-            self._warn(msg, OtherProcessesWarning)
 
     # -------------------------------------------------------------- teardown
     def _close(self, raise_errors: bool) -> None:

@@ -6,6 +6,9 @@ catch `DeviceError` and print its one-line message: what was asked, why it fails
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from llm_energy.errors import UserFacingError
 
 
@@ -54,6 +57,15 @@ class RestoreError(DeviceError):
     """Restoring the original clock state failed or did not verify on read-back."""
 
 
+@contextlib.contextmanager
+def os_errors_as(asked: str, todo: str) -> Iterator[None]:
+    """An OSError inside becomes a one-line DeviceError: `asked`, the OS's reason, `todo`."""
+    try:
+        yield
+    except OSError as err:
+        raise DeviceError(asked, err.strerror or str(err), todo) from err
+
+
 __all__ = [
     "ClockControlUnavailableError",
     "DeviceError",
@@ -63,4 +75,5 @@ __all__ = [
     "PermissionDeniedError",
     "RestoreError",
     "SessionConflictError",
+    "os_errors_as",
 ]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_energy.hw.errors import DeviceError, SessionConflictError
+from llm_energy.hw.errors import DeviceError, SessionConflictError, os_errors_as
 from llm_energy.hw.identity import ProcessIdentity, command_line, ticks_to_iso
 
 SHARED_DIR_MODE = 0o1777  # like /tmp: everyone creates, only the owner deletes
@@ -45,7 +45,7 @@ def ensure_shared_dir(path: Path, mode: int = SHARED_DIR_MODE) -> Path:
     planted it to point a root run at any directory.
     """
     path = Path(path)
-    try:
+    with os_errors_as(f"Cannot use the state directory {path}", _STATE_TODO):
         if path.is_symlink() and os.stat(path.parent).st_mode & 0o002:
             raise DeviceError(
                 f"Cannot use the state directory {path}",
@@ -60,10 +60,6 @@ def ensure_shared_dir(path: Path, mode: int = SHARED_DIR_MODE) -> Path:
                 os.chmod(path, mode)
         if not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError(errno.EACCES, "not writable by this user")
-    except OSError as err:
-        raise DeviceError(
-            f"Cannot use the state directory {path}", err.strerror or str(err), _STATE_TODO
-        ) from err
     return path
 
 
@@ -278,14 +274,8 @@ def try_acquire_gpu(lock_dir: Path, uuid: str) -> GpuLease | None:
             held.refs += 1
             return GpuLease(uuid, path)
         ensure_shared_dir(Path(lock_dir))
-        try:
+        with os_errors_as(f"Cannot create the lock file {path} for GPU {uuid}", _STATE_TODO):
             fd, writable = _open_lock_file(path)
-        except OSError as err:
-            raise DeviceError(
-                f"Cannot create the lock file {path} for GPU {uuid}",
-                err.strerror or str(err),
-                _STATE_TODO,
-            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

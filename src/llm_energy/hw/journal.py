@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.hw.base import ClockState, Device
-from llm_energy.hw.errors import DeviceError
+from llm_energy.hw.errors import DeviceError, os_errors_as
 from llm_energy.hw.gpulock import ensure_shared_dir
 from llm_energy.hw.group import split_group_uuid
 from llm_energy.hw.identity import ProcessIdentity, command_line
@@ -197,16 +197,14 @@ def corrupt_error(uuid: str, path: Path | None, why: str) -> DeviceError:
 
 def read_journal_data(path: Path, uuid: str) -> dict[str, Any] | None:
     """The decoded journal object, None when there is none; DeviceError when corrupt."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise DeviceError(
-            f"Cannot read the clock journal {path} of GPU {uuid}",
-            err.strerror or str(err),
-            "Run `llm-energy gpu status` as the user (or with sudo) that ran the capped run.",
-        ) from err
+    with os_errors_as(
+        f"Cannot read the clock journal {path} of GPU {uuid}",
+        "Run `llm-energy gpu status` as the user (or with sudo) that ran the capped run.",
+    ):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
     try:
         data = json.loads(text)
     except ValueError as err:
@@ -262,23 +260,16 @@ def write_journal(path: Path, record: dict[str, Any]) -> None:
     ensure_shared_dir(path.parent.parent)
     ensure_shared_dir(path.parent, JOURNAL_DIR_MODE)
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    try:
+    with os_errors_as(f"Cannot write the clock journal {path}", _STATE_TODO):
         atomic_write_text(path, text, fsync=True, mode=JOURNAL_FILE_MODE)
-    except OSError as err:
-        raise DeviceError(
-            f"Cannot write the clock journal {path}", err.strerror or str(err), _STATE_TODO
-        ) from err
 
 
 def delete_journal(path: Path) -> None:
-    try:
+    with os_errors_as(
+        f"Cannot delete the clock journal {path}",
+        "Delete it as its owner (or with sudo); the GPU itself is restored.",
+    ):
         path.unlink(missing_ok=True)
-    except OSError as err:
-        raise DeviceError(
-            f"Cannot delete the clock journal {path}",
-            err.strerror or str(err),
-            "Delete it as its owner (or with sudo); the GPU itself is restored.",
-        ) from err
 
 
 # ---------------------------------------------------------------------------- restore

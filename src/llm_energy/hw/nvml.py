@@ -36,6 +36,8 @@ from llm_energy.hw.nvml_reads import (
     decode_nvml,
     other_processes,
     refuse_mig_visible,
+    sm_clock_samples_mhz,
+    system_versions,
     throttle_from_fields,
     throttle_from_violations,
 )
@@ -131,7 +133,6 @@ class NvmlDevice(Device):
 
     def provenance(self) -> dict[str, Any]:
         h, t = self._handle, self._try
-        cuda_drv = t(pynvml.nvmlSystemGetCudaDriverVersion)
         constraints = t(pynvml.nvmlDeviceGetPowerManagementLimitConstraints, h)
         sm = self._try(self.supported_sm_clocks_mhz) or []
         torch_mod = sys.modules.get("torch")  # never import torch just for provenance
@@ -141,15 +142,7 @@ class NvmlDevice(Device):
             "index": self.index,
             "name": self.name(),
             "uuid": self.uuid(),
-            "driver_version": decode_nvml(v)
-            if (v := t(pynvml.nvmlSystemGetDriverVersion)) is not None
-            else None,
-            "nvml_version": decode_nvml(v)
-            if (v := t(pynvml.nvmlSystemGetNVMLVersion)) is not None
-            else None,
-            "cuda_driver_version": f"{cuda_drv // 1000}.{(cuda_drv % 1000) // 10}"
-            if isinstance(cuda_drv, int)
-            else None,
+            **system_versions(pynvml, t),
             "torch_cuda_version": getattr(getattr(torch_mod, "version", None), "cuda", None),
             "power_limit_w": self.power_limit_w(),
             "power_limit_range_w": [mw_to_w(c) for c in constraints] if constraints else None,
@@ -198,44 +191,18 @@ class NvmlDevice(Device):
         return self._cuda_index
 
     # ------------------------------------------------------------------ clocks / sensors
+    def _clock_info_mhz(self, what: str, clock: int) -> int:
+        asked = f"Cannot read the {what} clock"
+        return int(self._call(asked, pynvml.nvmlDeviceGetClockInfo, self._handle, clock))
+
     def sm_clock_mhz(self) -> int | None:
-        return int(
-            self._call(
-                "Cannot read the SM clock",
-                pynvml.nvmlDeviceGetClockInfo,
-                self._handle,
-                pynvml.NVML_CLOCK_SM,
-            )
-        )
+        return self._clock_info_mhz("SM", pynvml.NVML_CLOCK_SM)
 
     def mem_clock_mhz(self) -> int | None:
-        return int(
-            self._call(
-                "Cannot read the memory clock",
-                pynvml.nvmlDeviceGetClockInfo,
-                self._handle,
-                pynvml.NVML_CLOCK_MEM,
-            )
-        )
+        return self._clock_info_mhz("memory", pynvml.NVML_CLOCK_MEM)
 
     def sm_clock_samples_mhz(self, since_us: int) -> list[float] | None:
-        # Driver-side sampling: no Python polling thread in the inference process.
-        got = self._try(
-            pynvml.nvmlDeviceGetSamples, self._handle, pynvml.NVML_PROCESSOR_CLK_SAMPLES, since_us
-        )
-        if not got:
-            return None
-        vtype, samples = got
-        field = {
-            pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
-            pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
-            pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
-            pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
-            pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
-            pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
-        }.get(vtype, "uiVal")
-        values = [float(getattr(s.sampleValue, field)) for s in samples if s.timeStamp >= since_us]
-        return values or None
+        return sm_clock_samples_mhz(pynvml, self._handle, self._try, since_us)
 
     def clock_event_reasons(self) -> int:
         fn = (

@@ -1,5 +1,5 @@
-"""Optional NVML reads for diagnosis (throttle counters, clock details, other GPU processes)
-and the MIG refusal of CUDA_VISIBLE_DEVICES.
+"""Optional NVML reads for diagnosis and provenance (throttle counters, clock details and
+samples, other GPU processes, driver versions) and the MIG refusal of CUDA_VISIBLE_DEVICES.
 
 Every function takes the `pynvml` module it should call (so `NvmlDevice` passes its own, which
 tests replace with a fake) and a `try_` that turns a failed read into None.
@@ -28,6 +28,39 @@ THROTTLE_FIELDS = (
 
 def decode_nvml(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def system_versions(nvml: Any, try_: TryFn) -> dict[str, str | None]:
+    """Driver, NVML and CUDA driver versions (provenance); None where unreadable."""
+    driver = try_(nvml.nvmlSystemGetDriverVersion)
+    lib = try_(nvml.nvmlSystemGetNVMLVersion)
+    cuda = try_(nvml.nvmlSystemGetCudaDriverVersion)
+    return {
+        "driver_version": decode_nvml(driver) if driver is not None else None,
+        "nvml_version": decode_nvml(lib) if lib is not None else None,
+        "cuda_driver_version": f"{cuda // 1000}.{(cuda % 1000) // 10}"
+        if isinstance(cuda, int)
+        else None,
+    }
+
+
+def sm_clock_samples_mhz(nvml: Any, handle: Any, try_: TryFn, since_us: int) -> list[float] | None:
+    """SM clock samples the driver took since `since_us` (driver-side sampling: no Python
+    polling thread in the inference process); None where there are none."""
+    got = try_(nvml.nvmlDeviceGetSamples, handle, nvml.NVML_PROCESSOR_CLK_SAMPLES, since_us)
+    if not got:
+        return None
+    vtype, samples = got
+    field = {
+        nvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+        nvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+        nvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+    }.get(vtype, "uiVal")
+    values = [float(getattr(s.sampleValue, field)) for s in samples if s.timeStamp >= since_us]
+    return values or None
 
 
 def throttle_from_fields(nvml: Any, handle: Any, try_: TryFn) -> ThrottleCounters | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from llm_energy.freq import snap_to_supported
@@ -17,10 +18,16 @@ from llm_energy.hw.errors import (
     OtherProcessesError,
     PermissionDeniedError,
 )
+from llm_energy.hw.guard import can_install_handlers
+from llm_energy.hw.recovery import pending_journal_warning
+from llm_energy.hw.slurm import MECHANISMS, slurm_freq_warning
 
 log = logging.getLogger(__name__)
 
 CAP_SYS_ADMIN_BIT = 21
+OTHER_PROCESS_POLICIES = ("warn", "refuse")
+
+Warn = Callable[[str, type[Warning]], None]  # the session's warn: log, warn and record
 
 
 class ClockSnapWarning(UserWarning):
@@ -42,6 +49,55 @@ def has_clock_privilege(status_path: Path = Path("/proc/self/status")) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return False
+
+
+def check_session_args(control: str, on_other_processes: str) -> None:
+    """A mis-spelt `gpu.control` / `gpu.on_other_processes` fails before anything is opened."""
+    if control not in MECHANISMS:
+        raise ValueError(f"control must be one of {'|'.join(MECHANISMS)}, got {control!r}")
+    if on_other_processes not in OTHER_PROCESS_POLICIES:
+        raise ValueError(
+            f"on_other_processes must be 'warn' or 'refuse', got {on_other_processes!r}"
+        )
+
+
+def check_can_change(
+    device: Device, asked: str, *, signal_handlers: bool, privileged: Callable[[], bool]
+) -> None:
+    """Before the first change: clocks controllable, privilege (`privileged`, the session's
+    check, so tests can patch it there), signal handlers installable."""
+    if not device.can_control_clocks():
+        raise no_control_error(device, asked)
+    if device.requires_privilege and not privileged():
+        raise privilege_error(device, asked)
+    if signal_handlers and not can_install_handlers():
+        raise main_thread_error(device, asked)
+
+
+def warn_other_processes(device: Device, policy: str, action: str, warn: Warn) -> None:
+    msg = other_processes_warning(device, policy, action)
+    if msg:
+        warn(msg, OtherProcessesWarning)
+
+
+def observe_preflight(
+    device: Device,
+    control: str,
+    journal_dir: Path,
+    policy: str,
+    sm_freq_mhz: int | None,
+    warn: Warn,
+) -> None:
+    """observe / slurm: a pending journal (never restored here: say what to do instead), other
+    processes, and what SLURM was asked for."""
+    msg = pending_journal_warning(device, journal_dir)
+    if msg:
+        warn(msg, RuntimeWarning)
+    warn_other_processes(device, policy, "observe", warn)
+    if control == "slurm":
+        msg = slurm_freq_warning(sm_freq_mhz)
+        if msg:
+            warn(msg, RuntimeWarning)
 
 
 def no_control_error(device: Device, asked: str) -> ClockControlUnavailableError:
@@ -147,14 +203,20 @@ def check_lock_readback(device: Device, key: str, applied: int) -> None:
 
 __all__ = [
     "CAP_SYS_ADMIN_BIT",
+    "OTHER_PROCESS_POLICIES",
     "ClockSnapWarning",
     "OtherProcessesWarning",
+    "Warn",
+    "check_can_change",
     "check_lock_readback",
+    "check_session_args",
     "has_clock_privilege",
     "main_thread_error",
     "no_control_error",
+    "observe_preflight",
     "other_processes_warning",
     "privilege_error",
     "sm_lock_in_force",
     "snap_clock",
+    "warn_other_processes",
 ]

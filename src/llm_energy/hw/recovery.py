@@ -16,13 +16,14 @@ from typing import Any
 from llm_energy.hw.base import Device, describe_clock_event_reasons
 from llm_energy.hw.errors import DeviceError, RestoreError, SessionConflictError
 from llm_energy.hw.gpulock import (
+    GpuLease,
     describe_holder,
     holds_gpu,
     lock_held,
     lock_path,
     read_holder,
 )
-from llm_energy.hw.gpupick import acquire_gpus
+from llm_energy.hw.gpupick import GroupLease, acquire_gpus
 from llm_energy.hw.identity import process_start_s
 from llm_energy.hw.journal import (
     Journal,
@@ -142,6 +143,33 @@ def recover_pending(
     if journal.damage:
         msg += f" The journal was damaged and read conservatively: {'; '.join(journal.damage)}."
     return " ".join([*done, msg])
+
+
+def lease_and_recover(
+    device: Device, journal_dir: str | Path, lock_dir: Path
+) -> tuple[GpuLease | GroupLease, str | None]:
+    """What a clock session does before touching clocks: take every member's GPU lock (refused
+    at once while another process holds one; re-entrant in the process that holds it), then
+    repair a journal a killed run left. (lease, what the repair did); no lease kept on failure."""
+    uuid = device.uuid()
+    if session_active(uuid):
+        raise SessionConflictError(
+            f"Cannot open a second clock session on GPU {uuid}",
+            "this process already holds one",
+            "Use set_sm_cap() on the open session instead.",
+        )
+    lease = acquire_gpus(
+        lock_dir,
+        [m.uuid() for m in device.member_devices()],
+        asked=f"Cannot change the clocks of GPU {device.index}",
+        wait_for_gpu_s=0.0,  # a run waits (gpu.wait_for_gpu_s) when it opens its device
+    )
+    try:
+        refuse_if_in_a_pending_group(device, journal_dir)
+        return lease, recover_pending(device, journal_dir, lock_dir=lock_dir)
+    except BaseException:
+        lease.release()
+        raise
 
 
 def restore_from_journal(
@@ -328,6 +356,7 @@ __all__ = [
     "default_lock_dir",
     "gpu_status",
     "journal_report",
+    "lease_and_recover",
     "lock_report",
     "mark_session",
     "owner_running",

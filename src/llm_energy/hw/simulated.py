@@ -64,12 +64,7 @@ class SimulatedDevice(Device):
     ) -> None:
         super().__init__(index)
         self.gpu = simmodel.get_gpu_model(gpu)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"simulated alpha must lie in [0, 1], got {alpha!r}")
-        if not 0.0 <= utilization <= 1.0:
-            raise ValueError(f"simulated utilization must lie in [0, 1], got {utilization!r}")
-        if not 0.0 <= noise_rel < 0.5:
-            raise ValueError(f"simulated noise_rel must lie in [0, 0.5), got {noise_rel!r}")
+        simmodel.check_settings(alpha, utilization, noise_rel)
         self.alpha = float(alpha)
         self.utilization = float(utilization)
         self.seed = int(seed)
@@ -332,15 +327,9 @@ class SimulatedDevice(Device):
 
     def clock_event_reasons(self) -> int:
         state = self.clock_state()
-        mask = 0
-        if state.sm_locked_mhz is not None and state.sm_locked_mhz < self.gpu.sm_max_mhz:
-            mask |= simmodel.REASON_APPLICATIONS_CLOCKS_SETTING
-        if self._busy_anywhere():
-            if self._busy_clock(state)[1]:
-                mask |= simmodel.REASON_SW_POWER_CAP
-        else:
-            mask |= simmodel.REASON_GPU_IDLE
-        return mask
+        busy = self._busy_anywhere()
+        capped = busy and self._busy_clock(state)[1]
+        return simmodel.clock_event_reasons(self.gpu, state.sm_locked_mhz, busy, capped)
 
     def temperature_c(self) -> float | None:
         return simmodel.temperature_c(self.gpu, self.power_w())

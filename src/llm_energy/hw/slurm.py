@@ -61,6 +61,22 @@ def slurm_gpu_freq(env: Mapping[str, str] | None = None) -> tuple[str, SlurmGpuF
     return None
 
 
+def clock_mechanism(control: str, backend: str) -> str:
+    """How the cap reaches the GPU, as run.json records it."""
+    if control == "lock" and backend == "simulated":
+        return "locked clocks (simulated GPU)"
+    return MECHANISMS[control]
+
+
+def cap_missed_warning(sm_freq_mhz: int) -> str:
+    """The clocks seen inside a window did not hold the cap SLURM was asked for."""
+    return (
+        f"gpu.control=slurm: the clocks seen inside a window did not hold the requested "
+        f"{sm_freq_mhz} MHz (was the job submitted with --gpu-freq={sm_freq_mhz}?); such "
+        "windows get freq_applied_mhz = null"
+    )
+
+
 def slurm_freq_warning(sm_freq_mhz: int | None, env: Mapping[str, str] | None = None) -> str | None:
     """A one-line warning when what SLURM was asked for disagrees with gpu.freq (or is unknown)."""
     found = slurm_gpu_freq(env)
@@ -86,6 +102,8 @@ __all__ = [
     "ENV_VARS",
     "MECHANISMS",
     "SlurmGpuFreq",
+    "cap_missed_warning",
+    "clock_mechanism",
     "parse_gpu_freq",
     "slurm_freq_warning",
     "slurm_gpu_freq",
