@@ -70,28 +70,24 @@ def llm_energy(*args: str) -> list[str]:
     return [sys.executable, "-m", "llm_energy.cli", *args]
 
 
-def exp_run_json(ws: Path, name: str) -> dict[str, Any]:
-    """data/infer/run.json of experiment `name`, read from the cache through its dvc.lock."""
+def exp_infer_file(ws: Path, name: str, relpath: str) -> str:
+    """A file of experiment `name`'s data/infer, read from the cache through its dvc.lock."""
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], ws, env_for(ws)).stdout
     ref = next(r for r in refs.split() if r.rsplit("/", 1)[-1] == name)
     lock = yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], ws, env_for(ws)).stdout)
     out = next(o for o in lock["stages"]["infer"]["outs"] if o["path"] == "data/infer")
     cache = ws / ".dvc" / "cache" / "files" / "md5"
     listing = json.loads((cache / out["md5"][:2] / out["md5"][2:]).read_text())
-    entries = {e["relpath"]: e["md5"] for e in listing}
-    md5 = entries["run.json"]
-    return json.loads((cache / md5[:2] / md5[2:]).read_text())
+    md5 = {e["relpath"]: e["md5"] for e in listing}[relpath]
+    return (cache / md5[:2] / md5[2:]).read_text()
+
+
+def exp_run_json(ws: Path, name: str) -> dict[str, Any]:
+    return json.loads(exp_infer_file(ws, name, "run.json"))
 
 
 def exp_requests(ws: Path, name: str) -> list[dict[str, Any]]:
-    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], ws, env_for(ws)).stdout
-    ref = next(r for r in refs.split() if r.rsplit("/", 1)[-1] == name)
-    lock = yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], ws, env_for(ws)).stdout)
-    out = next(o for o in lock["stages"]["infer"]["outs"] if o["path"] == "data/infer")
-    cache = ws / ".dvc" / "cache" / "files" / "md5"
-    listing = json.loads((cache / out["md5"][:2] / out["md5"][2:]).read_text())
-    md5 = {e["relpath"]: e["md5"] for e in listing}["requests.jsonl"]
-    text = (cache / md5[:2] / md5[2:]).read_text()
+    text = exp_infer_file(ws, name, "requests.jsonl")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
