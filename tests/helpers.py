@@ -189,3 +189,19 @@ def window_facts(**kw: object) -> WindowFacts:
     )
     base.update(kw)
     return WindowFacts(**base)  # type: ignore[arg-type]
+
+
+def experiment_data(shown: list[Any], names: Any) -> dict[str, dict[str, Any]]:
+    """`dvc exp show --json` → {experiment name: its data (params, metrics)} for `names`."""
+    return {
+        rev["name"]: rev["data"]
+        for entry in shown
+        for exp in entry.get("experiments") or []
+        for rev in exp.get("revs", [])
+        if rev.get("name") in names
+    }
+
+
+def experiment_metrics(data: Mapping[str, Any]) -> dict[str, Any]:
+    """reports/metrics.json of one experiment's `dvc exp show` data."""
+    return data["metrics"]["reports/metrics.json"]["data"]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bench_common import make_workspace
+from helpers import experiment_data, experiment_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -131,15 +132,6 @@ def test_bad_param_fails_with_one_line(ws: Path) -> None:
     assert "params: infer.batch_size = 0 is not allowed" in proc.stderr
 
 
-def _exp_metrics(shown: list, name: str) -> dict:
-    for entry in shown:
-        for exp in entry.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                if rev.get("name") == name:
-                    return rev["data"]["metrics"]["reports/metrics.json"]["data"]
-    raise AssertionError(f"experiment {name} not in dvc exp show")
-
-
 def test_exp_run_with_simulated_cap_composes_and_shows(ws: Path) -> None:
     workspace = ws
     # A tiny model's request takes ~10 ms: allow enough repeats for a trusted 1 s window.
@@ -164,7 +156,9 @@ def test_exp_run_with_simulated_cap_composes_and_shows(ws: Path) -> None:
     shown = json.loads(
         _run([sys.executable, "-m", "dvc", "exp", "show", "--json"], workspace).stdout
     )
-    metrics = _exp_metrics(shown, "sim1200")
+    found = experiment_data(shown, {"sim1200"})
+    assert "sim1200" in found, "experiment sim1200 not in dvc exp show"
+    metrics = experiment_metrics(found["sim1200"])
     assert metrics["energy"]["kind"] == "simulated" and metrics["energy"]["j_per_token"] > 0
     assert metrics["gpu"]["freq_applied_mhz"] == 1200 and metrics["counts"]["n_excluded"] == 0
     typo = _run(

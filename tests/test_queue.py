@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from bench_common import make_workspace
+from helpers import experiment_data, experiment_metrics
 from llm_energy.cli import compose_params
 from llm_energy.hw.gpulock import try_acquire_gpu
 from llm_energy.hw.simbusy import simulated_gpus
@@ -193,13 +194,7 @@ def test_third_experiment_waits_for_a_free_gpu(queued: dict[str, Any]) -> None:
 def test_results_and_progress_of_every_unit_are_shown(queued: dict[str, Any]) -> None:
     ws, env, names = queued["ws"], queued["env"], queued["names"]
     shown = json.loads(run(dvc("exp", "show", "--json"), ws, env).stdout)
-    found = {
-        rev["name"]: rev["data"]["metrics"]["reports/metrics.json"]["data"]
-        for entry in shown
-        for exp in entry.get("experiments") or []
-        for rev in exp.get("revs", [])
-        if rev.get("name") in names
-    }
+    found = {name: experiment_metrics(data) for name, data in experiment_data(shown, names).items()}
     assert sorted(found) == sorted(names)
     for metrics in found.values():
         assert metrics["energy"]["kind"] == "simulated" and metrics["energy"]["j_per_token"] > 0

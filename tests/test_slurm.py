@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import experiment_data, experiment_metrics
 from test_queue import dvc, env_for, llm_energy, make_workspace, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,15 +34,6 @@ SETS = [
     "task=qa",
 ]
 NAMES = ["ci-tiny_gpt2-qa-default", "ci-tiny_gpt2-qa-1305mhz"]
-
-
-def exp_params(shown: list, name: str) -> dict:
-    for entry in shown:
-        for exp in entry.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                if rev.get("name") == name:
-                    return rev["data"]["params"]["params.yaml"]["data"]
-    raise AssertionError(f"{name} not in dvc exp show")
 
 
 def _node_up(env: dict[str, str]) -> bool:
@@ -135,14 +127,9 @@ def test_array_runs_the_grid_and_collect_shows_both(
         assert name in collected.stdout, collected.stdout[-3000:]
     assert "group(s), compared only within themselves" in collected.stdout
     shown = json.loads(run(dvc("exp", "show", "--json", "-A"), ws, env).stdout)
-    metrics = {
-        rev["name"]: rev["data"]["metrics"]["reports/metrics.json"]["data"]
-        for entry in shown
-        for exp in entry.get("experiments") or []
-        for rev in exp.get("revs", [])
-        if rev.get("name") in NAMES
-    }
+    found = experiment_data(shown, NAMES)
+    metrics = {name: experiment_metrics(data) for name, data in found.items()}
     assert sorted(metrics) == sorted(NAMES)
     assert all(m["energy"]["kind"] == "simulated" for m in metrics.values())
-    freqs = {name: exp_params(shown, name)["gpu"]["control"] for name in NAMES}
+    freqs = {name: found[name]["params"]["params.yaml"]["data"]["gpu"]["control"] for name in NAMES}
     assert freqs == dict.fromkeys(NAMES, "slurm")
