@@ -77,6 +77,10 @@ class RowSink:
         self.rows.append(dict(row))
 
 
+#: bootstrap resamples of the benchmark's paired-round medians (bench_stats)
+BENCH_N_BOOT = 2000
+
+
 def overhead_config(cfg: Config, task_name: str, new_tokens: int) -> Config:
     """The run's config for the comparison: one task, fixed output length, no warm-up inside a
     round (both sides are warmed before the rounds), one repetition per round."""
@@ -278,7 +282,7 @@ def run_overhead(
         "rounds": results,
         **summarize_rounds(
             results,
-            n_boot=cfg.aggregate.n_boot,
+            n_boot=BENCH_N_BOOT,
             level=cfg.aggregate.ci_level,
             seed=cfg.meta.seed,
         ),

@@ -92,12 +92,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         score_requests(requests), AGGREGATE_REQUESTS, paths.aggregate_dir / "requests.jsonl", BUG
     )
     repetition = repetition_effect(scored, alpha=cfg.aggregate.repetition_alpha)
-    summary = summarize(
-        scored,
-        ci_level=cfg.aggregate.ci_level,
-        n_boot=cfg.aggregate.n_boot,
-        seed=cfg.aggregate.seed,
-    )
+    summary = summarize(scored, ci_level=cfg.aggregate.ci_level)
     quality = corpus_quality(scored, _corpus_metric)
     # Written aside and swapped in: a failed write keeps the previous data/aggregate.
     with staged_dir(paths.aggregate_dir) as out:

@@ -184,18 +184,10 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
                     "cooldown_s": gpu.cooldown_s,
                     "idle_settle_s": gpu.idle_settle_s,
                     "idle_baseline_s": gpu.idle_baseline_s,
+                    "idle_samples": gpu.idle_samples,
                 },
                 "warmup": run.warmup_record.to_dict() if run.warmup_record else None,
-                "idle_baselines": [
-                    {
-                        "freq_applied_mhz": b.freq_applied_mhz,
-                        "before_w": b.before_w,
-                        "after_w": b.after_w,
-                        "power_w": b.power_w,
-                        "se_w": b.se_w,
-                    }
-                    for b in run.idle_baselines
-                ],
+                "idle_baselines": [b.to_dict() for b in run.idle_baselines],
                 "totals": totals.__dict__,
                 "emissions": emissions.report.to_dict(),
                 "clock_warnings": list(getattr(clocks, "warnings", [])),

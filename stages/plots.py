@@ -25,6 +25,7 @@ TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "r
 
 
 RERUN = "re-run the {0} stage (dvc repro {0}, or python stages/{0}.py)"
+CALIBRATE = "re-run python benchmarks/stats_calibration.py"
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:
@@ -73,6 +74,9 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         {name: f"figures/{name}.png" for name in shown},
         energy_kind_banner(kinds),
         run_info=run_info,
+        calibration=read_json(paths.stats_calibration, remedy=CALIBRATE, expect=dict)
+        if paths.stats_calibration.exists()
+        else None,
     )
     atomic_write_text(paths.report_md, markdown)
     atomic_write_text(paths.report_html, build_html(markdown, shown))

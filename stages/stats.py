@@ -1,19 +1,18 @@
 """Stage `stats`: significance tests, regression, trade-off and recommended cap -> reports/.
 
 Tables go to reports/stats/*.csv and *.md; headline numbers to reports/metrics.json (a DVC
-metrics file, so `dvc exp show` lists them per experiment). Every test counts measurement
-windows; `repetition` flags a first repetition that differs from the rest (metrics.json
-`repetition.*`, shown as a warning in the report).
+metrics file, so `dvc exp show` lists them per experiment). Every test counts items (prompts:
+their repetitions and clocks are blocks within them); what each number estimates is in
+docs/statistics.md. `repetition` flags a first repetition that differs from the rest.
 """
 
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.regression import energy_ols
-from llm_energy.analysis.repetition import repetition_effect, repetition_headline
-from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
-from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap, savings_headline
+from llm_energy.analysis.repetition import repetition_headline
+from llm_energy.analysis.study import stats_tables
+from llm_energy.analysis.tradeoff import savings_headline
 from llm_energy.config import Config
 from llm_energy.io.files import atomic_write_text, staged_dir, write_json
 from llm_energy.io.records import load_records, load_table
@@ -30,23 +29,14 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     requests = load_records(scored_file, AGGREGATE_REQUESTS, remedy=rerun)
     summary = load_table(paths.summary_csv, SUMMARY, remedy=rerun)
     s = cfg.stats
-    coef, ols_info = energy_ols(requests, ci_level=cfg.aggregate.ci_level)
-    tables = {
-        "frequency_effect": frequency_effect(requests, alpha=s.alpha, min_samples=s.min_samples),
-        "pairwise": pairwise_vs_default(requests, alpha=s.alpha, min_samples=s.min_samples),
-        "spearman": spearman_lengths(requests, min_samples=s.min_samples),
-        "regression": coef,
-        "pareto": pareto_frontier(summary),
-        "recommendation": recommend_cap(
-            requests,
-            latency_budget_pct=s.latency_budget_pct,
-            n_boot=s.n_boot,
-            seed=s.seed,
-            ci_level=cfg.aggregate.ci_level,
-            min_samples=s.min_samples,
-        ),
-        "repetition": repetition_effect(requests, alpha=s.alpha),
-    }
+    tables, ols_info = stats_tables(
+        requests,
+        summary,
+        alpha=s.alpha,
+        min_samples=s.min_samples,
+        latency_budget_pct=s.latency_budget_pct,
+        ci_level=cfg.aggregate.ci_level,
+    )
     # Written aside and swapped in: a failed write keeps the previous reports/stats.
     with staged_dir(paths.stats_dir) as out:
         for name, table in tables.items():

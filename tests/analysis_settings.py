@@ -17,14 +17,11 @@ from llm_energy.analysis.tradeoff import recommend_cap as recommend_cap_
 # The study's analysis settings from conf/ (their only home), bound once for every test; a
 # test's own keywords override them.
 AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
-summarize = partial(
-    summarize_, ci_level=AGGREGATE["ci_level"], n_boot=AGGREGATE["n_boot"], seed=AGGREGATE["seed"]
-)
+summarize = partial(summarize_, ci_level=AGGREGATE["ci_level"])
 recommend_cap = partial(
     recommend_cap_,
     latency_budget_pct=STATS["latency_budget_pct"],
-    n_boot=STATS["n_boot"],
-    seed=STATS["seed"],
+    alpha=STATS["alpha"],
     ci_level=AGGREGATE["ci_level"],
     min_samples=STATS["min_samples"],
 )
@@ -33,7 +30,10 @@ frequency_effect = partial(
     frequency_effect_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
 )
 pairwise_vs_default = partial(
-    pairwise_vs_default_, alpha=STATS["alpha"], min_samples=STATS["min_samples"]
+    pairwise_vs_default_,
+    alpha=STATS["alpha"],
+    min_samples=STATS["min_samples"],
+    ci_level=AGGREGATE["ci_level"],
 )
 spearman_lengths = partial(spearman_lengths_, min_samples=STATS["min_samples"])
 repetition_effect = partial(repetition_effect_, alpha=STATS["alpha"])

@@ -17,7 +17,6 @@ from analysis_fixtures import as_records, sweep_requests
 from analysis_settings import summarize
 from llm_energy.analysis import figure_style as S
 from llm_energy.analysis import figures as F
-from llm_energy.analysis.records import freq_label
 from llm_energy.analysis.tradeoff import pareto_frontier
 
 SWEEP = (None, 1800.0, 1400.0, 1000.0)
@@ -50,13 +49,13 @@ def simulated() -> tuple[pd.DataFrame, pd.DataFrame]:
     req = sweep_requests(
         SWEEP, n_per_freq=5, energy_kind="simulated", length_jitter=True, tasks=("qa", "generation")
     )
-    return summarize(req, n_boot=20), req
+    return summarize(req), req
 
 
 @pytest.fixture(scope="module")
 def measured() -> tuple[pd.DataFrame, pd.DataFrame]:
     req = sweep_requests(SWEEP, n_per_freq=5, models=("m-small", "m-large"))
-    return summarize(req, n_boot=20), req
+    return summarize(req), req
 
 
 def _expected_x(summary: pd.DataFrame) -> pd.Series:
@@ -112,15 +111,21 @@ def test_pareto_plots_every_configuration_and_the_frontier(
         _assert_line(lines[f"{model} frontier"], rows["latency_p50_s"], rows["j_per_token_mean"])
 
 
-def test_energy_vs_length_plots_each_request(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_energy_vs_length_plots_each_window_by_task(
+    measured: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     requests = measured[1]
     ax = F.energy_vs_output_length(requests).axes[0]
-    by_clock = {c.get_label(): c.get_offsets() for c in ax.collections}
-    assert set(by_clock) == {"default", "1800 MHz", "1400 MHz", "1000 MHz"}
-    capped = requests["freq_applied_mhz"].where(requests["freq_requested_mhz"].notna())
-    for label, rows in requests.groupby(capped.map(freq_label)):
-        expected = rows[["output_tokens", "energy_j"]].to_numpy(dtype=float)
-        np.testing.assert_allclose(np.sort(by_clock[label], axis=0), np.sort(expected, axis=0))
+    by_task = {c.get_label(): c.get_offsets() for c in ax.collections}
+    targets = requests.groupby("task")["output_tokens_target"].first()
+    assert set(by_task) == {f"{t} (≤{int(n)} output tokens)" for t, n in targets.items()}
+    # one point per window: its mean output tokens per request and its energy per request
+    for task, rows in requests.groupby("task"):
+        per_window = rows.groupby("window_id")[["output_tokens", "energy_j"]].mean()
+        label = f"{task} (≤{int(targets[task])} output tokens)"
+        np.testing.assert_allclose(
+            np.sort(by_task[label], axis=0), np.sort(per_window.to_numpy(dtype=float), axis=0)
+        )
 
 
 def test_bars_plot_the_mean_per_category(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -165,7 +170,7 @@ def test_png_bytes(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
 
 def test_single_point_and_empty_data_do_not_crash() -> None:
     req = sweep_requests((1200.0,), n_per_freq=1, energy_kind="simulated")
-    summary = summarize(req, n_boot=10)  # n = 1: NaN CIs
+    summary = summarize(req)  # n = 1: NaN CIs
     for name, build in _builders(summary, req).items():
         fig = build()
         S.figure_png_bytes(fig, dpi=30)
@@ -173,7 +178,7 @@ def test_single_point_and_empty_data_do_not_crash() -> None:
     empty_req = req.iloc[0:0]
     for name, build in _builders(summary.iloc[0:0], empty_req).items():
         assert S.figure_png_bytes(build(), dpi=30), name
-    default_only = summarize(sweep_requests((None,), n_per_freq=2), n_boot=10)
+    default_only = summarize(sweep_requests((None,), n_per_freq=2))
     S.figure_png_bytes(F.energy_vs_freq(default_only), dpi=30)
 
 
@@ -210,7 +215,7 @@ def test_failed_only_configuration_does_not_trigger_a_banner() -> None:
     failed = as_records(
         pd.DataFrame({"model": ["m-small"] * 2, "task": "qa", "status": "oom", "energy_kind": None})
     )
-    summary = summarize(pd.concat([req, failed], ignore_index=True), n_boot=10)
+    summary = summarize(pd.concat([req, failed], ignore_index=True))
     assert "UNKNOWN" not in _all_text(F.energy_vs_freq(summary))
 
 

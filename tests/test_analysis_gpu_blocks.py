@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
 
 from analysis_fixtures import as_records, sweep_requests
 from analysis_settings import energy_ols, frequency_effect, spearman_lengths, summarize
@@ -46,6 +48,8 @@ def test_blocked_regression_recovers_the_clock_effect_that_pooling_hides() -> No
     df = two_cards()
     coef, info = energy_ols(df)
     assert info["gpu_blocks"] == 2 and info["gpu_name"] == "sim-h200"
+    # one window per request; an item on card A and on card B are two clusters
+    assert (info["n"], info["n_clusters"]) == (48, 24)
     by_term = coef.set_index("term")
     slope = by_term.loc["freq_applied_mhz"]
     assert slope["ci_low"] <= SLOPE_J_PER_MHZ <= slope["ci_high"]
@@ -63,6 +67,21 @@ def test_cards_are_blocks_in_the_omnibus_test() -> None:
     res = frequency_effect(df, metric="energy_j").iloc[0]
     # an item on card A and on card B are two blocks, each measured at that card's two clocks
     assert res["design"] == "blocked-incomplete" and res["n_blocks"] == 2 * 12
+    assert res["test"] == "mixedlm" and res["note"] == "on log values"
+    # reference: the LR test of the clock in a random-intercept model, blocks = card + item
+    data = pd.DataFrame(
+        {
+            "y": np.log(pd.to_numeric(df["energy_j"]).astype(float).to_numpy()),
+            "level": df["freq_requested_mhz"].astype(float).astype(str).to_numpy(),
+            "block": (df["gpu_uuid"].astype(str) + "/" + df["item_id"].astype(str)).to_numpy(),
+        }
+    )
+    data["y"] = (data["y"] - data["y"].mean()) / data["y"].std()
+    full = smf.mixedlm("y ~ C(level)", data, groups=data["block"]).fit(reml=False)
+    null = smf.mixedlm("y ~ 1", data, groups=data["block"]).fit(reml=False)
+    lr = 2 * (full.llf - null.llf)
+    assert res["statistic"] == pytest.approx(lr, rel=1e-4)
+    assert res["p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
     assert res["significant"]
 
 
@@ -71,15 +90,22 @@ def test_two_gpu_models_are_reported_separately() -> None:
     h200 = sweep_requests((1500.0, 1200.0), n_per_freq=6, gpu_name="H200", gpu_uuid="GPU-2")
     h200 = h200.assign(energy_j=h200["energy_j"] * 0.5, run_id="b" * 32)
     both = pd.concat([a100, h200], ignore_index=True)
-    s = summarize(both, n_boot=20)
+    s = summarize(both)
     assert sorted(s["gpu_name"]) == ["A100", "A100", "H200", "H200"] and (s["n"] == 6).all()
     ratio = s.groupby("gpu_name")["energy_j_mean"].mean()
     assert ratio["H200"] / ratio["A100"] == pytest.approx(0.5, rel=0.05)
     effect = frequency_effect(both)
     assert sorted(effect["gpu_name"]) == ["A100", "H200"]
     spearman = spearman_lengths(both)
-    assert set(spearman.loc[spearman["scope"] == "overall", "gpu_name"]) == {"A100", "H200"}
+    for scope in ("stratum", "pooled"):  # strata and their pools: one GPU model each
+        assert sorted(spearman.loc[spearman["scope"] == scope, "gpu_name"]) == [
+            "A100",
+            "A100",
+            "H200",
+            "H200",
+        ]
     coef, info = energy_ols(both)
     assert coef.empty and info["skipped"].startswith("records of 2 GPU models (A100, H200)")
     coef, info = energy_ols(both, gpu_name="H200")
-    assert info["skipped"] is None and info["n"] == 12 and info["gpu_blocks"] == 1
+    assert info["skipped"] is None and info["gpu_blocks"] == 1
+    assert (info["n"], info["n_clusters"]) == (12, 6)  # 6 items at 2 clocks, one window each

@@ -99,8 +99,8 @@ def _rec_row(**overrides: object) -> dict:
 def test_recommendation_sentence_exact_numbers() -> None:
     (sentence,) = recommendation_sentences(pd.DataFrame([_rec_row()]))
     assert sentence == (
-        "Capping at 1200 MHz saved 18.3 % energy per token (95 % CI 15.1–21.0 %) "
-        "for +4.2 % p50 latency on summarization with model X."
+        "Capping at 1200 MHz saved 18.3 % energy per token (95 % simultaneous CI 15.1–21.0 %) "
+        "for +4.2 % mean latency on summarization with model X."
     )
 
 
@@ -127,13 +127,14 @@ def test_recommendation_sentences_other_cases() -> None:
     )
     qa, gen, sim = recommendation_sentences(recs)
     assert (
-        qa == "No frequency cap kept p50 latency within +5 % of default clocks on qa with model X."
+        qa == "No frequency cap kept mean latency within +5 % of default clocks on qa with model X "
+        "(one-sided 95 % upper bound)."
     )
-    assert "changed energy per token by +2.5 % (95 % CI +1.0 to +4.0 %)" in gen
+    assert "changed energy per token by +2.5 % (95 % simultaneous CI +1.0 to +4.0 %)" in gen
     assert "default clocks remain the better choice" in gen
-    assert "(90 % CI 15.1–21.0 %)" in sim
+    assert "(90 % simultaneous CI 15.1–21.0 %)" in sim
     (weak,) = recommendation_sentences(pd.DataFrame([_rec_row(saving_pct=1.0, saving_ci_low=-2.0)]))
-    assert "saved 1.0 % energy per token (95 % CI -2.0 to +21.0 %)" in weak
+    assert "saved 1.0 % energy per token (95 % simultaneous CI -2.0 to +21.0 %)" in weak
     assert "the effect is not established" in weak
 
 
@@ -151,8 +152,8 @@ def pipeline() -> dict:
         energy_kind="simulated",
         tasks=("qa",),
     )
-    summary = summarize(req, n_boot=50)
-    recs = recommend_cap(req, latency_budget_pct=10.0, n_boot=50)
+    summary = summarize(req)
+    recs = recommend_cap(req, latency_budget_pct=10.0)
     coef, _ = energy_ols(req)
     tables = {
         "frequency_effect": frequency_effect(req),
@@ -203,17 +204,16 @@ def test_build_markdown_from_pipeline(pipeline: dict) -> None:
         "## Statistics: regression",
     ):
         assert section in md
-    assert "OLS with window-clustered errors: each extra output token" in md
-    # the sweep ran the same items at every clock: Friedman on per-item means, named as such
-    assert "(Friedman, same items at every clock, χ²(3) = " in md
-    assert "After Holm correction (Wilcoxon signed-rank, paired by item)" in md
-    assert "n = 32 windows" in md
+    assert "OLS with one row per window, item-clustered errors: each extra output token" in md
+    # the sweep ran the same items at every clock: a repeated-measures ANOVA on items, named so
+    assert "(repeated-measures ANOVA on items, same items at every clock, F(3, " in md
+    assert "After Holm correction (paired t on items (delta method" in md
 
 
 def test_unestablished_saving_is_not_a_recommendation() -> None:
     row = _rec_row(saving_pct=4.0, saving_ci_low=-1.0, saving_ci_high=9.0, saves_energy=False)
     (sentence,) = recommendation_sentences(pd.DataFrame([row]))
-    assert "changed energy per token by -4.0 % (95 % CI -9.0 to +1.0 %)" in sentence
+    assert "changed energy per token by -4.0 % (95 % simultaneous CI -9.0 to +1.0 %)" in sentence
     assert "the saving is not established, so default clocks remain the recommendation" in sentence
 
 
@@ -331,7 +331,7 @@ def test_report_renders_through_the_templates(pipeline: dict) -> None:
     )
     # every section the template names is there, in the template's order
     sections = re.findall(r"^## ([A-Za-z ]+)", (TEMPLATES / "report.md.j2").read_text(), re.M)
-    assert len(sections) == 9
+    assert len(sections) == 10
     positions = [md.index(f"\n## {title}") for title in sections]
     assert positions == sorted(positions)
     # the changelog names the one change in numbers a reader of older results must know
@@ -417,7 +417,7 @@ def test_opening_answers_the_question(pipeline: dict) -> None:
     trade = pipeline["headline"]["tradeoff"]
     assert f"**Recommended cap: {trade['recommended_freq_mhz']:.0f} MHz**" in opening
     assert f"saves {trade['best_saving_pct']:.1f} % energy per token" in opening
-    assert f"{trade['latency_change_pct']:+.1f} % p50 latency" in opening
+    assert f"{trade['latency_change_pct']:+.1f} % mean latency" in opening
     # energy per token and its CI per configuration, from summary.csv's columns
     row = pipeline["summary"].iloc[0]
     lo, hi = fmt_num(row["j_per_token_ci_low"]), fmt_num(row["j_per_token_ci_high"])
@@ -437,8 +437,8 @@ def test_no_recommendation_says_why_once(pipeline: dict) -> None:
 def _single_clock(pipeline: dict) -> dict:
     """Three tasks at default clocks only: the CPU default run's shape."""
     req = sweep_requests((None,), n_per_freq=6, energy_kind="estimated", tasks=("qa", "gen", "sum"))
-    summary = summarize(req, n_boot=30)
-    recs = recommend_cap(req, latency_budget_pct=5.0, n_boot=30)
+    summary = summarize(req)
+    recs = recommend_cap(req, latency_budget_pct=5.0)
     tables = {"frequency_effect": frequency_effect(req), "pairwise": pairwise_vs_default(req)}
     head = headline_metrics(summary, req)
     head["tradeoff"] = savings_headline(recs)
@@ -515,3 +515,51 @@ def test_co2_provenance_and_settings_are_shown(pipeline: dict) -> None:
     # without run.json the section is left out, not filled with n/a
     bare = build_markdown(pipeline["summary"], {}, pipeline["recs"], pipeline["headline"], {}, None)
     assert "## Run:" not in bare
+
+
+def test_report_prints_one_calibration_line_per_interval_type(pipeline: dict) -> None:
+    calibration = {
+        "rows": [
+            {
+                "method": "coverage j_per_token",
+                "scenario": "effect15",
+                "n_items": 5,
+                "nominal": 0.95,
+                "achieved": 0.91,
+                "n": 900,
+            },
+            {
+                "method": "coverage j_per_token",
+                "scenario": "null",
+                "n_items": 12,
+                "nominal": 0.95,
+                "achieved": 0.953,
+                "n": 900,
+            },
+            {
+                "method": "coverage j_per_token",
+                "scenario": "null",
+                "n_items": 5,
+                "nominal": 0.95,
+                "achieved": 0.948,
+                "n": 1200,
+            },
+            {
+                "method": "pairwise size",
+                "scenario": "null",
+                "n_items": 5,
+                "nominal": 0.05,
+                "achieved": 0.04,
+                "n": 1200,
+            },
+        ]
+    }
+    md = pipeline_markdown(pipeline, calibration=calibration)
+    trust = md.split("## How far to trust the intervals", 1)[1].split("\n## ", 1)[0]
+    # the smallest item count, the null scenario first; tests (size) are not intervals
+    assert trust.count("calibrated:") == 1
+    assert (
+        "j_per_token interval — calibrated: 95.0 % nominal, 94.8 % achieved in the project's "
+        "own Monte Carlo (5 items, null, 1200 intervals)." in trust
+    )
+    assert "not run here" in pipeline_markdown(pipeline)

@@ -1,4 +1,5 @@
-"""summary.py: exclusion flags, per-configuration summary, bootstrap CIs, headline metrics."""
+"""summary.py: exclusion flags, per-configuration summary, item-level t intervals (computed here
+by hand from per-item values), order-statistic p50 interval, interval notes, headline metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis_fixtures import (
     as_records,
@@ -18,7 +20,6 @@ from analysis_fixtures import (
     sweep_requests,
 )
 from analysis_settings import summarize
-from llm_energy.analysis.bootstrap import bootstrap_mean_replicates, percentile_ci
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
@@ -28,7 +29,50 @@ from llm_energy.analysis.records import (
     exclusion_flags,
     parse_clock_event_reasons,
 )
+from llm_energy.analysis.summary import CI_METHOD, idle_se_per_token
+from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.windows import window_table
+
+LEVEL = 0.95
+
+
+def kish_df(weights) -> float:
+    """Kish's effective number of items, (Σw)² / Σw², minus one (at least 1)."""
+    w = np.abs(np.asarray(weights, dtype=float))
+    return max(w.sum() ** 2 / (w**2).sum() - 1.0, 1.0)
+
+
+def ratio_log_se(num, den) -> tuple[float, float, float]:
+    """Σ num / Σ den over items, its delta-method SE on the log scale and its df: influence
+    u = (num − R·den) / (mean(den) · R), HC2 se = sqrt(Σ u² / (1 − h)) / n with h = den / Σ den,
+    df = Kish's effective number of items by their numerators − 1."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    r = num.sum() / den.sum()
+    u = (num - r * den) / den.mean() / r
+    se = math.sqrt((u**2 / (1.0 - den / den.sum())).sum()) / num.size
+    return r, se, kish_df(num)
+
+
+def ratio_log_interval(num, den, level: float = LEVEL) -> tuple[float, float, float]:
+    """Σ num / Σ den over items with its delta-method t interval on the log scale."""
+    r, se, df = ratio_log_se(num, den)
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return r, r * math.exp(-half), r * math.exp(half)
+
+
+def t_log_interval(values, level: float = LEVEL) -> tuple[float, float]:
+    """t interval of a mean of positive per-item values on the log scale (delta method): every
+    item weighs 1 (h = 1/n, so the SE is the textbook sd(v / mean) / √n) and the df are Kish's
+    effective number of items by their values − 1: mean · exp(± t_df · sd(v / mean) / √n)."""
+    v = np.asarray(values, dtype=float)
+    m = v.mean()
+    half = stats.t.ppf(0.5 + level / 2, kish_df(v)) * (v / m).std(ddof=1) / math.sqrt(v.size)
+    return m * math.exp(-half), m * math.exp(half)
+
+
+def note_of(row: pd.Series) -> str:
+    note = row["interval_note"]
+    return note if isinstance(note, str) else ""
 
 
 def test_throttle_mask_uses_nvml_bit_values() -> None:
@@ -85,7 +129,7 @@ def test_exclusion_flags_of_plain_records() -> None:
 
 def test_summarize_groups_and_columns() -> None:
     df = sweep_requests((None, 1500.0, 900.0), n_per_freq=6, tasks=("qa", "generation"))
-    s = summarize(df, n_boot=100)
+    s = summarize(df)
     assert len(s) == 2 * 3
     for key in CONFIG_KEYS:
         assert key in s.columns
@@ -102,7 +146,7 @@ def test_summarize_groups_and_columns() -> None:
 
 def test_summarize_values_match_hand_computation() -> None:
     df = sweep_requests((1200.0,), n_per_freq=9, seed=3)
-    s = summarize(df, n_boot=50)
+    s = summarize(df)
     row = s.iloc[0]
     jpt = df["energy_j"] / df["output_tokens"]
     assert row["j_per_token_mean"] == pytest.approx(jpt.mean())
@@ -113,7 +157,23 @@ def test_summarize_values_match_hand_computation() -> None:
     assert row["energy_total_j"] == pytest.approx(df["energy_j"].sum())
     assert row["edp_j_s_mean"] == pytest.approx((df["energy_j"] * df["latency_s"]).mean())
     assert row["ed2p_j_s2_mean"] == pytest.approx((df["energy_j"] * df["latency_s"] ** 2).mean())
-    assert row["j_per_token_ci_low"] <= row["j_per_token_mean"] <= row["j_per_token_ci_high"]
+    # one request per item: the intervals are t intervals over the 9 items, log scale (the
+    # 9 items are alike: Kish's df just under 8)
+    r, lo, hi = ratio_log_interval(df["energy_j"], df["output_tokens"])
+    assert row["j_per_token_mean"] == pytest.approx(r)
+    assert (row["j_per_token_ci_low"], row["j_per_token_ci_high"]) == (
+        pytest.approx(lo, rel=1e-9),
+        pytest.approx(hi, rel=1e-9),
+    )
+    for metric in ("latency_s", "tokens_per_s", "edp_j_s", "avg_power_w"):
+        values = df["energy_j"] * df["latency_s"] if metric == "edp_j_s" else df[metric]
+        lo, hi = t_log_interval(values)
+        assert row[f"{metric}_ci_low"] == pytest.approx(lo, rel=1e-9), metric
+        assert row[f"{metric}_ci_high"] == pytest.approx(hi, rel=1e-9), metric
+    assert 7.9 < kish_df(df["energy_j"]) < 8
+    assert (row["n_items"], row["n_windows"]) == (9, 9)
+    assert note_of(row) == ""
+    assert row["ci_level"] == LEVEL and row["ci_method"] == CI_METHOD
 
 
 def test_summarize_exclusions_counted_not_used() -> None:
@@ -124,7 +184,7 @@ def test_summarize_exclusions_counted_not_used() -> None:
     df.loc[2, "cap_held"] = False
     df.loc[3, "energy_j"] = 1e9  # would dominate the mean if used
     df.loc[3, "window_trusted"] = False
-    row = summarize(df, n_boot=20).iloc[0]
+    row = summarize(df).iloc[0]
     assert (row["n_total"], row["n"], row["n_excluded"]) == (5, 1, 4)
     assert row["excluded_status"] == 1
     assert row["excluded_throttled"] == 1
@@ -132,15 +192,17 @@ def test_summarize_exclusions_counted_not_used() -> None:
     assert row["excluded_untrusted"] == 1
     assert "throttled=1" in row["excluded_reasons"]
     assert row["energy_j_mean"] == pytest.approx(df.loc[4, "energy_j"])
-    # n = 1: no CI, no CV, no crash
+    # n = 1: no CI, no CV, no crash, and the row says why
     assert math.isnan(row["j_per_token_ci_low"]) and math.isnan(row["j_per_token_cv"])
+    assert row["n_items"] == 1
+    assert "not estimable: 1 item (an interval needs ≥ 3)" in note_of(row)
 
 
 def test_summarize_failed_configuration_kept() -> None:
     ok = sweep_requests((1200.0,), n_per_freq=3)
     failed = sweep_requests((900.0,), n_per_freq=3)
     failed["status"] = "oom"
-    s = summarize(pd.concat([ok, failed], ignore_index=True), n_boot=20)
+    s = summarize(pd.concat([ok, failed], ignore_index=True))
     bad = s[s["freq_applied_mhz"] == 900.0].iloc[0]
     assert bad["n"] == 0 and bad["n_excluded"] == 3
     assert math.isnan(bad["j_per_token_mean"])
@@ -149,7 +211,7 @@ def test_summarize_failed_configuration_kept() -> None:
 def test_summarize_never_mixes_energy_kinds() -> None:
     measured = sweep_requests((1200.0,), n_per_freq=4, energy_kind="measured")
     simulated = sweep_requests((1200.0,), n_per_freq=4, energy_kind="simulated", seed=1)
-    s = summarize(pd.concat([measured, simulated], ignore_index=True), n_boot=20)
+    s = summarize(pd.concat([measured, simulated], ignore_index=True))
     assert sorted(s["energy_kind"]) == ["measured", "simulated"]
     assert (s["n"] == 4).all()
 
@@ -157,7 +219,7 @@ def test_summarize_never_mixes_energy_kinds() -> None:
 def test_summarize_energy_kind_derived_from_source() -> None:
     df = sweep_requests((1200.0,), n_per_freq=3).assign(energy_kind=None)
     df["energy_source"] = "codecarbon-estimate"
-    assert summarize(df, n_boot=10)["energy_kind"].tolist() == ["estimated"]
+    assert summarize(df)["energy_kind"].tolist() == ["estimated"]
 
 
 def test_summarize_quality_and_perplexity() -> None:
@@ -165,48 +227,106 @@ def test_summarize_quality_and_perplexity() -> None:
     df["ref_nll_sum"] = [2.0, 4.0, 3.0, 1.0]
     df["ref_tokens"] = [1.0, 2.0, 3.0, 4.0]
     df["quality_rouge_l"] = [0.1, 0.2, np.nan, 0.3]  # NaN = not applicable
-    row = summarize(df, n_boot=50).iloc[0]
+    row = summarize(df).iloc[0]
     assert row["perplexity"] == pytest.approx(math.exp(10.0 / 10.0))
     assert row["quality_rouge_l_mean"] == pytest.approx(0.2)
     assert row["quality_rouge_l_n"] == 3
-    assert row["perplexity_ci_low"] <= row["perplexity"] <= row["perplexity_ci_high"]
+    # quality: t interval over the 3 items with a score (log scale: all positive; Kish's df
+    # 0.6² / 0.14 − 1 = 1.57), clipped to [0, 1] since every score is a share
+    lo, hi = t_log_interval([0.1, 0.2, 0.3])
+    assert kish_df([0.1, 0.2, 0.3]) == pytest.approx(0.36 / 0.14 - 1)
+    assert row["quality_rouge_l_ci_low"] == pytest.approx(lo)
+    assert hi > 1.0 and row["quality_rouge_l_ci_high"] == 1.0
+    # perplexity: exp of Σ nll / Σ tokens over items, and exp of its delta interval
+    nll_per_token, lo, hi = ratio_log_interval([2.0, 4.0, 3.0, 1.0], [1.0, 2.0, 3.0, 4.0])
+    assert nll_per_token == pytest.approx(1.0)
+    assert row["perplexity_ci_low"] == pytest.approx(math.exp(lo))
+    assert row["perplexity_ci_high"] == pytest.approx(math.exp(hi))
+    assert row["perplexity_ci_low"] < row["perplexity"] < row["perplexity_ci_high"]
 
 
-def test_summarize_is_seeded() -> None:
+def test_quality_is_averaged_per_item_over_repetitions() -> None:
+    # 4 items × 3 repetitions: the unit is the item (4 values), not the 12 rows
+    df = sweep_requests((1200.0,), n_per_freq=4, reps=3, tasks=("qa",))
+    scores = {"qa-0": [1, 1, 0], "qa-1": [0, 0, 0], "qa-2": [1, 1, 1], "qa-3": [1, 0, 0]}
+    rep_of = df.groupby("item_id").cumcount()
+    df["quality_exact_match"] = [
+        float(scores[i][r]) for i, r in zip(df["item_id"], rep_of, strict=True)
+    ]
+    row = summarize(df).iloc[0]
+    per_item = np.array([2 / 3, 0.0, 1.0, 1 / 3])
+    # a 0: linear scale, every item weighs the same: scipy's one-sample t interval (3 df)
+    ci = stats.ttest_1samp(per_item, 0.0).confidence_interval(LEVEL)
+    assert row["quality_exact_match_n"] == 4
+    assert row["quality_exact_match_mean"] == pytest.approx(per_item.mean())
+    # shares cannot go below 0 nor above 1: the bounds stop there
+    assert ci.low < 0 and row["quality_exact_match_ci_low"] == 0.0
+    assert ci.high > 1 and row["quality_exact_match_ci_high"] == 1.0
+
+
+def test_quality_scores_above_one_are_not_clipped_at_one() -> None:
+    # a 0–5 rating: below 0 is impossible (all scores ≥ 0), but 1 is no upper limit
+    df = sweep_requests((1200.0,), n_per_freq=4, tasks=("qa",))
+    ratings = np.array([0.0, 2.0, 5.0, 4.0])
+    df["quality_rating"] = ratings
+    row = summarize(df).iloc[0]
+    ci = stats.ttest_1samp(ratings, 0.0).confidence_interval(LEVEL)
+    assert ci.low < 0 and row["quality_rating_ci_low"] == 0.0
+    assert row["quality_rating_ci_high"] == pytest.approx(ci.high) and ci.high > 5
+    # a share above 1 would not be one: scores of 0.2–1.4 are not clipped either
+    df["quality_rating"] = [0.2, 1.4, 0.3, 0.9]
+    row = summarize(df).iloc[0]
+    lo, hi = t_log_interval([0.2, 1.4, 0.3, 0.9])
+    assert (row["quality_rating_ci_low"], row["quality_rating_ci_high"]) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
+
+
+def test_summarize_is_deterministic_and_needs_no_seed() -> None:
+    # no resampling: the same records give the same intervals, in any row order, and there is
+    # no n_boot / seed to pass
     df = sweep_requests((None, 1200.0), n_per_freq=8)
-    a = summarize(df, n_boot=200, seed=5)
-    b = summarize(df, n_boot=200, seed=5)
-    c = summarize(df, n_boot=200, seed=6)
-    pd.testing.assert_frame_equal(a, b)
-    assert not np.allclose(a["j_per_token_ci_low"], c["j_per_token_ci_low"])
+    a = summarize(df)
+    pd.testing.assert_frame_equal(a, summarize(df))
+    shuffled = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, summarize(shuffled))
+    assert a["j_per_token_ci_low"].notna().all()
+    for removed in ({"n_boot": 1000}, {"seed": 0}):
+        with pytest.raises(TypeError):
+            summarize_(df, ci_level=LEVEL, **removed)
 
 
 def test_summarize_minimal_and_empty_frames() -> None:
-    s = summarize(minimal_requests([1.0, 2.0, 4.0]), n_boot=20)
+    s = summarize(minimal_requests([1.0, 2.0, 4.0]))
     assert len(s) == 1 and s["energy_kind"].iloc[0] == "measured"
     assert s["j_per_token_mean"].iloc[0] == pytest.approx(7 / 3)
-    assert summarize(as_records(pd.DataFrame()), n_boot=10).empty
+    assert summarize(as_records(pd.DataFrame())).empty
 
 
-def test_cluster_bootstrap_is_wider_for_shared_windows() -> None:
+def test_requests_sharing_a_window_are_one_unit() -> None:
+    # 8 requests share each of 10 windows' readings: the interval is that of 10 values (Kish's
+    # df by the windows' energies, 8.6), more than twice as wide as a naive t interval over the
+    # 80 requests
     rng = np.random.default_rng(1)
-    window_values = rng.normal(5.0, 1.0, 10)
-    values = np.repeat(window_values, 8)  # 8 requests share each window's reading
-    clusters = np.repeat(np.arange(10), 8)
-
-    def width(clusters: np.ndarray | None = None) -> float:
-        reps = bootstrap_mean_replicates(
-            values, n_boot=1000, rng=np.random.default_rng(0), clusters=clusters
-        )
-        lo, hi = percentile_ci(reps, 0.95)
-        return hi - lo
-
-    assert width(clusters=clusters) > 2 * width()
+    window_energy = rng.normal(5.0, 1.0, 10) * 8 * 5
+    df = batched_window_requests([(1200.0, float(e), (5,) * 8) for e in window_energy])
+    row = summarize(df).iloc[0]
+    assert (row["n"], row["n_windows"], row["n_items"]) == (80, 10, 10)
+    r, lo, hi = ratio_log_interval(window_energy, np.full(10, 40.0))
+    assert row["j_per_token_mean"] == pytest.approx(r)
+    assert (row["j_per_token_ci_low"], row["j_per_token_ci_high"]) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
+    assert 8.5 < kish_df(window_energy) < 9
+    naive_lo, naive_hi = t_log_interval(df["energy_j"] / df["output_tokens"])
+    assert hi - lo > 2 * (naive_hi - naive_lo)
 
 
 def test_headline_metrics_single_capped_run() -> None:
     df = sweep_requests((1200.0,), n_per_freq=6, tasks=("generation",))
-    s = summarize(df, n_boot=50)
+    s = summarize(df)
     h = headline_metrics(s, df)
     json.dumps(h)  # JSON-ready
     assert h["energy"]["kind"] == "measured"
@@ -222,7 +342,7 @@ def test_headline_metrics_single_capped_run() -> None:
 
 def test_headline_metrics_default_clocks_freq_is_null() -> None:
     df = sweep_requests((None,), n_per_freq=4)
-    h = headline_metrics(summarize(df, n_boot=10), df)
+    h = headline_metrics(summarize(df), df)
     assert h["gpu"]["freq_applied_mhz"] is None
     assert h["gpu"]["freq_mode"] == "default"
     assert h["quality"]["exact_match"] == pytest.approx(0.5)
@@ -232,7 +352,7 @@ def test_headline_metrics_mixed_kinds_prefers_measured() -> None:
     sim = groups_to_requests({1200.0: [100.0, 100.0]}, energy_kind="simulated")
     meas = groups_to_requests({1200.0: [1.0, 3.0]}, energy_kind="measured")
     df = pd.concat([sim, meas], ignore_index=True)
-    h = headline_metrics(summarize(df, n_boot=10), df)
+    h = headline_metrics(summarize(df), df)
     assert h["energy"]["kind"] == "measured"
     assert h["energy"]["j_per_token"] == pytest.approx(2.0)
     assert h["energy"]["kinds_present"] == "measured,simulated"
@@ -240,7 +360,7 @@ def test_headline_metrics_mixed_kinds_prefers_measured() -> None:
 
 def test_default_clock_group_never_merges_with_a_cap_at_the_same_clock() -> None:
     df = sweep_requests((None, 1980.0), n_per_freq=3, default_applied_mhz=1980.0)
-    s = summarize(df, n_boot=10)
+    s = summarize(df)
     assert len(s) == 2
     default = s[s["default_clocks"]].iloc[0]
     assert math.isnan(default["freq_applied_mhz"]) and default["n"] == 3
@@ -257,7 +377,7 @@ def test_failure_records_inherit_their_runs_energy_kind() -> None:
     failed["freq_applied_mhz"] = 1200.0
     failed["status"] = "oom"
     failed["energy_kind"] = None  # plan.failure_records writes no energy kind
-    s = summarize(pd.concat([ok, failed], ignore_index=True), n_boot=10)
+    s = summarize(pd.concat([ok, failed], ignore_index=True))
     assert set(s["energy_kind"]) == {"simulated"}
     oom = s[s["batch_size"] == 8].iloc[0]
     assert (oom["n"], oom["n_excluded"], oom["excluded_status"]) == (0, 2, 2)
@@ -266,7 +386,7 @@ def test_failure_records_inherit_their_runs_energy_kind() -> None:
 def test_quality_flag_column_is_not_a_score() -> None:
     df = sweep_requests((1200.0,), n_per_freq=3)
     df["quality_applicable"] = True
-    s = summarize(df, n_boot=10)
+    s = summarize(df)
     assert "quality_applicable_mean" not in s.columns
     assert "quality_exact_match_mean" in s.columns
 
@@ -285,7 +405,7 @@ def test_windows_are_identified_per_run() -> None:
         )
     )
     assert cluster_ids(df).nunique() == 8
-    s = summarize(df, n_boot=200)
+    s = summarize(df)
     assert s["n"].iloc[0] == 8 and s["energy_j_ci_low"].iloc[0] < s["energy_j_ci_high"].iloc[0]
 
 
@@ -297,7 +417,7 @@ BATCHED = [(1200.0, 8.0, (1, 3, 6, 6)), (1200.0, 12.0, (2, 2, 10, 10))]
 
 def test_j_per_token_is_total_energy_over_total_tokens() -> None:
     df = batched_window_requests(BATCHED)
-    row = summarize(df, n_boot=200).iloc[0]
+    row = summarize(df).iloc[0]
     # zeus / optimum-benchmark: 20 J / 40 tokens = 0.50; the mean of per-request ratios says
     # 0.87, because the short answers of a batch carry an even share of the window's energy
     assert row["j_per_token_mean"] == pytest.approx(20.0 / 40.0)
@@ -305,9 +425,12 @@ def test_j_per_token_is_total_energy_over_total_tokens() -> None:
     assert (df["energy_j"] / df["output_tokens"]).mean() == pytest.approx(mean_of_ratios)
     assert mean_of_ratios == pytest.approx(0.867, abs=1e-3)
     assert row["j_per_token_median"] == pytest.approx(np.median([8 / 16, 12 / 24]))
-    assert (row["n"], row["n_windows"]) == (8, 2)
-    assert row["j_per_token_ci_low"] <= 0.5 <= row["j_per_token_ci_high"]
-    head = headline_metrics(summarize(df, n_boot=50), df)
+    assert (row["n"], row["n_windows"], row["n_items"]) == (8, 2, 2)
+    # two windows (two item blocks) are two units: no honest interval, and the row says why
+    assert math.isnan(row["j_per_token_ci_low"]) and math.isnan(row["j_per_token_ci_high"])
+    # every interval is missing for this one reason: the row says it once
+    assert note_of(row) == "not estimable: 2 items (an interval needs ≥ 3)"
+    head = headline_metrics(summarize(df), df)
     assert head["energy"]["j_per_token"] == pytest.approx(0.5)
     assert head["counts"]["n_windows"] == 2
 
@@ -323,64 +446,107 @@ def test_window_table_sums_a_window_and_divides_its_repeats() -> None:
     assert win["block"] == "GPU-sim-0:t|it-0-0,t|it-0-1,t|it-0-2"  # the GPU is part of the block
 
 
-def test_window_bootstrap_resamples_windows_not_requests() -> None:
-    # 4 windows of 8 requests: the J/token CI is that of 4 values, not 32
+def test_interval_is_over_windows_not_requests() -> None:
+    # 4 windows of 8 requests: the J/token CI is a t interval of 4 values, not of 32
     windows = [(1200.0, e, (5,) * 8) for e in (40.0, 44.0, 48.0, 52.0)]
     df = batched_window_requests(windows)
-    row = summarize(df, n_boot=2000, seed=1).iloc[0]
+    row = summarize(df).iloc[0]
     per_window = np.array([40.0, 44.0, 48.0, 52.0]) / 40.0
-    rng = np.random.default_rng(0)
-    reps = per_window[rng.integers(0, 4, size=(4000, 4))].mean(axis=1)
-    lo, hi = np.percentile(reps, [2.5, 97.5])
-    assert row["j_per_token_ci_low"] == pytest.approx(lo, abs=0.02)
-    assert row["j_per_token_ci_high"] == pytest.approx(hi, abs=0.02)
+    r = per_window.mean()  # equal tokens per window: Σ/Σ is the mean
+    # equal tokens: every leverage is 1/4, so HC2 is the textbook sd(u) / √4, u = v / R − 1
+    se_log = per_window.std(ddof=1) / r / 2.0
+    # df: Kish's effective number of windows by their energies, 184² / 8544 = 3.96, minus one
+    # (just under 3: the windows' energies differ a little)
+    dof = 184.0**2 / (40.0**2 + 44.0**2 + 48.0**2 + 52.0**2) - 1
+    assert dof == pytest.approx(2.9625, abs=1e-4)
+    half = stats.t.ppf(0.975, dof) * se_log
+    assert row["j_per_token_mean"] == pytest.approx(1.15)
+    assert row["j_per_token_ci_low"] == pytest.approx(r * math.exp(-half), rel=1e-12)
+    assert row["j_per_token_ci_high"] == pytest.approx(r * math.exp(half), rel=1e-12)
 
 
 def test_dynamic_j_per_token_and_gpu_name_in_headline() -> None:
     df = batched_window_requests(BATCHED)
     df["dynamic_energy_j"] = df["energy_j"] / 2
     df["gpu_name"] = "NVIDIA H200"
-    head = headline_metrics(summarize(df, n_boot=20), df)
+    head = headline_metrics(summarize(df), df)
     assert head["energy"]["dynamic_j_per_token"] == pytest.approx(10.0 / 40.0)
     assert head["gpu"]["name"] == "NVIDIA H200"
-    assert (
-        headline_metrics(summarize(df, n_boot=20), df.assign(gpu_name=None))["gpu"]["name"] is None
-    )
+    assert headline_metrics(summarize(df), df.assign(gpu_name=None))["gpu"]["name"] is None
 
 
-def test_expansion_factor_matches_the_t_interval() -> None:
-    from scipy import stats
-
-    from llm_energy.analysis.bootstrap import expansion_factor
-
-    # Hesterberg (2015): sqrt(n/(n-1)) t_{n-1} / z; n = 3 → 2.69, large n → 1
-    assert expansion_factor(3, 0.95) == pytest.approx(
-        math.sqrt(1.5) * stats.t.ppf(0.975, 2) / stats.norm.ppf(0.975)
-    )
-    assert expansion_factor(10_000, 0.95) == pytest.approx(1.0, abs=1e-3)
-    assert math.isinf(expansion_factor(1, 0.95))
+def test_three_items_get_a_t_interval_not_z() -> None:
+    # what the bootstrap's expansion factor approximated is now exact: at 3 items the half-width
+    # on the log scale is a t quantile with Kish's df (7² / 21 − 1 = 1.33 for 1, 2, 4 J: at most
+    # 2), not z (1.96), standard errors; large n → z
+    df = minimal_requests([1.0, 2.0, 4.0])
+    row = summarize(df).iloc[0]
+    v = np.array([1.0, 2.0, 4.0])
+    se_log = (v / v.mean()).std(ddof=1) / math.sqrt(3)  # one token each: h = 1/3, textbook SE
+    half = math.log(row["j_per_token_ci_high"] / row["j_per_token_mean"])
+    assert half == pytest.approx(stats.t.ppf(0.975, 49 / 21 - 1) * se_log)
+    assert math.log(row["j_per_token_mean"] / row["j_per_token_ci_low"]) == pytest.approx(half)
+    assert half / se_log > stats.t.ppf(0.975, 2) > 2 * stats.norm.ppf(0.975)
+    wide = summarize(minimal_requests(list(np.linspace(1.0, 4.0, 400)))).iloc[0]
+    v = np.linspace(1.0, 4.0, 400)
+    se_log = (v / v.mean()).std(ddof=1) / math.sqrt(400)
+    half = math.log(wide["j_per_token_ci_high"] / wide["j_per_token_mean"])
+    assert half == pytest.approx(stats.t.ppf(0.975, kish_df(v)) * se_log)
+    assert half / se_log == pytest.approx(stats.norm.ppf(0.975), rel=0.01)
 
 
 def test_idle_baseline_uncertainty_widens_the_dynamic_interval() -> None:
-    from llm_energy.analysis.summary import idle_se_per_token
-
     df = sweep_requests((1200.0,), n_per_freq=9, seed=3)
     df["dynamic_energy_j"] = df["energy_j"] * 0.5
-    narrow = summarize(df, n_boot=200).iloc[0]
+    narrow = summarize(df).iloc[0]
     # Two baselines (two points): each one's error is shared by the requests measured after it.
     df["idle_power_before_w"] = [100.0 if i < 5 else 110.0 for i in range(len(df))]
     df["idle_power_after_w"] = df["idle_power_before_w"] + 4.0
     df["dynamic_energy_se_j"] = 0.2
-    wide = summarize(df, n_boot=200).iloc[0]
+    wide = summarize(df).iloc[0]
     tokens = df["output_tokens"].sum()
     expected = math.sqrt((0.2 * 5) ** 2 + (0.2 * (len(df) - 5)) ** 2) / tokens
-    assert idle_se_per_token(df) == pytest.approx(expected)
+    assert idle_se_per_token(df)[0] == pytest.approx(expected)
     assert wide["dynamic_j_per_token_idle_se"] == pytest.approx(expected)
     assert wide["dynamic_j_per_token_mean"] == pytest.approx(narrow["dynamic_j_per_token_mean"])
+    # wider on both sides: the idle error is added on the log scale too (relative to the
+    # value), so the interval stays the log-scale one, its upper side the longer
     assert wide["dynamic_j_per_token_ci_low"] < narrow["dynamic_j_per_token_ci_low"]
     assert wide["dynamic_j_per_token_ci_high"] > narrow["dynamic_j_per_token_ci_high"]
+    mean = wide["dynamic_j_per_token_mean"]
+    assert wide["dynamic_j_per_token_ci_high"] - mean > mean - wide["dynamic_j_per_token_ci_low"]
     # Without the column nothing changes.
     assert math.isnan(narrow["dynamic_j_per_token_idle_se"])
+    assert math.isnan(narrow["dynamic_j_per_token_idle_df"])
+    # No idle_power_df: each baseline counts 1 df (a before/after pair); Welch–Satterthwaite
+    var = np.array([(0.2 * 5) ** 2, (0.2 * 4) ** 2])
+    idle_df = var.sum() ** 2 / (var**2 / 1.0).sum()
+    assert wide["dynamic_j_per_token_idle_df"] == pytest.approx(idle_df)
+    # the interval by hand: the items' delta SE on the log scale (9 items, Kish's df) and the
+    # idle SE relative to the value, in quadrature, Welch–Satterthwaite, exponentiated
+    r, lo, hi = ratio_log_interval(df["dynamic_energy_j"], df["output_tokens"])
+    assert (narrow["dynamic_j_per_token_ci_low"], narrow["dynamic_j_per_token_ci_high"]) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
+    _r, se_items, df_items = ratio_log_se(df["dynamic_energy_j"], df["output_tokens"])
+    extra = expected / r
+    se = math.hypot(se_items, extra)
+    dof = min(se**4 / (se_items**4 / df_items + extra**4 / idle_df), df_items)
+    half = stats.t.ppf(0.975, dof) * se
+    assert wide["dynamic_j_per_token_ci_low"] == pytest.approx(r * math.exp(-half))
+    assert wide["dynamic_j_per_token_ci_high"] == pytest.approx(r * math.exp(half))
+    # baselines of 30 samples: more df, a narrower interval than with 1 df each
+    df["idle_power_df"] = 30
+    assert idle_se_per_token(df) == pytest.approx((expected, var.sum() ** 2 / (var**2 / 30).sum()))
+    many = summarize(df).iloc[0]
+    assert many["dynamic_j_per_token_idle_df"] == pytest.approx(30 * idle_df)
+    # (never more df than the items' own: with an idle error this small both stay there)
+    assert (
+        narrow["dynamic_j_per_token_ci_low"]
+        > many["dynamic_j_per_token_ci_low"]
+        >= wide["dynamic_j_per_token_ci_low"]
+    )
 
 
 # Numbers that were once wrong: the statistical unit is the window.
@@ -392,3 +558,106 @@ def test_power_cap_events_do_not_thin_the_default_baseline() -> None:
     assert throttled.iloc[1]  # under a cap: the cap was not what limited the clock
     df["clock_event_reasons"] = 0x40  # HW thermal: always excluded
     assert exclusion_flags(df)["throttled"].all()
+
+
+# --- the item is the unit: repetitions and clocks are blocks within it ----------------------------
+
+
+def test_repetitions_of_an_item_are_one_unit() -> None:
+    # 6 items × 3 repetitions at 2 clocks: per configuration 18 windows but 6 items
+    df = sweep_requests((None, 1200.0), n_per_freq=6, reps=3, length_jitter=True, seed=4)
+    s = summarize(df)
+    assert (s["n_windows"] == 18).all() and (s["n_items"] == 6).all()
+    for freq, row in zip(s["freq_requested_mhz"], s.itertuples(), strict=True):
+        sub = df[
+            df["freq_requested_mhz"].isna()
+            if math.isnan(freq)
+            else df["freq_requested_mhz"] == freq
+        ]
+        per_item = sub.groupby("item_id").agg(
+            energy=("energy_j", "sum"),
+            tokens=("output_tokens", "sum"),
+            latency=("latency_s", "mean"),
+        )
+        assert len(per_item) == 6
+        # J/token: Σ over the items' Σ energy / Σ tokens, t interval over the 6 items (HC2 by
+        # their tokens, Kish's df by their energies: under 5, not 17)
+        r, lo, hi = ratio_log_interval(per_item["energy"], per_item["tokens"])
+        assert kish_df(per_item["energy"]) < 5
+        assert row.j_per_token_mean == pytest.approx(r)
+        assert (row.j_per_token_ci_low, row.j_per_token_ci_high) == (
+            pytest.approx(lo),
+            pytest.approx(hi),
+        )
+        item_jpt = per_item["energy"] / per_item["tokens"]
+        assert row.j_per_token_median == pytest.approx(item_jpt.median())
+        assert row.j_per_token_cv == pytest.approx(item_jpt.std(ddof=1) / item_jpt.mean())
+        # latency: mean over items of each item's mean latency, t interval over the 6 items
+        lo, hi = t_log_interval(per_item["latency"])
+        assert row.latency_s_mean == pytest.approx(per_item["latency"].mean())
+        assert (row.latency_s_ci_low, row.latency_s_ci_high) == (
+            pytest.approx(lo),
+            pytest.approx(hi),
+        )
+        assert row.latency_s_cv == pytest.approx(
+            per_item["latency"].std(ddof=1) / per_item["latency"].mean()
+        )
+        assert row.latency_p50_s == pytest.approx(per_item["latency"].median())
+
+
+def test_latency_p50_interval_of_5_items_is_min_to_max_at_93_75_pct() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=5, reps=2, noise=0.05, seed=8)
+    row = summarize(df).iloc[0]
+    per_item = df.groupby("item_id")["latency_s"].mean()
+    assert row["latency_p50_s"] == pytest.approx(per_item.median())
+    assert row["latency_p50_ci_low"] == pytest.approx(per_item.min())
+    assert row["latency_p50_ci_high"] == pytest.approx(per_item.max())
+    assert row["latency_p50_ci_level"] == pytest.approx(1 - 2 * 0.5**5)
+    assert note_of(row) == ""  # the level says it: no interval is missing
+
+
+def test_latency_p50_interval_of_12_items_is_the_3rd_to_10th_order_statistic() -> None:
+    df = sweep_requests((1200.0,), n_per_freq=12, noise=0.05, seed=9)
+    row = summarize(df).iloc[0]
+    lat = np.sort(df["latency_s"].to_numpy())
+    # P(Bin(12, ½) ≤ 2) = 0.019 ≤ 0.025: [x(3), x(10)] covers the median with ≥ 95 %
+    assert stats.binom.cdf(2, 12, 0.5) <= 0.025 < stats.binom.cdf(3, 12, 0.5)
+    assert (row["latency_p50_ci_low"], row["latency_p50_ci_high"]) == (lat[2], lat[9])
+    assert row["latency_p50_ci_level"] == LEVEL
+    assert row["latency_p50_s"] == pytest.approx(np.median(lat))
+
+
+def test_interval_note_fewer_than_three_items() -> None:
+    row = summarize(sweep_requests((1200.0,), n_per_freq=2, reps=4)).iloc[0]
+    assert (row["n_windows"], row["n_items"]) == (8, 2)  # 8 windows do not make 8 units
+    # every interval is missing for the same reason: said once
+    assert note_of(row) == "not estimable: 2 items (an interval needs ≥ 3)"
+    ci_cols = [c for c in row.index if c.endswith(("_ci_low", "_ci_high"))]
+    assert ci_cols and row[ci_cols].isna().all()
+    assert math.isnan(row["latency_p50_ci_level"])
+    assert row["j_per_token_mean"] > 0  # the estimate is still there
+
+
+def test_interval_note_identical_items_give_no_zero_width_interval() -> None:
+    row = summarize(minimal_requests([2.0, 2.0, 2.0, 2.0])).iloc[0]
+    assert row["j_per_token_mean"] == pytest.approx(2.0)
+    assert math.isnan(row["j_per_token_ci_low"]) and math.isnan(row["j_per_token_ci_high"])
+    assert math.isnan(row["latency_p50_ci_low"])
+    # every interval (J/token's and latency_p50's among them) is missing for this one reason,
+    # said once; dynamic J/token was never measured (no dynamic energy), so it adds no note
+    assert note_of(row) == "not estimable: every one of the 4 items gives the same value"
+    assert math.isnan(row["dynamic_j_per_token_mean"])
+
+
+def test_interval_note_items_without_tokens() -> None:
+    row = summarize(minimal_requests([1.0, 2.0, 3.0], output_tokens=[0, 0, 0])).iloc[0]
+    assert row["n_items"] == 3 and math.isnan(row["j_per_token_mean"])
+    assert math.isnan(row["j_per_token_ci_low"]) and math.isnan(row["j_per_token_ci_high"])
+    # J/token has no value at all (no tokens), but energy was measured: the note says why
+    assert (
+        "j_per_token: not estimable: no item has a positive denominator (e.g. zero-token "
+        "outputs)" in note_of(row)
+    )
+    assert "latency_s: not estimable: every one of the 3 items gives the same value" in note_of(row)
+    # energy per request is still estimable: it needs no tokens
+    assert row["energy_j_ci_low"] < row["energy_j_mean"] < row["energy_j_ci_high"]

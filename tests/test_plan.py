@@ -122,21 +122,27 @@ def _ok_row(**kw: object) -> dict[str, object]:
 def test_idle_baseline_takes_the_tick_tail_out_of_the_energy() -> None:
     from llm_energy.plan import with_idle_baseline
 
-    out = with_idle_baseline(_ok_row(), power_w=120.0, before_w=118.0, after_w=122.0, se_w=2.0)
+    out = with_idle_baseline(
+        _ok_row(), power_w=120.0, before_w=118.0, after_w=122.0, se_w=2.0, df=9
+    )
     # 0.05 s of idle tail at 120 W = 6 J of the 100 J window; a request is half the window.
     assert out["window_tail_energy_j"] == pytest.approx(6.0)
     assert out["energy_j"] == pytest.approx((100.0 - 6.0) / 2)
     assert out["dynamic_energy_j"] == pytest.approx((100.0 - 120.0 * 2.0) / 2)
     assert out["dynamic_energy_se_j"] == pytest.approx(2.0 * 2.0 / 2)
     assert (out["idle_power_before_w"], out["idle_power_after_w"]) == (118.0, 122.0)
+    assert (out["idle_power_se_w"], out["idle_power_df"]) == (2.0, 9)
 
 
 def test_without_a_baseline_the_energy_is_left_as_measured() -> None:
     from llm_energy.plan import with_idle_baseline
 
-    out = with_idle_baseline(_ok_row(), power_w=None, before_w=None, after_w=None, se_w=None)
+    out = with_idle_baseline(
+        _ok_row(), power_w=None, before_w=None, after_w=None, se_w=None, df=None
+    )
     assert out["energy_j"] == 50.0 and out["dynamic_energy_j"] is None
+    assert out["idle_power_df"] is None
     failed = with_idle_baseline(
-        {"status": "oom"}, power_w=120.0, before_w=120.0, after_w=None, se_w=None
+        {"status": "oom"}, power_w=120.0, before_w=120.0, after_w=None, se_w=None, df=None
     )
     assert failed["dynamic_energy_j"] is None and "energy_j" not in failed

@@ -26,7 +26,7 @@ def test_every_quality_row_joins_a_summary_row(tmp_path: Path) -> None:
     requests["weights"] = "pretrained"  # random weights have no quality to score
     scored = score_requests(requests)
     # Through CSV, as the aggregate stage writes them and a reader joins them.
-    summarize(scored, n_boot=20).to_csv(tmp_path / "summary.csv", index=False)
+    summarize(scored).to_csv(tmp_path / "summary.csv", index=False)
     corpus_quality(scored, _count).to_csv(tmp_path / "quality.csv", index=False)
     summary = pd.read_csv(tmp_path / "summary.csv")
     quality = pd.read_csv(tmp_path / "quality.csv")

@@ -86,15 +86,22 @@ def _runner_records() -> list[dict]:
     rows = [*ok, *failed]
     for row in rows:
         row.update(started_at="2026-01-01T00:00:00Z", ended_at="2026-01-01T00:00:01Z")
-    return [with_idle_baseline(r, power_w=5.0, before_w=5.0, after_w=5.0, se_w=0.1) for r in rows]
+    return [
+        with_idle_baseline(r, power_w=5.0, before_w=5.0, after_w=5.0, se_w=0.1, df=9) for r in rows
+    ]
 
 
 def test_runner_records_match_the_schema_exactly() -> None:
     rows = _runner_records()
     written = {k for r in rows for k in r}
     declared = {c.name for c in INFER_REQUESTS.columns if c.required != "no"}
-    assert written == declared  # a new runner column must be declared (and documented)
+    # Written on every record, optional so that records written before it still load.
+    optional_written = {"idle_power_df"}
+    assert written == declared | optional_written  # a new runner column must be declared
     typed = typed_frame(pd.DataFrame(rows), INFER_REQUESTS, "requests.jsonl", REMEDY)
+    assert str(typed["idle_power_df"].dtype) == "Int64" and typed["idle_power_df"].iloc[0] == 9
+    older = pd.DataFrame(rows).drop(columns="idle_power_df")
+    assert typed_frame(older, INFER_REQUESTS, "r", REMEDY)["idle_power_df"].isna().all()
     assert str(typed["clock_event_reasons"].dtype) == "Int64"
     assert str(typed["window_trusted"].dtype) == "boolean"  # null on the failed rows
     assert typed["window_trusted"].tolist()[:2] == [True, True]
@@ -163,7 +170,7 @@ def test_aggregate_records_round_trip_through_jsonl(tmp_path: Path) -> None:
 
 
 def test_summary_round_trips_through_csv_with_its_types(tmp_path: Path) -> None:
-    s = summarize(sweep_requests((None, 1200.0), n_per_freq=4), n_boot=20)
+    s = summarize(sweep_requests((None, 1200.0), n_per_freq=4))
     path = tmp_path / "summary.csv"
     s.to_csv(path, index=False)
     back = load_table(path, SUMMARY, remedy="re-run aggregate")

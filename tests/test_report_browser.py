@@ -51,8 +51,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def report_html() -> str:
     req = sweep_requests((None, 1400.0), n_per_freq=6, energy_kind="simulated", tasks=("qa",))
-    summary = summarize(req, n_boot=30)
-    recs = recommend_cap(req, latency_budget_pct=10.0, n_boot=30)
+    summary = summarize(req)
+    recs = recommend_cap(req, latency_budget_pct=10.0)
     head = headline_metrics(summary, req)
     head["tradeoff"] = savings_headline(recs)
     png = figure_png_bytes(j_per_token_by_task(summary), dpi=40)

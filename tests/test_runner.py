@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +64,12 @@ class Reading:
 
 
 class FakeMeter:
-    def __init__(self, idle_w: list[float] | None = None) -> None:
+    """Idle readings from `idle_w`, one per call: a number (every sub-reading of the call) or
+    the sub-readings themselves; 5 W once the list runs out."""
+
+    def __init__(self, idle_w: list[float | list[float]] | None = None) -> None:
         self.idle_calls = 0
+        self.idle_samples: list[int] = []  # the sub-readings asked for, per call
         self.idle_w = list(idle_w or [])
 
     def run_until_trusted(
@@ -71,9 +77,11 @@ class FakeMeter:
     ) -> tuple[Reading, int, Any]:
         return Reading(), 2, fn()
 
-    def measure_idle_power_w(self, seconds: float) -> float:
+    def measure_idle_samples_w(self, seconds: float, samples: int) -> list[float]:
         self.idle_calls += 1
-        return self.idle_w.pop(0) if self.idle_w else 5.0
+        self.idle_samples.append(samples)
+        reading = self.idle_w.pop(0) if self.idle_w else 5.0
+        return list(reading) if isinstance(reading, list) else [reading] * samples
 
 
 class FakeClocks:
@@ -206,26 +214,70 @@ def test_sweep_sets_each_cap_measures_idle_before_and_after_each_point() -> None
     assert row["idle_power_w"] == 5.0 and row["energy_kind"] == "simulated"
     assert row["idle_power_before_w"] == row["idle_power_after_w"] == 5.0
     assert row["idle_power_se_w"] == 0.0 and row["dynamic_energy_se_j"] == 0.0
+    assert row["idle_power_df"] == 2 * cfg.gpu.idle_samples - 1
 
 
-def test_idle_baseline_before_and_after_gives_mean_and_its_uncertainty() -> None:
-    cfg = load_config(compose("model=tiny_gpt2", "task=[generation]", "infer.warmup_requests=0"))
+def test_idle_baseline_pools_its_sub_readings_into_mean_se_and_df() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2", "task=[generation]", "infer.warmup_requests=0", "gpu.idle_samples=3"
+        )
+    )
     sleeps: list[float] = []
-    meter = FakeMeter(idle_w=[4.0, 6.0])  # before, after
+    meter = FakeMeter(idle_w=[[3.0, 4.0, 5.0], [5.0, 6.0, 7.0]])  # before, after
     rows, run, _, _ = _run(
         cfg, FakeGenerator(), {"generation": _items("generation", "generation", 2)}, meter, sleeps
     )
-    assert meter.idle_calls == 2
+    assert meter.idle_calls == 2 and meter.idle_samples == [3, 3]
     # The first cap is set after the warm-up: a cooldown, then a settle before each idle reading.
     assert sleeps == [cfg.gpu.cooldown_s, cfg.gpu.idle_settle_s, cfg.gpu.idle_settle_s]
     row = rows[0]
     assert (row["idle_power_before_w"], row["idle_power_after_w"]) == (4.0, 6.0)
-    assert row["idle_power_w"] == 5.0 and row["idle_power_se_w"] == 1.0
+    # Six samples, mean 5 W, squared deviations 4+1+0+0+1+4 = 10: SD √2, SE √2/√6, 5 df.
+    se_w = math.sqrt(10 / 5) / math.sqrt(6)
+    assert row["idle_power_w"] == 5.0 and row["idle_power_se_w"] == pytest.approx(se_w)
+    assert row["idle_power_df"] == 5
     # Window 10 J, 1 s, 2 repeats, batch 1: a request is 5 J over 0.5 s of the window.
     assert row["dynamic_energy_j"] == pytest.approx(5.0 - 5.0 * 0.5)
-    assert row["dynamic_energy_se_j"] == pytest.approx(1.0 * 0.5)
+    assert row["dynamic_energy_se_j"] == pytest.approx(se_w * 0.5)
     [baseline] = run.idle_baselines
-    assert baseline.power_w == 5.0
+    assert baseline.power_w == 5.0 and baseline.n_samples == 6
+    assert baseline.to_dict()["n_samples"] == 6 and baseline.to_dict()["df"] == 5
+
+
+def test_an_interrupted_point_keeps_its_before_samples_and_their_df() -> None:
+    cfg = load_config(compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0"))
+    k = cfg.gpu.idle_samples
+    gen = FakeGenerator()
+    real_generate = gen.generate
+
+    def interrupted(*a: Any, **kw: Any) -> GenerationResult:
+        if len(gen.calls) >= 1:
+            raise KeyboardInterrupt
+        return real_generate(*a, **kw)
+
+    gen.generate = interrupted  # type: ignore[method-assign]
+    before = [4.0 + 0.1 * i for i in range(k)]
+    meter = FakeMeter(idle_w=[before])
+    rows: list[dict[str, Any]] = []
+    run = InferenceRun(
+        cfg,
+        generator=gen,
+        meter=meter,
+        clocks=FakeClocks(),
+        device=None,
+        items_by_task={"qa": _items("qa", "qa", 2)},
+        templates=templates(cfg),
+        write=rows.append,
+        sleep=lambda s: None,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert meter.idle_calls == 1 and run.idle_baselines == []  # no "after" reading
+    [row] = rows  # the first batch was measured, the second interrupted
+    assert row["idle_power_after_w"] is None and row["idle_power_df"] == k - 1
+    assert row["idle_power_w"] == pytest.approx(statistics.fmean(before))
+    assert row["idle_power_se_w"] == pytest.approx(statistics.stdev(before) / math.sqrt(k))
 
 
 def test_same_clock_points_reuse_the_previous_after_reading() -> None:
@@ -244,6 +296,8 @@ def test_same_clock_points_reuse_the_previous_after_reading() -> None:
     # Two points at one clock: before(4), after(6); the second point's "before" is that 6.
     assert meter.idle_calls == 3
     assert [(b.before_w, b.after_w) for b in run.idle_baselines] == [(4.0, 6.0), (6.0, 8.0)]
+    first, second = run.idle_baselines
+    assert second.before_samples_w == first.after_samples_w
 
 
 def test_cooldown_after_each_clock_change() -> None:

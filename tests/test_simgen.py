@@ -206,6 +206,8 @@ def test_simulated_sweep_end_to_end_is_labelled_and_physical(tmp_path: Path) -> 
     assert len(rows) == 6 * 3 * 2 and all(r["status"] == "ok" for r in rows)
     assert {r["energy_kind"] for r in rows} == {"simulated"}
     assert all(r["cap_held"] and r["window_tick_aligned"] and r["window_trusted"] for r in rows)
+    # Every point changes the clock: k idle sub-readings before and k after, pooled.
+    assert {r["idle_power_df"] for r in rows} == {2 * cfg_for().gpu.idle_samples - 1}
     by_freq: dict[Any, list[float]] = {}
     for r in rows:
         assert 120 < r["avg_power_w"] < 160  # a launch-bound tiny model: near idle

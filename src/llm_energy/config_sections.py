@@ -83,6 +83,10 @@ def country_code(key: str, value: Any) -> str:
     return value.upper()
 
 
+idle_sample_count = reworded(
+    integer(2),
+    "expected an integer of at least 2 (sub-readings per idle reading: a standard error needs two)",
+)
 significance = reworded(open_fraction, "expected a significance level strictly between 0 and 1")
 
 
@@ -107,6 +111,8 @@ class GpuConfig(Section):
     mem_freq: int | None = checked(optional(clock_mhz))
     on_other_processes: str = checked(choice(OTHER_PROCESS_POLICIES))
     idle_baseline_s: float = checked(number(0.0))
+    # back-to-back sub-readings per idle reading: its SE needs two (hw/meter.py)
+    idle_samples: int = checked(idle_sample_count)
     idle_settle_s: float = checked(number(0.0))
     min_window_s: float = checked(number(0.0))
     min_window_periods: float = checked(number(1.0))
@@ -222,8 +228,6 @@ class AggregateConfig(Section):
     KEY: ClassVar[str] = "aggregate"
 
     ci_level: float = checked(number(0.5, 0.999))
-    n_boot: int = checked(integer(100))
-    seed: int = checked(integer(0))
     repetition_alpha: float = checked(significance)  # rep 0 vs the rest (repetition.csv)
 
 
@@ -234,8 +238,6 @@ class StatsConfig(Section):
     alpha: float = checked(significance)
     min_samples: int = checked(integer(2))
     latency_budget_pct: float = checked(number(0.0))
-    n_boot: int = checked(integer(100))
-    seed: int = checked(integer(0))
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,11 @@ class ProjectPaths:
     def report_html(self) -> Path:
         return self.reports_dir / "report.html"
 
+    @property
+    def stats_calibration(self) -> Path:
+        """The statistics' Monte Carlo results (benchmarks/stats_calibration.py)."""
+        return self.root / "benchmarks" / "results" / "stats_calibration.json"
+
     # Per-GPU state (locks, crash journals) lives outside the repo, per machine: it must
     # survive `git clean`, be shared by every user and sudo, and be the same for every checkout.
     @property

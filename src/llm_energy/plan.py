@@ -107,15 +107,18 @@ def with_idle_baseline(
     before_w: float | None,
     after_w: float | None,
     se_w: float | None,
+    df: int | None,
 ) -> dict[str, Any]:
     """A request record with its point's idle baseline (before and after its load), the idle
     tail taken out of its energy, and the dynamic energy above idle.
 
     The tail is the wait for the closing counter tick after the work (`window_tail_s`): the GPU
     idles there, so `window_tail_energy_j` = idle power x tail is not the request's energy.
-    The baseline's own uncertainty becomes `dynamic_energy_se_j`."""
+    The baseline's own uncertainty becomes `dynamic_energy_se_j`, with `df` degrees of freedom
+    (`idle_power_df`, None when unknown)."""
     out = dict(row)
-    out.update(idle_power_before_w=before_w, idle_power_after_w=after_w, idle_power_se_w=se_w)
+    out.update(idle_power_before_w=before_w, idle_power_after_w=after_w)
+    out.update(idle_power_se_w=se_w, idle_power_df=df)
     out["idle_power_w"] = power_w
     out.update(dynamic_energy_j=None, dynamic_energy_se_j=None, window_tail_energy_j=None)
     if row.get("status") != "ok" or power_w is None:

@@ -42,6 +42,8 @@ INFER_REQUESTS = Schema(
             "dynamic_energy_j dynamic_energy_se_j window_tail_energy_j",
             required="ok",
         ),
+        # degrees of freedom of idle_power_se_w (idle samples of the point's baseline − 1)
+        Column("idle_power_df", "int", required="no"),
         *_cols(
             "int",
             "batch_index input_tokens output_tokens window_id window_repeats",
@@ -116,14 +118,14 @@ SUMMARY = Schema(
         *CONFIG_COLUMNS,
         Column("freq_requested_mhz", "float"),
         Column("default_clocks", "bool", nullable=False),
-        *_cols("int", "n_total n n_excluded n_windows", nullable=False),
-        *_cols("str", "excluded_reasons energy_source"),
+        *_cols("int", "n_total n n_excluded n_windows n_items", nullable=False),
+        *_cols("str", "excluded_reasons energy_source interval_note ci_method"),
         *_cols(
             "float",
-            "latency_p50_s latency_p95_s energy_total_j dynamic_j_per_token_idle_se "
+            "latency_p50_s latency_p50_ci_low latency_p50_ci_high latency_p50_ci_level "
+            "latency_p95_s energy_total_j dynamic_j_per_token_idle_se dynamic_j_per_token_idle_df "
             "sm_clock_mean_mhz temperature_max_c ci_level",
         ),
-        Column("n_boot", "int", nullable=False),
     ),
     extra=(
         (r"excluded_\w+", "int"),
@@ -177,24 +179,29 @@ PAIRWISE = Schema(
     (
         *STRATUM_COLUMNS,
         Column("metric", "str", nullable=False),
-        *_cols("float", "freq_mhz baseline_freq_mhz mean mean_baseline pct_change p_holm cohens_d"),
-        *_cols("str", "label baseline"),
+        *_cols(
+            "float",
+            "freq_mhz baseline_freq_mhz mean mean_baseline ratio ratio_ci_low ratio_ci_high "
+            "pct_change df p_holm",
+        ),
+        *_cols("str", "label baseline test note"),
         *_cols("int", "n n_baseline n_pairs"),
+        *_cols("float", "statistic p_value"),
         Column("significant", "bool"),
-        *_RESULT,
     ),
 )
 SPEARMAN = Schema(
     "spearman",
     (
         *_cols("str", "scope model task energy_kind gpu_name variable metric note"),
-        Column("n", "int"),
+        *_cols("int", "n output_tokens_target"),
         *_cols("float", "rho p_value"),
+        Column("strata_agree", "bool"),
     ),
 )
 REGRESSION = Schema(
     "regression",
-    (Column("term", "str", nullable=False), *_cols("float", "coef se t p_value ci_low ci_high")),
+    (Column("term", "str", nullable=False), *_cols("float", "coef se t df p_value ci_low ci_high")),
 )
 PARETO = Schema(
     "pareto",
@@ -208,12 +215,12 @@ RECOMMENDATION = Schema(
         *_cols("str", "metric baseline recommended_label ci_method note"),
         *_cols(
             "float",
-            "baseline_freq_mhz baseline_mean baseline_latency_p50_s latency_limit_s "
-            "latency_budget_pct recommended_freq_mhz recommended_mean recommended_latency_p50_s "
-            "saving_pct saving_ci_low saving_ci_high selection_bias_pct pick_share "
-            "latency_change_pct latency_change_ci_low latency_change_ci_high ci_level",
+            "baseline_freq_mhz baseline_mean baseline_latency_s latency_limit_s "
+            "latency_budget_pct recommended_freq_mhz recommended_mean recommended_latency_s "
+            "saving_pct saving_ci_low saving_ci_high "
+            "latency_change_pct latency_change_ci_high ci_level",
         ),
-        *_cols("int", "baseline_n min_samples n_levels n_candidates recommended_n"),
+        *_cols("int", "baseline_n min_samples n_levels n_candidates n_family recommended_n"),
         *_cols("bool", "saves_energy paired"),
     ),
 )

@@ -4,14 +4,15 @@ Modules take and return pandas DataFrames, dicts, strings, matplotlib Figures or
 never read or write files, touch hardware, or import DVC / Hydra. The stage scripts do I/O.
 
 - :mod:`.records`: configuration keys, energy kinds, frequency levels, exclusion reasons
-- :mod:`.windows`: the unit of analysis, one row per measurement window (J/token = Σ/Σ)
-- :mod:`.bootstrap`: window-cluster bootstrap, ratio estimators, expanded percentile factor
+- :mod:`.windows`: one row per measurement window, one row per item (the unit; J/token = Σ/Σ)
+- :mod:`.estimators`: small-sample intervals over items (delta method, paired ratios, medians)
 - :mod:`.summary`: per-configuration summary (summary.csv)
 - :mod:`.headline`: headline metrics (metrics.json), JSON helpers
-- :mod:`.designs`: which test and why (Friedman / mixed model / Welch / Kruskal / ANOVA)
-- :mod:`.significance`: frequency effect, pairwise vs default, Spearman, over windows
-- :mod:`.regression`: OLS of energy with window-clustered errors
-- :mod:`.selection`: the best cap with a selection-adjusted saving interval
+- :mod:`.designs`: which test and why (RM ANOVA / mixed model / Welch / Kruskal / ANOVA)
+- :mod:`.significance`: frequency effect, paired ratios vs default, Spearman per task, over items
+- :mod:`.regression`: OLS of window energy with item-clustered errors
+- :mod:`.selection`: the family-wise rule for claiming a cap's saving
+- :mod:`.study`: every stats table from the records (the stage and the calibration call it)
 - :mod:`.tradeoff`: Pareto frontier, recommended cap within a latency budget
 - :mod:`.repetition`: first repetition vs the rest (cold start)
 - :mod:`.figures`: matplotlib Figures, PNG bytes

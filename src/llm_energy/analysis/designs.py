@@ -1,14 +1,16 @@
 """Which omnibus test compares the frequency levels, and why. Pure: arrays in, dicts out.
 
-A sweep runs the same items at every clock, so the design is *blocked*: a window's block is the
-set of items it ran. Where every block was measured at every level the levels are compared on
-per-block means with Friedman's test (Wilcoxon signed-rank for two levels); where blocks are
-shared but some are missing, with a linear mixed model (random intercept per block, likelihood
-ratio test of the level effect). Without shared blocks the groups are independent: Welch's
-ANOVA when Levene (median-centred) rejects equal variances — Kruskal–Wallis is no remedy for
-unequal variances — Kruskal–Wallis when variances look equal but Shapiro–Wilk rejects
+Values are per item (the independent unit: a prompt, repeated across repetitions and clocks).
+A sweep runs the same items at every clock, so the design is *blocked* by item. Where every
+item was measured at every level the levels are compared with a repeated-measures ANOVA
+(statsmodels ``AnovaRM``: item as subject, level within; exact F under normal errors, the
+small-sample test a handful of items needs: Friedman's rank test cannot reach p < 0.05 with
+five items after any multiplicity adjustment). Friedman (Wilcoxon signed-rank for two levels)
+is a labelled fallback when the ANOVA cannot run. Where items are shared but some are missing,
+a linear mixed model (random intercept per item, likelihood ratio test of the level effect).
+Without shared items the groups are independent: Welch's ANOVA when Levene (median-centred)
+rejects equal variances, Kruskal–Wallis when variances look equal but Shapiro–Wilk rejects
 normality, else one-way ANOVA. Every result says which test ran and why (``test_reason``).
-Pairwise comparisons against the baseline follow the omnibus choice (:func:`pair_test`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.oneway import anova_oneway
 
-TestChoice = Literal["auto", "anova", "welch_anova", "kruskal", "friedman", "mixedlm"]
-BLOCKED_TESTS = frozenset({"friedman", "wilcoxon", "mixedlm"})
+TestChoice = Literal["auto", "anova", "welch_anova", "kruskal", "rm_anova", "friedman", "mixedlm"]
+BLOCKED_TESTS = frozenset({"rm_anova", "friedman", "wilcoxon", "mixedlm"})
 
 
 @dataclass(frozen=True)
 class LevelSample:
-    """One frequency level: per-window values and the block (item set) of each window."""
+    """One frequency level: per-item values and each value's item (block)."""
 
     level_mhz: float  # NaN = driver default clocks
     values: np.ndarray
@@ -93,24 +95,6 @@ def matched_rank_biserial(diffs: np.ndarray) -> float:
         return math.nan
     ranks = stats.rankdata(np.abs(d))
     return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
-
-
-def hedges_g(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(Cohen's d, Hedges' g) of x − y with the pooled SD."""
-    nx, ny = len(x), len(y)
-    if nx < 2 or ny < 2:
-        return (math.nan, math.nan)
-    pooled = math.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
-    if pooled == 0:
-        return (math.nan, math.nan)
-    d = (x.mean() - y.mean()) / pooled
-    correction = 1.0 - 3.0 / (4.0 * (nx + ny) - 9.0)
-    return (float(d), float(d * correction))
-
-
-def rank_biserial(u_x: float, nx: int, ny: int) -> float:
-    """Rank-biserial correlation from x's Mann–Whitney U: positive when x tends to be larger."""
-    return 2.0 * float(u_x) / (nx * ny) - 1.0
 
 
 def _empty_result(levels: list[LevelSample]) -> dict[str, Any]:
@@ -215,6 +199,35 @@ def _friedman(matrix: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def rm_anova(matrix: pd.DataFrame) -> dict[str, Any]:
+    """Repeated-measures ANOVA of the level effect over complete blocks (``AnovaRM``)."""
+    from statsmodels.stats.anova import AnovaRM
+
+    data = matrix.dropna()
+    values = data.to_numpy(dtype=float)
+    resid = values - values.mean(1, keepdims=True) - values.mean(0, keepdims=True) + values.mean()
+    if (resid**2).sum() <= 1e-12 * ((values - values.mean()) ** 2).sum():
+        raise ArithmeticError("no residual variance between items (every item moved alike)")
+    long = data.stack().rename("y").reset_index()
+    long.columns = ["block", "level", "y"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = AnovaRM(long, depvar="y", subject="block", within=["level"]).fit().anova_table
+    f, df1, df2 = (float(table[c].iloc[0]) for c in ("F Value", "Num DF", "Den DF"))
+    p = float(table["Pr > F"].iloc[0])
+    if not (np.isfinite(f) and np.isfinite(p)):
+        raise ArithmeticError("no residual variance between items (every item moved alike)")
+    return {
+        "test": "rm_anova",
+        "statistic": f,
+        "p_value": p,
+        "df_between": df1,
+        "df_within": df2,
+        "effect_size": f * df1 / (f * df1 + df2),
+        "effect_size_kind": "partial_eta_squared",
+    }
+
+
 def mixedlm_level_test(levels: list[LevelSample]) -> dict[str, Any]:
     """Likelihood-ratio test of the level effect in ``y ~ C(level) + (1 | block)`` (ML fits)."""
     import statsmodels.formula.api as smf
@@ -265,7 +278,13 @@ def omnibus(
     out.update(_pretests(groups, alpha))
     chosen, reason = _choose(design, out, alpha, test)
     try:
-        if chosen == "friedman":
+        if chosen == "rm_anova":
+            try:
+                out.update(rm_anova(matrix))
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                chosen, reason = "friedman", f"{reason}; fallback to Friedman: {exc}"
+                out.update(_friedman(matrix))
+        elif chosen == "friedman":
             out.update(_friedman(matrix))
         elif chosen == "mixedlm":
             out.update(mixedlm_level_test(levels))
@@ -295,7 +314,7 @@ def _choose(design: str, pre: dict[str, Any], alpha: float, test: str) -> tuple[
     if test != "auto":
         return test, f"{note}{test} asked for"
     if design == "blocked-complete":
-        return "friedman", "the same items ran at every level (complete blocks)"
+        return "rm_anova", "the same items ran at every level (complete blocks)"
     if design == "blocked-incomplete":
         return "mixedlm", "the same items ran at several levels, but some blocks are missing"
     if not pre["equal_var"]:
@@ -309,55 +328,3 @@ def _choose(design: str, pre: dict[str, Any], alpha: float, test: str) -> tuple[
             f"(min p={pre['shapiro_min_p']:.3g})"
         )
     return "anova", f"{note}independent windows, equal variances, normal-looking levels"
-
-
-# --- one level against the baseline ----------------------------------------------------------
-
-
-def pair_test(
-    v: np.ndarray, base_v: np.ndarray, paired: tuple[np.ndarray, np.ndarray] | None, family: str
-) -> dict[str, Any]:
-    """One level vs the baseline: paired on item blocks when ``paired`` holds (x, y) per-block
-    means, else on independent windows; ``family`` "rank" → Wilcoxon signed-rank / Mann–Whitney
-    U, else paired t / Welch's t; with the matching effect size."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if paired is not None and family == "rank":
-            x, y = paired
-            res = stats.wilcoxon(x, y)
-            return {
-                "test": "wilcoxon_signed_rank",
-                "statistic": float(res.statistic),
-                "p_value": float(res.pvalue),
-                "effect_size": matched_rank_biserial(x - y),
-                "effect_size_kind": "matched_rank_biserial",
-            }
-        if paired is not None:
-            x, y = paired
-            res = stats.ttest_rel(x, y)
-            diff = x - y
-            sd = diff.std(ddof=1)
-            return {
-                "test": "paired_t",
-                "statistic": float(res.statistic),
-                "p_value": float(res.pvalue),
-                "effect_size": float(diff.mean() / sd) if sd > 0 else math.nan,
-                "effect_size_kind": "cohens_dz",
-            }
-        if family == "rank":
-            res = stats.mannwhitneyu(v, base_v, alternative="two-sided")
-            return {
-                "test": "mann_whitney_u",
-                "statistic": float(res.statistic),
-                "p_value": float(res.pvalue),
-                "effect_size": rank_biserial(float(res.statistic), len(v), len(base_v)),
-                "effect_size_kind": "rank_biserial",
-            }
-        res = stats.ttest_ind(v, base_v, equal_var=False)
-        return {
-            "test": "welch_t",
-            "statistic": float(res.statistic),
-            "p_value": float(res.pvalue),
-            "effect_size": hedges_g(v, base_v)[1],
-            "effect_size_kind": "hedges_g",
-        }

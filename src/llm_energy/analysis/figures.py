@@ -8,7 +8,6 @@ a red banner (:func:`energy_kind_banner`). Saving to disk is the stage scripts' 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,12 +28,10 @@ from llm_energy.analysis.records import (
     CONFIG_KEYS,
     ENERGY_KIND_BY_SOURCE,
     freq_label,
-    freq_levels,
-    prepare_requests,
-    valid_mask,
 )
 from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.tradeoff import pareto_frontier
+from llm_energy.analysis.windows import window_table
 
 # --- frequency axis ------------------------------------------------------------------------------
 
@@ -121,7 +118,8 @@ def _vs_freq(
 
 
 def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
-    """Mean ``metric`` per frequency with its bootstrap CI as error bars, one line per series."""
+    """Mean ``metric`` per frequency with its interval over items as error bars, one line per
+    series."""
     return _vs_freq(
         summary,
         value_col=f"{metric}_mean",
@@ -194,36 +192,30 @@ def pareto_plot(
 def energy_vs_length(
     requests: pd.DataFrame, *, length: str = "output_tokens", metric: str = "energy_j"
 ) -> Figure:
-    """Per-request ``metric`` against a length column, coloured by frequency level."""
+    """One point per measurement window (its energy per request against its mean length per
+    request), coloured by task and output-length target: tasks differ in both lengths, so a
+    trend across the colours is the tasks, not the length (docs/statistics.md)."""
     title = (
-        f"{axis_label(metric).split(' (')[0].capitalize()} vs {length.split('_')[0]} length"
-        f"{energy_source_note(requests)}"
+        f"{axis_label(metric).split(' (')[0].capitalize()} vs {length.split('_')[0]} length, "
+        f"by task{energy_source_note(requests)}"
     )
     fig, (ax,) = new_figure()
-    df = prepare_requests(requests) if not requests.empty else requests
-    if df.empty or length not in df.columns or metric not in df.columns:
+    windows = window_table(requests) if not requests.empty else requests
+    if windows.empty or length not in windows.columns or metric not in windows.columns:
         mark_no_data(ax)
         return finish_figure(fig, title, kinds_of(requests))
-    df = df[valid_mask(df).to_numpy()]
-    levels = freq_levels(df)
-    for lv in sorted(
-        levels.unique(), key=lambda f: (math.isnan(f), -f if not math.isnan(f) else 0)
-    ):
-        sub = df[(levels.isna() & math.isnan(lv)) | (levels == lv)]
+    for (task, target), sub in windows.groupby(["task", "output_tokens_target"], sort=True):
         ax.scatter(
             pd.to_numeric(sub[length], errors="coerce"),
             pd.to_numeric(sub[metric], errors="coerce"),
             s=12,
             alpha=0.6,
-            label=freq_label(lv),
+            label=f"{task} (≤{int(target)} output tokens)",
         )
-    if df.empty:
-        mark_no_data(ax)
     ax.set_xlabel(axis_label(length))
     ax.set_ylabel(axis_label(metric))
     ax.grid(alpha=0.3)
-    if not df.empty:
-        ax.legend(fontsize=8, title="clock")
+    ax.legend(fontsize=8, title="task")
     return finish_figure(fig, title, kinds_of(requests))
 
 
@@ -239,7 +231,7 @@ def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
     """Bars of mean J/token per ``by`` category (task or model), one bar per frequency level.
 
     When several configurations share a (category, frequency) cell their means are averaged
-    weighted by n and no error bar is drawn; otherwise the bootstrap CI is drawn.
+    weighted by n and no error bar is drawn; otherwise the interval over items is drawn.
     """
     title = f"Energy per token by {by}{energy_source_note(summary)}"
     fig, (ax,) = new_figure()

@@ -226,7 +226,7 @@ def by_clock_metrics(summary: pd.DataFrame | None, device: Any) -> dict[str, dic
 
     A dict keyed ``c00``, ``c01``… rather than a list, and nulls left out: ``dvc exp show
     --json`` drops lists and null values from metrics files. ``j_per_token`` is the window mean
-    of the summary, so it matches its bootstrap CI.
+    of the summary, so it matches its interval over items.
     """
     out: dict[str, dict[str, Any]] = {}
     if summary is None or summary.empty:

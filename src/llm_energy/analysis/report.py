@@ -23,6 +23,7 @@ from llm_energy.analysis.report_html import (
 )
 from llm_energy.analysis.report_sections import (
     MULTI_CLOCK_FIGURES,
+    calibration_lines,
     co2_table,
     metrics_appendix,
     n_clock_levels,
@@ -155,7 +156,7 @@ _RECOMMEND_TABLE_COLUMNS = [
     "saving_ci_high",
     "latency_change_pct",
     "latency_change_ci_high",
-    "pick_share",
+    "n_family",
     "note",
 ]
 
@@ -190,6 +191,7 @@ def build_markdown(
     energy_kind_note: str | None = None,
     *,
     run_info: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
     title: str = "LLM inference energy under GPU frequency caps",
 ) -> str:
     """The report as markdown: banner, summary (sentences + one table), findings, tables,
@@ -199,7 +201,8 @@ def build_markdown(
     ``stats_tables`` keys with dedicated sentences: ``frequency_effect``, ``pairwise``,
     ``spearman``, ``regression`` (R² taken from ``table.attrs`` when present); every table is
     also rendered. ``figure_paths`` maps a figure name to the path the report links (relative
-    to the report).
+    to the report). ``calibration`` is benchmarks/stats_calibration.py's results (one line per
+    interval type: nominal vs achieved coverage).
     """
     kinds: set[str] = set()
     if summary is not None and not summary.empty:
@@ -228,20 +231,19 @@ def build_markdown(
     budget_txt, recs_table = "", ""
     if recommendations is not None and not recommendations.empty:
         budget = recommendations["latency_budget_pct"].dropna().unique()
-        budget_txt = f" (p50-latency budget +{fmt_num(budget[0])} %)" if len(budget) == 1 else ""
+        budget_txt = f" (mean-latency budget +{fmt_num(budget[0])} %)" if len(budget) == 1 else ""
         recs_table = markdown_table(recommendations, _RECOMMEND_TABLE_COLUMNS)
 
     summary_table = _summary_table(summary)
     note = ""
     if summary_table:
-        n_boot = summary["n_boot"].dropna().unique()
         ci = summary["ci_level"].dropna().unique()
-        if len(n_boot) == 1 and len(ci) == 1:
+        if len(ci) == 1:
             note = (
-                f"Means with {round(float(ci[0]) * 100):d} % percentile-bootstrap CIs "
-                f"({int(n_boot[0])} resamples of measurement windows); J/token is total "
-                "energy over total tokens; excluded requests "
-                "(failed, untrusted window, cap not held, throttled) are counted, not used."
+                f"Means with {round(float(ci[0]) * 100):d} % intervals over items (Student t; "
+                "the delta method for J/token, which is total energy over total tokens); an "
+                'interval that cannot be honest says "not estimable" and why; excluded '
+                "requests (failed, untrusted window, cap not held, throttled) are counted, not used."
             )
 
     statistics = []
@@ -269,6 +271,7 @@ def build_markdown(
             opening=opening_sentences(summary, recommendations_all, headline),
             opening_table=opening_table(summary, recommendations_all),
             findings=findings,
+            calibration=calibration_lines(calibration),
             appendix=metrics_appendix(headline),
             co2=co2_table(run),
             provenance=provenance_table(run),

@@ -107,7 +107,7 @@ def _recommendation_sentence(
         return (
             f"**Recommended cap: {freq_label(rec)}** {where}: it saves "
             f"{fmt_pct(trade.get('best_saving_pct'))} % energy per token{ci} for "
-            f"{fmt_pct(trade.get('latency_change_pct'), signed=True)} % p50 latency "
+            f"{fmt_pct(trade.get('latency_change_pct'), signed=True)} % mean latency "
             f"(budget {budget_txt}); {fmt_num(n_ok)} of {fmt_num(n_all)} task/model strata "
             "have an established saving."
         )
@@ -316,3 +316,28 @@ def settings_table(run: Mapping[str, Any]) -> str:
 
 def _pair(a: Any, b: Any) -> str | None:
     return None if is_missing(a) and is_missing(b) else f"{fmt_num(a)} / {fmt_num(b)}"
+
+
+def calibration_lines(calibration: Mapping[str, Any] | None) -> list[str]:
+    """One line per interval type from benchmarks/stats_calibration.py's results: nominal vs
+    achieved coverage in the project's own Monte Carlo at its smallest item count."""
+    rows = (calibration or {}).get("rows") or []
+    best: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        method = str(row.get("method", ""))
+        if "coverage" not in method or row.get("achieved") is None:
+            continue
+        key = (row.get("n_items") or 0, "null" not in str(row.get("scenario", "")))
+        held = best.get(method)
+        if held is None or key < (held.get("n_items") or 0, "null" not in str(held["scenario"])):
+            best[method] = row
+    out = []
+    for method, row in best.items():
+        what = method.replace("coverage", "").strip(" :") or method
+        out.append(
+            f"{what} interval — calibrated: {fmt_pct(100 * float(row['nominal']))} % nominal, "
+            f"{fmt_pct(100 * float(row['achieved']))} % achieved in the project's own Monte "
+            f"Carlo ({row.get('n_items')} items, {row.get('scenario')}, "
+            f"{row.get('n')} intervals)."
+        )
+    return out

@@ -35,15 +35,10 @@ TEST_NAMES: dict[str, str] = {
     "anova": "one-way ANOVA",
     "welch_anova": "Welch's ANOVA",
     "kruskal": "Kruskal–Wallis",
+    "rm_anova": "repeated-measures ANOVA on items, same items at every clock",
     "friedman": "Friedman, same items at every clock",
     "wilcoxon": "Wilcoxon signed-rank, same items at both clocks",
     "mixedlm": "mixed model with a random intercept per item block, likelihood-ratio test",
-}
-PAIR_TEST_NAMES: dict[str, str] = {
-    "welch_t": "Welch's t",
-    "mann_whitney_u": "Mann–Whitney U",
-    "wilcoxon_signed_rank": "Wilcoxon signed-rank, paired by item",
-    "paired_t": "paired t, paired by item",
 }
 
 
@@ -202,8 +197,9 @@ def _sentences_of(
 def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
     """One sentence per stratum of :func:`~llm_energy.analysis.tradeoff.recommend_cap`.
 
-    E.g. "Capping at 1200 MHz saved 18.3 % energy per token (95 % CI 15.1–21.0 %) for +4.2 %
-    p50 latency on summarization with model X."
+    E.g. "Capping at 1200 MHz saved 18.3 % energy per token (95 % simultaneous CI 15.1–21.0 %)
+    for +4.2 % mean latency on summarization with model X." The interval holds jointly over
+    every cap of every stratum (the cost of picking the best).
     """
     varying = _varying(recommendations, STRATUM_KEYS)
     out = []
@@ -219,7 +215,11 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
         baseline = str(row.get("baseline") or "default")
         base_txt = "default clocks" if baseline == "default" else f"the {baseline} frequency"
         ci_level = row.get("ci_level")
-        ci_pct = f"{round(float(ci_level) * 100):d} % CI" if not is_missing(ci_level) else "CI"
+        ci_pct = (
+            f"{round(float(ci_level) * 100):d} % simultaneous CI"
+            if not is_missing(ci_level)
+            else "CI"
+        )
         rec = row.get("recommended_freq_mhz")
         if is_missing(rec):
             note = str(row.get("note") or "")
@@ -227,7 +227,8 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
                 out.append(f"Only {base_txt} were measured {ctx}; no cap can be recommended.")
             else:
                 out.append(
-                    f"No frequency cap kept p50 latency within {budget_txt} of {base_txt} {ctx}."
+                    f"No frequency cap kept mean latency within {budget_txt} of {base_txt} {ctx} "
+                    "(one-sided 95 % upper bound)."
                 )
             continue
         saving = row.get("saving_pct")
@@ -239,7 +240,7 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
         if _truthy(row.get("saves_energy")):
             sentence = (
                 f"Capping at {freq_label(rec)} saved {fmt_pct(saving)} % {phrase}{ci_txt} "
-                f"for {lat} % p50 latency {ctx}."
+                f"for {lat} % mean latency {ctx}."
             )
             if not is_missing(lo) and float(lo) <= 0:
                 sentence += " The interval includes no saving, so the effect is not established."
@@ -255,7 +256,7 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
                 else f"{base_txt} remain the better choice"
             )
             sentence = (
-                f"Within a {budget_txt} p50-latency budget the best cap, {freq_label(rec)}, "
+                f"Within a {budget_txt} mean-latency budget the best cap, {freq_label(rec)}, "
                 f"changed {phrase} by {fmt_pct(change, signed=True)} %{ci_change} {ctx}; "
                 f"{verdict}."
             )
@@ -279,7 +280,13 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
             )
             continue
         k1 = row.get("df_between")
-        if test in ("anova", "welch_anova"):
+        if test == "rm_anova":
+            stat_txt = (
+                f"F({fmt_num(k1)}, {fmt_num(row.get('df_within'))}) = {float(row['statistic']):.2f}, "
+                f"{fmt_p(row['p_value'])}, partial η² = {fmt_num(row.get('effect_size'), 2)}, "
+                f"{fmt_num(row.get('n_blocks'))} items"
+            )
+        elif test in ("anova", "welch_anova"):
             stat_txt = (
                 f"F({fmt_num(k1)}, {fmt_num(row.get('df_within'))}) = {float(row['statistic']):.2f}, "
                 f"{fmt_p(row['p_value'])}, η² = {fmt_num(row.get('effect_size'), 2)}"
@@ -329,7 +336,7 @@ def pairwise_sentences(table: pd.DataFrame) -> list[str]:
         n_sig = sum(_truthy(v) for v in group["significant"].tolist())
         baseline = str(row.get("baseline") or "default")
         base_txt = "default clocks" if baseline == "default" else f"the {baseline} frequency"
-        test = PAIR_TEST_NAMES.get(str(row.get("test")), str(row.get("test")))
+        test = str(row.get("test"))
         out.append(
             f"After Holm correction ({test}), {n_sig} of {len(group)} capped frequencies differ "
             f"significantly from {base_txt} in {row.get('metric')} {ctx}."
@@ -339,18 +346,32 @@ def pairwise_sentences(table: pd.DataFrame) -> list[str]:
 
 @_sentences_of
 def spearman_sentences(table: pd.DataFrame) -> list[str]:
+    """One sentence per pooled row: the pooled ρ when the strata (task × output length) agree,
+    else the spread of the strata's ρ and no pooled claim."""
     out = []
-    rows = table[table["scope"] == "overall"]
-    for row in rows.to_dict("records"):
+    for row in table[table["scope"] == "pooled"].to_dict("records"):
+        var, metric = row.get("variable"), row.get("metric")
+        same = table[
+            (table["scope"] == "stratum")
+            & (table["variable"] == var)
+            & (table["energy_kind"].astype(str) == str(row.get("energy_kind")))
+        ]
+        rhos = pd.to_numeric(same["rho"], errors="coerce").dropna()
+        kind = row.get("energy_kind")
+        kind_txt = f" ({kind} energy)" if not is_missing(kind) else ""
         if is_missing(row.get("rho")):
+            if len(rhos) >= 2:
+                out.append(
+                    f"{metric} vs {var}{kind_txt}: within each task and output length ρ ranges "
+                    f"{rhos.min():.2f} to {rhos.max():.2f}; {row.get('note')}."
+                )
             continue
         rho = float(row["rho"])
         direction = "rises" if rho > 0 else "falls"
-        kind = row.get("energy_kind")
-        kind_txt = f" ({kind} energy)" if not is_missing(kind) else ""
         out.append(
-            f"Across all windows{kind_txt}, {row.get('metric')} {direction} with "
-            f"{row.get('variable')} (Spearman ρ = {rho:.2f}, {fmt_p(row.get('p_value'))}, n = {fmt_num(row.get('n'))} windows)."
+            f"Within tasks and output lengths{kind_txt}, {metric} {direction} with {var} "
+            f"(pooled Spearman ρ = {rho:.2f}, {fmt_p(row.get('p_value'))}, "
+            f"{len(rhos)} strata, n = {fmt_num(row.get('n'))} items; the strata agree)."
         )
     return out
 
@@ -361,7 +382,11 @@ def regression_sentences(table: pd.DataFrame) -> list[str]:
     r2 = table.attrs.get("r2")
     n = table.attrs.get("n")
     cov = str(table.attrs.get("cov_type") or "robust")
-    errors = "window-clustered errors" if cov.startswith("cluster") else f"{cov} errors"
+    errors = (
+        "one row per window, item-clustered errors"
+        if cov.startswith("cluster")
+        else f"{cov} errors"
+    )
     for row in table.to_dict("records"):
         term = row["term"]
         if term == "const" or term not in TERM_PHRASES:

@@ -1,11 +1,14 @@
-"""Does the frequency cap change a metric? Omnibus tests, pairwise tests vs default clocks,
-and length/energy rank correlations. Pure: DataFrames in, DataFrames out.
+"""Does the frequency cap change a metric? Omnibus tests, paired comparisons against the
+default clocks, and length/energy rank correlations. Pure: DataFrames in, DataFrames out.
 
-The unit is the measurement window (:func:`llm_energy.analysis.windows.window_table`): requests
-of a batch share one energy reading, so counting them would overstate significance. Frequencies
-are compared within a *stratum*: every configuration key except the frequency (model, task,
-engine, batch size, length targets, energy kind). Only valid requests are used. Which omnibus
-test runs, and why, is decided in :mod:`llm_energy.analysis.designs`.
+The unit is the *item* (:func:`llm_energy.analysis.windows.item_table`): an item's repetitions
+are pooled (Σ energy / Σ tokens for J/token), and the same item at two clocks is a pair.
+Frequencies are compared within a *stratum*: every configuration key except the frequency
+(model, task, engine, batch size, length targets, energy kind, GPU model). Only valid
+requests are used. Which omnibus test runs, and why, is decided in
+:mod:`llm_energy.analysis.designs`; each cap is compared with the baseline by the ratio of
+their J/token on the same items (:func:`~llm_energy.analysis.estimators.paired_ratio`), Holm
+across the caps of the stratum that could be compared.
 """
 
 from __future__ import annotations
@@ -19,16 +22,10 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from llm_energy.analysis.designs import (
-    LevelSample,
-    TestChoice,
-    block_matrix,
-    hedges_g,
-    omnibus,
-    pair_test,
-)
+from llm_energy.analysis.designs import LevelSample, TestChoice, omnibus
+from llm_energy.analysis.estimators import independent_ratio, paired_ratio
 from llm_energy.analysis.records import FREQ_LEVEL_COL, STRATUM_KEYS, freq_label
-from llm_energy.analysis.windows import BLOCK_COL, window_table
+from llm_energy.analysis.windows import ITEM_COL, RATIO_METRICS, item_table, window_table
 
 FREQUENCY_EFFECT_COLUMNS: list[str] = [
     *STRATUM_KEYS,
@@ -67,15 +64,16 @@ PAIRWISE_COLUMNS: list[str] = [
     "n_pairs",
     "mean",
     "mean_baseline",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
     "pct_change",
     "test",
     "statistic",
+    "df",
     "p_value",
     "p_holm",
     "significant",
-    "effect_size",
-    "effect_size_kind",
-    "cohens_d",
     "note",
 ]
 
@@ -83,6 +81,7 @@ SPEARMAN_COLUMNS: list[str] = [
     "scope",
     "model",
     "task",
+    "output_tokens_target",
     "energy_kind",
     "gpu_name",
     "variable",
@@ -90,6 +89,7 @@ SPEARMAN_COLUMNS: list[str] = [
     "n",
     "rho",
     "p_value",
+    "strata_agree",
     "note",
 ]
 
@@ -97,13 +97,19 @@ SPEARMAN_COLUMNS: list[str] = [
 # --- data preparation ---------------------------------------------------------------------------
 
 
-def metric_windows(requests: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Valid windows with a finite ``metric`` (window value: Σ/Σ for J/token, else the mean)."""
+def metric_items(requests: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per stratum × frequency level × item with a finite ``metric``: ``num`` / ``den``
+    (Σ energy and Σ tokens for J/token; the item's mean value and 1 otherwise) and ``value``."""
     windows = window_table(requests)
     if metric not in windows.columns:
         raise KeyError(f"metric {metric!r} is not a column of the requests")
-    values = pd.to_numeric(windows[metric], errors="coerce")
-    return windows[np.isfinite(values.to_numpy(dtype=float))].assign(**{metric: values})
+    items = item_table(windows, [*STRATUM_KEYS, FREQ_LEVEL_COL])
+    if metric in RATIO_METRICS:
+        items = items.assign(num=items[f"{metric}_num"], den=items[f"{metric}_den"])
+    else:
+        items = items.assign(num=items[metric], den=1.0)
+    items = items.assign(value=pd.to_numeric(items[metric], errors="coerce"))
+    return items[np.isfinite(items["value"].to_numpy(dtype=float))]
 
 
 def _strata(df: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
@@ -115,42 +121,33 @@ def _strata(df: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
     ]
 
 
-def _levels(group: pd.DataFrame, metric: str) -> list[LevelSample]:
-    """Levels sorted with the default group (NaN) first, then by descending frequency."""
+def _levels(group: pd.DataFrame) -> list[tuple[float, pd.DataFrame]]:
+    """Levels with the default group (NaN) first, then by descending frequency."""
     out = [
-        LevelSample(
-            float(level),
-            sub[metric].to_numpy(dtype=float),
-            sub[BLOCK_COL].to_numpy(dtype=object) if sub[BLOCK_COL].notna().any() else None,
-        )
+        (float(level), sub)
         for level, sub in group.groupby(FREQ_LEVEL_COL, dropna=False, sort=False)
     ]
-    out.sort(key=lambda lv: (not math.isnan(lv.level_mhz), -np.nan_to_num(lv.level_mhz)))
+    out.sort(key=lambda lv: (not math.isnan(lv[0]), -np.nan_to_num(lv[0])))
     return out
-
-
-def _stratum_levels(
-    group: pd.DataFrame, metric: str, min_samples: int
-) -> tuple[list[LevelSample], list[str]]:
-    levels = _levels(group, metric)
-    kept = [lv for lv in levels if len(lv.values) >= min_samples]
-    dropped = [
-        f"{freq_label(lv.level_mhz)} (n={len(lv.values)})"
-        for lv in levels
-        if len(lv.values) < min_samples
-    ]
-    return kept, dropped
 
 
 def _stratum_samples(
     requests: pd.DataFrame, metric: str, min_samples: int
-) -> Iterator[tuple[dict[str, Any], pd.DataFrame, list[LevelSample], list[str]]]:
-    """Per stratum of the metric's windows: its row head (stratum keys, metric), its windows,
-    the levels with at least `min_samples` windows and the ones left out (labelled)."""
-    for key, group in _strata(metric_windows(requests, metric)):
+) -> Iterator[tuple[dict[str, Any], list[tuple[float, pd.DataFrame]], list[str]]]:
+    """Per stratum: its row head (stratum keys, metric), the levels with at least
+    `min_samples` items (level, item rows) and the ones left out (labelled)."""
+    for key, group in _strata(metric_items(requests, metric)):
         head: dict[str, Any] = {**dict(zip(STRATUM_KEYS, key, strict=True)), "metric": metric}
-        kept, dropped = _stratum_levels(group, metric, min_samples)
-        yield head, group, kept, dropped
+        levels = _levels(group)
+        kept = [(f, sub) for f, sub in levels if len(sub) >= min_samples]
+        dropped = [f"{freq_label(f)} (n={len(sub)})" for f, sub in levels if len(sub) < min_samples]
+        yield head, kept, dropped
+
+
+def _level_sample(level: float, sub: pd.DataFrame) -> LevelSample:
+    """Per-item values, on the log scale when all are positive (effects are multiplicative)."""
+    values = sub["value"].to_numpy(dtype=float)
+    return LevelSample(level, values, sub[ITEM_COL].to_numpy(dtype=object))
 
 
 # --- omnibus ---------------------------------------------------------------------------------------
@@ -166,35 +163,37 @@ def frequency_effect(
 ) -> pd.DataFrame:
     """Omnibus test of the frequency level's effect on ``metric``, one row per stratum.
 
-    Samples are windows. The test follows the design (:func:`~llm_energy.analysis.designs.omnibus`):
-    Friedman / Wilcoxon signed-rank on per-block means when the same items ran at every level,
-    a mixed model when blocks are incomplete, else Welch's ANOVA (unequal variances),
-    Kruskal–Wallis (non-normal) or one-way ANOVA; ``test_reason`` says why. Levels with fewer
-    than ``min_samples`` windows are left out (named in ``note``); with fewer than two levels
-    left the row's ``verdict`` is ``"skipped: <reason>"``. Columns:
-    :data:`FREQUENCY_EFFECT_COLUMNS`.
+    Samples are items (the log of each item's value when all are positive). The test follows
+    the design (:func:`~llm_energy.analysis.designs.omnibus`): a repeated-measures ANOVA when
+    the same items ran at every level, a mixed model when some are missing, else Welch's ANOVA
+    / Kruskal–Wallis / one-way ANOVA; ``test_reason`` says why. Levels with fewer than
+    ``min_samples`` items are left out (named in ``note``); with fewer than two levels left the
+    row's ``verdict`` is ``"skipped: <reason>"``. Columns: :data:`FREQUENCY_EFFECT_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
-    for row, group, kept, dropped in _stratum_samples(requests, metric, min_samples):
-        row["levels"] = ", ".join(freq_label(lv.level_mhz) for lv in kept)
-        notes = [f"left out (n<{min_samples} windows): {', '.join(dropped)}"] if dropped else []
+    for row, kept, dropped in _stratum_samples(requests, metric, min_samples):
+        row["levels"] = ", ".join(freq_label(f) for f, _ in kept)
+        notes = [f"left out (n<{min_samples} items): {', '.join(dropped)}"] if dropped else []
         if len(kept) < 2:
-            n_distinct = group[FREQ_LEVEL_COL].nunique(dropna=False)
             reason = (
                 "only one frequency level"
-                if n_distinct < 2
-                else f"fewer than 2 frequency levels with ≥{min_samples} valid windows"
+                if len(kept) + len(dropped) < 2
+                else f"fewer than 2 frequency levels with ≥{min_samples} items"
             )
             row.update(
                 n_levels=len(kept),
-                n_total=int(sum(len(lv.values) for lv in kept)),
+                n_total=int(sum(len(sub) for _, sub in kept)),
                 test="skipped",
                 verdict=f"skipped: {reason}",
                 note="; ".join(notes),
             )
             rows.append(row)
             continue
-        res = omnibus(kept, alpha=alpha, test=test)
+        samples = [_level_sample(f, sub) for f, sub in kept]
+        if all((s.values > 0).all() for s in samples):
+            samples = [LevelSample(s.level_mhz, np.log(s.values), s.blocks) for s in samples]
+            notes.append("on log values")
+        res = omnibus(samples, alpha=alpha, test=test)
         res["note"] = "; ".join([*notes, res["note"]] if res["note"] else notes)
         row.update(res)
         rows.append(row)
@@ -203,15 +202,39 @@ def frequency_effect(
 
 # --- pairwise vs default clocks -------------------------------------------------------------------
 
+PAIRED_TEST = "paired t on items (delta method, log ratio of Σ/Σ)"
+UNPAIRED_TEST = "welch_t on the two Σ/Σ ratios (delta method; no item measured at both clocks)"
 
-def _paired_values(
-    level: LevelSample, base: LevelSample, min_pairs: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-block means of the blocks measured at both levels (None if fewer than min_pairs)."""
-    matrix = block_matrix([level, base]).dropna()
-    if len(matrix) < min_pairs:
-        return None
-    return matrix[0].to_numpy(dtype=float), matrix[1].to_numpy(dtype=float)
+
+def _compare(sub: pd.DataFrame, base: pd.DataFrame, ci_level: float) -> dict[str, Any]:
+    """The cap vs the baseline on the items both ran (paired); with none in common, the two
+    Σ/Σ ratios as independent samples (their variances add)."""
+    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
+    out: dict[str, Any] = {"n": len(sub), "n_baseline": len(base), "n_pairs": len(both)}
+    if len(both):
+        parts = (both["num"], both["den"], both["num_b"], both["den_b"])
+        test, res = (
+            PAIRED_TEST,
+            paired_ratio(*(x.to_numpy(dtype=float) for x in parts), level=ci_level),
+        )
+    else:
+        parts = (sub["num"], sub["den"], base["num"], base["den"])
+        test = UNPAIRED_TEST
+        res = independent_ratio(*(x.to_numpy(dtype=float) for x in parts), level=ci_level)
+    est = res.ratio
+    out.update(
+        mean=float(parts[0].sum() / parts[1].sum()),
+        mean_baseline=float(parts[2].sum() / parts[3].sum()),
+        ratio=est.value,
+        ratio_ci_low=est.ci_low,
+        ratio_ci_high=est.ci_high,
+        test=test if est.estimable else "skipped",
+        statistic=res.t,
+        df=est.df,
+        p_value=res.p_two_sided,
+        note=est.note,
+    )
+    return out
 
 
 def pairwise_vs_default(
@@ -220,69 +243,52 @@ def pairwise_vs_default(
     metric: str = "j_per_token",
     alpha: float,
     min_samples: int,
-    test: TestChoice = "auto",
+    ci_level: float,
 ) -> pd.DataFrame:
-    """Each capped frequency vs the default-clock group of its stratum, over windows.
+    """Each capped frequency vs the default-clock group of its stratum, over items.
 
     The baseline is the default-clock group (``freq_requested_mhz`` null); without one, the
-    highest frequency. The test follows the stratum's omnibus choice: in a blocked design the
-    comparison is paired on the blocks both levels ran (``n_pairs``; at least ``min_samples``):
-    Wilcoxon signed-rank after Friedman / Wilcoxon, a paired t-test after the mixed model; with
-    independent windows Welch's t after (Welch) ANOVA and Mann–Whitney U after Kruskal–Wallis.
-    p-values are Holm-adjusted within the stratum. ``pct_change`` is 100 × (mean −
-    mean_baseline) / mean_baseline over window values. Columns: :data:`PAIRWISE_COLUMNS`.
+    highest frequency. The estimand is ``ratio`` = metric at the cap / metric at the baseline
+    on the same items (J/token: Σ energy / Σ tokens at each), with a delta-method t interval
+    and a paired t test on the items both ran (``n_pairs``); with no item in common, the two
+    ratios as independent samples (Welch). ``pct_change`` = 100 × (ratio − 1). p-values are Holm-adjusted across
+    the stratum's caps that were compared. Columns: :data:`PAIRWISE_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
-    for base_row, _group, kept, _dropped in _stratum_samples(requests, metric, min_samples):
+    for head, kept, _dropped in _stratum_samples(requests, metric, min_samples):
         if len(kept) < 2:
             rows.append(
                 {
-                    **base_row,
+                    **head,
                     "test": "skipped",
-                    "note": "skipped: fewer than 2 frequency levels with enough windows",
+                    "note": f"skipped: fewer than 2 frequency levels with ≥{min_samples} items",
                 }
             )
             continue
-        defaults = [lv for lv in kept if math.isnan(lv.level_mhz)]
-        base = defaults[0] if defaults else max(kept, key=lambda lv: lv.level_mhz)
-        baseline = "default" if defaults else f"highest ({freq_label(base.level_mhz)})"
-        omni = omnibus(kept, alpha=alpha, test=test)
-        family = "rank" if omni.get("test") in ("kruskal", "friedman", "wilcoxon") else "mean"
-        blocked = omni.get("test") in ("friedman", "wilcoxon", "mixedlm")
-        stratum_rows: list[dict[str, Any]] = []
-        for lv in kept:
-            if lv is base:
-                continue
-            v, base_v = lv.values, base.values
-            paired = _paired_values(lv, base, min_samples) if blocked else None
-            mb = float(base_v.mean())
-            row = {
-                **base_row,
-                "freq_mhz": lv.level_mhz,
-                "label": freq_label(lv.level_mhz),
+        defaults = [lv for lv in kept if math.isnan(lv[0])]
+        base_f, base = defaults[0] if defaults else max(kept, key=lambda lv: lv[0])
+        baseline = "default" if defaults else f"highest ({freq_label(base_f)})"
+        stratum_rows = [
+            {
+                **head,
+                "freq_mhz": f,
+                "label": freq_label(f),
                 "baseline": baseline,
-                "baseline_freq_mhz": base.level_mhz,
-                "n": len(v),
-                "n_baseline": len(base_v),
-                "n_pairs": len(paired[0]) if paired is not None else 0,
-                "mean": float(v.mean()),
-                "mean_baseline": mb,
-                "pct_change": 100.0 * (float(v.mean()) - mb) / mb if mb != 0 else math.nan,
-                "cohens_d": hedges_g(v, base_v)[0],
-                "note": "" if omni.get("test") != "skipped" else str(omni.get("verdict")),
+                "baseline_freq_mhz": base_f,
+                **_compare(sub, base, ci_level),
             }
-            try:
-                row.update(pair_test(v, base_v, paired, family))
-            except ValueError as exc:  # e.g. every paired difference is zero
-                row.update(test="skipped", p_value=math.nan, note=f"skipped: {exc}")
-            stratum_rows.append(row)
+            for f, sub in kept
+            if sub is not base
+        ]
+        for r in stratum_rows:
+            r["pct_change"] = 100.0 * (r["ratio"] - 1.0)
         _holm(stratum_rows, alpha)
         rows.extend(stratum_rows)
     return pd.DataFrame(rows).reindex(columns=PAIRWISE_COLUMNS)
 
 
 def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
-    pvals = np.array([r["p_value"] for r in rows], dtype=float)
+    pvals = np.array([r.get("p_value", math.nan) for r in rows], dtype=float)
     finite = np.isfinite(pvals)
     adjusted = np.full(len(pvals), np.nan)
     if finite.any():
@@ -294,21 +300,29 @@ def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
 
 # --- length correlations -----------------------------------------------------------------------------
 
+#: strata of the length correlations: tasks differ in input and output length, so a pooled ρ
+#: across them mostly measures the tasks (QA: long inputs, short answers)
+LENGTH_STRATUM_KEYS: tuple[str, ...] = (
+    "model",
+    "task",
+    "output_tokens_target",
+    "energy_kind",
+    "gpu_name",
+)
+
 
 def _spearman_row(
     sub: pd.DataFrame, variable: str, metric: str, min_samples: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"variable": variable, "metric": metric, "rho": math.nan}
     out["p_value"] = math.nan
-    if sub[variable].isna().all():
-        return {**out, "n": 0, "note": f"no {variable} values"}
     x = pd.to_numeric(sub[variable], errors="coerce")
     y = pd.to_numeric(sub[metric], errors="coerce")
     use = x.notna() & y.notna()
     xv, yv = x[use].to_numpy(dtype=float), y[use].to_numpy(dtype=float)
     out["n"] = len(xv)
     if len(xv) < min_samples:
-        return {**out, "note": f"skipped: fewer than {min_samples} windows"}
+        return {**out, "note": f"skipped: fewer than {min_samples} items"}
     if np.ptp(xv) == 0:
         return {**out, "note": f"skipped: {variable} is constant"}
     if np.ptp(yv) == 0:
@@ -317,48 +331,65 @@ def _spearman_row(
     return {**out, "rho": float(res.statistic), "p_value": float(res.pvalue), "note": ""}
 
 
+def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """Fisher-z meta-analysis of the strata's ρ (weights n − 3); a pooled ρ only when Cochran's
+    Q does not reject homogeneity at ``alpha`` (the strata agree)."""
+    usable = [r for r in rows if np.isfinite(r["rho"]) and r["n"] > 3 and abs(r["rho"]) < 1]
+    out: dict[str, Any] = {"n": int(sum(r["n"] for r in rows)), "rho": math.nan}
+    out.update(p_value=math.nan, strata_agree=None)
+    if len(usable) < 2:
+        return {**out, "note": f"{len(usable)} stratum with a ρ: nothing to pool"}
+    z = np.arctanh([r["rho"] for r in usable])
+    w = np.array([r["n"] - 3.0 for r in usable])
+    pooled = float((w * z).sum() / w.sum())
+    q = float((w * (z - pooled) ** 2).sum())
+    q_p = float(stats.chi2.sf(q, len(usable) - 1))
+    if q_p < alpha:
+        return {
+            **out,
+            "strata_agree": False,
+            "note": f"strata disagree (Cochran's Q p={q_p:.3g}): no pooled statement",
+        }
+    stat = pooled * math.sqrt(w.sum())
+    return {
+        **out,
+        "rho": math.tanh(pooled),
+        "p_value": float(2.0 * stats.norm.sf(abs(stat))),
+        "strata_agree": True,
+        "note": f"Fisher-z pool of {len(usable)} strata (Cochran's Q p={q_p:.3g})",
+    }
+
+
 def spearman_lengths(
     requests: pd.DataFrame,
     *,
     metric: str = "energy_j",
     variables: tuple[str, ...] = ("input_tokens", "output_tokens"),
     min_samples: int,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Spearman ρ of input/output length with ``metric`` per model × task and overall.
+    """Spearman ρ of input/output length with ``metric`` per stratum, over items.
 
-    One point per window: the window's mean length per request against its mean ``metric``
-    per request (J/token: Σ/Σ), so ``n`` counts windows. ``scope`` is ``"model×task"`` or
-    ``"overall"``; both are split by energy kind and GPU model (never mixed). Frequencies are pooled, as in
-    the paper's length study. Columns: :data:`SPEARMAN_COLUMNS`.
+    One point per item: its mean length per request against its mean ``metric`` per request
+    over every window it ran (frequencies pooled, as in the paper's length study), so ``n``
+    counts items. Strata: :data:`LENGTH_STRATUM_KEYS` (``scope`` "stratum"). A ``pooled`` row
+    per energy kind, GPU model and variable combines the strata by Fisher's z only when they
+    agree (``strata_agree``); otherwise it says so and gives no ρ. Columns:
+    :data:`SPEARMAN_COLUMNS`.
     """
-    df = window_table(requests)
-    rows: list[dict[str, Any]] = []
-    if df.empty:
+    windows = window_table(requests)
+    if windows.empty:
         return pd.DataFrame(columns=SPEARMAN_COLUMNS)
-    for (model, task, kind, gpu), sub in df.groupby(
-        ["model", "task", "energy_kind", "gpu_name"], dropna=False, sort=True
+    items = item_table(windows, list(LENGTH_STRATUM_KEYS))
+    rows: list[dict[str, Any]] = []
+    for key, sub in items.groupby(list(LENGTH_STRATUM_KEYS), dropna=False, sort=True):
+        head = {"scope": "stratum", **dict(zip(LENGTH_STRATUM_KEYS, key, strict=True))}
+        rows.extend({**head, **_spearman_row(sub, v, metric, min_samples)} for v in variables)
+    pooled: list[dict[str, Any]] = []
+    frame = pd.DataFrame(rows)
+    for (kind, gpu, var), sub in frame.groupby(
+        ["energy_kind", "gpu_name", "variable"], dropna=False, sort=True
     ):
-        for var in variables:
-            rows.append(
-                {
-                    "scope": "model×task",
-                    "model": model,
-                    "task": task,
-                    "energy_kind": kind,
-                    "gpu_name": gpu,
-                    **_spearman_row(sub, var, metric, min_samples),
-                }
-            )
-    for (kind, gpu), sub in df.groupby(["energy_kind", "gpu_name"], dropna=False, sort=True):
-        for var in variables:
-            rows.append(
-                {
-                    "scope": "overall",
-                    "model": None,
-                    "task": None,
-                    "energy_kind": kind,
-                    "gpu_name": gpu,
-                    **_spearman_row(sub, var, metric, min_samples),
-                }
-            )
-    return pd.DataFrame(rows).reindex(columns=SPEARMAN_COLUMNS)
+        head = {"scope": "pooled", "energy_kind": kind, "gpu_name": gpu, "variable": var}
+        pooled.append({**head, "metric": metric, **_pooled_row(sub.to_dict("records"), alpha)})
+    return pd.DataFrame(rows + pooled).reindex(columns=SPEARMAN_COLUMNS)

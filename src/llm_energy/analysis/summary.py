@@ -2,73 +2,72 @@
 
 Pure functions: DataFrames in, DataFrames / dicts out. No files, no hardware.
 
-The unit is the measurement window (:mod:`llm_energy.analysis.windows`): bootstrap intervals
-resample windows, medians and CVs are over per-window values, and J/token is Σ energy / Σ
-tokens over the configuration's windows (not a mean of per-request ratios, which over-weights
-short answers of a batch that shared one reading). With one request per window this is the
-ordinary request-level analysis.
+The unit is the item (:func:`llm_energy.analysis.windows.item_table`): a prompt's repetitions
+are pooled first, intervals are small-sample t intervals over items
+(:mod:`llm_energy.analysis.estimators`), medians and CVs are over per-item values, and J/token
+is Σ energy / Σ tokens over the configuration's items (not a mean of per-request ratios, which
+over-weights short answers of a batch that shared one reading). docs/statistics.md says what
+each column estimates.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from llm_energy.analysis.bootstrap import (
-    bootstrap_mean_replicates,
-    bootstrap_ratio_replicates,
-    cluster_codes,
-    cluster_ratio_sums,
-    cluster_sums,
-    cv,
-    percentile_ci,
+from llm_energy.analysis.estimators import (
+    Estimate,
+    mean_estimate,
+    median_estimate,
+    ratio_estimate,
+    with_extra_se,
 )
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
     EXCLUSION_REASONS,
     FREQ_LEVEL_COL,
     METRICS,
-    config_rng,
     exclusion_flags,
+    key_str,
     numeric_column,
     prepare_requests,
     quality_columns,
     unique_text,
 )
-from llm_energy.analysis.windows import RATIO_METRICS, window_keys
+from llm_energy.analysis.windows import RATIO_METRICS, item_table, window_table
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "median", "ci_low", "ci_high", "cv")
 #: metrics with a ``<m>_<suffix>`` block in summary.csv
 SUMMARY_METRICS: tuple[str, ...] = (*METRICS, "dynamic_j_per_token")
+#: what every ``<m>_ci_*`` interval is, for the table, the report and docs/statistics.md
+CI_METHOD = "t over items (delta method for Σ/Σ ratios; log scale for positive quantities)"
 
 
-def summarize(
-    requests: pd.DataFrame,
-    *,
-    ci_level: float,
-    n_boot: int,
-    seed: int,
-    cluster_col: str | None = "window_id",
-) -> pd.DataFrame:
-    """One row per configuration (:data:`CONFIG_KEYS`).
+def summarize(requests: pd.DataFrame, *, ci_level: float) -> pd.DataFrame:
+    """One row per configuration (:data:`CONFIG_KEYS`); the unit of every interval is the item.
 
     Columns: the keys; ``freq_requested_mhz`` (when single-valued), ``default_clocks``;
     ``n_total`` (rows), ``n`` (valid rows), ``n_excluded``, ``excluded_<code>`` per reason,
-    ``excluded_reasons`` (text), ``energy_source``, ``n_windows`` (valid measurement windows:
-    the unit of every interval); for every metric of :data:`METRICS` and
+    ``excluded_reasons`` (text), ``energy_source``, ``n_windows`` (valid measurement windows),
+    ``n_items`` (items with a valid window: the unit); for every metric of :data:`METRICS` and
     ``dynamic_j_per_token``: ``<m>_mean``, ``<m>_median``, ``<m>_ci_low``, ``<m>_ci_high``,
-    ``<m>_cv``. ``<m>_mean`` is the mean over valid requests, except for the ratio metrics
-    (J/token), where it is Σ energy / Σ tokens over the configuration's windows; the CI is a
-    percentile bootstrap resampling windows; median and CV are over per-window values. Plus
-    ``latency_p50_s``, ``latency_p95_s`` (over windows), ``energy_total_j``; for every ``quality_*`` column
-    ``<q>_mean``, ``<q>_ci_low``, ``<q>_ci_high``, ``<q>_n`` (over status-ok rows); when the
-    records carry ``ref_nll_sum``/``ref_tokens``: ``perplexity``, ``perplexity_ci_low``,
-    ``perplexity_ci_high``; and ``ci_level``, ``n_boot``.
+    ``<m>_cv``. Ratio metrics (J/token) are Σ numerator / Σ denominator over the items; every
+    other ``<m>_mean`` is the mean over items of each item's mean; the CI is a t interval over
+    items (:mod:`~llm_energy.analysis.estimators`), median and CV are over per-item values.
+    ``dynamic_j_per_token``'s interval adds the idle baselines' own error
+    (``dynamic_j_per_token_idle_se`` with ``_idle_df`` degrees of freedom, Welch–Satterthwaite).
+    ``latency_p50_s`` (median over items of their mean latency) with the order-statistic
+    interval ``latency_p50_ci_low`` / ``_ci_high`` at ``latency_p50_ci_level`` (5 items reach
+    93.75 % at most), ``latency_p95_s`` (no interval), ``energy_total_j``; for every
+    ``quality_*`` column ``<q>_mean``, ``<q>_ci_low``, ``<q>_ci_high``, ``<q>_n`` (items; over
+    status-ok rows); when the records carry ``ref_nll_sum``/``ref_tokens``: ``perplexity``,
+    ``perplexity_ci_low``, ``perplexity_ci_high``; ``interval_note`` (why an interval is
+    missing: "" when all are there), ``ci_level``, ``ci_method``.
 
     Also ``sm_clock_mean_mhz`` (mean observed SM clock) and ``temperature_max_c`` over valid
     rows. A configuration whose requests all failed stays as a row with ``n == 0`` and NaN
@@ -86,6 +85,12 @@ def summarize(
     rows: list[dict[str, Any]] = []
     if df.empty:
         return pd.DataFrame(columns=_summary_columns(qcols, has_ppl))
+    # one window table for every configuration (its keys carry the frequency level)
+    all_windows = window_table(df[valid.to_numpy()], prepared=True, valid_only=False)
+    windows_of = {
+        key_str(k): w for k, w in all_windows.groupby(list(CONFIG_KEYS), dropna=False, sort=False)
+    }
+    empty_windows = all_windows.iloc[0:0]
     grouped = df.groupby(list(CONFIG_KEYS), dropna=False, sort=True)
     for key, group in grouped:
         key_t = key if isinstance(key, tuple) else (key,)
@@ -107,15 +112,27 @@ def summarize(
             if gflags[code].any()
         )
         row["energy_source"] = unique_text(group["energy_source"])
-        rng = config_rng(seed, CONFIG_KEYS, key_t)
-        row.update(_metric_block(gvalid, cluster_col, ci_level=ci_level, n_boot=n_boot, rng=rng))
+        notes: dict[str, str] = {}
+        windows = windows_of.get(key_str(key_t), empty_windows)
+        row.update(_metric_block(gvalid, windows, ci_level, notes))
         gok = group[ok.loc[gidx].to_numpy()]
-        row.update(_quality_block(gok, qcols, has_ppl, ci_level=ci_level, n_boot=n_boot, rng=rng))
+        row.update(_quality_block(gok, qcols, has_ppl, ci_level, notes))
+        row["interval_note"] = interval_note(notes) or None
         row["ci_level"] = ci_level
-        row["n_boot"] = n_boot
+        row["ci_method"] = CI_METHOD
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.reindex(columns=_summary_columns(qcols, has_ppl)).reset_index(drop=True)
+
+
+def interval_note(notes: dict[str, str]) -> str:
+    """One text for a row's missing intervals: the reason once when they share it."""
+    reasons = sorted(set(notes.values()))
+    if not reasons:
+        return ""
+    if len(reasons) == 1:
+        return reasons[0]
+    return "; ".join(f"{name}: {why}" for name, why in notes.items())
 
 
 def _summary_columns(qcols: Sequence[str], has_ppl: bool) -> list[str]:
@@ -130,15 +147,20 @@ def _summary_columns(qcols: Sequence[str], has_ppl: bool) -> list[str]:
         "excluded_reasons",
         "energy_source",
         "n_windows",
+        "n_items",
     ]
     for m in SUMMARY_METRICS:
         cols.extend(f"{m}_{s}" for s in STAT_SUFFIXES)
     cols.extend(
         [
             "latency_p50_s",
+            "latency_p50_ci_low",
+            "latency_p50_ci_high",
+            "latency_p50_ci_level",
             "latency_p95_s",
             "energy_total_j",
             "dynamic_j_per_token_idle_se",
+            "dynamic_j_per_token_idle_df",
             "sm_clock_mean_mhz",
             "temperature_max_c",
         ]
@@ -147,51 +169,63 @@ def _summary_columns(qcols: Sequence[str], has_ppl: bool) -> list[str]:
         cols.extend([f"{q}_mean", f"{q}_ci_low", f"{q}_ci_high", f"{q}_n"])
     if has_ppl:
         cols.extend(["perplexity", "perplexity_ci_low", "perplexity_ci_high"])
-    cols.extend(["ci_level", "n_boot"])
+    cols.extend(["interval_note", "ci_level", "ci_method"])
     return cols
 
 
+def _put(
+    out: dict[str, Any], name: str, est: Estimate, notes: dict[str, str], measured: bool
+) -> None:
+    """A metric's estimate into the row; its note only when the metric was measured at all (a
+    metric nobody recorded, e.g. TTFT with ``infer.measure_ttft`` off, needs no excuse)."""
+    out[f"{name}_mean"] = est.value
+    out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est.ci_low, est.ci_high
+    if est.note and measured:
+        notes[name] = est.note
+
+
+def _cv(values: np.ndarray) -> float:
+    """Coefficient of variation over items (sample SD / |mean|); NaN below 2 items."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 2 or finite.mean() == 0:
+        return math.nan
+    return float(finite.std(ddof=1) / abs(finite.mean()))
+
+
 def _metric_block(
-    gvalid: pd.DataFrame,
-    cluster_col: str | None,
-    *,
-    ci_level: float,
-    n_boot: int,
-    rng: np.random.Generator,
-) -> dict[str, float]:
-    out: dict[str, float] = {}
-    clusters = window_keys(gvalid) if cluster_col else None
-    codes = cluster_codes(clusters, len(gvalid))
-    k = int(codes.max()) + 1 if len(codes) else 0
-    out["n_windows"] = k
-    sums: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    gvalid: pd.DataFrame, windows: pd.DataFrame, ci_level: float, notes: dict[str, str]
+) -> dict[str, Any]:
+    items = item_table(windows, [])
+    out: dict[str, Any] = {"n_windows": len(windows), "n_items": len(items)}
     for m in SUMMARY_METRICS:
+        values = items[m].to_numpy(dtype=float) if m in items else np.array([])
         if m in RATIO_METRICS:
-            num_col, den_col = RATIO_METRICS[m]
-            sums[m] = cluster_ratio_sums(
-                numeric_column(gvalid, num_col).to_numpy(),
-                numeric_column(gvalid, den_col).to_numpy(),
-                codes,
-                k,
+            est = ratio_estimate(
+                items[f"{m}_num"].to_numpy(dtype=float),
+                items[f"{m}_den"].to_numpy(dtype=float),
+                level=ci_level,
             )
         else:
-            sums[m] = cluster_sums(numeric_column(gvalid, m).to_numpy(), codes, k)
-    parts = {m: (num, den) for m, (num, den) in sums.items() if (den > 0).sum() >= 2}
-    reps = bootstrap_ratio_replicates(parts, k, n_boot=n_boot, rng=rng) if parts else {}
-    per_window: dict[str, np.ndarray] = {}
-    for m, (num, den) in sums.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_window[m] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-        finite = per_window[m][np.isfinite(per_window[m])]
-        out[f"{m}_mean"] = float(num.sum() / den.sum()) if den.sum() > 0 else math.nan
+            est = mean_estimate(values[np.isfinite(values)], level=ci_level)
+        if m == "dynamic_j_per_token":
+            idle_se, idle_df = idle_se_per_token(gvalid)
+            out["dynamic_j_per_token_idle_se"] = idle_se
+            out["dynamic_j_per_token_idle_df"] = idle_df
+            est = with_extra_se(est, idle_se, idle_df)
+        source = RATIO_METRICS[m][0] if m in RATIO_METRICS else m  # zero tokens: say so
+        _put(out, m, est, notes, bool(np.isfinite(items[source].to_numpy(dtype=float)).any()))
+        finite = values[np.isfinite(values)]
         out[f"{m}_median"] = float(np.median(finite)) if finite.size else math.nan
-        lo, hi = percentile_ci(reps[m], ci_level) if m in reps else (math.nan, math.nan)
-        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
-        out[f"{m}_cv"] = cv(per_window[m])
-    _widen_for_idle_uncertainty(out, gvalid, ci_level)
-    lat = per_window["latency_s"][np.isfinite(per_window["latency_s"])]
-    out["latency_p50_s"] = float(np.percentile(lat, 50)) if lat.size else math.nan
-    out["latency_p95_s"] = float(np.percentile(lat, 95)) if lat.size else math.nan
+        out[f"{m}_cv"] = _cv(values)
+    lat = items["latency_s"].to_numpy(dtype=float) if len(items) else np.array([])
+    p50 = median_estimate(lat, level=ci_level)
+    out["latency_p50_s"] = p50.value
+    out["latency_p50_ci_low"], out["latency_p50_ci_high"] = p50.ci_low, p50.ci_high
+    out["latency_p50_ci_level"] = p50.level if math.isfinite(p50.ci_low) else math.nan
+    if p50.note:
+        notes["latency_p50"] = p50.note
+    finite_lat = lat[np.isfinite(lat)]
+    out["latency_p95_s"] = float(np.percentile(finite_lat, 95)) if finite_lat.size else math.nan
     energy = numeric_column(gvalid, "energy_j").dropna()
     out["energy_total_j"] = float(energy.sum()) if len(energy) else math.nan
     clock = numeric_column(gvalid, "sm_clock_mean_mhz")
@@ -201,90 +235,57 @@ def _metric_block(
     return out
 
 
-def idle_se_per_token(requests: pd.DataFrame) -> float:
-    """Standard error of a configuration's dynamic J/token that comes from its idle baselines.
+def idle_se_per_token(requests: pd.DataFrame) -> tuple[float, float]:
+    """(standard error, degrees of freedom) of a configuration's dynamic J/token that come from
+    its idle baselines.
 
-    One baseline (a point's before/after idle reading) is shared by all the requests measured
-    at that point, so its error moves them together: per baseline, the requests'
-    ``dynamic_energy_se_j`` add up linearly; independent baselines add in quadrature."""
+    One baseline (a point's idle samples) is shared by all the requests measured at that point,
+    so its error moves them together: per baseline, the requests' ``dynamic_energy_se_j`` add
+    up linearly; independent baselines add in quadrature, their degrees of freedom
+    (``idle_power_df``; 1 for records without it: a before/after pair) by Welch–Satterthwaite."""
     se = numeric_column(requests, "dynamic_energy_se_j")
     tokens = numeric_column(requests, "output_tokens")
     use = se.notna() & tokens.notna() & (tokens > 0)
     if not use.any() or tokens[use].sum() <= 0:
-        return math.nan
+        return math.nan, math.nan
     ids = ["run_id", "idle_power_before_w", "idle_power_after_w"]
-    per_baseline = se[use].groupby([requests.loc[use, c] for c in ids], dropna=False).sum()
-    return float(np.sqrt((per_baseline**2).sum()) / tokens[use].sum())
-
-
-def _widen_for_idle_uncertainty(
-    out: dict[str, float], gvalid: pd.DataFrame, ci_level: float
-) -> None:
-    """The bootstrap resamples windows but not the baselines they share: add the baselines'
-    own uncertainty to the dynamic J/token interval, in quadrature with its half-widths."""
-    idle_se = idle_se_per_token(gvalid)
-    out["dynamic_j_per_token_idle_se"] = idle_se
-    mean = out.get("dynamic_j_per_token_mean", math.nan)
-    lo, hi = out.get("dynamic_j_per_token_ci_low"), out.get("dynamic_j_per_token_ci_high")
-    if not math.isfinite(idle_se) or lo is None or hi is None or not math.isfinite(mean):
-        return
-    z = float(stats.norm.ppf(0.5 + ci_level / 2))
-    extra = z * idle_se
-    if math.isfinite(lo) and math.isfinite(hi):
-        out["dynamic_j_per_token_ci_low"] = mean - math.hypot(mean - lo, extra)
-        out["dynamic_j_per_token_ci_high"] = mean + math.hypot(hi - mean, extra)
+    df_col = numeric_column(requests, "idle_power_df").fillna(1.0).clip(lower=1.0)
+    keys = [requests.loc[use, c] for c in ids]
+    per_baseline = se[use].groupby(keys, dropna=False).sum()
+    df_baseline = df_col[use].groupby(keys, dropna=False).min()
+    total_var = float((per_baseline**2).sum())
+    if total_var <= 0:
+        return 0.0, math.nan
+    denom = float(((per_baseline**4) / df_baseline).sum())
+    return math.sqrt(total_var) / float(tokens[use].sum()), total_var**2 / denom
 
 
 def _quality_block(
     gok: pd.DataFrame,
     qcols: Sequence[str],
     has_ppl: bool,
-    *,
     ci_level: float,
-    n_boot: int,
-    rng: np.random.Generator,
-) -> dict[str, float]:
-    out: dict[str, float] = {}
+    notes: dict[str, str],
+) -> dict[str, Any]:
+    """Quality over items: each item's mean score (over its repetitions), then a t interval."""
+    out: dict[str, Any] = {}
+    item = gok["task"].astype(str) + "|" + gok["item_id"].astype(str)
     for q in qcols:
-        arr = numeric_column(gok, q).to_numpy()
-        finite = arr[np.isfinite(arr)]
-        out[f"{q}_mean"] = float(finite.mean()) if finite.size else math.nan
-        out[f"{q}_n"] = int(finite.size)
-        if finite.size >= 2:
-            reps = bootstrap_mean_replicates(finite, n_boot=n_boot, rng=rng)
-            out[f"{q}_ci_low"], out[f"{q}_ci_high"] = percentile_ci(reps, ci_level)
-        else:
-            out[f"{q}_ci_low"] = out[f"{q}_ci_high"] = math.nan
+        per_item = numeric_column(gok, q).groupby(item.to_numpy()).mean().dropna()
+        est = mean_estimate(per_item.to_numpy(dtype=float), level=ci_level)
+        if est.estimable and (per_item >= 0).all():  # scores cannot go below 0 …
+            est = replace(est, ci_low=max(est.ci_low, 0.0))
+        if est.estimable and (per_item <= 1).all():  # … nor above 1 when they are shares
+            est = replace(est, ci_high=min(est.ci_high, 1.0))
+        _put(out, q, est, notes, len(per_item) > 0)
+        out[f"{q}_n"] = len(per_item)
     if has_ppl:
-        ppl, lo, hi = perplexity_with_ci(
-            numeric_column(gok, "ref_nll_sum").to_numpy(),
-            numeric_column(gok, "ref_tokens").to_numpy(),
-            ci_level=ci_level,
-            n_boot=n_boot,
-            rng=rng,
-        )
-        out["perplexity"], out["perplexity_ci_low"], out["perplexity_ci_high"] = ppl, lo, hi
+        nll = numeric_column(gok, "ref_nll_sum").groupby(item.to_numpy()).sum(min_count=1)
+        tok = numeric_column(gok, "ref_tokens").groupby(item.to_numpy()).sum(min_count=1)
+        est = ratio_estimate(nll.to_numpy(dtype=float), tok.to_numpy(dtype=float), level=ci_level)
+        out["perplexity"] = math.exp(est.value) if math.isfinite(est.value) else math.nan
+        out["perplexity_ci_low"] = math.exp(est.ci_low) if est.estimable else math.nan
+        out["perplexity_ci_high"] = math.exp(est.ci_high) if est.estimable else math.nan
+        if est.note and len(nll.dropna()):
+            notes["perplexity"] = est.note
     return out
-
-
-def perplexity_with_ci(
-    nll_sum: np.ndarray,
-    ref_tokens: np.ndarray,
-    *,
-    ci_level: float,
-    n_boot: int,
-    rng: np.random.Generator,
-) -> tuple[float, float, float]:
-    """Corpus perplexity ``exp(Σ nll / Σ tokens)`` with a request-resampling percentile CI."""
-    nll = np.asarray(nll_sum, dtype=float)
-    tok = np.asarray(ref_tokens, dtype=float)
-    use = np.isfinite(nll) & np.isfinite(tok) & (tok > 0)
-    nll, tok = nll[use], tok[use]
-    if tok.sum() <= 0:
-        return (math.nan, math.nan, math.nan)
-    ppl = float(math.exp(nll.sum() / tok.sum()))
-    if use.sum() < 2:
-        return (ppl, math.nan, math.nan)
-    reps = bootstrap_ratio_replicates({"p": (nll, tok)}, len(nll), n_boot=n_boot, rng=rng)["p"]
-    lo, hi = percentile_ci(reps, ci_level)
-    return (ppl, float(math.exp(lo)), float(math.exp(hi)))

@@ -1,5 +1,5 @@
-"""Energy / latency trade-off: Pareto frontier and the recommended frequency cap (the statistics
-of the pick live in :mod:`llm_energy.analysis.selection`)."""
+"""Energy / latency trade-off: Pareto frontier and the recommended frequency cap (the
+family-wise rule of the pick lives in :mod:`llm_energy.analysis.selection`)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.analysis.estimators import count_text, paired_ratio
 from llm_energy.analysis.headline import json_clean
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
     FREQ_LEVEL_COL,
     STRATUM_KEYS,
-    config_rng,
     freq_label,
     is_missing,
 )
-from llm_energy.analysis.selection import LevelWindows, select_cap
-from llm_energy.analysis.windows import BLOCK_COL, RATIO_METRICS, window_table
+from llm_energy.analysis.selection import CI_METHOD, CapComparison, CapVerdict, judge, pick
+from llm_energy.analysis.significance import metric_items
+from llm_energy.analysis.windows import ITEM_COL
 
 RECOMMEND_COLUMNS: list[str] = [
     *STRATUM_KEYS,
@@ -29,24 +30,22 @@ RECOMMEND_COLUMNS: list[str] = [
     "baseline_freq_mhz",
     "baseline_n",
     "baseline_mean",
-    "baseline_latency_p50_s",
+    "baseline_latency_s",
     "latency_limit_s",
     "latency_budget_pct",
     "min_samples",
     "n_levels",
     "n_candidates",
+    "n_family",
     "recommended_freq_mhz",
     "recommended_label",
     "recommended_n",
     "recommended_mean",
-    "recommended_latency_p50_s",
+    "recommended_latency_s",
     "saving_pct",
     "saving_ci_low",
     "saving_ci_high",
-    "selection_bias_pct",
-    "pick_share",
     "latency_change_pct",
-    "latency_change_ci_low",
     "latency_change_ci_high",
     "saves_energy",
     "ci_level",
@@ -54,10 +53,6 @@ RECOMMEND_COLUMNS: list[str] = [
     "paired",
     "note",
 ]
-CI_METHOD = (
-    "bootstrap of the whole selection over windows (or item blocks): expanded, simultaneous "
-    "over the candidate caps"
-)
 
 
 def pareto_mask(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -120,225 +115,151 @@ def pareto_frontier(
     )
 
 
-def choose_within_budget(
-    energy: Sequence[float] | np.ndarray,
-    latency: Sequence[float] | np.ndarray,
-    baseline_index: int,
-    latency_budget_pct: float,
-) -> tuple[int | None, list[int]]:
-    """Index of the lowest-energy non-baseline point whose latency ≤ baseline × (1 + budget).
-
-    Returns ``(best or None, indices within budget)``.
-    """
-    e = np.asarray(energy, dtype=float)
-    lat = np.asarray(latency, dtype=float)
-    limit = lat[baseline_index] * (1.0 + latency_budget_pct / 100.0)
-    within = [
-        i
-        for i in range(len(e))
-        if i != baseline_index and np.isfinite(e[i]) and np.isfinite(lat[i]) and lat[i] <= limit
-    ]
-    if not within:
-        return None, []
-    best = min(within, key=lambda i: (e[i], lat[i]))
-    return best, within
+def _comparisons(
+    stratum: int, levels: list[tuple[float, pd.DataFrame]], base: pd.DataFrame, ci_level: float
+) -> list[CapComparison]:
+    out = []
+    for freq, sub in levels:
+        if sub is base:
+            continue
+        both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
+        cols = {c: both[c].to_numpy(dtype=float) for c in both.columns if c in _PAIR_COLS}
+        ones = np.ones(len(both))
+        energy = paired_ratio(
+            cols["num"], cols["den"], cols["num_b"], cols["den_b"], level=ci_level
+        )
+        latency = paired_ratio(cols["latency_s"], ones, cols["latency_s_b"], ones, level=ci_level)
+        out.append(CapComparison(stratum, freq, energy, latency))
+    return out
 
 
-def _level_windows(sub: pd.DataFrame, metric: str) -> LevelWindows:
-    if metric in RATIO_METRICS:
-        num = sub[f"{metric}_num"].to_numpy(dtype=float)
-        den = sub[f"{metric}_den"].to_numpy(dtype=float)
-    else:
-        num = sub[metric].to_numpy(dtype=float)
-        den = np.ones(len(sub))
-    return LevelWindows(
-        freq_mhz=float(sub[FREQ_LEVEL_COL].iloc[0]),
-        num=num,
-        den=den,
-        latency_s=sub["latency_s"].to_numpy(dtype=float),
-    )
-
-
-def _by_block(level: LevelWindows, blocks: np.ndarray, order: list[str]) -> LevelWindows:
-    """Per block (repetitions pooled): Σ num, Σ den, mean latency; rows in ``order``."""
-    frame = pd.DataFrame(
-        {"block": blocks, "num": level.num, "den": level.den, "lat": level.latency_s}
-    )
-    agg = frame.groupby("block").agg(num=("num", "sum"), den=("den", "sum"), lat=("lat", "mean"))
-    agg = agg.reindex(order)
-    return LevelWindows(
-        level.freq_mhz,
-        agg["num"].to_numpy(dtype=float),
-        agg["den"].to_numpy(dtype=float),
-        agg["lat"].to_numpy(dtype=float),
-    )
-
-
-def _same_level(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == b
-
-
-def _stratum_levels(
-    group: pd.DataFrame, metric: str, min_samples: int
-) -> tuple[list[LevelWindows], list[LevelWindows], bool]:
-    """(all levels, levels with ≥ min_samples windows, paired). The kept levels are per-block
-    aggregates when every one of them ran the same item blocks (a complete blocked design)."""
-    value = pd.to_numeric(group[metric], errors="coerce")
-    lat = pd.to_numeric(group["latency_s"], errors="coerce")
-    usable = group[(value.notna() & lat.notna()).to_numpy()]
-    subs = [sub for _, sub in usable.groupby(FREQ_LEVEL_COL, dropna=False, sort=True)]
-    all_levels = [_level_windows(sub, metric) for sub in subs]
-    kept = [(lv, sub) for lv, sub in zip(all_levels, subs, strict=True) if lv.n >= min_samples]
-    block_sets = [set(sub[BLOCK_COL]) for _, sub in kept]
-    paired = (
-        len(kept) >= 2
-        and all(sub[BLOCK_COL].notna().all() for _, sub in kept)
-        and all(b == block_sets[0] for b in block_sets)
-        and len(block_sets[0]) >= 2
-    )
-    if not paired:
-        return all_levels, [lv for lv, _ in kept], False
-    order = sorted(block_sets[0])
-    blocked = [_by_block(lv, sub[BLOCK_COL].to_numpy(), order) for lv, sub in kept]
-    return all_levels, blocked, True
+_PAIR_COLS = frozenset({"num", "den", "num_b", "den_b", "latency_s", "latency_s_b"})
 
 
 def recommend_cap(
     requests: pd.DataFrame,
     *,
     latency_budget_pct: float,
-    n_boot: int,
-    seed: int,
+    alpha: float,
     ci_level: float,
     metric: str = "j_per_token",
     min_samples: int,
 ) -> pd.DataFrame:
-    """Per stratum (model × task × …), the lowest-``metric`` cap within a p50-latency budget.
+    """Per stratum (model × task × …), the cap with the lowest ``metric`` whose saving holds
+    family-wise and whose mean latency stays within budget (:mod:`~llm_energy.analysis.selection`).
 
-    The unit is the measurement window: every level needs ``min_samples`` valid windows (levels
-    with fewer are left out and named in ``note``). Baseline: the default-clock group
-    (``freq_requested_mhz`` null), else the highest frequency. ``metric`` per level is Σ energy
-    / Σ tokens over its windows for J/token, else the mean of the window values. A cap is a
-    candidate when the upper bound of its p50-latency-change CI is at most
-    ``latency_budget_pct``; the candidate with the lowest metric is recommended and its
-    ``saving_pct`` = 100 × (1 − metric / baseline metric) gets a selection-adjusted CI
-    (:mod:`llm_energy.analysis.selection`: the whole pick is bootstrapped, the interval holds
-    whichever cap wins). When every level ran the same item blocks they are resampled jointly
-    (``paired``; latency p50 is then over per-block means). ``saves_energy`` is True only when
-    the CI's lower bound is above zero. Columns: :data:`RECOMMEND_COLUMNS` (``*_n`` count
-    windows).
+    Units are items: a cap is compared with the baseline (the default-clock group, else the
+    highest frequency) on the items both ran, by the ratio of their Σ/Σ ``metric`` and of their
+    mean latency. Levels with fewer than ``min_samples`` items are left out (named in
+    ``note``). ``saving_pct`` = 100 × (1 − ratio) with its Bonferroni-simultaneous interval over
+    the ``n_family`` comparisons of the whole study; ``saves_energy`` only when that interval is
+    above 0 and the latency's one-sided upper bound (``latency_change_ci_high``, at 1 − alpha)
+    is within ``latency_budget_pct``. ``ci_level`` is the family's joint level (1 − alpha).
+    Columns: :data:`RECOMMEND_COLUMNS` (``*_n`` count items).
     """
-    windows = window_table(requests)
-    if windows.empty:
+    items = metric_items(requests, metric)
+    items = items[np.isfinite(items["latency_s"].to_numpy(dtype=float))]
+    if items.empty:
         return pd.DataFrame(columns=RECOMMEND_COLUMNS)
-    rows: list[dict[str, Any]] = []
-    for key, group in windows.groupby(list(STRATUM_KEYS), dropna=False, sort=True):
+    heads, comparisons, levels_of = [], [], []
+    for i, (key, group) in enumerate(items.groupby(list(STRATUM_KEYS), dropna=False, sort=True)):
         key_t = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(STRATUM_KEYS, key_t, strict=True))
         row.update(
             metric=metric,
             latency_budget_pct=latency_budget_pct,
-            ci_level=ci_level,
+            ci_level=1.0 - alpha,
             min_samples=min_samples,
             ci_method=CI_METHOD,
             saves_energy=False,
         )
-        all_levels, levels, paired = _stratum_levels(group, metric, min_samples)
-        rows.append(
-            _recommend_stratum(
-                row,
-                all_levels,
-                levels,
-                paired=paired,
-                latency_budget_pct=latency_budget_pct,
-                min_samples=min_samples,
-                n_boot=n_boot,
-                ci_level=ci_level,
-                rng=config_rng(seed, STRATUM_KEYS, key_t),
-            )
+        levels = [(float(f), sub) for f, sub in group.groupby(FREQ_LEVEL_COL, dropna=False)]
+        kept = [(f, sub) for f, sub in levels if len(sub) >= min_samples]
+        sparse = [f"{freq_label(f)} (n={len(sub)})" for f, sub in levels if len(sub) < min_samples]
+        row["note"] = (
+            f"left out (fewer than {min_samples} items): {', '.join(sparse)}" if sparse else ""
         )
+        row["n_levels"] = len(kept)
+        defaults = [lv for lv in levels if math.isnan(lv[0])]
+        base_f, base = defaults[0] if defaults else max(levels, key=lambda lv: lv[0])
+        row["baseline"] = "default" if defaults else f"highest ({freq_label(base_f)})"
+        row.update(baseline_freq_mhz=base_f, baseline_n=len(base))
+        row["baseline_mean"] = float(base["num"].sum() / base["den"].sum())
+        row["baseline_latency_s"] = float(base["latency_s"].mean())
+        row["latency_limit_s"] = row["baseline_latency_s"] * (1.0 + latency_budget_pct / 100.0)
+        heads.append(row)
+        usable = len(base) >= min_samples and len(kept) >= 2
+        comparisons += _comparisons(i, kept, base, ci_level) if usable else []
+        levels_of.append(levels)
+    verdicts, m = judge(comparisons, alpha=alpha, latency_budget_pct=latency_budget_pct)
+    rows = [
+        _recommend_stratum(
+            head, [v for v in verdicts if v.comparison.stratum == i], levels_of[i], m, min_samples
+        )
+        for i, head in enumerate(heads)
+    ]
     return pd.DataFrame(rows).reindex(columns=RECOMMEND_COLUMNS)
 
 
 def _recommend_stratum(
     row: dict[str, Any],
-    all_levels: list[LevelWindows],
-    levels: list[LevelWindows],
-    *,
-    paired: bool,
-    latency_budget_pct: float,
+    verdicts: list[CapVerdict],
+    levels: list[tuple[float, pd.DataFrame]],
+    n_family: int,
     min_samples: int,
-    n_boot: int,
-    ci_level: float,
-    rng: np.random.Generator,
 ) -> dict[str, Any]:
-    sparse = [f"{freq_label(lv.freq_mhz)} (n={lv.n})" for lv in all_levels if lv.n < min_samples]
-    notes = [f"left out (fewer than {min_samples} windows): {', '.join(sparse)}"] if sparse else []
-    row["n_levels"] = len(levels)
-    if not all_levels:
-        return {**row, "note": f"no valid windows with {row['metric']} and latency"}
-    defaults = [i for i, lv in enumerate(all_levels) if math.isnan(lv.freq_mhz)]
-    base_all = all_levels[defaults[0]] if defaults else max(all_levels, key=lambda lv: lv.freq_mhz)
-    row["baseline"] = "default" if defaults else f"highest ({freq_label(base_all.freq_mhz)})"
-    row.update(baseline_freq_mhz=base_all.freq_mhz, baseline_n=base_all.n)
-    row.update(baseline_mean=base_all.metric, baseline_latency_p50_s=base_all.latency_p50_s)
-    if base_all.n < min_samples:
-        notes.insert(
-            0, f"the baseline has {base_all.n} windows (< {min_samples}): no recommendation"
-        )
-        return {**row, "note": "; ".join(notes)}
-    if len(levels) == 1:
-        alone = (
-            "only the baseline frequency was measured"
-            if len(all_levels) == 1
-            else f"no other frequency has {min_samples} windows"
-        )
-        return {**row, "note": "; ".join([alone, *notes])}
-    b = next(i for i, lv in enumerate(levels) if _same_level(lv.freq_mhz, base_all.freq_mhz))
-    row["paired"] = paired
-    sel = select_cap(
-        levels,
-        b,
-        latency_budget_pct=latency_budget_pct,
-        n_boot=n_boot,
-        ci_level=ci_level,
-        rng=rng,
-        paired=paired,
-    )
-    row["n_candidates"] = len(sel.candidates)
-    row["baseline_latency_p50_s"] = sel.latency_p50_s[b]  # per block when paired
-    row["latency_limit_s"] = sel.latency_p50_s[b] * (1.0 + latency_budget_pct / 100.0)
-    if sel.pick is None:
+    notes = [row["note"]] if row["note"] else []
+    row.update(n_family=n_family, n_candidates=sum(v.admitted for v in verdicts))
+    row["paired"] = bool(verdicts) and all(v.comparison.energy.ratio.n > 0 for v in verdicts)
+    if row["baseline_n"] < min_samples:
         notes.insert(
             0,
-            f"no frequency cap keeps p50 latency within +{latency_budget_pct:g} % of the "
-            "baseline at the upper bound of its CI",
+            f"the baseline has {count_text(row['baseline_n'], 'items')} (< {min_samples}): "
+            "no recommendation",
         )
+    elif len(levels) == 1:
+        notes.insert(0, "only the baseline frequency was measured")
+    elif not verdicts:
+        notes.insert(0, f"no other frequency has {min_samples} items")
+    best = pick(verdicts)
+    if best is None:
+        compared = [v for v in verdicts if v.comparison.in_family]
+        if compared:
+            notes.insert(
+                0,
+                f"no frequency cap keeps mean latency within +{row['latency_budget_pct']:g} % "
+                "of the baseline at the one-sided upper bound",
+            )
+        elif verdicts:
+            why = verdicts[0].comparison.energy.ratio.note.removeprefix("not estimable: ")
+            notes.insert(0, f"no cap could be compared with the baseline on its items: {why}")
         return {**row, "note": "; ".join(notes)}
-    cand = levels[sel.pick]
+    lo, hi = best.saving_ci
+    cap = best.comparison
     row.update(
-        recommended_freq_mhz=cand.freq_mhz,
-        recommended_label=freq_label(cand.freq_mhz),
-        recommended_n=next(lv.n for lv in all_levels if _same_level(lv.freq_mhz, cand.freq_mhz)),
-        recommended_mean=cand.metric,
-        recommended_latency_p50_s=cand.latency_p50_s,
-        saving_pct=sel.saving_pct,
-        saving_ci_low=sel.saving_ci_low,
-        saving_ci_high=sel.saving_ci_high,
-        selection_bias_pct=sel.selection_bias_pct,
-        pick_share=sel.pick_share,
-        latency_change_pct=sel.latency_change_pct[sel.pick],
-        latency_change_ci_low=sel.latency_change_ci_low[sel.pick],
-        latency_change_ci_high=sel.latency_change_ci_high[sel.pick],
-        saves_energy=sel.saves_energy,
+        recommended_freq_mhz=cap.freq_mhz,
+        recommended_label=freq_label(cap.freq_mhz),
+        recommended_n=cap.energy.ratio.n,
+        recommended_mean=row["baseline_mean"] * best.energy_simultaneous.value,
+        recommended_latency_s=row["baseline_latency_s"] * cap.latency.ratio.value,
+        saving_pct=best.saving_pct,
+        saving_ci_low=lo,
+        saving_ci_high=hi,
+        latency_change_pct=100.0 * (cap.latency.ratio.value - 1.0),
+        latency_change_ci_high=100.0 * (best.latency_upper - 1.0),
+        saves_energy=best.claimed,
     )
-    if not sel.saves_energy:
+    if not best.claimed:
+        why = best.energy_simultaneous.note
         notes.insert(
             0,
-            "the best cap within the latency budget does not lower energy; keep the baseline"
-            if not sel.saving_pct > 0
-            else f"the saving is not established: its CI includes 0 after picking the best of "
-            f"{len(sel.candidates)} caps; keep the baseline",
+            f"the saving is {why}"
+            if why
+            else "the best cap within the latency budget does not lower energy; keep the baseline"
+            if not best.saving_pct > 0
+            else f"the saving is not established: its {row['ci_level']:.0%} interval, "
+            f"simultaneous over the study's {count_text(n_family, 'cap comparisons')}, "
+            "includes 0; keep the baseline",
         )
     return {**row, "note": "; ".join(notes)}
 

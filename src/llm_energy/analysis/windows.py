@@ -104,8 +104,11 @@ def window_table(
     if valid_only:
         df = df[valid_mask(df).to_numpy()]
     if df.empty:
-        cols = [*CONFIG_KEYS, FREQ_LEVEL_COL, WINDOW_KEY_COL, BLOCK_COL, "n_requests", *METRICS]
-        return pd.DataFrame(columns=cols)
+        sums = [f"{n}_sum" for n in ("energy_j", "input_tokens", "output_tokens")]
+        ratios = [f"{r}_{p}" for r in RATIO_METRICS for p in ("num", "den")]
+        cols = [*CONFIG_KEYS, FREQ_LEVEL_COL, *_CARRIED, WINDOW_KEY_COL, BLOCK_COL]
+        cols += ["n_requests", *sums, "input_tokens", "output_tokens", *METRICS, *ratios]
+        return pd.DataFrame(columns=list(dict.fromkeys(cols)))
     keys = window_keys(df)
     num_cols = {c: numeric_column(df, c) for c in ("input_tokens", "output_tokens")}
     work = pd.DataFrame({WINDOW_KEY_COL: keys}, index=df.index)
@@ -139,3 +142,38 @@ def window_table(
         out[f"{name}_den"] = sums[f"_{name}_den"]
         out[name] = out[f"{name}_num"] / out[f"{name}_den"].where(out[f"{name}_den"] > 0)
     return out.reset_index(drop=True)
+
+
+#: the item column of the item table: the window's item block, or the window itself when the
+#: records carry no item ids (then windows are the only units there are)
+ITEM_COL = "item"
+
+
+def item_units(windows: pd.DataFrame) -> pd.Series:
+    """The independent unit of each window: its item block, else the window itself."""
+    block = windows[BLOCK_COL].astype("object")
+    return block.where(block.notna(), "window:" + windows[WINDOW_KEY_COL].astype(str))
+
+
+def item_table(windows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` × item of a :func:`window_table`: what the item cost there over all
+    its windows (repetitions).
+
+    Ratio metrics keep ``<ratio>_num`` / ``<ratio>_den`` summed over the item's windows (the
+    item's J/token is their ratio); ``energy_j_sum``, ``input_tokens_sum`` and
+    ``output_tokens_sum`` are summed; every other metric of :data:`METRICS` is the mean of the
+    item's window values; ``n_windows`` counts them."""
+    sums = [f"{r}_{p}" for r in RATIO_METRICS for p in ("num", "den")]
+    sums += ["energy_j_sum", "input_tokens_sum", "output_tokens_sum"]
+    means = [m for m in METRICS if m not in RATIO_METRICS] + ["input_tokens", "output_tokens"]
+    if windows.empty:
+        cols = [*keys, ITEM_COL, *sums, *means, "n_windows", *RATIO_METRICS]
+        return pd.DataFrame(columns=cols, dtype=float)
+    work = windows.assign(**{ITEM_COL: item_units(windows)})
+    grouped = work.groupby([*keys, ITEM_COL], dropna=False, sort=True)
+    out = grouped[sums].sum(min_count=1).join(grouped[means].mean())
+    out["n_windows"] = grouped.size()
+    for name in RATIO_METRICS:
+        den = out[f"{name}_den"]
+        out[name] = out[f"{name}_num"] / den.where(den > 0)
+    return out.reset_index()

@@ -16,6 +16,10 @@ Clock truth comes from inside the window, not from its idle edges: driver-side S
 (nvmlDeviceGetSamples) and cumulative throttle-duration counters differenced across the window
 (power / thermal), with edge reads as the weakest fallback. `clock_source` and `throttle_source`
 say which were used. No polling thread runs in the inference process (it costs throughput).
+An idle baseline is `samples` back-to-back idle windows sharing its seconds, so its standard
+error has degrees of freedom. A part shorter than one counter update lasts one whole period
+with `tick_align` (the closing edge waits for the next update); without it, it is clamped to one
+period (said once, in the log).
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ def _safe(fn: Callable[[], T]) -> T | None:
 
 
 class EnergyMeter:
+    """Windows around workloads and idle windows, on one device's energy counter."""
+
+    _idle_part_clamp_logged: bool = False
+
     def __init__(
         self,
         device: Device,
@@ -294,22 +302,53 @@ class EnergyMeter:
         return w.reading, repeats, result
 
     def measure_idle(self, seconds: float, cap_mhz: int | None = None) -> WindowReading:
-        """An idle window (sleep) at the clocks currently in force."""
+        """One idle window (sleep) at the clocks currently in force."""
+        self._warn_short_idle(seconds)
+        return self._idle_window(seconds, cap_mhz)
+
+    def measure_idle_power_w(self, seconds: float) -> float:
+        """Idle power (W) at the current frequency from one window; NaN if the counter reset."""
+        return self.measure_idle(seconds).avg_power_w
+
+    def measure_idle_samples_w(self, seconds: float, samples: int) -> list[float]:
+        """Idle power (W) of `samples` back-to-back windows sharing `seconds` (module
+        docstring); a window whose counter reset reads NaN."""
+        self._warn_short_idle(seconds)
+        part_s = self.idle_part_s(seconds, samples)
+        return [self._idle_window(part_s).avg_power_w for _ in range(samples)]
+
+    def idle_part_s(self, seconds: float, samples: int) -> float:
+        """How long each of `samples` idle windows sleeps to fill `seconds`."""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples!r}")
+        part_s = seconds / samples
+        if self.tick_align or not self.ticks or part_s >= self.update_period_s:
+            return part_s
+        if not self._idle_part_clamp_logged:
+            self._idle_part_clamp_logged = True
+            log.warning(
+                "idle sub-window of %.3f s (%.2f s / %d) is shorter than one counter update "
+                "(%.3f s) without tick alignment: each lasts one update instead",
+                part_s,
+                seconds,
+                samples,
+                self.update_period_s,
+            )
+        return self.update_period_s
+
+    def _warn_short_idle(self, seconds: float) -> None:
         if seconds < self.min_trusted_s:
             log.warning(
                 "idle baseline of %.2f s is shorter than a trusted window (%.2f s)",
                 seconds,
                 self.min_trusted_s,
             )
+
+    def _idle_window(self, seconds: float, cap_mhz: int | None = None) -> WindowReading:
         with self._measure(cap_mhz, busy=False) as w:
             time.sleep(seconds)
         assert w.reading is not None
         return w.reading
-
-    def measure_idle_power_w(self, seconds: float) -> float:
-        """Idle baseline power (W) at the current frequency; NaN if the counter reset."""
-        r = self.measure_idle(seconds)
-        return r.avg_power_w
 
 
 __all__ = [

@@ -78,7 +78,9 @@ class WindowMeter(Protocol):
         """Repeat `fn` inside one measurement window: (reading, repeats, last result)."""
         ...
 
-    def measure_idle_power_w(self, seconds: float, /) -> float: ...
+    def measure_idle_samples_w(self, seconds: float, samples: int, /) -> list[float]:
+        """Idle power (W) of `samples` back-to-back idle windows sharing `seconds`."""
+        ...
 
 
 @runtime_checkable

@@ -4,6 +4,7 @@ sweep measures, and the window facts a meter reading gives."""
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,27 +14,76 @@ from llm_energy.config import Config
 from llm_energy.plan import WindowFacts, output_spec, sweep_points
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
 @dataclass(frozen=True)
 class IdleBaseline:
-    """Idle power at one applied clock, measured before and after a block of load points."""
+    """Idle power at one applied clock: `gpu.idle_samples` back-to-back sub-readings before a
+    load point and as many after it (hw/meter.py), pooled.
+
+    `power_w` is the mean of every finite sample, `se_w` their standard deviation / √n and `df`
+    = n − 1 its degrees of freedom (None below two samples). Pooling before and after puts a
+    drift across the point into the spread. An interrupted point has its "before" samples only
+    (`after_samples_w` None): its SE and df come from those."""
 
     freq_applied_mhz: int | None
-    before_w: float | None
-    after_w: float | None = None
+    before_samples_w: tuple[float, ...] = ()
+    after_samples_w: tuple[float, ...] | None = None  # None: not measured (yet)
+
+    @staticmethod
+    def _finite(values: Sequence[float] | None) -> tuple[float, ...]:
+        return tuple(v for v in values or () if math.isfinite(v))
+
+    @property
+    def before_w(self) -> float | None:
+        return _mean(self._finite(self.before_samples_w))
+
+    @property
+    def after_w(self) -> float | None:
+        return _mean(self._finite(self.after_samples_w))
+
+    @property
+    def samples_w(self) -> tuple[float, ...]:
+        """The finite samples, before then after (a reading whose counter reset is NaN)."""
+        return self._finite(self.before_samples_w) + self._finite(self.after_samples_w)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples_w)
 
     @property
     def power_w(self) -> float | None:
-        values = [v for v in (self.before_w, self.after_w) if v is not None and math.isfinite(v)]
-        return sum(values) / len(values) if values else None
+        return _mean(self.samples_w)
 
     @property
     def se_w(self) -> float | None:
-        """Standard error of the mean of the two readings (|before - after| / 2); None with one."""
-        if self.before_w is None or self.after_w is None:
+        """Standard error of `power_w`: sample SD / √n; None with fewer than two samples."""
+        samples = self.samples_w
+        if len(samples) < 2:
             return None
-        if not (math.isfinite(self.before_w) and math.isfinite(self.after_w)):
-            return None
-        return abs(self.before_w - self.after_w) / 2
+        return statistics.stdev(samples) / math.sqrt(len(samples))
+
+    @property
+    def df(self) -> int | None:
+        """Degrees of freedom of `se_w` (n − 1); None where there is no SE."""
+        n = self.n_samples
+        return n - 1 if n >= 2 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The baseline as run.json lists it."""
+        return {
+            "freq_applied_mhz": self.freq_applied_mhz,
+            "before_samples_w": list(self.before_samples_w),
+            "after_samples_w": None if self.after_samples_w is None else list(self.after_samples_w),
+            "before_w": self.before_w,
+            "after_w": self.after_w,
+            "power_w": self.power_w,
+            "n_samples": self.n_samples,
+            "se_w": self.se_w,
+            "df": self.df,
+        }
 
 
 def now_iso() -> str:

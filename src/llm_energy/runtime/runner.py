@@ -6,6 +6,7 @@ what runs when and turns readings into request records (through `llm_energy.plan
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -140,26 +141,28 @@ class InferenceRun:
         return list(self._fit(task, item, input_target, max_new)["ids"])
 
     # ------------------------------------------------------------ measurement
-    def _idle_w(self) -> float | None:
-        """One idle reading at the clocks in force, after letting the chip settle."""
+    def _idle_samples_w(self) -> tuple[float, ...]:
+        """One idle reading at the clocks in force, after letting the chip settle:
+        `gpu.idle_samples` back-to-back sub-readings over `gpu.idle_baseline_s` (hw/meter.py)."""
         seconds = self.cfg.gpu.idle_baseline_s
         # An estimate of constant power makes "total - idle" zero by construction: not applicable.
         estimated = self.device is not None and self.device.energy_source == "codecarbon-estimate"
         if seconds <= 0 or estimated:
-            return None
+            return ()
         if self.cfg.gpu.idle_settle_s > 0:
             self.sleep(self.cfg.gpu.idle_settle_s)  # a chip just off load draws more than idle
-        return float(self.meter.measure_idle_power_w(seconds))
+        samples_w = self.meter.measure_idle_samples_w(seconds, self.cfg.gpu.idle_samples)
+        return tuple(float(w) for w in samples_w)
 
     def _idle_before(self, applied_mhz: int | None, clock_changed: bool) -> IdleBaseline:
         last = self._last_idle
         if not clock_changed and last is not None and last.freq_applied_mhz == applied_mhz:
             # Nothing ran since the previous point's "after" reading at this same clock.
-            return IdleBaseline(applied_mhz, last.after_w)
-        return IdleBaseline(applied_mhz, self._idle_w())
+            return IdleBaseline(applied_mhz, last.after_samples_w or ())
+        return IdleBaseline(applied_mhz, self._idle_samples_w())
 
     def _idle_after(self, before: IdleBaseline) -> IdleBaseline:
-        done = IdleBaseline(before.freq_applied_mhz, before.before_w, self._idle_w())
+        done = dataclasses.replace(before, after_samples_w=self._idle_samples_w())
         self.idle_baselines.append(done)
         self._last_idle = done
         return done
@@ -275,7 +278,7 @@ class InferenceRun:
                             tell()
                 except BaseException:
                     # Interrupted (signal, error): keep what was measured, with the "before"
-                    # baseline only (idle_power_se_w is then unknown).
+                    # samples only (SE and df from those).
                     self._write_rows(pending, idle)
                     raise
                 # Rows wait for the "after" idle reading of their point, then go to disk.
@@ -358,6 +361,7 @@ class InferenceRun:
                     before_w=idle.before_w,
                     after_w=idle.after_w,
                     se_w=idle.se_w,
+                    df=idle.df,
                 )
             )
 
