@@ -163,3 +163,26 @@ def test_wrapper_maps_faults_to_one_line_and_keeps_bug_tracebacks(
     monkeypatch.setenv("LLM_ENERGY_DEBUG", "1")
     with pytest.raises(OSError):
         common.run_stage("demo", lambda c, p: (_ for _ in ()).throw(OSError(errno.EIO, "x")), [])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_zombie_is_not_a_live_process() -> None:
+    # a child that has exited but was not reaped: os.kill(pid, 0) still succeeds on it, and a
+    # container whose PID 1 does not reap keeps it so for ever; it restores no clocks
+    import subprocess
+    import sys
+    import time
+
+    from llm_energy.io.files import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    state, deadline = "", time.monotonic() + 20
+    while state != "Z" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    assert state == "Z"
+    os.kill(child.pid, 0)  # the old check: "alive"
+    assert not pid_alive(child.pid)
+    child.wait()  # reaped: gone
+    assert not pid_alive(child.pid)
+    assert pid_alive(os.getpid())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.cli import compose_params
+from llm_energy.io.files import pid_alive
 from llm_energy.paths import project_paths
 
 
@@ -158,7 +158,7 @@ def _grid_status(args: argparse.Namespace) -> int:
         except (OSError, ValueError):  # a half-written file cannot exist (atomic rename); skip junk
             print(f"llm-energy grid status: skipped unreadable {path}", file=sys.stderr)
     rows = status_rows(
-        records, now_s=time.time(), this_host=socket.gethostname(), pid_alive=_pid_alive
+        records, now_s=time.time(), this_host=socket.gethostname(), pid_alive=pid_alive
     )
     if args.json:
         print(json.dumps({"progress_dir": str(directory), "units": rows}, indent=2))
@@ -167,16 +167,6 @@ def _grid_status(args: argparse.Namespace) -> int:
     else:
         print(format_status(rows))
     return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def add_grid_parser(

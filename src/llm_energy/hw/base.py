@@ -7,7 +7,6 @@ units (NVML mJ/mW, RAPL µJ) through `llm_energy.units` before anything leaves t
 from __future__ import annotations
 
 import json
-import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -133,17 +132,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return data
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists (a journal's owner may still be running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class Device(ABC):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_energy.hw.base import pid_alive
 from llm_energy.hw.errors import DeviceNotFoundError
+from llm_energy.io.files import pid_alive
 
 
 def boot_id() -> str | None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from llm_energy import simmodel
-from llm_energy.hw.base import pid_alive
+from llm_energy.io.files import pid_alive
 
 MAX_SIMULATED_GPUS = 64
 

@@ -152,16 +152,21 @@ class JsonlAppender:
 # ---------------------------------------------------------------------------- output folders
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a leftover from an earlier process that had our pid
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` is running. A zombie (dead, not yet reaped by its parent: for ever
+    in a container whose PID 1 does not reap) is not: `os.kill(pid, 0)` succeeds on one, so the
+    state letter in /proc/<pid>/stat decides where /proc exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except PermissionError:  # exists, owned by someone else
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # gone in between, or no /proc at all (macOS): then os.kill's answer stands
+        return not Path("/proc").is_dir()
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _remove_stale(parent: Path, name: str) -> None:
@@ -169,7 +174,8 @@ def _remove_stale(parent: Path, name: str) -> None:
     for marker in ("tmp", "old"):
         for path in parent.glob(f".{name}.{marker}-*"):
             pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            # our own pid here is a leftover from an earlier process that had it
+            if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                 shutil.rmtree(path, ignore_errors=True)
 
 
