@@ -167,6 +167,20 @@ class PairedRatio:
     def pct_change(self) -> float:
         return 100.0 * (self.ratio.value - 1.0)
 
+    @classmethod
+    def tested(cls, est: Estimate) -> PairedRatio:
+        """The ratio with its t test of "no change" (log ratio 0) at the estimate's df."""
+        if not est.estimable:
+            return cls(est)
+        t, df = est.t_stat(), est.df
+        return cls(
+            est,
+            t=t,
+            p_two_sided=float(2.0 * stats.t.sf(abs(t), df)),
+            p_lower=float(stats.t.cdf(t, df)),
+            p_higher=float(stats.t.sf(t, df)),
+        )
+
 
 def paired_ratio(
     num_a: np.ndarray,
@@ -195,17 +209,7 @@ def paired_ratio(
         leverage=(da / da.sum() + db / db.sum()) / 2.0,
         weights=na / na.sum() + nb / nb.sum(),
     )
-    if not est.estimable:
-        return PairedRatio(est)
-    t = est.t_stat()
-    df = est.df
-    return PairedRatio(
-        est,
-        t=t,
-        p_two_sided=float(2.0 * stats.t.sf(abs(t), df)),
-        p_lower=float(stats.t.cdf(t, df)),
-        p_higher=float(stats.t.sf(t, df)),
-    )
+    return PairedRatio.tested(est)
 
 
 def independent_ratio(
@@ -228,15 +232,7 @@ def independent_ratio(
     se = math.hypot(a.se, b.se)
     df = se**4 / (a.se**4 / a.df + b.se**4 / b.df)
     lo, hi = _t_interval(math.log(value), se, df, level, log_scale=True)
-    est = Estimate(value, lo, hi, se, df, a.n + b.n, level, True)
-    t = est.t_stat()
-    return PairedRatio(
-        est,
-        t=t,
-        p_two_sided=float(2.0 * stats.t.sf(abs(t), df)),
-        p_lower=float(stats.t.cdf(t, df)),
-        p_higher=float(stats.t.sf(t, df)),
-    )
+    return PairedRatio.tested(Estimate(value, lo, hi, se, df, a.n + b.n, level, True))
 
 
 def widen(est: Estimate, level: float) -> Estimate:

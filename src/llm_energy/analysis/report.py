@@ -87,6 +87,7 @@ def markdown_table(
 _SUMMARY_TABLE_COLUMNS = [
     "label",
     "n",
+    "n_items",
     "n_excluded",
     "j_per_token_mean",
     "j_per_token_ci_low",
@@ -97,6 +98,7 @@ _SUMMARY_TABLE_COLUMNS = [
     "avg_power_w_mean",
     "energy_j_mean",
     "edp_j_s_mean",
+    "interval_note",
 ]
 _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
     "frequency_effect": [
@@ -123,16 +125,17 @@ _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
         "n_pairs",
         "mean",
         "mean_baseline",
+        "ratio",
+        "ratio_ci_low",
+        "ratio_ci_high",
         "pct_change",
-        "test",
         "p_value",
         "p_holm",
         "significant",
-        "effect_size",
-        "effect_size_kind",
+        "note",
     ],
     "spearman": SPEARMAN_COLUMNS,
-    "regression": ["term", "coef", "se", "se_hc3", "t", "p_value", "ci_low", "ci_high"],
+    "regression": ["term", "coef", "se", "t", "df", "p_value", "ci_low", "ci_high"],
     # the full pareto.csv has ~100 columns; the report shows what places a point on the frontier
     "pareto": [
         "model",
