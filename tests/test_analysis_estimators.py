@@ -11,6 +11,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
+from hand_stats import hc2_se, kish_df, paired_ratio_by_hand
 from llm_energy.analysis.estimators import (
     MIN_ITEMS,
     Estimate,
@@ -39,39 +40,6 @@ def _wls_fit(num: np.ndarray, den: np.ndarray, cov_type: str = "HC2"):
     return sm.WLS(num, den, weights=1.0 / den).fit(cov_type=cov_type, use_t=True)
 
 
-def _kish_df(weights) -> float:
-    """Kish's effective number of items minus one, (Σw)² / Σw² − 1, at least 1."""
-    w = np.abs(np.asarray(weights, dtype=float))
-    return max(w.sum() ** 2 / (w**2).sum() - 1.0, 1.0)
-
-
-def _hc2_se(u: np.ndarray, leverage: np.ndarray) -> float:
-    """HC2: sqrt(Σ u_i² / (1 − h_i)) / n."""
-    return math.sqrt(float((u**2 / (1.0 - leverage)).sum())) / len(u)
-
-
-def _paired_by_hand(num_a, den_a, num_b, den_b, level: float = LEVEL) -> dict[str, float]:
-    """The paired ratio by hand: pseudo-values log(R_a / R_b) + u_a − u_b, HC2 with leverage
-    (den_a/Σden_a + den_b/Σden_b) / 2, Kish df of num_a/Σnum_a + num_b/Σnum_b."""
-    ra, rb = num_a.sum() / den_a.sum(), num_b.sum() / den_b.sum()
-    u = (num_a - ra * den_a) / den_a.mean() / ra - (num_b - rb * den_b) / den_b.mean() / rb
-    se = _hc2_se(u, (den_a / den_a.sum() + den_b / den_b.sum()) / 2)
-    df = _kish_df(num_a / num_a.sum() + num_b / num_b.sum())
-    t = math.log(ra / rb) / se
-    half = stats.t.ppf(0.5 + level / 2, df) * se
-    return {
-        "ratio": ra / rb,
-        "se": se,
-        "df": df,
-        "t": t,
-        "p_two_sided": 2 * stats.t.sf(abs(t), df),
-        "p_lower": stats.t.cdf(t, df),
-        "p_higher": stats.t.sf(t, df),
-        "ci_low": ra / rb * math.exp(-half),
-        "ci_high": ra / rb * math.exp(half),
-    }
-
-
 def _assert_not_estimable(est: Estimate, why: str) -> None:
     assert not est.estimable
     assert est.note.startswith("not estimable: ") and why in est.note
@@ -95,13 +63,13 @@ def test_ratio_estimate_log_scale_matches_statsmodels_hc2(seed: int) -> None:
     # … by hand: influence (num − R·den) / (mean(den)·R), leverage den / Σ den
     r = num.sum() / den.sum()
     u = (num - r * den) / den.mean() / r
-    assert est.se == pytest.approx(_hc2_se(u, den / den.sum()), rel=1e-12)
+    assert est.se == pytest.approx(hc2_se(u, den / den.sum()), rel=1e-12)
     # … and not HC1 (= sd(u) / √n), which the natural lengths make differ
     assert float(_wls_fit(num, den, "HC1").bse[0]) == pytest.approx(u.std(ddof=1) / 8**0.5 * r)
     assert est.se != pytest.approx(u.std(ddof=1) / math.sqrt(len(u)), rel=1e-3)
     # degrees of freedom: Kish's effective number of items (numerator shares) minus one, not
     # statsmodels' n − 1
-    df = _kish_df(num)
+    df = kish_df(num)
     assert est.df == pytest.approx(df, rel=1e-12)
     assert 1 <= est.df < fit.df_resid == len(num) - 1
     # the interval is the t interval on the log scale (bounds stay positive)
@@ -126,8 +94,8 @@ def test_ratio_estimate_linear_scale_matches_statsmodels_hc2() -> None:
     assert est.value == pytest.approx(float(fit.params[0]), rel=1e-12)
     assert est.se == pytest.approx(float(fit.bse[0]), rel=1e-10)
     r = num.sum() / den.sum()
-    assert est.se == pytest.approx(_hc2_se((num - r * den) / den.mean(), den / den.sum()))
-    df = _kish_df(den)
+    assert est.se == pytest.approx(hc2_se((num - r * den) / den.mean(), den / den.sum()))
+    df = kish_df(den)
     assert est.df == pytest.approx(df, rel=1e-12) and est.df < len(num) - 1
     half = stats.t.ppf(0.975, df) * float(fit.bse[0])
     assert (est.ci_low, est.ci_high) == (
@@ -154,7 +122,7 @@ def test_equal_denominators_give_the_textbook_t_interval() -> None:
     log_est = ratio_estimate(pos, np.ones(6), level=LEVEL)
     assert log_est.log_scale
     assert log_est.se == pytest.approx((pos / pos.mean()).std(ddof=1) / math.sqrt(6))
-    assert log_est.df == pytest.approx(_kish_df(pos)) and 4.5 < log_est.df < 5
+    assert log_est.df == pytest.approx(kish_df(pos)) and 4.5 < log_est.df < 5
 
 
 def test_ratio_estimate_is_sum_over_sum_not_a_mean_of_ratios() -> None:
@@ -235,7 +203,7 @@ def test_paired_ratio_is_a_t_test_on_pseudo_values_with_hc2_and_kish_df(equal_de
     assert pr.ratio.value == pytest.approx(ra_rb, rel=1e-12)
     assert pr.pct_change == pytest.approx(100 * (ra_rb - 1))
     assert pseudo.mean() == pytest.approx(math.log(ra_rb), rel=1e-12)
-    ref = _paired_by_hand(num_a, den_a, num_b, den_b)
+    ref = paired_ratio_by_hand(num_a, den_a, num_b, den_b)
     assert pr.ratio.se == pytest.approx(ref["se"], rel=1e-12)
     assert pr.ratio.df == pytest.approx(ref["df"], rel=1e-12)
     for key in ("t", "p_two_sided", "p_lower", "p_higher"):
@@ -268,9 +236,9 @@ def test_paired_ratio_against_a_constant_baseline() -> None:
     pr = paired_ratio(num, den, ones, ones, level=LEVEL)
     single = ratio_estimate(num, den, level=LEVEL)
     assert pr.ratio.value == pytest.approx(single.value, rel=1e-12)
-    ref = _paired_by_hand(num, den, ones, ones)
+    ref = paired_ratio_by_hand(num, den, ones, ones)
     assert pr.ratio.se == pytest.approx(ref["se"], rel=1e-12)
-    assert pr.ratio.df == pytest.approx(_kish_df(num / num.sum() + 1 / 6), rel=1e-12)
+    assert pr.ratio.df == pytest.approx(kish_df(num / num.sum() + 1 / 6), rel=1e-12)
     r = single.value
     u = (num - r * den) / den.mean() / r
     textbook = u.std(ddof=1) / math.sqrt(6)
@@ -383,7 +351,7 @@ def test_with_extra_se_adds_in_quadrature_on_the_log_scale() -> None:
     # on the log scale the extra error is relative to the value (delta method)
     r = num.sum() / den.sum()
     u = (num - r * den) / den.mean() / r
-    se_items, df_items = _hc2_se(u, den / den.sum()), _kish_df(num)
+    se_items, df_items = hc2_se(u, den / den.sum()), kish_df(num)
     extra = se_extra / r
     se = math.sqrt(se_items**2 + extra**2)
     df = min(se**4 / (se_items**4 / df_items + extra**4 / df_extra), df_items)  # never above
@@ -413,8 +381,8 @@ def test_with_extra_se_on_the_linear_scale_adds_in_the_estimates_units() -> None
     assert not est.log_scale
     out = with_extra_se(est, 0.01, 4.0)
     r = num.sum() / den.sum()
-    se_items = _hc2_se((num - r * den) / den.mean(), den / den.sum())
-    df_items = _kish_df(den)
+    se_items = hc2_se((num - r * den) / den.mean(), den / den.sum())
+    df_items = kish_df(den)
     se = math.hypot(se_items, 0.01)
     df = min(se**4 / (se_items**4 / df_items + 0.01**4 / 4.0), df_items)
     half = stats.t.ppf(0.975, df) * se
@@ -447,8 +415,8 @@ def test_widen_recomputes_the_interval_at_another_level() -> None:
     est = ratio_estimate(*_items(15, n=6), level=LEVEL)
     wide = widen(est, 1 - 0.05 / 12)
     num, _den = _items(15, n=6)
-    assert est.df == pytest.approx(_kish_df(num))  # the df stay the estimate's own
-    half = stats.t.ppf(1 - 0.05 / 24, _kish_df(num)) * est.se
+    assert est.df == pytest.approx(kish_df(num))  # the df stay the estimate's own
+    half = stats.t.ppf(1 - 0.05 / 24, kish_df(num)) * est.se
     assert wide.ci_low == pytest.approx(est.value * math.exp(-half))
     assert wide.ci_high == pytest.approx(est.value * math.exp(half))
     assert wide.ci_low < est.ci_low and wide.ci_high > est.ci_high

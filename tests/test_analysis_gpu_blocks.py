@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
 from scipy import stats
 
 from analysis_fixtures import as_records, sweep_requests
 from analysis_settings import energy_ols, frequency_effect, spearman_lengths, summarize
+from hand_stats import mixedlm_lr_on_logs
 
 SLOPE_J_PER_MHZ = 0.01
 OFFSET_J = 10.0  # card B draws 10 J more per request than card A at every clock
@@ -69,17 +69,11 @@ def test_cards_are_blocks_in_the_omnibus_test() -> None:
     assert res["design"] == "blocked-incomplete" and res["n_blocks"] == 2 * 12
     assert res["test"] == "mixedlm" and res["note"] == "on log values"
     # reference: the LR test of the clock in a random-intercept model, blocks = card + item
-    data = pd.DataFrame(
-        {
-            "y": np.log(pd.to_numeric(df["energy_j"]).astype(float).to_numpy()),
-            "level": df["freq_requested_mhz"].astype(float).astype(str).to_numpy(),
-            "block": (df["gpu_uuid"].astype(str) + "/" + df["item_id"].astype(str)).to_numpy(),
-        }
+    lr = mixedlm_lr_on_logs(
+        df["energy_j"],
+        df["freq_requested_mhz"].astype(float).astype(str).to_numpy(),
+        (df["gpu_uuid"].astype(str) + "/" + df["item_id"].astype(str)).to_numpy(),
     )
-    data["y"] = (data["y"] - data["y"].mean()) / data["y"].std()
-    full = smf.mixedlm("y ~ C(level)", data, groups=data["block"]).fit(reml=False)
-    null = smf.mixedlm("y ~ 1", data, groups=data["block"]).fit(reml=False)
-    lr = 2 * (full.llf - null.llf)
     assert res["statistic"] == pytest.approx(lr, rel=1e-4)
     assert res["p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
     assert res["significant"]

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import AnovaRM
 from statsmodels.stats.oneway import anova_oneway
@@ -22,6 +21,7 @@ from analysis_fixtures import (
     sweep_requests,
 )
 from analysis_settings import energy_ols, frequency_effect, pairwise_vs_default, spearman_lengths
+from hand_stats import kish_df, mixedlm_lr_on_logs, paired_ratio_by_hand, ratio_log_se
 from llm_energy.analysis.significance import (
     FREQUENCY_EFFECT_COLUMNS,
     PAIRWISE_COLUMNS,
@@ -201,12 +201,6 @@ def test_frequency_effect_drops_sparse_level_but_tests_the_rest() -> None:
 # --- pairwise vs the default clocks ---------------------------------------------------------------
 
 
-def _kish_df(weights) -> float:
-    """Kish's effective number of items, (Σw)² / Σw², minus one (at least 1)."""
-    w = np.abs(np.asarray(weights, dtype=float))
-    return max(w.sum() ** 2 / (w**2).sum() - 1.0, 1.0)
-
-
 def _indep(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float, tuple]:
     """Two independent Σ/Σ ratios (here: means, one unit per item) by hand on the log scale,
     delta method: t, df (Welch–Satterthwaite on each side's Kish df), two-sided p and the
@@ -216,7 +210,7 @@ def _indep(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, fl
     vy = (y / y.mean()).var(ddof=1) / len(y)
     log_ratio = math.log(x.mean() / y.mean())
     se = math.sqrt(vx + vy)
-    dof = (vx + vy) ** 2 / (vx**2 / _kish_df(x) + vy**2 / _kish_df(y))
+    dof = (vx + vy) ** 2 / (vx**2 / kish_df(x) + vy**2 / kish_df(y))
     half = stats.t.ppf(0.5 + level / 2, dof) * se
     p = float(2 * stats.t.sf(abs(log_ratio / se), dof))
     return log_ratio / se, dof, p, (math.exp(log_ratio - half), math.exp(log_ratio + half))
@@ -289,10 +283,8 @@ def test_pairwise_skewed_unpaired_levels_keep_the_ratio_inside_its_interval() ->
 def _log_ratio_var(num: np.ndarray, den: np.ndarray) -> tuple[float, float, float]:
     """One Σ/Σ ratio by hand on the log scale: log R, its HC2 variance (leverage den / Σ den)
     and Kish's df by the numerators."""
-    r = num.sum() / den.sum()
-    u = (num - r * den) / den.mean() / r
-    var = (u**2 / (1 - den / den.sum())).sum() / len(u) ** 2
-    return math.log(r), var, _kish_df(num)
+    r, se, dof = ratio_log_se(num, den)
+    return math.log(r), se**2, dof
 
 
 def test_pairwise_unpaired_ratios_of_natural_length_items_by_hand() -> None:
@@ -339,28 +331,18 @@ def test_pairwise_skip_row_for_single_level() -> None:
 def _paired_delta_by_hand(
     num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray, level: float
 ) -> dict[str, float]:
-    """(Σa/Σa') / (Σb/Σb') with its delta-method t interval and paired t test, by hand: the
-    log ratio's error is the mean of the items' influence values u_i, each ratio contributing
-    (num_i − R·den_i) / (mean(den) · R); HC2 variance Σ u² / (1 − h) / n² with leverage
-    h = (den_a/Σden_a + den_b/Σden_b) / 2; df = Kish's effective number of items by
-    w = num_a/Σnum_a + num_b/Σnum_b, minus one."""
-    ra, rb = num_a.sum() / den_a.sum(), num_b.sum() / den_b.sum()
-    u = (num_a - ra * den_a) / (den_a.mean() * ra) - (num_b - rb * den_b) / (den_b.mean() * rb)
-    n = len(u)
-    h = (den_a / den_a.sum() + den_b / den_b.sum()) / 2
-    se = math.sqrt((u**2 / (1 - h)).sum()) / n
-    dof = _kish_df(num_a / num_a.sum() + num_b / num_b.sum())
-    t = math.log(ra / rb) / se
-    half = stats.t.ppf(0.5 + level / 2, dof) * se
+    """(Σa/Σa') / (Σb/Σb') with its delta-method t interval and paired t test, by hand
+    (hand_stats.paired_ratio_by_hand), under pairwise_vs_default's column names."""
+    ref = paired_ratio_by_hand(num_a, den_a, num_b, den_b, level)
     return {
-        "ratio": ra / rb,
-        "mean": ra,
-        "mean_baseline": rb,
-        "statistic": t,
-        "df": dof,
-        "p_value": float(2 * stats.t.sf(abs(t), dof)),
-        "ratio_ci_low": math.exp(math.log(ra / rb) - half),
-        "ratio_ci_high": math.exp(math.log(ra / rb) + half),
+        "ratio": ref["ratio"],
+        "mean": ref["ratio_a"],
+        "mean_baseline": ref["ratio_b"],
+        "statistic": ref["t"],
+        "df": ref["df"],
+        "p_value": ref["p_two_sided"],
+        "ratio_ci_low": ref["ci_low"],
+        "ratio_ci_high": ref["ci_high"],
     }
 
 
@@ -509,7 +491,7 @@ def test_paired_t_is_the_paired_t_on_log_items_when_items_are_alike() -> None:
     ref = stats.ttest_rel(np.log(ja / da), np.log(jb / db))
     assert row["statistic"] == pytest.approx(ref.statistic, rel=1e-3)
     assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-2)
-    assert row["df"] == pytest.approx(_kish_df(ja / ja.sum() + jb / jb.sum()), rel=1e-12)
+    assert row["df"] == pytest.approx(kish_df(ja / ja.sum() + jb / jb.sum()), rel=1e-12)
     assert row["df"] == pytest.approx(ref.df, rel=1e-4) and ref.df == 7
 
 
@@ -739,17 +721,11 @@ def test_incomplete_blocks_use_a_mixed_model_against_statsmodels() -> None:
     assert res["design"] == "blocked-incomplete" and res["test"] == "mixedlm"
     assert "some blocks are missing" in res["test_reason"] and res["n_total"] == 34
     # log item values (one window, one token each), standardised: the LR test is scale-free
-    data = pd.DataFrame(
-        {
-            "y": np.log(pd.to_numeric(df["energy_j"]).astype(float).to_numpy()),
-            "level": df["freq_requested_mhz"].astype(float).fillna(0).astype(str).to_numpy(),
-            "block": df["item_id"].astype(str).to_numpy(),
-        }
+    lr = mixedlm_lr_on_logs(
+        df["energy_j"],
+        df["freq_requested_mhz"].astype(float).fillna(0).astype(str).to_numpy(),
+        df["item_id"].astype(str).to_numpy(),
     )
-    data["y"] = (data["y"] - data["y"].mean()) / data["y"].std()
-    full = smf.mixedlm("y ~ C(level)", data, groups=data["block"]).fit(reml=False)
-    null = smf.mixedlm("y ~ 1", data, groups=data["block"]).fit(reml=False)
-    lr = 2 * (full.llf - null.llf)
     assert res["statistic"] == pytest.approx(lr, rel=1e-4)
     assert res["p_value"] == pytest.approx(stats.chi2.sf(lr, 2), rel=1e-3)
     assert res["significant"]

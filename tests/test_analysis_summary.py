@@ -20,6 +20,7 @@ from analysis_fixtures import (
     sweep_requests,
 )
 from analysis_settings import summarize
+from hand_stats import kish_df, ratio_log_se
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
@@ -34,23 +35,6 @@ from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.windows import window_table
 
 LEVEL = 0.95
-
-
-def kish_df(weights) -> float:
-    """Kish's effective number of items, (Σw)² / Σw², minus one (at least 1)."""
-    w = np.abs(np.asarray(weights, dtype=float))
-    return max(w.sum() ** 2 / (w**2).sum() - 1.0, 1.0)
-
-
-def ratio_log_se(num, den) -> tuple[float, float, float]:
-    """Σ num / Σ den over items, its delta-method SE on the log scale and its df: influence
-    u = (num − R·den) / (mean(den) · R), HC2 se = sqrt(Σ u² / (1 − h)) / n with h = den / Σ den,
-    df = Kish's effective number of items by their numerators − 1."""
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    r = num.sum() / den.sum()
-    u = (num - r * den) / den.mean() / r
-    se = math.sqrt((u**2 / (1.0 - den / den.sum())).sum()) / num.size
-    return r, se, kish_df(num)
 
 
 def ratio_log_interval(num, den, level: float = LEVEL) -> tuple[float, float, float]:

@@ -21,6 +21,7 @@ from analysis_fixtures import (
     true_j_per_token,
 )
 from analysis_settings import STATS, recommend_cap, summarize
+from hand_stats import paired_ratio_by_hand
 from llm_energy.analysis.estimators import paired_ratio
 from llm_energy.analysis.selection import CapComparison, CapVerdict, judge, pick
 from llm_energy.analysis.tradeoff import (
@@ -72,18 +73,10 @@ def sweep_frame(sweep: dict[tuple[int, float], Cell]) -> pd.DataFrame:
 
 
 def paired_log_ratio(num_a, den_a, num_b, den_b) -> tuple[float, float, float]:
-    """log(R_a / R_b) of two Σ/Σ ratios on the same items, its SE and df, by hand: the items'
-    linearised deviations u = u_a − u_b (delta method), HC2 se = sqrt(Σ u² / (1 − h)) / n with
-    h = (den_a / Σ den_a + den_b / Σ den_b) / 2, and Kish's effective number of items by
-    w = num_a / Σ num_a + num_b / Σ num_b, minus one (n − 1 when the items are alike)."""
-    num_a, den_a, num_b, den_b = (np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b))
-    ra, rb = num_a.sum() / den_a.sum(), num_b.sum() / den_b.sum()
-    u = (num_a - ra * den_a) / den_a.mean() / ra - (num_b - rb * den_b) / den_b.mean() / rb
-    h = (den_a / den_a.sum() + den_b / den_b.sum()) / 2
-    se = math.sqrt((u**2 / (1 - h)).sum()) / len(u)
-    w = num_a / num_a.sum() + num_b / num_b.sum()
-    df = max(w.sum() ** 2 / (w**2).sum() - 1, 1.0)
-    return math.log(ra / rb), se, df
+    """log(R_a / R_b) of two Σ/Σ ratios on the same items, its SE and df, by hand (delta method,
+    HC2, Kish's df: hand_stats.paired_ratio_by_hand)."""
+    ref = paired_ratio_by_hand(num_a, den_a, num_b, den_b)
+    return ref["log_ratio"], ref["se"], ref["df"]
 
 
 def _summary_rows(model: str, points: dict[float | None, tuple[float, float]]) -> list[dict]:
