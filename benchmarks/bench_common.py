@@ -200,7 +200,7 @@ def make_workspace(ws: Path, env: Mapping[str, str]) -> Path:
 
     import yaml
 
-    from llm_energy.cli import compose_params
+    from llm_energy.io.compose import compose_params
 
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],

@@ -13,7 +13,8 @@ import socket
 from _common import StageError, log, run_stage
 from llm_energy.config import Config
 from llm_energy.errors import InputFileError, one_line
-from llm_energy.hw import ClockSession, EnergyMeter, PowerTimeline, open_device
+from llm_energy.hw import ClockSession, EnergyMeter, open_device
+from llm_energy.hw.timeline import PowerTimeline
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import (

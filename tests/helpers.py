@@ -17,11 +17,11 @@ import yaml
 import llm_energy.hw as hw
 import llm_energy.hw.control as control
 import llm_energy.hw.nvml as nvml_mod
-from llm_energy.cli import compose_params
 from llm_energy.config import TASK_KINDS, Config, TaskConfig
 from llm_energy.hw.base import Device
 from llm_energy.hw.cpu import CpuDevice as CpuDevice_
 from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
+from llm_energy.io.compose import compose_params
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import project_paths
 from llm_energy.plan import WindowFacts

@@ -23,9 +23,9 @@ import yaml
 
 from bench_common import make_workspace
 from helpers import experiment_data, experiment_metrics
-from llm_energy.cli import compose_params
 from llm_energy.hw.gpulock import try_acquire_gpu
 from llm_energy.hw.simbusy import simulated_gpus
+from llm_energy.io.compose import compose_params
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 
 from helpers import compose, templates
 from llm_energy.config import load_config
-from llm_energy.runtime.engine import GenerationResult
 from llm_energy.runtime.protocols import (
+    GenerationResult,
     MeasuredDevice,
     SmClockControl,
     TextGenerator,

@@ -17,8 +17,8 @@ from llm_energy import simmodel
 from llm_energy.config import load_config
 from llm_energy.hw.simulated import SimulatedDevice as SimDevice
 from llm_energy.io.models import build_random_tokenizer, materialize
-from llm_energy.runtime.engine import GenerationResult
 from llm_energy.runtime.engine import load_generator as load_generator_
+from llm_energy.runtime.protocols import GenerationResult
 from llm_energy.runtime.runner import InferenceRun
 from llm_energy.runtime.simgen import (
     ReportingGenerator as ReportingGenerator_,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_energy.cli import compose_params
+from llm_energy.io.compose import compose_params
 from llm_energy.io.files import pid_alive
 from llm_energy.paths import project_paths
 

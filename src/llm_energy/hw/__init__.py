@@ -257,7 +257,6 @@ from llm_energy.hw.recovery import (  # noqa: E402
     restore_from_journal,
     state_report,
 )
-from llm_energy.hw.timeline import PowerTimeline  # noqa: E402
 from llm_energy.hw.window import WindowReading  # noqa: E402
 
 __all__ = [
@@ -278,7 +277,6 @@ __all__ = [
     "NotSupportedError",
     "OtherProcessesError",
     "PermissionDeniedError",
-    "PowerTimeline",
     "RestoreError",
     "SessionConflictError",
     "SignalExit",

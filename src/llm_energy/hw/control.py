@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from llm_energy.hw import preflight as pf
+import llm_energy.hw.preflight as pf
 from llm_energy.hw.base import ClockState, Device
 from llm_energy.hw.cap_record import OBSERVING, CapRecord
 from llm_energy.hw.clock_changes import JournaledClocks

@@ -10,7 +10,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from llm_energy.hw.errors import DeviceNotFoundError
 from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
+from llm_energy.runtime.protocols import GenerationResult, PromptTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -159,40 +159,6 @@ class _FirstTokenClock(BaseStreamer):  # type: ignore[misc]
 
     def end(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    texts: list[str]
-    output_tokens: list[int]
-    elapsed_s: float  # host wall time of this call (the meter's window time is authoritative)
-    ttft_s: float | None  # time to first token of the batch
-
-
-class PromptTokenizer:
-    """Prompt tokens through the model's tokenizer (its chat template where the model uses
-    one); shared by the real and the simulated generators so both fit prompts alike."""
-
-    tok: Any
-    chat_template: bool
-
-    def encode(self, prompt: str) -> list[int]:
-        if self.chat_template and getattr(self.tok, "chat_template", None):
-            ids = self.tok.apply_chat_template(
-                [{"role": "user", "content": prompt}],
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-            )["input_ids"]
-            return list(ids)
-        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
-
-    def truncate_text(self, text: str, n_tokens: int) -> str:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
-        return str(self.tok.decode(ids, skip_special_tokens=True))
 
 
 class Generator(PromptTokenizer):

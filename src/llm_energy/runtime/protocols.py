@@ -1,6 +1,7 @@
 """What `InferenceRun` needs from its collaborators, as structural types.
 
-The real ones are `runtime.engine.Generator`, `hw.EnergyMeter`, `hw.ClockSession` and the
+`GenerationResult` and `PromptTokenizer` are shared by the real and the simulated generators
+(and import no torch). The real collaborators are `runtime.engine.Generator`, `hw.EnergyMeter`, `hw.ClockSession` and the
 `hw.Device` subclasses; tests and benchmarks pass fakes. Protocols (not the concrete classes)
 keep the runner free of torch and NVML imports and let any object with these members stand in.
 Parameters are positional-only where implementations name them differently.
@@ -9,12 +10,44 @@ Parameters are positional-only where implementations name them differently.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
-
-if TYPE_CHECKING:  # engine imports torch; the runner must not need it to be typed
-    from llm_energy.runtime.engine import GenerationResult
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    texts: list[str]
+    output_tokens: list[int]
+    elapsed_s: float  # host wall time of this call (the meter's window time is authoritative)
+    ttft_s: float | None  # time to first token of the batch
+
+
+class PromptTokenizer:
+    """Prompt tokens through the model's tokenizer (its chat template where the model uses
+    one); shared by the real and the simulated generators so both fit prompts alike."""
+
+    tok: Any
+    chat_template: bool
+
+    def encode(self, prompt: str) -> list[int]:
+        if self.chat_template and getattr(self.tok, "chat_template", None):
+            ids = self.tok.apply_chat_template(
+                [{"role": "user", "content": prompt}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+            return list(ids)
+        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.encode(prompt))
+
+    def truncate_text(self, text: str, n_tokens: int) -> str:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"][:n_tokens]
+        return str(self.tok.decode(ids, skip_special_tokens=True))
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm_energy import roofline
-from llm_energy.runtime.engine import GenerationResult, PromptTokenizer
+from llm_energy.runtime.protocols import GenerationResult, PromptTokenizer
 
 
 class WorkloadDevice(Protocol):
