@@ -642,6 +642,22 @@ def test_interval_note_items_without_tokens() -> None:
         "j_per_token: not estimable: no item has a positive denominator (e.g. zero-token "
         "outputs)" in note_of(row)
     )
-    assert "latency_s: not estimable: every one of the 3 items gives the same value" in note_of(row)
+    # the metrics without an interval are named, grouped by reason
+    assert (
+        "tokens_per_s, latency_s, latency_p50: not estimable: every one of the 3 items gives "
+        "the same value" in note_of(row)
+    )
     # energy per request is still estimable: it needs no tokens
     assert row["energy_j_ci_low"] < row["energy_j_mean"] < row["energy_j_ci_high"]
+
+
+def test_interval_note_names_the_metric_when_others_have_intervals() -> None:
+    # codecarbon's estimate: one constant power for every request, energies that still vary
+    df = minimal_requests(
+        [1.0, 2.0, 4.0, 3.0], latency_s=[1.0, 1.5, 2.5, 2.0], avg_power_w=[20.8] * 4
+    )
+    row = summarize(df).iloc[0]
+    assert row["j_per_token_ci_low"] < row["j_per_token_mean"] < row["j_per_token_ci_high"]
+    assert (
+        note_of(row) == "avg_power_w: not estimable: every one of the 4 items gives the same value"
+    )

@@ -196,7 +196,7 @@ SPEARMAN = Schema(
         *_cols("str", "scope model task energy_kind gpu_name variable metric note"),
         *_cols("int", "n output_tokens_target"),
         *_cols("float", "rho p_value"),
-        Column("strata_agree", "bool"),
+        *_cols("bool", "significant strata_agree"),
     ),
 )
 REGRESSION = Schema(

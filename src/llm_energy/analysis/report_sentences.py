@@ -366,11 +366,12 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
                     f"{rhos.min():.2f} to {rhos.max():.2f}; {row.get('note')}."
                 )
             continue
-        rho = float(row["rho"])
-        direction = "rises" if rho > 0 else "falls"
+        rho, p = float(row["rho"]), row.get("p_value")
+        trend = "rises" if rho > 0 else "falls"
+        direction = trend if _truthy(row.get("significant")) else "shows no clear trend"
         out.append(
             f"Within tasks and output lengths{kind_txt}, {metric} {direction} with {var} "
-            f"(pooled Spearman ρ = {rho:.2f}, {fmt_p(row.get('p_value'))}, "
+            f"(pooled Spearman ρ = {rho:.2f}, {fmt_p(p)}, "
             f"{len(rhos)} strata, n = {fmt_num(row.get('n'))} items; the strata agree)."
         )
     return out

@@ -89,6 +89,7 @@ SPEARMAN_COLUMNS: list[str] = [
     "n",
     "rho",
     "p_value",
+    "significant",
     "strata_agree",
     "note",
 ]
@@ -351,10 +352,12 @@ def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
             "note": f"strata disagree (Cochran's Q p={q_p:.3g}): no pooled statement",
         }
     stat = pooled * math.sqrt(w.sum())
+    p_value = float(2.0 * stats.norm.sf(abs(stat)))
     return {
         **out,
         "rho": math.tanh(pooled),
-        "p_value": float(2.0 * stats.norm.sf(abs(stat))),
+        "p_value": p_value,
+        "significant": p_value < alpha,
         "strata_agree": True,
         "note": f"Fisher-z pool of {len(usable)} strata (Cochran's Q p={q_p:.3g})",
     }
@@ -374,7 +377,8 @@ def spearman_lengths(
     over every window it ran (frequencies pooled, as in the paper's length study), so ``n``
     counts items. Strata: :data:`LENGTH_STRATUM_KEYS` (``scope`` "stratum"). A ``pooled`` row
     per energy kind, GPU model and variable combines the strata by Fisher's z only when they
-    agree (``strata_agree``); otherwise it says so and gives no ρ. Columns:
+    agree (``strata_agree``); otherwise it says so and gives no ρ. ``significant``: p < ``alpha``.
+    Columns:
     :data:`SPEARMAN_COLUMNS`.
     """
     windows = window_table(requests)
@@ -384,7 +388,10 @@ def spearman_lengths(
     rows: list[dict[str, Any]] = []
     for key, sub in items.groupby(list(LENGTH_STRATUM_KEYS), dropna=False, sort=True):
         head = {"scope": "stratum", **dict(zip(LENGTH_STRATUM_KEYS, key, strict=True))}
-        rows.extend({**head, **_spearman_row(sub, v, metric, min_samples)} for v in variables)
+        for v in variables:
+            row = {**head, **_spearman_row(sub, v, metric, min_samples)}
+            row["significant"] = bool(np.isfinite(row["p_value"]) and row["p_value"] < alpha)
+            rows.append(row)
     pooled: list[dict[str, Any]] = []
     frame = pd.DataFrame(rows)
     for (kind, gpu, var), sub in frame.groupby(

@@ -33,7 +33,7 @@ def stats_tables(
         "pairwise": pairwise_vs_default(
             requests, alpha=alpha, min_samples=min_samples, ci_level=ci_level
         ),
-        "spearman": spearman_lengths(requests, min_samples=min_samples),
+        "spearman": spearman_lengths(requests, min_samples=min_samples, alpha=alpha),
         "regression": coef,
         "pareto": pareto_frontier(summary),
         "recommendation": recommend_cap(

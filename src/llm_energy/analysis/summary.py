@@ -126,13 +126,17 @@ def summarize(requests: pd.DataFrame, *, ci_level: float) -> pd.DataFrame:
 
 
 def interval_note(notes: dict[str, str]) -> str:
-    """One text for a row's missing intervals: the reason once when they share it."""
-    reasons = sorted(set(notes.values()))
+    """One text for a row's missing intervals (``notes``: metric → its note, "" when its
+    interval is there): the reason alone when every interval shares it, else the metrics named
+    by reason."""
+    missing = {name: why for name, why in notes.items() if why}
+    reasons = sorted(set(missing.values()))
     if not reasons:
         return ""
-    if len(reasons) == 1:
+    if len(missing) == len(notes) and len(reasons) == 1:
         return reasons[0]
-    return "; ".join(f"{name}: {why}" for name, why in notes.items())
+    by_reason = {why: [n for n, w in missing.items() if w == why] for why in reasons}
+    return "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
 
 
 def _summary_columns(qcols: Sequence[str], has_ppl: bool) -> list[str]:
@@ -180,7 +184,7 @@ def _put(
     metric nobody recorded, e.g. TTFT with ``infer.measure_ttft`` off, needs no excuse)."""
     out[f"{name}_mean"] = est.value
     out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est.ci_low, est.ci_high
-    if est.note and measured:
+    if measured:
         notes[name] = est.note
 
 
@@ -222,7 +226,7 @@ def _metric_block(
     out["latency_p50_s"] = p50.value
     out["latency_p50_ci_low"], out["latency_p50_ci_high"] = p50.ci_low, p50.ci_high
     out["latency_p50_ci_level"] = p50.level if math.isfinite(p50.ci_low) else math.nan
-    if p50.note:
+    if lat.size:
         notes["latency_p50"] = p50.note
     finite_lat = lat[np.isfinite(lat)]
     out["latency_p95_s"] = float(np.percentile(finite_lat, 95)) if finite_lat.size else math.nan
