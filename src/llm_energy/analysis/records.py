@@ -12,7 +12,6 @@ during a throttled window is still a valid answer.
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Any
 
 import numpy as np
@@ -158,19 +157,6 @@ def key_str(key: Any) -> str:
     """Stable text of a group key (for seeding and messages)."""
     parts = key if isinstance(key, tuple) else (key,)
     return "|".join("nan" if is_missing(p) else str(p) for p in parts)
-
-
-def group_rng(seed: int, key: Any) -> np.random.Generator:
-    """A generator that depends only on the seed and the group, not on the other groups."""
-    return np.random.default_rng([int(seed), zlib.crc32(key_str(key).encode())])
-
-
-def config_rng(seed: int, keys: tuple[str, ...], values: tuple[Any, ...]) -> np.random.Generator:
-    """:func:`group_rng` of a configuration / stratum, seeded without its ``gpu_name``: the same
-    measurements give the same intervals whatever the card is called."""
-    named = dict(zip(keys, values, strict=True))
-    named.pop("gpu_name", None)
-    return group_rng(seed, tuple(named.values()))
 
 
 def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
