@@ -563,3 +563,13 @@ def test_report_prints_one_calibration_line_per_interval_type(pipeline: dict) ->
         "own Monte Carlo (5 items, null, 1200 intervals)." in trust
     )
     assert "not run here" in pipeline_markdown(pipeline)
+    dated = pipeline_markdown(
+        pipeline,
+        calibration={
+            **calibration,
+            "code": "abc1234",
+            "created": "2026-12-06",
+            "replicates": {"null": 300, "effect6": 300},
+        },
+    )
+    assert "Monte Carlo of commit abc1234 (2026-12-06, 600 sweeps)" in dated

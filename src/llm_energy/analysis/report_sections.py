@@ -340,4 +340,12 @@ def calibration_lines(calibration: Mapping[str, Any] | None) -> list[str]:
             f"Carlo ({row.get('n_items')} items, {row.get('scenario')}, "
             f"{row.get('n')} intervals)."
         )
+    if out:
+        sweeps = (calibration or {}).get("replicates") or {}
+        total = sum(sweeps.values()) if isinstance(sweeps, dict) else sweeps
+        out.append(
+            f"Monte Carlo of commit {calibration.get('code', 'unknown')} "
+            f"({calibration.get('created', 'undated')}, {total} sweeps): rerun "
+            "`python benchmarks/stats_calibration.py` after changing the statistics."
+        )
     return out
