@@ -23,7 +23,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from llm_energy.analysis.designs import LevelSample, TestChoice, omnibus
-from llm_energy.analysis.estimators import independent_ratio, paired_ratio
+from llm_energy.analysis.estimators import PairedRatio, independent_ratio, paired_ratio
 from llm_energy.analysis.records import FREQ_LEVEL_COL, STRATUM_KEYS, freq_label
 from llm_energy.analysis.windows import ITEM_COL, RATIO_METRICS, item_table, window_table
 
@@ -207,6 +207,19 @@ PAIRED_TEST = "paired t on items (delta method, log ratio of Σ/Σ)"
 UNPAIRED_TEST = "welch_t on the two Σ/Σ ratios (delta method; no item measured at both clocks)"
 
 
+def paired_on_items(
+    sub: pd.DataFrame, base: pd.DataFrame, num: str, den: str | None, *, level: float
+) -> PairedRatio:
+    """``Σ num / Σ den`` of a level's items over the baseline's, on the items both ran (rows of
+    :func:`metric_items`; ``den`` None: a mean of ``num``)."""
+    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
+    ones = np.ones(len(both))
+    a_den = ones if den is None else both[den].to_numpy(dtype=float)
+    b_den = ones if den is None else both[f"{den}_b"].to_numpy(dtype=float)
+    a_num, b_num = (both[c].to_numpy(dtype=float) for c in (num, f"{num}_b"))
+    return paired_ratio(a_num, a_den, b_num, b_den, level=level)
+
+
 def _compare(sub: pd.DataFrame, base: pd.DataFrame, ci_level: float) -> dict[str, Any]:
     """The cap vs the baseline on the items both ran (paired); with none in common, the two
     Σ/Σ ratios as independent samples (their variances add)."""
@@ -214,10 +227,7 @@ def _compare(sub: pd.DataFrame, base: pd.DataFrame, ci_level: float) -> dict[str
     out: dict[str, Any] = {"n": len(sub), "n_baseline": len(base), "n_pairs": len(both)}
     if len(both):
         parts = (both["num"], both["den"], both["num_b"], both["den_b"])
-        test, res = (
-            PAIRED_TEST,
-            paired_ratio(*(x.to_numpy(dtype=float) for x in parts), level=ci_level),
-        )
+        test, res = PAIRED_TEST, paired_on_items(sub, base, "num", "den", level=ci_level)
     else:
         parts = (sub["num"], sub["den"], base["num"], base["den"])
         test = UNPAIRED_TEST

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_energy.analysis.estimators import count_text, paired_ratio
+from llm_energy.analysis.estimators import count_text
 from llm_energy.analysis.headline import json_clean
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
@@ -20,8 +20,7 @@ from llm_energy.analysis.records import (
     is_missing,
 )
 from llm_energy.analysis.selection import CI_METHOD, CapComparison, CapVerdict, judge, pick
-from llm_energy.analysis.significance import metric_items
-from llm_energy.analysis.windows import ITEM_COL
+from llm_energy.analysis.significance import metric_items, paired_on_items
 
 RECOMMEND_COLUMNS: list[str] = [
     *STRATUM_KEYS,
@@ -118,22 +117,17 @@ def pareto_frontier(
 def _comparisons(
     stratum: int, levels: list[tuple[float, pd.DataFrame]], base: pd.DataFrame, ci_level: float
 ) -> list[CapComparison]:
-    out = []
-    for freq, sub in levels:
-        if sub is base:
-            continue
-        both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
-        cols = {c: both[c].to_numpy(dtype=float) for c in both.columns if c in _PAIR_COLS}
-        ones = np.ones(len(both))
-        energy = paired_ratio(
-            cols["num"], cols["den"], cols["num_b"], cols["den_b"], level=ci_level
+    """Every cap against the baseline on the items both ran: metric ratio and latency ratio."""
+    return [
+        CapComparison(
+            stratum,
+            freq,
+            paired_on_items(sub, base, "num", "den", level=ci_level),
+            paired_on_items(sub, base, "latency_s", None, level=ci_level),
         )
-        latency = paired_ratio(cols["latency_s"], ones, cols["latency_s_b"], ones, level=ci_level)
-        out.append(CapComparison(stratum, freq, energy, latency))
-    return out
-
-
-_PAIR_COLS = frozenset({"num", "den", "num_b", "den_b", "latency_s", "latency_s_b"})
+        for freq, sub in levels
+        if sub is not base
+    ]
 
 
 def recommend_cap(
