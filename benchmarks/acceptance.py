@@ -54,9 +54,9 @@ from goal_rows import (
     tick_rows,
     verdict,
 )
-from llm_energy.config import Config, load_config
+from llm_energy.config.settings import Config, load_config
 from llm_energy.io.files import write_json
-from llm_energy.runtime.provenance import git_commit
+from llm_energy.run.provenance import git_commit
 from overhead import (
     WarmupSettings,
     run_overhead,

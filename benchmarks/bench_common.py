@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from llm_energy.config import Config, apply_overrides  # noqa: E402
-from llm_energy.dataset_rows import collect_items  # noqa: E402
-from llm_energy.datasets import seeded_sample, task_spec  # noqa: E402
+from llm_energy.config.settings import Config, apply_overrides  # noqa: E402
 from llm_energy.io.files import iter_jsonl, read_jsonl, read_yaml  # noqa: E402
-from llm_energy.runtime.warmup import is_steady  # noqa: E402
+from llm_energy.run.warmup import is_steady  # noqa: E402
+from llm_energy.workload.datasets import seeded_sample, task_spec  # noqa: E402
+from llm_energy.workload.rows import collect_items  # noqa: E402
 
 # What a bare GPU host lacks; the import-isolation test blocks exactly these.
 HEAVY_MODULES: tuple[str, ...] = ("hydra", "omegaconf", "dvc", "datasets", "evaluate", "codecarbon")
@@ -90,7 +90,7 @@ def restrict_tasks(params: Mapping[str, Any], names: Sequence[str]) -> dict[str,
 
 def sample_items(cfg: Config, task_name: str, n: int) -> list[dict[str, Any]]:
     """`n` prepared items of a task, built from data/samples the way the prepare stage does
-    (llm_energy.datasets, which needs no Hugging Face `datasets`)."""
+    (llm_energy.workload.datasets, which needs no Hugging Face `datasets`)."""
     spec = task_spec(cfg.task(task_name))
     data_files = spec.dataset.data_files
     if not isinstance(data_files, str) or spec.dataset.path != "json":
@@ -116,7 +116,7 @@ def build_generator(cfg: Config, device: Any, workdir: Path) -> Any:
     infer stage does: weights initialised directly on the target device in the configured dtype
     (a 7B model in bf16 on the GPU takes seconds; fp32 on the CPU first would take minutes)."""
     from llm_energy.io.models import materialize
-    from llm_energy.runtime.engine import load_generator
+    from llm_energy.run.engine import load_generator
 
     model_dir = workdir / cfg.model.name
     materialize(cfg.model, model_dir, sample_texts())
@@ -136,7 +136,7 @@ def open_benchmark_device(
 ) -> Any:
     """The configured device (only read from here on); the simulated one with a counter that
     ticks like NVML's, every `update_period_s` (default: the model GPU's, 0.1 s for the H200)."""
-    from llm_energy.hw import open_device
+    from llm_energy.device.open import open_device
 
     return open_device(
         cfg.gpu.backend,
@@ -156,7 +156,7 @@ def open_benchmark_device(
 
 def meter_for(cfg: Config, device: Any) -> Any:
     """An EnergyMeter configured exactly as the infer stage configures it."""
-    from llm_energy.hw import EnergyMeter
+    from llm_energy.measure.meter import EnergyMeter
 
     return EnergyMeter(
         device,
@@ -171,7 +171,7 @@ def observed_device(
     cfg: Config, state_dir: Path, *, update_period_s: float | None = None
 ) -> Iterator[tuple[Any, Any, Any]]:
     """(device, observe-only clock session, meter) for one benchmark; nothing is set."""
-    from llm_energy.hw import ClockSession
+    from llm_energy.control.session import ClockSession
 
     device = open_benchmark_device(cfg, state_dir, update_period_s=update_period_s)
     with (
@@ -234,7 +234,7 @@ class SteadyWarmup:
     latencies_s: list[float]
     steady: bool
     elapsed_s: float
-    stopped_by: str  # "steady" or "time_cap" (as in llm_energy.runtime.warmup)
+    stopped_by: str  # "steady" or "time_cap" (as in llm_energy.run.warmup)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -49,11 +49,11 @@ from bench_common import (
     write_result,
 )
 from bench_stats import median_ratio
-from llm_energy.config import Config, load_config
-from llm_energy.hw import EnergyMeter
+from llm_energy.config.settings import Config, load_config
 from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.measure.meter import EnergyMeter
 from llm_energy.paths import project_paths
-from llm_energy.runtime.runner import InferenceRun
+from llm_energy.run.runner import InferenceRun
 
 GOAL_TOKENS_PER_S_RATIO_MIN = 0.99
 GOAL_J_PER_TOKEN_WITHIN = 0.02

@@ -36,7 +36,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from bench_common import make_workspace  # noqa: E402
-from llm_energy.progress import parse_iso  # noqa: E402
+from llm_energy.run.progress import parse_iso  # noqa: E402
 
 CAPS = "[1005,1305,1605,1905]"
 
@@ -79,7 +79,7 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
         f"meta.seed={seeds}",
     ]
     args = [a for s in sets for a in ("-S", s)]
-    cli = [sys.executable, "-m", "llm_energy.cli"]
+    cli = [sys.executable, "-m", "llm_energy.cli.main"]
     units_json = json.loads(_run([*cli, "grid", "--json", *args], ws, env))
     names = [u["name"] for u in units_json]
     t0 = time.monotonic()

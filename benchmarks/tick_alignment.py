@@ -49,8 +49,8 @@ from bench_common import (
     write_result,
 )
 from bench_stats import cv
-from llm_energy.config import load_config
-from llm_energy.hw import EnergyMeter
+from llm_energy.config.settings import load_config
+from llm_energy.measure.meter import EnergyMeter
 
 
 def generate_work(gen: Any, ids: Sequence[int], new_tokens: int) -> Callable[[], None]:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from llm_energy.config import Config, ConfigError, apply_overrides, load_config  # noqa: E402
+from llm_energy.config.settings import Config, ConfigError, apply_overrides, load_config  # noqa: E402
 from llm_energy.errors import (  # noqa: E402
     InputFileError,
     UserFacingError,

@@ -15,12 +15,12 @@ import pandas as pd
 from _common import StageError, log, run_stage
 from llm_energy.analysis.repetition import repetition_effect, repetition_headline
 from llm_energy.analysis.summary import summarize
-from llm_energy.config import Config
+from llm_energy.config.settings import Config
 from llm_energy.errors import InputFileError
 from llm_energy.io.files import read_json, read_jsonl, staged_dir, write_jsonl
-from llm_energy.metrics import compute_for_kind
 from llm_energy.paths import ProjectPaths
-from llm_energy.quality import corpus_quality, score_requests
+from llm_energy.quality.metrics import compute_for_kind
+from llm_energy.quality.scores import corpus_quality, score_requests
 from llm_energy.records import (
     AGGREGATE_REQUESTS,
     INFER_REQUESTS,

@@ -11,12 +11,15 @@ import os
 import socket
 
 from _common import StageError, log, run_stage
-from llm_energy.config import Config
+from llm_energy.config.settings import Config
+from llm_energy.control.session import ClockSession
+from llm_energy.device.open import open_device
 from llm_energy.errors import InputFileError, one_line
-from llm_energy.hw import ClockSession, EnergyMeter, open_device
-from llm_energy.hw.timeline import PowerTimeline
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.measure.emissions import EmissionsMeter
+from llm_energy.measure.meter import EnergyMeter
+from llm_energy.measure.timeline import PowerTimeline
 from llm_energy.paths import (
     ProjectPaths,
     gpu_journal_dir,
@@ -24,11 +27,10 @@ from llm_energy.paths import (
     progress_dir,
     progress_file,
 )
-from llm_energy.progress import ProgressTracker
-from llm_energy.runtime.emissions import EmissionsMeter
-from llm_energy.runtime.engine import load_generator
-from llm_energy.runtime.provenance import run_provenance
-from llm_energy.runtime.runner import InferenceRun
+from llm_energy.run.engine import load_generator
+from llm_energy.run.progress import ProgressTracker
+from llm_energy.run.provenance import run_provenance
+from llm_energy.run.runner import InferenceRun
 
 PREPARED_KEYS = ("task", "kind", "item_id", "fields")  # docs/records.md; the rest is optional
 REPREPARE = "re-run the prepare stage (dvc repro prepare, or python stages/prepare.py)"

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
-from llm_energy.analysis.figure_style import energy_kind_banner, figure_png_bytes
-from llm_energy.analysis.figures import power_timeline, standard_figures
-from llm_energy.analysis.report import build_markdown
-from llm_energy.analysis.report_html import build_html
-from llm_energy.analysis.report_sections import MULTI_CLOCK_FIGURES, n_clock_levels
-from llm_energy.config import Config
+from llm_energy.config.settings import Config
 from llm_energy.io.files import (
     atomic_write_bytes,
     atomic_write_text,
@@ -18,8 +13,13 @@ from llm_energy.io.files import (
 )
 from llm_energy.io.records import load_records, load_table
 from llm_energy.paths import ProjectPaths
-from llm_energy.plotdata import by_config, by_freq
 from llm_energy.records import AGGREGATE_REQUESTS, STATS_TABLES, SUMMARY
+from llm_energy.report.figure_style import energy_kind_banner, figure_png_bytes
+from llm_energy.report.figures import power_timeline, standard_figures
+from llm_energy.report.html import build_html
+from llm_energy.report.markdown import build_markdown
+from llm_energy.report.plotdata import by_config, by_freq
+from llm_energy.report.sections import MULTI_CLOCK_FIGURES, n_clock_levels
 
 TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "recommendation")
 

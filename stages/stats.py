@@ -13,12 +13,12 @@ from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.repetition import repetition_headline
 from llm_energy.analysis.study import stats_tables
 from llm_energy.analysis.tradeoff import savings_headline
-from llm_energy.config import Config
+from llm_energy.config.settings import Config
 from llm_energy.io.files import atomic_write_text, staged_dir, write_json
 from llm_energy.io.records import load_records, load_table
 from llm_energy.paths import ProjectPaths
 from llm_energy.records import AGGREGATE_REQUESTS, SUMMARY
-from llm_energy.tables import to_markdown
+from llm_energy.report.tables import to_markdown
 
 
 def main(cfg: Config, paths: ProjectPaths) -> None:

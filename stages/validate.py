@@ -9,10 +9,10 @@ first (prepare and model depend on its marker), reads every params section, prob
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
-from llm_energy.config import Config
-from llm_energy.feasibility import clock_cap_problem, requested_caps
-from llm_energy.hw.control import has_clock_privilege
-from llm_energy.hw.nvml import nvml_available
+from llm_energy.config.feasibility import clock_cap_problem, requested_caps
+from llm_energy.config.settings import Config
+from llm_energy.control.session import has_clock_privilege
+from llm_energy.device.nvml import nvml_available
 from llm_energy.io.files import atomic_write_text
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import ProjectPaths

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 from helpers import PARAMS
-from llm_energy.analysis.compare import compare_experiments as compare_experiments_
 from llm_energy.analysis.regression import energy_ols as energy_ols_
 from llm_energy.analysis.repetition import repetition_effect as repetition_effect_
 from llm_energy.analysis.significance import frequency_effect as frequency_effect_
@@ -13,6 +12,7 @@ from llm_energy.analysis.significance import pairwise_vs_default as pairwise_vs_
 from llm_energy.analysis.significance import spearman_lengths as spearman_lengths_
 from llm_energy.analysis.summary import summarize as summarize_
 from llm_energy.analysis.tradeoff import recommend_cap as recommend_cap_
+from llm_energy.report.compare import compare_experiments as compare_experiments_
 
 # The study's analysis settings from conf/ (their only home), bound once for every test; a
 # test's own keywords override them.

@@ -14,17 +14,18 @@ from typing import Any
 
 import yaml
 
-import llm_energy.hw as hw
-import llm_energy.hw.control as control
-import llm_energy.hw.nvml as nvml_mod
-from llm_energy.config import TASK_KINDS, Config, TaskConfig
-from llm_energy.hw.base import Device
-from llm_energy.hw.cpu import CpuDevice as CpuDevice_
-from llm_energy.hw.simulated import SimulatedDevice as SimulatedDevice_
+import llm_energy.control.session as control
+import llm_energy.device.nvml as nvml_mod
+from llm_energy.config.settings import TASK_KINDS, Config, TaskConfig
+from llm_energy.device.base import Device
+from llm_energy.device.cpu import CpuDevice as CpuDevice_
+from llm_energy.device.open import open_device as open_device_
 from llm_energy.io.compose import compose_params
 from llm_energy.io.prompts import read_prompt_templates
+from llm_energy.measure.meter import EnergyMeter as EnergyMeter_
 from llm_energy.paths import project_paths
-from llm_energy.plan import WindowFacts
+from llm_energy.run.plan import WindowFacts
+from llm_energy.sim.device import SimulatedDevice as SimulatedDevice_
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -70,15 +71,15 @@ def task_config(patch: Mapping[str, Any] | TaskConfig) -> TaskConfig:
 PARAMS = compose()
 GPU = PARAMS["gpu"]
 COUNTRY = PARAMS["emissions"]["country_iso_code"]
-ClockSession = partial(hw.ClockSession, on_other_processes=GPU["on_other_processes"])
+ClockSession = partial(control.ClockSession, on_other_processes=GPU["on_other_processes"])
 EnergyMeter = partial(
-    hw.EnergyMeter,
+    EnergyMeter_,
     min_window_periods=GPU["min_window_periods"],
     min_window_s=GPU["min_window_s"],
     tick_align=GPU["tick_align"],
 )
 open_device = partial(
-    hw.open_device,
+    open_device_,
     wait_for_gpu_s=GPU["wait_for_gpu_s"],
     simulated_count=GPU["simulated_count"],
     simulated_gpu=GPU["simulated_gpu"],
@@ -137,10 +138,11 @@ def die_holding_a_cap(state: Path, settings: Mapping[str, Any], on_other_process
     and dies without any cleanup (os._exit skips finally, atexit and handlers): its journal stays
     pending and the clock stays locked."""
     child = (
-        "import os; from pathlib import Path; import llm_energy.hw as hw;"
+        "import os; from pathlib import Path; from llm_energy.device.open import open_device;"
+        "from llm_energy.control.session import ClockSession;"
         f"s = Path({str(state)!r});"
-        f"d = hw.open_device('simulated', 0, state_dir=s, **{dict(settings)!r});"
-        "hw.ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
+        f"d = open_device('simulated', 0, state_dir=s, **{dict(settings)!r});"
+        "ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
         f" on_other_processes={on_other_processes!r}).__enter__(); os._exit(9)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis_settings import compare_experiments
-from llm_energy.analysis.compare import (
+from llm_energy.report.compare import (
     COMPARE_COLUMNS,
     experiments_from_dvc_json,
 )
@@ -282,8 +282,8 @@ def test_compare_ignores_mixed_frequency_runs_and_empty() -> None:
 def test_comparison_table_alias_and_figure() -> None:
     from matplotlib.figure import Figure
 
-    from llm_energy.analysis.compare import comparison_figure, comparison_table
-    from llm_energy.analysis.figure_style import SIMULATED_LABEL, figure_png_bytes
+    from llm_energy.report.compare import comparison_figure, comparison_table
+    from llm_energy.report.figure_style import SIMULATED_LABEL, figure_png_bytes
 
     exps = experiments_from_dvc_json(dvc_exp_show_sample())
     table = comparison_table(exps, latency_budget_pct=5.0)
@@ -460,8 +460,8 @@ def test_no_saving_without_an_interval() -> None:
 
 
 def test_overlay_one_line_per_experiment_per_group() -> None:
-    from llm_energy.analysis.figure_style import figure_png_bytes
-    from llm_energy.analysis.overlays import clock_overlay_figure, overlay_lines
+    from llm_energy.report.figure_style import figure_png_bytes
+    from llm_energy.report.overlays import clock_overlay_figure, overlay_lines
 
     table = compare_experiments(experiments_from_dvc_json(_sweep_sample()))
     fig = clock_overlay_figure(table, "energy")
@@ -507,7 +507,7 @@ def test_headline_by_clock_is_dvc_safe() -> None:
 
 
 def test_overlay_joins_single_clock_experiments_into_one_curve_per_config() -> None:
-    from llm_energy.analysis.overlays import overlay_lines
+    from llm_energy.report.overlays import overlay_lines
 
     # A queue of -S gpu.freq=900,1200,1500: three experiments of one config, one clock each.
     rows = _ci(

@@ -15,9 +15,9 @@ from matplotlib.lines import Line2D
 
 from analysis_fixtures import as_records, sweep_requests
 from analysis_settings import summarize
-from llm_energy.analysis import figure_style as S
-from llm_energy.analysis import figures as F
 from llm_energy.analysis.tradeoff import pareto_frontier
+from llm_energy.report import figure_style as S
+from llm_energy.report import figures as F
 
 SWEEP = (None, 1800.0, 1400.0, 1000.0)
 

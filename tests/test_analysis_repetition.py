@@ -15,7 +15,7 @@ from llm_energy.analysis.repetition import (
     REPETITION_COLUMNS,
     repetition_headline,
 )
-from llm_energy.analysis.report import build_markdown, repetition_warning
+from llm_energy.report.markdown import build_markdown, repetition_warning
 
 
 def test_cold_start_three_times_slower_is_flagged() -> None:

@@ -20,26 +20,26 @@ from analysis_settings import (
     spearman_lengths,
     summarize,
 )
-from llm_energy.analysis.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
-from llm_energy.analysis.figures import energy_vs_freq
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.report import (
+from llm_energy.analysis.tradeoff import savings_headline
+from llm_energy.report.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
+from llm_energy.report.figures import energy_vs_freq
+from llm_energy.report.markdown import (
     build_html,
     build_markdown,
     markdown_table,
     markdown_to_html,
     recommendation_sentences,
 )
-from llm_energy.analysis.report_sections import metric_unit
-from llm_energy.analysis.report_sentences import fmt_num
-from llm_energy.analysis.tradeoff import savings_headline
+from llm_energy.report.sections import metric_unit
+from llm_energy.report.sentences import fmt_num
 
 TINY_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
 )
 
-# what infer's run.json holds (runtime/provenance.py plus the meter's blocks)
+# what infer's run.json holds (run/provenance.py plus the meter's blocks)
 RUN_INFO = {
     "device": {"name": "NVIDIA H200", "backend": "cuda", "driver_version": "570.86"},
     "energy_source": "nvml-counter",
@@ -320,7 +320,7 @@ def _page(html_text: str) -> _Page:
     return page
 
 
-TEMPLATES = resources.files("llm_energy.analysis") / "templates"
+TEMPLATES = resources.files("llm_energy.report") / "templates"
 
 
 def test_report_renders_through_the_templates(pipeline: dict) -> None:
@@ -381,7 +381,7 @@ def test_build_html_sections_and_unmatched_image() -> None:
 
 
 def test_banner_note_does_not_repeat_the_label() -> None:
-    from llm_energy.analysis.report import energy_banner
+    from llm_energy.report.markdown import energy_banner
 
     banner = energy_banner(["simulated"], SIMULATED_LABEL) or ""
     assert banner.count(SIMULATED_LABEL) == 1

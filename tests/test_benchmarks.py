@@ -28,12 +28,12 @@ ACCEPTANCE_IMPORTS = (
     "overhead",
     "tick_alignment",
     "acceptance",
-    "llm_energy.hw.nvml",
-    "llm_energy.hw.simulated",
+    "llm_energy.device.nvml",
+    "llm_energy.sim.device",
     "llm_energy.io.models",
-    "llm_energy.runtime.engine",
-    "llm_energy.runtime.runner",
-    "llm_energy.runtime.provenance",
+    "llm_energy.run.engine",
+    "llm_energy.run.runner",
+    "llm_energy.run.provenance",
 )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from helpers import die_holding_a_cap
-from llm_energy.cli import main
-from llm_energy.hw import TOOL_SETTINGS, open_device
+from llm_energy.cli.main import main
+from llm_energy.device.open import TOOL_SETTINGS, open_device
 
 REPO = Path(__file__).resolve().parents[1]
 

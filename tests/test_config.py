@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from helpers import REPO, compose, option_names
-from llm_energy import config_sections, config_tasks
-from llm_energy.config import ConfigError, apply_overrides, load_config
-from llm_energy.config_schema import optional
+from llm_energy.config import sections as config_sections
+from llm_energy.config import tasks as config_tasks
+from llm_energy.config.schema import optional
+from llm_energy.config.settings import ConfigError, apply_overrides, load_config
 
 
 @pytest.fixture(scope="module")

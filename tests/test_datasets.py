@@ -1,4 +1,4 @@
-"""Pure dataset logic (llm_energy.datasets, dataset_rows, passages), task options and the samples."""
+"""Pure dataset logic (llm_energy.workload.datasets, dataset_rows, passages), task options and the samples."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 import pytest
 
 from helpers import compose, task_config
-from llm_energy import dataset_rows as R
-from llm_energy import datasets as D
-from llm_energy import passages as P
-from llm_energy.config import ConfigError, GenerationOptions, load_config
+from llm_energy.config.settings import ConfigError, GenerationOptions, load_config
+from llm_energy.workload import datasets as D
+from llm_energy.workload import passages as P
+from llm_energy.workload import rows as R
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"

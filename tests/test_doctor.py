@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-import llm_energy.hw.cpu as cpu_mod
-import llm_energy.hw.nvml as nvml_mod
-import llm_energy.hw.probe as probe_mod
+import llm_energy.cli.probe as probe_mod
+import llm_energy.device.cpu as cpu_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import PARAMS, die_holding_a_cap, open_device, patch_nvml
-from llm_energy.cli import main
-from llm_energy.config import apply_overrides, load_config
-from llm_energy.doctor import Unavailable, build_report, cap_sentences, lock_problem
+from llm_energy.cli.doctor import Unavailable, build_report, cap_sentences, lock_problem
+from llm_energy.cli.main import main
+from llm_energy.config.settings import apply_overrides, load_config
 from llm_energy.io.files import read_yaml
 from test_hw_nvml import FakeNvml, nvml_error
 

@@ -9,17 +9,17 @@ import pytest
 import yaml
 
 from helpers import CONF, PARAMS
-from llm_energy.config import ModelConfig
-from llm_energy.hw.errors import DeviceNotFoundError
+from llm_energy.config.settings import ModelConfig
+from llm_energy.device.errors import DeviceNotFoundError
 from llm_energy.io.models import ModelLoadError, load_model, materialize
-from llm_energy.runtime.engine import (
+from llm_energy.run.engine import (
     Generator as Generator_,
 )
-from llm_energy.runtime.engine import (
+from llm_energy.run.engine import (
     cuda_indices_for_uuids,
     max_memory_for,
 )
-from llm_energy.runtime.engine import (
+from llm_energy.run.engine import (
     load_generator as load_generator_,
 )
 

@@ -22,16 +22,16 @@ from typing import Any
 import pynvml as real_pynvml
 import pytest
 
-import llm_energy.hw.journal as journal_mod
+import llm_energy.control.journal as journal_mod
 from helpers import CHILD_SETTINGS, ClockSession, EnergyMeter, open_device, patch_nvml, sim
-from llm_energy.cli import main as cli
-from llm_energy.hw import restore_from_journal
-from llm_energy.hw.base import ClockState
-from llm_energy.hw.errors import DeviceError
-from llm_energy.hw.gpulock import lock_held, lock_path
-from llm_energy.hw.identity import boot_id, process_start_ticks
-from llm_energy.hw.journal import journal_path, now_iso
-from llm_energy.hw.nvml import NvmlDevice
+from llm_energy.cli.main import main as cli
+from llm_energy.control.gpulock import lock_held, lock_path
+from llm_energy.control.journal import journal_path, now_iso
+from llm_energy.control.recovery import restore_from_journal
+from llm_energy.device.base import ClockState
+from llm_energy.device.errors import DeviceError
+from llm_energy.device.identity import boot_id, process_start_ticks
+from llm_energy.device.nvml import NvmlDevice
 from test_gpu_lock import Child
 from test_hw_nvml import FakeNvml, nvml_error
 
@@ -47,14 +47,15 @@ import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, os.path.join(os.environ["LLM_ENERGY_ROOT"], "stages"))
 from _common import run_stage
-from llm_energy.hw import ClockSession, open_device
-from llm_energy.hw.simulated import SimulatedDevice
+from llm_energy.control.session import ClockSession
+from llm_energy.device.open import open_device
+from llm_energy.sim.device import SimulatedDevice
 
 spec = json.loads(os.environ["FAULT_SPEC"])
 state, out = Path(spec["state"]), Path(spec["out"])
 if spec.get("user") is not None:  # after the imports: the interpreter may be unreadable to it
     import hashlib, fcntl, shlex, socket, tempfile, uuid, random, math, errno, signal, atexit
-    import llm_energy.hw.gpulock, llm_energy.hw.journal, llm_energy.hw.simulated
+    import llm_energy.control.gpulock, llm_energy.control.journal, llm_energy.sim.device
     os.setgid(spec["user"])
     os.setuid(spec["user"])
 if spec.get("slow_restore_s"):
@@ -432,11 +433,11 @@ def test_killed_run_on_another_simulated_model_is_found_by_restore(
 AS_USER = r"""
 import os, sys
 import hashlib, fcntl, shlex, socket, tempfile, uuid, random, math, errno, signal, atexit
-import llm_energy.cli, llm_energy.hw, llm_energy.hw.journal, llm_energy.hw.simulated
-import llm_energy.io.files, llm_energy.hw.cpu
+import llm_energy.cli.main, llm_energy.device, llm_energy.control.journal, llm_energy.sim.device
+import llm_energy.io.files, llm_energy.device.cpu
 os.setgid(65534)
 os.setuid(65534)
-sys.exit(llm_energy.cli.main(sys.argv[1:]))
+sys.exit(llm_energy.cli.main.main(sys.argv[1:]))
 """
 
 

@@ -375,7 +375,7 @@ def test_disk_full_during_infer_is_one_line_keeps_previous_and_restores_clocks(
     assert (tmp_path / "data/infer/previous.txt").read_bytes() == previous
     assert not list((tmp_path / "data").glob(".infer.tmp-*"))
     assert len(read_jsonl(tmp_path / "data/infer.partial/requests.jsonl")) == 2
-    from llm_energy.hw import TOOL_SETTINGS, open_device
+    from llm_energy.device.open import TOOL_SETTINGS, open_device
 
     state_dir = Path(os.environ["LLM_ENERGY_STATE_DIR"])
     # reopened only to read its clocks, as `llm-energy gpu status` does

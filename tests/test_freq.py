@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from llm_energy.freq import clean_supported, snap_to_supported, step_mhz
+from llm_energy.device.freq import clean_supported, snap_to_supported, step_mhz
 
 H200 = list(range(1980, 344, -15))  # NVML order: highest first
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import CHILD_SETTINGS, ClockSession, SimulatedDevice, open_device, patch_nvml
-from llm_energy.hw.errors import DeviceNotFoundError, SessionConflictError
-from llm_energy.hw.gpulock import (
+from llm_energy.control.gpulock import (
     ensure_shared_dir,
     holds_gpu,
     lock_held,
@@ -31,11 +30,12 @@ from llm_energy.hw.gpulock import (
     read_holder,
     try_acquire_gpu,
 )
-from llm_energy.hw.gpupick import pick_gpu
-from llm_energy.hw.identity import cuda_index_for_uuid, format_cuda_uuid
-from llm_energy.hw.journal import journal_path
-from llm_energy.hw.simbusy import find_simulated_gpu, simulated_gpus
+from llm_energy.control.gpupick import pick_gpu
+from llm_energy.control.journal import journal_path
+from llm_energy.device.errors import DeviceNotFoundError, SessionConflictError
+from llm_energy.device.identity import cuda_index_for_uuid, format_cuda_uuid
 from llm_energy.paths import DEFAULT_STATE_DIR, project_paths, resolve_state_dir
+from llm_energy.sim.busy import find_simulated_gpu, simulated_gpus
 from test_hw_nvml import FakeNvml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,9 @@ CHILD = (
     + r"""
 import json, sys, time
 from pathlib import Path
-from llm_energy.hw import ClockSession, DeviceError, open_device
+from llm_energy.control.session import ClockSession
+from llm_energy.device.errors import DeviceError
+from llm_energy.device.open import open_device
 spec = json.loads(sys.argv[1])
 state = Path(spec["state"])
 try:
@@ -213,7 +215,9 @@ WORKER = (
     + r"""
 import sys, time
 from pathlib import Path
-from llm_energy.hw import ClockSession, DeviceError, open_device
+from llm_energy.control.session import ClockSession
+from llm_energy.device.errors import DeviceError
+from llm_energy.device.open import open_device
 state = Path(sys.argv[1])
 dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, **DEVICE)
 for line in sys.stdin:
@@ -341,7 +345,7 @@ def test_nvml_auto_skips_a_gpu_another_process_holds(
 ) -> None:
     patch_nvml(monkeypatch, FakeNvml(n_gpus=2, uuids=["GPU-aaaa", "GPU-bbbb"]))
     code = (
-        "import sys, time; from pathlib import Path; from llm_energy.hw.gpulock import try_acquire_gpu;"
+        "import sys, time; from pathlib import Path; from llm_energy.control.gpulock import try_acquire_gpu;"
         f"l = try_acquire_gpu(Path({str(state / 'locks')!r}), 'GPU-aaaa'); print('held', flush=True);"
         "sys.stdin.readline()"
     )
@@ -398,7 +402,7 @@ def test_cuda_index_is_chosen_by_uuid_not_by_index() -> None:
 def test_torch_device_for_matches_uuid_and_refuses_a_mismatch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from llm_energy.runtime import engine
+    from llm_energy.run import engine
 
     props = {0: types.SimpleNamespace(uuid=_CUuuid(B)), 1: types.SimpleNamespace(uuid=_CUuuid(A))}
     cuda = types.SimpleNamespace(

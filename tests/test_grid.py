@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from llm_energy import cli, cli_grid
-from llm_energy.grid import (
+from llm_energy.cli import grid as cli_grid
+from llm_energy.cli import main as cli
+from llm_energy.paths import PROGRESS_DIR_ENV, progress_dir
+from llm_energy.run.grid import (
     Composition,
     GridError,
     expand,
@@ -22,8 +24,7 @@ from llm_energy.grid import (
     slurm_unit_line,
     split_top_level,
 )
-from llm_energy.paths import PROGRESS_DIR_ENV, progress_dir
-from llm_energy.progress import (
+from llm_energy.run.progress import (
     LOST,
     STALE,
     ProgressTracker,

@@ -17,10 +17,11 @@ from pathlib import Path
 import pynvml as real_pynvml
 import pytest
 
-import llm_energy.hw.control as control
+import llm_energy.control.session as control
 from helpers import ClockSession, CpuDevice, open_device, patch_nvml, sim
-from llm_energy.hw.base import ClockState
-from llm_energy.hw.control import (
+from llm_energy.control.guard import SignalExit
+from llm_energy.control.journal import now_iso
+from llm_energy.control.session import (
     ClockSnapWarning,
     OtherProcessesWarning,
     gpu_status,
@@ -30,7 +31,8 @@ from llm_energy.hw.control import (
     recover_pending,
     restore_from_journal,
 )
-from llm_energy.hw.errors import (
+from llm_energy.device.base import ClockState
+from llm_energy.device.errors import (
     ClockControlUnavailableError,
     DeviceError,
     NotSupportedError,
@@ -39,10 +41,8 @@ from llm_energy.hw.errors import (
     RestoreError,
     SessionConflictError,
 )
-from llm_energy.hw.guard import SignalExit
-from llm_energy.hw.identity import boot_id, process_start_ticks
-from llm_energy.hw.journal import now_iso
-from llm_energy.hw.nvml import NvmlDevice
+from llm_energy.device.identity import boot_id, process_start_ticks
+from llm_energy.device.nvml import NvmlDevice
 from test_hw_nvml import FakeNvml, Proc, nvml_error
 
 
@@ -533,7 +533,7 @@ def test_no_warnings_on_clean_supported_lock(tmp_path: Path, jdir: Path) -> None
 
 
 def test_atomic_journal_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
-    from llm_energy.hw.base import atomic_write_json, read_json
+    from llm_energy.device.base import atomic_write_json, read_json
 
     path = tmp_path / "j.json"
     atomic_write_json(path, {"a": 1})
@@ -543,7 +543,7 @@ def test_atomic_journal_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
 
 
 def test_clock_state_round_trip_and_reason_names() -> None:
-    from llm_energy.hw.base import describe_clock_event_reasons
+    from llm_energy.device.base import describe_clock_event_reasons
 
     st = ClockState(1200, None, 650.0, locks_known=False)
     assert ClockState.from_dict(json.loads(json.dumps(st.to_dict()))) == st

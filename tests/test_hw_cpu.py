@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-import llm_energy.hw.cpu as cpu_mod
+import llm_energy.device.cpu as cpu_mod
 from helpers import CpuDevice, EnergyMeter
-from llm_energy.hw.cpu import (
+from llm_energy.device.cpu import (
     RaplReader,
     RaplUnavailableError,
     codecarbon_power_w,
     discover_rapl_zones,
 )
-from llm_energy.hw.errors import ClockControlUnavailableError
+from llm_energy.device.errors import ClockControlUnavailableError
 
 
 def zone(path: Path, name: str, energy_uj: int, max_uj: int | None = 262_143_328_850) -> Path:

@@ -15,10 +15,10 @@ from typing import Any
 import pynvml as real_pynvml
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import ClockSession, EnergyMeter, open_device
-from llm_energy.hw.control import gpu_status
-from llm_energy.hw.nvml import NvmlDevice
+from llm_energy.control.session import gpu_status
+from llm_energy.device.nvml import NvmlDevice
 
 pytestmark = [
     pytest.mark.gpu,

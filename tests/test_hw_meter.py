@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from helpers import EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
-from llm_energy import simmodel
-from llm_energy.hw.base import Device
-from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.window import cap_held
+from llm_energy.device.base import Device
+from llm_energy.device.nvml import NvmlDevice
+from llm_energy.measure.window import cap_held
+from llm_energy.sim import model as simmodel
 from test_hw_nvml import FakeNvml, Sample
 
 H200 = simmodel.get_gpu_model("h200")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import GPU, EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
-from llm_energy.hw.base import ThrottleCounters
-from llm_energy.hw.nvml import NvmlDevice
-from llm_energy.hw.window import MAX_THROTTLED_FRACTION, cap_held
+from llm_energy.device.base import ThrottleCounters
+from llm_energy.device.nvml import NvmlDevice
+from llm_energy.measure.window import MAX_THROTTLED_FRACTION, cap_held
 from test_hw_nvml import FakeNvml
 
 

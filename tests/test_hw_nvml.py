@@ -16,16 +16,16 @@ from typing import Any
 import pynvml as real_pynvml
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import open_device, patch_nvml
-from llm_energy.hw.cpu import CpuDevice as CpuDevice_
-from llm_energy.hw.errors import (
+from llm_energy.device.cpu import CpuDevice as CpuDevice_
+from llm_energy.device.errors import (
     DeviceError,
     DeviceNotFoundError,
     NotSupportedError,
     PermissionDeniedError,
 )
-from llm_energy.hw.nvml import NvmlDevice, translate_nvml_error
+from llm_energy.device.nvml import NvmlDevice, translate_nvml_error
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "llm_energy"
 SETTER_PREFIXES = ("nvmlDeviceSet", "nvmlDeviceReset")
@@ -270,8 +270,8 @@ def test_import_makes_no_nvml_call_and_pulls_no_torch() -> None:
         "def boom(*a, **k): raise SystemExit('NVML called at import')\n"
         "for n in dir(pynvml):\n"
         "    if n.startswith('nvml'): setattr(pynvml, n, boom)\n"
-        "import llm_energy.hw, llm_energy.hw.nvml, llm_energy.hw.cpu, llm_energy.hw.simulated\n"
-        "import llm_energy.hw.control, llm_energy.hw.meter, llm_energy.hw.timeline, llm_energy.freq, llm_energy.simmodel\n"
+        "import llm_energy.device, llm_energy.device.nvml, llm_energy.device.cpu, llm_energy.sim.device\n"
+        "import llm_energy.control.session, llm_energy.measure.meter, llm_energy.measure.timeline, llm_energy.device.freq, llm_energy.sim.model\n"
         "assert 'torch' not in sys.modules and 'codecarbon' not in sys.modules, sorted(sys.modules)\n"
         "print('ok')\n"
     )

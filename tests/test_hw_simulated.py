@@ -22,10 +22,10 @@ from helpers import (
     open_device,
     sim,
 )
-from llm_energy import simmodel
-from llm_energy.hw.base import ClockState
-from llm_energy.hw.control import gpu_status, read_journal, recover_pending
-from llm_energy.hw.timeline import PowerTimeline
+from llm_energy.control.session import gpu_status, read_journal, recover_pending
+from llm_energy.device.base import ClockState
+from llm_energy.measure.timeline import PowerTimeline
+from llm_energy.sim import model as simmodel
 
 H200 = simmodel.get_gpu_model("h200")
 
@@ -164,9 +164,9 @@ CHILD = (
     + r"""
 import sys, time
 from pathlib import Path
-from llm_energy.hw import open_device
-from llm_energy.hw.control import ClockSession
-from llm_energy.hw.meter import EnergyMeter
+from llm_energy.device.open import open_device
+from llm_energy.control.session import ClockSession
+from llm_energy.measure.meter import EnergyMeter
 
 state, journal, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, simulated_update_period_s=0.01, **DEVICE)
@@ -250,7 +250,7 @@ def test_sigterm_handler_restores_and_exits_with_signal(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     # 128 + SIGTERM, as a shell reports a SIGTERM death, after unwinding every `with` block
-    # (records written so far are kept); see hw/guard.py.
+    # (records written so far are kept); see control/guard.py.
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "restoring the original GPU clocks" in err
     assert dev.clock_state() == ORIGINAL

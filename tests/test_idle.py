@@ -1,4 +1,4 @@
-"""Idle baselines: sub-readings from the meter (hw/meter.py) pooled by `IdleBaseline`."""
+"""Idle baselines: sub-readings from the meter (measure/meter.py) pooled by `IdleBaseline`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from helpers import REPO, EnergyMeter, compose, sim
-from llm_energy import simmodel
 from llm_energy.io.files import read_jsonl
-from llm_energy.runtime.run_parts import IdleBaseline
+from llm_energy.run.run_parts import IdleBaseline
+from llm_energy.sim import model as simmodel
 from test_faults_io import run_in_process
 
 H200 = simmodel.get_gpu_model("h200")
@@ -74,7 +74,7 @@ def test_parts_shorter_than_a_counter_update_are_clamped_without_tick_alignment(
     # Aligned edges wait for the next update anyway: a short part lasts one period by itself.
     assert aligned.idle_part_s(0.1, 5) == pytest.approx(0.02)
     edges = EnergyMeter(dev, min_window_s=0.0, min_window_periods=1, tick_align=False)
-    with caplog.at_level(logging.WARNING, logger="llm_energy.hw.meter"):
+    with caplog.at_level(logging.WARNING, logger="llm_energy.measure.meter"):
         assert edges.idle_part_s(0.1, 5) == pytest.approx(0.05)
         assert edges.idle_part_s(0.1, 5) == pytest.approx(0.05)
         assert edges.idle_part_s(1.0, 5) == pytest.approx(0.2)

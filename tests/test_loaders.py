@@ -17,9 +17,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 import pytest
 
 from helpers import compose, task_config
-from llm_energy.config import ConfigError, load_config
-from llm_energy.datasets import DatasetError
+from llm_energy.config.settings import ConfigError, load_config
 from llm_energy.io.loaders import load_task_items, resolve_data_files
+from llm_energy.workload.datasets import DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

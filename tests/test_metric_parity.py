@@ -23,8 +23,8 @@ os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 
 import pytest
 
-from llm_energy import metrics
-from llm_energy import textmetrics as tm
+from llm_energy.quality import metrics
+from llm_energy.quality import textmetrics as tm
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TOL = 1e-9

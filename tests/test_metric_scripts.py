@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llm_energy import metrics
+from llm_energy.quality import metrics
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,20 @@ from typing import Any
 
 import pytest
 
-import llm_energy.hw.nvml as nvml_mod
+import llm_energy.device.nvml as nvml_mod
 from helpers import CHILD_SETTINGS, ClockSession, EnergyMeter, compose, open_device, patch_nvml
-from llm_energy import simmodel
-from llm_energy.config import load_config
-from llm_energy.hw import (
-    TOOL_SETTINGS,
-    DeviceGroup,
-    open_device_by_uuid,
-    recover_pending,
-)
-from llm_energy.hw import (
-    open_device as open_device_,
-)
-from llm_energy.hw.errors import NotSupportedError, RestoreError, SessionConflictError
-from llm_energy.hw.gpulock import holds_gpu, lock_path
-from llm_energy.hw.gpupick import pick_gpu, pick_gpus
-from llm_energy.hw.journal import journal_path, list_journals, uuid_from_journal_path
-from llm_energy.hw.simbusy import simulated_gpus
-from llm_energy.runtime.simgen import workload_for
+from llm_energy.config.settings import load_config
+from llm_energy.control.gpulock import holds_gpu, lock_path
+from llm_energy.control.gpupick import pick_gpu, pick_gpus
+from llm_energy.control.journal import journal_path, list_journals, uuid_from_journal_path
+from llm_energy.control.recovery import recover_pending
+from llm_energy.device.errors import NotSupportedError, RestoreError, SessionConflictError
+from llm_energy.device.group import DeviceGroup
+from llm_energy.device.open import TOOL_SETTINGS, open_device_by_uuid
+from llm_energy.device.open import open_device as open_device_
+from llm_energy.sim import model as simmodel
+from llm_energy.sim.busy import simulated_gpus
+from llm_energy.sim.generate import workload_for
 from test_hw_nvml import FakeNvml, nvml_error
 
 UUIDS = ["GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-1111", "GPU-cccccccc-2222"]
@@ -207,7 +202,8 @@ KILLED = (
     + r"""
 import os, signal, sys
 from pathlib import Path
-from llm_energy.hw import ClockSession, open_device
+from llm_energy.control.session import ClockSession
+from llm_energy.device.open import open_device
 state = Path(sys.argv[1])
 dev = open_device("simulated", 0, state_dir=state, exclusive=True, indices="all",
                   simulated_noise_rel=0.0, **(DEVICE | {"simulated_count": 3}))
@@ -363,7 +359,7 @@ def test_power_timeline_reopens_the_group_without_taking_its_locks(tmp_path: Pat
     with dev:
         spec = dev.open_spec()
         assert spec["indices"] == [1, 0] and spec["index"] == 1  # open_device ignores it
-        reader = open_device_(**(TOOL_SETTINGS | spec))  # what hw/timeline.py does
+        reader = open_device_(**(TOOL_SETTINGS | spec))  # what measure/timeline.py does
         assert isinstance(reader, DeviceGroup) and reader.uuid() == dev.uuid()
         assert reader.lease is None
         assert reader.power_w() == pytest.approx(dev.power_w(), rel=0.05)

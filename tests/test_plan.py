@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from helpers import compose, window_facts
-from llm_energy.config import load_config
-from llm_energy.plan import (
+from llm_energy.config.settings import load_config
+from llm_energy.run.plan import (
     batches,
     energy_kind,
     failure_records,
@@ -120,7 +120,7 @@ def _ok_row(**kw: object) -> dict[str, object]:
 
 
 def test_idle_baseline_takes_the_tick_tail_out_of_the_energy() -> None:
-    from llm_energy.plan import with_idle_baseline
+    from llm_energy.run.plan import with_idle_baseline
 
     out = with_idle_baseline(
         _ok_row(), power_w=120.0, before_w=118.0, after_w=122.0, se_w=2.0, df=9
@@ -135,7 +135,7 @@ def test_idle_baseline_takes_the_tick_tail_out_of_the_energy() -> None:
 
 
 def test_without_a_baseline_the_energy_is_left_as_measured() -> None:
-    from llm_energy.plan import with_idle_baseline
+    from llm_energy.run.plan import with_idle_baseline
 
     out = with_idle_baseline(
         _ok_row(), power_w=None, before_w=None, after_w=None, se_w=None, df=None

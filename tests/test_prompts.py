@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from helpers import REPO, compose, option_names
-from llm_energy.config import load_config
+from llm_energy.config.settings import load_config
 from llm_energy.errors import InputFileError
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import project_paths
-from llm_energy.prompts import PromptError, fit_prompt, render_prompt
+from llm_energy.workload.prompts import PromptError, fit_prompt, render_prompt
 
 
 def words(text: str) -> int:

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis_fixtures import as_records, sweep_requests
 from analysis_settings import summarize
 from llm_energy.analysis.records import CONFIG_KEYS
-from llm_energy.quality import corpus_quality, score_requests
+from llm_energy.quality.scores import corpus_quality, score_requests
 
 
 def _count(

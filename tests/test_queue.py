@@ -23,10 +23,10 @@ import yaml
 
 from bench_common import make_workspace
 from helpers import experiment_data, experiment_metrics
-from llm_energy.hw.gpulock import try_acquire_gpu
-from llm_energy.hw.simbusy import simulated_gpus
+from llm_energy.control.gpulock import try_acquire_gpu
 from llm_energy.io.compose import compose_params
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
+from llm_energy.sim.busy import simulated_gpus
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def dvc(*args: str) -> list[str]:
 
 
 def llm_energy(*args: str) -> list[str]:
-    return [sys.executable, "-m", "llm_energy.cli", *args]
+    return [sys.executable, "-m", "llm_energy.cli.main", *args]
 
 
 def exp_infer_file(ws: Path, name: str, relpath: str) -> str:
@@ -104,7 +104,7 @@ def wait_queue_done(ws: Path, env: dict[str, str], timeout_s: float = 300) -> st
 
 def wait_key_available() -> bool:
     """gpu.wait_for_gpu_s is being added by another change; the waiting test needs it."""
-    from llm_energy.config import load_config
+    from llm_energy.config.settings import load_config
 
     try:
         load_config(compose_params(REPO / "conf", ["gpu.wait_for_gpu_s=1"]))

@@ -23,7 +23,6 @@ from llm_energy.analysis.significance import (
 from llm_energy.analysis.tradeoff import RECOMMEND_COLUMNS
 from llm_energy.errors import InputFileError
 from llm_energy.io.records import load_records, load_table
-from llm_energy.plan import failure_records, request_records, with_idle_baseline
 from llm_energy.record_types import unit_of
 from llm_energy.records import (
     AGGREGATE_REQUESTS,
@@ -38,6 +37,7 @@ from llm_energy.records import (
     plain_records,
     typed_frame,
 )
+from llm_energy.run.plan import failure_records, request_records, with_idle_baseline
 
 REMEDY = "re-run the infer stage"
 BASE = {

@@ -14,11 +14,11 @@ import pytest
 
 from analysis_fixtures import sweep_requests
 from analysis_settings import recommend_cap, summarize
-from llm_energy.analysis.figure_style import figure_png_bytes
-from llm_energy.analysis.figures import j_per_token_by_task
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.report import build_html, build_markdown
 from llm_energy.analysis.tradeoff import savings_headline
+from llm_energy.report.figure_style import figure_png_bytes
+from llm_energy.report.figures import j_per_token_by_task
+from llm_energy.report.markdown import build_html, build_markdown
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1000, 1400

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_energy import roofline as rf
-from llm_energy import simmodel as sm
+from llm_energy.sim import model as sm
+from llm_energy.sim import roofline as rf
 
 REPO = Path(__file__).resolve().parents[1]
 P = sm.get_gpu_model("h200").roofline

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from helpers import compose, templates
-from llm_energy.config import load_config
-from llm_energy.runtime.protocols import (
+from llm_energy.config.settings import load_config
+from llm_energy.run.protocols import (
     GenerationResult,
     MeasuredDevice,
     SmClockControl,
     TextGenerator,
     WindowMeter,
 )
-from llm_energy.runtime.runner import InferenceRun
+from llm_energy.run.runner import InferenceRun
 
 
 class FakeGenerator:

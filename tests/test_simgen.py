@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 
 from helpers import PARAMS, ClockSession, EnergyMeter, SimulatedDevice, compose, sim, templates
-from llm_energy import simmodel
-from llm_energy.config import load_config
-from llm_energy.hw.simulated import SimulatedDevice as SimDevice
+from llm_energy.config.settings import load_config
 from llm_energy.io.models import build_random_tokenizer, materialize
-from llm_energy.runtime.engine import load_generator as load_generator_
-from llm_energy.runtime.protocols import GenerationResult
-from llm_energy.runtime.runner import InferenceRun
-from llm_energy.runtime.simgen import (
+from llm_energy.run.engine import load_generator as load_generator_
+from llm_energy.run.protocols import GenerationResult
+from llm_energy.run.runner import InferenceRun
+from llm_energy.sim import model as simmodel
+from llm_energy.sim.device import SimulatedDevice as SimDevice
+from llm_energy.sim.generate import (
     ReportingGenerator as ReportingGenerator_,
 )
-from llm_energy.runtime.simgen import (
+from llm_energy.sim.generate import (
     SimulatedGenerator as SimulatedGenerator_,
 )
-from llm_energy.runtime.simgen import (
+from llm_energy.sim.generate import (
     natural_length,
     workload_for,
 )

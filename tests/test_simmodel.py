@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_energy import roofline as rf
-from llm_energy import simcalib
-from llm_energy import simmodel as sm
+from llm_energy.sim import calib as simcalib
+from llm_energy.sim import model as sm
+from llm_energy.sim import roofline as rf
 
 H200 = sm.get_gpu_model("h200")
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from helpers import ClockSession, EnergyMeter, SimulatedDevice, compose, open_device, sim
-from llm_energy.config import load_config
-from llm_energy.feasibility import clock_cap_problem
-from llm_energy.hw.errors import DeviceError
-from llm_energy.hw.journal import list_journals
-from llm_energy.hw.slurm import parse_gpu_freq, slurm_freq_warning
+from llm_energy.config.feasibility import clock_cap_problem
+from llm_energy.config.settings import load_config
+from llm_energy.control.journal import list_journals
+from llm_energy.control.slurm import parse_gpu_freq, slurm_freq_warning
+from llm_energy.device.errors import DeviceError
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

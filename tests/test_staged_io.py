@@ -44,8 +44,8 @@ def sentinel(folder: Path) -> None:
 def test_clock_cap_problem(
     overrides: tuple[str, ...], found: bool, privileged: bool, expected: str | None
 ) -> None:
-    from llm_energy.config import load_config
-    from llm_energy.feasibility import clock_cap_problem
+    from llm_energy.config.feasibility import clock_cap_problem
+    from llm_energy.config.settings import load_config
 
     cfg = load_config(compose("experiment=ci", *overrides))
     problem = clock_cap_problem(cfg, nvml_gpu_found=found, privileged=privileged)

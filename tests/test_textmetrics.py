@@ -10,7 +10,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import pytest
 
-from llm_energy import textmetrics as tm
+from llm_energy.quality import textmetrics as tm
 
 # --- ROUGE ------------------------------------------------------------------------------------
 

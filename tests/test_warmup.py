@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_energy.runtime.warmup import is_steady, warm_up
+from llm_energy.run.warmup import is_steady, warm_up
 
 
 def test_is_steady_needs_k_agreeing_latencies() -> None:

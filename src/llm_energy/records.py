@@ -24,7 +24,7 @@ def _cols(kind: Kind, names: str, *, nullable: bool = True, required: Required =
     return tuple(Column(n, kind, nullable, required) for n in names.split())
 
 
-# --- data/infer/requests.jsonl: what runtime/runner.py and plan.py write --------------------------
+# --- data/infer/requests.jsonl: what run/runner.py and run/plan.py write --------------------------
 
 INFER_REQUESTS = Schema(
     "infer requests",

@@ -15,11 +15,9 @@ never read or write files, touch hardware, or import DVC / Hydra. The stage scri
 - :mod:`.study`: every stats table from the records (the stage and the calibration call it)
 - :mod:`.tradeoff`: Pareto frontier, recommended cap within a latency budget
 - :mod:`.repetition`: first repetition vs the rest (cold start)
-- :mod:`.figures`: matplotlib Figures, PNG bytes
-- :mod:`.report_sentences`: findings as sentences, warning banners, number formatting
-- :mod:`.report`: the report from templates (jinja2), Markdown → one self-contained HTML page
 - :mod:`.experiments`: ``dvc exp show --json`` → one row per experiment
-- :mod:`.compare`: comparison across experiments (never pooling energy sources or GPU models)
+
+Figures, sentences, tables and the report built from these numbers live in `llm_energy.report`.
 """
 
 # No eager imports: each stage imports only the modules it runs, and DVC lists exactly those

@@ -1,7 +1,7 @@
 """Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
 
-The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.datasets`,
-`llm_energy.dataset_rows` and `llm_energy.passages`;
+The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.workload.datasets`,
+`llm_energy.workload.rows` and `llm_energy.workload.passages`;
 this module only resolves paths, calls the `datasets` library and turns its failures into one-line
 `DatasetError`s that say which task, which dataset, what is wrong and what to do.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llm_energy.config import TaskConfig
-from llm_energy.dataset_rows import collect_items
-from llm_energy.datasets import (
+from llm_energy.config.settings import TaskConfig
+from llm_energy.errors import shown
+from llm_energy.workload.datasets import (
     DatasetError,
     LoadResult,
     TaskSpec,
@@ -25,7 +25,7 @@ from llm_energy.datasets import (
     summarize_problems,
     task_spec,
 )
-from llm_energy.errors import shown
+from llm_energy.workload.rows import collect_items
 
 __all__ = ["DatasetError", "LoadResult", "load_rows", "load_task_items", "resolve_data_files"]
 

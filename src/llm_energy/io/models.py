@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from llm_energy.config import ModelConfig
+from llm_energy.config.settings import ModelConfig
 from llm_energy.errors import InputFileError, UserFacingError
 from llm_energy.io.files import read_json
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from llm_energy.config import Config
+from llm_energy.config.settings import Config
 from llm_energy.errors import InputFileError
 from llm_energy.paths import ProjectPaths
-from llm_energy.prompts import template_from_file, template_problem
+from llm_energy.workload.prompts import template_from_file, template_problem
 
 
 def read_prompt_templates(cfg: Config, paths: ProjectPaths) -> Mapping[str, str]:

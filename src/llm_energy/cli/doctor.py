@@ -1,0 +1,295 @@
+"""`llm-energy doctor`: can a capped study run here? (pure: `cli/probe.py` gathers the facts).
+
+The report is one dict: the screen and `--json` show the same facts. A fact that could not be
+read is an `Unavailable` ("n/a (reason)"), never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_energy.config.feasibility import clock_cap_problem, requested_caps
+from llm_energy.config.settings import Config
+from llm_energy.device.freq import snap_to_supported, step_mhz
+
+ALTERNATIVES = "use gpu=simulated or gpu.control=observe"
+ENERGY_KIND = {
+    "nvml": "measured",
+    "rapl": "measured",
+    "codecarbon-estimate": "estimated",
+    "simulated": "simulated",
+}
+EXIT_READY = 0
+EXIT_NOT_READY = 1
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A fact that could not be read, and why."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return f"n/a ({self.reason})"
+
+
+def _fact(facts: dict[str, Any], key: str) -> Any:
+    # A device that did not open has no facts: each one says so.
+    if key in facts:
+        return facts[key]
+    return Unavailable(f"device not opened: {facts.get('open_error', 'unknown reason')}")
+
+
+def lock_problem(facts: dict[str, Any]) -> str | None:
+    """Why GPU clocks cannot be locked on this device; None when they can."""
+    if "open_error" in facts:
+        return f"the {facts.get('backend', '?')} device could not be opened: {facts['open_error']}"
+    if _fact(facts, "can_control_clocks") is not True:
+        found = (
+            " (gpu.backend=auto found no NVIDIA GPU)"
+            if facts.get("requested_backend") == "auto" and facts["backend"] == "cpu"
+            else ""
+        )
+        return f"the {facts['backend']} backend{found} has no controllable GPU clocks"
+    if facts.get("requires_privilege") and _fact(facts, "privileged") is not True:
+        return "this process is neither root nor has CAP_SYS_ADMIN, which NVML needs to lock clocks"
+    sm = _fact(facts, "supported_sm_clocks_mhz")
+    if isinstance(sm, Unavailable):
+        return f"the supported SM clocks cannot be read ({sm.reason})"
+    if not sm:
+        return "the device reports no supported SM clocks"
+    return None
+
+
+def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> list[str]:
+    """What each requested cap (gpu.freq, sweep.freqs_mhz, gpu.mem_freq) would do here."""
+    caps = requested_caps(cfg)
+    if not caps:
+        return ["gpu.freq=null → no lock: the driver's default clocks"]
+    if problem is None:  # the project's own check, as the validate stage runs it
+        problem = clock_cap_problem(
+            cfg, nvml_gpu_found=facts.get("backend") == "nvml", privileged=True
+        )
+    out = []
+    for key, mhz in caps:
+        label = f"{key}={mhz}"
+        if cfg.gpu.control != "lock":
+            out.append(
+                f"{label} → not locked: gpu.control={cfg.gpu.control} never calls a setter "
+                "(the clocks in force are recorded)"
+            )
+            continue
+        if problem is not None:
+            out.append(f"{label} → refused: {problem}; {ALTERNATIVES}")
+            continue
+        mem = key == "gpu.mem_freq"
+        what = "memory" if mem else "SM"
+        supported = _fact(facts, "supported_mem_clocks_mhz" if mem else "supported_sm_clocks_mhz")
+        if isinstance(supported, Unavailable) or not supported:
+            why = supported.reason if isinstance(supported, Unavailable) else "none reported"
+            out.append(f"{label} → refused: no supported {what} clocks ({why}); {ALTERNATIVES}")
+            continue
+        applied, snapped = snap_to_supported(mhz, supported)
+        note = f"snapped from {mhz}, the nearest supported clock" if snapped else "supported"
+        out.append(f"{label} → lock {what} at {applied} MHz ({note})")
+    return out
+
+
+def _clock_summary(clocks: Any) -> Any:
+    if isinstance(clocks, Unavailable) or not clocks:
+        return clocks if isinstance(clocks, Unavailable) else None
+    return {
+        "min_mhz": min(clocks),
+        "max_mhz": max(clocks),
+        "count": len(clocks),
+        "step_mhz": step_mhz(clocks),
+    }
+
+
+def _state_summary(state: Any) -> tuple[Any, Any]:
+    """(pending journals, held locks) from recovery's state report."""
+    if isinstance(state, Unavailable):
+        return state, state
+    journals = [
+        {"uuid": j.get("uuid"), "state": j.get("state"), "fix": j.get("fix")}
+        for j in state.get("journals", [])
+        if j.get("state") != "gone"
+    ]
+    locks = [
+        {"uuid": lk.get("uuid"), "holder": lk.get("holder")}
+        for lk in state.get("locks", [])
+        if lk.get("held")
+    ]
+    return journals, locks
+
+
+def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, Any]:
+    """Every fact the doctor shows, plus the verdict and exit code."""
+    problem = lock_problem(facts)
+    caps = cap_sentences(cfg, facts, problem)
+    refused = any("→ refused" in line for line in caps)
+    source = _fact(facts, "energy_source")
+    counter = _fact(facts, "counter")
+    journals, locks = _state_summary(state)
+    ready = problem is None and not refused
+    return {
+        "params": {
+            "backend": cfg.gpu.backend,
+            "index": cfg.gpu.index,
+            "control": cfg.gpu.control,
+            "freq": cfg.gpu.freq,
+        },
+        "device": {
+            "backend": facts.get("backend"),
+            "index": facts.get("index"),
+            "name": _fact(facts, "name"),
+            "uuid": _fact(facts, "uuid"),
+            "driver_version": _version(facts, "driver_version"),
+            "cuda_driver_version": _version(facts, "cuda_driver_version"),
+            "nvml_version": _version(facts, "nvml_version"),
+        },
+        "energy": {
+            "source": source,
+            "kind": source
+            if isinstance(source, Unavailable)
+            else ENERGY_KIND.get(source, "unknown"),
+        },
+        "counter": counter,
+        "sm_clocks": _clock_summary(_fact(facts, "supported_sm_clocks_mhz")),
+        "mem_clocks_mhz": _fact(facts, "supported_mem_clocks_mhz"),
+        "clock_lock": {"possible": problem is None, "why_not": problem},
+        "other_processes": _fact(facts, "other_processes"),
+        "pending_journals": journals,
+        "held_locks": locks,
+        "caps": caps,
+        "ready": ready,
+        "exit_code": EXIT_READY if ready else EXIT_NOT_READY,
+    }
+
+
+def _version(facts: dict[str, Any], key: str) -> Any:
+    value = _fact(facts, key)
+    if value is None:  # only NVML reports versions
+        return Unavailable(f"not reported by the {facts.get('backend')} backend")
+    return value
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    return int(report["exit_code"])
+
+
+def to_jsonable(value: Any) -> Any:
+    """The report with every Unavailable written "n/a (reason)"."""
+    if isinstance(value, Unavailable):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def _counter_line(counter: Any) -> str:
+    if isinstance(counter, Unavailable) or not isinstance(counter, dict):
+        return str(counter)
+    period = counter["update_period_s"]
+    if period <= 0:
+        return "no ticks (an estimate of power × time) → no minimum window from the counter"
+    return (
+        f"updates every {period:.3f} s ({counter['how']}) → minimum trusted window "
+        f"{counter['min_trusted_window_s']:g} s"
+    )
+
+
+def _versions_line(d: dict[str, Any]) -> str:
+    versions = (d["driver_version"], d["cuda_driver_version"], d["nvml_version"])
+    if all(isinstance(v, Unavailable) for v in versions) and len({str(v) for v in versions}) == 1:
+        return str(versions[0])  # one reason for all three (no NVIDIA driver on this backend)
+    return f"driver {versions[0]} · CUDA {versions[1]} · NVML {versions[2]}"
+
+
+def _list_line(items: Any, describe: Any, empty: str) -> str:
+    if isinstance(items, Unavailable):
+        return str(items)
+    if not items:
+        return empty
+    return "; ".join(describe(x) for x in items[:5]) + (
+        f"; … {len(items) - 5} more" if len(items) > 5 else ""
+    )
+
+
+def _process(p: dict[str, Any]) -> str:
+    mem = p.get("used_memory_bytes")
+    extra = ", ".join(x for x in (p.get("name"), f"{mem / 2**30:.1f} GiB" if mem else None) if x)
+    return f"pid {p['pid']}" + (f" ({extra})" if extra else "")
+
+
+def format_screen(report: dict[str, Any]) -> str:
+    """One screen: the device, energy, counter, clocks, lockability, neighbours, verdict."""
+    d, p, sm = report["device"], report["params"], report["sm_clocks"]
+    energy = report["energy"]
+    sm_line = (
+        f"{sm['min_mhz']}–{sm['max_mhz']} MHz, {sm['count']} clocks, step {sm['step_mhz']} MHz"
+        if isinstance(sm, dict)
+        else (str(sm) if sm is not None else "none (no controllable GPU clocks)")
+    )
+    mem = report["mem_clocks_mhz"]
+    mem_line = (
+        str(mem)
+        if isinstance(mem, Unavailable)
+        else (", ".join(map(str, mem)) + " MHz" if mem else "none")
+    )
+    lock = report["clock_lock"]
+    rows = [
+        ("device", f"{d['name']} ({d['backend']} backend, index {d['index']}, {d['uuid']})"),
+        ("versions", _versions_line(d)),
+        ("energy", f"{energy['source']} ({energy['kind']})"),
+        ("counter", _counter_line(report["counter"])),
+        ("SM clocks", sm_line),
+        ("memory clocks", mem_line),
+        ("clock lock", "possible here" if lock["possible"] else f"not possible: {lock['why_not']}"),
+        ("other procs", _list_line(report["other_processes"], _process, "none")),
+        (
+            "journals",
+            _list_line(
+                report["pending_journals"],
+                lambda j: f"{j['uuid']} {j['state']}" + (f" (fix: {j['fix']})" if j["fix"] else ""),
+                "none pending",
+            ),
+        ),
+        (
+            "GPU locks",
+            _list_line(
+                report["held_locks"], lambda lk: f"{lk['uuid']} held by {lk['holder']}", "none held"
+            ),
+        ),
+        (
+            "params",
+            f"gpu.backend={p['backend']} gpu.index={p['index']} gpu.control={p['control']} "
+            f"gpu.freq={'null' if p['freq'] is None else p['freq']}",
+        ),
+    ]
+    lines = ["llm-energy doctor"] + [f"  {k:<14}{v}" for k, v in rows]
+    lines += [f"  {s}" for s in report["caps"]]
+    verdict = (
+        "READY: a capped study can run here (exit 0)"
+        if report["ready"]
+        else f"NOT READY for a capped study (exit 1): {ALTERNATIVES}"
+    )
+    lines.append(f"  {'verdict':<14}{verdict}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ENERGY_KIND",
+    "EXIT_NOT_READY",
+    "EXIT_READY",
+    "Unavailable",
+    "build_report",
+    "cap_sentences",
+    "exit_code",
+    "format_screen",
+    "lock_problem",
+    "to_jsonable",
+]

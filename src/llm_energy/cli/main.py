@@ -1,0 +1,291 @@
+"""The `llm-energy` console script.
+
+llm-energy compose [OVERRIDES...]   compose conf/ (Hydra) into params.yaml, as `dvc exp run` does
+llm-energy compose --check          exit 1 when params.yaml differs from the composition of conf/
+llm-energy gpu status               clocks, locks, power limit; every journal and GPU lock
+llm-energy gpu restore              restore the GPU state recorded in every pending journal
+llm-energy gpu clear --uuid U       reset U's clock locks to the driver default, delete its journal
+llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
+llm-energy doctor [--json] [K=V...] can a capped study run here? (exit 0 yes, 1 no; reads only)
+llm-energy grid [-e paper] [-S k=a,b] units of a study: --print/--json, --prepare, --queue,
+                                    --slurm-units FILE (one per model x task, clocks inside)
+llm-energy grid status [--json]     progress of every unit (done/total, ETA, GPU, lost workers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_energy.io.compose import compose_params
+from llm_energy.paths import gpu_journal_dir, gpu_lock_dir, project_paths
+
+
+def _cmd_compose(args: argparse.Namespace) -> int:
+    from llm_energy.config.settings import ConfigError, load_config
+    from llm_energy.io.files import read_yaml, write_yaml
+
+    paths = project_paths(args.root)
+    composed = compose_params(paths.conf_dir, args.overrides)
+    try:
+        load_config(composed)
+    except ConfigError as exc:
+        print(f"llm-energy compose: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        current = read_yaml(paths.params) if paths.params.exists() else None
+        if current != composed:
+            print(
+                "params.yaml differs from the composition of conf/: run `llm-energy compose`",
+                file=sys.stderr,
+            )
+            return 1
+        print("params.yaml matches conf/")
+        return 0
+    target = Path(args.out) if args.out else paths.params
+    write_yaml(target, composed)
+    print(f"wrote {target}")
+    return 0
+
+
+def _cli_state_dir(args: argparse.Namespace) -> Path:
+    """--state-dir; else gpu.state_dir of the root's params.yaml; else env / per-machine default
+    (the same directory the infer stage uses)."""
+    paths = project_paths(args.root)
+    configured = args.state_dir
+    if configured is None and paths.params.exists():
+        from llm_energy.io.files import read_yaml
+
+        try:
+            configured = ((read_yaml(paths.params) or {}).get("gpu") or {}).get("state_dir")
+        except Exception:  # a broken params.yaml must not stop a restore
+            configured = None
+    return paths.gpu_state_dir(configured if isinstance(configured, str) else None)
+
+
+def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], list[str]]:
+    """(done, failed) lines: the GPU given by --uuid or --index, else every journal in the
+    state directory whatever its backend or simulated model."""
+    from llm_energy.control.journal import list_journals, uuid_from_journal_path
+    from llm_energy.control.recovery import restore_from_journal
+    from llm_energy.device.errors import DeviceError
+    from llm_energy.device.open import TOOL_SETTINGS, open_device, open_device_by_uuid
+
+    journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
+    if args.uuid is None and args.index is not None:
+        # a clock tool, not a run: TOOL_SETTINGS says why its settings are fixed
+        with open_device(args.backend, args.index, state_dir=state_dir, **TOOL_SETTINGS) as device:
+            return [restore_from_journal(device, journals, lock_dir=locks)], []
+    uuids = (
+        [args.uuid] if args.uuid else [uuid_from_journal_path(p) for p in list_journals(journals)]
+    )
+    if not uuids:
+        return [f"No pending clock journal in {journals}; nothing to restore."], []
+    done, failed = [], []
+    for uuid in uuids:
+        try:
+            with open_device_by_uuid(uuid, state_dir=state_dir) as device:
+                done.append(restore_from_journal(device, journals, lock_dir=locks))
+        except DeviceError as exc:
+            failed.append(str(exc))
+    return done, failed
+
+
+def _cmd_gpu(args: argparse.Namespace) -> int:
+    from llm_energy.control.recovery import clear_journal, gpu_status, state_report
+    from llm_energy.device.errors import DeviceError
+    from llm_energy.device.open import TOOL_SETTINGS, open_device, open_device_by_uuid
+
+    failed: list[str] = []
+    try:
+        state_dir = _cli_state_dir(args)
+        journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
+        if args.action == "status":
+            index = 0 if args.index is None else args.index
+            with open_device(args.backend, index, state_dir=state_dir, **TOOL_SETTINGS) as device:
+                status = gpu_status(device, journals, lock_dir=locks)
+            status |= {"state_dir": str(state_dir)} | state_report(journals, locks)
+            print(json.dumps(status, indent=2, default=str))
+        elif args.action == "clear":
+            if not args.uuid:
+                raise DeviceError(
+                    "Cannot clear a clock journal", "no GPU given", "Pass --uuid <GPU UUID>."
+                )
+            with open_device_by_uuid(args.uuid, state_dir=state_dir) as device:
+                print(clear_journal(device, journals, lock_dir=locks))
+        else:
+            done, failed = _gpu_restore(args, state_dir)
+            for line in done:
+                print(line)
+    except DeviceError as exc:
+        failed.append(str(exc))
+    for line in failed:
+        print(f"llm-energy gpu {args.action}: error: {line}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """One screen (or --json) of what this machine can measure and lock; never a setter."""
+    from llm_energy.cli.doctor import build_report, format_screen, to_jsonable
+    from llm_energy.cli.probe import gather
+    from llm_energy.config.settings import apply_overrides, load_config
+    from llm_energy.errors import one_line
+    from llm_energy.io.files import read_yaml
+
+    try:
+        paths = project_paths(args.root)
+        params = read_yaml(paths.params) if paths.params.exists() else None
+        if not isinstance(params, dict):
+            print(f"llm-energy doctor: error: no params mapping in {paths.params}", file=sys.stderr)
+            return 2
+        cfg = load_config(apply_overrides(params, args.overrides))
+        facts, state = gather(
+            cfg.gpu,
+            paths.gpu_state_dir(cfg.gpu.state_dir),
+            seed=cfg.meta.seed,
+            country_iso_code=cfg.emissions.country_iso_code,
+        )
+        report = build_report(cfg, facts, state)
+    except Exception as exc:  # the doctor never shows a traceback
+        print(f"llm-energy doctor: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(to_jsonable(report), indent=2, default=str))
+    else:
+        print(format_screen(report))
+    return int(report["exit_code"])
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from llm_energy.report.compare import comparison_table, experiments_from_dvc_json
+
+    if args.json_file:
+        data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))
+    else:
+        proc = subprocess.run(
+            ["dvc", "exp", "show", "--json", "--no-pager", *(["-A"] if args.all else [])],
+            capture_output=True,
+            text=True,
+            cwd=args.root,
+        )
+        if proc.returncode != 0:
+            print(
+                f"llm-energy compare: error: `dvc exp show --json` failed: {proc.stderr.strip()}",
+                file=sys.stderr,
+            )
+            return 2
+        data = json.loads(proc.stdout)
+    experiments = experiments_from_dvc_json(data)
+    if experiments.empty:
+        print("llm-energy compare: no experiments with reports/metrics.json found", file=sys.stderr)
+        return 1
+    from llm_energy.report.tables import to_markdown
+
+    table = comparison_table(experiments, latency_budget_pct=args.latency_budget_pct)
+    out_dir = Path(args.root) / "reports" / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "experiments.csv", index=False)
+    (out_dir / "experiments.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
+    _compare_figures(table, out_dir)
+    print(to_markdown(table))
+    if not table.empty:
+        # the groups are never pooled: say so, so two tables are not read as one
+        groups = list(dict.fromkeys(table["group"]))
+        print(f"\n{len(groups)} group(s), compared only within themselves:")
+        for g in groups:
+            print(f"  - {g}")
+    print(
+        f"\nwrote {out_dir}/experiments.csv, experiments.md, tradeoff.png, "
+        "energy_vs_clock.png, latency_vs_clock.png"
+    )
+    return 0
+
+
+def _compare_figures(table: Any, out_dir: Path) -> None:
+    from llm_energy.report.compare import comparison_figure
+    from llm_energy.report.figure_style import figure_png_bytes
+    from llm_energy.report.overlays import clock_overlay_figure
+
+    dpi = 110  # a tool across experiments, so no one experiment's plots.dpi applies
+    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table), dpi=dpi))
+    for metric in ("energy", "latency"):
+        fig = clock_overlay_figure(table, metric)
+        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig, dpi=dpi))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-energy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("LLM_ENERGY_ROOT", "."),
+        help="repository root (default: .)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compose", help="compose conf/ into params.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. gpu.freq=1200 model=gpt2")
+    p.add_argument("--check", action="store_true", help="only check that params.yaml matches conf/")
+    p.add_argument(
+        "--out", help="write here instead of params.yaml (e.g. for a host without Hydra)"
+    )
+    p.set_defaults(func=_cmd_compose)
+
+    p = sub.add_parser(
+        "gpu",
+        help="GPU clock state, locks and crash recovery",
+        description="status: clocks of one GPU, every journal and lock in the state directory. "
+        "restore: restore every pending journal (or --uuid / --index). "
+        "clear --uuid U: for a corrupt journal, reset U's clock locks to the driver default "
+        "and delete the journal.",
+    )
+    p.add_argument("action", choices=["status", "restore", "clear"])
+    p.add_argument("--backend", default="auto", choices=["auto", "nvml", "cpu", "simulated"])
+    p.add_argument("--index", type=int, default=None, help="GPU index (status default: 0)")
+    p.add_argument("--uuid", help="the GPU a journal names, whatever its backend")
+    p.add_argument(
+        "--state-dir", help="locks and journals (default: gpu.state_dir, $LLM_ENERGY_STATE_DIR)"
+    )
+    p.set_defaults(func=_cmd_gpu)
+
+    p = sub.add_parser(
+        "doctor",
+        help="can a capped study run here? (exit 0 yes, 1 no)",
+        description="Device, versions, energy source, counter period, supported clocks, whether "
+        "clocks can be locked, other processes, journals and locks, and what each requested cap "
+        "would do. Reads params.yaml (gpu section) under --root; never changes a clock.",
+    )
+    p.add_argument(
+        "overrides", nargs="*", help="params overrides, e.g. gpu.freq=1200 gpu.backend=simulated"
+    )
+    p.add_argument("--json", action="store_true", help="print the same facts as JSON")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("compare", help="trade-off table across DVC experiments")
+    p.add_argument(
+        "--json-file", help="read `dvc exp show --json` output from a file instead of running DVC"
+    )
+    p.add_argument("--all", action="store_true", help="include experiments of all commits (-A)")
+    p.add_argument("--latency-budget-pct", type=float, default=5.0)
+    p.set_defaults(func=_cmd_compare)
+
+    from llm_energy.cli.grid import add_grid_parser
+
+    add_grid_parser(sub, state_dir_of=_cli_state_dir)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

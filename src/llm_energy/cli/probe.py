@@ -1,0 +1,123 @@
+"""Read-only facts about one device for `llm-energy doctor` (the report itself is pure:
+`llm_energy.cli.doctor`). Nothing here calls a clock or power setter, and no GPU lock is taken.
+
+Every read is guarded: a fact that cannot be read becomes `Unavailable(reason)`, so one
+unsupported NVML call never stops the doctor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llm_energy.cli.doctor import Unavailable
+from llm_energy.config.settings import GpuConfig
+from llm_energy.control.preflight import has_clock_privilege
+from llm_energy.control.recovery import state_report
+from llm_energy.device.base import Device
+from llm_energy.device.errors import NotSupportedError
+from llm_energy.measure.meter import EnergyMeter
+from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
+
+# Long enough for 5 ticks of a 0.1 s counter; a silent counter costs at most this long.
+UPDATE_PERIOD_PROBE_S = 1.5
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"NVML NOT_SUPPORTED: {text}" if isinstance(err, NotSupportedError) else text
+
+
+def read_fact(fn: Callable[[], Any]) -> Any:
+    """fn(), or Unavailable naming why it failed (the doctor must never stop on one read)."""
+    try:
+        return fn()
+    except Exception as err:  # any failure is one n/a, never a traceback
+        return Unavailable(_reason(err))
+
+
+def _update_period(device: Device, min_window_periods: float, min_window_s: float) -> Any:
+    # tick_align only shapes measured windows; the probe measures none
+    meter = EnergyMeter(
+        device, min_window_periods=min_window_periods, min_window_s=min_window_s, tick_align=True
+    )
+    period_s = meter.measure_update_period_s(max_s=UPDATE_PERIOD_PROBE_S)
+    return {
+        "update_period_s": period_s,
+        "how": "nominal" if device.nominal_update_period_s() is not None else "measured",
+        "min_trusted_window_s": meter.min_trusted_s,
+    }
+
+
+def _processes(device: Device) -> list[dict[str, Any]]:
+    return [
+        {"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes}
+        for p in device.other_processes()
+    ]
+
+
+def device_facts(
+    device: Device, *, min_window_periods: float, min_window_s: float
+) -> dict[str, Any]:
+    """What the doctor needs to know about an open device; each value may be Unavailable."""
+    prov = read_fact(device.provenance)
+    prov = prov if isinstance(prov, dict) else {}
+    return {
+        "backend": device.backend,
+        "index": device.index,
+        "name": read_fact(device.name),
+        "uuid": read_fact(device.uuid),
+        "driver_version": prov.get("driver_version"),
+        "cuda_driver_version": prov.get("cuda_driver_version"),
+        "nvml_version": prov.get("nvml_version"),
+        "energy_source": read_fact(lambda: device.energy_source),
+        "counter": read_fact(lambda: _update_period(device, min_window_periods, min_window_s)),
+        "supported_sm_clocks_mhz": read_fact(device.supported_sm_clocks_mhz),
+        "supported_mem_clocks_mhz": read_fact(device.supported_mem_clocks_mhz),
+        "can_control_clocks": read_fact(device.can_control_clocks),
+        "requires_privilege": device.requires_privilege,
+        "privileged": read_fact(has_clock_privilege),
+        "other_processes": read_fact(lambda: _processes(device)),
+    }
+
+
+def gather(
+    gpu: GpuConfig, state_dir: Path, *, seed: int, country_iso_code: str
+) -> tuple[dict[str, Any], Any]:
+    """(device facts, state-directory report) for the device the params name. `gpu.index=auto`
+    looks at GPU 0 without locking it: the doctor must not take a GPU from a run."""
+    from llm_energy.device.open import open_device  # the package imports its backends lazily
+
+    index = 0 if gpu.index == "auto" else int(gpu.index)
+    try:
+        device = open_device(
+            gpu.backend,
+            index,
+            state_dir=state_dir,
+            wait_for_gpu_s=gpu.wait_for_gpu_s,
+            simulated_count=gpu.simulated_count,
+            simulated_gpu=gpu.simulated_gpu,
+            simulated_alpha=gpu.simulated_alpha,
+            simulated_utilization=gpu.simulated_utilization,
+            seed=seed,
+            country_iso_code=country_iso_code,
+        )
+    except Exception as err:  # a device that does not open is one fact
+        facts: dict[str, Any] = {"backend": gpu.backend, "index": index, "open_error": _reason(err)}
+    else:
+        with device:
+            facts = device_facts(
+                device,
+                min_window_periods=gpu.min_window_periods,
+                min_window_s=gpu.min_window_s,
+            )
+    return facts | {"requested_backend": gpu.backend}, state_facts(state_dir)
+
+
+def state_facts(state_dir: Path) -> Any:
+    """Pending journals and lock holders in the state directory (recovery's own report)."""
+    return read_fact(lambda: state_report(gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)))
+
+
+__all__ = ["UPDATE_PERIOD_PROBE_S", "device_facts", "gather", "read_fact", "state_facts"]

@@ -1,0 +1,217 @@
+"""Typed, validated configuration (pure: no files, no DVC, no Hydra).
+
+`conf/` (Hydra, plain YAML) is composed into `params.yaml` and is the only place that holds
+values; each stage validates the whole params mapping with `load_config` below. The schema is
+declarative: every section is a frozen dataclass whose fields carry their check
+(`config.sections`, `config.tasks`), parsed by one generic function (`config.schema`) that
+rejects unknown and missing keys. A bad value raises `ConfigError`, whose message is one line
+naming the key, the value and what is allowed, so stages can print it and exit without a
+traceback and before writing anything.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from llm_energy.config.schema import MAX_FREQ_MHZ, ConfigError
+from llm_energy.config.sections import (
+    BACKENDS,
+    CONTROLS,
+    DEVICE_MAP_AUTO,
+    DTYPES,
+    ENGINES,
+    FAMILIES,
+    MODEL_TYPES,
+    OTHER_PROCESS_POLICIES,
+    OUTPUT_MODES,
+    PROMPT_SET_NAME,
+    SIMULATED_GPUS,
+    SOURCES,
+    SWEEP_ORDERS,
+    WEIGHTS,
+    AggregateConfig,
+    EmissionsConfig,
+    GpuConfig,
+    InferConfig,
+    MetaConfig,
+    ModelConfig,
+    PlotsConfig,
+    PrepareConfig,
+    StatsConfig,
+    SweepConfig,
+)
+from llm_energy.config.tasks import (
+    DOC_MARKUPS,
+    TASK_KINDS,
+    DatasetConfig,
+    GenerationOptions,
+    QaOptions,
+    SummarizationOptions,
+    TaskConfig,
+    parse_tasks,
+)
+
+__all__ = [
+    "BACKENDS",
+    "CONTROLS",
+    "DEVICE_MAP_AUTO",
+    "DOC_MARKUPS",
+    "DTYPES",
+    "ENGINES",
+    "FAMILIES",
+    "MAX_FREQ_MHZ",
+    "MODEL_TYPES",
+    "OTHER_PROCESS_POLICIES",
+    "OUTPUT_MODES",
+    "PROMPT_SET_NAME",
+    "SECTIONS",
+    "SIMULATED_GPUS",
+    "SOURCES",
+    "SWEEP_ORDERS",
+    "TASK_KINDS",
+    "WEIGHTS",
+    "AggregateConfig",
+    "Config",
+    "ConfigError",
+    "DatasetConfig",
+    "EmissionsConfig",
+    "GenerationOptions",
+    "GpuConfig",
+    "InferConfig",
+    "MetaConfig",
+    "ModelConfig",
+    "PlotsConfig",
+    "PrepareConfig",
+    "QaOptions",
+    "StatsConfig",
+    "SummarizationOptions",
+    "SweepConfig",
+    "TaskConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_tasks",
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration; stages use the sections they declare in dvc.yaml."""
+
+    meta: MetaConfig
+    model: ModelConfig
+    tasks: tuple[TaskConfig, ...]
+    gpu: GpuConfig
+    prepare: PrepareConfig
+    infer: InferConfig
+    sweep: SweepConfig
+    emissions: EmissionsConfig
+    aggregate: AggregateConfig
+    stats: StatsConfig
+    plots: PlotsConfig
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def task(self, name: str) -> TaskConfig:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ConfigError("task", name, "expected one of " + "|".join(t.name for t in self.tasks))
+
+
+# params.yaml section -> (Config attribute, parser), in the order they are checked.
+_PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "meta": ("meta", MetaConfig.parse),
+    "model": ("model", ModelConfig.parse),
+    "task": ("tasks", parse_tasks),
+    "gpu": ("gpu", GpuConfig.parse),
+    "prepare": ("prepare", PrepareConfig.parse),
+    "infer": ("infer", InferConfig.parse),
+    "sweep": ("sweep", SweepConfig.parse),
+    "emissions": ("emissions", EmissionsConfig.parse),
+    "aggregate": ("aggregate", AggregateConfig.parse),
+    "stats": ("stats", StatsConfig.parse),
+    "plots": ("plots", PlotsConfig.parse),
+}
+SECTIONS = tuple(_PARSERS)
+
+
+def load_config(params: Mapping[str, Any]) -> Config:
+    """Validate a composed params mapping. Raises ConfigError with a one-line message."""
+    if not isinstance(params, Mapping):
+        raise ConfigError("params", params, "expected a mapping of sections")
+    unknown = sorted(str(k) for k in params if k not in _PARSERS)
+    if unknown:
+        raise ConfigError(
+            f"params.{unknown[0]}",
+            params[unknown[0]],
+            "unknown key; allowed keys: " + ", ".join(SECTIONS),
+        )
+    sections = {attr: parse(params.get(key)) for key, (attr, parse) in _PARSERS.items()}
+    cfg = Config(**sections, raw=copy.deepcopy(dict(params)))
+    _check_lengths_fit(cfg)
+    return cfg
+
+
+def _check_lengths_fit(cfg: Config) -> None:
+    """Output (and requested input) lengths must fit the model's context window."""
+    limit = cfg.model.max_context_tokens
+    candidates: list[tuple[str, int]] = []
+    if cfg.infer.output_tokens is not None:
+        candidates.append(("infer.output_tokens", cfg.infer.output_tokens))
+    else:
+        candidates += [(f"task.{t.name}.output_tokens", t.output_tokens) for t in cfg.tasks]
+    candidates += [(f"sweep.output_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.output_tokens)]
+    for key, value in candidates:
+        if value >= limit:
+            raise ConfigError(
+                key,
+                value,
+                f"output length must be below model {cfg.model.name}'s context of {limit} tokens",
+            )
+    inputs = [("infer.input_tokens", cfg.infer.input_tokens)] if cfg.infer.input_tokens else []
+    inputs += [(f"sweep.input_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.input_tokens)]
+    for key, value in inputs:
+        if value is not None and value >= limit:
+            raise ConfigError(
+                key,
+                value,
+                f"input length must be below model {cfg.model.name}'s context of {limit} tokens",
+            )
+
+
+# ---------------------------------------------------------------- overrides for plain `python stages/x.py`
+
+
+def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides (values parsed as YAML) to a params mapping.
+
+    A key must already exist, as in Hydra's struct mode, unless it is written `+a.b=value`;
+    this catches typos on hosts without Hydra (the GPU machine runs stages as plain scripts).
+    """
+    result = copy.deepcopy(dict(params))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("override", item, "expected key=value, for example gpu.freq=1200")
+        raw_key, raw_value = item.split("=", 1)
+        add = raw_key.startswith("+")
+        parts = raw_key.lstrip("+").split(".")
+        node: dict[str, Any] = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if not add:
+                    raise ConfigError(
+                        ".".join(parts[: depth + 1]), child, "no such section in params.yaml"
+                    )
+                child = node.setdefault(part, {})
+            node = child
+        if parts[-1] not in node and not add:
+            raise ConfigError(
+                raw_key, raw_value, "no such key in params.yaml (prefix with + to add one)"
+            )
+        node[parts[-1]] = yaml.safe_load(raw_value) if raw_value != "" else None
+    return result

@@ -1,0 +1,222 @@
+"""Checks a clock session makes before and after a change: each fails in one line before the
+GPU is touched (or right after a change that did not take)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from llm_energy.control.guard import can_install_handlers
+from llm_energy.control.recovery import pending_journal_warning
+from llm_energy.control.slurm import MECHANISMS, slurm_freq_warning
+from llm_energy.device.base import Device
+from llm_energy.device.errors import (
+    ClockControlUnavailableError,
+    DeviceError,
+    NotSupportedError,
+    OtherProcessesError,
+    PermissionDeniedError,
+)
+from llm_energy.device.freq import snap_to_supported
+
+log = logging.getLogger(__name__)
+
+CAP_SYS_ADMIN_BIT = 21
+OTHER_PROCESS_POLICIES = ("warn", "refuse")
+
+Warn = Callable[[str, type[Warning]], None]  # the session's warn: log, warn and record
+
+
+class ClockSnapWarning(UserWarning):
+    """A requested clock was not supported and was snapped to the nearest supported one."""
+
+
+class OtherProcessesWarning(UserWarning):
+    """Other processes use the GPU: their load perturbs energy readings."""
+
+
+def has_clock_privilege(status_path: Path = Path("/proc/self/status")) -> bool:
+    """Root, or CAP_SYS_ADMIN in the effective capability set (what NVML setters need)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        for line in status_path.read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool((int(line.split()[1], 16) >> CAP_SYS_ADMIN_BIT) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def check_session_args(control: str, on_other_processes: str) -> None:
+    """A mis-spelt `gpu.control` / `gpu.on_other_processes` fails before anything is opened."""
+    if control not in MECHANISMS:
+        raise ValueError(f"control must be one of {'|'.join(MECHANISMS)}, got {control!r}")
+    if on_other_processes not in OTHER_PROCESS_POLICIES:
+        raise ValueError(
+            f"on_other_processes must be 'warn' or 'refuse', got {on_other_processes!r}"
+        )
+
+
+def check_can_change(
+    device: Device, asked: str, *, signal_handlers: bool, privileged: Callable[[], bool]
+) -> None:
+    """Before the first change: clocks controllable, privilege (`privileged`, the session's
+    check, so tests can patch it there), signal handlers installable."""
+    if not device.can_control_clocks():
+        raise no_control_error(device, asked)
+    if device.requires_privilege and not privileged():
+        raise privilege_error(device, asked)
+    if signal_handlers and not can_install_handlers():
+        raise main_thread_error(device, asked)
+
+
+def warn_other_processes(device: Device, policy: str, action: str, warn: Warn) -> None:
+    msg = other_processes_warning(device, policy, action)
+    if msg:
+        warn(msg, OtherProcessesWarning)
+
+
+def observe_preflight(
+    device: Device,
+    control: str,
+    journal_dir: Path,
+    policy: str,
+    sm_freq_mhz: int | None,
+    warn: Warn,
+) -> None:
+    """observe / slurm: a pending journal (never restored here: say what to do instead), other
+    processes, and what SLURM was asked for."""
+    msg = pending_journal_warning(device, journal_dir)
+    if msg:
+        warn(msg, RuntimeWarning)
+    warn_other_processes(device, policy, "observe", warn)
+    if control == "slurm":
+        msg = slurm_freq_warning(sm_freq_mhz)
+        if msg:
+            warn(msg, RuntimeWarning)
+
+
+def no_control_error(device: Device, asked: str) -> ClockControlUnavailableError:
+    return ClockControlUnavailableError(
+        f"{asked} on the {device.backend} backend",
+        "this device has no controllable GPU clocks",
+        "Use gpu.backend=simulated for a simulated sweep, run on an NVIDIA host, "
+        "or set gpu.freq=null (driver default clocks).",
+    )
+
+
+def privilege_error(device: Device, asked: str) -> PermissionDeniedError:
+    return PermissionDeniedError(
+        f"{asked} on GPU {device.index} ({device.name()})",
+        "this process is neither root nor has CAP_SYS_ADMIN, which NVML requires to lock clocks",
+        "Run the stage with sudo or grant CAP_SYS_ADMIN, or set gpu.control=observe.",
+    )
+
+
+def main_thread_error(device: Device, asked: str) -> DeviceError:
+    return DeviceError(
+        f"{asked} on GPU {device.index} from thread {threading.current_thread().name}",
+        "signal handlers, which restore the clocks on Ctrl-C, SIGTERM and a closed terminal, "
+        "can only be installed in the main thread",
+        "Open the clock session in the main thread, or use gpu.control=observe.",
+    )
+
+
+def other_processes_warning(device: Device, policy: str, action: str) -> str | None:
+    """The warning to issue when other processes use the GPU (policy `warn`); raises
+    OtherProcessesError under `refuse`; None when the GPU is ours alone."""
+    try:
+        procs = device.other_processes()
+    except DeviceError as err:
+        log.warning("cannot list processes on GPU %s: %s", device.index, err)
+        return None
+    if not procs:
+        return None
+    desc = ", ".join(f"{p.pid}" + (f" ({p.name})" if p.name else "") for p in procs[:5])
+    if policy == "refuse":
+        raise OtherProcessesError(
+            f"Refusing to {action} GPU {device.index} ({device.name()})",
+            f"{len(procs)} other process(es) use it: {desc}",
+            "Stop them, or set gpu.on_other_processes=warn to measure anyway.",
+        )
+    return f"{len(procs)} other process(es) use GPU {device.index} ({desc}); energy readings include their load"
+
+
+def snap_clock(
+    device: Device, what: str, freq_mhz: int, supported: list[int]
+) -> tuple[int, str | None]:
+    """(supported clock to apply, warning when it differs from the request)."""
+    if not supported:
+        raise NotSupportedError(
+            f"Cannot lock the {what} clock of GPU {device.index} to {freq_mhz} MHz",
+            "the device reports no supported clocks",
+            "Use gpu.control=observe or gpu.freq=null on this GPU.",
+        )
+    applied, snapped = snap_to_supported(freq_mhz, supported)
+    if not snapped:
+        return applied, None
+    return (
+        applied,
+        f"{what} clock {freq_mhz} MHz is not supported by {device.name()}; using the nearest supported {applied} MHz",
+    )
+
+
+def sm_lock_in_force(device: Device) -> int | None:
+    """With no cap of ours: a lock someone else set, where readable; else None (default)."""
+    try:
+        state = device.clock_state()
+    except DeviceError:
+        return None
+    return state.sm_locked_mhz if state.locks_known else None
+
+
+def check_lock_readback(device: Device, key: str, applied: int) -> None:
+    """A lock must read back where the backend can read locks (simulated); NVML cannot, so
+    there the SM clock must at least not exceed the lock (lower is legitimate: power and
+    thermal limits, so only a warning)."""
+    state = device.clock_state()
+    if state.locks_known:
+        got = state.sm_locked_mhz if key == "sm" else state.mem_locked_mhz
+        if got != applied:
+            raise DeviceError(
+                f"Cannot lock the {key} clock to {applied} MHz",
+                f"read-back shows {got}",
+                "Check the driver; the original state is restored.",
+            )
+        return
+    if key != "sm":
+        return
+    observed = device.sm_clock_mhz()
+    tol = max(device.sm_step_mhz(), 1)
+    if observed is not None and observed > applied + tol:
+        log.warning(
+            "GPU %s: SM clock reads %s MHz right after locking to %s MHz",
+            device.index,
+            observed,
+            applied,
+        )
+
+
+__all__ = [
+    "CAP_SYS_ADMIN_BIT",
+    "OTHER_PROCESS_POLICIES",
+    "ClockSnapWarning",
+    "OtherProcessesWarning",
+    "Warn",
+    "check_can_change",
+    "check_lock_readback",
+    "check_session_args",
+    "has_clock_privilege",
+    "main_thread_error",
+    "no_control_error",
+    "observe_preflight",
+    "other_processes_warning",
+    "privilege_error",
+    "sm_lock_in_force",
+    "snap_clock",
+    "warn_other_processes",
+]

@@ -1,0 +1,290 @@
+"""The report: findings written as sentences from the numbers, tables, figures.
+
+:func:`build_markdown` fills the jinja2 template ``templates/report.md.j2`` with sentences
+(:mod:`.sentences`) and pipe tables (pandas); :func:`build_html` renders that Markdown
+with markdown-it-py into ``templates/report.html.j2``: one self-contained page (inline CSS,
+figures as base64 ``data:`` URIs, no scripts, nothing fetched). Pure: strings and bytes in,
+strings out; the templates are package data, loaded like code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from llm_energy.analysis.records import STRATUM_KEYS, freq_label
+from llm_energy.analysis.significance import SPEARMAN_COLUMNS
+from llm_energy.report.html import (
+    build_html,
+    markdown_to_html,
+    png_data_uri,
+    report_templates,
+)
+from llm_energy.report.sections import (
+    MULTI_CLOCK_FIGURES,
+    calibration_lines,
+    co2_table,
+    metrics_appendix,
+    n_clock_levels,
+    opening_sentences,
+    opening_table,
+    provenance_table,
+    settings_table,
+    single_clock_note,
+)
+from llm_energy.report.sentences import (
+    energy_banner,
+    fmt_num,
+    frequency_effect_sentences,
+    pairwise_sentences,
+    recommendation_sentences,
+    regression_sentences,
+    repetition_warning,
+    spearman_sentences,
+)
+from llm_energy.report.tables import pipe_table
+
+# the sentence and banner helpers stay importable from here, the report's entry point
+__all__ = [
+    "build_html",
+    "build_markdown",
+    "energy_banner",
+    "fmt_num",
+    "frequency_effect_sentences",
+    "markdown_table",
+    "markdown_to_html",
+    "pairwise_sentences",
+    "png_data_uri",
+    "recommendation_sentences",
+    "regression_sentences",
+    "repetition_warning",
+    "spearman_sentences",
+]
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+
+def markdown_table(
+    frame: pd.DataFrame, columns: Sequence[str] | None = None, *, digits: int = 3
+) -> str:
+    """A GitHub pipe table with report number formatting (``n/a`` for missing); ``""`` when
+    there are no rows or none of ``columns``."""
+    if frame is None or frame.empty:
+        return ""
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    if not cols:
+        return ""
+
+    def cell(v: Any) -> str:
+        return str(v) if isinstance(v, list | tuple | dict) else fmt_num(v, digits)
+
+    return pipe_table(frame[cols], cell)
+
+
+_SUMMARY_TABLE_COLUMNS = [
+    "label",
+    "n",
+    "n_items",
+    "n_excluded",
+    "j_per_token_mean",
+    "j_per_token_ci_low",
+    "j_per_token_ci_high",
+    "latency_p50_s",
+    "latency_p95_s",
+    "tokens_per_s_mean",
+    "avg_power_w_mean",
+    "energy_j_mean",
+    "edp_j_s_mean",
+    "interval_note",
+]
+_STATS_TABLE_COLUMNS: dict[str, list[str]] = {
+    "frequency_effect": [
+        "model",
+        "task",
+        "metric",
+        "n_levels",
+        "n_total",
+        "test",
+        "test_reason",
+        "statistic",
+        "p_value",
+        "effect_size",
+        "effect_size_kind",
+        "verdict",
+    ],
+    "pairwise": [
+        "model",
+        "task",
+        "metric",
+        "label",
+        "baseline",
+        "n",
+        "n_pairs",
+        "mean",
+        "mean_baseline",
+        "ratio",
+        "ratio_ci_low",
+        "ratio_ci_high",
+        "pct_change",
+        "p_value",
+        "p_holm",
+        "significant",
+        "note",
+    ],
+    "spearman": SPEARMAN_COLUMNS,
+    "regression": ["term", "coef", "se", "t", "df", "p_value", "ci_low", "ci_high"],
+    # the full pareto.csv has ~100 columns; the report shows what places a point on the frontier
+    "pareto": [
+        "model",
+        "task",
+        "label",
+        "n",
+        "j_per_token_mean",
+        "latency_p50_s",
+        "on_frontier",
+    ],
+}
+_RECOMMEND_TABLE_COLUMNS = [
+    "model",
+    "task",
+    "baseline",
+    "recommended_label",
+    "baseline_mean",
+    "recommended_mean",
+    "saving_pct",
+    "saving_ci_low",
+    "saving_ci_high",
+    "latency_change_pct",
+    "latency_change_ci_high",
+    "n_family",
+    "note",
+]
+
+
+def _summary_table(summary: pd.DataFrame) -> str:
+    if summary is None or summary.empty:
+        return ""
+    data = summary.copy()
+    if "label" not in data.columns:  # a pareto table carries its labels, a summary does not
+        data["label"] = [
+            "default" if d else freq_label(f)
+            for d, f in zip(data["default_clocks"], data["freq_applied_mhz"], strict=True)
+        ]
+    shown_keys = [
+        k for k in STRATUM_KEYS if k in ("model", "task") or data[k].nunique(dropna=False) > 1
+    ]
+    quality = [
+        c for c in data.columns if str(c).startswith("quality_") and str(c).endswith("_mean")
+    ]
+    ppl = (
+        ["perplexity"] if "perplexity" in data.columns and data["perplexity"].notna().any() else []
+    )
+    return markdown_table(data, [*shown_keys, *_SUMMARY_TABLE_COLUMNS, *quality, *ppl])
+
+
+def build_markdown(
+    summary: pd.DataFrame,
+    stats_tables: Mapping[str, pd.DataFrame],
+    recommendations: pd.DataFrame,
+    headline: Mapping[str, Any],
+    figure_paths: Mapping[str, str] | None = None,
+    energy_kind_note: str | None = None,
+    *,
+    run_info: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    title: str = "LLM inference energy under GPU frequency caps",
+) -> str:
+    """The report as markdown: banner, summary (sentences + one table), findings, tables,
+    run (CO₂, provenance, settings from ``run_info``, i.e. run.json), figures, and the
+    metrics.json keys with units as an appendix.
+
+    ``stats_tables`` keys with dedicated sentences: ``frequency_effect``, ``pairwise``,
+    ``spearman``, ``regression`` (R² taken from ``table.attrs`` when present); every table is
+    also rendered. ``figure_paths`` maps a figure name to the path the report links (relative
+    to the report). ``calibration`` is benchmarks/stats_calibration.py's results (one line per
+    interval type: nominal vs achieved coverage).
+    """
+    kinds: set[str] = set()
+    if summary is not None and not summary.empty:
+        used = summary[summary["n"] > 0]  # configurations that only failed carry no energy
+        kinds |= {str(k) for k in used["energy_kind"].dropna().unique()}
+    energy_head = headline.get("energy") if headline else None
+    if isinstance(energy_head, Mapping) and energy_head.get("kind"):
+        kinds.add(str(energy_head["kind"]))
+
+    recommendations_all = recommendations
+    tables = dict(stats_tables or {})
+    clock_note = single_clock_note(summary)
+    if clock_note:
+        # one clock: every recommendation and frequency test is "skipped", said once in the note
+        for name in ("frequency_effect", "pairwise"):
+            tables.pop(name, None)
+        recommendations = pd.DataFrame()
+    findings = [
+        *recommendation_sentences(recommendations),
+        *frequency_effect_sentences(tables.get("frequency_effect")),
+        *pairwise_sentences(tables.get("pairwise")),
+        *spearman_sentences(tables.get("spearman")),
+        *regression_sentences(tables.get("regression")),
+    ]
+
+    budget_txt, recs_table = "", ""
+    if recommendations is not None and not recommendations.empty:
+        budget = recommendations["latency_budget_pct"].dropna().unique()
+        budget_txt = f" (mean-latency budget +{fmt_num(budget[0])} %)" if len(budget) == 1 else ""
+        recs_table = markdown_table(recommendations, _RECOMMEND_TABLE_COLUMNS)
+
+    summary_table = _summary_table(summary)
+    note = ""
+    if summary_table:
+        ci = summary["ci_level"].dropna().unique()
+        if len(ci) == 1:
+            note = (
+                f"Means with {round(float(ci[0]) * 100):d} % intervals over items (Student t; "
+                "the delta method for J/token, which is total energy over total tokens); an "
+                'interval that cannot be honest says "not estimable" and why; excluded '
+                "requests (failed, untrusted window, cap not held, throttled) are counted, not used."
+            )
+
+    statistics = []
+    for name, frame in tables.items():
+        if frame is None or frame.empty:
+            continue
+        cols = _STATS_TABLE_COLUMNS.get(name)
+        if cols:
+            cols = [c for c in cols if c in frame.columns]
+            if name != "regression":
+                cols = [c for c in cols if c not in ("model", "task") or frame[c].notna().any()]
+        statistics.append((name, markdown_table(frame, cols)))
+
+    figures = dict(figure_paths or {})
+    if n_clock_levels(summary) == 1:
+        figures = {k: v for k, v in figures.items() if k not in MULTI_CLOCK_FIGURES}
+    run = run_info or {}
+    text = (
+        report_templates()
+        .get_template("report.md.j2")
+        .render(
+            title=title,
+            banner=energy_banner(kinds, energy_kind_note),
+            repetition=repetition_warning((headline or {}).get("repetition")),
+            opening=opening_sentences(summary, recommendations_all, headline),
+            opening_table=opening_table(summary, recommendations_all),
+            findings=findings,
+            calibration=calibration_lines(calibration),
+            appendix=metrics_appendix(headline),
+            co2=co2_table(run),
+            provenance=provenance_table(run),
+            settings=settings_table(run),
+            budget=budget_txt,
+            recommendations=recs_table,
+            configurations=summary_table,
+            configurations_note=note,
+            statistics=statistics,
+            figures=list(figures.items()),
+        )
+    )
+    return text.rstrip() + "\n"

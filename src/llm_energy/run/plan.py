@@ -1,0 +1,219 @@
+"""The run plan (pure): which configurations to measure, in which order, and request records.
+
+A sweep point is one (frequency cap, engine, batch size, input length, output length); every
+task's items run at every point. Points are repeated `infer.repetitions` times and interleaved
+(or shuffled with the seed) so slow drifts such as temperature do not line up with one setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llm_energy.config.settings import Config, TaskConfig
+
+ENERGY_KIND = {
+    "nvml": "measured",
+    "rapl": "measured",
+    "codecarbon-estimate": "estimated",
+    "simulated": "simulated",
+}
+
+
+def energy_kind(energy_source: str) -> str:
+    try:
+        return ENERGY_KIND[energy_source]
+    except KeyError:
+        raise ValueError(
+            f"unknown energy_source {energy_source!r}; expected one of {sorted(ENERGY_KIND)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    freq_mhz: int | None
+    engine: str
+    batch_size: int
+    input_tokens: int | None
+    output_tokens: int | None  # None = each task's own output length
+    rep: int
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.freq_mhz, self.engine, self.batch_size, self.input_tokens, self.output_tokens)
+
+
+def sweep_points(cfg: Config) -> list[SweepPoint]:
+    freqs: Sequence[int | None] = cfg.sweep.freqs_mhz or (cfg.gpu.freq,)
+    engines = cfg.sweep.engines or (cfg.infer.engine,)
+    batches = cfg.sweep.batch_sizes or (cfg.infer.batch_size,)
+    inputs: Sequence[int | None] = cfg.sweep.input_tokens or (cfg.infer.input_tokens,)
+    outputs: Sequence[int | None] = cfg.sweep.output_tokens or (cfg.infer.output_tokens,)
+    grid = list(itertools.product(freqs, engines, batches, inputs, outputs))
+    reps = cfg.infer.repetitions
+    if cfg.sweep.order == "random":
+        points = [SweepPoint(*g, rep=r) for r in range(reps) for g in grid]
+        random.Random(cfg.meta.seed).shuffle(points)
+        return points
+    # Interleave: every point once per round, rounds repeated; frequency changes between neighbours.
+    return [SweepPoint(*g, rep=r) for r in range(reps) for g in grid]
+
+
+def output_spec(task: TaskConfig, point: SweepPoint, cfg: Config) -> tuple[int, str]:
+    """(max new tokens, mode) for a task at a point: sweep value > infer override > task default."""
+    tokens = point.output_tokens or cfg.infer.output_tokens or task.output_tokens
+    mode = cfg.infer.output_mode or task.output_mode
+    return tokens, mode
+
+
+def batches(items: Sequence[Mapping[str, Any]], batch_size: int) -> list[list[Mapping[str, Any]]]:
+    return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+@dataclass(frozen=True)
+class WindowFacts:
+    """What the meter saw for one window, flattened into each request of the window."""
+
+    window_id: int
+    window_energy_j: float
+    window_s: float
+    window_repeats: int
+    window_trusted: bool
+    energy_source: str
+    idle_power_w: float | None
+    freq_requested_mhz: int | None
+    freq_applied_mhz: int | None
+    sm_clock_mean_mhz: float | None
+    sm_clock_min_mhz: float | None
+    mem_clock_mhz: float | None
+    clock_event_reasons: int | None
+    temperature_c: float | None
+    cap_held: bool
+    window_busy_s: float | None = None  # the work itself; window_s also holds the closing tick wait
+    window_tail_s: float = 0.0
+    window_tick_aligned: bool = False
+    clock_source: str = "none"  # in-window driver samples, or the window's edges
+    throttle_source: str = "none"  # NVML throttle-duration counters used, or "none"
+    throttle_power_s: float | None = None
+    throttle_thermal_s: float | None = None
+
+
+def with_idle_baseline(
+    row: Mapping[str, Any],
+    *,
+    power_w: float | None,
+    before_w: float | None,
+    after_w: float | None,
+    se_w: float | None,
+    df: int | None,
+) -> dict[str, Any]:
+    """A request record with its point's idle baseline (before and after its load), the idle
+    tail taken out of its energy, and the dynamic energy above idle.
+
+    The tail is the wait for the closing counter tick after the work (`window_tail_s`): the GPU
+    idles there, so `window_tail_energy_j` = idle power x tail is not the request's energy.
+    The baseline's own uncertainty becomes `dynamic_energy_se_j`, with `df` degrees of freedom
+    (`idle_power_df`, None when unknown)."""
+    out = dict(row)
+    out.update(idle_power_before_w=before_w, idle_power_after_w=after_w)
+    out.update(idle_power_se_w=se_w, idle_power_df=df)
+    out["idle_power_w"] = power_w
+    out.update(dynamic_energy_j=None, dynamic_energy_se_j=None, window_tail_energy_j=None)
+    if row.get("status") != "ok" or power_w is None:
+        return out
+    share = 1.0 / (row["batch_fill"] * row["window_repeats"])
+    tail_j = power_w * row.get("window_tail_s", 0.0)
+    out["window_tail_energy_j"] = tail_j
+    out["energy_j"] = (row["window_energy_j"] - tail_j) * share
+    # The idle power applies to the whole window, tail included.
+    out["dynamic_energy_j"] = (row["window_energy_j"] - power_w * row["window_s"]) * share
+    out["dynamic_energy_se_j"] = None if se_w is None else se_w * row["window_s"] * share
+    return out
+
+
+def request_records(
+    *,
+    base: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    inputs: Sequence[Mapping[str, Any]],
+    predictions: Sequence[str],
+    output_tokens: Sequence[int],
+    ttft_s: float | None,
+    window: WindowFacts,
+    last_call_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """One record per request of a window. Energy and time are split evenly over the batch and
+    the window's repeats; the window's own totals stay on every record for audit.
+
+    TTFT and TPOT describe the last execution (`last_call_s` long, its first token at `ttft_s`);
+    a batch decodes until its longest output ends, so TPOT divides by that length for all.
+    """
+    n = len(items)
+    share = 1.0 / (n * window.window_repeats)
+    # One execution of the batch: the work's own time, not the closing tick wait.
+    work_s = window.window_busy_s if window.window_busy_s is not None else window.window_s
+    latency_s = work_s / window.window_repeats
+    energy_j = window.window_energy_j * share
+    decode_steps = max(output_tokens, default=0) - 1
+    tpot = None
+    if ttft_s is not None and decode_steps > 0:
+        call_s = last_call_s if last_call_s is not None else latency_s
+        tpot = max(call_s - ttft_s, 0.0) / decode_steps
+    rows = []
+    for index, (item, inp, pred, n_out) in enumerate(
+        zip(items, inputs, predictions, output_tokens, strict=True)
+    ):
+        dynamic = (
+            None
+            if window.idle_power_w is None
+            else energy_j - window.idle_power_w * window.window_s * share
+        )
+        rows.append(
+            {
+                **base,
+                "task": item["task"],
+                "task_kind": item["kind"],
+                "dataset": item.get("dataset"),
+                "item_id": item["item_id"],
+                "batch_index": index,
+                **inp,
+                "output_tokens": int(n_out),
+                "latency_s": latency_s,
+                "ttft_s": ttft_s,
+                "tpot_s": tpot,
+                "tokens_per_s": n_out / latency_s if latency_s > 0 else None,
+                "energy_j": energy_j,
+                "energy_kind": energy_kind(window.energy_source),
+                "dynamic_energy_j": dynamic,
+                "avg_power_w": window.window_energy_j / window.window_s
+                if window.window_s > 0
+                else None,
+                **asdict(window),
+                "prediction": pred,
+                "references": list(item.get("references", [])),
+                "status": "ok",
+                "error": None,
+            }
+        )
+    return rows
+
+
+def failure_records(
+    *, base: Mapping[str, Any], items: Sequence[Mapping[str, Any]], status: str, error: str
+) -> list[dict[str, Any]]:
+    """A configuration that failed (e.g. out of memory) is recorded, not dropped."""
+    return [
+        {
+            **base,
+            "task": item["task"],
+            "task_kind": item["kind"],
+            "dataset": item.get("dataset"),
+            "item_id": item["item_id"],
+            "status": status,
+            "error": error,
+            "energy_kind": None,
+        }
+        for item in items
+    ]

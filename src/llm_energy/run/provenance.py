@@ -1,0 +1,79 @@
+"""Run provenance: device, driver and library versions, git commit, config digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from llm_energy.config.settings import Config
+
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "evaluate",
+    "nvidia-ml-py",
+    "codecarbon",
+    "dvc",
+    "hydra-core",
+    "llm-energy",
+)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def config_digest(cfg: Config) -> str:
+    relevant = {k: cfg.raw.get(k) for k in ("model", "task", "gpu", "prepare", "infer", "sweep")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def run_provenance(cfg: Config, *, device: Any, root: Path) -> dict[str, Any]:
+    import torch
+
+    cuda = torch.version.cuda if torch.cuda.is_available() else None
+    return {
+        "experiment": cfg.meta.experiment,
+        "device": device.provenance(),
+        "energy_source": device.energy_source,
+        "cuda_version": cuda,
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "git_commit": git_commit(root),
+        "config_digest": config_digest(cfg),
+    }

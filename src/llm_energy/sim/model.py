@@ -1,0 +1,388 @@
+"""Pure physics of the simulated GPU under DVFS (no I/O, no state): see docs/device.md.
+
+Power (CMOS dynamic power ~ C·V²·f on top of a static floor):
+
+    P(f, u) = P_static + P_dyn_max · u · (f / f_max) · (V(f) / V_max)²
+    V(f)/V_max = v_min_rel + (1 − v_min_rel) · (f − f_min) / (f_max − f_min)   (linear DVFS curve)
+
+Latency of a `generate` call comes from its workload (`llm_energy.sim.roofline`): the model's
+architecture, batch, prompt and output lengths at the current SM and memory clocks, with the
+activity u of each forward pass from how busy the tensor cores and the memory were. Each GPU
+model carries its roofline constants; the H200's are calibrated on measured anchors
+(/work/shared/anchors), the H100's and A100's are spec-sheet estimates (`calibration`).
+
+Legacy wall-clock law, for work that reports no workload (a bare function timed on the CPU):
+a fraction α of the work scales with the SM clock, the rest with the memory clock,
+
+    t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m)      (= t_ref at f_max, m_max)
+
+Idle power is P(f, u_idle). `P_static` is derived so that the idle power at `idle_ref_mhz`
+equals the measured anchor (H200: 126.6 W at 345 MHz). A power limit lowers the effective clock
+to the highest supported clock whose power fits (the driver's SW power cap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import uuid
+from dataclasses import dataclass
+
+from llm_energy.sim import roofline
+from llm_energy.units import energy_j as _energy_j
+
+# NVML clock-event reason bits the model can raise (same values as nvmlClocksEventReason*).
+REASON_GPU_IDLE = 0x1
+REASON_APPLICATIONS_CLOCKS_SETTING = 0x2
+REASON_SW_POWER_CAP = 0x4
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """Per-GPU parameters. Clocks in MHz, power in W, temperatures in °C."""
+
+    key: str
+    name: str  # what NVML would report as the device name
+    sm_min_mhz: int
+    sm_max_mhz: int
+    sm_step_mhz: int
+    mem_clocks_mhz: tuple[int, ...]  # highest first (NVML order); the first is the default
+    idle_sm_mhz: int  # SM clock the driver drops to when idle and unlocked
+    idle_ref_mhz: int  # clock at which idle_ref_w was measured
+    idle_ref_w: float  # calibration anchor for P_static
+    p_dyn_max_w: float  # dynamic power at f_max, V_max, u = 1
+    v_min_rel: float  # V(f_min) / V_max
+    u_idle: float  # activity factor at idle
+    power_limit_w: float  # default (and maximum) power limit
+    power_limit_min_w: float
+    temp_ambient_c: float
+    thermal_c_per_w: float  # steady-state temperature rise per watt
+    update_period_s: float  # energy counter update period (H200 measured: ~0.1 s)
+    roofline: roofline.RooflineParams  # throughput, host overhead and activity constants
+    calibration: str  # where the numbers come from: measured anchors or spec-sheet estimates
+
+    @property
+    def mem_max_mhz(self) -> int:
+        return max(self.mem_clocks_mhz)
+
+    @property
+    def p_static_w(self) -> float:
+        """Static floor derived from the idle anchor: P_idle(idle_ref_mhz) = idle_ref_w."""
+        return self.idle_ref_w - self._dynamic_w(self.idle_ref_mhz, self.u_idle)
+
+    def _dynamic_w(self, f_mhz: float, u: float) -> float:
+        return self.p_dyn_max_w * u * (f_mhz / self.sm_max_mhz) * voltage_rel(self, f_mhz) ** 2
+
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        """Supported SM clocks, highest first like nvmlDeviceGetSupportedGraphicsClocks."""
+        return list(range(self.sm_max_mhz, self.sm_min_mhz - 1, -self.sm_step_mhz))
+
+
+# The host side of HF `generate` (op dispatch, Python), fitted on the H200 anchors' host: the
+# eager batch-1 latency of each architecture sets its host_scale (falcon, gpt2, gpt_neo, gptj,
+# mistral, t5; llama shares mistral's code path); host_op_s is their geometric mean. Other GPUs'
+# hosts are assumed to run the same software as fast (an estimate).
+HOST_SCALE_H200 = (
+    ("falcon", 1.12),
+    ("gpt2", 0.83),
+    ("gpt_neo", 0.90),
+    ("gptj", 1.05),
+    ("llama", 0.86),
+    ("mistral", 0.86),
+    ("t5", 1.34),
+)
+ROOFLINE_H200 = roofline.RooflineParams(
+    mem_bw_gbps=4800.0,  # HBM3e, 141 GB
+    bw_efficiency=0.85,
+    bw_knee_rel=0.5,
+    tflops_16=989.0,  # dense bf16
+    tflops_32=67.0,
+    compute_efficiency=0.6,
+    host_op_s=12.7e-6,
+    step_overhead_s=0.33e-3,
+    kernel_floor_s=2.5e-6,
+    graph_op_s=0.96e-6,  # static cache + compile: GPT-2 569 tok/s, Mistral-7B 146 tok/s
+    graph_step_overhead_s=1.09e-3,
+    activity_busy=0.004,
+    activity_mem=0.85,
+    activity_compute=0.85,  # u at full tensor load: the 614 W of the anchors' matmul loop
+    activity_kernel=0.02,  # GPT-2 eager decodes at ~128 W: small kernels barely light the chip
+    host_scale=HOST_SCALE_H200,
+)
+
+GPU_MODELS: dict[str, GpuModel] = {
+    # Calibrated on the H200 anchors: idle 126.6 W at 345 MHz, 700 W limit (200–700 W),
+    # 110 clocks 345–1980 step 15, memory 3201/2201, counter period ~0.1 s, matmul ~614 W.
+    "h200": GpuModel(
+        key="h200",
+        name="NVIDIA H200 (simulated)",
+        sm_min_mhz=345,
+        sm_max_mhz=1980,
+        sm_step_mhz=15,
+        mem_clocks_mhz=(3201, 2201),
+        idle_sm_mhz=345,
+        idle_ref_mhz=345,
+        idle_ref_w=126.6,
+        p_dyn_max_w=575.0,
+        v_min_rel=0.70,
+        u_idle=0.004,
+        power_limit_w=700.0,
+        power_limit_min_w=200.0,
+        temp_ambient_c=25.0,
+        thermal_c_per_w=0.055,
+        update_period_s=0.1,
+        roofline=ROOFLINE_H200,
+        calibration="measured anchors (H200, /work/shared/anchors)",
+    ),
+    # H100 SXM5 80 GB: same clock table and TDP as the H200, HBM3 at 2619 MHz, lower idle floor.
+    "h100": GpuModel(
+        key="h100",
+        name="NVIDIA H100 80GB HBM3 (simulated)",
+        sm_min_mhz=345,
+        sm_max_mhz=1980,
+        sm_step_mhz=15,
+        mem_clocks_mhz=(2619,),
+        idle_sm_mhz=345,
+        idle_ref_mhz=345,
+        idle_ref_w=70.0,
+        p_dyn_max_w=630.0,
+        v_min_rel=0.70,
+        u_idle=0.004,
+        power_limit_w=700.0,
+        power_limit_min_w=200.0,
+        temp_ambient_c=25.0,
+        thermal_c_per_w=0.055,
+        update_period_s=0.1,
+        # Same GH100 die as the H200 with HBM3 at 3.35 TB/s.
+        roofline=dataclasses.replace(ROOFLINE_H200, mem_bw_gbps=3350.0),
+        calibration="spec-sheet estimate",
+    ),
+    # A100 SXM4 40 GB: 210–1410 MHz step 15, HBM2 at 1215 MHz, 400 W.
+    "a100": GpuModel(
+        key="a100",
+        name="NVIDIA A100-SXM4-40GB (simulated)",
+        sm_min_mhz=210,
+        sm_max_mhz=1410,
+        sm_step_mhz=15,
+        mem_clocks_mhz=(1215,),
+        idle_sm_mhz=210,
+        idle_ref_mhz=210,
+        idle_ref_w=55.0,
+        p_dyn_max_w=345.0,
+        v_min_rel=0.70,
+        u_idle=0.004,
+        power_limit_w=400.0,
+        power_limit_min_w=100.0,
+        temp_ambient_c=25.0,
+        thermal_c_per_w=0.1,
+        update_period_s=0.1,
+        # HBM2 1.56 TB/s, 312 dense bf16 TFLOPS, 19.5 fp32; slower small kernels (estimate).
+        roofline=dataclasses.replace(
+            ROOFLINE_H200,
+            mem_bw_gbps=1555.0,
+            tflops_16=312.0,
+            tflops_32=19.5,
+            kernel_floor_s=3.0e-6,
+            graph_op_s=1.2e-6,
+        ),
+        calibration="spec-sheet estimate",
+    ),
+}
+
+
+def get_gpu_model(key: str) -> GpuModel:
+    try:
+        return GPU_MODELS[key.lower()]
+    except KeyError:
+        known = ", ".join(sorted(GPU_MODELS))
+        raise ValueError(f"unknown simulated GPU {key!r}: expected one of {known}") from None
+
+
+def _check_f(gpu: GpuModel, f_mhz: float) -> float:
+    if not math.isfinite(f_mhz) or f_mhz <= 0:
+        raise ValueError(f"SM clock must be a positive number of MHz, got {f_mhz!r}")
+    # Clamp: the hardware cannot run outside its DVFS table.
+    return min(max(float(f_mhz), gpu.sm_min_mhz), gpu.sm_max_mhz)
+
+
+def _check_unit(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_settings(alpha: float, utilization: float, noise_rel: float) -> None:
+    """A simulated device's gpu.simulated_alpha / _utilization and noise, each in range."""
+    _check_unit("simulated alpha", alpha)
+    _check_unit("simulated utilization", utilization)
+    if not 0.0 <= noise_rel < 0.5:
+        raise ValueError(f"simulated noise_rel must lie in [0, 0.5), got {noise_rel!r}")
+
+
+def voltage_rel(gpu: GpuModel, f_mhz: float) -> float:
+    """V(f)/V_max, linear between v_min_rel at f_min and 1 at f_max."""
+    f = _check_f(gpu, f_mhz)
+    span = gpu.sm_max_mhz - gpu.sm_min_mhz
+    return gpu.v_min_rel + (1.0 - gpu.v_min_rel) * (f - gpu.sm_min_mhz) / span
+
+
+def power_w(gpu: GpuModel, f_mhz: float, utilization: float) -> float:
+    """Board power at SM clock f with activity factor u (0 = idle logic, 1 = max dynamic)."""
+    f = _check_f(gpu, f_mhz)
+    u = _check_unit("utilization", utilization)
+    return gpu.p_static_w + gpu._dynamic_w(f, u)
+
+
+def idle_power_w(gpu: GpuModel, f_mhz: float) -> float:
+    return power_w(gpu, f_mhz, gpu.u_idle)
+
+
+def latency_scale(gpu: GpuModel, f_mhz: float, alpha: float, mem_mhz: float | None = None) -> float:
+    """t(f, m) / t_ref: 1 at (f_max, m_max), grows as either clock drops."""
+    f = _check_f(gpu, f_mhz)
+    a = _check_unit("alpha", alpha)
+    m = _check_mem(gpu, mem_mhz)
+    return a * gpu.sm_max_mhz / f + (1.0 - a) * gpu.mem_max_mhz / m
+
+
+def latency_s(
+    gpu: GpuModel, t_ref_s: float, f_mhz: float, alpha: float, mem_mhz: float | None = None
+) -> float:
+    """Latency at (f, m) of a workload that takes t_ref_s at the maximum clocks."""
+    return float(t_ref_s) * latency_scale(gpu, f_mhz, alpha, mem_mhz)
+
+
+def energy_j(
+    gpu: GpuModel,
+    t_ref_s: float,
+    f_mhz: float,
+    utilization: float,
+    alpha: float,
+    mem_mhz: float | None = None,
+) -> float:
+    """Energy of the workload at (f, m): P(f, u) · t(f, m)."""
+    return _energy_j(
+        power_w(gpu, f_mhz, utilization), latency_s(gpu, t_ref_s, f_mhz, alpha, mem_mhz)
+    )
+
+
+def power_capped_sm_mhz(
+    gpu: GpuModel, f_mhz: float, utilization: float, power_limit_w: float
+) -> tuple[int, bool]:
+    """Effective SM clock under a power limit: highest supported clock <= f whose power fits."""
+    target = _check_f(gpu, f_mhz)
+    candidates = [f for f in gpu.supported_sm_clocks_mhz() if f <= target + 1e-9]  # highest first
+    for f in candidates:
+        if power_w(gpu, f, utilization) <= power_limit_w + 1e-9:
+            return f, f != candidates[0]
+    return (
+        gpu.sm_min_mhz,
+        True,
+    )  # even the lowest clock does not fit: the driver goes as low as it can
+
+
+def _check_mem(gpu: GpuModel, mem_mhz: float | None) -> float:
+    m = float(mem_mhz) if mem_mhz is not None else float(gpu.mem_max_mhz)
+    if not math.isfinite(m) or m <= 0:
+        raise ValueError(f"memory clock must be a positive number of MHz, got {mem_mhz!r}")
+    return m
+
+
+@functools.lru_cache(maxsize=4096)  # sweeps repeat the same shapes at the same clocks
+def workload_cost(
+    gpu: GpuModel, work: roofline.Workload, f_mhz: float, mem_mhz: float | None = None
+) -> roofline.WorkloadCost:
+    """Roofline cost of one generate call at SM clock f and memory clock m."""
+    f, m = _check_f(gpu, f_mhz), _check_mem(gpu, mem_mhz)
+    return roofline.workload_cost(
+        gpu.roofline, work, f_rel=f / gpu.sm_max_mhz, m_rel=m / gpu.mem_max_mhz
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadRun:
+    """A workload as the simulated GPU runs it: at `sm_mhz` (after any power cap)."""
+
+    sm_mhz: int
+    power_capped: bool
+    cost: roofline.WorkloadCost
+    power_w: float
+
+    @property
+    def energy_j(self) -> float:
+        return _energy_j(self.power_w, self.cost.time_s)
+
+
+def run_workload(
+    gpu: GpuModel,
+    work: roofline.Workload,
+    f_mhz: float,
+    mem_mhz: float | None = None,
+    power_limit_w: float | None = None,
+) -> WorkloadRun:
+    """The workload at the highest supported clock <= f whose mean power fits the limit (the
+    driver's SW power cap); power is P(f, u) with the call's mean activity u."""
+    target = _check_f(gpu, f_mhz)
+    limit = gpu.power_limit_w if power_limit_w is None else float(power_limit_w)
+    candidates = [f for f in gpu.supported_sm_clocks_mhz() if f <= target + 1e-9] or [
+        gpu.sm_min_mhz
+    ]
+    for f in candidates:  # highest first
+        cost = workload_cost(gpu, work, f, mem_mhz)
+        power = power_w(gpu, f, cost.activity)
+        if power <= limit + 1e-9 or f == candidates[-1]:
+            # Even the lowest clock may not fit: the driver goes as low as it can.
+            return WorkloadRun(f, f != candidates[0], cost, power)
+    raise AssertionError("unreachable: the last candidate always returns")
+
+
+def temperature_c(gpu: GpuModel, power_w_value: float) -> float:
+    """Steady-state die temperature: ambient plus thermal resistance times power."""
+    return gpu.temp_ambient_c + gpu.thermal_c_per_w * float(power_w_value)
+
+
+def clock_event_reasons(
+    gpu: GpuModel, sm_locked_mhz: int | None, busy: bool, power_capped: bool
+) -> int:
+    """NVML's clock-event-reason mask: a lock below f_max is an application-clock setting; a
+    busy GPU held below its target by the power limit is power-capped; an idle one is idle."""
+    mask = 0
+    if sm_locked_mhz is not None and sm_locked_mhz < gpu.sm_max_mhz:
+        mask |= REASON_APPLICATIONS_CLOCKS_SETTING
+    if not busy:
+        mask |= REASON_GPU_IDLE
+    elif power_capped:
+        mask |= REASON_SW_POWER_CAP
+    return mask
+
+
+def fake_uuid(gpu_key: str, index: int) -> str:
+    """Stable fake UUID (same GPU model and index -> same UUID, across processes and hosts)."""
+    return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"llm-energy/simulated/{gpu_key}/{index}"))
+
+
+__all__ = [
+    "GPU_MODELS",
+    "HOST_SCALE_H200",
+    "REASON_APPLICATIONS_CLOCKS_SETTING",
+    "REASON_GPU_IDLE",
+    "REASON_SW_POWER_CAP",
+    "ROOFLINE_H200",
+    "GpuModel",
+    "WorkloadRun",
+    "check_settings",
+    "clock_event_reasons",
+    "energy_j",
+    "fake_uuid",
+    "get_gpu_model",
+    "idle_power_w",
+    "latency_s",
+    "latency_scale",
+    "power_capped_sm_mhz",
+    "power_w",
+    "run_workload",
+    "temperature_c",
+    "voltage_rel",
+    "workload_cost",
+]
