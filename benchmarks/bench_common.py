@@ -136,22 +136,17 @@ def open_benchmark_device(
 ) -> Any:
     """The configured device (only read from here on); the simulated one with a counter that
     ticks like NVML's, every `update_period_s` (default: the model GPU's, 0.1 s for the H200)."""
-    from llm_energy.device.open import open_device
+    from llm_energy.control.open import DeviceSpec, open_device
 
-    return open_device(
-        cfg.gpu.backend,
-        index if index is not None else 0 if cfg.gpu.index == "auto" else int(cfg.gpu.index),
-        state_dir=state_dir,
-        wait_for_gpu_s=cfg.gpu.wait_for_gpu_s,
-        simulated_count=cfg.gpu.simulated_count,
-        simulated_gpu=cfg.gpu.simulated_gpu,
-        simulated_alpha=cfg.gpu.simulated_alpha,
-        simulated_utilization=cfg.gpu.simulated_utilization,
-        simulated_update_period_s=update_period_s,
-        simulated_counter_ticks=True,
+    spec = DeviceSpec.from_config(
+        cfg.gpu,
         seed=cfg.meta.seed,
         country_iso_code=cfg.emissions.country_iso_code,
+        state_dir=state_dir,
+        index=index if index is not None else 0 if cfg.gpu.index == "auto" else int(cfg.gpu.index),
+        sim={"update_period_s": update_period_s, "counter_ticks": True},
     )
+    return open_device(spec)
 
 
 def meter_for(cfg: Config, device: Any) -> Any:

@@ -12,8 +12,8 @@ import socket
 
 from _common import StageError, log, run_stage
 from llm_energy.config.settings import Config
+from llm_energy.control.open import DeviceSpec, open_device
 from llm_energy.control.session import ClockSession
-from llm_energy.device.open import open_device
 from llm_energy.errors import InputFileError, one_line
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
@@ -89,22 +89,17 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
     state_dir = paths.gpu_state_dir(gpu.state_dir)
     # One GPU per run: the device holds its GPU's lock (gpu.index=auto: the first free one)
     # until the run ends; the clock session below shares it.
-    device = open_device(
-        gpu.backend,
-        gpu.index,
+    spec = DeviceSpec.from_config(
+        gpu,
+        seed=cfg.meta.seed,
+        country_iso_code=cfg.emissions.country_iso_code,
         state_dir=state_dir,
         exclusive=True,
         # model.device_map: the model spans several GPUs, measured and capped as one group
         indices="all" if cfg.model.device_map == "auto" else cfg.model.device_map,
-        wait_for_gpu_s=gpu.wait_for_gpu_s,
         lock_dir=gpu_lock_dir(state_dir),
-        simulated_count=gpu.simulated_count,
-        simulated_gpu=gpu.simulated_gpu,
-        simulated_alpha=gpu.simulated_alpha,
-        simulated_utilization=gpu.simulated_utilization,
-        seed=cfg.meta.seed,
-        country_iso_code=cfg.emissions.country_iso_code,
     )
+    device = open_device(spec)
     first_cap = (cfg.sweep.freqs_mhz or (gpu.freq,))[0]
     with (
         device,

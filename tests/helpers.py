@@ -16,10 +16,11 @@ import yaml
 
 import llm_energy.control.session as control
 import llm_energy.device.nvml as nvml_mod
-from llm_energy.config.settings import TASK_KINDS, Config, TaskConfig
+from llm_energy.config.settings import TASK_KINDS, Config, TaskConfig, load_config
+from llm_energy.control.open import DeviceSpec
+from llm_energy.control.open import open_device as open_device_
 from llm_energy.device.base import Device
 from llm_energy.device.cpu import CpuDevice as CpuDevice_
-from llm_energy.device.open import open_device as open_device_
 from llm_energy.io.compose import compose_params
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.measure.meter import EnergyMeter as EnergyMeter_
@@ -78,16 +79,24 @@ EnergyMeter = partial(
     min_window_s=GPU["min_window_s"],
     tick_align=GPU["tick_align"],
 )
-open_device = partial(
-    open_device_,
-    wait_for_gpu_s=GPU["wait_for_gpu_s"],
-    simulated_count=GPU["simulated_count"],
-    simulated_gpu=GPU["simulated_gpu"],
-    simulated_alpha=GPU["simulated_alpha"],
-    simulated_utilization=GPU["simulated_utilization"],
-    seed=PARAMS["meta"]["seed"],
-    country_iso_code=COUNTRY,
+STUDY_DEVICE = DeviceSpec.from_config(
+    load_config(PARAMS).gpu, seed=PARAMS["meta"]["seed"], country_iso_code=COUNTRY, state_dir="."
 )
+
+
+def open_device(
+    backend: str,
+    index: int | str,
+    *,
+    state_dir: Path,
+    sim: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> Device:
+    """open_device with the study's settings from conf/, `changes` (and `sim` fields) over them."""
+    spec = STUDY_DEVICE.but(backend=backend, index=index, state_dir=state_dir, **changes)
+    return open_device_(spec.but(sim=dict(sim or {})))
+
+
 SimulatedDevice = partial(
     SimulatedDevice_,
     gpu=GPU["simulated_gpu"],
@@ -96,18 +105,16 @@ SimulatedDevice = partial(
     seed=PARAMS["meta"]["seed"],
 )
 CpuDevice = partial(CpuDevice_, country_iso_code=COUNTRY)
-# The same settings for a child process, as lines of Python it runs first: DEVICE, SESSION and
-# METER hold the keywords of open_device, ClockSession and EnergyMeter.
+# The same settings for a child process, as lines of Python it runs first: DEVICE is the
+# study's DeviceSpec (a dict for DeviceSpec.from_dict), SESSION and METER hold the keywords of
+# ClockSession and EnergyMeter.
 CHILD_SETTINGS = (
-    "\n".join(
+    f"DEVICE = {STUDY_DEVICE.to_dict()!r}\n"
+    + "\n".join(
         f"{name} = {fn.keywords!r}"
-        for name, fn in {
-            "DEVICE": open_device,
-            "SESSION": ClockSession,
-            "METER": EnergyMeter,
-        }.items()
+        for name, fn in {"SESSION": ClockSession, "METER": EnergyMeter}.items()
     )
-    + "\n"
+    + "\nfrom llm_energy.control.open import DeviceSpec\n"
 )
 
 
@@ -133,15 +140,17 @@ def patch_nvml(monkeypatch: Any, fake: Any, *, privileged: bool = False) -> Any:
     return fake
 
 
-def die_holding_a_cap(state: Path, settings: Mapping[str, Any], on_other_processes: str) -> None:
-    """A child locks simulated GPU 0 at 1200 MHz under `state` (open_device keywords `settings`)
+def die_holding_a_cap(state: Path, spec: DeviceSpec, on_other_processes: str) -> None:
+    """A child locks simulated GPU 0 at 1200 MHz under `state` (opened from `spec`)
     and dies without any cleanup (os._exit skips finally, atexit and handlers): its journal stays
     pending and the clock stays locked."""
     child = (
-        "import os; from pathlib import Path; from llm_energy.device.open import open_device;"
+        "import os; from pathlib import Path;"
+        "from llm_energy.control.open import DeviceSpec, open_device;"
         "from llm_energy.control.session import ClockSession;"
         f"s = Path({str(state)!r});"
-        f"d = open_device('simulated', 0, state_dir=s, **{dict(settings)!r});"
+        f"d = open_device(DeviceSpec.from_dict({spec.to_dict()!r}).but("
+        "backend='simulated', index=0, state_dir=s));"
         "ClockSession(d, control='lock', sm_freq_mhz=1200, journal_dir=s / 'journal',"
         f" on_other_processes={on_other_processes!r}).__enter__(); os._exit(9)"
     )

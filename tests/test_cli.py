@@ -9,7 +9,7 @@ import pytest
 
 from helpers import die_holding_a_cap
 from llm_energy.cli.main import main
-from llm_energy.device.open import TOOL_SETTINGS, open_device
+from llm_energy.control.open import DeviceSpec, open_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,10 +31,9 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
-    die_holding_a_cap(state, TOOL_SETTINGS, on_other_processes="warn")
+    die_holding_a_cap(state, DeviceSpec.for_tool("simulated", 0, state), on_other_processes="warn")
     assert (
-        open_device("simulated", 0, state_dir=state, **TOOL_SETTINGS).clock_state().sm_locked_mhz
-        == 1200
+        open_device(DeviceSpec.for_tool("simulated", 0, state)).clock_state().sm_locked_mhz == 1200
     )
     assert main(["--root", str(tmp_path), "gpu", "status", "--backend", "simulated"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -42,8 +41,7 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
     assert main(["--root", str(tmp_path), "gpu", "restore", "--backend", "simulated"]) == 0
     assert "restor" in capsys.readouterr().out.lower()
     assert (
-        open_device("simulated", 0, state_dir=state, **TOOL_SETTINGS).clock_state().sm_locked_mhz
-        is None
+        open_device(DeviceSpec.for_tool("simulated", 0, state)).clock_state().sm_locked_mhz is None
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 import llm_energy.cli.probe as probe_mod
 import llm_energy.device.cpu as cpu_mod
 import llm_energy.device.nvml as nvml_mod
-from helpers import PARAMS, die_holding_a_cap, open_device, patch_nvml
+from helpers import PARAMS, STUDY_DEVICE, die_holding_a_cap, open_device, patch_nvml
 from llm_energy.cli.doctor import Unavailable, build_report, cap_sentences, lock_problem
 from llm_energy.cli.main import main
 from llm_energy.config.settings import apply_overrides, load_config
@@ -153,7 +153,7 @@ def test_pending_journal_and_lock_holder_are_shown(
     state = root / "state"
     monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
     # A run killed without cleanup leaves its journal.
-    die_holding_a_cap(state, open_device.keywords, PARAMS["gpu"]["on_other_processes"])
+    die_holding_a_cap(state, STUDY_DEVICE, PARAMS["gpu"]["on_other_processes"])
     with open_device("simulated", "auto", state_dir=state):  # this process holds the GPU lock
         code, out = doctor(root, capsys, "gpu.backend=simulated")
     assert code == 0

@@ -48,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.environ["LLM_ENERGY_ROOT"], "stages"))
 from _common import run_stage
 from llm_energy.control.session import ClockSession
-from llm_energy.device.open import open_device
+from llm_energy.control.open import open_device
 from llm_energy.sim.device import SimulatedDevice
 
 spec = json.loads(os.environ["FAULT_SPEC"])
@@ -67,9 +67,9 @@ if spec.get("slow_restore_s"):
     SimulatedDevice.reset_sm_clocks = slow_reset
 
 def main(cfg, paths):
-    chosen = {"simulated_gpu": spec.get("model", "h200"), "simulated_count": 2}
-    dev = open_device("simulated", spec.get("index", 0), state_dir=state, exclusive=True,
-                      simulated_noise_rel=0.0, **(DEVICE | chosen))
+    chosen = {"gpu": spec.get("model", "h200"), "count": 2, "noise_rel": 0.0}
+    dev = open_device(DeviceSpec.from_dict(DEVICE).but(
+        backend="simulated", index=spec.get("index", 0), state_dir=state, exclusive=True, sim=chosen))
     with dev, ClockSession(dev, "lock", 900, journal_dir=state / "journal", **SESSION) as clocks, \
             open(out / "rows.jsonl", "w") as rows:
         for n in range(100000):

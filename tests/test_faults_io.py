@@ -375,11 +375,11 @@ def test_disk_full_during_infer_is_one_line_keeps_previous_and_restores_clocks(
     assert (tmp_path / "data/infer/previous.txt").read_bytes() == previous
     assert not list((tmp_path / "data").glob(".infer.tmp-*"))
     assert len(read_jsonl(tmp_path / "data/infer.partial/requests.jsonl")) == 2
-    from llm_energy.device.open import TOOL_SETTINGS, open_device
+    from llm_energy.control.open import DeviceSpec, open_device
 
     state_dir = Path(os.environ["LLM_ENERGY_STATE_DIR"])
     # reopened only to read its clocks, as `llm-energy gpu status` does
-    with open_device("simulated", 0, state_dir=state_dir, **TOOL_SETTINGS) as dev:
+    with open_device(DeviceSpec.for_tool("simulated", 0, state_dir)) as dev:
         assert dev.clock_state() == dev.default_state()  # the cap was undone
     assert not [p for p in (state_dir / "journal").glob("*") if p.is_file()]
 

@@ -49,14 +49,14 @@ import json, sys, time
 from pathlib import Path
 from llm_energy.control.session import ClockSession
 from llm_energy.device.errors import DeviceError
-from llm_energy.device.open import open_device
+from llm_energy.control.open import open_device
 spec = json.loads(sys.argv[1])
 state = Path(spec["state"])
 try:
     index = spec.get("index", 0)
-    chosen = {"simulated_count": spec.get("count", 1), "simulated_gpu": spec.get("model", "h200")}
-    dev = open_device("simulated", index, state_dir=state, exclusive=spec["exclusive"],
-                      simulated_noise_rel=0.0, **(DEVICE | chosen))
+    chosen = {"count": spec.get("count", 1), "gpu": spec.get("model", "h200"), "noise_rel": 0.0}
+    dev = open_device(DeviceSpec.from_dict(DEVICE).but(
+        backend="simulated", index=index, state_dir=state, exclusive=spec["exclusive"], sim=chosen))
     session = None
     if spec.get("freq"):
         session = ClockSession(dev, "lock", spec["freq"], journal_dir=state / "journal", **SESSION)
@@ -183,7 +183,7 @@ def test_auto_picks_different_gpus_then_refuses_when_all_are_taken(
     assert c.status == "refused" and "\n" not in c.message
     assert f"pid {a.pid}" in c.message and f"pid {b.pid}" in c.message
     assert b.stop() == 0  # the GPU b held is free again: auto takes it
-    d = open_device("simulated", "auto", state_dir=state, simulated_count=2)
+    d = open_device("simulated", "auto", state_dir=state, sim={"count": 2})
     with d:
         assert d.uuid() == b.info["uuid"] and d.lease is not None
     assert d.lease.released and lock_held(lock_path(state / "locks", d.uuid())) is False
@@ -217,9 +217,10 @@ import sys, time
 from pathlib import Path
 from llm_energy.control.session import ClockSession
 from llm_energy.device.errors import DeviceError
-from llm_energy.device.open import open_device
+from llm_energy.control.open import open_device
 state = Path(sys.argv[1])
-dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, **DEVICE)
+dev = open_device(DeviceSpec.from_dict(DEVICE).but(
+    backend="simulated", index=0, state_dir=state, sim={"noise_rel": 0.0}))
 for line in sys.stdin:
     _, t0, freq = line.split()
     while time.time() < float(t0):
@@ -291,7 +292,7 @@ def test_sessions_starting_at_the_same_instant_never_both_lock(state: Path) -> N
 def test_session_reuses_the_lock_the_stage_holds(state: Path) -> None:
     locks = state / "locks"
     with open_device(
-        "simulated", "auto", state_dir=state, simulated_count=2, simulated_noise_rel=0.0
+        "simulated", "auto", state_dir=state, sim={"count": 2, "noise_rel": 0.0}
     ) as dev:
         assert dev.lease is not None and holds_gpu(locks, dev.uuid())
         with ClockSession(dev, "lock", 900, journal_dir=state / "journal") as s:

@@ -34,7 +34,7 @@ H200 = simmodel.get_gpu_model("h200")
 
 
 def test_identity_and_defaults(tmp_path: Path) -> None:
-    dev = open_device("simulated", 0, state_dir=tmp_path, simulated_gpu="a100")
+    dev = open_device("simulated", 0, state_dir=tmp_path, sim={"gpu": "a100"})
     assert dev.energy_source == "simulated" and dev.backend == "simulated"
     assert dev.uuid() == simmodel.fake_uuid("a100", 0) and "A100" in dev.name()
     assert dev.supported_sm_clocks_mhz()[0] == 1410 and dev.sm_step_mhz() == 15
@@ -116,7 +116,7 @@ def test_invalid_parameters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="alpha"):
         SimulatedDevice(0, state_dir=tmp_path, alpha=1.5)
     with pytest.raises(ValueError, match="unknown simulated GPU"):
-        open_device("simulated", 0, state_dir=tmp_path, simulated_gpu="v100")
+        open_device("simulated", 0, state_dir=tmp_path, sim={"gpu": "v100"})
     with pytest.raises(ValueError, match="backend"):
         open_device("rocm", 0, state_dir=tmp_path)
 
@@ -164,12 +164,13 @@ CHILD = (
     + r"""
 import sys, time
 from pathlib import Path
-from llm_energy.device.open import open_device
+from llm_energy.control.open import open_device
 from llm_energy.control.session import ClockSession
 from llm_energy.measure.meter import EnergyMeter
 
 state, journal, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-dev = open_device("simulated", 0, state_dir=state, simulated_noise_rel=0.0, simulated_update_period_s=0.01, **DEVICE)
+dev = open_device(DeviceSpec.from_dict(DEVICE).but(
+    backend="simulated", index=0, state_dir=state, sim={"noise_rel": 0.0, "update_period_s": 0.01}))
 if mode == "atexit":
     s = ClockSession(dev, "lock", 900, 3201, journal_dir=journal, **SESSION)
     s.__enter__()
@@ -270,3 +271,18 @@ def test_atexit_restores_when_session_is_not_closed(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert dev.clock_state() == ORIGINAL and read_journal(dev, journal) is None
+
+
+def test_device_spec_is_one_value_that_round_trips_for_another_process(tmp_path: Path) -> None:
+    import json
+
+    from llm_energy.control.open import DeviceSpec
+
+    spec = DeviceSpec.for_tool("simulated", 1, tmp_path).but(
+        exclusive=True, indices=[1, 0], sim={"gpu": "a100", "count": 2}
+    )
+    again = DeviceSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.indices == (1, 0) and again.sim.gpu == "a100"
+    assert again.sim.alpha == 0.0 and again.state_dir == tmp_path  # untouched fields kept
+    with pytest.raises(ValueError, match="unknown device backend 'rocm'"):
+        spec.but(backend="rocm")

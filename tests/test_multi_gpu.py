@@ -22,11 +22,11 @@ from llm_energy.config.settings import load_config
 from llm_energy.control.gpulock import holds_gpu, lock_path
 from llm_energy.control.gpupick import pick_gpu, pick_gpus
 from llm_energy.control.journal import journal_path, list_journals, uuid_from_journal_path
+from llm_energy.control.open import DeviceSpec, open_device_by_uuid
+from llm_energy.control.open import open_device as open_device_
 from llm_energy.control.recovery import recover_pending
 from llm_energy.device.errors import NotSupportedError, RestoreError, SessionConflictError
 from llm_energy.device.group import DeviceGroup
-from llm_energy.device.open import TOOL_SETTINGS, open_device_by_uuid
-from llm_energy.device.open import open_device as open_device_
 from llm_energy.sim import model as simmodel
 from llm_energy.sim.busy import simulated_gpus
 from llm_energy.sim.generate import workload_for
@@ -203,10 +203,10 @@ KILLED = (
 import os, signal, sys
 from pathlib import Path
 from llm_energy.control.session import ClockSession
-from llm_energy.device.open import open_device
+from llm_energy.control.open import open_device
 state = Path(sys.argv[1])
-dev = open_device("simulated", 0, state_dir=state, exclusive=True, indices="all",
-                  simulated_noise_rel=0.0, **(DEVICE | {"simulated_count": 3}))
+dev = open_device(DeviceSpec.from_dict(DEVICE).but(backend="simulated", index=0, state_dir=state,
+                  exclusive=True, indices="all", sim={"noise_rel": 0.0, "count": 3}))
 s = ClockSession(dev, "lock", 1200, journal_dir=state / "journal", **SESSION)
 s.__enter__()
 print("locked", flush=True)
@@ -250,8 +250,7 @@ def test_a_new_group_session_repairs_a_killed_group_first(tmp_path: Path) -> Non
         state_dir=tmp_path,
         exclusive=True,
         indices="all",
-        simulated_count=3,
-        simulated_noise_rel=0.0,
+        sim={"count": 3, "noise_rel": 0.0},
     )
     with (
         dev,
@@ -354,12 +353,12 @@ def test_mig_disabled_or_unsupported_is_accepted(fake: MultiFakeNvml, tmp_path: 
 
 def test_power_timeline_reopens_the_group_without_taking_its_locks(tmp_path: Path) -> None:
     dev = open_device(
-        "simulated", 0, state_dir=tmp_path, exclusive=True, indices=[1, 0], simulated_count=2
+        "simulated", 0, state_dir=tmp_path, exclusive=True, indices=[1, 0], sim={"count": 2}
     )
     with dev:
         spec = dev.open_spec()
         assert spec["indices"] == [1, 0] and spec["index"] == 1  # open_device ignores it
-        reader = open_device_(**(TOOL_SETTINGS | spec))  # what measure/timeline.py does
+        reader = open_device_(DeviceSpec.from_dict(spec))  # what measure/timeline.py does
         assert isinstance(reader, DeviceGroup) and reader.uuid() == dev.uuid()
         assert reader.lease is None
         assert reader.power_w() == pytest.approx(dev.power_w(), rel=0.05)
@@ -373,8 +372,7 @@ def test_simulated_group_runs_the_work_on_its_first_gpu_while_the_others_idle(
         0,
         state_dir=tmp_path,
         indices="all",
-        simulated_count=3,
-        simulated_noise_rel=0.0,
+        sim={"count": 3, "noise_rel": 0.0},
     )
     assert isinstance(group, DeviceGroup)
     group.use_workload_clock()

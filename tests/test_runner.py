@@ -12,7 +12,7 @@ import pytest
 
 from helpers import compose, templates
 from llm_energy.config.settings import load_config
-from llm_energy.run.protocols import (
+from llm_energy.protocols import (
     GenerationResult,
     MeasuredDevice,
     SmClockControl,

@@ -15,8 +15,8 @@ import pytest
 from helpers import PARAMS, ClockSession, EnergyMeter, SimulatedDevice, compose, sim, templates
 from llm_energy.config.settings import load_config
 from llm_energy.io.models import build_random_tokenizer, materialize
+from llm_energy.protocols import GenerationResult
 from llm_energy.run.engine import load_generator as load_generator_
-from llm_energy.run.protocols import GenerationResult
 from llm_energy.run.runner import InferenceRun
 from llm_energy.sim import model as simmodel
 from llm_energy.sim.device import SimulatedDevice as SimDevice

@@ -87,7 +87,7 @@ def test_slurm_label_is_the_cap_only_when_the_window_clocks_held_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLURM_GPU_FREQ", "1200")
-    dev = open_device("simulated", 0, state_dir=tmp_path, exclusive=True, simulated_noise_rel=0.0)
+    dev = open_device("simulated", 0, state_dir=tmp_path, exclusive=True, sim={"noise_rel": 0.0})
     with dev, ClockSession(dev, "slurm", 1200, journal_dir=tmp_path / "journal") as s:
         # SLURM did not apply it (default clocks): the window shows it, the label is null
         held = _window_cap_held(dev, 1200)

@@ -73,14 +73,13 @@ def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], 
     """(done, failed) lines: the GPU given by --uuid or --index, else every journal in the
     state directory whatever its backend or simulated model."""
     from llm_energy.control.journal import list_journals, uuid_from_journal_path
+    from llm_energy.control.open import DeviceSpec, open_device, open_device_by_uuid
     from llm_energy.control.recovery import restore_from_journal
     from llm_energy.device.errors import DeviceError
-    from llm_energy.device.open import TOOL_SETTINGS, open_device, open_device_by_uuid
 
     journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
     if args.uuid is None and args.index is not None:
-        # a clock tool, not a run: TOOL_SETTINGS says why its settings are fixed
-        with open_device(args.backend, args.index, state_dir=state_dir, **TOOL_SETTINGS) as device:
+        with open_device(DeviceSpec.for_tool(args.backend, args.index, state_dir)) as device:
             return [restore_from_journal(device, journals, lock_dir=locks)], []
     uuids = (
         [args.uuid] if args.uuid else [uuid_from_journal_path(p) for p in list_journals(journals)]
@@ -98,9 +97,9 @@ def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], 
 
 
 def _cmd_gpu(args: argparse.Namespace) -> int:
+    from llm_energy.control.open import DeviceSpec, open_device, open_device_by_uuid
     from llm_energy.control.recovery import clear_journal, gpu_status, state_report
     from llm_energy.device.errors import DeviceError
-    from llm_energy.device.open import TOOL_SETTINGS, open_device, open_device_by_uuid
 
     failed: list[str] = []
     try:
@@ -108,7 +107,7 @@ def _cmd_gpu(args: argparse.Namespace) -> int:
         journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
         if args.action == "status":
             index = 0 if args.index is None else args.index
-            with open_device(args.backend, index, state_dir=state_dir, **TOOL_SETTINGS) as device:
+            with open_device(DeviceSpec.for_tool(args.backend, index, state_dir)) as device:
                 status = gpu_status(device, journals, lock_dir=locks)
             status |= {"state_dir": str(state_dir)} | state_report(journals, locks)
             print(json.dumps(status, indent=2, default=str))

@@ -87,22 +87,14 @@ def gather(
 ) -> tuple[dict[str, Any], Any]:
     """(device facts, state-directory report) for the device the params name. `gpu.index=auto`
     looks at GPU 0 without locking it: the doctor must not take a GPU from a run."""
-    from llm_energy.device.open import open_device  # the package imports its backends lazily
+    from llm_energy.control.open import DeviceSpec, open_device  # backends imported lazily
 
     index = 0 if gpu.index == "auto" else int(gpu.index)
     try:
-        device = open_device(
-            gpu.backend,
-            index,
-            state_dir=state_dir,
-            wait_for_gpu_s=gpu.wait_for_gpu_s,
-            simulated_count=gpu.simulated_count,
-            simulated_gpu=gpu.simulated_gpu,
-            simulated_alpha=gpu.simulated_alpha,
-            simulated_utilization=gpu.simulated_utilization,
-            seed=seed,
-            country_iso_code=country_iso_code,
+        spec = DeviceSpec.from_config(
+            gpu, seed=seed, country_iso_code=country_iso_code, state_dir=state_dir, index=index
         )
+        device = open_device(spec)
     except Exception as err:  # a device that does not open is one fact
         facts: dict[str, Any] = {"backend": gpu.backend, "index": index, "open_error": _reason(err)}
     else:

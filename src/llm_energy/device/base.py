@@ -144,7 +144,7 @@ class Device(ABC):
 
     def __init__(self, index: int = 0) -> None:
         self.index = int(index)
-        #: This run's lock on the GPU (a GpuLease from `open_device(exclusive=True)`), if any.
+        #: This run's lock on the GPU (a GpuLease, when its DeviceSpec was exclusive), if any.
         self.lease: Any = None
 
     # ------------------------------------------------------------------ identity
@@ -172,7 +172,7 @@ class Device(ABC):
         }
 
     def open_spec(self) -> dict[str, Any]:
-        """Keyword arguments for `open_device` that re-open this device in another process."""
+        """`DeviceSpec.from_dict` fields that re-open this device in another process."""
         return {"backend": self.backend, "index": self.index}
 
     # ------------------------------------------------------------------ energy / power

@@ -103,7 +103,7 @@ class PowerTimeline:
 
 
 def run_sampler(out: Path, spec: dict[str, Any], period_s: float) -> int:
-    from llm_energy.device.open import TOOL_SETTINGS, open_device
+    from llm_energy.control.open import DeviceSpec, open_device
 
     stop = False
 
@@ -115,7 +115,7 @@ def run_sampler(out: Path, spec: dict[str, Any], period_s: float) -> int:
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()
     # the spec (Device.open_spec) carries every setting its own backend needs
-    device = open_device(**(TOOL_SETTINGS | spec))
+    device = open_device(DeviceSpec.from_dict(spec))
     tmp = out.with_name(out.name + ".part")
     try:
         with tmp.open("w", newline="") as fh:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Sample device power into a CSV until SIGTERM.")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--period-s", type=float, default=MIN_PERIOD_S)
-    ap.add_argument("--spec", required=True, help="JSON of open_device keyword arguments")
+    ap.add_argument("--spec", required=True, help="JSON of DeviceSpec fields (Device.open_spec)")
     args = ap.parse_args(argv)
     period = _check_period(args.period_s)
     return run_sampler(args.out, json.loads(args.spec), period)

@@ -17,7 +17,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from llm_energy.device.errors import DeviceNotFoundError
 from llm_energy.device.identity import cuda_index_for_uuid, format_cuda_uuid
-from llm_energy.run.protocols import GenerationResult, PromptTokenizer
+from llm_energy.protocols import GenerationResult, PromptTokenizer
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llm_energy.config.settings import Config, TaskConfig
+from llm_energy.protocols import (
+    MeasuredDevice,
+    ProgressCallback,
+    SmClockControl,
+    TextGenerator,
+    WindowMeter,
+)
 from llm_energy.run.plan import (
     SweepPoint,
     batches,
@@ -25,13 +32,6 @@ from llm_energy.run.plan import (
     request_records,
     sweep_points,
     with_idle_baseline,
-)
-from llm_energy.run.protocols import (
-    MeasuredDevice,
-    ProgressCallback,
-    SmClockControl,
-    TextGenerator,
-    WindowMeter,
 )
 from llm_energy.run.run_parts import (
     IdleBaseline,

@@ -246,11 +246,13 @@ class SimulatedDevice(Device):
             "backend": self.backend,
             "index": self.index,
             "state_dir": str(self.state_dir),
-            "simulated_gpu": self.gpu.key,
-            "simulated_alpha": self.alpha,
-            "simulated_utilization": self.utilization,
-            "simulated_noise_rel": self.noise_rel,
-            "simulated_update_period_s": self.update_period_s,
+            "sim": {
+                "gpu": self.gpu.key,
+                "alpha": self.alpha,
+                "utilization": self.utilization,
+                "noise_rel": self.noise_rel,
+                "update_period_s": self.update_period_s,
+            },
             "seed": self.seed,
         }
 

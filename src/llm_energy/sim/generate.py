@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from llm_energy.run.protocols import GenerationResult, PromptTokenizer
+from llm_energy.protocols import GenerationResult, PromptTokenizer
 from llm_energy.sim import roofline
 
 
