@@ -1,8 +1,8 @@
-"""The lock half of a `ClockSession` (control/session.py): write-ahead journaled clock changes.
+"""Write-ahead journaled clock changes, a collaborator of `ClockSession` (control/session.py).
 
 Every change is recorded in the journal as "changed" before its setter runs, so a run killed at
 any point is restored by the next session; `restore` puts back the original state and deletes
-the journal once the restore is verified. The session supplies the preflight checks.
+the journal once the restore is verified.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llm_energy.control import journal as jr
 from llm_energy.control import preflight as pf
+from llm_energy.control.cap_record import Caps
 from llm_energy.control.guard import RestoreGuard
 from llm_energy.control.journal import journal_path
 from llm_energy.control.preflight import ClockSnapWarning
@@ -26,27 +27,33 @@ log = logging.getLogger("llm_energy.control.session")
 
 
 class JournaledClocks:
-    """Journaled SM / memory / power-limit changes and their restore; state is set up by
-    `ClockSession.__init__`."""
+    """Journaled SM / memory / power-limit changes of one device and their restore. Owns the
+    journal state and the restore guard; writes applied values into the session's `caps`.
+    `preflight(asked)` is the session's checks before the first change, `warn` its warnings."""
 
-    device: Device
-    journal_dir: Path
-    requested_sm_mhz: int | None
-    requested_mem_mhz: int | None
-    requested_power_limit_w: float | None
-    planned_sm_freqs_mhz: list[int]
-    applied_sm_mhz: int | None
-    applied_mem_mhz: int | None
-    applied_power_limit_w: float | None
-    original: ClockState | None
-    warnings: list[str]
-    guard: RestoreGuard
-    install_signal_handlers: bool
-    _changed: dict[str, bool]
-    _snapped: dict[tuple[str, int | float, tuple[int, ...]], int]
-    _journaled: bool
-    _details_at_start: dict[str, Any] | None
-    _lock: threading.RLock
+    def __init__(
+        self,
+        device: Device,
+        journal_dir: Path,
+        caps: Caps,
+        *,
+        preflight: Callable[[str], None],
+        warn: Callable[[str, type[Warning]], None],
+        install_signal_handlers: bool,
+    ) -> None:
+        self.device = device
+        self.journal_dir = journal_dir
+        self.caps = caps
+        self.preflight = preflight
+        self.warn = warn
+        self.install_signal_handlers = install_signal_handlers
+        self.guard = RestoreGuard(self.restore, f"GPU {device.uuid()}")
+        self.original: ClockState | None = None  # snapshot before the first change
+        self.changed = {"sm": False, "mem": False, "power_limit": False}
+        self._snapped: dict[tuple[str, int | float, tuple[int, ...]], int] = {}
+        self._journaled = False
+        self._details_at_start: dict[str, Any] | None = None
+        self._lock = threading.RLock()
 
     @property
     def journal_path(self) -> Path:
@@ -58,9 +65,9 @@ class JournaledClocks:
             if not self._journaled:
                 return []
             assert self.original is not None
-            problems = jr.restore_state(self.device, self.original, self._changed)
+            problems = jr.restore_state(self.device, self.original, self.changed)
             if not problems:
-                self._changed = dict.fromkeys(self._changed, False)
+                self.changed = dict.fromkeys(self.changed, False)
                 try:
                     jr.delete_journal(self.journal_path)
                     self._journaled = False
@@ -82,9 +89,9 @@ class JournaledClocks:
             )
             return []
 
-    def _restore_original_sm(self) -> None:
+    def restore_original_sm(self) -> None:
         """Put back the SM state found before the first change (`set_sm_cap(None)`)."""
-        if not self._changed["sm"] or self.original is None:
+        if not self.changed["sm"] or self.original is None:
             return
         with self._lock, self.guard.critical():
             problems = jr.restore_state(self.device, self.original, {"sm": True})
@@ -94,35 +101,27 @@ class JournaledClocks:
                     "; ".join(problems),
                     "Run `llm-energy gpu restore`.",
                 )
-            self._changed["sm"] = False
+            self.changed["sm"] = False
             self._write_journal()
 
-    def _preflight_plan(self) -> None:
+    def preflight_plan(self, planned_sm_mhz: list[int]) -> None:
         """Check and snap every planned SM cap (sweeps) before the first change."""
-        self._preflight(f"Cannot lock the SM clock to {self.planned_sm_freqs_mhz[0]} MHz")
+        self.preflight(f"Cannot lock the SM clock to {planned_sm_mhz[0]} MHz")
         mem = None
-        if self.requested_mem_mhz is not None:
+        if self.caps.requested_mem_mhz is not None:
             mem = self._snap(
-                "memory", self.requested_mem_mhz, self.device.supported_mem_clocks_mhz()
+                "memory", self.caps.requested_mem_mhz, self.device.supported_mem_clocks_mhz()
             )
         supported = self.device.supported_sm_clocks_mhz(mem)
-        for f in self.planned_sm_freqs_mhz:
+        for f in planned_sm_mhz:
             self._snap("SM", f, supported)
-
-    def _preflight(self, asked: str) -> None:
-        raise NotImplementedError  # the session's checks before any change
-
-    def _warn(self, msg: str, category: type[Warning]) -> None:
-        log.warning(msg)
-        warnings.warn(msg, category, stacklevel=4)
-        self.warnings.append(msg)
 
     def _snap(self, what: str, freq_mhz: int, supported: list[int]) -> int:
         key = (what, freq_mhz, tuple(supported))
         if key not in self._snapped:  # warn once per requested value
             applied, msg = pf.snap_clock(self.device, what, freq_mhz, supported)
             if msg:
-                self._warn(msg, ClockSnapWarning)
+                self.warn(msg, ClockSnapWarning)
             self._snapped[key] = applied
         return self._snapped[key]
 
@@ -130,7 +129,7 @@ class JournaledClocks:
         """Preflight, snapshot, journal and handlers, once, before the first change."""
         if self._journaled:
             return
-        self._preflight(asked)
+        self.preflight(asked)
         self.original = self.device.clock_state()
         details = getattr(self.device, "clock_details", None)
         if callable(details):
@@ -145,17 +144,8 @@ class JournaledClocks:
         record = jr.journal_record(
             self.device,
             self.original,
-            self._changed,
-            requested={
-                "sm_mhz": self.requested_sm_mhz,
-                "mem_mhz": self.requested_mem_mhz,
-                "power_limit_w": self.requested_power_limit_w,
-            },
-            applied={
-                "sm_mhz": self.applied_sm_mhz,
-                "mem_mhz": self.applied_mem_mhz,
-                "power_limit_w": self.applied_power_limit_w,
-            },
+            self.changed,
+            **self.caps.journal_fields(),
             details=self._details_at_start,
         )
         jr.write_journal(self.journal_path, record)
@@ -165,44 +155,38 @@ class JournaledClocks:
         # the two still restores (restoring an unchanged setting is harmless). A signal in
         # between is handled once both are done, so its restore sees the journal as it is.
         with self._lock, self.guard.critical():
-            was = self._changed[key]
-            self._changed[key] = True
+            was = self.changed[key]
+            self.changed[key] = True
             self._write_journal()
             try:
                 setter(value)
             except BaseException:
-                self._changed[key] = was
+                self.changed[key] = was
                 self._write_journal()
                 raise
 
-    def _set_sm(self, freq_mhz: int) -> None:
-        self._lock_clock("sm", freq_mhz)
-
-    def _set_mem(self, freq_mhz: int) -> None:
-        self._lock_clock("mem", freq_mhz)
-
-    def _lock_clock(self, key: str, freq_mhz: int) -> None:
+    def lock_clock(self, key: str, freq_mhz: int) -> None:
         """Lock the SM (`sm`) or memory (`mem`) clock at the supported clock nearest freq_mhz."""
         sm, dev = key == "sm", self.device
         what = "SM" if sm else "memory"
         self._begin_changes(f"Cannot lock the {what} clock to {freq_mhz} MHz")
         # Listed after the preflight: a device without clock control fails there, in one line.
         supported = (
-            dev.supported_sm_clocks_mhz(self.applied_mem_mhz)
+            dev.supported_sm_clocks_mhz(self.caps.applied_mem_mhz)
             if sm
             else dev.supported_mem_clocks_mhz()
         )
         applied = self._snap(what, freq_mhz, supported)
         self._apply(key, dev.lock_sm_clocks if sm else dev.lock_mem_clocks, applied)
         if sm:
-            self.applied_sm_mhz = applied
+            self.caps.applied_sm_mhz = applied
         else:
-            self.applied_mem_mhz = applied
+            self.caps.applied_mem_mhz = applied
         self._write_journal()
         pf.check_lock_readback(dev, key, applied)
 
-    def _set_power_limit(self, power_w: float) -> None:
+    def set_power_limit(self, power_w: float) -> None:
         self._begin_changes(f"Cannot set the power limit to {power_w:g} W")
         self._apply("power_limit", self.device.set_power_limit_w, float(power_w))
-        self.applied_power_limit_w = self.device.power_limit_w()
+        self.caps.applied_power_limit_w = self.device.power_limit_w()
         self._write_journal()

@@ -9,9 +9,10 @@ it writes a journal (`control/journal.py`) holding the original state and which 
 to change (write-ahead), so a run killed with SIGKILL is repaired by the next session or by
 `recover_pending` / `llm-energy gpu restore` (`control/recovery.py`).
 
-`control="observe"` / `"slurm"` never call a setter: they only record the clocks in force
-(control/cap_record.py, which also holds what a session records about its cap). The journaled
-changes and their restore are control/clock_changes.py; the checks before them control/preflight.py.
+The session owns its state and delegates: what it asked for and got is a `Caps`, observe /
+slurm mode and the run's record of the cap are control/cap_record.py, the journaled changes and
+their restore a `JournaledClocks` (control/clock_changes.py), the checks before them
+control/preflight.py.
 
 A `DeviceGroup` (device/group.py) is one device here: its lock is every member's GPU lock, its
 journal records every member's original state, and a restore puts back each member.
@@ -19,17 +20,17 @@ journal records every member's original state, and a restore puts back each memb
 
 from __future__ import annotations
 
-import threading
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import llm_energy.control.preflight as pf
-from llm_energy.control.cap_record import OBSERVING, CapRecord
+from llm_energy.control.cap_record import OBSERVING, Caps, cap_record, enter_observe
 from llm_energy.control.clock_changes import JournaledClocks
 from llm_energy.control.gpulock import GpuLease
 from llm_energy.control.gpupick import GroupLease
-from llm_energy.control.guard import RestoreGuard
 from llm_energy.control.journal import journal_path, read_journal
 from llm_energy.control.preflight import (
     CAP_SYS_ADMIN_BIT,
@@ -45,14 +46,21 @@ from llm_energy.control.recovery import (
     recover_pending,
     restore_from_journal,
 )
+from llm_energy.control.slurm import cap_missed_warning, clock_mechanism
 from llm_energy.device.base import ClockState, Device
 from llm_energy.device.errors import DeviceError, RestoreError
+
+log = logging.getLogger(__name__)
 
 Control = Literal["lock", "observe", "slurm"]
 OtherProcessPolicy = Literal["warn", "refuse"]
 
 
-class ClockSession(JournaledClocks, CapRecord):
+def _caps_field(name: str) -> property:
+    return property(lambda self: getattr(self.caps, name))
+
+
+class ClockSession:
     """Context manager holding a frequency cap; see the module docstring.
 
     Attributes after `__enter__`: requested_sm_mhz / applied_sm_mhz, requested_mem_mhz /
@@ -81,31 +89,81 @@ class ClockSession(JournaledClocks, CapRecord):
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(journal_dir)
         self.on_other_processes = on_other_processes
         self.install_signal_handlers = install_signal_handlers
-        self.requested_sm_mhz = sm_freq_mhz
-        self.requested_mem_mhz = mem_freq_mhz
-        self.requested_power_limit_w = power_limit_w
-        self.applied_sm_mhz: int | None = None
-        self.applied_mem_mhz: int | None = None
-        self.applied_power_limit_w: float | None = None
-        self.original: ClockState | None = None
+        self.caps = Caps(sm_freq_mhz, mem_freq_mhz, power_limit_w)
         self.recovered_message: str | None = None
         # Every SM cap the run will ask for (sweeps): checked and snapped up front, so an
         # impossible sweep fails before the model is loaded rather than halfway through.
         self.planned_sm_freqs_mhz = [f for f in (planned_sm_freqs_mhz or []) if f is not None]
         self.warnings: list[str] = []  # every warning issued, for run.json
-        self.guard = RestoreGuard(self.restore, f"GPU {device.uuid()}")
-        self._changed = {"sm": False, "mem": False, "power_limit": False}
+        self.clocks = JournaledClocks(
+            device,
+            self.journal_dir,
+            self.caps,
+            preflight=self._preflight,
+            warn=self._warn,
+            install_signal_handlers=install_signal_handlers,
+        )
         self._preflighted = False
-        self._snapped: dict[tuple[str, int | float, tuple[int, ...]], int] = {}
-        self._journaled = False
         self._entered = False
         self._lease: GpuLease | GroupLease | None = None
         self._slurm_cap_missed = False
         self._marked = False  # this session is the one registered for its GPU
-        self._details_at_start: dict[str, Any] | None = None
-        self._lock = threading.RLock()
 
     # -------------------------------------------------------------- public
+    requested_sm_mhz = _caps_field("requested_sm_mhz")
+    requested_mem_mhz = _caps_field("requested_mem_mhz")
+    applied_sm_mhz = _caps_field("applied_sm_mhz")
+    applied_mem_mhz = _caps_field("applied_mem_mhz")
+    applied_power_limit_w = _caps_field("applied_power_limit_w")
+
+    @property
+    def original(self) -> ClockState | None:
+        """The state before this session's first change (lock mode)."""
+        return self.clocks.original
+
+    @property
+    def guard(self) -> Any:
+        return self.clocks.guard
+
+    @property
+    def journal_path(self) -> Path:
+        return self.clocks.journal_path
+
+    @property
+    def clock_mechanism(self) -> str:
+        """How the cap reaches the GPU, as run.json records it."""
+        return clock_mechanism(self.control, self.device.backend)
+
+    def restore(self) -> list[str]:
+        """Restore the original state now (idempotent); problems, or [] when verified."""
+        return self.clocks.restore()
+
+    def record(self) -> dict[str, Any]:
+        """What the run records about the cap (run.json / per-request columns)."""
+        return cap_record(
+            self.control,
+            self.device.backend,
+            self.caps,
+            self.original,
+            self.recovered_message,
+            self.warnings,
+        )
+
+    def freq_label_mhz(self, cap_held: bool | None) -> int | None:
+        """The clock a window's records are labelled with (`freq_applied_mhz`). lock: the
+        applied cap; observe: None (nothing was applied); slurm: the cap SLURM was asked for
+        when the clocks seen inside the window held it, else None with a warning (once)."""
+        if self.control == "lock":
+            return self.applied_sm_mhz
+        if self.control == "observe" or self.requested_sm_mhz is None:
+            return None
+        if cap_held:
+            return self.requested_sm_mhz
+        if not self._slurm_cap_missed:
+            self._slurm_cap_missed = True
+            self._warn(cap_missed_warning(self.requested_sm_mhz), RuntimeWarning)
+        return None
+
     @property
     def interrupted_by(self) -> int | None:
         """The signal that restored the clocks and is ending the run, if any."""
@@ -113,7 +171,14 @@ class ClockSession(JournaledClocks, CapRecord):
 
     def __enter__(self) -> ClockSession:
         if self.control in OBSERVING:
-            self._enter_observe()
+            enter_observe(
+                self.device,
+                self.control,
+                self.journal_dir,
+                self.on_other_processes,
+                self.caps,
+                self._warn,
+            )
             self._entered = True
             return self
         # The lock decides between concurrent sessions; the loser leaves before touching
@@ -125,16 +190,17 @@ class ClockSession(JournaledClocks, CapRecord):
         self._marked = True
         self._entered = True
         try:
+            caps = self.caps
             if self.planned_sm_freqs_mhz:
-                self._preflight_plan()
-            if self.requested_mem_mhz is not None:
-                self._set_mem(self.requested_mem_mhz)
-            if self.requested_sm_mhz is not None:
-                self._set_sm(self.requested_sm_mhz)
-            if self.requested_power_limit_w is not None:
-                self._set_power_limit(self.requested_power_limit_w)
-            if self.requested_sm_mhz is None:
-                self.applied_sm_mhz = pf.sm_lock_in_force(self.device)
+                self.clocks.preflight_plan(self.planned_sm_freqs_mhz)
+            if caps.requested_mem_mhz is not None:
+                self.clocks.lock_clock("mem", caps.requested_mem_mhz)
+            if caps.requested_sm_mhz is not None:
+                self.clocks.lock_clock("sm", caps.requested_sm_mhz)
+            if caps.requested_power_limit_w is not None:
+                self.clocks.set_power_limit(caps.requested_power_limit_w)
+            if caps.requested_sm_mhz is None:
+                caps.applied_sm_mhz = pf.sm_lock_in_force(self.device)
         except BaseException:
             self._close(raise_errors=False)
             raise
@@ -163,15 +229,14 @@ class ClockSession(JournaledClocks, CapRecord):
                 f"SLURM applied one cap ({self.requested_sm_mhz}) for the whole job step",
                 "Run one experiment per cap (`llm-energy grid` expands a sweep into them).",
             )
-        self.requested_sm_mhz = freq_mhz
+        self.caps.requested_sm_mhz = freq_mhz
         if self.control in OBSERVING:
-            self.applied_sm_mhz = self.device.sm_clock_mhz()
-            return self.applied_sm_mhz
-        if freq_mhz is not None:
-            self._set_sm(freq_mhz)
-            return self.applied_sm_mhz
-        self._restore_original_sm()
-        self.applied_sm_mhz = pf.sm_lock_in_force(self.device)
+            self.caps.applied_sm_mhz = self.device.sm_clock_mhz()
+        elif freq_mhz is not None:
+            self.clocks.lock_clock("sm", freq_mhz)
+        else:
+            self.clocks.restore_original_sm()
+            self.caps.applied_sm_mhz = pf.sm_lock_in_force(self.device)
         return self.applied_sm_mhz
 
     # -------------------------------------------------------------- lock
@@ -191,6 +256,11 @@ class ClockSession(JournaledClocks, CapRecord):
             self.device, self.on_other_processes, "change the clocks of", self._warn
         )
         self._preflighted = True
+
+    def _warn(self, msg: str, category: type[Warning]) -> None:
+        log.warning(msg)
+        warnings.warn(msg, category, stacklevel=4)
+        self.warnings.append(msg)
 
     # -------------------------------------------------------------- teardown
     def _close(self, raise_errors: bool) -> None:
