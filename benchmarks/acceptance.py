@@ -31,12 +31,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench_common import (
     ROOT,
+    Plan,
+    WarmupSettings,
     benchmark_params,
     build_generator,
     meter_for,
@@ -57,39 +59,12 @@ from goal_rows import (
 from llm_energy.config.settings import Config, load_config
 from llm_energy.io.files import write_json
 from llm_energy.run.provenance import git_commit
-from overhead import (
-    WarmupSettings,
-    run_overhead,
-)
+from overhead import run_overhead
 from repeatability import repeatability
 from tick_alignment import generate_work, run_tick_benchmark, sleep_work
 
 EXIT_GOALS_NOT_MET = 3  # ran to the end, but some goal failed or was skipped
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Sizes of everything, for the GPU or the CPU stand-in."""
-
-    stand_in: bool
-    backend: str
-    models: dict[str, str]  # role ("gpt2" / "mistral_7b") -> conf/model name
-    dtype: str | None
-    budget_s: float
-    overhead_rounds: int
-    overhead_tokens: int
-    first_warmup: WarmupSettings  # the process's first warm-up (covers the cold phase)
-    warmup: WarmupSettings
-    repetitions: int
-    repeat_items: int
-    runner_warmup_max_s: float
-    tick_windows: int
-    tick_periods: float
-    tick_tokens: int
-    update_period_s: float | None  # simulated counter period for the infer path
-    tick_update_period_s: float | None  # simulated counter period for the tick comparison
-    overrides: tuple[str, ...] = ()
 
 
 def make_plan(stand_in: bool, budget_s: float | None) -> Plan:

@@ -339,3 +339,35 @@ __all__ = [
     "warm_until_steady",
     "write_result",
 ]
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    k: int = 5
+    tolerance: float = 0.03
+    max_s: float = 30.0
+    min_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of everything, for the GPU or the CPU stand-in."""
+
+    stand_in: bool
+    backend: str
+    models: dict[str, str]  # role ("gpt2" / "mistral_7b") -> conf/model name
+    dtype: str | None
+    budget_s: float
+    overhead_rounds: int
+    overhead_tokens: int
+    first_warmup: WarmupSettings  # the process's first warm-up (covers the cold phase)
+    warmup: WarmupSettings
+    repetitions: int
+    repeat_items: int
+    runner_warmup_max_s: float
+    tick_windows: int
+    tick_periods: float
+    tick_tokens: int
+    update_period_s: float | None  # simulated counter period for the infer path
+    tick_update_period_s: float | None  # simulated counter period for the tick comparison
+    overrides: tuple[str, ...] = ()

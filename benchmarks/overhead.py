@@ -31,13 +31,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bare_side import bare_inputs, bare_round, generate_kwargs
 from bench_common import (
     ROOT,
+    WarmupSettings,
     benchmark_params,
     build_generator,
     observed_device,
@@ -57,14 +57,6 @@ from llm_energy.run.runner import InferenceRun
 
 GOAL_TOKENS_PER_S_RATIO_MIN = 0.99
 GOAL_J_PER_TOKEN_WITHIN = 0.02
-
-
-@dataclass(frozen=True)
-class WarmupSettings:
-    k: int = 5
-    tolerance: float = 0.03
-    max_s: float = 30.0
-    min_s: float = 0.0
 
 
 class RowSink:

@@ -7,9 +7,9 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench_common import ROOT, restrict_tasks, sample_items
+from bench_common import ROOT, Plan, restrict_tasks, sample_items
 from bench_stats import cv
 from goal_rows import REPEAT_TASKS, pct
 from llm_energy.config.settings import Config, load_config
@@ -18,9 +18,6 @@ from llm_energy.measure.meter import EnergyMeter
 from llm_energy.paths import project_paths
 from llm_energy.run.runner import InferenceRun
 from overhead import RowSink
-
-if TYPE_CHECKING:
-    from acceptance import Plan
 
 
 def repeatability(

@@ -11,7 +11,7 @@ spec-sheet estimates with nothing measured to compare against.
 
     python benchmarks/sim_calibration.py
     python benchmarks/sim_calibration.py --anchors /path/to/anchors --out table.json
-    python benchmarks/sim_calibration.py --count-ops   # re-count roofline.OP_COUNTS (~1 min)
+    python benchmarks/sim_calibration.py --count-ops   # re-count archspec.OP_COUNTS (~1 min)
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llm_energy import roofline, simcalib, simmodel  # noqa: E402
+from llm_energy.sim import archspec  # noqa: E402
+from llm_energy.sim import calib as simcalib  # noqa: E402
+from llm_energy.sim import model as simmodel  # noqa: E402
 
 DEFAULT_ANCHORS = ROOT.parent / "shared" / "anchors"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -71,7 +73,7 @@ def format_table(table: list[simcalib.CalibrationRow]) -> str:
     return "\n".join(lines)
 
 
-def count_ops() -> dict[str, roofline.OpCounts]:
+def count_ops() -> dict[str, archspec.OpCounts]:
     """Ops per decoder layer and per step of each architecture type in the installed
     transformers: generate() of 2- and 4-layer random bf16 models under a TorchDispatchMode."""
     import torch
@@ -114,8 +116,8 @@ def count_ops() -> dict[str, roofline.OpCounts]:
         model_type = yaml.safe_load((ROOT / "conf" / "model" / f"{stem}.yaml").read_text())["arch"][
             "model_type"
         ]
-        known = roofline.OP_COUNTS.get(model_type, roofline.DEFAULT_OP_COUNTS)
-        counts[model_type] = roofline.OpCounts(  # (encoder ops: not re-counted here)
+        known = archspec.OP_COUNTS.get(model_type, archspec.DEFAULT_OP_COUNTS)
+        counts[model_type] = archspec.OpCounts(  # (encoder ops: not re-counted here)
             round(per_layer), round(per_step[2] - 2 * per_layer), known.per_encoder_layer
         )
     return counts
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.count_ops:
         for model_type, counted in count_ops().items():
-            table = roofline.OP_COUNTS.get(model_type)
+            table = archspec.OP_COUNTS.get(model_type)
             print(f"{model_type:<8} counted {counted}  table {table}")
         return 0
     gpu = simmodel.get_gpu_model(args.gpu)

@@ -16,7 +16,8 @@ import yaml
 
 import llm_energy.control.session as control
 import llm_energy.device.nvml as nvml_mod
-from llm_energy.config.settings import TASK_KINDS, Config, TaskConfig, load_config
+from llm_energy.config.settings import Config, TaskConfig, load_config
+from llm_energy.config.tasks import TASK_KINDS
 from llm_energy.control.open import DeviceSpec
 from llm_energy.control.open import open_device as open_device_
 from llm_energy.device.base import Device

@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 
 from analysis_settings import compare_experiments
-from llm_energy.report.compare import (
-    COMPARE_COLUMNS,
-    experiments_from_dvc_json,
-)
+from llm_energy.analysis.experiments import experiments_from_dvc_json
+from llm_energy.report.compare import COMPARE_COLUMNS
 
 # (freq or None, J/token, p50 latency s)
 POINTS: dict[str, tuple[float | None, float, float]] = {

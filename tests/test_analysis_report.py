@@ -24,13 +24,8 @@ from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.tradeoff import savings_headline
 from llm_energy.report.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
 from llm_energy.report.figures import energy_vs_freq
-from llm_energy.report.markdown import (
-    build_html,
-    build_markdown,
-    markdown_table,
-    markdown_to_html,
-    recommendation_sentences,
-)
+from llm_energy.report.html import build_html, markdown_to_html
+from llm_energy.report.markdown import build_markdown, markdown_table, recommendation_sentences
 from llm_energy.report.sections import metric_unit
 from llm_energy.report.sentences import fmt_num
 

@@ -45,6 +45,57 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
     )
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_restore_right_after_sigkill_needs_no_reaping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A capped run is killed with SIGKILL and nothing reaps it (this test is its parent and does
+    # not wait, like a container's PID 1 without --init once `dvc exp run` above it is killed
+    # too): a zombie holds no session, so `gpu restore` works at once instead of refusing.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(state))
+    run = subprocess.Popen(
+        [sys.executable, "-c", CAPPED_RUN, str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    try:
+        assert run.stdout is not None and run.stdout.readline().strip() == "locked"
+        os.kill(run.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        while main(["--root", str(tmp_path), "gpu", "restore", "--backend", "simulated"]) != 0:
+            assert time.monotonic() - t0 < 0.5, capsys.readouterr()
+        elapsed_s = time.monotonic() - t0
+        stat = Path(f"/proc/{run.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        assert stat in ("Z", "X")  # not reaped in between: a zombie the whole time
+        assert elapsed_s < 0.5 and "restor" in capsys.readouterr().out.lower()
+        spec = DeviceSpec.for_tool("simulated", 0, state)
+        assert open_device(spec).clock_state().sm_locked_mhz is None
+    finally:
+        run.kill()
+        run.wait()
+
+
+CAPPED_RUN = """
+import sys, time
+from pathlib import Path
+from llm_energy.control.open import DeviceSpec, open_device
+from llm_energy.control.session import ClockSession
+state = Path(sys.argv[1])
+dev = open_device(DeviceSpec.for_tool("simulated", 0, state))
+ClockSession(dev, "lock", 1200, journal_dir=state / "journal", on_other_processes="warn").__enter__()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
 def test_gpu_status_without_gpu_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 import pytest
 
 from helpers import compose, task_config
-from llm_energy.config.settings import ConfigError, GenerationOptions, load_config
+from llm_energy.config.settings import ConfigError, load_config
+from llm_energy.config.tasks import GenerationOptions
 from llm_energy.workload import datasets as D
 from llm_energy.workload import passages as P
 from llm_energy.workload import rows as R

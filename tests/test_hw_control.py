@@ -20,17 +20,10 @@ import pytest
 import llm_energy.control.session as control
 from helpers import ClockSession, CpuDevice, open_device, patch_nvml, sim
 from llm_energy.control.guard import SignalExit
-from llm_energy.control.journal import now_iso
-from llm_energy.control.session import (
-    ClockSnapWarning,
-    OtherProcessesWarning,
-    gpu_status,
-    has_clock_privilege,
-    journal_path,
-    read_journal,
-    recover_pending,
-    restore_from_journal,
-)
+from llm_energy.control.journal import journal_path, now_iso, read_journal
+from llm_energy.control.preflight import ClockSnapWarning, OtherProcessesWarning
+from llm_energy.control.recovery import gpu_status, recover_pending, restore_from_journal
+from llm_energy.control.session import has_clock_privilege
 from llm_energy.device.base import ClockState
 from llm_energy.device.errors import (
     ClockControlUnavailableError,

@@ -17,7 +17,7 @@ import pytest
 
 import llm_energy.device.nvml as nvml_mod
 from helpers import ClockSession, EnergyMeter, open_device
-from llm_energy.control.session import gpu_status
+from llm_energy.control.recovery import gpu_status
 from llm_energy.device.nvml import NvmlDevice
 
 pytestmark = [

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import llm_energy.device.nvml as nvml_mod
 from helpers import GPU, EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
+from llm_energy.device import nvml_reads
 from llm_energy.device.base import ThrottleCounters
 from llm_energy.device.nvml import NvmlDevice
 from llm_energy.measure.window import MAX_THROTTLED_FRACTION, cap_held
@@ -222,7 +222,7 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
 
 def test_nvml_throttle_counters_from_duration_fields(fake_nvml: FakeNvml) -> None:
     f = fake_nvml
-    fake_ids = [getattr(f, n) for n in nvml_mod.THROTTLE_FIELDS]
+    fake_ids = [getattr(f, n) for n in nvml_reads.THROTTLE_FIELDS]
     f.throttle_fields_ns = dict(
         zip(fake_ids, [2_000_000_000, 500_000_000, 0, 1_000_000], strict=True)
     )

@@ -22,7 +22,8 @@ from helpers import (
     open_device,
     sim,
 )
-from llm_energy.control.session import gpu_status, read_journal, recover_pending
+from llm_energy.control.journal import read_journal
+from llm_energy.control.recovery import gpu_status, recover_pending
 from llm_energy.device.base import ClockState
 from llm_energy.measure.timeline import PowerTimeline
 from llm_energy.sim import model as simmodel

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 import pytest
 
 from llm_energy.quality import metrics
+from llm_energy.quality import squad as sq
 from llm_energy.quality import textmetrics as tm
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -240,7 +241,7 @@ def test_squad_v2_matches_official_script(
 ) -> None:
     preds, refs = squad_case
     want, _, _ = _ref_squad_v2(preds, refs, thresh)
-    got = tm.squad_v2_records(preds, refs, no_answer_threshold=thresh)
+    got = sq.squad_v2_records(preds, refs, no_answer_threshold=thresh)
     assert list(got) == list(want)
     assert max(abs(got[k] - want[k]) for k in want) <= TOL
     # a real mix: neither all right nor all wrong, and both kinds of question
@@ -269,7 +270,7 @@ def test_squad_plain_texts_and_per_request_scores_match_official_script(
     # the official script without a no-answer probability file: every probability 0
     zero = [{**p, "no_answer_probability": 0.0} for p in preds]
     want, exact_raw, f1_raw = _ref_squad_v2(zero, refs)
-    got = tm.squad_v2(texts, answers, no_answer_phrases=())
+    got = sq.squad_v2(texts, answers, no_answer_phrases=())
     assert set(got) == {k for k in want if not k.startswith("best_")}
     assert max(abs(got[k] - want[k]) for k in got) <= TOL
     # per request, as the aggregate stage scores (EM/F1 in [0, 1])

@@ -18,7 +18,8 @@ from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.tradeoff import savings_headline
 from llm_energy.report.figure_style import figure_png_bytes
 from llm_energy.report.figures import j_per_token_by_task
-from llm_energy.report.markdown import build_html, build_markdown
+from llm_energy.report.html import build_html
+from llm_energy.report.markdown import build_markdown
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1000, 1400

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llm_energy.sim import archspec
 from llm_energy.sim import model as sm
 from llm_energy.sim import roofline as rf
 
@@ -19,7 +20,7 @@ def model_conf(stem: str) -> dict:
 
 
 def arch(stem: str) -> rf.ArchSpec:
-    return rf.arch_spec(model_conf(stem)["arch"])
+    return archspec.arch_spec(model_conf(stem)["arch"])
 
 
 def cost(work: rf.Workload, f_rel: float = 1.0, m_rel: float = 1.0) -> rf.WorkloadCost:
@@ -31,7 +32,9 @@ def cost(work: rf.Workload, f_rel: float = 1.0, m_rel: float = 1.0) -> rf.Worklo
 )
 def test_parameter_count_from_arch_matches_the_model_card(stem: str) -> None:
     conf = model_conf(stem)
-    assert rf.arch_spec(conf["arch"]).params / 1e6 == pytest.approx(conf["params_m"], rel=0.01)
+    assert archspec.arch_spec(conf["arch"]).params / 1e6 == pytest.approx(
+        conf["params_m"], rel=0.01
+    )
 
 
 def test_arch_details() -> None:
@@ -43,9 +46,9 @@ def test_arch_details() -> None:
     # KV cache per token: 2 (k, v) x layers x kv width x bytes.
     assert mistral.kv_bytes_per_token(2) == 2 * 32 * 8 * 128 * 2
     with pytest.raises(ValueError, match="model_type"):
-        rf.arch_spec({"hidden_size": 8})
+        archspec.arch_spec({"hidden_size": 8})
     with pytest.raises(ValueError, match="num_attention_heads"):
-        rf.arch_spec({"model_type": "llama", "hidden_size": 8})
+        archspec.arch_spec({"model_type": "llama", "hidden_size": 8})
 
 
 def test_memory_bound_versus_compute_bound() -> None:

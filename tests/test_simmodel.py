@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llm_energy.sim import archspec
 from llm_energy.sim import calib as simcalib
 from llm_energy.sim import model as sm
 from llm_energy.sim import roofline as rf
@@ -19,7 +20,7 @@ ANCHORS = REPO.parent / "shared" / "anchors"
 
 
 def arch(stem: str) -> rf.ArchSpec:
-    return rf.arch_spec(
+    return archspec.arch_spec(
         yaml.safe_load((REPO / "conf" / "model" / f"{stem}.yaml").read_text())["arch"]
     )
 

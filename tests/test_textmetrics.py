@@ -10,6 +10,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import pytest
 
+from llm_energy.quality import squad as sq
 from llm_energy.quality import textmetrics as tm
 
 # --- ROUGE ------------------------------------------------------------------------------------
@@ -109,24 +110,24 @@ def test_rouge_corpus_mean_and_lists() -> None:
 
 
 def test_normalize_answer_official_rules() -> None:
-    assert tm.normalize_answer("An apple,  the PEAR.") == "apple pear"
-    assert tm.normalize_answer("The Eiffel Tower!") == "eiffel tower"
-    assert tm.normalize_answer("theatre") == "theatre"  # articles only as whole words
+    assert sq.normalize_answer("An apple,  the PEAR.") == "apple pear"
+    assert sq.normalize_answer("The Eiffel Tower!") == "eiffel tower"
+    assert sq.normalize_answer("theatre") == "theatre"  # articles only as whole words
 
 
 def test_exact_match_after_normalisation() -> None:
-    assert tm.squad_exact("Eiffel Tower", "the Eiffel tower.") == 1.0
-    assert tm.squad_exact("Eiffel Tower", "Eiffel") == 0.0
+    assert sq.squad_exact("Eiffel Tower", "the Eiffel tower.") == 1.0
+    assert sq.squad_exact("Eiffel Tower", "Eiffel") == 0.0
 
 
 def test_f1_partial_overlap() -> None:
     # gold -> [wooden, jetty, in, village, of, ormsby] (6), pred -> [village, of, ormsby] (3)
     # P = 3/3, R = 3/6, F1 = 2/3
     gold = "the wooden jetty in the village of Ormsby"
-    assert tm.squad_f1(gold, "The village of Ormsby") == pytest.approx(2 / 3)
+    assert sq.squad_f1(gold, "The village of Ormsby") == pytest.approx(2 / 3)
     # gold [late, september], pred [in, late, may]: 1 common -> P=1/3, R=1/2, F1=2/5
-    assert tm.squad_f1("late September", "in late May") == pytest.approx(2 / 5)
-    assert tm.squad_f1("late September", "1962") == 0.0
+    assert sq.squad_f1("late September", "in late May") == pytest.approx(2 / 5)
+    assert sq.squad_f1("late September", "1962") == 0.0
 
 
 def test_item_scores_take_the_best_gold_answer() -> None:
@@ -154,13 +155,13 @@ def test_unanswerable_rules() -> None:
     # gold answers that normalise to "" count as unanswerable (official script)
     assert tm.squad_item_scores("", ["the", "."]) == (1.0, 1.0)
     # phrases match whole words only
-    assert not tm.is_no_answer("the unanswerableness of it")
+    assert not sq.is_no_answer("the unanswerableness of it")
 
 
 def test_squad_v2_corpus_with_breakdowns() -> None:
     preds = ["the Eiffel Tower", "village of Ormsby", "unanswerable", "Paris"]
     refs = [["Eiffel Tower"], ["the wooden jetty in the village of Ormsby"], [], []]
-    out = tm.squad_v2(preds, refs)
+    out = sq.squad_v2(preds, refs)
     assert out["total"] == 4
     assert out["exact"] == pytest.approx(100 * (1 + 0 + 1 + 0) / 4)
     assert out["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1 + 0) / 4)
@@ -168,17 +169,17 @@ def test_squad_v2_corpus_with_breakdowns() -> None:
     assert out["HasAns_exact"] == pytest.approx(50.0)
     assert out["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
     assert out["NoAns_exact"] == out["NoAns_f1"] == pytest.approx(50.0)
-    only_has = tm.squad_v2(["1962"], [["1962"]])
+    only_has = sq.squad_v2(["1962"], [["1962"]])
     assert "NoAns_exact" not in only_has
     with pytest.raises(ValueError):
-        tm.squad_v2([], [])
+        sq.squad_v2([], [])
 
 
 def test_squad_v2_records_canonical_input() -> None:
     # evaluate's docstring example, key for key
     preds = [{"prediction_text": "1976", "id": "q1", "no_answer_probability": 0.0}]
     refs = [{"answers": {"answer_start": [97], "text": ["1976"]}, "id": "q1"}]
-    assert tm.squad_v2_records(preds, refs) == {
+    assert sq.squad_v2_records(preds, refs) == {
         "exact": 100.0,
         "f1": 100.0,
         "total": 1,
@@ -199,30 +200,30 @@ def test_squad_v2_records_canonical_input() -> None:
         {"id": "a", "answers": [{"text": "late September", "answer_start": 0}]},
         {"id": "b", "answers": {"text": [], "answer_start": []}},
     ]
-    out = tm.squad_v2_records(preds, refs)
+    out = sq.squad_v2_records(preds, refs)
     assert (out["exact"], out["f1"]) == pytest.approx((50.0, 100 * (0.5 + 1) / 2))
     assert (out["HasAns_total"], out["NoAns_total"]) == (1, 1)
     with pytest.raises(ValueError, match="no prediction"):
-        tm.squad_v2_records(preds[:1], refs)
+        sq.squad_v2_records(preds[:1], refs)
     with pytest.raises(ValueError, match="repeat"):
-        tm.squad_v2_records(preds, [refs[0], refs[0]])
+        sq.squad_v2_records(preds, [refs[0], refs[0]])
 
 
 def test_squad_v2_no_answer_threshold_and_best_threshold() -> None:
     # official semantics: probability > threshold -> "no answer" (1 if unanswerable, else 0)
     preds, refs, probs = ["Paris", "1962", "Rome"], [[], ["1962"], ["Rome"]], [0.8, 0.2, 0.6]
     kw = {"no_answer_phrases": (), "no_answer_probabilities": probs}
-    assert tm.squad_v2(preds, refs, **kw)["exact"] == pytest.approx(200 / 3)
-    out = tm.squad_v2(preds, refs, no_answer_threshold=0.5, **kw)
+    assert sq.squad_v2(preds, refs, **kw)["exact"] == pytest.approx(200 / 3)
+    out = sq.squad_v2(preds, refs, no_answer_threshold=0.5, **kw)
     assert out["exact"] == pytest.approx(200 / 3)  # Paris -> right, Rome -> wrong
     assert out["NoAns_exact"] == 100.0 and out["HasAns_exact"] == 50.0
     # best threshold: start at 1 (all "no answer"), admit 1962 (+1) at 0.2 and Rome (+1) at
     # 0.6, then Paris (-1) at 0.8 -> best 3/3 at 0.6
     assert (out["best_exact"], out["best_exact_thresh"]) == (pytest.approx(100.0), 0.6)
     # no probabilities -> no best_* keys (the official script without --na-prob-file)
-    assert "best_exact" not in tm.squad_v2(preds, refs)
+    assert "best_exact" not in sq.squad_v2(preds, refs)
     with pytest.raises(ValueError, match="probabilities"):
-        tm.squad_v2(preds, refs, no_answer_probabilities=[0.1])
+        sq.squad_v2(preds, refs, no_answer_probabilities=[0.1])
 
 
 # --- perplexity -------------------------------------------------------------------------------

@@ -148,13 +148,3 @@ class ProgressCallback(Protocol):
     def __call__(
         self, *, points_done: int, points_total: int, batches_done: int, batches_total: int
     ) -> None: ...
-
-
-__all__ = [
-    "MeasuredDevice",
-    "ProgressCallback",
-    "Reading",
-    "SmClockControl",
-    "TextGenerator",
-    "WindowMeter",
-]

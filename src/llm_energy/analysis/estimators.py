@@ -279,20 +279,3 @@ def median_estimate(values: np.ndarray, *, level: float, what: str = "items") ->
         return Estimate(med, float(ci.low), float(ci.high), n=n, level=level)
     achieved = 1.0 - 2.0 * 0.5**n
     return Estimate(med, float(v[0]), float(v[-1]), n=n, level=achieved)
-
-
-__all__ = [
-    "MIN_ITEMS",
-    "Estimate",
-    "PairedRatio",
-    "count_text",
-    "independent_ratio",
-    "linearized",
-    "mean_estimate",
-    "median_estimate",
-    "not_estimable",
-    "paired_ratio",
-    "ratio_estimate",
-    "widen",
-    "with_extra_se",
-]

@@ -29,70 +29,26 @@ from llm_energy.analysis.windows import ITEM_COL, RATIO_METRICS, item_table, win
 
 FREQUENCY_EFFECT_COLUMNS: list[str] = [
     *STRATUM_KEYS,
-    "metric",
-    "levels",
-    "n_levels",
-    "n_total",
-    "design",
-    "n_blocks",
-    "shapiro_min_p",
-    "normal",
-    "levene_p",
-    "equal_var",
-    "test",
-    "test_reason",
-    "statistic",
-    "df_between",
-    "df_within",
-    "p_value",
-    "effect_size",
-    "effect_size_kind",
-    "significant",
-    "verdict",
-    "note",
+    *(
+        "metric levels n_levels n_total design n_blocks shapiro_min_p normal levene_p equal_var "
+        "test test_reason statistic df_between df_within p_value effect_size effect_size_kind "
+        "significant verdict note"
+    ).split(),
 ]
 
 PAIRWISE_COLUMNS: list[str] = [
     *STRATUM_KEYS,
-    "metric",
-    "freq_mhz",
-    "label",
-    "baseline",
-    "baseline_freq_mhz",
-    "n",
-    "n_baseline",
-    "n_pairs",
-    "mean",
-    "mean_baseline",
-    "ratio",
-    "ratio_ci_low",
-    "ratio_ci_high",
-    "pct_change",
-    "test",
-    "statistic",
-    "df",
-    "p_value",
-    "p_holm",
-    "significant",
-    "note",
+    *(
+        "metric freq_mhz label baseline baseline_freq_mhz n n_baseline n_pairs mean mean_baseline "
+        "ratio ratio_ci_low ratio_ci_high pct_change test statistic df p_value p_holm significant "
+        "note"
+    ).split(),
 ]
 
-SPEARMAN_COLUMNS: list[str] = [
-    "scope",
-    "model",
-    "task",
-    "output_tokens_target",
-    "energy_kind",
-    "gpu_name",
-    "variable",
-    "metric",
-    "n",
-    "rho",
-    "p_value",
-    "significant",
-    "strata_agree",
-    "note",
-]
+SPEARMAN_COLUMNS: list[str] = (
+    "scope model task output_tokens_target energy_kind gpu_name variable metric n rho p_value "
+    "significant strata_agree note"
+).split()
 
 
 # --- data preparation ---------------------------------------------------------------------------

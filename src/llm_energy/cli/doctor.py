@@ -279,17 +279,3 @@ def format_screen(report: dict[str, Any]) -> str:
     )
     lines.append(f"  {'verdict':<14}{verdict}")
     return "\n".join(lines)
-
-
-__all__ = [
-    "ENERGY_KIND",
-    "EXIT_NOT_READY",
-    "EXIT_READY",
-    "Unavailable",
-    "build_report",
-    "cap_sentences",
-    "exit_code",
-    "format_screen",
-    "lock_problem",
-    "to_jsonable",
-]

@@ -162,7 +162,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from llm_energy.report.compare import comparison_table, experiments_from_dvc_json
+    from llm_energy.analysis.experiments import experiments_from_dvc_json
+    from llm_energy.report.compare import comparison_table
 
     if args.json_file:
         data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))

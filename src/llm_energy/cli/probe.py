@@ -110,6 +110,3 @@ def gather(
 def state_facts(state_dir: Path) -> Any:
     """Pending journals and lock holders in the state directory (recovery's own report)."""
     return read_fact(lambda: state_report(gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)))
-
-
-__all__ = ["UPDATE_PERIOD_PROBE_S", "device_facts", "gather", "read_fact", "state_facts"]

@@ -18,22 +18,8 @@ from typing import Any
 
 import yaml
 
-from llm_energy.config.schema import MAX_FREQ_MHZ, ConfigError
+from llm_energy.config.schema import ConfigError
 from llm_energy.config.sections import (
-    BACKENDS,
-    CONTROLS,
-    DEVICE_MAP_AUTO,
-    DTYPES,
-    ENGINES,
-    FAMILIES,
-    MODEL_TYPES,
-    OTHER_PROCESS_POLICIES,
-    OUTPUT_MODES,
-    PROMPT_SET_NAME,
-    SIMULATED_GPUS,
-    SOURCES,
-    SWEEP_ORDERS,
-    WEIGHTS,
     AggregateConfig,
     EmissionsConfig,
     GpuConfig,
@@ -46,56 +32,9 @@ from llm_energy.config.sections import (
     SweepConfig,
 )
 from llm_energy.config.tasks import (
-    DOC_MARKUPS,
-    TASK_KINDS,
-    DatasetConfig,
-    GenerationOptions,
-    QaOptions,
-    SummarizationOptions,
     TaskConfig,
     parse_tasks,
 )
-
-__all__ = [
-    "BACKENDS",
-    "CONTROLS",
-    "DEVICE_MAP_AUTO",
-    "DOC_MARKUPS",
-    "DTYPES",
-    "ENGINES",
-    "FAMILIES",
-    "MAX_FREQ_MHZ",
-    "MODEL_TYPES",
-    "OTHER_PROCESS_POLICIES",
-    "OUTPUT_MODES",
-    "PROMPT_SET_NAME",
-    "SECTIONS",
-    "SIMULATED_GPUS",
-    "SOURCES",
-    "SWEEP_ORDERS",
-    "TASK_KINDS",
-    "WEIGHTS",
-    "AggregateConfig",
-    "Config",
-    "ConfigError",
-    "DatasetConfig",
-    "EmissionsConfig",
-    "GenerationOptions",
-    "GpuConfig",
-    "InferConfig",
-    "MetaConfig",
-    "ModelConfig",
-    "PlotsConfig",
-    "PrepareConfig",
-    "QaOptions",
-    "StatsConfig",
-    "SummarizationOptions",
-    "SweepConfig",
-    "TaskConfig",
-    "apply_overrides",
-    "load_config",
-    "parse_tasks",
-]
 
 
 @dataclass(frozen=True)

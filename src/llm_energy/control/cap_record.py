@@ -100,6 +100,3 @@ def enter_observe(
             caps.applied_sm_mhz,
             caps.applied_mem_mhz,
         )
-
-
-__all__ = ["OBSERVING", "Caps", "cap_record", "enter_observe"]

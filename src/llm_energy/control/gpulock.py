@@ -309,17 +309,3 @@ def holds_gpu(lock_dir: Path, uuid: str) -> bool:
     """Whether this process holds the lock (a stage that already locked the GPU)."""
     held = _HELD.get(str(lock_path(lock_dir, uuid)))
     return held is not None and held.pid == os.getpid()
-
-
-__all__ = [
-    "GpuLease",
-    "LockHolder",
-    "acquire_gpu",
-    "describe_holder",
-    "ensure_shared_dir",
-    "holds_gpu",
-    "lock_held",
-    "lock_path",
-    "read_holder",
-    "try_acquire_gpu",
-]

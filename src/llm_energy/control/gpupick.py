@@ -204,14 +204,3 @@ def _find(candidates: Sequence[tuple[int, str]], wanted: list[int] | None) -> li
             "Set gpu.index / model.device_map within range, or gpu.index=auto.",
         )
     return [(i, by_index[i]) for i in wanted]
-
-
-__all__ = [
-    "WAIT_POLL_S",
-    "GroupLease",
-    "acquire_gpus",
-    "pick_gpu",
-    "pick_gpus",
-    "try_acquire_gpus",
-    "wait_for",
-]

@@ -137,6 +137,3 @@ class RestoreGuard:
         if callable(prev) and prev != self._on_signal:
             prev(signum, frame)  # e.g. the default SIGINT handler raises KeyboardInterrupt
         raise SignalExit(signum)
-
-
-__all__ = ["SIGNALS", "RestoreGuard", "SignalExit", "can_install_handlers"]

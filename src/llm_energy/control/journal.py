@@ -348,25 +348,3 @@ def _for_members(
             continue
         problems.extend(f"GPU {uuid}: {p}" for p in step(member, member_state, changed))
     return problems
-
-
-__all__ = [
-    "JOURNAL_VERSION",
-    "Journal",
-    "clear_command",
-    "corrupt_error",
-    "delete_journal",
-    "group_journals_with",
-    "journal_path",
-    "journal_record",
-    "list_journals",
-    "load_journal",
-    "now_iso",
-    "parse_journal",
-    "read_journal",
-    "read_journal_data",
-    "restore_state",
-    "uuid_from_journal_path",
-    "verify_state",
-    "write_journal",
-]

@@ -199,24 +199,3 @@ def check_lock_readback(device: Device, key: str, applied: int) -> None:
             observed,
             applied,
         )
-
-
-__all__ = [
-    "CAP_SYS_ADMIN_BIT",
-    "OTHER_PROCESS_POLICIES",
-    "ClockSnapWarning",
-    "OtherProcessesWarning",
-    "Warn",
-    "check_can_change",
-    "check_lock_readback",
-    "check_session_args",
-    "has_clock_privilege",
-    "main_thread_error",
-    "no_control_error",
-    "observe_preflight",
-    "other_processes_warning",
-    "privilege_error",
-    "sm_lock_in_force",
-    "snap_clock",
-    "warn_other_processes",
-]

@@ -349,21 +349,3 @@ def gpu_status(
         "lock_held_by_this_process": bool(uuid) and holds_gpu(locks, uuid),
         "session_active_in_this_process": bool(uuid) and session_active(uuid),
     }
-
-
-__all__ = [
-    "clear_journal",
-    "default_lock_dir",
-    "gpu_status",
-    "journal_report",
-    "lease_and_recover",
-    "lock_report",
-    "mark_session",
-    "owner_running",
-    "pending_journal_warning",
-    "recover_pending",
-    "refuse_if_in_a_pending_group",
-    "restore_from_journal",
-    "session_active",
-    "state_report",
-]

@@ -31,20 +31,13 @@ from llm_energy.control.cap_record import OBSERVING, Caps, cap_record, enter_obs
 from llm_energy.control.clock_changes import JournaledClocks
 from llm_energy.control.gpulock import GpuLease
 from llm_energy.control.gpupick import GroupLease
-from llm_energy.control.journal import journal_path, read_journal
 from llm_energy.control.preflight import (
-    CAP_SYS_ADMIN_BIT,
-    ClockSnapWarning,
-    OtherProcessesWarning,
     has_clock_privilege,
 )
 from llm_energy.control.recovery import (
     default_lock_dir,
-    gpu_status,
     lease_and_recover,
     mark_session,
-    recover_pending,
-    restore_from_journal,
 )
 from llm_energy.control.slurm import cap_missed_warning, clock_mechanism
 from llm_energy.device.base import ClockState, Device
@@ -284,19 +277,3 @@ class ClockSession:
                 "; ".join(problems),
                 f"Run `llm-energy gpu restore` (journal kept at {self.journal_path}) or nvidia-smi -rgc / -rmc.",
             )
-
-
-__all__ = [
-    "CAP_SYS_ADMIN_BIT",
-    "ClockSession",
-    "ClockSnapWarning",
-    "Control",
-    "OtherProcessPolicy",
-    "OtherProcessesWarning",
-    "gpu_status",
-    "has_clock_privilege",
-    "journal_path",
-    "read_journal",
-    "recover_pending",
-    "restore_from_journal",
-]

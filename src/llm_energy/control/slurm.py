@@ -96,15 +96,3 @@ def slurm_freq_warning(sm_freq_mhz: int | None, env: Mapping[str, str] | None = 
         f"{sm_freq_mhz}: records are labelled with gpu.freq; resubmit with "
         f"--gpu-freq={sm_freq_mhz} or set gpu.freq to match"
     )
-
-
-__all__ = [
-    "ENV_VARS",
-    "MECHANISMS",
-    "SlurmGpuFreq",
-    "cap_missed_warning",
-    "clock_mechanism",
-    "parse_gpu_freq",
-    "slurm_freq_warning",
-    "slurm_gpu_freq",
-]

@@ -302,16 +302,3 @@ class Device(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend} index={self.index}>"
-
-
-__all__ = [
-    "CLOCK_EVENT_REASONS",
-    "REASON_GPU_IDLE",
-    "ClockState",
-    "Device",
-    "GpuProcess",
-    "ThrottleCounters",
-    "atomic_write_json",
-    "describe_clock_event_reasons",
-    "read_json",
-]

@@ -270,15 +270,3 @@ class CpuDevice(Device):
             now, e = time.perf_counter(), self._rapl.read_total_j()
         self._last_power_read = (now, e)
         return (e - last[1]) / (now - last[0])
-
-
-__all__ = [
-    "DEFAULT_RAPL_ROOT",
-    "CpuDevice",
-    "RaplReader",
-    "RaplUnavailableError",
-    "RaplZone",
-    "codecarbon_power_w",
-    "cpu_model_name",
-    "discover_rapl_zones",
-]

@@ -64,16 +64,3 @@ def os_errors_as(asked: str, todo: str) -> Iterator[None]:
         yield
     except OSError as err:
         raise DeviceError(asked, err.strerror or str(err), todo) from err
-
-
-__all__ = [
-    "ClockControlUnavailableError",
-    "DeviceError",
-    "DeviceNotFoundError",
-    "NotSupportedError",
-    "OtherProcessesError",
-    "PermissionDeniedError",
-    "RestoreError",
-    "SessionConflictError",
-    "os_errors_as",
-]

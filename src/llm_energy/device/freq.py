@@ -44,6 +44,3 @@ def step_mhz(supported_mhz: Iterable[int | float]) -> int:
     clocks = clean_supported(supported_mhz)
     gaps = [b - a for a, b in itertools.pairwise(clocks)]
     return min(gaps) if gaps else 0
-
-
-__all__ = ["clean_supported", "snap_to_supported", "step_mhz"]

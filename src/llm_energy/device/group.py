@@ -269,6 +269,3 @@ class DeviceGroup(Device):
 
     def __repr__(self) -> str:
         return f"<DeviceGroup backend={self.backend} uuids={self.uuid()}>"
-
-
-__all__ = ["GROUP_SEP", "DeviceGroup", "split_group_uuid"]

@@ -166,18 +166,3 @@ def cuda_index_for_uuid(nvml_uuid: str, cuda_uuids: Sequence[str]) -> int:
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')})",
         "Make CUDA_VISIBLE_DEVICES include that GPU (by UUID), or set CUDA_DEVICE_ORDER=PCI_BUS_ID.",
     )
-
-
-__all__ = [
-    "ProcessIdentity",
-    "boot_id",
-    "command_line",
-    "cuda_index_for_uuid",
-    "cuda_visible_entries",
-    "format_cuda_uuid",
-    "process_start_s",
-    "process_start_ticks",
-    "resolve_cuda_visible",
-    "ticks_to_iso",
-    "ticks_to_s",
-]

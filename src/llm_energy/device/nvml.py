@@ -31,7 +31,6 @@ from llm_energy.device.identity import (
 )
 from llm_energy.device.nvml_errors import NO_GPU_TODO, translate_nvml_error
 from llm_energy.device.nvml_reads import (
-    THROTTLE_FIELDS,
     clock_details,
     decode_nvml,
     other_processes,
@@ -369,13 +368,3 @@ def nvml_available() -> bool:
     finally:
         with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-
-
-__all__ = [
-    "THROTTLE_FIELDS",
-    "NvmlDevice",
-    "allowed_gpus",
-    "nvml_available",
-    "refuse_mig_visible",
-    "translate_nvml_error",
-]

@@ -70,6 +70,3 @@ def translate_nvml_error(err: Exception, asked: str, todo: str | None = None) ->
         (DeviceError, f"NVML error {code}: {err}", "Check nvidia-smi and the driver logs."),
     )
     return cls(asked, why, todo if todo is not None else default_todo)
-
-
-__all__ = ["NO_GPU_TODO", "PERMISSION_TODO", "translate_nvml_error"]

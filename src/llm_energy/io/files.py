@@ -166,7 +166,7 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:  # gone in between, or no /proc at all (macOS): then os.kill's answer stands
         return not Path("/proc").is_dir()
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+    return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])  # zombie, dead
 
 
 def _remove_stale(parent: Path, name: str) -> None:

@@ -27,8 +27,6 @@ from llm_energy.workload.datasets import (
 )
 from llm_energy.workload.rows import collect_items
 
-__all__ = ["DatasetError", "LoadResult", "load_rows", "load_task_items", "resolve_data_files"]
-
 _GLOB_CHARS = set("*?[")
 _COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".parquet", ".arrow"})
 

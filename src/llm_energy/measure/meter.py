@@ -349,11 +349,3 @@ class EnergyMeter:
             time.sleep(seconds)
         assert w.reading is not None
         return w.reading
-
-
-__all__ = [
-    "EnergyMeter",
-    "Window",
-    "WindowReading",
-    "cap_held",
-]

@@ -150,8 +150,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_sampler(args.out, json.loads(args.spec), period)
 
 
-__all__ = ["CSV_HEADER", "MIN_PERIOD_S", "PowerTimeline", "main", "run_sampler"]
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,14 +19,7 @@ from typing import Any, Protocol
 
 from llm_energy.quality.squad import (
     DEFAULT_NO_ANSWER_PHRASES,
-    answer_tokens,
-    is_no_answer,
-    normalize_answer,
-    squad_exact,
-    squad_f1,
     squad_item_scores,
-    squad_v2,
-    squad_v2_records,
 )
 
 KINDS: tuple[str, ...] = ("generation", "qa", "summarization")
@@ -254,26 +247,3 @@ def score_item(
         scores = rouge_scores(text, refs, rouge_types=REQUEST_ROUGE_TYPES, use_stemmer=use_stemmer)
         return {f"quality_{t}": float(s.fmeasure) for t, s in scores.items()}
     return {}
-
-
-__all__ = [
-    "DEFAULT_NO_ANSWER_PHRASES",
-    "KINDS",
-    "QUALITY_COLUMNS",
-    "REQUEST_ROUGE_TYPES",
-    "RougeScore",
-    "Tokenizer",
-    "answer_tokens",
-    "clean_prediction",
-    "is_no_answer",
-    "normalize_answer",
-    "perplexity",
-    "rouge",
-    "rouge_scores",
-    "score_item",
-    "squad_exact",
-    "squad_f1",
-    "squad_item_scores",
-    "squad_v2",
-    "squad_v2_records",
-]

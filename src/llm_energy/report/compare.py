@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from llm_energy.analysis.experiments import META_COLUMNS, clock_rows, experiments_from_dvc_json
+from llm_energy.analysis.experiments import META_COLUMNS, clock_rows
 from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import pareto_mask
 from llm_energy.report.figure_style import (
@@ -24,17 +24,6 @@ from llm_energy.report.figure_style import (
     mark_no_data,
     new_figure,
 )
-
-__all__ = [
-    "COMPARE_COLUMNS",
-    "DEFAULT_GROUP_COLUMNS",
-    "META_COLUMNS",
-    "compare_experiments",
-    "comparison_figure",
-    "comparison_table",
-    "experiments_from_dvc_json",
-    "saving_interval",
-]
 
 #: the configuration an experiment ran (what splits lines inside one experiment, too)
 CONFIG_COLUMNS: tuple[str, ...] = (

@@ -17,9 +17,6 @@ import pandas as pd
 from llm_energy.analysis.records import STRATUM_KEYS, freq_label
 from llm_energy.analysis.significance import SPEARMAN_COLUMNS
 from llm_energy.report.html import (
-    build_html,
-    markdown_to_html,
-    png_data_uri,
     report_templates,
 )
 from llm_energy.report.sections import (
@@ -47,21 +44,6 @@ from llm_energy.report.sentences import (
 from llm_energy.report.tables import pipe_table
 
 # the sentence and banner helpers stay importable from here, the report's entry point
-__all__ = [
-    "build_html",
-    "build_markdown",
-    "energy_banner",
-    "fmt_num",
-    "frequency_effect_sentences",
-    "markdown_table",
-    "markdown_to_html",
-    "pairwise_sentences",
-    "png_data_uri",
-    "recommendation_sentences",
-    "regression_sentences",
-    "repetition_warning",
-    "spearman_sentences",
-]
 
 
 # --- tables ----------------------------------------------------------------------------------------

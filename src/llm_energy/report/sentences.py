@@ -379,15 +379,10 @@ def spearman_sentences(table: pd.DataFrame) -> list[str]:
 
 @_sentences_of
 def regression_sentences(table: pd.DataFrame) -> list[str]:
-    out = []
-    r2 = table.attrs.get("r2")
-    n = table.attrs.get("n")
+    out, r2, n = [], table.attrs.get("r2"), table.attrs.get("n")
     cov = str(table.attrs.get("cov_type") or "robust")
-    errors = (
-        "one row per window, item-clustered errors"
-        if cov.startswith("cluster")
-        else f"{cov} errors"
-    )
+    clustered = cov.startswith("cluster")
+    errors = "one row per window, item-clustered errors" if clustered else f"{cov} errors"
     for row in table.to_dict("records"):
         term = row["term"]
         if term == "const" or term not in TERM_PHRASES:

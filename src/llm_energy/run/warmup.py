@@ -103,6 +103,3 @@ def warm_up(
         rounds += 1
     record.elapsed_s = clock() - t0
     return record
-
-
-__all__ = ["ShapeWarmup", "WarmupRecord", "is_steady", "warm_up"]

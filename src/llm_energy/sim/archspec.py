@@ -180,14 +180,3 @@ def arch_spec(arch: Mapping[str, Any]) -> ArchSpec:
         gated_mlp=gated,
         tied_embeddings=bool(arch.get("tie_word_embeddings", tied_default)),
     )
-
-
-__all__ = [
-    "ATTENTION_KIND",
-    "DEFAULT_OP_COUNTS",
-    "DTYPE_BYTES",
-    "OP_COUNTS",
-    "ArchSpec",
-    "OpCounts",
-    "arch_spec",
-]

@@ -61,6 +61,3 @@ def find_simulated_gpu(uuid: str) -> tuple[str, int] | None:
             if simmodel.fake_uuid(key, i) == uuid:
                 return key, i
     return None
-
-
-__all__ = ["MAX_SIMULATED_GPUS", "BusyMarker", "find_simulated_gpu", "simulated_gpus"]

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llm_energy.sim import archspec, roofline
 from llm_energy.sim import model as simmodel
-from llm_energy.sim import roofline
 
 # Anchor model name -> conf/model file stem (whose `arch` block is that architecture).
 ANCHOR_MODELS: dict[str, str] = {
@@ -134,7 +134,7 @@ def simulate_anchor(
 ) -> CalibrationRow:
     """The anchor's workload on the GPU model at its default clocks (boost under load)."""
     work = roofline.Workload(
-        roofline.arch_spec(arch),
+        archspec.arch_spec(arch),
         ANCHOR_DTYPE_BYTES,
         anchor.batch,
         anchor.prompt_tokens,
@@ -166,16 +166,3 @@ def calibration_table(
 ) -> list[CalibrationRow]:
     """One row per anchor; `archs` maps an anchor model name to its `model.arch` block."""
     return [simulate_anchor(gpu, a, archs[a.model]) for a in anchors]
-
-
-__all__ = [
-    "ANCHOR_DTYPE_BYTES",
-    "ANCHOR_MODELS",
-    "README_BATCH1",
-    "Anchor",
-    "CalibrationRow",
-    "bare_generate_anchors",
-    "calibration_table",
-    "readme_anchors",
-    "simulate_anchor",
-]

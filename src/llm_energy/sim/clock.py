@@ -92,6 +92,3 @@ class ModelClock:
             return False
         self.add_s((self._ticks_passed(self.now_s) + 1) * self.period_s - self.now_s, power_w)
         return True
-
-
-__all__ = ["ENERGY_QUANTUM_J", "TIME_QUANTUM_S", "ModelClock", "WorkloadTiming"]

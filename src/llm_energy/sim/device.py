@@ -392,6 +392,3 @@ class SimulatedDevice(Device):
     def close(self) -> None:
         if self._busy:
             self.window_end()
-
-
-__all__ = ["DEFAULT_NOISE_REL", "SimulatedDevice"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm_energy.protocols import GenerationResult, PromptTokenizer
-from llm_energy.sim import roofline
+from llm_energy.sim import archspec, roofline
 
 
 class WorkloadDevice(Protocol):
@@ -46,8 +46,8 @@ def workload_for(
 ) -> roofline.Workload:
     """The GPU workload of one call of `model` (a config.ModelConfig: arch block and dtype)."""
     return roofline.Workload(
-        roofline.arch_spec(model.arch),
-        roofline.DTYPE_BYTES.get(str(model.dtype), 4),
+        archspec.arch_spec(model.arch),
+        archspec.DTYPE_BYTES.get(str(model.dtype), 4),
         batch,
         max(prompt_tokens, 1),
         new_tokens,
@@ -218,14 +218,3 @@ def simulated_generator(
             tok, model=model, device=device, seed=seed, engine=engine, allow_compile=allow_compile
         )
     return ReportingGenerator(load_real(), model=model, device=device, allow_compile=allow_compile)
-
-
-__all__ = [
-    "ReportingGenerator",
-    "SimulatedGenerator",
-    "WorkloadDevice",
-    "load_tokenizer",
-    "natural_length",
-    "simulated_generator",
-    "workload_for",
-]

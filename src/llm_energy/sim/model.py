@@ -360,29 +360,3 @@ def clock_event_reasons(
 def fake_uuid(gpu_key: str, index: int) -> str:
     """Stable fake UUID (same GPU model and index -> same UUID, across processes and hosts)."""
     return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"llm-energy/simulated/{gpu_key}/{index}"))
-
-
-__all__ = [
-    "GPU_MODELS",
-    "HOST_SCALE_H200",
-    "REASON_APPLICATIONS_CLOCKS_SETTING",
-    "REASON_GPU_IDLE",
-    "REASON_SW_POWER_CAP",
-    "ROOFLINE_H200",
-    "GpuModel",
-    "WorkloadRun",
-    "check_settings",
-    "clock_event_reasons",
-    "energy_j",
-    "fake_uuid",
-    "get_gpu_model",
-    "idle_power_w",
-    "latency_s",
-    "latency_scale",
-    "power_capped_sm_mhz",
-    "power_w",
-    "run_workload",
-    "temperature_c",
-    "voltage_rel",
-    "workload_cost",
-]

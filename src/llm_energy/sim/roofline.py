@@ -34,13 +34,7 @@ from dataclasses import dataclass
 # Re-exported: callers build workloads from this module alone.
 from llm_energy.config.sections import ENGINES
 from llm_energy.sim.archspec import (
-    ATTENTION_KIND,
-    DEFAULT_OP_COUNTS,
-    DTYPE_BYTES,
-    OP_COUNTS,
     ArchSpec,
-    OpCounts,
-    arch_spec,
 )
 
 
@@ -271,21 +265,3 @@ def workload_cost(
         bytes=moved,
         forward_passes=max(w.new_tokens, 1),
     )
-
-
-__all__ = [
-    "ATTENTION_KIND",
-    "DEFAULT_OP_COUNTS",
-    "DTYPE_BYTES",
-    "ENGINES",
-    "OP_COUNTS",
-    "ArchSpec",
-    "OpCounts",
-    "RooflineParams",
-    "StepCost",
-    "Workload",
-    "WorkloadCost",
-    "arch_spec",
-    "step_cost",
-    "workload_cost",
-]

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from llm_energy.config.settings import (
+from llm_energy.config.settings import TaskConfig
+from llm_energy.config.tasks import (
     TASK_KINDS,
     GenerationOptions,
     QaOptions,
     SummarizationOptions,
-    TaskConfig,
+    required_fields,
 )
-from llm_energy.config.tasks import required_fields
 from llm_energy.errors import UserFacingError
 
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 import datasets
 import evaluate
 
-from llm_energy.quality import textmetrics
+from llm_energy.quality import squad, textmetrics
 from llm_energy.quality.metrics import metric_info
 
 # evaluate parses this file's import lines to check dependencies: keep one import per line.
@@ -86,7 +86,7 @@ class SquadV2(evaluate.Metric):
         no_answer_phrases: list[str] | None = None,
     ) -> dict:
         if predictions and isinstance(predictions[0], dict):
-            return textmetrics.squad_v2_records(
+            return squad.squad_v2_records(
                 predictions,
                 references,
                 no_answer_threshold=no_answer_threshold,
@@ -97,7 +97,7 @@ class SquadV2(evaluate.Metric):
             if no_answer_phrases is None
             else no_answer_phrases
         )
-        return textmetrics.squad_v2(
+        return squad.squad_v2(
             predictions,
             references,
             no_answer_phrases=phrases,
