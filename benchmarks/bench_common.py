@@ -4,7 +4,7 @@ bench_stats.py).
 
 Everything here (and every `llm_energy` module it imports) must run on a bare GPU host that has
 only torch, transformers, nvidia-ml-py, pandas, scipy, statsmodels and PyYAML: no Hydra, DVC,
-datasets, evaluate or codecarbon at module level (tests/test_benchmarks.py blocks them).
+datasets, evaluate or codecarbon at module level (tests/pipeline/test_benchmarks.py blocks them).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
-for folder in (REPO / "src", REPO / "benchmarks"):  # the package; bench_common's workspace
+for folder in (REPO / "src", REPO / "benchmarks", REPO / "tests"):  # package, benchmarks, helpers
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node SLURM on this machine (localhost), for tests/test_slurm.py and trying the array.
+# A single-node SLURM on this machine (localhost), for tests/run/test_slurm.py and trying the array.
 #   bash scripts/slurm/local-cluster.sh start   # munged + slurmctld + slurmd; prints SLURM_CONF
 #   bash scripts/slurm/local-cluster.sh stop
 #   export SLURM_CONF=/tmp/llm-energy-slurm/slurm.conf   # then sinfo, sbatch, squeue work

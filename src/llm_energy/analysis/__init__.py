@@ -21,4 +21,4 @@ Figures, sentences, tables and the report built from these numbers live in `llm_
 """
 
 # No eager imports: each stage imports only the modules it runs, and DVC lists exactly those
-# as its dependencies (tests/test_dvc_yaml.py checks this), so a figure edit re-runs only `plots`.
+# as its dependencies (tests/pipeline/test_dvc_yaml.py checks this), so a figure edit re-runs only `plots`.

@@ -61,7 +61,7 @@ def cr2_bell_mccaffrey(
     """Cluster-robust covariance CR2 (Bell & McCaffrey 2002) and its per-coefficient degrees of
     freedom (the Satterthwaite approximation of Bell–McCaffrey, as Imbens & Kolesár 2016
     recommend for few clusters). With one row per cluster CR2 is HC2 (statsmodels' parity test
-    in tests/test_analysis_regression.py)."""
+    in tests/analysis/test_regression.py)."""
     n, k = design.shape
     bread = np.linalg.pinv(design.T @ design)
     resid_maker = np.eye(n) - design @ bread @ design.T
