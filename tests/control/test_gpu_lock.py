@@ -403,13 +403,15 @@ def test_cuda_index_is_chosen_by_uuid_not_by_index() -> None:
 def test_torch_device_for_matches_uuid_and_refuses_a_mismatch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import torch
+
     from llm_energy.run import engine
 
     props = {0: types.SimpleNamespace(uuid=_CUuuid(B)), 1: types.SimpleNamespace(uuid=_CUuuid(A))}
     cuda = types.SimpleNamespace(
         is_available=lambda: True, device_count=lambda: 2, get_device_properties=props.__getitem__
     )
-    monkeypatch.setattr(engine.torch, "cuda", cuda)
+    monkeypatch.setattr(torch, "cuda", cuda)
     assert engine.torch_device_for("nvml", NVML_A) == "cuda:1"
     assert engine.torch_device_for("simulated", NVML_A) == "cpu"
     with pytest.raises(DeviceNotFoundError) as ei:

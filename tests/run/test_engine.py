@@ -13,15 +13,13 @@ from llm_energy.config.settings import ModelConfig
 from llm_energy.device.errors import DeviceNotFoundError
 from llm_energy.io.models import ModelLoadError, load_model, materialize
 from llm_energy.run.engine import (
-    Generator as Generator_,
-)
-from llm_energy.run.engine import (
     cuda_indices_for_uuids,
     max_memory_for,
 )
 from llm_energy.run.engine import (
     load_generator as load_generator_,
 )
+from llm_energy.run.hf_generate import Generator as Generator_
 
 Generator = partial(
     Generator_,

@@ -211,7 +211,7 @@ def simulated_generator(
     load_real: Any,
 ) -> SimulatedGenerator | ReportingGenerator:
     """The generator for a run on the simulated GPU: no forward pass for random weights, else
-    the real model (`load_real()`, an engine.Generator) wrapped to report its workloads."""
+    the real model (`load_real()`, a run.hf_generate.Generator) wrapped to report its workloads."""
     if model.weights == "random":
         tok = load_tokenizer(model, model_dir)
         return SimulatedGenerator(

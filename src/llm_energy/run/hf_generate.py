@@ -1,0 +1,124 @@
+"""One generation call with torch, timed: batching, fixed or natural output length, TTFT,
+reference NLL. `run/engine.py` decides when this is the generator.
+
+Energy is not measured here: the caller wraps `generate` in a measurement window, so that the
+meter's synchronize-and-read happens at the window edges only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from llm_energy.protocols import GenerationResult, PromptTokenizer
+
+
+class _FirstTokenClock(BaseStreamer):  # type: ignore[misc]
+    """Notes when generate emits its first new token (the first `put` is the prompt)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        if self.calls == 2 and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+class Generator(PromptTokenizer):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        family: str,
+        device: str,
+        engine: str,
+        chat_template: bool,
+        allow_compile: bool,
+    ) -> None:
+        self.model, self.tok, self.family, self.device = model, tokenizer, family, device
+        self.engine, self.chat_template, self.allow_compile = engine, chat_template, allow_compile
+        self.tok.padding_side = "left" if family == "causal" else "right"
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in eos_ids if e is not None} | (
+            {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+        )
+
+    # ------------------------------------------------------------ generate
+    def _batch(self, prompts_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        enc = self.tok.pad({"input_ids": [list(p) for p in prompts_ids]}, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _count_output(self, new_tokens: torch.Tensor, fixed: bool) -> list[int]:
+        counts = []
+        for row in new_tokens.tolist():
+            if fixed:
+                counts.append(len(row))
+                continue
+            n = len(row)
+            for i, token in enumerate(row):
+                if token in self.eos_ids:
+                    n = i + 1  # the EOS token was generated too
+                    break
+            counts.append(n)
+        return counts
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts_ids: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        fixed: bool,
+        measure_ttft: bool,
+    ) -> GenerationResult:
+        batch = self._batch(prompts_ids)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
+        if fixed:
+            kwargs["min_new_tokens"] = max_new_tokens
+        if self.engine == "static":
+            kwargs["cache_implementation"] = "static"
+        if not self.allow_compile:
+            kwargs["disable_compile"] = True
+        clock = _FirstTokenClock() if measure_ttft else None
+        start = time.perf_counter()
+        out = self.model.generate(**batch, streamer=clock, **kwargs)
+        elapsed = time.perf_counter() - start
+        new = out[:, batch["input_ids"].shape[1] :] if self.family == "causal" else out[:, 1:]
+        counts = self._count_output(new, fixed)
+        texts = [
+            self.tok.decode(row[:n], skip_special_tokens=True)
+            for row, n in zip(new.tolist(), counts, strict=True)
+        ]
+        ttft = (
+            None if clock is None or clock.first_token_at is None else clock.first_token_at - start
+        )
+        return GenerationResult(texts, counts, elapsed, ttft)
+
+    @torch.inference_mode()
+    def reference_nll(self, prompt_ids: Sequence[int], reference: str) -> tuple[float, int]:
+        """Teacher-forced negative log-likelihood (nats, summed) of a reference continuation."""
+        ref_ids = self.tok(reference, add_special_tokens=False)["input_ids"]
+        if not ref_ids:
+            return 0.0, 0
+        if self.family == "causal":
+            ids = torch.tensor([list(prompt_ids) + list(ref_ids)], device=self.device)
+            labels = ids.clone()
+            labels[:, : len(prompt_ids)] = -100
+            out = self.model(input_ids=ids, labels=labels)
+        else:
+            ids = torch.tensor([list(prompt_ids)], device=self.device)
+            labels = torch.tensor([list(ref_ids)], device=self.device)
+            out = self.model(input_ids=ids, labels=labels)
+        # HF returns the mean over predicted tokens; causal LMs predict len(ref_ids) of them.
+        return float(out.loss) * len(ref_ids), len(ref_ids)
