@@ -250,9 +250,10 @@ class Clock:
 
 
 def test_tracker_writes_state_counts_eta_and_throttles() -> None:
-    clock, written = Clock(), []
-    tracker = ProgressTracker("u1", host="h", pid=42, write=written.append, now=clock)
+    clock, cpu, written = Clock(), Clock(), []
+    tracker = ProgressTracker("u1", host="h", pid=42, write=written.append, now=clock, cpu_s=cpu)
     assert written[-1]["state"] == "starting" and written[-1]["batches_total"] is None
+    cpu.t = 2.5  # start-up CPU: not the measurement's
     tracker.set_gpu("GPU-1", "H200")
     tracker(points_done=0, points_total=2, batches_done=0, batches_total=4)
     assert written[-1]["state"] == "running" and written[-1]["gpu_uuid"] == "GPU-1"
@@ -265,9 +266,11 @@ def test_tracker_writes_state_counts_eta_and_throttles() -> None:
     assert len(written) == n  # throttled: under min_interval_s since the last write
     clock.t += 5
     tracker(points_done=2, points_total=2, batches_done=4, batches_total=4)
+    cpu.t = 4.0
     tracker.finish("done")
     last = written[-1]
     assert last["state"] == "done" and last["eta_s"] == 0.0 and last["batches_done"] == 4
+    assert last["measured_cpu_s"] == pytest.approx(1.5)  # from the first measured batch on
     assert last["updated_at"] == iso(clock.t) and last["pid"] == 42
     tracker.finish("failed", "boom")
     assert written[-1]["error"] == "boom"

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
+from statsmodels.tools.tools import add_constant
 
 from llm_energy.analysis.headline import choose_energy_kind
 from llm_energy.analysis.windows import item_units, window_table
@@ -176,14 +177,14 @@ def energy_ols(
         return _skip(info, f"too few rows: {n} < {needed}")
     if n_clusters < 3:
         return _skip(info, f"too few items: {n_clusters} < 3")
-    design = sm.add_constant(
+    design = add_constant(
         np.column_stack([x[used].to_numpy(dtype=float), blocks.to_numpy(dtype=float)]),
         has_constant="add",
     )
     names = ["const", *used, *blocks.columns]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = sm.OLS(y.to_numpy(dtype=float), design).fit()
+        fit = OLS(y.to_numpy(dtype=float), design).fit()
     params = np.asarray(fit.params, dtype=float)
     cov, df = cr2_bell_mccaffrey(design, np.asarray(fit.resid, dtype=float), groups)
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))

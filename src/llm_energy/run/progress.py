@@ -40,7 +40,7 @@ def eta_s(done: int, total: int, elapsed_s: float) -> float | None:
 class ProgressTracker:
     """Builds a unit's progress record and hands it to `write` on each change.
 
-    Also the runner's progress callback (`runtime.protocols.ProgressCallback`). Batch updates
+    Also the runner's progress callback (`protocols.ProgressCallback`). Batch updates
     are written at most every `min_interval_s`; the first, the last and state changes always.
     """
 
@@ -52,9 +52,11 @@ class ProgressTracker:
         pid: int,
         write: Callable[[Mapping[str, Any]], None],
         now: Callable[[], float] = time.time,
+        cpu_s: Callable[[], float] = time.process_time,
         min_interval_s: float = 1.0,
     ) -> None:
         self.write, self.now, self.min_interval_s = write, now, min_interval_s
+        self.cpu_s = cpu_s
         t = now()
         self.record: dict[str, Any] = {
             "unit": unit,
@@ -71,8 +73,12 @@ class ProgressTracker:
             "host": host,
             "pid": pid,
             "error": None,
+            # this process's CPU seconds from the first measured batch to the end (the rest of
+            # an experiment's CPU is start-up and analysis: benchmarks/startup.py)
+            "measured_cpu_s": None,
         }
         self._measure_start: float | None = None
+        self._measure_cpu_start: float | None = None
         self._last_write = -math.inf
         self._emit(force=True)
 
@@ -85,7 +91,7 @@ class ProgressTracker:
     ) -> None:
         t = self.now()
         if self._measure_start is None:  # the pace counts measured batches, not the warm-up
-            self._measure_start = t
+            self._measure_start, self._measure_cpu_start = t, self.cpu_s()
         first = self.record["state"] != "running"
         self.record.update(
             state="running",
@@ -101,6 +107,8 @@ class ProgressTracker:
         if state not in ("done", "failed"):
             raise ValueError(f"finish state must be done or failed, not {state!r}")
         self.record.update(state=state, error=error)
+        if self._measure_cpu_start is not None:
+            self.record["measured_cpu_s"] = round(self.cpu_s() - self._measure_cpu_start, 3)
         if state == "done":
             self.record["eta_s"] = 0.0
         self._emit(force=True)
