@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+Prompts = Sequence[Sequence[int]]  # a batch of tokenised prompts
+
 T = TypeVar("T")
 
 
@@ -63,13 +65,7 @@ class TextGenerator(Protocol):
     def truncate_text(self, text: str, n_tokens: int, /) -> str: ...
 
     def generate(
-        self,
-        prompts_ids: Sequence[Sequence[int]],
-        /,
-        *,
-        max_new_tokens: int,
-        fixed: bool,
-        measure_ttft: bool,
+        self, prompts_ids: Prompts, /, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult: ...
 
     def reference_nll(self, prompt_ids: Sequence[int], reference: str, /) -> tuple[float, int]:

@@ -183,12 +183,7 @@ class PairedRatio:
 
 
 def paired_ratio(
-    num_a: np.ndarray,
-    den_a: np.ndarray,
-    num_b: np.ndarray,
-    den_b: np.ndarray,
-    *,
-    level: float,
+    num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray, *, level: float
 ) -> PairedRatio:
     """``(Σ num_a / Σ den_a) / (Σ num_b / Σ den_b)`` over items measured under both a and b
     (row i is the same item), on the log scale, with a paired t test of "no change"."""
@@ -213,12 +208,7 @@ def paired_ratio(
 
 
 def independent_ratio(
-    num_a: np.ndarray,
-    den_a: np.ndarray,
-    num_b: np.ndarray,
-    den_b: np.ndarray,
-    *,
-    level: float,
+    num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray, *, level: float
 ) -> PairedRatio:
     """``(Σ num_a / Σ den_a) / (Σ num_b / Σ den_b)`` when a and b ran *different* items: the
     two log ratios' delta-method variances add, degrees of freedom by Welch–Satterthwaite."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from llm_energy.protocols import GenerationResult, PromptTokenizer
+from llm_energy.protocols import GenerationResult, Prompts, PromptTokenizer
 
 
 class _FirstTokenClock(BaseStreamer):  # type: ignore[misc]
@@ -75,12 +75,7 @@ class Generator(PromptTokenizer):
 
     @torch.inference_mode()
     def generate(
-        self,
-        prompts_ids: Sequence[Sequence[int]],
-        *,
-        max_new_tokens: int,
-        fixed: bool,
-        measure_ttft: bool,
+        self, prompts_ids: Prompts, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult:
         batch = self._batch(prompts_ids)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}

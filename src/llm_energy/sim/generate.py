@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from llm_energy.protocols import GenerationResult, PromptTokenizer
+from llm_energy.protocols import GenerationResult, Prompts, PromptTokenizer
 from llm_energy.sim import archspec, roofline
 
 
@@ -116,12 +116,7 @@ class SimulatedGenerator(_Reporter, PromptTokenizer):
 
     # ------------------------------------------------------------ generate
     def generate(
-        self,
-        prompts_ids: Sequence[Sequence[int]],
-        *,
-        max_new_tokens: int,
-        fixed: bool,
-        measure_ttft: bool,
+        self, prompts_ids: Prompts, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult:
         eos_p = 1.0 / max(len(self.tok), 2)  # random weights: EOS as likely as any token
         counts = [
@@ -163,12 +158,7 @@ class ReportingGenerator(_Reporter):
         return float(nll), int(n)
 
     def generate(
-        self,
-        prompts_ids: Sequence[Sequence[int]],
-        *,
-        max_new_tokens: int,
-        fixed: bool,
-        measure_ttft: bool,
+        self, prompts_ids: Prompts, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult:
         key = (tuple(tuple(p) for p in prompts_ids), max_new_tokens, fixed, self.engine)
         if key not in self._outputs:

@@ -111,72 +111,58 @@ ROOFLINE_H200 = roofline.RooflineParams(
     host_scale=HOST_SCALE_H200,
 )
 
+# Calibrated on the H200 anchors: idle 126.6 W at 345 MHz, 700 W limit (200–700 W),
+# 110 clocks 345–1980 step 15, memory 3201/2201, counter period ~0.1 s, matmul ~614 W.
+H200 = GpuModel(
+    key="h200",
+    name="NVIDIA H200 (simulated)",
+    sm_min_mhz=345,
+    sm_max_mhz=1980,
+    sm_step_mhz=15,
+    mem_clocks_mhz=(3201, 2201),
+    idle_sm_mhz=345,
+    idle_ref_mhz=345,
+    idle_ref_w=126.6,
+    p_dyn_max_w=575.0,
+    v_min_rel=0.70,
+    u_idle=0.004,
+    power_limit_w=700.0,
+    power_limit_min_w=200.0,
+    temp_ambient_c=25.0,
+    thermal_c_per_w=0.055,
+    update_period_s=0.1,
+    roofline=ROOFLINE_H200,
+    calibration="measured anchors (H200, /work/shared/anchors)",
+)
 GPU_MODELS: dict[str, GpuModel] = {
-    # Calibrated on the H200 anchors: idle 126.6 W at 345 MHz, 700 W limit (200–700 W),
-    # 110 clocks 345–1980 step 15, memory 3201/2201, counter period ~0.1 s, matmul ~614 W.
-    "h200": GpuModel(
-        key="h200",
-        name="NVIDIA H200 (simulated)",
-        sm_min_mhz=345,
-        sm_max_mhz=1980,
-        sm_step_mhz=15,
-        mem_clocks_mhz=(3201, 2201),
-        idle_sm_mhz=345,
-        idle_ref_mhz=345,
-        idle_ref_w=126.6,
-        p_dyn_max_w=575.0,
-        v_min_rel=0.70,
-        u_idle=0.004,
-        power_limit_w=700.0,
-        power_limit_min_w=200.0,
-        temp_ambient_c=25.0,
-        thermal_c_per_w=0.055,
-        update_period_s=0.1,
-        roofline=ROOFLINE_H200,
-        calibration="measured anchors (H200, /work/shared/anchors)",
-    ),
-    # H100 SXM5 80 GB: same clock table and TDP as the H200, HBM3 at 2619 MHz, lower idle floor.
-    "h100": GpuModel(
+    "h200": H200,
+    # H100 SXM5 80 GB: same GH100 die, clock table and TDP as the H200; HBM3 at 2619 MHz
+    # (3.35 TB/s), lower idle floor.
+    "h100": dataclasses.replace(
+        H200,
         key="h100",
         name="NVIDIA H100 80GB HBM3 (simulated)",
-        sm_min_mhz=345,
-        sm_max_mhz=1980,
-        sm_step_mhz=15,
         mem_clocks_mhz=(2619,),
-        idle_sm_mhz=345,
-        idle_ref_mhz=345,
         idle_ref_w=70.0,
         p_dyn_max_w=630.0,
-        v_min_rel=0.70,
-        u_idle=0.004,
-        power_limit_w=700.0,
-        power_limit_min_w=200.0,
-        temp_ambient_c=25.0,
-        thermal_c_per_w=0.055,
-        update_period_s=0.1,
-        # Same GH100 die as the H200 with HBM3 at 3.35 TB/s.
         roofline=dataclasses.replace(ROOFLINE_H200, mem_bw_gbps=3350.0),
         calibration="spec-sheet estimate",
     ),
-    # A100 SXM4 40 GB: 210–1410 MHz step 15, HBM2 at 1215 MHz, 400 W.
-    "a100": GpuModel(
+    # A100 SXM4 40 GB: 210–1410 MHz step 15, HBM2 at 1215 MHz, 400 W (100–400 W).
+    "a100": dataclasses.replace(
+        H200,
         key="a100",
         name="NVIDIA A100-SXM4-40GB (simulated)",
         sm_min_mhz=210,
         sm_max_mhz=1410,
-        sm_step_mhz=15,
         mem_clocks_mhz=(1215,),
         idle_sm_mhz=210,
         idle_ref_mhz=210,
         idle_ref_w=55.0,
         p_dyn_max_w=345.0,
-        v_min_rel=0.70,
-        u_idle=0.004,
         power_limit_w=400.0,
         power_limit_min_w=100.0,
-        temp_ambient_c=25.0,
         thermal_c_per_w=0.1,
-        update_period_s=0.1,
         # HBM2 1.56 TB/s, 312 dense bf16 TFLOPS, 19.5 fp32; slower small kernels (estimate).
         roofline=dataclasses.replace(
             ROOFLINE_H200,
