@@ -36,8 +36,14 @@ def test_gpu_status_shows_pending_journal_and_restore_recovers(
         open_device(DeviceSpec.for_tool("simulated", 0, state)).clock_state().sm_locked_mhz == 1200
     )
     assert main(["--root", str(tmp_path), "gpu", "status", "--backend", "simulated"]) == 0
-    status = json.loads(capsys.readouterr().out)
-    assert json.dumps(status).count("1200") >= 1 and "journal" in json.dumps(status).lower()
+    screen = capsys.readouterr().out  # for a reader: one fact per line, the fix included
+    assert "SM lock        locked at 1200 MHz" in screen
+    assert "its run is gone: `llm-energy gpu restore` puts the clocks back" in screen
+    assert not screen.lstrip().startswith("{")
+    argv = ["--root", str(tmp_path), "gpu", "status", "--backend", "simulated", "--json"]
+    assert main(argv) == 0
+    status = json.loads(capsys.readouterr().out)  # for scripts: every field
+    assert status["clock_state"]["sm_locked_mhz"] == 1200 and status["pending_journal"]
     assert main(["--root", str(tmp_path), "gpu", "restore", "--backend", "simulated"]) == 0
     assert "restor" in capsys.readouterr().out.lower()
     assert (
@@ -154,3 +160,24 @@ def test_compare_from_dvc_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert best["experiment"].tolist() == [
         "f1500"
     ]  # 20 % saving at +3 % latency; 900 MHz is over budget
+
+
+def test_every_flag_the_top_level_help_advertises_exists() -> None:
+    import argparse
+    import re
+
+    from llm_energy.cli import main as cli_main
+
+    parser = cli_main.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command, checked = None, 0
+    for line in (cli_main.__doc__ or "").splitlines():
+        if line.startswith("llm-energy "):
+            command = line.split()[1]
+        if command is None:
+            continue
+        accepted = {o for a in commands.choices[command]._actions for o in a.option_strings}
+        for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line):
+            assert flag in accepted, f"`llm-energy {command}` advertises {flag}"
+            checked += 1
+    assert checked >= 8

@@ -66,6 +66,24 @@ def test_cpu_backend_cannot_cap_and_says_why(
     assert "NOT READY" in out
 
 
+def test_every_suggestion_runs_as_printed_and_none_repeats_a_setting(
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    import shlex
+
+    monkeypatch.setattr(cpu_mod, "RaplReader", _no_rapl)
+    code, out = doctor(root, capsys, "gpu.backend=cpu", "gpu.freq=1200")
+    suggested = set(re.findall(r"`(llm-energy doctor[^`]*)`", out))
+    assert code == 1 and len(suggested) == 2
+    for command in suggested:
+        args = shlex.split(command)[2:]
+        code, again = doctor(root, capsys, "gpu.backend=cpu", "gpu.freq=1200", *args)
+        assert code in (0, 1) and "verdict" in again  # ran: a report, not a usage error
+        for arg in args:  # what the command set is not suggested again
+            assert f"`llm-energy doctor {arg}`" not in again
+
+
 def test_simulated_backend_is_ready(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = doctor(root, capsys, "gpu.backend=simulated", "gpu.freq=1200")
     assert code == 0
@@ -193,13 +211,16 @@ def _facts(**extra: Any) -> dict[str, Any]:
             ["gpu.freq=1200"],
             _facts(backend="cpu", can_control_clocks=False, requires_privilege=False),
             "gpu.freq=1200 → refused: the cpu backend has no controllable GPU clocks; "
-            "use gpu=simulated or gpu.control=observe",
+            "try `llm-energy doctor gpu.backend=simulated` (a simulated GPU whose clocks lock) or "
+            "`llm-energy doctor gpu.control=observe` (measure at the clocks in force)",
         ),
         (
             ["gpu.freq=1200"],
             _facts(supported_sm_clocks_mhz=Unavailable("NVML NOT_SUPPORTED: x")),
             "gpu.freq=1200 → refused: the supported SM clocks cannot be read "
-            "(NVML NOT_SUPPORTED: x); use gpu=simulated or gpu.control=observe",
+            "(NVML NOT_SUPPORTED: x); "
+            "try `llm-energy doctor gpu.backend=simulated` (a simulated GPU whose clocks lock) or "
+            "`llm-energy doctor gpu.control=observe` (measure at the clocks in force)",
         ),
         (["gpu.freq=null"], _facts(), "gpu.freq=null → no lock: the driver's default clocks"),
         (

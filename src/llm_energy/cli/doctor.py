@@ -13,7 +13,19 @@ from llm_energy.config.feasibility import clock_cap_problem, requested_caps
 from llm_energy.config.settings import Config
 from llm_energy.device.freq import snap_to_supported, step_mhz
 
-ALTERNATIVES = "use gpu=simulated or gpu.control=observe"
+
+def alternatives(cfg: Config) -> str:
+    """What to try instead, as doctor commands that run as printed; nothing already set."""
+    tries = []
+    if cfg.gpu.backend != "simulated":
+        tries.append(
+            "`llm-energy doctor gpu.backend=simulated` (a simulated GPU whose clocks lock)"
+        )
+    if cfg.gpu.control != "observe":
+        tries.append("`llm-energy doctor gpu.control=observe` (measure at the clocks in force)")
+    return "try " + " or ".join(tries) if tries else "no capped study runs with these settings"
+
+
 ENERGY_KIND = {
     "nvml": "measured",
     "rapl": "measured",
@@ -81,14 +93,16 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
             )
             continue
         if problem is not None:
-            out.append(f"{label} → refused: {problem}; {ALTERNATIVES}")
+            out.append(f"{label} → refused: {problem}; {alternatives(cfg)}")
             continue
         mem = key == "gpu.mem_freq"
         what = "memory" if mem else "SM"
         supported = _fact(facts, "supported_mem_clocks_mhz" if mem else "supported_sm_clocks_mhz")
         if isinstance(supported, Unavailable) or not supported:
             why = supported.reason if isinstance(supported, Unavailable) else "none reported"
-            out.append(f"{label} → refused: no supported {what} clocks ({why}); {ALTERNATIVES}")
+            out.append(
+                f"{label} → refused: no supported {what} clocks ({why}); {alternatives(cfg)}"
+            )
             continue
         applied, snapped = snap_to_supported(mhz, supported)
         note = f"snapped from {mhz}, the nearest supported clock" if snapped else "supported"
@@ -164,6 +178,7 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
         "held_locks": locks,
         "caps": caps,
         "ready": ready,
+        "alternatives": None if ready else alternatives(cfg),
         "exit_code": EXIT_READY if ready else EXIT_NOT_READY,
     }
 
@@ -275,7 +290,7 @@ def format_screen(report: dict[str, Any]) -> str:
     verdict = (
         "READY: a capped study can run here (exit 0)"
         if report["ready"]
-        else f"NOT READY for a capped study (exit 1): {ALTERNATIVES}"
+        else f"NOT READY for a capped study (exit 1): {report['alternatives']}"
     )
     lines.append(f"  {'verdict':<14}{verdict}")
     return "\n".join(lines)

@@ -2,12 +2,12 @@
 
 llm-energy compose [OVERRIDES...]   compose conf/ (Hydra) into params.yaml, as `dvc exp run` does
 llm-energy compose --check          exit 1 when params.yaml differs from the composition of conf/
-llm-energy gpu status               clocks, locks, power limit; every journal and GPU lock
+llm-energy gpu status [--json]      clocks, locks, power limit; every journal and GPU lock
 llm-energy gpu restore              restore the GPU state recorded in every pending journal
 llm-energy gpu clear --uuid U       reset U's clock locks to the driver default, delete its journal
-llm-energy compare                  trade-off table across DVC experiments (dvc exp show --json)
+llm-energy compare                  trade-off table across DVC experiments (read from dvc exp show)
 llm-energy doctor [--json] [K=V...] can a capped study run here? (exit 0 yes, 1 no; reads only)
-llm-energy grid [-e paper] [-S k=a,b] units of a study: --print/--json, --prepare, --queue,
+llm-energy grid [-e paper] [-S k=a,b] units of a study (a table; --json), --prepare, --queue,
                                     --slurm-units FILE (one per model x task, clocks inside)
 llm-energy grid status [--json]     progress of every unit (done/total, ETA, GPU, lost workers)
 """
@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llm_energy.cli.gpu import add_gpu_parser, cli_state_dir
 from llm_energy.io.compose import compose_params
-from llm_energy.paths import gpu_journal_dir, gpu_lock_dir, project_paths
+from llm_energy.paths import project_paths
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
@@ -52,81 +53,6 @@ def _cmd_compose(args: argparse.Namespace) -> int:
     write_yaml(target, composed)
     print(f"wrote {target}")
     return 0
-
-
-def _cli_state_dir(args: argparse.Namespace) -> Path:
-    """--state-dir; else gpu.state_dir of the root's params.yaml; else env / per-machine default
-    (the same directory the infer stage uses)."""
-    paths = project_paths(args.root)
-    configured = args.state_dir
-    if configured is None and paths.params.exists():
-        from llm_energy.io.files import read_yaml
-
-        try:
-            configured = ((read_yaml(paths.params) or {}).get("gpu") or {}).get("state_dir")
-        except Exception:  # a broken params.yaml must not stop a restore
-            configured = None
-    return paths.gpu_state_dir(configured if isinstance(configured, str) else None)
-
-
-def _gpu_restore(args: argparse.Namespace, state_dir: Path) -> tuple[list[str], list[str]]:
-    """(done, failed) lines: the GPU given by --uuid or --index, else every journal in the
-    state directory whatever its backend or simulated model."""
-    from llm_energy.control.journal import list_journals, uuid_from_journal_path
-    from llm_energy.control.open import DeviceSpec, open_device, open_device_by_uuid
-    from llm_energy.control.recovery import restore_from_journal
-    from llm_energy.device.errors import DeviceError
-
-    journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
-    if args.uuid is None and args.index is not None:
-        with open_device(DeviceSpec.for_tool(args.backend, args.index, state_dir)) as device:
-            return [restore_from_journal(device, journals, lock_dir=locks)], []
-    uuids = (
-        [args.uuid] if args.uuid else [uuid_from_journal_path(p) for p in list_journals(journals)]
-    )
-    if not uuids:
-        return [f"No pending clock journal in {journals}; nothing to restore."], []
-    done, failed = [], []
-    for uuid in uuids:
-        try:
-            with open_device_by_uuid(uuid, state_dir=state_dir) as device:
-                done.append(restore_from_journal(device, journals, lock_dir=locks))
-        except DeviceError as exc:
-            failed.append(str(exc))
-    return done, failed
-
-
-def _cmd_gpu(args: argparse.Namespace) -> int:
-    from llm_energy.control.open import DeviceSpec, open_device, open_device_by_uuid
-    from llm_energy.control.recovery import clear_journal, gpu_status, state_report
-    from llm_energy.device.errors import DeviceError
-
-    failed: list[str] = []
-    try:
-        state_dir = _cli_state_dir(args)
-        journals, locks = gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)
-        if args.action == "status":
-            index = 0 if args.index is None else args.index
-            with open_device(DeviceSpec.for_tool(args.backend, index, state_dir)) as device:
-                status = gpu_status(device, journals, lock_dir=locks)
-            status |= {"state_dir": str(state_dir)} | state_report(journals, locks)
-            print(json.dumps(status, indent=2, default=str))
-        elif args.action == "clear":
-            if not args.uuid:
-                raise DeviceError(
-                    "Cannot clear a clock journal", "no GPU given", "Pass --uuid <GPU UUID>."
-                )
-            with open_device_by_uuid(args.uuid, state_dir=state_dir) as device:
-                print(clear_journal(device, journals, lock_dir=locks))
-        else:
-            done, failed = _gpu_restore(args, state_dir)
-            for line in done:
-                print(line)
-    except DeviceError as exc:
-        failed.append(str(exc))
-    for line in failed:
-        print(f"llm-energy gpu {args.action}: error: {line}", file=sys.stderr)
-    return 2 if failed else 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -238,22 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_compose)
 
-    p = sub.add_parser(
-        "gpu",
-        help="GPU clock state, locks and crash recovery",
-        description="status: clocks of one GPU, every journal and lock in the state directory. "
-        "restore: restore every pending journal (or --uuid / --index). "
-        "clear --uuid U: for a corrupt journal, reset U's clock locks to the driver default "
-        "and delete the journal.",
-    )
-    p.add_argument("action", choices=["status", "restore", "clear"])
-    p.add_argument("--backend", default="auto", choices=["auto", "nvml", "cpu", "simulated"])
-    p.add_argument("--index", type=int, default=None, help="GPU index (status default: 0)")
-    p.add_argument("--uuid", help="the GPU a journal names, whatever its backend")
-    p.add_argument(
-        "--state-dir", help="locks and journals (default: gpu.state_dir, $LLM_ENERGY_STATE_DIR)"
-    )
-    p.set_defaults(func=_cmd_gpu)
+    add_gpu_parser(sub)
 
     p = sub.add_parser(
         "doctor",
@@ -278,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from llm_energy.cli.grid import add_grid_parser
 
-    add_grid_parser(sub, state_dir_of=_cli_state_dir)
+    add_grid_parser(sub, state_dir_of=cli_state_dir)
     return parser
 
 
