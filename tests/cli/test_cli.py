@@ -181,3 +181,20 @@ def test_every_flag_the_top_level_help_advertises_exists() -> None:
             assert flag in accepted, f"`llm-energy {command}` advertises {flag}"
             checked += 1
     assert checked >= 8
+
+
+def test_a_typo_in_a_key_gets_a_did_you_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "conf").symlink_to(REPO / "conf")
+    assert main(["--root", str(tmp_path), "compose", "gpu.frq=1200"]) == 2  # through Hydra
+    err = capsys.readouterr().err.strip()
+    assert "did you mean gpu.freq?" in err and "\n" not in err
+    assert not (tmp_path / "params.yaml").exists()
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    for typo, meant in (("gpu.frq=1200", "gpu.freq"), ("infer.batchsize=2", "infer.batch_size")):
+        assert main(["--root", str(tmp_path), "doctor", typo]) == 2  # params.yaml, no Hydra
+        assert f"did you mean {meant}?" in capsys.readouterr().err
+    assert main(["--root", str(tmp_path), "doctor", "gpu=simulated"]) == 2
+    err = capsys.readouterr().err
+    assert "picks a config group" in err and "`llm-energy compose gpu=simulated`" in err

@@ -270,7 +270,9 @@ def test_model_source_rules_allow_what_is_not_needed(base: dict) -> None:
 def test_unknown_key_is_rejected(base: dict) -> None:
     params = copy.deepcopy(base)
     params["gpu"]["freqq"] = 1200
-    with pytest.raises(ConfigError, match=r"gpu\.freqq .*unknown key; allowed keys: backend, "):
+    with pytest.raises(
+        ConfigError, match=r"gpu\.freqq .*unknown key; did you mean freq\? allowed keys: backend, "
+    ):
         load_config(params)
 
 

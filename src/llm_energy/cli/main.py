@@ -33,8 +33,8 @@ def _cmd_compose(args: argparse.Namespace) -> int:
     from llm_energy.io.files import read_yaml, write_yaml
 
     paths = project_paths(args.root)
-    composed = compose_params(paths.conf_dir, args.overrides)
     try:
+        composed = compose_params(paths.conf_dir, args.overrides)
         load_config(composed)
     except ConfigError as exc:
         print(f"llm-energy compose: error: {exc}", file=sys.stderr)

@@ -10,7 +10,8 @@ from `conf/` through params.yaml.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +27,22 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"params: {key} = {value!r} is not allowed: {allowed}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean X?" for the closest of `choices` (typos such as gpu.frq), else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def dotted_keys(params: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every key of a params mapping as `section.key` (nested sections joined by dots)."""
+    keys = []
+    for k, v in params.items():
+        keys.append(f"{prefix}{k}")
+        if isinstance(v, Mapping):
+            keys += dotted_keys(v, f"{prefix}{k}.")
+    return keys
 
 
 class Missing:
@@ -70,8 +87,11 @@ def parse_section(cls: type[T], key: str, raw: Any) -> T:
     unknown = sorted(str(k) for k in raw if k not in names)
     if unknown:
         allowed = ", ".join(names) if names else "none (write {})"
+        hint = did_you_mean(unknown[0], names)
         raise ConfigError(
-            f"{key}.{unknown[0]}", raw[unknown[0]], f"unknown key; allowed keys: {allowed}"
+            f"{key}.{unknown[0]}",
+            raw[unknown[0]],
+            f"unknown key{hint or ';'} allowed keys: {allowed}",
         )
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from llm_energy.config.schema import ConfigError
+from llm_energy.config.schema import ConfigError, did_you_mean, dotted_keys
 from llm_energy.config.sections import (
     AggregateConfig,
     EmissionsConfig,
@@ -87,7 +87,8 @@ def load_config(params: Mapping[str, Any]) -> Config:
         raise ConfigError(
             f"params.{unknown[0]}",
             params[unknown[0]],
-            "unknown key; allowed keys: " + ", ".join(SECTIONS),
+            f"unknown key{did_you_mean(unknown[0], SECTIONS) or ';'} allowed keys: "
+            + ", ".join(SECTIONS),
         )
     sections = {attr: parse(params.get(key)) for key, (attr, parse) in _PARSERS.items()}
     cfg = Config(**sections, raw=copy.deepcopy(dict(params)))
@@ -138,6 +139,14 @@ def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict
         raw_key, raw_value = item.split("=", 1)
         add = raw_key.startswith("+")
         parts = raw_key.lstrip("+").split(".")
+        if len(parts) == 1 and isinstance(result.get(parts[0]), dict) and not add:
+            raise ConfigError(
+                raw_key,
+                raw_value,
+                f"{item} picks a config group, which only composing conf/ can do "
+                f"(`llm-energy compose {item}`, `dvc exp run -S {item}`); "
+                f"here set its keys instead ({parts[0]}.<key>=<value>)",
+            )
         node: dict[str, Any] = result
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -149,8 +158,9 @@ def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict
                 child = node.setdefault(part, {})
             node = child
         if parts[-1] not in node and not add:
+            hint = did_you_mean(raw_key, dotted_keys(params))
             raise ConfigError(
-                raw_key, raw_value, "no such key in params.yaml (prefix with + to add one)"
+                raw_key, raw_value, f"no such key in params.yaml{hint or ''} (+ adds a key)"
             )
         node[parts[-1]] = yaml.safe_load(raw_value) if raw_value != "" else None
     return result
