@@ -173,12 +173,13 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
                 "prompt_templates": dict(templates),
                 "control": gpu.control,
                 "clock_mechanism": clocks.clock_mechanism,
-                "counter_update_period_s": period_s,
+                # n/a (null) without an energy counter: an estimate has no ticks to align to
+                "counter_update_period_s": period_s if meter.ticks else None,
                 "window_rules": {
-                    "min_window_s": gpu.min_window_s,
-                    "min_window_periods": gpu.min_window_periods,
-                    "min_trusted_s": meter.min_trusted_s,
-                    "tick_align": gpu.tick_align,
+                    "min_window_s": gpu.min_window_s if meter.ticks else None,
+                    "min_window_periods": gpu.min_window_periods if meter.ticks else None,
+                    "min_trusted_s": meter.min_trusted_s if meter.ticks else None,
+                    "tick_align": gpu.tick_align if meter.ticks else None,
                     "cooldown_s": gpu.cooldown_s,
                     "idle_settle_s": gpu.idle_settle_s,
                     "idle_baseline_s": gpu.idle_baseline_s,

@@ -66,6 +66,10 @@ def test_co2_counts_cpu_ram_and_real_gpu_energy(fake_codecarbon: type[_FakeTrack
     assert report.carbon_intensity_g_per_kwh == pytest.approx(200.0)
     assert report.co2_kg == pytest.approx(0.0007)
     assert report.device_energy_j == gpu_j and report.device_energy_source == "nvml"
+    # the report states the energy it multiplies, and it is the one used
+    assert report.counted_energy_j == pytest.approx(0.0035 * J_PER_KWH)
+    assert report.co2_kg == pytest.approx(report.counted_energy_j / J_PER_KWH * 200.0 / 1000)
+    assert "+ GPU in the measured windows (meter)" in report.counted
 
 
 @pytest.mark.parametrize("source", ["codecarbon-estimate", "rapl", "simulated"])
@@ -76,6 +80,8 @@ def test_co2_leaves_out_energy_that_is_not_real_gpu_energy(
         emissions.set_device_energy(1234.0, source)
     # CPU + RAM only: 0.0015 kWh at 200 g/kWh.
     assert emissions.report.co2_kg == pytest.approx(0.0003)
+    assert emissions.report.counted_energy_j == pytest.approx(0.0015 * J_PER_KWH)
+    assert f"the {source} device energy is not added" in emissions.report.counted
     assert "region" not in fake_codecarbon.instances[0].kwargs
 
 

@@ -44,6 +44,9 @@ RUN_INFO = {
     "host": "gpu-node-1",
     "git_commit": "abc1234def",
     "repetitions": 3,
+    "control": "lock",
+    "clock_mechanism": "locked clocks via NVML",
+    "counter_update_period_s": 0.1,
     "window_rules": {
         "min_window_s": 2.0,
         "min_window_periods": 20.0,
@@ -503,6 +506,7 @@ def test_co2_provenance_and_settings_are_shown(pipeline: dict) -> None:
         "| min window (s) ",
         "| min window (counter periods) ",
         "| tick-aligned windows ",
+        "| clock control | locked clocks via NVML",
         "| cooldown between windows (s) ",
         "| idle baseline (s) ",
     ):
@@ -568,3 +572,22 @@ def test_report_prints_one_calibration_line_per_interval_type(pipeline: dict) ->
         },
     )
     assert "Monte Carlo of commit abc1234 (2026-12-06, 600 sweeps)" in dated
+
+
+def test_provenance_of_a_cpu_run_says_what_was_done() -> None:
+    from llm_energy.control.slurm import clock_mechanism
+    from llm_energy.report.sections import provenance_table, settings_table
+
+    cpu = RUN_INFO | {
+        "energy_source": "codecarbon-estimate",
+        "clock_mechanism": clock_mechanism("lock", "cpu"),  # gpu.control=lock, but no GPU
+        "counter_update_period_s": None,
+        "window_rules": {"min_window_s": None, "min_trusted_s": None, "tick_align": None},
+    }
+    provenance, settings = provenance_table(cpu), settings_table(cpu)
+    assert "none (cpu backend: no GPU clocks)" in provenance and "NVML" not in provenance
+    for row in ("min window (s)", "min trusted window (s)", "counter update period (s)"):
+        line = next(x for x in settings.splitlines() if x.startswith(f"| {row} "))
+        assert "n/a (no energy counter)" in line, line
+    gpu_settings = settings_table(RUN_INFO)
+    assert "n/a" not in gpu_settings and "| counter update period (s) " in gpu_settings

@@ -62,7 +62,9 @@ def slurm_gpu_freq(env: Mapping[str, str] | None = None) -> tuple[str, SlurmGpuF
 
 
 def clock_mechanism(control: str, backend: str) -> str:
-    """How the cap reaches the GPU, as run.json records it."""
+    """How the cap reaches the GPU, as run.json records it: what was done, not what was asked."""
+    if backend == "cpu":
+        return "none (cpu backend: no GPU clocks)"
     if control == "lock" and backend == "simulated":
         return "locked clocks (simulated GPU)"
     return MECHANISMS[control]

@@ -26,6 +26,8 @@ class EmissionsReport:
     carbon_intensity_g_per_kwh: float | None
     co2_kg: float | None
     note: str
+    counted_energy_j: float | None = None  # what co2_kg multiplies by the carbon intensity
+    counted: str = ""  # which energies those are
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,7 +94,8 @@ class EmissionsMeter:
             self._tracker = None
 
     def _stop(self) -> EmissionsReport:
-        cpu_j = ram_j = intensity = co2 = None
+        cpu_j = ram_j = intensity = co2 = counted_j = None
+        counted = ""
         note = self.error or ("disabled" if not self.enabled else "")
         tracker, self._tracker = self._tracker, None  # stopped at most once
         if tracker is not None:
@@ -108,6 +111,12 @@ class EmissionsMeter:
                 # codecarbon's own CPU share again, and simulated joules were never drawn.
                 real_gpu = self.device_energy_source == "nvml"
                 counted_j = cpu_j + ram_j + (self.device_energy_j if real_gpu else 0.0)
+                counted = "CPU + RAM over the whole run (codecarbon)" + (
+                    " + GPU in the measured windows (meter)"
+                    if real_gpu
+                    else f"; the {self.device_energy_source} device energy is not added "
+                    "(a CPU estimate repeats codecarbon's CPU share; simulated joules were never drawn)"
+                )
                 co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
                 note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
             except Exception as exc:
@@ -122,4 +131,6 @@ class EmissionsMeter:
             intensity,
             co2,
             note,
+            counted_j,
+            counted,
         )

@@ -259,8 +259,10 @@ def co2_table(run: Mapping[str, Any]) -> str:
     return _kv_table(
         [
             ("CO₂ (g)", None if is_missing(co2) else float(co2) * 1000),
-            ("carbon intensity (g CO₂/kWh)", em.get("carbon_intensity_g_per_kwh")),
-            ("country", em.get("country_iso_code")),
+            ("= energy counted (J)", em.get("counted_energy_j")),
+            ("energy counted", em.get("counted")),
+            ("× carbon intensity (g CO₂/kWh)", em.get("carbon_intensity_g_per_kwh")),
+            ("grid region (emissions.country_iso_code)", em.get("country_iso_code")),
             (
                 f"device energy (J, {em.get('device_energy_source') or 'meter'})",
                 em.get("device_energy_j"),
@@ -281,7 +283,7 @@ def provenance_table(run: Mapping[str, Any]) -> str:
         ("driver", device.get("driver_version") or device.get("driver")),
         ("CUDA", run.get("cuda_version")),
         ("energy source", run.get("energy_source")),
-        ("clock control", run.get("control")),
+        ("clock control", run.get("clock_mechanism") or run.get("control")),
         ("host", run.get("host")),
         ("git commit", run.get("git_commit")),
         ("config digest", run.get("config_digest")),
@@ -295,6 +297,12 @@ def provenance_table(run: Mapping[str, Any]) -> str:
 def settings_table(run: Mapping[str, Any]) -> str:
     warm = run.get("warmup") or {}
     rules = run.get("window_rules") or {}
+    period = run.get("counter_update_period_s")
+    no_counter = "counter_update_period_s" in run and (is_missing(period) or float(period) <= 0)
+
+    def counter(value: Any) -> Any:  # rules of a ticking counter; an estimate has none
+        return "n/a (no energy counter)" if no_counter else value
+
     rows: list[tuple[str, Any]] = [
         ("repetitions", run.get("repetitions")),
         ("warm-up stopped by", warm.get("stopped_by")),
@@ -302,14 +310,14 @@ def settings_table(run: Mapping[str, Any]) -> str:
         ("warm-up steady (every shape)", warm.get("all_steady")),
         ("warm-up steady calls / tolerance", _pair(warm.get("steady_k"), warm.get("tolerance"))),
         ("warm-up limit (s)", warm.get("max_s")),
-        ("min window (s)", rules.get("min_window_s")),
-        ("min window (counter periods)", rules.get("min_window_periods")),
-        ("min trusted window (s)", rules.get("min_trusted_s")),
-        ("tick-aligned windows", rules.get("tick_align")),
+        ("min window (s)", counter(rules.get("min_window_s"))),
+        ("min window (counter periods)", counter(rules.get("min_window_periods"))),
+        ("min trusted window (s)", counter(rules.get("min_trusted_s"))),
+        ("tick-aligned windows", counter(rules.get("tick_align"))),
         ("cooldown between windows (s)", rules.get("cooldown_s")),
         ("idle settle (s)", rules.get("idle_settle_s")),
         ("idle baseline (s)", rules.get("idle_baseline_s")),
-        ("counter update period (s)", run.get("counter_update_period_s")),
+        ("counter update period (s)", counter(run.get("counter_update_period_s"))),
     ]
     return _kv_table(rows)
 

@@ -7,6 +7,7 @@ import json
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,11 @@ def _version(name: str) -> str | None:
         return None
 
 
+PIPELINE_WRITES = (":(exclude)dvc.lock", ":(exclude)params.yaml", ":(exclude)reports")
+
+
 def git_commit(root: Path) -> str | None:
+    """HEAD, with -dirty when tracked source files differ from it."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -43,8 +48,10 @@ def git_commit(root: Path) -> str | None:
             timeout=5,
             check=True,
         )
+        # What the pipeline writes itself (dvc.lock, reports/) and `dvc exp run -S` (params.yaml,
+        # recorded on its own as the config digest) does not make the code dirty.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *PIPELINE_WRITES],
             cwd=root,
             capture_output=True,
             text=True,
@@ -63,9 +70,8 @@ def config_digest(cfg: Config) -> str:
 
 
 def run_provenance(cfg: Config, *, device: Any, root: Path) -> dict[str, Any]:
-    import torch
-
-    cuda = torch.version.cuda if torch.cuda.is_available() else None
+    torch = sys.modules.get("torch")  # only where a torch model ran: never imported for this
+    cuda = torch.version.cuda if torch is not None and torch.cuda.is_available() else None
     return {
         "experiment": cfg.meta.experiment,
         "device": device.provenance(),
