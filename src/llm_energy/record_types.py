@@ -71,3 +71,23 @@ class Schema:
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+
+# What kind of energy each source gives; records carry it as `energy_kind`, and kinds are never
+# mixed in one number.
+ENERGY_KIND_BY_SOURCE: dict[str, str] = {
+    "nvml": "measured",
+    "rapl": "measured",
+    "codecarbon-estimate": "estimated",
+    "codecarbon": "estimated",
+    "simulated": "simulated",
+}
+
+
+def energy_kind(energy_source: str) -> str:
+    try:
+        return ENERGY_KIND_BY_SOURCE[energy_source]
+    except KeyError:
+        raise ValueError(
+            f"unknown energy_source {energy_source!r}; expected one of {sorted(ENERGY_KIND_BY_SOURCE)}"
+        ) from None

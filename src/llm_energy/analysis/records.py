@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_energy.record_types import ENERGY_KIND_BY_SOURCE
 from llm_energy.records import CONFIG_KEYS
 
 # --- configuration identity -------------------------------------------------------------------
@@ -57,13 +58,6 @@ EXCLUSION_REASONS: dict[str, str] = {
     "throttled": "throttled",
 }
 
-ENERGY_KIND_BY_SOURCE: dict[str, str] = {
-    "nvml": "measured",
-    "rapl": "measured",
-    "codecarbon-estimate": "estimated",
-    "codecarbon": "estimated",
-    "simulated": "simulated",
-}
 #: preference when one number must be chosen from mixed kinds (they are never averaged)
 ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "unknown")
 

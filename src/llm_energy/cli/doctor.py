@@ -12,6 +12,7 @@ from typing import Any
 from llm_energy.config.feasibility import clock_cap_problem, requested_caps
 from llm_energy.config.settings import Config
 from llm_energy.device.freq import snap_to_supported, step_mhz
+from llm_energy.record_types import ENERGY_KIND_BY_SOURCE
 
 
 def alternatives(cfg: Config) -> str:
@@ -26,12 +27,6 @@ def alternatives(cfg: Config) -> str:
     return "try " + " or ".join(tries) if tries else "no capped study runs with these settings"
 
 
-ENERGY_KIND = {
-    "nvml": "measured",
-    "rapl": "measured",
-    "codecarbon-estimate": "estimated",
-    "simulated": "simulated",
-}
 EXIT_READY = 0
 EXIT_NOT_READY = 1
 
@@ -167,7 +162,7 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
             "source": source,
             "kind": source
             if isinstance(source, Unavailable)
-            else ENERGY_KIND.get(source, "unknown"),
+            else ENERGY_KIND_BY_SOURCE.get(source, "unknown"),
         },
         "counter": counter,
         "sm_clocks": _clock_summary(_fact(facts, "supported_sm_clocks_mhz")),

@@ -15,14 +15,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from llm_energy.analysis.records import (
-    CONFIG_KEYS,
-    ENERGY_KIND_BY_SOURCE,
-    freq_label,
-)
+from llm_energy.analysis.records import CONFIG_KEYS, freq_label
 from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.tradeoff import pareto_frontier
 from llm_energy.analysis.windows import window_table
+from llm_energy.record_types import ENERGY_KIND_BY_SOURCE
 from llm_energy.report.figure_style import (
     axis_label,
     energy_source_note,

@@ -14,22 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from llm_energy.config.settings import Config, TaskConfig
-
-ENERGY_KIND = {
-    "nvml": "measured",
-    "rapl": "measured",
-    "codecarbon-estimate": "estimated",
-    "simulated": "simulated",
-}
-
-
-def energy_kind(energy_source: str) -> str:
-    try:
-        return ENERGY_KIND[energy_source]
-    except KeyError:
-        raise ValueError(
-            f"unknown energy_source {energy_source!r}; expected one of {sorted(ENERGY_KIND)}"
-        ) from None
+from llm_energy.record_types import energy_kind
 
 
 @dataclass(frozen=True)
