@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench_common import round_window
-from llm_energy.measure.meter import EnergyMeter
+from llm_energy.energy.meter import EnergyMeter
 
 
 def generate_kwargs(gen: Any, new_tokens: int) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def open_benchmark_device(
 
 def meter_for(cfg: Config, device: Any) -> Any:
     """An EnergyMeter configured exactly as the infer stage configures it."""
-    from llm_energy.measure.meter import EnergyMeter
+    from llm_energy.energy.meter import EnergyMeter
 
     return EnergyMeter(
         device,

@@ -13,8 +13,8 @@ from bench_common import ROOT, Plan, restrict_tasks, sample_items
 from bench_stats import cv
 from goal_rows import REPEAT_TASKS, pct
 from llm_energy.config.settings import Config, load_config
+from llm_energy.energy.meter import EnergyMeter
 from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.measure.meter import EnergyMeter
 from llm_energy.paths import project_paths
 from llm_energy.run.runner import InferenceRun
 from overhead import RowSink

@@ -50,7 +50,7 @@ from bench_common import (
 )
 from bench_stats import cv
 from llm_energy.config.settings import load_config
-from llm_energy.measure.meter import EnergyMeter
+from llm_energy.energy.meter import EnergyMeter
 
 
 def generate_work(gen: Any, ids: Sequence[int], new_tokens: int) -> Callable[[], None]:

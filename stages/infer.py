@@ -14,12 +14,12 @@ from _common import StageError, log, run_stage
 from llm_energy.config.settings import Config
 from llm_energy.control.open import DeviceSpec, open_device
 from llm_energy.control.session import ClockSession
+from llm_energy.energy.emissions import EmissionsMeter
+from llm_energy.energy.meter import EnergyMeter
+from llm_energy.energy.timeline import PowerTimeline
 from llm_energy.errors import InputFileError, one_line
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.measure.emissions import EmissionsMeter
-from llm_energy.measure.meter import EnergyMeter
-from llm_energy.measure.timeline import PowerTimeline
 from llm_energy.paths import (
     ProjectPaths,
     gpu_journal_dir,

@@ -22,9 +22,9 @@ from llm_energy.control.open import DeviceSpec
 from llm_energy.control.open import open_device as open_device_
 from llm_energy.device.base import Device
 from llm_energy.device.cpu import CpuDevice as CpuDevice_
+from llm_energy.energy.meter import EnergyMeter as EnergyMeter_
 from llm_energy.io.compose import compose_params
 from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.measure.meter import EnergyMeter as EnergyMeter_
 from llm_energy.paths import project_paths
 from llm_energy.run.plan import WindowFacts
 from llm_energy.sim.device import SimulatedDevice as SimulatedDevice_

@@ -358,7 +358,7 @@ def test_power_timeline_reopens_the_group_without_taking_its_locks(tmp_path: Pat
     with dev:
         spec = dev.open_spec()
         assert spec["indices"] == [1, 0] and spec["index"] == 1  # open_device ignores it
-        reader = open_device_(DeviceSpec.from_dict(spec))  # what measure/timeline.py does
+        reader = open_device_(DeviceSpec.from_dict(spec))  # what energy/timeline.py does
         assert isinstance(reader, DeviceGroup) and reader.uuid() == dev.uuid()
         assert reader.lease is None
         assert reader.power_w() == pytest.approx(dev.power_w(), rel=0.05)

@@ -41,7 +41,7 @@ def test_import_makes_no_nvml_call_and_pulls_no_torch() -> None:
         "for n in dir(pynvml):\n"
         "    if n.startswith('nvml'): setattr(pynvml, n, boom)\n"
         "import llm_energy.device, llm_energy.device.nvml, llm_energy.device.cpu, llm_energy.sim.device\n"
-        "import llm_energy.control.session, llm_energy.measure.meter, llm_energy.measure.timeline, llm_energy.device.freq, llm_energy.sim.model\n"
+        "import llm_energy.control.session, llm_energy.energy.meter, llm_energy.energy.timeline, llm_energy.device.freq, llm_energy.sim.model\n"
         "assert 'torch' not in sys.modules and 'codecarbon' not in sys.modules, sorted(sys.modules)\n"
         "print('ok')\n"
     )

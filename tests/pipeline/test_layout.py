@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "llm_energy"
-ROOT_MODULES = {"errors", "units", "paths", "records", "record_types", "protocols"}
+ROOT_MODULES = {"errors", "units", "paths", "records", "record_types", "protocols", "api"}
 # package -> the packages it may import (root modules are open to all); cli may import anything
 ALLOWED = {
     "config": set(),
@@ -17,7 +17,7 @@ ALLOWED = {
     "device": {"config", "io"},
     "sim": {"config", "device", "io"},
     "control": {"config", "device", "io", "sim"},
-    "measure": {"device", "control"},
+    "energy": {"device", "control"},
     "run": {"config", "device", "io", "sim", "workload"},
     "analysis": set(),
     "quality": {"analysis"},

@@ -25,7 +25,7 @@ from helpers import (
 from llm_energy.control.journal import read_journal
 from llm_energy.control.recovery import gpu_status, recover_pending
 from llm_energy.device.base import ClockState
-from llm_energy.measure.timeline import PowerTimeline
+from llm_energy.energy.timeline import PowerTimeline
 from llm_energy.sim import model as simmodel
 
 H200 = simmodel.get_gpu_model("h200")
@@ -167,7 +167,7 @@ import sys, time
 from pathlib import Path
 from llm_energy.control.open import open_device
 from llm_energy.control.session import ClockSession
-from llm_energy.measure.meter import EnergyMeter
+from llm_energy.energy.meter import EnergyMeter
 
 state, journal, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 dev = open_device(DeviceSpec.from_dict(DEVICE).but(

@@ -1,1 +1,1 @@
-"""cli"""
+"""The llm-energy command: compose, gpu, doctor, compare, grid."""

@@ -17,7 +17,7 @@ from llm_energy.control.preflight import has_clock_privilege
 from llm_energy.control.recovery import state_report
 from llm_energy.device.base import Device
 from llm_energy.device.errors import NotSupportedError
-from llm_energy.measure.meter import EnergyMeter
+from llm_energy.energy.meter import EnergyMeter
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
 
 # Long enough for 5 ticks of a 0.1 s counter; a silent counter costs at most this long.

@@ -1,1 +1,1 @@
-"""config"""
+"""The typed, validated configuration (values live in conf/ only) and infeasible combinations."""

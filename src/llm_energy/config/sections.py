@@ -111,7 +111,7 @@ class GpuConfig(Section):
     mem_freq: int | None = checked(optional(clock_mhz))
     on_other_processes: str = checked(choice(OTHER_PROCESS_POLICIES))
     idle_baseline_s: float = checked(number(0.0))
-    # back-to-back sub-readings per idle reading: its SE needs two (measure/meter.py)
+    # back-to-back sub-readings per idle reading: its SE needs two (energy/meter.py)
     idle_samples: int = checked(idle_sample_count)
     idle_settle_s: float = checked(number(0.0))
     min_window_s: float = checked(number(0.0))

@@ -1,1 +1,1 @@
-"""report"""
+"""What a reader sees: figures, sentences, tables, the Markdown/HTML report, comparisons."""

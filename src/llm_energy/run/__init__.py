@@ -1,1 +1,1 @@
-"""Code that runs models on a device (torch). Kept apart from the pure modules and from file IO."""
+"""Running a study: the plan, the generator and torch device, the runner, warm-up, provenance."""

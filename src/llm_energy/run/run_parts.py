@@ -21,7 +21,7 @@ def _mean(values: Sequence[float]) -> float | None:
 @dataclass(frozen=True)
 class IdleBaseline:
     """Idle power at one applied clock: `gpu.idle_samples` back-to-back sub-readings before a
-    load point and as many after it (measure/meter.py), pooled.
+    load point and as many after it (energy/meter.py), pooled.
 
     `power_w` is the mean of every finite sample, `se_w` their standard deviation / √n and `df`
     = n − 1 its degrees of freedom (None below two samples). Pooling before and after puts a

@@ -143,7 +143,7 @@ class InferenceRun:
     # ------------------------------------------------------------ measurement
     def _idle_samples_w(self) -> tuple[float, ...]:
         """One idle reading at the clocks in force, after letting the chip settle:
-        `gpu.idle_samples` back-to-back sub-readings over `gpu.idle_baseline_s` (measure/meter.py)."""
+        `gpu.idle_samples` back-to-back sub-readings over `gpu.idle_baseline_s` (energy/meter.py)."""
         seconds = self.cfg.gpu.idle_baseline_s
         # An estimate of constant power makes "total - idle" zero by construction: not applicable.
         estimated = self.device is not None and self.device.energy_source == "codecarbon-estimate"

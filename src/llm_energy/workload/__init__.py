@@ -1,1 +1,1 @@
-"""workload"""
+"""What is asked: task specs, sampled items, passages and prompt rendering (pure)."""

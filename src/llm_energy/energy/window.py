@@ -1,5 +1,5 @@
 """What one energy window gives (`WindowReading`), its handle, and the clock-truth rules
-`EnergyMeter` (measure/meter.py) applies to it: did the cap hold, how long was the GPU throttled."""
+`EnergyMeter` (energy/meter.py) applies to it: did the cap hold, how long was the GPU throttled."""
 
 from __future__ import annotations
 

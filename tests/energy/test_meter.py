@@ -12,7 +12,7 @@ from fake_nvml import FakeNvml, Sample
 from helpers import EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
 from llm_energy.device.base import Device
 from llm_energy.device.nvml import NvmlDevice
-from llm_energy.measure.window import cap_held
+from llm_energy.energy.window import cap_held
 from llm_energy.sim import model as simmodel
 
 H200 = simmodel.get_gpu_model("h200")

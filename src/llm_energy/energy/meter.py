@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from llm_energy.device.base import REASON_GPU_IDLE, Device
 from llm_energy.device.errors import DeviceError
-from llm_energy.measure.window import Window, WindowReading, cap_held, throttle_delta
+from llm_energy.energy.window import Window, WindowReading, cap_held, throttle_delta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

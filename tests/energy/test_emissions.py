@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from llm_energy.measure.emissions import EmissionsMeter
+from llm_energy.energy.emissions import EmissionsMeter
 from llm_energy.units import J_PER_KWH
 
 

@@ -1,4 +1,4 @@
-"""Idle baselines: sub-readings from the meter (measure/meter.py) pooled by `IdleBaseline`."""
+"""Idle baselines: sub-readings from the meter (energy/meter.py) pooled by `IdleBaseline`."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_parts_shorter_than_a_counter_update_are_clamped_without_tick_alignment(
     # Aligned edges wait for the next update anyway: a short part lasts one period by itself.
     assert aligned.idle_part_s(0.1, 5) == pytest.approx(0.02)
     edges = EnergyMeter(dev, min_window_s=0.0, min_window_periods=1, tick_align=False)
-    with caplog.at_level(logging.WARNING, logger="llm_energy.measure.meter"):
+    with caplog.at_level(logging.WARNING, logger="llm_energy.energy.meter"):
         assert edges.idle_part_s(0.1, 5) == pytest.approx(0.05)
         assert edges.idle_part_s(0.1, 5) == pytest.approx(0.05)
         assert edges.idle_part_s(1.0, 5) == pytest.approx(0.2)

@@ -19,7 +19,7 @@ from helpers import GPU, EnergyMeter, FakeGpu, SimulatedDevice, busy, patch_nvml
 from llm_energy.device import nvml_reads
 from llm_energy.device.base import ThrottleCounters
 from llm_energy.device.nvml import NvmlDevice
-from llm_energy.measure.window import MAX_THROTTLED_FRACTION, cap_held
+from llm_energy.energy.window import MAX_THROTTLED_FRACTION, cap_held
 
 
 class TickingGpu(FakeGpu):

@@ -1,0 +1,163 @@
+"""Measure your own workload, or cap the GPU around it, with the pipeline's own machinery:
+
+    import llm_energy
+
+    with llm_energy.measure(backend="simulated") as m:
+        run_my_workload()
+        m.tokens = 512  # optional: then m.j_per_token
+    print(m.energy_j, m.time_s, m.j_per_token, m.energy_kind, m.trusted)
+
+    with llm_energy.locked_clocks(sm_mhz=1200, backend="simulated") as clocks:
+        with llm_energy.measure(device=clocks.device) as m:
+            run_my_workload()
+
+`measure` is one window of `EnergyMeter` (energy/meter.py), the window the infer stage opens:
+aligned to the counter's ticks, labelled with its energy source and kind, and `trusted` only when
+it outlasted the counter's granularity. `locked_clocks` is a `ClockSession` (control/session.py)
+on a device that holds the GPU's lock: journaled before any change, restored on exit, on
+SIGINT/SIGTERM and after a crash (`llm-energy gpu restore`). Settings come from conf/gpu (the
+group named by the backend) like the pipeline's, so both use one set of numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_energy.record_types import energy_kind
+
+ROOT = Path(__file__).resolve().parents[2]  # the clone this package runs from
+
+
+@dataclass
+class Measurement:
+    """One window: filled in when the `with` block ends; `tokens` may be set inside it."""
+
+    tokens: int | None = None
+    energy_j: float | None = None
+    time_s: float | None = None
+    energy_source: str | None = None
+    energy_kind: str | None = None  # measured | estimated | simulated: never mix them
+    trusted: bool = False  # long enough for the counter's granularity (min_trusted_s)
+    tick_aligned: bool = False
+    cap_held: bool | None = None
+    reading: Any = None  # the full WindowReading
+
+    @property
+    def j_per_token(self) -> float | None:
+        if self.energy_j is None or not self.tokens or math.isnan(self.energy_j):
+            return None
+        return self.energy_j / self.tokens
+
+    @property
+    def avg_power_w(self) -> float | None:
+        return None if self.reading is None else self.reading.avg_power_w
+
+
+def gpu_settings(backend: str, root: str | Path | None = None) -> dict[str, Any]:
+    """conf/gpu/<backend>.yaml composed over conf/gpu/default.yaml (the pipeline's values)."""
+    from llm_energy.io.compose import compose_params
+
+    conf = Path(root or os.environ.get("LLM_ENERGY_ROOT") or ROOT) / "conf"
+    if not conf.is_dir():
+        raise FileNotFoundError(
+            f"no conf/ at {conf.parent}: set LLM_ENERGY_ROOT to the llm-energy clone, "
+            "or pass settings={...} with the gpu keys (min_window_s, min_window_periods, ...)"
+        )
+    group = backend if (conf / "gpu" / f"{backend}.yaml").exists() else "default"
+    params = compose_params(conf, [f"gpu={group}"])
+    return params["gpu"] | {"backend": backend} | {"seed": params["meta"]["seed"]}
+
+
+def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) -> Any:
+    from llm_energy.config.sections import GpuConfig
+    from llm_energy.control.open import DeviceSpec
+    from llm_energy.paths import project_paths
+
+    gpu = GpuConfig.parse({k: v for k, v in settings.items() if k != "seed"})
+    state_dir = project_paths(ROOT).gpu_state_dir(gpu.state_dir)
+    spec = DeviceSpec.from_config(
+        gpu, seed=int(settings.get("seed", 0)), country_iso_code="USA", state_dir=state_dir
+    )
+    return spec.but(index=index)
+
+
+@contextlib.contextmanager
+def measure(
+    *,
+    backend: str = "auto",
+    index: int | str = 0,
+    device: Any = None,
+    settings: Mapping[str, Any] | None = None,
+    cap_mhz: int | None = None,
+) -> Iterator[Measurement]:
+    """Energy and time of the block, as one tick-aligned window on `device` (or on the device
+    `backend`/`index` name, opened for the block). `cap_mhz`: the cap in force, so the window
+    says whether it held."""
+    from llm_energy.control.open import open_device
+    from llm_energy.energy.meter import EnergyMeter
+
+    owned = device is None
+    cfg = dict(settings or gpu_settings(backend if owned else device.backend))
+    if owned:
+        device = open_device(_device_spec(backend, index, cfg))
+    try:
+        meter = EnergyMeter(
+            device,
+            min_window_periods=cfg["min_window_periods"],
+            min_window_s=cfg["min_window_s"],
+            tick_align=cfg["tick_align"],
+        )
+        result = Measurement()
+        with meter.window(cap_mhz) as window:
+            yield result
+        reading = window.reading
+        result.reading, result.energy_j, result.time_s = (
+            reading,
+            reading.energy_j,
+            reading.elapsed_s,
+        )
+        result.energy_source = reading.energy_source
+        result.energy_kind = energy_kind(reading.energy_source)
+        result.trusted, result.tick_aligned = reading.trusted, reading.tick_aligned
+        result.cap_held = reading.cap_held
+    finally:
+        if owned:
+            device.close()
+
+
+@contextlib.contextmanager
+def locked_clocks(
+    *,
+    sm_mhz: int | None,
+    mem_mhz: int | None = None,
+    backend: str = "auto",
+    index: int | str = 0,
+    settings: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """Lock the SM (and memory) clock for the block; the `ClockSession` it yields has the
+    device (`.device`), the clock applied (`.applied_sm_mhz`, snapped to a supported one) and
+    what happened (`.record()`). Raises a one-line `DeviceError` where clocks cannot be locked."""
+    from llm_energy.control.open import open_device
+    from llm_energy.control.session import ClockSession
+    from llm_energy.paths import gpu_journal_dir
+
+    cfg = dict(settings or gpu_settings(backend))
+    spec = _device_spec(backend, index, cfg).but(exclusive=True)
+    with (
+        open_device(spec) as device,
+        ClockSession(
+            device,
+            "lock",
+            sm_mhz,
+            mem_mhz,
+            journal_dir=gpu_journal_dir(spec.state_dir),
+            on_other_processes=cfg["on_other_processes"],
+        ) as session,
+    ):
+        yield session

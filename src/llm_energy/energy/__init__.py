@@ -1,0 +1,1 @@
+"""Energy measurement: the window, the meter, the power timeline, codecarbon's estimate."""
