@@ -165,16 +165,20 @@ def _grid(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 
 def test_cli_expands_the_paper_study(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _grid(capsys, "-e", "paper", "--json")
+    code, out, err = _grid(capsys, "-e", "paper", "--json")
     units = json.loads(out)
     assert code == 0
-    assert [u["name"] for u in units] == [
-        "paper-gpt2-wikitext",
-        "paper-gpt2-squad_v2",
-        "paper-gpt2-xsum",
-        "paper-gpt2-cnn_dailymail",
-    ]
+    models = ["falcon_7b", "mistral_7b", "t5_3b", "gpt2", "gpt_j_6b", "gpt_neo_2_7b"]
+    tasks = ["wikitext", "squad_v2", "xsum", "cnn_dailymail"]  # generation, QA, summarization x2
+    assert [u["name"] for u in units] == [f"paper-{m}-{t}" for m in models for t in tasks]
     assert units[1]["freqs_mhz"] == [None, 1980, 1605, 1305, 1005, 705]  # the sweep inside
+    # printed first: the size (6 caps x 2 inputs x 2 outputs x 2 batch sizes per unit; 100 items
+    # x 3 repetitions) and an estimated GPU time, labelled an estimate
+    size = err.strip()
+    assert size.startswith("24 unit(s) (6 model(s) x 4 task dataset(s)), 1152 sweep points, ")
+    assert "345,600 measured requests" in size and "(estimate: simulated H200" in size
+    hours = float(size.split("~")[1].split()[0])
+    assert 10 < hours < 1000  # 7B models, 345,600 requests of up to 128 tokens
     code, out, _ = _grid(capsys, "-e", "paper", "-S", "model=gpt2,t5_3b", "-S", "task=xsum")
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == ["paper-gpt2-xsum", "paper-t5_3b-xsum"]

@@ -38,11 +38,13 @@ def describe_composition(conf_dir: Path, overrides: Sequence[str]) -> Any:
         tasks=tuple(params.get("task") or ()),
         freqs_mhz=tuple((params.get("sweep") or {}).get("freqs_mhz") or ()),
         control=str(params["gpu"]["control"]),
+        grid_models=tuple(params["meta"].get("grid_models") or ()),
     )
 
 
-def _grid_units(args: argparse.Namespace, conf_dir: Path) -> list[Any]:
-    """Expand and validate every unit (compose + load_config); raise GridError on the first bad."""
+def _grid_units(args: argparse.Namespace, conf_dir: Path) -> tuple[list[Any], list[Any]]:
+    """Expand and validate every unit (compose + load_config); raise GridError on the first bad.
+    Returns the units and their validated configs."""
     from llm_energy.config.settings import ConfigError, load_config
     from llm_energy.run.grid import GridError, expand, parse_sweeps
 
@@ -53,14 +55,32 @@ def _grid_units(args: argparse.Namespace, conf_dir: Path) -> list[Any]:
         raise
     except Exception as exc:  # Hydra: unknown group option or key
         raise GridError(_one_line_error(exc)) from None
+    configs = []
     for unit in units:
         try:
-            load_config(compose_params(conf_dir, unit.overrides))
+            configs.append(load_config(compose_params(conf_dir, unit.overrides)))
         except ConfigError as exc:
             raise GridError(f"unit {unit.name}: {exc}") from None
         except Exception as exc:
             raise GridError(f"unit {unit.name}: {_one_line_error(exc)}") from None
-    return units
+    return units, configs
+
+
+def size_line(units: Sequence[Any], configs: Sequence[Any]) -> str:
+    """The study's size and an estimated GPU time, printed before anything runs."""
+    from llm_energy.run.grid import unit_size
+
+    sizes = [unit_size(cfg) for cfg in configs]
+    models = len({u.model for u in units})
+    tasks = len({u.task for u in units})
+    hours = sum(s.gpu_s for s in sizes) / 3600
+    return (
+        f"{len(units)} unit(s) ({models} model(s) x {tasks} task dataset(s)), "
+        f"{sum(s.points for s in sizes)} sweep points, {sum(s.requests for s in sizes):,} "
+        "measured requests; "
+        f"~{hours:.3g} GPU-hours of generate time (estimate: simulated H200 roofline at each "
+        "cap; idle baselines, cooldowns, warm-up and model loading come on top)"
+    )
 
 
 def _one_line_error(exc: BaseException) -> str:
@@ -94,8 +114,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     paths = project_paths(args.root)
     try:
-        units = _grid_units(args, paths.conf_dir)
+        units, configs = _grid_units(args, paths.conf_dir)
         lines = [slurm_unit_line(u) for u in units] if args.slurm_units else []
+        print(size_line(units, configs), file=sys.stderr, flush=True)  # stdout stays the units
     except GridError as exc:
         print(f"llm-energy grid: error: {exc}", file=sys.stderr)
         return 2

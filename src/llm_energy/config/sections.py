@@ -22,6 +22,7 @@ from llm_energy.config.schema import (
     is_int,
     list_of,
     mapping,
+    name_like,
     number,
     open_fraction,
     optional,
@@ -96,6 +97,8 @@ class MetaConfig(Section):
 
     experiment: str = checked(text)
     seed: int = checked(integer(0))
+    # the model options `llm-energy grid` expands this experiment into ([]: the one selected)
+    grid_models: tuple[str, ...] = checked(list_of(name_like, what="model option names"))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class Composition:
     tasks: tuple[str, ...]  # task names, in conf order
     freqs_mhz: tuple[int | None, ...]  # sweep.freqs_mhz (None: driver default clocks)
     control: str  # gpu.control
+    grid_models: tuple[str, ...] = ()  # meta.grid_models: the models the study spans
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def expand(
 ) -> list[Unit]:
     """Units of `base` overrides (e.g. ["experiment=paper"]) times the `-S` sweeps."""
     models = list(sweeps.get("model", [None]))  # type: ignore[list-item]
+    if "model" not in sweeps:  # the experiment names the models it spans (meta.grid_models)
+        models = list(describe(list(base)).grid_models) or models
     task_sets = [_task_values(v) for v in sweeps["task"]] if "task" in sweeps else [None]
     clock = [_freq(v) for v in sweeps[CLOCK_KEY]] if CLOCK_KEY in sweeps else None
     others = {k: list(v) for k, v in sweeps.items() if k not in ("model", "task", CLOCK_KEY)}
@@ -231,3 +234,47 @@ def prepare_overrides(units: Sequence[Unit]) -> list[tuple[str, ...]]:
         )
         seen.setdefault(keep)
     return list(seen)
+
+
+NOMINAL_INPUT_TOKENS = 256  # a unit without input-length targets keeps the items' own lengths
+
+
+@dataclass(frozen=True)
+class UnitSize:
+    points: int  # sweep points (caps x lengths x batch sizes x engines)
+    requests: int  # measured requests: items x repetitions x points (warm-up excluded)
+    gpu_s: float  # generate time on a simulated H200 at each cap (roofline), an estimate
+
+
+def unit_size(cfg: Any) -> UnitSize:
+    """How big one unit is, and its generate time on a simulated H200 (sim/roofline.py at each
+    cap's clock): an order of magnitude for planning, labelled an estimate where printed."""
+    from llm_energy.sim.generate import workload_for
+    from llm_energy.sim.model import H200
+    from llm_energy.sim.roofline import workload_cost
+
+    sweep, infer = cfg.sweep, cfg.infer
+    caps = sweep.freqs_mhz or (None,)
+    inputs = sweep.input_tokens or (infer.input_tokens or NOMINAL_INPUT_TOKENS,)
+    outputs = sweep.output_tokens or tuple(
+        infer.output_tokens or t.output_tokens for t in cfg.tasks
+    )
+    batches = sweep.batch_sizes or (infer.batch_size,)
+    engines = sweep.engines or (infer.engine,)
+    per_point = cfg.prepare.n_items * infer.repetitions * len(cfg.tasks)
+    points, gpu_s = 0, 0.0
+    for cap, n_in, n_out, batch, engine in itertools.product(
+        caps, inputs, outputs, batches, engines
+    ):
+        points += 1
+        w = workload_for(
+            cfg.model,
+            batch=batch,
+            prompt_tokens=n_in,
+            new_tokens=n_out,
+            engine=engine,
+            compiled=infer.compile,
+        )
+        f_rel = 1.0 if cap is None else min(cap, H200.sm_max_mhz) / H200.sm_max_mhz
+        gpu_s += workload_cost(H200.roofline, w, f_rel=f_rel).time_s * -(-per_point // batch)
+    return UnitSize(points=points, requests=points * per_point, gpu_s=gpu_s)
