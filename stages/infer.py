@@ -28,6 +28,7 @@ from llm_energy.paths import (
     progress_file,
 )
 from llm_energy.run.engine import load_generator
+from llm_energy.run.plan import needs_resolving, resolve_clocks
 from llm_energy.run.progress import ProgressTracker
 from llm_energy.run.provenance import run_provenance
 from llm_energy.run.runner import InferenceRun
@@ -100,6 +101,13 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
         lock_dir=gpu_lock_dir(state_dir),
     )
     device = open_device(spec)
+    if needs_resolving(cfg):  # fractions, "50%", auto:N and MHz, checked on this device's clocks
+        try:
+            cfg = resolve_clocks(cfg, device.supported_sm_clocks_mhz())
+        except BaseException:
+            device.close()
+            raise
+        gpu = cfg.gpu
     first_cap = (cfg.sweep.freqs_mhz or (gpu.freq,))[0]
     with (
         device,

@@ -11,11 +11,13 @@ from __future__ import annotations
 from _common import StageError, log, run_stage
 from llm_energy.config.feasibility import clock_cap_problem, requested_caps
 from llm_energy.config.settings import Config
+from llm_energy.control.open import DeviceSpec, open_device
 from llm_energy.control.session import has_clock_privilege
 from llm_energy.device.nvml import nvml_available
 from llm_energy.io.files import atomic_write_text
 from llm_energy.io.prompts import read_prompt_templates
 from llm_energy.paths import ProjectPaths
+from llm_energy.run.plan import needs_resolving, resolve_clocks
 
 # Constant on purpose: its hash never changes, so downstream stages only see their own deps.
 MARKER_TEXT = "params validated\n"
@@ -37,8 +39,23 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     )
     if problem:
         raise StageError(problem)
+    if needs_resolving(cfg) and (cfg.gpu.backend == "simulated" or backend_probe):
+        # the sweep's points on this device's clocks: relative points, collisions, big snaps
+        resolve_clocks(cfg, _supported_sm_clocks(cfg, paths))
     atomic_write_text(paths.validated_marker, MARKER_TEXT)
     log.info("params valid: %s on %s backend", cfg.meta.experiment, cfg.gpu.backend)
+
+
+def _supported_sm_clocks(cfg: Config, paths: ProjectPaths) -> list[int]:
+    spec = DeviceSpec.from_config(
+        cfg.gpu,
+        seed=cfg.meta.seed,
+        country_iso_code=cfg.emissions.country_iso_code,
+        state_dir=paths.gpu_state_dir(cfg.gpu.state_dir),
+        index=0 if cfg.gpu.index == "auto" else cfg.gpu.index,  # read only: never locked here
+    )
+    with open_device(spec) as device:
+        return device.supported_sm_clocks_mhz()
 
 
 if __name__ == "__main__":

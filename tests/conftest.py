@@ -15,7 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
-for folder in (REPO / "src", REPO / "benchmarks", REPO / "tests"):  # package, benchmarks, helpers
+# the package, the benchmarks' workspace, the shared helpers in tests/ and every test folder (a
+# few tests reuse another folder's fixtures: found whatever order pytest collects them in)
+TEST_DIRS = sorted(p for p in (REPO / "tests").iterdir() if p.is_dir() and p.name != "__pycache__")
+for folder in (REPO / "src", REPO / "benchmarks", REPO / "tests", *TEST_DIRS):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -67,11 +67,15 @@ def gpu_settings(backend: str, root: str | Path | None = None) -> dict[str, Any]
     if not conf.is_dir():
         raise FileNotFoundError(
             f"no conf/ at {conf.parent}: set LLM_ENERGY_ROOT to the llm-energy clone, "
-            "or pass settings={...} with the gpu keys (min_window_s, min_window_periods, ...)"
+            "or pass settings={...}: the gpu keys plus seed and country_iso_code"
         )
     group = backend if (conf / "gpu" / f"{backend}.yaml").exists() else "default"
     params = compose_params(conf, [f"gpu={group}"])
-    return params["gpu"] | {"backend": backend} | {"seed": params["meta"]["seed"]}
+    extra = {
+        "seed": params["meta"]["seed"],
+        "country_iso_code": params["emissions"]["country_iso_code"],
+    }
+    return params["gpu"] | {"backend": backend} | extra
 
 
 def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) -> Any:
@@ -79,11 +83,11 @@ def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) ->
     from llm_energy.control.open import DeviceSpec
     from llm_energy.paths import project_paths
 
-    gpu = GpuConfig.parse({k: v for k, v in settings.items() if k != "seed"})
+    extra = ("seed", "country_iso_code")
+    gpu = GpuConfig.parse({k: v for k, v in settings.items() if k not in extra})
     state_dir = project_paths(ROOT).gpu_state_dir(gpu.state_dir)
-    spec = DeviceSpec.from_config(
-        gpu, seed=int(settings.get("seed", 0)), country_iso_code="USA", state_dir=state_dir
-    )
+    seed, country = (settings[k] for k in extra)  # meta.seed, emissions.country_iso_code
+    spec = DeviceSpec.from_config(gpu, seed=seed, country_iso_code=country, state_dir=state_dir)
     return spec.but(index=index)
 
 

@@ -233,3 +233,17 @@ def _facts(**extra: Any) -> dict[str, Any]:
 )
 def test_cap_sentence(overrides: list[str], facts: dict[str, Any], expected: str) -> None:
     assert cap_sentences(_cfg(*overrides), facts, lock_problem(facts)) == [expected]
+
+
+def test_relative_clock_points_show_what_they_become_on_this_gpu(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim_a100 = ("gpu.backend=simulated", "gpu.simulated_gpu=a100")
+    code, out = doctor(root, capsys, *sim_a100, "sweep.freqs_mhz=[null, 1.0, 0.8, 0.65, 0.5, 0.35]")
+    assert code == 0, out
+    for point, mhz in (("1.0", 1410), ("0.8", 1125), ("0.65", 915), ("0.5", 705), ("0.35", 495)):
+        assert f"={point} → lock SM at {mhz} MHz ({point} of this device's 1410 MHz)" in out
+    code, out = doctor(root, capsys, *sim_a100, "sweep.freqs_mhz=[0.5, 50%]")
+    assert code == 1 and "both resolve to 705 MHz" in out
+    code, out = doctor(root, capsys, *sim_a100, "sweep.freqs_mhz=[1980]")  # an H200 sweep
+    assert code == 1 and "570 MHz from the nearest supported clock 1410 MHz" in out

@@ -148,7 +148,7 @@ BAD_VALUES = [
     ("model.device_map", [0, -1], "model.device_map[1] = -1"),
     ("model.device_map", 1, "null (one GPU), auto"),
     ("sweep.freqs_mhz", [900, 0], "sweep.freqs_mhz[1] = 0"),
-    ("sweep.freqs_mhz", None, "list of MHz values"),
+    ("sweep.freqs_mhz", None, "list of clock points"),
     ("sweep.output_tokens", [16, 9000], "context of 8192"),
     ("sweep.batch_sizes", [0], "sweep.batch_sizes[0]"),
     ("sweep.engines", ["jax"], "eager|static"),
@@ -342,3 +342,19 @@ def test_apply_overrides_parses_yaml_values_and_refuses_typos(base: dict) -> Non
         apply_overrides(base, ["gpu.freqq=1"])
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(base, ["gpu.freq"])
+
+
+@pytest.mark.parametrize("point", [0.5, "50%", "auto:4", None, 1410])
+def test_clock_points_relative_to_the_device_are_accepted(base: dict, point: object) -> None:
+    params = copy.deepcopy(base)
+    params["sweep"]["freqs_mhz"] = [None, point]
+    assert load_config(params).sweep.freqs_mhz == (None, point)
+
+
+@pytest.mark.parametrize("point", ["fast", 1.5, "150%", "auto:0", True])
+def test_malformed_clock_points_are_one_line(base: dict, point: object) -> None:
+    params = copy.deepcopy(base)
+    params["sweep"]["freqs_mhz"] = [point]
+    with pytest.raises(ConfigError, match=r"sweep\.freqs_mhz\[0\]") as ei:
+        load_config(params)
+    assert "\n" not in str(ei.value)

@@ -307,7 +307,9 @@ def test_corrupt_journal_is_shown_refused_and_cleared(
     path.write_text(text)
     clear = f"llm-energy gpu clear --uuid {dev.uuid()}"
     # gpu status: shown as corrupt, with the one command that clears it.
-    assert cli(["gpu", "status", "--backend", "simulated", "--state-dir", str(state)]) == 0
+    assert (
+        cli(["gpu", "status", "--backend", "simulated", "--state-dir", str(state), "--json"]) == 0
+    )
     status = json.loads(capsys.readouterr().out)
     entry = next(j for j in status["journals"] if j["uuid"] == dev.uuid())
     assert entry["state"] == "corrupt" and entry["fix"] == clear
@@ -357,7 +359,9 @@ def test_damaged_journal_restores_everything_conservatively(
     dev.lock_sm_clocks(600)  # what the killed run left: SM and memory locked
     dev.lock_mem_clocks(2201)
     path = _journal(state, dev.uuid(), **fields)
-    assert cli(["gpu", "status", "--backend", "simulated", "--state-dir", str(state)]) == 0
+    assert (
+        cli(["gpu", "status", "--backend", "simulated", "--state-dir", str(state), "--json"]) == 0
+    )
     assert "Traceback" not in capsys.readouterr().err
     assert cli(["gpu", "restore", "--state-dir", str(state)]) == 0
     out = capsys.readouterr()
@@ -417,7 +421,7 @@ def test_killed_run_on_another_simulated_model_is_found_by_restore(
     holder.proc.communicate(timeout=10)
     dev = sim(state, index=1, gpu="a100")
     assert dev.clock_state().sm_locked_mhz == 900
-    assert cli(["gpu", "status", "--state-dir", str(state)]) == 0
+    assert cli(["gpu", "status", "--state-dir", str(state), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [j["uuid"] for j in status["journals"]] == [dev.uuid()]
     # No --backend/--model/--index needed: the journal names its GPU by UUID.
@@ -460,7 +464,7 @@ def test_journal_left_by_sudo_run_is_visible_to_the_user(shared_tmp: Path) -> No
             timeout=60,
         )
 
-    status = as_user("status", "--backend", "simulated")
+    status = as_user("status", "--backend", "simulated", "--json")
     assert status.returncode == 0, status.stderr
     entry = json.loads(status.stdout)["journals"][0]
     assert entry["uuid"] == dev.uuid() and entry["state"] == "pending"

@@ -171,7 +171,7 @@ def test_cli_expands_the_paper_study(capsys: pytest.CaptureFixture[str]) -> None
     models = ["falcon_7b", "mistral_7b", "t5_3b", "gpt2", "gpt_j_6b", "gpt_neo_2_7b"]
     tasks = ["wikitext", "squad_v2", "xsum", "cnn_dailymail"]  # generation, QA, summarization x2
     assert [u["name"] for u in units] == [f"paper-{m}-{t}" for m in models for t in tasks]
-    assert units[1]["freqs_mhz"] == [None, 1980, 1605, 1305, 1005, 705]  # the sweep inside
+    assert units[1]["freqs_mhz"] == [None, 1.0, 0.8, 0.65, 0.5, 0.35]  # inside; fits any GPU
     # printed first: the size (6 caps x 2 inputs x 2 outputs x 2 batch sizes per unit; 100 items
     # x 3 repetitions) and an estimated GPU time, labelled an estimate
     size = err.strip()

@@ -195,6 +195,7 @@ def test_sweep_sets_each_cap_measures_idle_before_and_after_each_point() -> None
             "model=tiny_gpt2",
             "task=[generation]",
             "sweep=freqs",
+            "sweep.freqs_mhz=[null,1980,1605,1305,1005,705]",  # MHz, as infer resolves them
             "infer.repetitions=2",
             "infer.warmup_requests=0",
         )

@@ -49,6 +49,7 @@ def cfg_for(*overrides: str) -> Any:
             "gpu=simulated",
             "model=tiny_gpt2",
             "sweep=freqs",
+            "sweep.freqs_mhz=[null,1980,1605,1305,1005,705]",  # MHz, as infer resolves them
             "infer.output_tokens=6",
             "infer.warmup_requests=1",
             "gpu.idle_baseline_s=0.01",

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llm_energy.config.clocks import ClockPointError
 from llm_energy.config.feasibility import clock_cap_problem, requested_caps
 from llm_energy.config.settings import Config
-from llm_energy.device.freq import snap_to_supported, step_mhz
+from llm_energy.device.freq import resolve_points, snap_to_supported, step_mhz
 from llm_energy.record_types import ENERGY_KIND_BY_SOURCE
 
 
@@ -99,9 +100,38 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
                 f"{label} → refused: no supported {what} clocks ({why}); {alternatives(cfg)}"
             )
             continue
-        applied, snapped = snap_to_supported(mhz, supported)
-        note = f"snapped from {mhz}, the nearest supported clock" if snapped else "supported"
-        out.append(f"{label} → lock {what} at {applied} MHz ({note})")
+        if mem:
+            applied, snapped = snap_to_supported(mhz, supported)
+            note = f"snapped from {mhz}, the nearest supported clock" if snapped else "supported"
+            out.append(f"{label} → lock {what} at {applied} MHz ({note})")
+            continue
+        try:
+            resolved = resolve_points([(key, mhz)], supported)
+        except ClockPointError as exc:
+            out.append(f"{label} → refused: {exc}")
+            continue
+        for _, applied in resolved:
+            if applied == mhz:
+                how = "supported"
+            elif isinstance(mhz, int):
+                how = f"snapped from {mhz}, the nearest supported clock"
+            elif str(mhz).startswith("auto:"):
+                how = f"{mhz}: evenly spaced over this device's {len(supported)} clocks"
+            else:
+                how = f"{mhz} of this device's {max(supported)} MHz"
+            out.append(f"{label} → lock {what} at {applied} MHz ({how})")
+    sm_points = [(k, v) for k, v in caps if k != "gpu.mem_freq"]
+    sm_clocks = _fact(facts, "supported_sm_clocks_mhz")
+    if (
+        cfg.gpu.control == "lock"
+        and problem is None
+        and sm_clocks
+        and not any("→ refused" in x for x in out)
+    ):
+        try:  # points that resolve one by one can still land on one clock together
+            resolve_points(sm_points, sm_clocks)
+        except ClockPointError as exc:
+            out.append(f"sweep → refused: {exc}")
     return out
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from llm_energy.config.clocks import clock_point
 from llm_energy.config.schema import (
     ConfigError,
     Section,
@@ -110,7 +111,7 @@ class GpuConfig(Section):
     # an NVML index, or "auto": the first free allowed GPU (per-UUID lock)
     index: int | str = checked(gpu_index)
     wait_for_gpu_s: float = checked(number(0.0))  # index=auto: wait this long for a free GPU
-    freq: int | None = checked(optional(clock_mhz))
+    freq: int | float | str | None = checked(clock_point)  # MHz, 0.5 or "50%" of max, null
     mem_freq: int | None = checked(optional(clock_mhz))
     on_other_processes: str = checked(choice(OTHER_PROCESS_POLICIES))
     idle_baseline_s: float = checked(number(0.0))
@@ -209,7 +210,9 @@ class SweepConfig(Section):
 
     name: str = checked(text)
     # null in a frequency sweep means "driver default clocks" (the baseline).
-    freqs_mhz: tuple[int | None, ...] = checked(list_of(optional(clock_mhz), what="MHz values"))
+    freqs_mhz: tuple[int | float | str | None, ...] = checked(
+        list_of(clock_point, what="clock points")
+    )
     input_tokens: tuple[int, ...] = checked(list_of(integer(1), what="integers"))
     output_tokens: tuple[int, ...] = checked(list_of(integer(1), what="integers"))
     batch_sizes: tuple[int, ...] = checked(list_of(integer(1), what="integers"))

@@ -9,6 +9,8 @@ import itertools
 import math
 from collections.abc import Iterable
 
+from llm_energy.config.clocks import ClockPoint, ClockPointError, point_kind
+
 
 def _as_mhz(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -44,3 +46,49 @@ def step_mhz(supported_mhz: Iterable[int | float]) -> int:
     clocks = clean_supported(supported_mhz)
     gaps = [b - a for a, b in itertools.pairwise(clocks)]
     return min(gaps) if gaps else 0
+
+
+def resolve_points(
+    points: Iterable[tuple[str, ClockPoint]], supported_mhz: Iterable[int | float]
+) -> list[tuple[str, int | None]]:
+    """(label, MHz) for every (label, point): fractions of the maximum SM clock and absolute MHz
+    snap to the nearest supported clock, `auto:N` spreads N supported clocks evenly from the
+    highest to the lowest. A snap of more than one clock step, or two points that land on the same
+    clock, is a ClockPointError naming the values (a sweep whose points collapse measures less
+    than it says)."""
+    clocks = clean_supported(supported_mhz)
+    step, top = step_mhz(clocks), clocks[-1]
+    out: list[tuple[str, int | None]] = []
+    for label, point in points:
+        kind = point_kind(point)
+        if kind == "default":
+            out.append((label, None))
+        elif kind == "auto":
+            n = int(str(point)[5:])
+            picks = [clocks[round(i * (len(clocks) - 1) / max(n - 1, 1))] for i in range(n)]
+            out += [(f"{label}[{i}]", c) for i, c in enumerate(sorted(set(picks), reverse=True))]
+        else:
+            target = (
+                float(point)  # type: ignore[arg-type]
+                if kind == "mhz"
+                else top
+                * (float(str(point).rstrip("%")) / 100 if isinstance(point, str) else point)
+            )
+            applied, _ = snap_to_supported(target, clocks)
+            if abs(applied - target) > max(step, 1):
+                raise ClockPointError(
+                    f"{label}={point} asks for {target:.0f} MHz, {abs(applied - target):.0f} MHz "
+                    f"from the nearest supported clock {applied} MHz (more than one "
+                    f"{step} MHz step; this device supports {clocks[0]}–{top} MHz)"
+                )
+            out.append((label, applied))
+    seen: dict[int | None, str] = {}
+    for label, mhz in out:
+        if mhz in seen:
+            raise ClockPointError(
+                f"{seen[mhz]} and {label} both resolve to "
+                f"{'the default clocks' if mhz is None else f'{mhz} MHz'} on this device: "
+                "drop one, or use points further apart"
+            )
+        seen[mhz] = label
+    return out

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_energy.config.clocks import ClockPointError, point_kind
+
 CLOCK_KEY = "gpu.freq"
 SLURM_CONTROL = "slurm"
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
@@ -110,13 +112,23 @@ def _task_values(value: str) -> list[str]:
     return [t for t in split_top_level(inner) if t]
 
 
-def _freq(value: str) -> int | None:
-    if value.strip().lower() in ("null", "none", "~"):
+def _freq(value: str) -> int | float | str | None:
+    """A `-S gpu.freq=...` value: MHz, a fraction ("0.5", "50%"), "auto:N" or null."""
+    text = value.strip()
+    if text.lower() in ("null", "none", "~"):
         return None
+    point: int | float | str = text
+    for parse in (int, float):
+        try:
+            point = parse(text)
+            break
+        except ValueError:
+            pass
     try:
-        return int(value)
-    except ValueError:
-        raise GridError(f"gpu.freq value {value!r} is not a clock in MHz (or null)") from None
+        point_kind(point)
+    except ClockPointError as exc:
+        raise GridError(f"gpu.freq value {value!r}: {exc}") from None
+    return point
 
 
 def hydra_list(values: Sequence[Any]) -> str:
@@ -183,6 +195,13 @@ def _units_for(
     named: Mapping[str, str],
 ) -> list[Unit]:
     head = [comp.experiment, comp.model, task, *(_suffix(k, v) for k, v in named.items())]
+    if comp.control == SLURM_CONTROL and any(
+        f is not None and not isinstance(f, int) for f in freqs
+    ):
+        raise GridError(
+            "gpu.control=slurm needs clocks in MHz: SLURM's --gpu-freq takes MHz, so "
+            f"{hydra_list(freqs)} cannot be resolved on the node; write the MHz of its GPUs"
+        )
     overrides = [*fixed, f"task=[{task}]"]
     swept = fold and len(freqs) > 1  # a -S gpu.freq=a,b sweep becomes the unit's clock sweep
     if comp.control != SLURM_CONTROL or len(freqs) <= 1:
@@ -249,12 +268,15 @@ class UnitSize:
 def unit_size(cfg: Any) -> UnitSize:
     """How big one unit is, and its generate time on a simulated H200 (sim/roofline.py at each
     cap's clock): an order of magnitude for planning, labelled an estimate where printed."""
+    from llm_energy.device.freq import resolve_points
     from llm_energy.sim.generate import workload_for
     from llm_energy.sim.model import H200
     from llm_energy.sim.roofline import workload_cost
 
     sweep, infer = cfg.sweep, cfg.infer
-    caps = sweep.freqs_mhz or (None,)
+    clocks = range(H200.sm_min_mhz, H200.sm_max_mhz + 1, H200.sm_step_mhz)
+    points = [(f"sweep.freqs_mhz[{i}]", p) for i, p in enumerate(sweep.freqs_mhz or (None,))]
+    caps = [mhz for _, mhz in resolve_points(points, clocks)]  # as a run on an H200 would
     inputs = sweep.input_tokens or (infer.input_tokens or NOMINAL_INPUT_TOKENS,)
     outputs = sweep.output_tokens or tuple(
         infer.output_tokens or t.output_tokens for t in cfg.tasks

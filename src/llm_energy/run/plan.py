@@ -7,13 +7,16 @@ task's items run at every point. Points are repeated `infer.repetitions` times a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llm_energy.config.clocks import ClockPointError
 from llm_energy.config.settings import Config, TaskConfig
+from llm_energy.device.freq import resolve_points
 from llm_energy.record_types import energy_kind
 
 
@@ -202,3 +205,40 @@ def failure_records(
         }
         for item in items
     ]
+
+
+def resolve_clocks(cfg: Config, supported_sm_mhz: Sequence[int]) -> Config:
+    """`cfg` with its clock points (gpu.freq, sweep.freqs_mhz) resolved to this device's MHz:
+    fractions of the maximum, `auto:N` and MHz snapped to a supported clock, checked
+    (device/freq.py: one line naming the values that do not resolve or collide). A device that
+    reports no SM clocks (the cpu backend) leaves MHz as they are, for the clock session to refuse."""
+    if not supported_sm_mhz:
+        relative = [p for p in (*cfg.sweep.freqs_mhz, cfg.gpu.freq) if isinstance(p, float | str)]
+        if relative:
+            raise ClockPointError(
+                f"clock point {relative[0]} is relative to the GPU's clocks, but this device "
+                "reports no SM clocks (cpu backend): give MHz, or run on a GPU"
+            )
+        return cfg
+    sweep = resolve_points(
+        ((f"sweep.freqs_mhz[{i}]", p) for i, p in enumerate(cfg.sweep.freqs_mhz)),
+        supported_sm_mhz,
+    )
+    freq = resolve_points([("gpu.freq", cfg.gpu.freq)], supported_sm_mhz)
+    if len(freq) != 1:
+        raise ClockPointError(
+            f"gpu.freq={cfg.gpu.freq} names several clocks: sweep them with sweep.freqs_mhz"
+        )
+    return dataclasses.replace(
+        cfg,
+        sweep=dataclasses.replace(cfg.sweep, freqs_mhz=tuple(mhz for _, mhz in sweep)),
+        gpu=dataclasses.replace(cfg.gpu, freq=freq[0][1]),
+    )
+
+
+def needs_resolving(cfg: Config) -> bool:
+    """Whether the clock points must be resolved on the device before a run: any relative point,
+    or any cap that gpu.control=lock will set (MHz snap there, at most one step)."""
+    points = [p for p in (*cfg.sweep.freqs_mhz, cfg.gpu.freq) if p is not None]
+    relative = any(not isinstance(p, int) for p in points)
+    return relative or (cfg.gpu.control == "lock" and bool(points))
