@@ -57,6 +57,7 @@ from goal_rows import (
     verdict,
 )
 from llm_energy.config.settings import Config, load_config
+from llm_energy.errors import UserFacingError, one_line
 from llm_energy.io.files import write_json
 from llm_energy.run.provenance import git_commit
 from overhead import run_overhead
@@ -327,7 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     plan = make_plan(args.stand_in, args.budget_s)
-    report = run_acceptance(plan, args.results_dir)
+    try:
+        report = run_acceptance(plan, args.results_dir)
+    except UserFacingError as exc:  # no driver, no GPU, no permission: one line, not a traceback
+        print(
+            f"gpu_acceptance: {one_line(str(exc))} (on a machine without a GPU: --stand-in)",
+            file=sys.stderr,
+        )
+        return 2
     return 0 if report["all_pass"] else EXIT_GOALS_NOT_MET
 
 

@@ -219,3 +219,20 @@ def test_warm_up_min_time_outlasts_a_steady_cold_phase() -> None:
     fake = FakeCalls([3.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0])
     w = warm_until_steady(fake, k=3, tolerance=0.05, max_s=60.0, min_s=10.0, clock=fake.clock)
     assert w.steady and fake.calls == 6 and w.latencies_s[-3:] == [1.0, 1.0, 1.0]
+
+
+def test_gpu_acceptance_without_a_driver_is_one_line_not_a_traceback() -> None:
+    import subprocess
+
+    from llm_energy.device.nvml import nvml_available
+
+    if nvml_available():
+        pytest.skip("an NVIDIA driver is here: the acceptance run would start")
+    out = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_acceptance.sh"), "--budget-s", "10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "--stand-in" in out.stderr
