@@ -70,6 +70,7 @@ def test_co2_counts_cpu_ram_and_real_gpu_energy(fake_codecarbon: type[_FakeTrack
     assert report.counted_energy_j == pytest.approx(0.0035 * J_PER_KWH)
     assert report.co2_kg == pytest.approx(report.counted_energy_j / J_PER_KWH * 200.0 / 1000)
     assert "+ GPU in the measured windows (meter)" in report.counted
+    assert "GPU energy from the project's meter" in report.note
 
 
 @pytest.mark.parametrize("source", ["codecarbon-estimate", "rapl", "simulated"])
@@ -82,6 +83,7 @@ def test_co2_leaves_out_energy_that_is_not_real_gpu_energy(
     assert emissions.report.co2_kg == pytest.approx(0.0003)
     assert emissions.report.counted_energy_j == pytest.approx(0.0015 * J_PER_KWH)
     assert f"the {source} device energy is not added" in emissions.report.counted
+    assert emissions.report.note == "codecarbon offline"  # no GPU energy was counted
     assert "region" not in fake_codecarbon.instances[0].kwargs
 
 

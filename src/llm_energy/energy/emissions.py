@@ -118,7 +118,11 @@ class EmissionsMeter:
                     "(a CPU estimate repeats codecarbon's CPU share; simulated joules were never drawn)"
                 )
                 co2 = None if intensity is None else intensity * j_to_kwh(counted_j) / 1000.0
-                note = "codecarbon offline; GPU energy from the project's meter (codecarbon's GPU share dropped)"
+                note = "codecarbon offline" + (
+                    "; GPU energy from the project's meter (codecarbon's GPU share dropped)"
+                    if real_gpu
+                    else ""
+                )
             except Exception as exc:
                 note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
                 log.warning(note)
