@@ -188,6 +188,21 @@ def write_result(out: Path | None, result: Mapping[str, Any]) -> None:
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+def fresh_workspace(ws: Path, state_dir: Path) -> dict[str, str]:
+    """`make_workspace` in `ws` (created), with the environment its commands run in: this
+    Python's scripts first on PATH, GPU state in `state_dir`, nothing inherited from a run."""
+    import os
+
+    ws.mkdir()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["LLM_ENERGY_STATE_DIR"] = str(state_dir)
+    for key in ("LLM_ENERGY_ROOT", "LLM_ENERGY_PROGRESS_DIR", "DVC_EXP_NAME"):
+        env.pop(key, None)
+    make_workspace(ws, env)
+    return env
+
+
 def make_workspace(ws: Path, env: Mapping[str, str]) -> Path:
     """The working tree (no outputs) as a fresh git repo whose default experiment is `ci`
     (benchmarks/scaling.py and the queue tests run whole pipelines in it)."""

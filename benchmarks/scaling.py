@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from bench_common import make_workspace  # noqa: E402
+from bench_common import fresh_workspace  # noqa: E402
 from llm_energy.run.progress import parse_iso  # noqa: E402
 
 CAPS = "[1005,1305,1605,1905]"
@@ -60,13 +60,7 @@ def _committed(ws: Path, names: Sequence[str]) -> int:
 
 def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, Any]:
     ws, state = work / f"ws{gpus}", work / f"state{gpus}"
-    ws.mkdir()
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["LLM_ENERGY_STATE_DIR"] = str(state)
-    for key in ("LLM_ENERGY_ROOT", "LLM_ENERGY_PROGRESS_DIR", "DVC_EXP_NAME"):
-        env.pop(key, None)
-    make_workspace(ws, env)
+    env = fresh_workspace(ws, state)
     seeds = ",".join(str(s) for s in range(max(1, units // 2)))
     sets = [
         "gpu=simulated",

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from bench_common import make_workspace  # noqa: E402
+from bench_common import fresh_workspace  # noqa: E402
 from llm_energy.io.files import write_json  # noqa: E402
 from llm_energy.run.provenance import git_commit  # noqa: E402
 
@@ -57,13 +57,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
 
 def measure(work: Path) -> dict[str, Any]:
     ws, state = work / "ws", work / "state"
-    ws.mkdir()
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["LLM_ENERGY_STATE_DIR"] = str(state)
-    for key in ("LLM_ENERGY_ROOT", "LLM_ENERGY_PROGRESS_DIR", "DVC_EXP_NAME"):
-        env.pop(key, None)
-    make_workspace(ws, env)
+    env = fresh_workspace(ws, state)
     cli, dvc = [sys.executable, "-m", "llm_energy.cli.main"], [sys.executable, "-m", "dvc"]
     _run([*cli, "compose", "experiment=ci", *SETTINGS], ws, env)
     subprocess.run(["git", "commit", "-qam", "ci on the simulated GPU"], cwd=ws, check=True)
