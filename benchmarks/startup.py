@@ -2,8 +2,9 @@
 
 A fresh copy of the repo (the tiny `ci` experiment, 4-cap sweep on the simulated GPU) runs the
 whole pipeline once (prepare and model are then cached, as `llm-energy grid --prepare` leaves
-them for queued units). Then one experiment, `dvc exp run --temp -n NAME -S meta.seed=1`, runs
-as a queue worker would (in a temporary copy): the CPU of it and every process it waited for
+them for queued units). Then one experiment, `dvc exp run --temp -n NAME -S ...` with the unit's
+full overrides (with Hydra on, DVC recomposes params.yaml from conf/ and the `-S` list alone, as
+`llm-energy grid` queues it), runs as a queue worker would (in a temporary copy): the CPU of it and every process it waited for
 (`getrusage(RUSAGE_CHILDREN)`) minus the CPU the infer stage spent from its first measured batch
 on (`measured_cpu_s` in its progress file) is the CPU outside the measurement. Each stage is
 then run once more on its own to say where that CPU goes.
@@ -59,12 +60,16 @@ def measure(work: Path) -> dict[str, Any]:
     ws, state = work / "ws", work / "state"
     env = fresh_workspace(ws, state)
     cli, dvc = [sys.executable, "-m", "llm_energy.cli.main"], [sys.executable, "-m", "dvc"]
-    _run([*cli, "compose", "experiment=ci", *SETTINGS], ws, env)
+    overrides = ["experiment=ci", *SETTINGS]
+    _run([*cli, "compose", *overrides], ws, env)
     subprocess.run(["git", "commit", "-qam", "ci on the simulated GPU"], cwd=ws, check=True)
     _run([*dvc, "repro", "-q"], ws, env)  # warm: prepare and model cached from here on
     name = "startup-unit"
     exp_cpu_s, exp_wall_s = _run(
-        [*dvc, "exp", "run", "--temp", "-n", name, "-S", "meta.seed=1"], ws, env
+        [*dvc, "exp", "run", "--temp", "-n", name]
+        + [a for o in [*overrides, "meta.seed=1"] for a in ("-S", o)],
+        ws,
+        env,
     )
     progress = json.loads((state / "progress" / f"{name}.json").read_text())
     measured_cpu_s = float(progress["measured_cpu_s"])
