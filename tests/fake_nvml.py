@@ -56,6 +56,7 @@ class FakeNvml(types.ModuleType):
         self.locked_sm: int | None = None
         self.locked_mem: int | None = None
         self.power_limit_mw = 700_000
+        self.power_limit_range_mw = [200_000, 700_000]
         self.procs: list[Proc] = []
         self.samples: list[Sample] | None = None
         self.reasons = 0x1
@@ -197,7 +198,7 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetPowerManagementLimitConstraints(self, h: str) -> list[int]:
         self._rec("nvmlDeviceGetPowerManagementLimitConstraints", h)
-        return [200_000, 700_000]
+        return list(self.power_limit_range_mw)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: str) -> int:
         self._rec("nvmlDeviceGetEnforcedPowerLimit", h)

@@ -70,6 +70,22 @@ def lock_problem(facts: dict[str, Any]) -> str | None:
     return None
 
 
+def privilege_sentence(facts: dict[str, Any]) -> str:
+    """Whether this user may lock clocks; else the paths that need no root."""
+    if facts.get("requires_privilege") is False:
+        return f"not needed by the {facts.get('backend')} backend"
+    privileged = _fact(facts, "privileged")
+    if privileged is True:
+        return "root or CAP_SYS_ADMIN: this user may lock clocks (gpu.control=lock)"
+    freq = facts.get("slurm_gpu_freq")
+    slurm = f"SLURM was asked --gpu-freq={freq}" if freq else "submit with sbatch --gpu-freq=MHz"
+    why = "neither root nor CAP_SYS_ADMIN" if privileged is False else str(privileged)
+    return (
+        f"this user may not lock clocks ({why}); without root: gpu.control=slurm ({slurm}) "
+        "or gpu.control=observe (the clocks in force)"
+    )
+
+
 def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> list[str]:
     """What each requested cap (gpu.freq, sweep.freqs_mhz, gpu.mem_freq) would do here."""
     caps = requested_caps(cfg)
@@ -184,10 +200,14 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
             "index": facts.get("index"),
             "name": _fact(facts, "name"),
             "uuid": _fact(facts, "uuid"),
-            "driver_version": _version(facts, "driver_version"),
-            "cuda_driver_version": _version(facts, "cuda_driver_version"),
-            "nvml_version": _version(facts, "nvml_version"),
+            "driver_version": _reported(facts, "driver_version"),
+            "cuda_driver_version": _reported(facts, "cuda_driver_version"),
+            "nvml_version": _reported(facts, "nvml_version"),
         },
+        "torch": facts.get("torch", Unavailable("torch not probed")),
+        "power_limit_w": _reported(facts, "power_limit_w"),
+        "power_limit_range_w": _reported(facts, "power_limit_range_w"),
+        "privilege": privilege_sentence(facts),
         "energy": {
             "source": source,
             "kind": source
@@ -208,9 +228,9 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
     }
 
 
-def _version(facts: dict[str, Any], key: str) -> Any:
+def _reported(facts: dict[str, Any], key: str) -> Any:
     value = _fact(facts, key)
-    if value is None:  # only NVML reports versions
+    if value is None:  # only NVML reports versions and power-limit ranges
         return Unavailable(f"not reported by the {facts.get('backend')} backend")
     return value
 
@@ -249,6 +269,24 @@ def _versions_line(d: dict[str, Any]) -> str:
     return f"driver {versions[0]} · CUDA {versions[1]} · NVML {versions[2]}"
 
 
+def _torch_lines(t: Any, nvml_uuid: Any) -> tuple[str, str]:
+    """(torch's build and CUDA availability, the torch device a run uses)."""
+    if isinstance(t, Unavailable):
+        return str(t), str(t)
+    build = f"CUDA {t['cuda_build']} build" if t["cuda_build"] else "CPU-only build"
+    found = f"{t['device_count']} CUDA device(s)" if t["cuda_available"] else "CUDA not available"
+    dev = t["device"]
+    matched = f"{dev} = {nvml_uuid} (matched by UUID)" if str(dev).startswith("cuda:") else dev
+    return f"{t['version']} ({build}) · {found}", str(matched)
+
+
+def _power_line(limit_w: Any, range_w: Any) -> str:
+    if isinstance(limit_w, Unavailable):
+        return str(limit_w)
+    rng = f"{range_w[0]:g}–{range_w[1]:g} W" if isinstance(range_w, list) else str(range_w)
+    return f"{limit_w:g} W (range {rng})"
+
+
 def _list_line(items: Any, describe: Any, empty: str) -> str:
     if isinstance(items, Unavailable):
         return str(items)
@@ -281,14 +319,19 @@ def format_screen(report: dict[str, Any]) -> str:
         else (", ".join(map(str, mem)) + " MHz" if mem else "none")
     )
     lock = report["clock_lock"]
+    torch_line, torch_device = _torch_lines(report["torch"], d["uuid"])
     rows = [
         ("device", f"{d['name']} ({d['backend']} backend, index {d['index']}, {d['uuid']})"),
         ("versions", _versions_line(d)),
+        ("torch", torch_line),
+        ("torch device", torch_device),
         ("energy", f"{energy['source']} ({energy['kind']})"),
         ("counter", _counter_line(report["counter"])),
         ("SM clocks", sm_line),
         ("memory clocks", mem_line),
+        ("power limit", _power_line(report["power_limit_w"], report["power_limit_range_w"])),
         ("clock lock", "possible here" if lock["possible"] else f"not possible: {lock['why_not']}"),
+        ("privilege", report["privilege"]),
         ("other procs", _list_line(report["other_processes"], _process, "none")),
         (
             "journals",

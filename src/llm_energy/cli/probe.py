@@ -15,6 +15,7 @@ from llm_energy.cli.doctor import Unavailable
 from llm_energy.config.settings import GpuConfig
 from llm_energy.control.preflight import has_clock_privilege
 from llm_energy.control.recovery import state_report
+from llm_energy.control.slurm import slurm_gpu_freq
 from llm_energy.device.base import Device
 from llm_energy.device.errors import NotSupportedError
 from llm_energy.energy.meter import EnergyMeter
@@ -71,13 +72,14 @@ def device_facts(
         "driver_version": prov.get("driver_version"),
         "cuda_driver_version": prov.get("cuda_driver_version"),
         "nvml_version": prov.get("nvml_version"),
+        "power_limit_w": prov.get("power_limit_w"),
+        "power_limit_range_w": prov.get("power_limit_range_w"),
         "energy_source": read_fact(lambda: device.energy_source),
         "counter": read_fact(lambda: _update_period(device, min_window_periods, min_window_s)),
         "supported_sm_clocks_mhz": read_fact(device.supported_sm_clocks_mhz),
         "supported_mem_clocks_mhz": read_fact(device.supported_mem_clocks_mhz),
         "can_control_clocks": read_fact(device.can_control_clocks),
         "requires_privilege": device.requires_privilege,
-        "privileged": read_fact(has_clock_privilege),
         "other_processes": read_fact(lambda: _processes(device)),
     }
 
@@ -104,7 +106,34 @@ def gather(
                 min_window_periods=gpu.min_window_periods,
                 min_window_s=gpu.min_window_s,
             )
-    return facts | {"requested_backend": gpu.backend}, state_facts(state_dir)
+    slurm = slurm_gpu_freq()
+    return facts | {
+        "requested_backend": gpu.backend,
+        "privileged": read_fact(has_clock_privilege),
+        "slurm_gpu_freq": slurm[1].raw if slurm else None,
+        "torch": read_fact(lambda: torch_facts(facts["backend"], facts.get("uuid"))),
+    }, state_facts(state_dir)
+
+
+def torch_facts(backend: str, nvml_uuid: Any) -> dict[str, Any]:
+    """torch's build and CUDA devices, and the torch device a run would use (for NVML the CUDA
+    device whose UUID is the measured GPU's: the run's own check). Only the doctor imports torch."""
+    import torch
+
+    from llm_energy.run.engine import torch_device_for
+
+    if backend == "nvml" and not isinstance(nvml_uuid, str):
+        device: Any = Unavailable("no NVML GPU to match by UUID")
+    else:
+        device = read_fact(lambda: torch_device_for(backend, nvml_uuid))
+    available = bool(torch.cuda.is_available())
+    return {
+        "version": str(torch.__version__),
+        "cuda_build": torch.version.cuda,
+        "cuda_available": available,
+        "device_count": int(torch.cuda.device_count()) if available else 0,
+        "device": device,
+    }
 
 
 def state_facts(state_dir: Path) -> Any:
