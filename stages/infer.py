@@ -10,23 +10,16 @@ import contextlib
 import os
 import socket
 
+import llm_energy
 from _common import StageError, log, run_stage
 from llm_energy.config.settings import Config
 from llm_energy.control.open import DeviceSpec, open_device
-from llm_energy.control.session import ClockSession
 from llm_energy.energy.emissions import EmissionsMeter
-from llm_energy.energy.meter import EnergyMeter
 from llm_energy.energy.timeline import PowerTimeline
 from llm_energy.errors import InputFileError, one_line
 from llm_energy.io.files import JsonlAppender, read_jsonl, staged_dir, write_json
 from llm_energy.io.prompts import read_prompt_templates
-from llm_energy.paths import (
-    ProjectPaths,
-    gpu_journal_dir,
-    gpu_lock_dir,
-    progress_dir,
-    progress_file,
-)
+from llm_energy.paths import ProjectPaths, gpu_lock_dir, progress_dir, progress_file
 from llm_energy.run.engine import load_generator
 from llm_energy.run.plan import needs_resolving, resolve_clocks
 from llm_energy.run.progress import ProgressTracker
@@ -108,29 +101,24 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
             device.close()
             raise
         gpu = cfg.gpu
-    first_cap = (cfg.sweep.freqs_mhz or (gpu.freq,))[0]
+    caps = cfg.sweep.freqs_mhz or (gpu.freq,)
+    settings = vars(gpu)  # the API's contexts, on this run's device and settings
     with (
         device,
-        ClockSession(
-            device,
+        llm_energy.locked_clocks(
+            sm_mhz=caps[0],
+            mem_mhz=gpu.mem_freq,
+            device=device,
             control=gpu.control,
-            sm_freq_mhz=first_cap,
-            mem_freq_mhz=gpu.mem_freq,
-            journal_dir=gpu_journal_dir(state_dir),
-            lock_dir=gpu_lock_dir(state_dir),
-            on_other_processes=gpu.on_other_processes,
-            planned_sm_freqs_mhz=[f for f in (cfg.sweep.freqs_mhz or (gpu.freq,)) if f is not None],
+            planned_sm_mhz=[f for f in caps if f is not None],
+            state_dir=state_dir,
+            settings=settings,
         ) as clocks,
         # Outputs go to a temp folder swapped in at the end: a failed run keeps the previous
         # data/infer (the plain-script path has no DVC cache to recover it from).
         staged_dir(paths.infer_dir, keep_failed=paths.infer_partial_dir) as out_dir,
     ):
-        meter = EnergyMeter(
-            device,
-            min_window_periods=gpu.min_window_periods,
-            min_window_s=gpu.min_window_s,
-            tick_align=gpu.tick_align,
-        )
+        meter = llm_energy.energy_meter(device, settings)
         period_s = meter.measure_update_period_s()
         progress.set_gpu(device.uuid(), device.name())
         gen = load_generator(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,3 +119,40 @@ def test_the_readme_example_runs_as_printed(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert re.search(r"J/token \(simulated\), trusted=True, cap held=True", out.stdout), out.stdout
+
+
+def test_the_infer_stage_measures_and_caps_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One implementation: the stage's clock session and windows are the API's contexts."""
+    from test_faults_io import run_in_process
+
+    import llm_energy.api as api
+    from helpers import compose
+
+    params = compose(
+        "experiment=ci", "gpu=simulated", "model.weights=random", "sweep.freqs_mhz=[null,0.5]"
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for folder in ("data/samples", "prompts"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    calls: list[str] = []
+
+    def spy(name: str):
+        real = getattr(api, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(f"{name}:{kwargs.get('control', '')}")
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for stage in ("prepare", "model"):
+        assert run_in_process(stage, tmp_path, monkeypatch, capsys)[0] == 0
+    monkeypatch.setattr(api, "locked_clocks", spy("locked_clocks"))
+    monkeypatch.setattr(api, "energy_meter", spy("energy_meter"))
+    code, err = run_in_process("infer", tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert calls == ["locked_clocks:lock", "energy_meter:"]
+    rows = [yaml.safe_load(line) for line in (tmp_path / "data/infer/requests.jsonl").open()]
+    assert {r["freq_applied_mhz"] for r in rows} == {None, 990}  # 0.5 of the H200's 1980 MHz

@@ -7,7 +7,7 @@ with the pipeline's machinery (see `llm_energy.api`); importing the package load
 from typing import Any
 
 __version__ = "0.1.0"
-PUBLIC_API = ("measure", "locked_clocks", "Measurement")
+PUBLIC_API = ("measure", "locked_clocks", "energy_meter", "Measurement")
 
 
 def __getattr__(name: str) -> Any:

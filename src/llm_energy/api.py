@@ -24,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_energy.paths import project_paths
 from llm_energy.record_types import energy_kind
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone this package runs from
@@ -81,7 +82,6 @@ def gpu_settings(backend: str, root: str | Path | None = None) -> dict[str, Any]
 def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) -> Any:
     from llm_energy.config.sections import GpuConfig
     from llm_energy.control.open import DeviceSpec
-    from llm_energy.paths import project_paths
 
     extra = ("seed", "country_iso_code")
     gpu = GpuConfig.parse({k: v for k, v in settings.items() if k not in extra})
@@ -89,6 +89,19 @@ def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) ->
     seed, country = (settings[k] for k in extra)  # meta.seed, emissions.country_iso_code
     spec = DeviceSpec.from_config(gpu, seed=seed, country_iso_code=country, state_dir=state_dir)
     return spec.but(index=index)
+
+
+def energy_meter(device: Any, settings: Mapping[str, Any]) -> Any:
+    """The `EnergyMeter` behind `measure` and the infer stage's windows, set from the gpu
+    settings: aligned to the counter's ticks, trusted once past min_window_periods/_s."""
+    from llm_energy.energy.meter import EnergyMeter
+
+    return EnergyMeter(
+        device,
+        min_window_periods=settings["min_window_periods"],
+        min_window_s=settings["min_window_s"],
+        tick_align=settings["tick_align"],
+    )
 
 
 @contextlib.contextmanager
@@ -104,19 +117,13 @@ def measure(
     `backend`/`index` name, opened for the block). `cap_mhz`: the cap in force, so the window
     says whether it held."""
     from llm_energy.control.open import open_device
-    from llm_energy.energy.meter import EnergyMeter
 
     owned = device is None
     cfg = dict(settings or gpu_settings(backend if owned else device.backend))
     if owned:
         device = open_device(_device_spec(backend, index, cfg))
     try:
-        meter = EnergyMeter(
-            device,
-            min_window_periods=cfg["min_window_periods"],
-            min_window_s=cfg["min_window_s"],
-            tick_align=cfg["tick_align"],
-        )
+        meter = energy_meter(device, cfg)
         result = Measurement()
         with meter.window(cap_mhz) as window:
             yield result
@@ -143,25 +150,35 @@ def locked_clocks(
     backend: str = "auto",
     index: int | str = 0,
     settings: Mapping[str, Any] | None = None,
+    device: Any = None,
+    control: str = "lock",
+    planned_sm_mhz: Sequence[int | None] | None = None,
+    state_dir: Path | None = None,
 ) -> Iterator[Any]:
     """Lock the SM (and memory) clock for the block; the `ClockSession` it yields has the
     device (`.device`), the clock applied (`.applied_sm_mhz`, snapped to a supported one) and
-    what happened (`.record()`). Raises a one-line `DeviceError` where clocks cannot be locked."""
+    what happened (`.record()`). Raises a one-line `DeviceError` where clocks cannot be locked.
+    The infer stage passes its own `device` (kept open), `control` (lock, slurm or observe) and
+    the caps it will visit (`planned_sm_mhz`, checked before the first change)."""
     from llm_energy.control.open import open_device
     from llm_energy.control.session import ClockSession
-    from llm_energy.paths import gpu_journal_dir
+    from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
 
-    cfg = dict(settings or gpu_settings(backend))
-    spec = _device_spec(backend, index, cfg).but(exclusive=True)
-    with (
-        open_device(spec) as device,
-        ClockSession(
-            device,
-            "lock",
-            sm_mhz,
-            mem_mhz,
-            journal_dir=gpu_journal_dir(spec.state_dir),
-            on_other_processes=cfg["on_other_processes"],
-        ) as session,
-    ):
-        yield session
+    cfg = dict(settings or gpu_settings(backend if device is None else device.backend))
+    with contextlib.ExitStack() as stack:
+        if device is None:
+            spec = _device_spec(backend, index, cfg).but(exclusive=True)
+            device, state_dir = stack.enter_context(open_device(spec)), spec.state_dir
+        state_dir = state_dir or project_paths(ROOT).gpu_state_dir(cfg.get("state_dir"))
+        yield stack.enter_context(
+            ClockSession(
+                device,
+                control,
+                sm_mhz,
+                mem_mhz,
+                journal_dir=gpu_journal_dir(state_dir),
+                lock_dir=gpu_lock_dir(state_dir),
+                on_other_processes=cfg["on_other_processes"],
+                planned_sm_freqs_mhz=planned_sm_mhz,
+            )
+        )
