@@ -19,7 +19,6 @@ from llm_energy.report.figures import power_timeline, standard_figures
 from llm_energy.report.html import build_html
 from llm_energy.report.markdown import build_markdown
 from llm_energy.report.plotdata import by_config, by_freq
-from llm_energy.report.sections import MULTI_CLOCK_FIGURES, n_clock_levels
 
 TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "recommendation")
 
@@ -61,17 +60,13 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         by_freq(summary).to_csv(data_dir / "by_freq.csv", index=False)
         by_config(summary).to_csv(data_dir / "by_config.csv", index=False)
 
-    # with one clock these figures show one point per series: written for DVC, but the report
-    # says so in one sentence instead of showing them
-    single = n_clock_levels(summary) == 1
-    shown = {k: v for k, v in pngs.items() if not (single and k in MULTI_CLOCK_FIGURES)}
     kinds = summary["energy_kind"].dropna().unique().tolist()
     markdown = build_markdown(
         summary,
         {k: v for k, v in tables.items() if k != "recommendation"},
         tables["recommendation"],
         headline,
-        {name: f"figures/{name}.png" for name in shown},
+        {name: f"figures/{name}.png" for name in pngs},
         energy_kind_banner(kinds),
         run_info=run_info,
         calibration=read_json(paths.stats_calibration, remedy=CALIBRATE, expect=dict)
@@ -79,7 +74,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
         else None,
     )
     atomic_write_text(paths.report_md, markdown)
-    atomic_write_text(paths.report_html, build_html(markdown, shown))
+    atomic_write_text(paths.report_html, build_html(markdown, pngs))
     log.info("wrote %d figures, %s and %s", len(pngs), paths.report_md.name, paths.report_html.name)
 
 

@@ -43,7 +43,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
             table.to_csv(out / f"{name}.csv", index=False)
             atomic_write_text(out / f"{name}.md", to_markdown(table) + "\n")
         write_json(out / "ols_info.json", ols_info)
-    metrics = headline_metrics(summary, requests)
+    metrics = headline_metrics(summary, requests, ci_level=cfg.aggregate.ci_level)
     metrics["tradeoff"] = savings_headline(tables["recommendation"])
     metrics["stats"] = {"alpha": s.alpha, "ols_r2": ols_info.get("r2")}
     metrics["repetition"] = repetition_headline(tables["repetition"])

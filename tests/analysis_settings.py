@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from helpers import PARAMS
+from llm_energy.analysis.headline import headline_metrics as headline_metrics_
 from llm_energy.analysis.regression import energy_ols as energy_ols_
 from llm_energy.analysis.repetition import repetition_effect as repetition_effect_
 from llm_energy.analysis.significance import frequency_effect as frequency_effect_
@@ -18,6 +19,7 @@ from llm_energy.report.compare import compare_experiments as compare_experiments
 # test's own keywords override them.
 AGGREGATE, STATS = PARAMS["aggregate"], PARAMS["stats"]
 summarize = partial(summarize_, ci_level=AGGREGATE["ci_level"])
+headline_metrics = partial(headline_metrics_, ci_level=AGGREGATE["ci_level"])
 recommend_cap = partial(
     recommend_cap_,
     latency_budget_pct=STATS["latency_budget_pct"],

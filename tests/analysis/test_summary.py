@@ -19,9 +19,8 @@ from analysis_fixtures import (
     minimal_requests,
     sweep_requests,
 )
-from analysis_settings import summarize
+from analysis_settings import headline_metrics, summarize
 from hand_stats import kish_df, ratio_log_se
-from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.records import (
     CONFIG_KEYS,
     METRICS,
@@ -314,13 +313,20 @@ def test_headline_metrics_single_capped_run() -> None:
     h = headline_metrics(s, df)
     json.dumps(h)  # JSON-ready
     assert h["energy"]["kind"] == "measured"
-    assert h["energy"]["j_per_token"] == pytest.approx(s["j_per_token_mean"].iloc[0])
-    assert h["energy"]["j_per_token_ci_low"] == pytest.approx(s["j_per_token_ci_low"].iloc[0])
-    assert h["perf"]["tokens_per_s"] == pytest.approx(df["tokens_per_s"].mean())
-    assert h["perf"]["latency_p50_s"] == pytest.approx(df["latency_s"].median())
+    gen = h["by_task"]["generation"]  # one configuration: the task is summary.csv's row
+    row = s.iloc[0]
+    for field, column in (
+        ("j_per_token", "j_per_token_mean"),
+        ("j_per_token_ci_low", "j_per_token_ci_low"),
+        ("j_per_token_ci_high", "j_per_token_ci_high"),
+        ("latency_p50_s", "latency_p50_s"),
+        ("tokens_per_s", "tokens_per_s_mean"),
+    ):
+        assert gen[field] == pytest.approx(row[column]), field
+    assert "perf" not in h and "quality" not in h and "j_per_token" not in h["energy"]
     assert h["gpu"]["freq_applied_mhz"] == 1200.0
     assert h["gpu"]["freq_mode"] == "capped"
-    assert h["quality"]["perplexity"] == pytest.approx(math.e**2)
+    assert gen["perplexity"] == pytest.approx(math.e**2)
     assert h["config"]["task"] == "generation"
 
 
@@ -329,7 +335,8 @@ def test_headline_metrics_default_clocks_freq_is_null() -> None:
     h = headline_metrics(summarize(df), df)
     assert h["gpu"]["freq_applied_mhz"] is None
     assert h["gpu"]["freq_mode"] == "default"
-    assert h["quality"]["exact_match"] == pytest.approx(0.5)
+    (task,) = h["by_task"].values()
+    assert task["quality_exact_match"] == pytest.approx(0.5)
 
 
 def test_headline_metrics_mixed_kinds_prefers_measured() -> None:
@@ -338,7 +345,8 @@ def test_headline_metrics_mixed_kinds_prefers_measured() -> None:
     df = pd.concat([sim, meas], ignore_index=True)
     h = headline_metrics(summarize(df), df)
     assert h["energy"]["kind"] == "measured"
-    assert h["energy"]["j_per_token"] == pytest.approx(2.0)
+    (task,) = h["by_task"].values()
+    assert task["j_per_token"] == pytest.approx(2.0)
     assert h["energy"]["kinds_present"] == "measured,simulated"
 
 
@@ -415,7 +423,8 @@ def test_j_per_token_is_total_energy_over_total_tokens() -> None:
     # every interval is missing for this one reason: the row says it once
     assert note_of(row) == "not estimable: 2 items (an interval needs ≥ 3)"
     head = headline_metrics(summarize(df), df)
-    assert head["energy"]["j_per_token"] == pytest.approx(0.5)
+    (task,) = head["by_task"].values()  # the task's own Σ/Σ, and no interval where none exists
+    assert task["j_per_token"] == pytest.approx(0.5) and "j_per_token_ci_low" not in task
     assert head["counts"]["n_windows"] == 2
 
 
@@ -454,7 +463,8 @@ def test_dynamic_j_per_token_and_gpu_name_in_headline() -> None:
     df["dynamic_energy_j"] = df["energy_j"] / 2
     df["gpu_name"] = "NVIDIA H200"
     head = headline_metrics(summarize(df), df)
-    assert head["energy"]["dynamic_j_per_token"] == pytest.approx(10.0 / 40.0)
+    (task,) = head["by_task"].values()
+    assert task["dynamic_j_per_token"] == pytest.approx(10.0 / 40.0)
     assert head["gpu"]["name"] == "NVIDIA H200"
     assert headline_metrics(summarize(df), df.assign(gpu_name=None))["gpu"]["name"] is None
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -40,7 +41,6 @@ def _builders(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str, Callab
         "energy_vs_input_length": lambda: F.energy_vs_input_length(requests),
         "energy_vs_output_length": lambda: F.energy_vs_output_length(requests),
         "by_task": lambda: F.j_per_token_by_task(summary),
-        "by_model": lambda: F.j_per_token_by_model(summary),
     }
 
 
@@ -78,9 +78,9 @@ def _errorbars(fig: Figure) -> dict[str, ErrorbarContainer]:
 def test_energy_vs_freq_plots_means_and_cis(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     summary = measured[0].assign(_x=lambda d: _expected_x(d)).sort_values("_x")
     bars = _errorbars(F.energy_vs_freq(measured[0]))
-    assert set(bars) == {"m-small", "m-large"}
+    assert set(bars) == {"qa, model m-small", "qa, model m-large"}
     for model, rows in summary.groupby("model"):
-        line, _, (ci,) = bars[model].lines
+        line, _, (ci,) = bars[f"qa, model {model}"].lines
         _assert_line(line, [1000, 1400, 1800, 1920], rows["j_per_token_mean"])
         segments = np.array(ci.get_segments())  # one vertical segment per point: low → high
         np.testing.assert_allclose(segments[:, 0, 1], rows["j_per_token_ci_low"])
@@ -93,8 +93,10 @@ def test_latency_vs_freq_plots_p50_and_p95(measured: tuple[pd.DataFrame, pd.Data
     bars = _errorbars(fig)
     dashed = {line.get_label(): line for line in fig.axes[0].lines if line.get_linestyle() == "--"}
     for model, rows in summary.groupby("model"):
-        _assert_line(bars[model].lines[0], rows["_x"], rows["latency_p50_s"])
-        _assert_line(dashed[f"{model} (p95)"], rows["_x"], rows["latency_p95_s"])
+        p50, p95 = bars[f"qa, model {model}, p50"].lines[0], dashed[f"qa, model {model}, p95"]
+        _assert_line(p50, rows["_x"], rows["latency_p50_s"])
+        _assert_line(p95, rows["_x"], rows["latency_p95_s"])
+        assert p50.get_color() == p95.get_color()  # one series, one colour
 
 
 def test_pareto_plots_every_configuration_and_the_frontier(
@@ -108,37 +110,70 @@ def test_pareto_plots_every_configuration_and_the_frontier(
     lines = {line.get_label(): line for line in ax.lines}
     for model, rows in frontier[frontier["on_frontier"]].groupby("model"):
         rows = rows.sort_values("latency_p50_s")
-        _assert_line(lines[f"{model} frontier"], rows["latency_p50_s"], rows["j_per_token_mean"])
+        line = lines[f"qa, model {model}"]
+        _assert_line(line, rows["latency_p50_s"], rows["j_per_token_mean"])
 
 
-def test_energy_vs_length_plots_each_window_by_task(
-    measured: tuple[pd.DataFrame, pd.DataFrame],
-) -> None:
-    requests = measured[1]
+def test_pareto_has_one_panel_per_task(simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    summary = simulated[0]
+    fig = F.pareto_plot(pareto_frontier(summary))
+    assert [ax.get_title() for ax in fig.axes] == ["generation", "qa"]
+    for ax in fig.axes:
+        points = np.concatenate([c.get_offsets() for c in ax.collections])
+        rows = summary[summary["task"] == ax.get_title()]
+        assert len(points) == len(rows)  # every configuration of that task, and no other
+
+
+def test_energy_vs_length_plots_each_window_by_task() -> None:
+    requests = pd.concat(
+        [
+            sweep_requests((None,), n_per_freq=4, tasks=("qa",), output_tokens=16),
+            sweep_requests((None,), n_per_freq=4, tasks=("generation",), output_tokens=32),
+        ],
+        ignore_index=True,
+    )
     ax = F.energy_vs_output_length(requests).axes[0]
     by_task = {c.get_label(): c.get_offsets() for c in ax.collections}
-    targets = requests.groupby("task")["output_tokens_target"].first()
-    assert set(by_task) == {f"{t} (≤{int(n)} output tokens)" for t, n in targets.items()}
+    # the legend names the quantity and its unit, not a bare "32"
+    labels = {
+        "qa": "qa, output target 16 tokens",
+        "generation": "generation, output target 32 tokens",
+    }
+    assert set(by_task) == set(labels.values())
     # one point per window: its mean output tokens per request and its energy per request
     for task, rows in requests.groupby("task"):
         per_window = rows.groupby("window_id")[["output_tokens", "energy_j"]].mean()
-        label = f"{task} (≤{int(targets[task])} output tokens)"
         np.testing.assert_allclose(
-            np.sort(by_task[label], axis=0), np.sort(per_window.to_numpy(dtype=float), axis=0)
+            np.sort(by_task[labels[task]], axis=0),
+            np.sort(per_window.to_numpy(dtype=float), axis=0),
         )
 
 
-def test_bars_plot_the_mean_per_category(measured: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    summary = measured[0]
-    ax = F.j_per_token_by_model(summary).axes[0]
+def test_bars_show_every_configuration_with_its_own_interval(
+    simulated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    summary = simulated[0]
+    ax = F.j_per_token_by_task(summary).axes[0]
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
-    assert list(bars) == ["default", "1800 MHz", "1400 MHz", "1000 MHz"]
-    x = _expected_x(summary)
-    for label, container in bars.items():
-        freq = x.max() if label == "default" else float(label.split()[0])
-        cell = summary[x == freq].sort_values("model")  # categories in sorted order
-        heights = [patch.get_height() for patch in container.patches]
-        np.testing.assert_allclose(heights, cell["j_per_token_mean"])
+    assert set(bars) == {"generation", "qa"}  # one colour per task, no bar per clock averaged
+    errs = {c.lines[2][0] for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    segments = np.concatenate([np.array(e.get_segments()) for e in errs])
+    for task, rows in summary.groupby("task"):
+        heights = sorted(p.get_height() for p in bars[task].patches)
+        np.testing.assert_allclose(heights, sorted(rows["j_per_token_mean"]))
+        assert len({p.get_facecolor() for p in bars[task].patches}) == 1
+    np.testing.assert_allclose(np.sort(segments[:, 0, 1]), np.sort(summary["j_per_token_ci_low"]))
+    np.testing.assert_allclose(np.sort(segments[:, 1, 1]), np.sort(summary["j_per_token_ci_high"]))
+
+
+def test_bars_without_an_interval_draw_no_error_bar() -> None:
+    summary = summarize(sweep_requests((None, 1200.0), n_per_freq=2))  # 2 items: no interval
+    assert summary["j_per_token_ci_low"].isna().all()
+    ax = F.j_per_token_by_task(summary).axes[0]
+    for container in ax.containers:
+        if isinstance(container, ErrorbarContainer):
+            for segment in container.lines[2][0].get_segments():
+                assert np.size(segment) == 0  # nothing drawn, not a zero-width bar
 
 
 def test_simulated_figures_carry_the_label(simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -225,6 +260,47 @@ def test_standard_figures_set(measured: tuple[pd.DataFrame, pd.DataFrame]) -> No
     assert all(isinstance(f, Figure) for f in figs.values())
 
 
+def test_one_clock_draws_no_frequency_figures() -> None:
+    req = sweep_requests((None,), n_per_freq=4, tasks=("qa", "generation"))
+    figs = F.standard_figures(summarize(req), req)
+    assert set(figs) == {"energy_vs_input_length", "energy_vs_output_length", "j_per_token_by_task"}
+
+
+def _task_colours(fig: Figure) -> dict[str, set[tuple[float, ...]]]:
+    """Task (a legend label's first part) → the colours its artists are drawn in."""
+    found: dict[str, set[tuple[float, ...]]] = {}
+    for ax in fig.axes:
+        artists = [*ax.lines, *ax.collections, *ax.patches]
+        for artist in artists:
+            label = str(artist.get_label() or "")
+            if not label or label.startswith("_"):
+                continue
+            colour = artist.get_color() if isinstance(artist, Line2D) else artist.get_facecolor()
+            rgba = to_rgba(colour[0] if np.ndim(colour) == 2 else colour)
+            found.setdefault(label.split(",")[0], set()).add(tuple(round(c, 3) for c in rgba[:3]))
+        for container in ax.containers:
+            task = str(container.get_label()).split(",")[0]
+            if task.startswith("_"):  # a bar's error bars: drawn in black
+                continue
+            first = container.patches[0] if isinstance(container, BarContainer) else None
+            line = first if first is not None else container.lines[0]
+            colour = line.get_facecolor() if first is not None else line.get_color()
+            found.setdefault(task, set()).add(tuple(round(c, 3) for c in to_rgba(colour)[:3]))
+    return found
+
+
+def test_every_figure_colours_a_task_alike(simulated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    figs = F.standard_figures(*simulated)
+    per_task: dict[str, set[tuple[float, ...]]] = {}
+    for name, fig in figs.items():
+        for task, colours in _task_colours(fig).items():
+            assert len(colours) == 1, (name, task, colours)  # p50 and p95 too
+            per_task.setdefault(task, set()).update(colours)
+    assert set(per_task) == {"generation", "qa"}
+    assert all(len(c) == 1 for c in per_task.values()), per_task  # across figures
+    assert per_task["generation"] != per_task["qa"]
+
+
 def test_energy_kind_banner() -> None:
     assert S.energy_kind_banner(["measured"]) is None
     assert S.energy_kind_banner(["measured", "simulated"]) == S.SIMULATED_LABEL
@@ -239,7 +315,7 @@ def test_axes_carry_readable_names_with_units(measured: tuple[pd.DataFrame, pd.D
         "pareto": ("p50 latency (s)", "energy per token (J/token)"),
         "energy_vs_output_length": ("output tokens per request", "energy per request (J)"),
         "energy_vs_input_length": ("input tokens per request", "energy per request (J)"),
-        "by_task": ("", "energy per token (J/token, mean)"),
+        "by_task": ("clock", "energy per token (J/token)"),
     }
     builders = _builders(summary, req)
     for name, (xlabel, ylabel) in expected.items():

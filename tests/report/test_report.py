@@ -15,12 +15,12 @@ from analysis_fixtures import sweep_requests
 from analysis_settings import (
     energy_ols,
     frequency_effect,
+    headline_metrics,
     pairwise_vs_default,
     recommend_cap,
     spearman_lengths,
     summarize,
 )
-from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.tradeoff import savings_headline
 from llm_energy.report.figure_style import ESTIMATED_LABEL, SIMULATED_LABEL, figure_png_bytes
 from llm_energy.report.figures import energy_vs_freq
@@ -458,7 +458,11 @@ def test_single_clock_replaces_the_frequency_figures_with_one_sentence(pipeline:
     for name in names[:3]:
         assert f"![{name}]" not in md
     assert md.count("Only default clocks were measured") == 1
-    assert md.count("No cap can be recommended") == 1
+    assert md.count("No clock can be recommended") == 1
+    # one clock: no word of caps anywhere (title, sections, sentences), no Pareto table
+    assert md.startswith("# LLM inference energy\n")
+    assert not re.search(r"\bcaps?\b", md.split("## Changelog")[0], re.I)
+    assert "## Statistics: pareto" not in md
     assert "skipped" not in _section(md, "Findings")
     assert "## Statistics: frequency effect" not in md
     assert "## Recommended frequency caps" not in md
@@ -471,10 +475,12 @@ def test_appendix_lists_metrics_with_units(pipeline: dict) -> None:
     appendix = _section(md, "Appendix: headline metrics")
     rows = {_cells(line)[0]: _cells(line) for line in appendix.splitlines() if line.startswith("|")}
     assert rows["key"] == ["key", "value", "unit"]
-    assert rows["energy.j_per_token"][2] == "J/token"
+    assert rows["by_task.qa.j_per_token"][2] == "J/token"
+    assert rows["by_task.qa.j_per_token_ci_low"][2] == "J/token"
     assert rows["energy.total_j"][2] == "J"
-    assert rows["perf.latency_p50_s"][2] == "s"
-    assert rows["perf.tokens_per_s"][2] == "tokens/s"
+    assert rows["by_task.qa.latency_p50_s"][2] == "s"
+    assert rows["by_task.qa.tokens_per_s"][2] == "tokens/s"
+    assert rows["by_task.qa.quality_exact_match"][2] == "score (0–1)"
     assert rows["counts.n_requests"][2] == "count"
     assert rows["tradeoff.best_saving_pct"][2] == "%"
     assert "- **energy." not in md  # no raw key list any more
@@ -591,3 +597,42 @@ def test_provenance_of_a_cpu_run_says_what_was_done() -> None:
         assert "n/a (no energy counter)" in line, line
     gpu_settings = settings_table(RUN_INFO)
     assert "n/a" not in gpu_settings and "| counter update period (s) " in gpu_settings
+
+
+def _table_header(section: str) -> list[str]:
+    return _cells(next(line for line in section.splitlines() if line.startswith("|")))
+
+
+def test_configurations_table_shows_what_a_reader_needs(pipeline: dict) -> None:
+    md = pipeline_markdown(pipeline)
+    assert md.startswith("# LLM inference energy under GPU frequency caps\n")  # 4 clocks ran
+    section = _section(md, "Configurations")
+    header = _table_header(section)
+    assert header == [
+        "model",
+        "task",
+        "clock",
+        "requests",
+        "J/token",
+        "95 % CI (J/token)",
+        "p50 latency (s)",
+        "tokens/s",
+        "quality (scores 0–1; perplexity ≥ 1)",
+    ]
+    assert "`data/aggregate/summary.csv`" in section  # the rest of the columns
+    row = pipeline["summary"].iloc[0]
+    lo, hi = fmt_num(row["j_per_token_ci_low"]), fmt_num(row["j_per_token_ci_high"])
+    assert f"| {fmt_num(row['tokens_per_s_mean'])} " in section and f"{lo}–{hi}" in section
+    assert f"| exact match {fmt_num(row['quality_exact_match_mean'])} " in section
+
+
+def test_pooled_over_tasks_is_quoted_only_with_its_interval(pipeline: dict) -> None:
+    run = _single_clock(pipeline)
+    pooled = run["headline"]["pooled_over_tasks"]
+    md = build_markdown(run["summary"], {}, run["recs"], run["headline"], {}, None)
+    lo, hi = fmt_num(pooled["j_per_token_ci_low"]), fmt_num(pooled["j_per_token_ci_high"])
+    expected = f"pooled over tasks: {fmt_num(pooled['j_per_token'])} J/token, CI {lo}–{hi}"
+    assert expected in _section(md, "Summary")
+    head = {k: v for k, v in run["headline"].items() if k != "pooled_over_tasks"}
+    md = build_markdown(run["summary"], {}, run["recs"], head, {}, None)
+    assert "pooled" not in _section(md, "Summary")

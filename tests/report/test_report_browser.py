@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from analysis_fixtures import sweep_requests
-from analysis_settings import recommend_cap, summarize
-from llm_energy.analysis.headline import headline_metrics
+from analysis_settings import headline_metrics, recommend_cap, summarize
 from llm_energy.analysis.tradeoff import savings_headline
 from llm_energy.report.figure_style import figure_png_bytes
 from llm_energy.report.figures import j_per_token_by_task

@@ -19,11 +19,10 @@ from llm_energy.analysis.records import (
     is_missing,
     numeric_column,
     prepare_requests,
-    quality_columns,
-    status_ok_mask,
     unique_text,
     valid_mask,
 )
+from llm_energy.analysis.summary import summarize
 from llm_energy.analysis.windows import window_table
 
 
@@ -68,68 +67,65 @@ def _finite_mean(series: pd.Series) -> float:
     return float(arr.mean()) if arr.size else math.nan
 
 
-def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str, Any]:
+JPT_CI = ("j_per_token_ci_low", "j_per_token_ci_high")
+#: summary column → field of a task's entry in metrics.json (plus its ``quality_<name>`` scores)
+TASK_FIELDS: dict[str, str] = {
+    "n_items": "n_items",
+    "j_per_token_mean": "j_per_token",
+    "j_per_token_ci_low": "j_per_token_ci_low",
+    "j_per_token_ci_high": "j_per_token_ci_high",
+    "latency_p50_s": "latency_p50_s",
+    "latency_p50_ci_low": "latency_p50_ci_low",
+    "latency_p50_ci_high": "latency_p50_ci_high",
+    "tokens_per_s_mean": "tokens_per_s",
+    "dynamic_j_per_token_mean": "dynamic_j_per_token",
+    "perplexity": "perplexity",
+}
+
+
+def _entry(row: Mapping[str, Any], fields: Iterable[str] | None = None) -> dict[str, Any]:
+    """A row of :func:`summarize` as a metrics.json entry (only ``fields``; nulls left out)."""
+    entry = {new: row.get(old) for old, new in TASK_FIELDS.items()}
+    entry |= {k[:-5]: v for k, v in row.items() if k.startswith("quality_") and k.endswith("_mean")}
+    keep = set(fields or entry)
+    return {k: v for k, v in json_clean(entry).items() if v is not None and k in keep}
+
+
+def headline_metrics(
+    summary: pd.DataFrame, requests: pd.DataFrame, *, ci_level: float
+) -> dict[str, Any]:
     """Nested, JSON-ready dict for ``reports/metrics.json`` (over valid requests).
 
-    Keys: ``energy.{kind, source, j_per_token, j_per_token_ci_low, j_per_token_ci_high,
-    j_per_token_pooled, dynamic_j_per_token, total_j, avg_power_w, edp_j_s}``,
-    ``perf.{tokens_per_s, latency_p50_s, latency_p95_s, latency_mean_s, ttft_s, tpot_s}``,
-    ``gpu.{name, freq_applied_mhz, freq_requested_mhz, freq_mode, n_freq_levels,
-    sm_clock_mean_mhz, temperature_max_c}``, ``quality.{<name>..., perplexity}``,
+    Keys: ``by_task.<task>.{n_items, j_per_token, j_per_token_ci_low, j_per_token_ci_high,
+    latency_p50_s, latency_p50_ci_low, latency_p50_ci_high, tokens_per_s, dynamic_j_per_token,
+    quality_<name>, perplexity}``: :func:`~llm_energy.analysis.summary.summarize` grouped by task, so every
+    number is defined as in summary.csv (over the task's items and all its configurations);
+    ``pooled_over_tasks.{j_per_token, j_per_token_ci_low, j_per_token_ci_high, n_items}``
+    (Σ energy / Σ tokens over the items of every task) only when there are several tasks and
+    that interval exists; ``energy.{kind, source, total_j}``, ``gpu.{name, freq_applied_mhz,
+    freq_requested_mhz, freq_mode, n_freq_levels, sm_clock_mean_mhz, temperature_max_c}``,
     ``counts.{n_requests, n_valid, n_windows, n_excluded, n_configs}``,
-    ``config.{model, task, engine, batch_size, input_tokens_target,
-    output_tokens_target}`` ("mixed" when several), ``by_clock`` (per configuration and clock,
-    see :func:`by_clock_metrics`). ``gpu.freq_applied_mhz`` is null at driver
-    default clocks and when several levels were run (``freq_mode`` = default|capped|mixed).
-    Energy figures use one energy kind only (measured > estimated > simulated) and the CI comes
-    from the summary when that kind has exactly one configuration. ``j_per_token`` and
-    ``dynamic_j_per_token`` are Σ energy / Σ tokens (``j_per_token_pooled`` is the same number,
-    kept for older readers); latency percentiles are over measurement windows. ``gpu.name`` is
-    the GPU model (``gpu_name`` stamped by aggregate from run.json; "mixed" when several).
+    ``config.{model, task, engine, batch_size, input_tokens_target, output_tokens_target}``
+    ("mixed" when several), ``by_clock`` (per configuration and clock, see
+    :func:`by_clock_metrics`). No number is pooled over tasks without its interval. Energy
+    figures use one energy kind only (measured > estimated > simulated). ``gpu.freq_applied_mhz``
+    is null at driver default clocks and when several levels were run (``freq_mode`` =
+    default|capped|mixed); ``gpu.name`` is the GPU model ("mixed" when several).
     """
     df = prepare_requests(requests)
     valid = valid_mask(df)
-    ok = status_ok_mask(df)
     dv = df[valid]
     kind = choose_energy_kind(dv["energy_kind"]) or choose_energy_kind(df["energy_kind"])
-    de = dv[dv["energy_kind"] == kind] if kind is not None else dv.iloc[0:0]
+    de = df[df["energy_kind"] == kind] if kind is not None else df.iloc[0:0]
     energy: dict[str, Any] = {"kind": kind}
     kinds_present = sorted({str(k) for k in dv["energy_kind"].dropna()})
     if len(kinds_present) > 1:
         energy["kinds_present"] = ",".join(kinds_present)
     energy["source"] = unique_text(de["energy_source"])
-    energy["j_per_token_ci_low"] = math.nan
-    energy["j_per_token_ci_high"] = math.nan
-    if summary is not None and not summary.empty:
-        srows = summary[(summary["energy_kind"] == kind) & (summary["n"] > 0)]
-        if len(srows) == 1:
-            energy["j_per_token_ci_low"] = srows["j_per_token_ci_low"].iloc[0]
-            energy["j_per_token_ci_high"] = srows["j_per_token_ci_high"].iloc[0]
-    e_sum = de["energy_j"].sum(min_count=1)
-    tok = numeric_column(de, "output_tokens")
-    tok_sum = tok[de["energy_j"].notna()].sum(min_count=1)
-    energy["j_per_token"] = (
-        float(e_sum / tok_sum) if pd.notna(tok_sum) and tok_sum > 0 else math.nan
-    )
-    energy["j_per_token_pooled"] = energy["j_per_token"]
-    dyn = numeric_column(de, "dynamic_energy_j")
-    dyn_use = dyn.notna() & (tok > 0)
-    energy["dynamic_j_per_token"] = (
-        float(dyn[dyn_use].sum() / tok[dyn_use].sum()) if dyn_use.any() else math.nan
-    )
-    energy["total_j"] = float(e_sum) if pd.notna(e_sum) else math.nan
-    energy["avg_power_w"] = _finite_mean(de["avg_power_w"])
-    energy["edp_j_s"] = _finite_mean(de["edp_j_s"])
-
-    windows = window_table(dv, prepared=True, valid_only=False)
-    lat = pd.to_numeric(windows["latency_s"], errors="coerce").dropna().to_numpy(dtype=float)
-    perf = {
-        "tokens_per_s": _finite_mean(dv["tokens_per_s"]),
-        "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else math.nan,
-        "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else math.nan,
-        "latency_mean_s": float(lat.mean()) if lat.size else math.nan,
-        "ttft_s": _finite_mean(dv["ttft_s"]),
-        "tpot_s": _finite_mean(dv["tpot_s"]),
+    energy["total_j"] = float(dv.loc[dv["energy_kind"] == kind, "energy_j"].sum())
+    by_task = {
+        str(row["task"]): _entry(row)
+        for row in summarize(de, ci_level=ci_level, keys=("task",)).to_dict("records")
     }
 
     levels = dv[FREQ_LEVEL_COL] if not dv.empty else df[FREQ_LEVEL_COL]
@@ -156,22 +152,10 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
         else math.nan,
     }
 
-    quality: dict[str, Any] = {}
-    dok = df[ok]
-    for q in quality_columns(df):
-        quality[q.removeprefix("quality_")] = _finite_mean(dok[q])
-    if dok["ref_tokens"].notna().any():
-        nll = numeric_column(dok, "ref_nll_sum")
-        rt = numeric_column(dok, "ref_tokens")
-        use = nll.notna() & rt.notna() & (rt > 0)
-        quality["perplexity"] = (
-            float(math.exp(nll[use].sum() / rt[use].sum())) if use.any() else math.nan
-        )
-
     counts = {
         "n_requests": len(df),
         "n_valid": int(valid.sum()),
-        "n_windows": len(windows),
+        "n_windows": len(window_table(dv, prepared=True, valid_only=False)),
         "n_excluded": int((~valid).sum()),
         "n_configs": len(summary) if summary is not None else 0,
     }
@@ -186,17 +170,14 @@ def headline_metrics(summary: pd.DataFrame, requests: pd.DataFrame) -> dict[str,
             "output_tokens_target",
         )
     }
-    return json_clean(
-        {
-            "energy": energy,
-            "perf": perf,
-            "gpu": gpu,
-            "quality": quality,
-            "counts": counts,
-            "config": config,
-            "by_clock": by_clock_metrics(summary, gpu["name"]),
-        }
-    )
+    out: dict[str, Any] = {"by_task": by_task}
+    if len(by_task) > 1:  # Σ/Σ over every task's items, only with its interval
+        (all_tasks,) = summarize(de, ci_level=ci_level, keys=("energy_kind",)).to_dict("records")
+        pooled = _entry(all_tasks, ("n_items", "j_per_token", *JPT_CI))
+        if all(k in pooled for k in JPT_CI):
+            out["pooled_over_tasks"] = pooled
+    out |= {"energy": energy, "gpu": gpu, "counts": counts, "config": config}
+    return json_clean(out | {"by_clock": by_clock_metrics(summary, gpu["name"])})
 
 
 #: per-configuration summary column → ``by_clock`` field (``llm-energy compare`` reads these)

@@ -48,8 +48,11 @@ SUMMARY_METRICS: tuple[str, ...] = (*METRICS, "dynamic_j_per_token")
 CI_METHOD = "t over items (delta method for Σ/Σ ratios; log scale for positive quantities)"
 
 
-def summarize(requests: pd.DataFrame, *, ci_level: float) -> pd.DataFrame:
-    """One row per configuration (:data:`CONFIG_KEYS`); the unit of every interval is the item.
+def summarize(
+    requests: pd.DataFrame, *, ci_level: float, keys: Sequence[str] = CONFIG_KEYS
+) -> pd.DataFrame:
+    """One row per configuration (``keys``: :data:`CONFIG_KEYS`, or coarser groups such as the
+    task, which is how metrics.json aggregates); the unit of every interval is the item.
 
     Columns: the keys; ``freq_requested_mhz`` (when single-valued), ``default_clocks``;
     ``n_total`` (rows), ``n`` (valid rows), ``n_excluded``, ``excluded_<code>`` per reason,
@@ -84,17 +87,17 @@ def summarize(requests: pd.DataFrame, *, ci_level: float) -> pd.DataFrame:
     has_ppl = bool(df["ref_tokens"].notna().any())
     rows: list[dict[str, Any]] = []
     if df.empty:
-        return pd.DataFrame(columns=_summary_columns(qcols, has_ppl))
+        return pd.DataFrame(columns=_summary_columns(keys, qcols, has_ppl))
     # one window table for every configuration (its keys carry the frequency level)
     all_windows = window_table(df[valid.to_numpy()], prepared=True, valid_only=False)
     windows_of = {
-        key_str(k): w for k, w in all_windows.groupby(list(CONFIG_KEYS), dropna=False, sort=False)
+        key_str(k): w for k, w in all_windows.groupby(list(keys), dropna=False, sort=False)
     }
     empty_windows = all_windows.iloc[0:0]
-    grouped = df.groupby(list(CONFIG_KEYS), dropna=False, sort=True)
+    grouped = df.groupby(list(keys), dropna=False, sort=True)
     for key, group in grouped:
         key_t = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(CONFIG_KEYS, key_t, strict=True))
+        row: dict[str, Any] = dict(zip(keys, key_t, strict=True))
         gidx = group.index
         gvalid = group[valid.loc[gidx].to_numpy()]
         gflags = flags.loc[gidx]
@@ -122,7 +125,7 @@ def summarize(requests: pd.DataFrame, *, ci_level: float) -> pd.DataFrame:
         row["ci_method"] = CI_METHOD
         rows.append(row)
     out = pd.DataFrame(rows)
-    return out.reindex(columns=_summary_columns(qcols, has_ppl)).reset_index(drop=True)
+    return out.reindex(columns=_summary_columns(keys, qcols, has_ppl)).reset_index(drop=True)
 
 
 def interval_note(notes: dict[str, str]) -> str:
@@ -139,9 +142,9 @@ def interval_note(notes: dict[str, str]) -> str:
     return "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
 
 
-def _summary_columns(qcols: Sequence[str], has_ppl: bool) -> list[str]:
+def _summary_columns(keys: Sequence[str], qcols: Sequence[str], has_ppl: bool) -> list[str]:
     cols = [
-        *CONFIG_KEYS,
+        *keys,
         "freq_requested_mhz",
         "default_clocks",
         "n_total",

@@ -4,7 +4,7 @@ in-memory PNG rendering (Agg canvas, no pyplot state)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -64,6 +64,34 @@ AXIS_LABELS: dict[str, str] = {
 }
 
 
+#: a configuration key as a legend names it, with its unit (``{}`` is the value)
+LEGEND_FORMATS: dict[str, str] = {
+    "task": "{}",
+    "batch_size": "batch size {}",
+    "input_tokens_target": "input target {} tokens",
+    "output_tokens_target": "output target {} tokens",
+    "energy_kind": "{} energy",
+}
+#: markers that tell apart the series of one task (its colour)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def task_colors(tasks: Iterable[Any]) -> dict[str, str]:
+    """One colour per task (matplotlib's C0… in sorted order), passed to every figure of a run."""
+    names = sorted({str(t) for t in tasks if not is_missing(t)})
+    return {task: f"C{i % 10}" for i, task in enumerate(names)}
+
+
+def series_label(values: Mapping[str, Any]) -> str:
+    """``qa, model m-small, output target 32 tokens``: the task bare, other keys named."""
+    texts = {
+        k: f"{v:g}" if isinstance(v, float) else str(v)
+        for k, v in values.items()
+        if not is_missing(v)
+    }
+    return ", ".join(LEGEND_FORMATS.get(k, k + " {}").format(t) for k, t in texts.items())
+
+
 def axis_label(column: str) -> str:
     return AXIS_LABELS.get(column, column.replace("_", " "))
 
@@ -109,6 +137,13 @@ def new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
     FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
+
+
+def legend_outside(ax: Axes, **kwargs: Any) -> None:
+    """A legend right of the axes, where long configuration names hide no data; the figure
+    widens to hold it."""
+    ax.figure.set_figwidth(ax.figure.get_figwidth() * 1.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
 
 
 def mark_no_data(ax: Axes, what: str = "no data") -> None:

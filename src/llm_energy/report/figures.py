@@ -2,33 +2,43 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas directly (no pyplot
 state, no global backend switch), so they need no closing. Every figure whose data holds an energy kind other than ``measured`` carries
-a red banner (:func:`energy_kind_banner`). Saving to disk is the stage scripts' job;
-:func:`figure_png_bytes` renders in memory.
+a red banner (:func:`energy_kind_banner`). A task has one colour in every figure (its other
+configuration keys get markers or hatches, named with units in the legend); no bar or point
+averages configurations. Saving to disk is the stage scripts' job; :func:`figure_png_bytes`
+renders in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from llm_energy.analysis.records import CONFIG_KEYS, freq_label
+from llm_energy.analysis.records import STRATUM_KEYS, freq_label
 from llm_energy.analysis.records import is_missing as _is_missing
 from llm_energy.analysis.tradeoff import pareto_frontier
 from llm_energy.analysis.windows import window_table
 from llm_energy.record_types import ENERGY_KIND_BY_SOURCE
 from llm_energy.report.figure_style import (
+    MARKERS,
     axis_label,
     energy_source_note,
     finish_figure,
     kinds_of,
     label_point,
+    legend_outside,
     mark_no_data,
     new_figure,
+    series_label,
+    task_colors,
 )
+from llm_energy.report.sections import config_labels, n_clock_levels
+
+#: bar hatches, as MARKERS for points
+HATCHES = (None, "//", "..", "xx", "\\\\", "++", "oo")
 
 # --- frequency axis ------------------------------------------------------------------------------
 
@@ -51,16 +61,20 @@ def _freq_positions(freqs: Sequence[float]) -> tuple[dict[str, float], list[floa
     return pos, ticks, labels
 
 
-def _series_keys(summary: pd.DataFrame) -> list[str]:
-    """Configuration keys (other than frequency) that vary: they name the plotted series."""
-    keys = [k for k in CONFIG_KEYS if k != "freq_applied_mhz"]
-    varying = [k for k in keys if summary[k].nunique(dropna=False) > 1]
-    return varying or ["model"]
-
-
-def _series_name(row_key: Any, keys: Sequence[str]) -> str:
-    key_t = row_key if isinstance(row_key, tuple) else (row_key,)
-    return ", ".join(f"{v}" for v in key_t if not _is_missing(v)) or "all"
+def _series(
+    data: pd.DataFrame, colors: Mapping[str, str]
+) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
+    """(legend label, rows, style) per series: the task and every other configuration key
+    (but the clock) that varies; coloured by task, told apart within a task by marker."""
+    varying = [k for k in STRATUM_KEYS if k != "task" and data[k].nunique(dropna=False) > 1]
+    keys = ["task", *varying]
+    within: dict[str, int] = {}
+    for name, sub in data.groupby(keys, dropna=False, sort=True):
+        values = dict(zip(keys, name if isinstance(name, tuple) else (name,), strict=True))
+        task = str(values["task"])
+        within[task] = within.get(task, -1) + 1
+        style = {"color": colors.get(task), "marker": MARKERS[within[task] % len(MARKERS)]}
+        yield series_label(values), sub, style
 
 
 def _summary_freq(summary: pd.DataFrame) -> pd.Series:
@@ -76,9 +90,10 @@ def _vs_freq(
     hi_col: str | None,
     ylabel: str,
     title: str,
+    colors: Mapping[str, str] | None,
     extra_col: str | None = None,
-    extra_label: str | None = None,
 ) -> Figure:
+    """One line per series against the clock; ``extra_col`` (p95) dashed in the same colour."""
     fig, (ax,) = new_figure()
     data = summary.copy()
     if data.empty or value_col not in data.columns or data[value_col].notna().sum() == 0:
@@ -86,35 +101,33 @@ def _vs_freq(
         return finish_figure(fig, title, kinds_of(summary))
     data["_freq"] = _summary_freq(data)
     pos, ticks, labels = _freq_positions(list(data["_freq"]))
-    keys = _series_keys(data)
-    for name, sub in data.groupby(keys, dropna=False, sort=True):
+    for label, sub, style in _series(data, colors or task_colors(data["task"])):
         sub = sub.assign(_x=[pos[freq_label(f)] for f in sub["_freq"]]).sort_values("_x")
         y = sub[value_col].to_numpy(dtype=float)
         yerr = None
-        if lo_col and hi_col and lo_col in sub.columns and hi_col in sub.columns:
-            lo = np.nan_to_num(y - sub[lo_col].to_numpy(dtype=float), nan=0.0)
-            hi = np.nan_to_num(sub[hi_col].to_numpy(dtype=float) - y, nan=0.0)
+        if lo_col and hi_col:  # a missing interval draws no bar (never a zero-width one)
+            lo = y - sub[lo_col].to_numpy(dtype=float)
+            hi = sub[hi_col].to_numpy(dtype=float) - y
             yerr = np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)])
-        label = _series_name(name, keys)
-        ax.errorbar(sub["_x"], y, yerr=yerr, marker="o", capsize=3, label=label)
-        if extra_col and extra_col in sub.columns:
-            ax.plot(
-                sub["_x"],
-                sub[extra_col].to_numpy(dtype=float),
-                linestyle="--",
-                marker="x",
-                alpha=0.7,
-                label=f"{label} ({extra_label or extra_col})",
-            )
+        name = f"{label}, p50" if extra_col else label
+        ax.errorbar(sub["_x"], y, yerr=yerr, capsize=3, label=name, **style)
+        if extra_col:
+            p95 = sub[extra_col].to_numpy(dtype=float)
+            ax.plot(sub["_x"], p95, linestyle="--", alpha=0.7, label=f"{label}, p95", **style)
     ax.set_xticks(ticks, labels)
     ax.set_xlabel("SM clock cap (MHz)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     return finish_figure(fig, title, kinds_of(summary))
 
 
-def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Figure:
+def energy_vs_freq(
+    summary: pd.DataFrame,
+    *,
+    metric: str = "j_per_token",
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
     """Mean ``metric`` per frequency with its interval over items as error bars, one line per
     series."""
     return _vs_freq(
@@ -125,11 +138,12 @@ def energy_vs_freq(summary: pd.DataFrame, *, metric: str = "j_per_token") -> Fig
         ylabel=axis_label(metric),
         title=f"{axis_label(metric).split(' (')[0].capitalize()} vs SM clock cap (mean ± CI)"
         f"{energy_source_note(summary)}",
+        colors=colors,
     )
 
 
-def latency_vs_freq(summary: pd.DataFrame) -> Figure:
-    """p50 latency per frequency (solid) and p95 (dashed)."""
+def latency_vs_freq(summary: pd.DataFrame, *, colors: Mapping[str, str] | None = None) -> Figure:
+    """p50 latency per frequency (solid) and p95 (dashed, same colour)."""
     return _vs_freq(
         summary,
         value_col="latency_p50_s",
@@ -137,8 +151,8 @@ def latency_vs_freq(summary: pd.DataFrame) -> Figure:
         hi_col=None,
         ylabel="p50 latency (s); p95 dashed",
         title="p50 latency vs SM clock cap (p95 dashed)",
+        colors=colors,
         extra_col="latency_p95_s",
-        extra_label="p95",
     )
 
 
@@ -147,51 +161,50 @@ def pareto_plot(
     *,
     energy_col: str = "j_per_token_mean",
     latency_col: str = "latency_p50_s",
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Energy vs latency per configuration, frontier points highlighted, labelled with MHz.
+    """Energy vs latency per configuration, one panel per task, frontier points joined and
+    labelled with MHz.
 
     Accepts the output of :func:`~llm_energy.analysis.tradeoff.pareto_frontier` (or a summary,
     whose frontier is then computed here).
     """
-    fig, (ax,) = new_figure()
     data = frontier if "on_frontier" in frontier.columns else pareto_frontier(frontier)
     title = f"Energy–latency trade-off (Pareto frontier){energy_source_note(data)}"
-    if data.empty or data[[energy_col, latency_col]].dropna().empty:
-        mark_no_data(ax)
-        return finish_figure(fig, title, kinds_of(data))
-    keys = _series_keys(data)
-    for name, sub in data.groupby(keys, dropna=False, sort=True):
-        sub = sub.sort_values(latency_col)
-        label = _series_name(name, keys)
-        pts = ax.scatter(sub[latency_col], sub[energy_col], alpha=0.5, label=label)
-        front = sub[sub["on_frontier"].astype(bool)]
-        color = pts.get_facecolor()[0] if len(pts.get_facecolor()) else None
-        ax.plot(
-            front[latency_col],
-            front[energy_col],
-            marker="o",
-            markersize=8,
-            color=color,
-            linewidth=2,
-            label=f"{label} frontier",
-        )
-        labels = sub["label"] if "label" in sub.columns else sub.get("freq_applied_mhz")
-        for x, y, text in zip(sub[latency_col], sub[energy_col], labels, strict=True):
-            if np.isfinite(x) and np.isfinite(y):
+    data = data.dropna(subset=[energy_col, latency_col]) if not data.empty else data
+    tasks = sorted(data["task"].astype(str).unique()) if not data.empty else []
+    fig, axes = new_figure(max(len(tasks), 1))
+    if not tasks:
+        mark_no_data(axes[0])
+        return finish_figure(fig, title, kinds_of(frontier))
+    colors = colors or task_colors(tasks)
+    for ax, task in zip(axes, tasks, strict=True):
+        for label, sub, style in _series(data[data["task"].astype(str) == task], colors):
+            sub = sub.sort_values(latency_col)
+            ax.scatter(sub[latency_col], sub[energy_col], alpha=0.5, **style)
+            front = sub[sub["on_frontier"].astype(bool)]
+            ax.plot(front[latency_col], front[energy_col], linewidth=2, label=label, **style)
+            labels = sub["label"] if "label" in sub.columns else sub.get("freq_applied_mhz")
+            for x, y, text in zip(sub[latency_col], sub[energy_col], labels, strict=True):
                 label_point(ax, x, y, text)
-    ax.set_xlabel(axis_label(latency_col))
-    ax.set_ylabel(axis_label(energy_col))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.set_title(task)
+        ax.set_xlabel(axis_label(latency_col))
+        ax.set_ylabel(axis_label(energy_col))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="frontier")
     return finish_figure(fig, title, kinds_of(data))
 
 
 def energy_vs_length(
-    requests: pd.DataFrame, *, length: str = "output_tokens", metric: str = "energy_j"
+    requests: pd.DataFrame,
+    *,
+    length: str = "output_tokens",
+    metric: str = "energy_j",
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
     """One point per measurement window (its energy per request against its mean length per
-    request), coloured by task and output-length target: tasks differ in both lengths, so a
-    trend across the colours is the tasks, not the length (docs/statistics.md)."""
+    request), coloured by task: tasks differ in both lengths, so a trend across the colours is
+    the tasks, not the length (docs/statistics.md)."""
     title = (
         f"{axis_label(metric).split(' (')[0].capitalize()} vs {length.split('_')[0]} length, "
         f"by task{energy_source_note(requests)}"
@@ -201,13 +214,10 @@ def energy_vs_length(
     if windows.empty or length not in windows.columns or metric not in windows.columns:
         mark_no_data(ax)
         return finish_figure(fig, title, kinds_of(requests))
-    for (task, target), sub in windows.groupby(["task", "output_tokens_target"], sort=True):
+    for label, sub, style in _series(windows, colors or task_colors(windows["task"])):
+        x = pd.to_numeric(sub[length], errors="coerce")
         ax.scatter(
-            pd.to_numeric(sub[length], errors="coerce"),
-            pd.to_numeric(sub[metric], errors="coerce"),
-            s=12,
-            alpha=0.6,
-            label=f"{task} (≤{int(target)} output tokens)",
+            x, pd.to_numeric(sub[metric], errors="coerce"), s=12, alpha=0.6, label=label, **style
         )
     ax.set_xlabel(axis_label(length))
     ax.set_ylabel(axis_label(metric))
@@ -216,80 +226,52 @@ def energy_vs_length(
     return finish_figure(fig, title, kinds_of(requests))
 
 
-def energy_vs_input_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
-    return energy_vs_length(requests, length="input_tokens", metric=metric)
+def energy_vs_input_length(requests: pd.DataFrame, **kw: Any) -> Figure:
+    return energy_vs_length(requests, length="input_tokens", **kw)
 
 
-def energy_vs_output_length(requests: pd.DataFrame, *, metric: str = "energy_j") -> Figure:
-    return energy_vs_length(requests, length="output_tokens", metric=metric)
+def energy_vs_output_length(requests: pd.DataFrame, **kw: Any) -> Figure:
+    return energy_vs_length(requests, length="output_tokens", **kw)
 
 
-def j_per_token_bars(summary: pd.DataFrame, *, by: str = "task") -> Figure:
-    """Bars of mean J/token per ``by`` category (task or model), one bar per frequency level.
-
-    When several configurations share a (category, frequency) cell their means are averaged
-    weighted by n and no error bar is drawn; otherwise the interval over items is drawn.
-    """
-    title = f"Energy per token by {by}{energy_source_note(summary)}"
+def j_per_token_by_task(
+    summary: pd.DataFrame, *, colors: Mapping[str, str] | None = None
+) -> Figure:
+    """One bar per configuration (summary.csv's J/token, Σ energy / Σ tokens), grouped and
+    coloured by task, with its interval over items; a configuration without an interval gets no
+    error bar (never a zero-width one), and no bar averages configurations."""
+    title = f"Energy per token by task and configuration{energy_source_note(summary)}"
     fig, (ax,) = new_figure()
-    if summary.empty or by not in summary.columns:
-        mark_no_data(ax)
-        return finish_figure(fig, title, kinds_of(summary))
-    data = summary[summary["j_per_token_mean"].notna()].copy()
+    data = summary[summary["j_per_token_mean"].notna()] if not summary.empty else summary
     if data.empty:
         mark_no_data(ax)
         return finish_figure(fig, title, kinds_of(summary))
-    data["_freq"] = [freq_label(f) for f in _summary_freq(data)]
-    data["_w"] = pd.to_numeric(data["n"], errors="coerce").fillna(1).clip(lower=1)
-    cats = sorted(data[by].astype(str).unique())
-    freq_order = sorted(
-        data["_freq"].unique(),
-        key=lambda s: (s != "default", -float(s.split()[0]) if s != "default" else 0.0),
-    )
-    width = 0.8 / max(len(freq_order), 1)
-    for j, flabel in enumerate(freq_order):
-        heights, errs_lo, errs_hi = [], [], []
-        for cat in cats:
-            cell = data[(data[by].astype(str) == cat) & (data["_freq"] == flabel)]
-            if cell.empty:
-                heights.append(np.nan)
-                errs_lo.append(0.0)
-                errs_hi.append(0.0)
-                continue
-            mean = float(np.average(cell["j_per_token_mean"], weights=cell["_w"]))
-            heights.append(mean)
-            if len(cell) == 1:
-                errs_lo.append(
-                    max(0.0, float(np.nan_to_num(mean - cell["j_per_token_ci_low"].iloc[0])))
-                )
-                errs_hi.append(
-                    max(0.0, float(np.nan_to_num(cell["j_per_token_ci_high"].iloc[0] - mean)))
-                )
-            else:
-                errs_lo.append(0.0)
-                errs_hi.append(0.0)
-        x = np.arange(len(cats)) + (j - (len(freq_order) - 1) / 2) * width
+    data = data.copy().assign(_clock=config_labels(data), _freq=_summary_freq(data).fillna(np.inf))
+    colors = colors or task_colors(data["task"])
+    x, ticks = 0.0, []
+    for label, sub, style in _series(data, colors):
+        sub = sub.sort_values("_freq", ascending=False)
+        y = sub["j_per_token_mean"].to_numpy(dtype=float)
+        err = np.vstack([y - sub["j_per_token_ci_low"], sub["j_per_token_ci_high"] - y])
+        xs = x + np.arange(len(sub))
+        hatch = HATCHES[MARKERS.index(style["marker"])]  # a task's configurations apart
         ax.bar(
-            x,
-            np.nan_to_num(heights),
-            width=width,
-            yerr=np.vstack([errs_lo, errs_hi]),
+            xs,
+            y,
+            yerr=np.clip(err, 0, None),
             capsize=2,
-            label=flabel,
+            color=style["color"],
+            hatch=hatch,
+            label=label,
         )
-    ax.set_xticks(np.arange(len(cats)), cats, rotation=20)
-    ax.set_ylabel("energy per token (J/token, mean)")
+        ticks += [(xi, clock) for xi, clock in zip(xs, sub["_clock"], strict=True)]
+        x = xs[-1] + 1.5
+    ax.set_xticks([t for t, _ in ticks], [c for _, c in ticks], rotation=45, fontsize=8)
+    ax.set_xlabel("clock")
+    ax.set_ylabel("energy per token (J/token)")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, title="clock")
+    legend_outside(ax, title="task")
     return finish_figure(fig, title, kinds_of(summary))
-
-
-def j_per_token_by_task(summary: pd.DataFrame) -> Figure:
-    return j_per_token_bars(summary, by="task")
-
-
-def j_per_token_by_model(summary: pd.DataFrame) -> Figure:
-    return j_per_token_bars(summary, by="model")
 
 
 def power_timeline(
@@ -353,14 +335,19 @@ def power_timeline(
 def standard_figures(
     summary: pd.DataFrame, requests: pd.DataFrame, *, frontier: pd.DataFrame | None = None
 ) -> dict[str, Figure]:
-    """The report's figure set, name → Figure (names are file stems for the stage script)."""
-    front = frontier if frontier is not None else pareto_frontier(summary)
-    return {
-        "energy_vs_freq": energy_vs_freq(summary),
-        "latency_vs_freq": latency_vs_freq(summary),
-        "pareto": pareto_plot(front),
-        "energy_vs_input_length": energy_vs_input_length(requests),
-        "energy_vs_output_length": energy_vs_output_length(requests),
-        "j_per_token_by_task": j_per_token_by_task(summary),
-        "j_per_token_by_model": j_per_token_by_model(summary),
+    """The report's figure set, name → Figure (names are file stems for the stage script), one
+    colour per task throughout; the clock figures only when more than one clock was run."""
+    colors = task_colors([*summary.get("task", []), *requests.get("task", [])])
+    figures = {}
+    if n_clock_levels(summary) > 1:
+        front = frontier if frontier is not None else pareto_frontier(summary)
+        figures = {
+            "energy_vs_freq": energy_vs_freq(summary, colors=colors),
+            "latency_vs_freq": latency_vs_freq(summary, colors=colors),
+            "pareto": pareto_plot(front, colors=colors),
+        }
+    return figures | {
+        "energy_vs_input_length": energy_vs_input_length(requests, colors=colors),
+        "energy_vs_output_length": energy_vs_output_length(requests, colors=colors),
+        "j_per_token_by_task": j_per_token_by_task(summary, colors=colors),
     }

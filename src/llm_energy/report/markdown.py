@@ -10,12 +10,13 @@ strings out; the templates are package data, loaded like code.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from llm_energy.analysis.records import STRATUM_KEYS, freq_label
 from llm_energy.analysis.significance import SPEARMAN_COLUMNS
+from llm_energy.paths import ProjectPaths
 from llm_energy.report.html import (
     report_templates,
 )
@@ -23,6 +24,7 @@ from llm_energy.report.sections import (
     MULTI_CLOCK_FIGURES,
     calibration_lines,
     co2_table,
+    configurations_table,
     metrics_appendix,
     n_clock_levels,
     opening_sentences,
@@ -66,22 +68,6 @@ def markdown_table(
     return pipe_table(frame[cols], cell)
 
 
-_SUMMARY_TABLE_COLUMNS = [
-    "label",
-    "n",
-    "n_items",
-    "n_excluded",
-    "j_per_token_mean",
-    "j_per_token_ci_low",
-    "j_per_token_ci_high",
-    "latency_p50_s",
-    "latency_p95_s",
-    "tokens_per_s_mean",
-    "avg_power_w_mean",
-    "energy_j_mean",
-    "edp_j_s_mean",
-    "interval_note",
-]
 _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
     "frequency_effect": [
         "model",
@@ -146,25 +132,8 @@ _RECOMMEND_TABLE_COLUMNS = [
 ]
 
 
-def _summary_table(summary: pd.DataFrame) -> str:
-    if summary is None or summary.empty:
-        return ""
-    data = summary.copy()
-    if "label" not in data.columns:  # a pareto table carries its labels, a summary does not
-        data["label"] = [
-            "default" if d else freq_label(f)
-            for d, f in zip(data["default_clocks"], data["freq_applied_mhz"], strict=True)
-        ]
-    shown_keys = [
-        k for k in STRATUM_KEYS if k in ("model", "task") or data[k].nunique(dropna=False) > 1
-    ]
-    quality = [
-        c for c in data.columns if str(c).startswith("quality_") and str(c).endswith("_mean")
-    ]
-    ppl = (
-        ["perplexity"] if "perplexity" in data.columns and data["perplexity"].notna().any() else []
-    )
-    return markdown_table(data, [*shown_keys, *_SUMMARY_TABLE_COLUMNS, *quality, *ppl])
+#: where every column of the configurations table's rows is (the report shows a few)
+SUMMARY_CSV = ProjectPaths(Path()).summary_csv.as_posix()
 
 
 def build_markdown(
@@ -177,7 +146,7 @@ def build_markdown(
     *,
     run_info: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
-    title: str = "LLM inference energy under GPU frequency caps",
+    title: str | None = None,
 ) -> str:
     """The report as markdown: banner, summary (sentences + one table), findings, tables,
     run (CO₂, provenance, settings from ``run_info``, i.e. run.json), figures, and the
@@ -187,7 +156,8 @@ def build_markdown(
     ``spearman``, ``regression`` (R² taken from ``table.attrs`` when present); every table is
     also rendered. ``figure_paths`` maps a figure name to the path the report links (relative
     to the report). ``calibration`` is benchmarks/stats_calibration.py's results (one line per
-    interval type: nominal vs achieved coverage).
+    interval type: nominal vs achieved coverage). The title speaks of frequency caps only when
+    more than one clock was run.
     """
     kinds: set[str] = set()
     if summary is not None and not summary.empty:
@@ -202,7 +172,7 @@ def build_markdown(
     clock_note = single_clock_note(summary)
     if clock_note:
         # one clock: every recommendation and frequency test is "skipped", said once in the note
-        for name in ("frequency_effect", "pairwise"):
+        for name in ("frequency_effect", "pairwise", "pareto"):
             tables.pop(name, None)
         recommendations = pd.DataFrame()
     findings = [
@@ -219,17 +189,15 @@ def build_markdown(
         budget_txt = f" (mean-latency budget +{fmt_num(budget[0])} %)" if len(budget) == 1 else ""
         recs_table = markdown_table(recommendations, _RECOMMEND_TABLE_COLUMNS)
 
-    summary_table = _summary_table(summary)
+    summary_table = configurations_table(summary)
     note = ""
     if summary_table:
-        ci = summary["ci_level"].dropna().unique()
-        if len(ci) == 1:
-            note = (
-                f"Means with {round(float(ci[0]) * 100):d} % intervals over items (Student t; "
-                "the delta method for J/token, which is total energy over total tokens); an "
-                'interval that cannot be honest says "not estimable" and why; excluded '
-                "requests (failed, untrusted window, cap not held, throttled) are counted, not used."
-            )
+        note = (
+            "Means with intervals over items (Student t; the delta method for J/token, which is "
+            "total energy over total tokens; n/a where no interval is honest). Every column, "
+            "excluded requests by reason and why an interval is missing are in "
+            f"`{SUMMARY_CSV}`."
+        )
 
     statistics = []
     for name, frame in tables.items():
@@ -243,14 +211,16 @@ def build_markdown(
         statistics.append((name, markdown_table(frame, cols)))
 
     figures = dict(figure_paths or {})
-    if n_clock_levels(summary) == 1:
+    n_clocks = n_clock_levels(summary)
+    if n_clocks == 1:
         figures = {k: v for k, v in figures.items() if k not in MULTI_CLOCK_FIGURES}
+    caps = " under GPU frequency caps" if n_clocks > 1 else ""
     run = run_info or {}
     text = (
         report_templates()
         .get_template("report.md.j2")
         .render(
-            title=title,
+            title=title or f"LLM inference energy{caps}",
             banner=energy_banner(kinds, energy_kind_note),
             repetition=repetition_warning((headline or {}).get("repetition")),
             opening=opening_sentences(summary, recommendations_all, headline),

@@ -47,7 +47,7 @@ def single_clock_note(summary: pd.DataFrame | None) -> str | None:
     clocks = "default clocks" if label == "default" else f"one clock ({label})"
     return (
         f"Only {clocks} were measured, so there is nothing to compare: the frequency figures "
-        "(energy and latency vs SM clock cap, Pareto frontier) and the frequency-effect tests "
+        "(energy and latency vs SM clock, Pareto frontier) and the frequency-effect tests "
         "are omitted."
     )
 
@@ -112,7 +112,7 @@ def _recommendation_sentence(
             "have an established saving."
         )
     if n_clocks <= 1 and clock_note:
-        return f"**No cap can be recommended.** {clock_note}"
+        return f"**No clock can be recommended.** {clock_note}"
     n_all = trade.get("n_strata")
     if n_all is None and recommendations is not None:
         n_all = len(recommendations)
@@ -144,26 +144,50 @@ def opening_table(summary: pd.DataFrame, recommendations: pd.DataFrame | None = 
     """Energy per token with CI, p50 latency and n per configuration (Markdown)."""
     if summary is None or summary.empty:
         return ""
-    data = _opening_rows(_used(summary), recommendations)
+    return pipe_table(_config_frame(_opening_rows(_used(summary), recommendations)), fmt_num)
+
+
+def configurations_table(summary: pd.DataFrame | None) -> str:
+    """Every configuration with what a reader needs: the opening's columns, tokens/s and the
+    quality scores, with readable headers and units (summary.csv has the rest)."""
+    if summary is None or summary.empty:
+        return ""
+    data = _used(summary).copy().assign(_label=config_labels(summary))
+    out = _config_frame(data)
+    out["tokens/s"] = data["tokens_per_s_mean"]
+    scores = [c for c in data.columns if c.startswith("quality_") and c.endswith("_mean")]
+    names = {c: c[8:-5].replace("_", " ") for c in scores}  # quality_exact_match_mean
+    names["perplexity"] = "perplexity"
+    out["quality (scores 0–1; perplexity ≥ 1)"] = [
+        ", ".join(f"{names[c]} {fmt_num(row[c])}" for c in names if not is_missing(row.get(c)))
+        for row in data.to_dict("records")
+    ]
+    return pipe_table(out, fmt_num)
+
+
+def _config_frame(data: pd.DataFrame) -> pd.DataFrame:
     keys = [
         k
         for k in STRATUM_KEYS
-        if (k in ("task",) or data[k].nunique(dropna=False) > 1) and k != "energy_kind"
+        if (k in ("model", "task") or data[k].nunique(dropna=False) > 1) and k != "energy_kind"
     ]
-    names = {"input_tokens_target": "input target", "output_tokens_target": "output target"}
+    names = {
+        "input_tokens_target": "input target (tokens)",
+        "output_tokens_target": "output target (tokens)",
+    }
     out = pd.DataFrame({names.get(k, k.replace("_", " ")): data[k] for k in keys})
     out["clock"] = data["_label"]
     out["requests"] = data["n"]
     out["J/token"] = data["j_per_token_mean"]
     lo, hi = data["j_per_token_ci_low"], data["j_per_token_ci_high"]
-    ci = summary["ci_level"].dropna()
+    ci = data["ci_level"].dropna()
     ci_name = f"{round(float(ci.iloc[0]) * 100):d} % CI (J/token)" if len(ci) else "CI (J/token)"
     out[ci_name] = [
         "n/a" if is_missing(a) or is_missing(b) else f"{fmt_num(a)}–{fmt_num(b)}"
         for a, b in zip(lo, hi, strict=True)
     ]
     out["p50 latency (s)"] = data["latency_p50_s"]
-    return pipe_table(out, fmt_num)
+    return out
 
 
 def opening_sentences(
@@ -183,9 +207,12 @@ def opening_sentences(
             jpt.loc[jpt["j_per_token_mean"].idxmin()],
             jpt.loc[jpt["j_per_token_mean"].idxmax()],
         )
-        pooled = (head.get("energy") or {}).get("j_per_token")
+        pooled = head.get("pooled_over_tasks") or {}
         pooled_txt = (
-            f" (all requests pooled: {fmt_num(pooled)} J/token)" if not is_missing(pooled) else ""
+            f" (pooled over tasks: {fmt_num(pooled['j_per_token'])} J/token, CI "
+            f"{fmt_num(pooled['j_per_token_ci_low'])}–{fmt_num(pooled['j_per_token_ci_high'])})"
+            if pooled
+            else ""
         )
         out.append(
             f"Energy per token (Σ energy / Σ tokens per configuration) ranged from "
@@ -220,8 +247,8 @@ def metric_unit(key: str) -> str:
     section = key.split(".", 1)[0]
     if section == "counts" or leaf.startswith("n_"):
         return "count"
-    if section == "quality":
-        return "" if leaf == "perplexity" else "score (0–1)"
+    if leaf.startswith("quality_"):
+        return "score (0–1)"
     for suffix in ("_ci_low", "_ci_high"):
         leaf = leaf.removesuffix(suffix)
     if leaf in ("best_saving", "latency_change"):
