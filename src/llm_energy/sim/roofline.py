@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 # Re-exported: callers build workloads from this module alone.
 from llm_energy.config.sections import ENGINES
-from llm_energy.sim.archspec import (
-    ArchSpec,
-)
+from llm_energy.sim.archspec import ArchSpec
 
 
 @dataclass(frozen=True)
