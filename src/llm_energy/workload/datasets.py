@@ -1,12 +1,5 @@
 """Pure dataset logic, part 1: task specs, prepared records, problems and seeded sampling.
-
-Nothing here does I/O; `llm_energy.io.loaders` reads the rows (with `datasets.load_dataset`) and
-hands them to `llm_energy.workload.rows` (row validation) and `llm_energy.workload.passages` (line
-sources). The prepared item format is the one in docs/records.md:
-`{"task", "kind", "dataset", "item_id", "fields", "references", "source_row"}`.
-
-A task is validated once, by `llm_energy.config.settings` (`TaskConfig`: dataset, field mapping and the
-options of its kind, all from conf/task/*.yaml); `task_spec` only derives what loading needs.
+The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows.
 """
 
 from __future__ import annotations
@@ -161,11 +154,6 @@ class LoadResult:
         return summarize_problems(self.row_problems, max_examples=max_examples)
 
 
-# --------------------------------------------------------------------------------------------
-# Specs from the validated task config
-# --------------------------------------------------------------------------------------------
-
-
 def default_label(spec_path: str, data_files: Any) -> str:
     """A short dataset name for records: the hub id's last part, or `<folder>_<stem>` of a file.
 
@@ -207,11 +195,6 @@ def missing_columns(spec: TaskSpec, column_names: Iterable[str]) -> dict[str, st
     return {
         f: str(spec.fields[f]) for f in REQUIRED_FIELDS[spec.kind] if spec.fields[f] not in columns
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling and problem summaries
-# --------------------------------------------------------------------------------------------
 
 
 def seeded_sample(items: Sequence[T], n: int, seed: int) -> list[T]:

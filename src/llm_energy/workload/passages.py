@@ -1,8 +1,5 @@
-"""Pure dataset logic, part 2: passages of running text.
-
-Line-based sources (WikiText, WikiExtractor dumps) are assembled into passages, and a passage is
-split into a prompt prefix and a reference continuation for generation tasks. The word counts
-and line settings come from the task's validated options (conf/task/*.yaml), never from here.
+"""Pure dataset logic, part 2: line sources (WikiText, WikiExtractor dumps) assembled into
+passages, and a passage split into a prompt prefix and a reference continuation.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
-
-Input length targets trim the task's main text (passage, context or document), not the
-instruction or question, so a trimmed QA prompt still asks its question. What was trimmed and
-why is returned so that it can be recorded with the request.
+Length targets trim the task's main text, not the instruction or question, so a trimmed QA
+prompt still asks its question.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Pure dataset logic, part 3: rows to prepared items.
-
-Each row is validated against the task's field mapping and kind (`RowError` with a short reason
-when it cannot be used); `collect_items` runs every row (or assembled passage) in order and
-keeps the first of any repeated item_id. No I/O: `llm_energy.io.loaders` reads the rows.
+"""Pure dataset logic, part 3: rows to prepared items (`RowError` with a short reason for a row
+that cannot be used; a repeated item_id keeps the first).
 """
 
 from __future__ import annotations
