@@ -127,11 +127,8 @@ class TaskSpec:
 
 @dataclass
 class LoadResult:
-    """What a loader produced: the sampled prepared records, the rows it skipped and why.
-
-    `items` are plain dicts in the data/prepared/<task>.jsonl format (JSON-ready);
-    `problems` are human-readable lines, one per skipped row ("row 3: field 'text' is empty").
-    """
+    """What a loader produced: the sampled prepared records (JSON-ready dicts) and the rows it
+    skipped and why."""
 
     task: str
     dataset: str
@@ -155,10 +152,7 @@ class LoadResult:
 
 
 def default_label(spec_path: str, data_files: Any) -> str:
-    """A short dataset name for records: the hub id's last part, or `<folder>_<stem>` of a file.
-
-    No slashes, so the label is safe in file names and plot labels downstream.
-    """
+    """A short dataset name without slashes: the hub id's last part, or `<folder>_<stem>`."""
     first: Any = data_files
     while isinstance(first, Mapping | list | tuple) and first:
         first = next(iter(first.values())) if isinstance(first, Mapping) else first[0]
@@ -198,10 +192,8 @@ def missing_columns(spec: TaskSpec, column_names: Iterable[str]) -> dict[str, st
 
 
 def seeded_sample(items: Sequence[T], n: int, seed: int) -> list[T]:
-    """`n` items in a seeded random order (all of them if there are fewer).
-
-    The order is a prefix of one seeded permutation, so a larger `n` extends a smaller one.
-    """
+    """`n` items in a seeded random order: a prefix of one permutation, so a larger `n` extends
+    a smaller one."""
     if n < 1:
         raise ValueError("n must be at least 1")
     order = list(range(len(items)))

@@ -74,11 +74,8 @@ def fit_prompt(
     target_tokens: int | None,
     context_limit_tokens: int,
 ) -> FittedPrompt:
-    """Render a prompt no longer than min(target, context limit) tokens by trimming the main field.
-
-    `count_tokens(prompt)` counts the tokens the model will see (chat template included);
-    `truncate_text(text, n)` keeps the first n tokens of a bare text.
-    """
+    """Render a prompt no longer than min(target, context limit) tokens by trimming the main
+    field; `count_tokens` counts what the model sees (chat template included)."""
     if context_limit_tokens < 1:
         raise PromptError(f"no room for the prompt: context limit is {context_limit_tokens} tokens")
     limit = (
