@@ -1,7 +1,5 @@
-"""Project-wide errors whose message is meant for the user (one line, no traceback).
-
-Also the one place that turns an OSError (disk full, read-only path, permission, a file in the
-way) into a sentence naming the path and the fix, so every stage words these faults alike.
+"""Project-wide errors whose message is meant for the user (one line, no traceback), and the one
+place that words an OSError (disk full, permission, a file in the way) as path and fix.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The one module that owns paths. Stages ask here where to read and write.
-
-All paths are relative to the repository root (the working directory of `dvc repro`),
-so a DVC experiment's temporary workspace works unchanged.
+"""The one module that owns paths. All are relative to the repository root (the working
+directory of `dvc repro`), so a DVC experiment's temporary workspace works unchanged.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""What `InferenceRun` needs from its collaborators, as structural types.
-
-`GenerationResult` and `PromptTokenizer` are shared by the real and the simulated generators
-(and import no torch). The real collaborators are `run.hf_generate.Generator`, `measure.meter.EnergyMeter`, `control.session.ClockSession` and the
-`device.base.Device` subclasses; tests and benchmarks pass fakes. Protocols (not the concrete classes)
-keep the runner free of torch and NVML imports and let any object with these members stand in.
-Parameters are positional-only where implementations name them differently.
+"""What `InferenceRun` needs from its collaborators, as structural types, so the runner imports
+no torch or NVML and tests can pass fakes. Parameters are positional-only where implementations
+name them differently.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The record schema: every column of the records and tables passed between stages, in one place.
-
-``requests.jsonl`` (infer → aggregate), ``data/aggregate/requests.jsonl`` (aggregate → stats,
-plots) and the CSV tables (summary, quality, repetition, stats tables) are declared here: name,
-kind, nullable, unit (from the name's unit suffix, docs/records.md). :func:`typed_frame` checks
-a loaded frame against its schema and returns it typed, so analysis code can trust that every
-declared column exists with its dtype. Pure: frames in, frames out; the caller names the file.
+"""The record schema: every column of the records and tables passed between stages, in one place
+(name, kind, nullable; unit from the name's suffix, docs/records.md). :func:`typed_frame` checks a
+loaded frame against its schema and returns it typed. Pure: the caller names the file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The one module that owns units. Every quantity in the project carries its unit in its name.
-
-NVML reports energy in millijoules, power in milliwatts and clocks in MHz; RAPL reports
-microjoules; codecarbon reports kWh. Conversions happen here and nowhere else.
+"""The one module that owns units: every quantity carries its unit in its name, and conversions
+(NVML mJ / mW, RAPL µJ, codecarbon kWh) happen here and nowhere else.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Settings that validate one by one but cannot run together on this machine (pure: the caller
-probes the hardware and passes what it found).
-
-The `validate` stage asks here before DVC deletes any output, so a refused experiment costs
-nothing: a clock cap on a device whose clocks cannot be locked is the case that matters.
+passes what it probed). Asked before DVC deletes any output, so a refusal costs nothing.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The generic half of the configuration schema: checks and the one section parser.
 
 A section is a frozen dataclass whose fields carry their check in `metadata` (`checked(...)`, or
-`checked_by(sibling, table)` when the check depends on an earlier field, such as a task's options
-on its kind). `parse_section` rejects unknown and missing keys, runs every check and then the
-class's `validate(key)` for rules across fields. There are no defaults here: every value comes
+`checked_by(sibling, table)` when it depends on an earlier field). `parse_section` rejects unknown
+and missing keys, runs every check, then the class's `validate(key)`. No defaults: values come
 from `conf/` through params.yaml.
 """
 
@@ -122,9 +121,6 @@ class Section:
 def section(cls: type[T]) -> Check:
     """A nested section as a field check."""
     return lambda key, value: parse_section(cls, key, value)
-
-
-# ---------------------------------------------------------------- value checks
 
 
 def is_int(value: Any) -> bool:

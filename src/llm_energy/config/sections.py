@@ -1,7 +1,5 @@
-"""The configuration sections other than `task`: typed fields, each with its check.
-
-Values live in `conf/` only (composed into params.yaml); `config.schema.parse_section` rejects
-unknown and missing keys. Cross-field rules sit in each class's `validate(key)`.
+"""The configuration sections other than `task`: typed fields, each with its check (values live
+in `conf/` only; cross-field rules in each class's `validate(key)`).
 """
 
 from __future__ import annotations

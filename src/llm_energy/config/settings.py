@@ -1,12 +1,8 @@
 """Typed, validated configuration (pure: no files, no DVC, no Hydra).
 
-`conf/` (Hydra, plain YAML) is composed into `params.yaml` and is the only place that holds
-values; each stage validates the whole params mapping with `load_config` below. The schema is
-declarative: every section is a frozen dataclass whose fields carry their check
-(`config.sections`, `config.tasks`), parsed by one generic function (`config.schema`) that
-rejects unknown and missing keys. A bad value raises `ConfigError`, whose message is one line
-naming the key, the value and what is allowed, so stages can print it and exit without a
-traceback and before writing anything.
+`conf/` is composed into `params.yaml`, which each stage validates with `load_config`. A bad value
+raises `ConfigError`: one line naming the key, the value and what is allowed, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -31,10 +27,7 @@ from llm_energy.config.sections import (
     StatsConfig,
     SweepConfig,
 )
-from llm_energy.config.tasks import (
-    TaskConfig,
-    parse_tasks,
-)
+from llm_energy.config.tasks import TaskConfig, parse_tasks
 
 
 @dataclass(frozen=True)
@@ -123,15 +116,9 @@ def _check_lengths_fit(cfg: Config) -> None:
             )
 
 
-# ---------------------------------------------------------------- overrides for plain `python stages/x.py`
-
-
 def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply `a.b=value` overrides (values parsed as YAML) to a params mapping.
-
-    A key must already exist, as in Hydra's struct mode, unless it is written `+a.b=value`;
-    this catches typos on hosts without Hydra (the GPU machine runs stages as plain scripts).
-    """
+    """Apply `a.b=value` overrides (YAML values) to a params mapping. A key must exist unless
+    written `+a.b=value`, as in Hydra's struct mode: this catches typos without Hydra."""
     result = copy.deepcopy(dict(params))
     for item in overrides:
         if "=" not in item:

@@ -1,9 +1,6 @@
 """The `task` section: one typed entry per task, its dataset, field mapping and options by kind.
-
-Each kind has its own field mapping and options classes, so a typo such as
-`options: {prompt_wrds: 80}` fails here, once, naming `task.<name>.options.prompt_wrds` and the
-allowed keys. Values come from `conf/task/*.yaml` only; `llm_energy.workload.datasets` takes the parsed
-`TaskConfig` and never re-reads the raw mapping.
+Each kind has its own classes, so a typo such as `options: {prompt_wrds: 80}` fails here, once,
+naming the key and the allowed ones.
 """
 
 from __future__ import annotations

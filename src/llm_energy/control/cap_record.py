@@ -1,9 +1,5 @@
-"""What a `ClockSession` (control/session.py) asked for and got, observe mode, and its record.
-
-`control="observe"` never calls a setter: it only records the clocks in force.
-`control="slurm"` is observe with a cap that SLURM applied (`--gpu-freq`, control/slurm.py): the
-requested cap is recorded, checked against SLURM's environment, and a window's clock label is
-that cap only when the clocks seen inside the window held it (`freq_label_mhz`).
+"""What a `ClockSession` asked for and got, observe mode, and its record. `observe` and `slurm`
+(a cap SLURM applied, control/slurm.py) never call a setter: they record the clocks in force.
 """
 
 from __future__ import annotations
@@ -25,8 +21,7 @@ OBSERVING = ("observe", "slurm")  # controls that never call a setter
 
 @dataclass
 class Caps:
-    """What a session asked for and what is in force (None = driver default). The session
-    holds it; its `JournaledClocks` fills in the applied values as it changes them."""
+    """What a session asked for and what is in force (None = driver default)."""
 
     requested_sm_mhz: int | None
     requested_mem_mhz: int | None

@@ -1,9 +1,5 @@
-"""Write-ahead journaled clock changes, a collaborator of `ClockSession` (control/session.py).
-
-Every change is recorded in the journal as "changed" before its setter runs, so a run killed at
-any point is restored by the next session; `restore` puts back the original state and deletes
-the journal once the restore is verified.
-"""
+"""Write-ahead journaled clock changes of a `ClockSession`: each change is journaled before its
+setter runs, so a run killed at any point is restored by the next session."""
 
 from __future__ import annotations
 
@@ -27,9 +23,8 @@ log = logging.getLogger("llm_energy.control.session")
 
 
 class JournaledClocks:
-    """Journaled SM / memory / power-limit changes of one device and their restore. Owns the
-    journal state and the restore guard; writes applied values into the session's `caps`.
-    `preflight(asked)` is the session's checks before the first change, `warn` its warnings."""
+    """Journaled SM / memory / power-limit changes of one device and their restore; writes
+    applied values into the session's `caps`."""
 
     def __init__(
         self,

@@ -1,11 +1,8 @@
-"""One GPU per run: a per-UUID lock file held with `flock` for the life of the process.
+"""One GPU per run: a non-blocking exclusive `flock` on `<state_dir>/locks/gpu-<uuid>.lock`.
 
-A run (and every clock session) holds a non-blocking exclusive `flock` on
-`<state_dir>/locks/gpu-<uuid>.lock`. The kernel drops it when the process dies, however it dies,
-so a lock can never be left behind; the holder writes who it is (pid, process start time, host,
-boot id, command) into the file right after acquiring, so a refusal can name it. Locks are
-re-entrant within a process (a stage that holds a GPU can open a clock session on it) and are
-counted: the lock goes with the last `GpuLease.release()`.
+The kernel drops it when the process dies, however it dies, so a lock is never left behind; the
+holder writes who it is into the file, so a refusal can name it. Locks are re-entrant and counted
+within a process: the lock goes with the last `GpuLease.release()`.
 """
 
 from __future__ import annotations
@@ -34,16 +31,10 @@ _STATE_TODO = (
 )
 
 
-# ---------------------------------------------------------------------------- state directory
-
-
 def ensure_shared_dir(path: Path, mode: int = SHARED_DIR_MODE) -> Path:
     """Create `path` (and its parents) shared by every user; one-line DeviceError if impossible.
-
-    Only directories created here get `mode` (umask would narrow it); existing ones are left as
-    they are. A symlink in a world-writable directory (/var/tmp) is refused: anyone could have
-    planted it to point a root run at any directory.
-    """
+    Only directories created here get `mode`. A symlink in a world-writable directory is
+    refused: anyone could have planted it to point a root run at any directory."""
     path = Path(path)
     with os_errors_as(f"Cannot use the state directory {path}", _STATE_TODO):
         if path.is_symlink() and os.stat(path.parent).st_mode & 0o002:
@@ -63,15 +54,12 @@ def ensure_shared_dir(path: Path, mode: int = SHARED_DIR_MODE) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------- lock files
-
-
-def _safe_name(uuid: str) -> str:
+def safe_name(uuid: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", uuid)
 
 
 def lock_path(lock_dir: Path, uuid: str) -> Path:
-    return Path(lock_dir) / f"gpu-{_safe_name(uuid)}.lock"
+    return Path(lock_dir) / f"gpu-{safe_name(uuid)}.lock"
 
 
 @dataclass(frozen=True)
@@ -96,20 +84,20 @@ class LockHolder:
     @classmethod
     def from_dict(cls, d: Any) -> LockHolder | None:
         """None for anything that is not a holder record (empty file, half-written, foreign)."""
-        if not isinstance(d, dict) or not _is_int(d.get("pid")):
+        if not isinstance(d, dict) or not is_int(d.get("pid")):
             return None
         ticks = d.get("start_ticks")
         return cls(
             uuid=str(d.get("uuid", "")),
             identity=ProcessIdentity(
                 int(d["pid"]),
-                int(ticks) if _is_int(ticks) else None,
-                _opt_str(d.get("host")),
-                _opt_str(d.get("boot_id")),
+                int(ticks) if is_int(ticks) else None,
+                opt_str(d.get("host")),
+                opt_str(d.get("boot_id")),
             ),
-            started_at=_opt_str(d.get("started_at")),
-            acquired_at=_opt_str(d.get("acquired_at")),
-            user=int(d["user"]) if _is_int(d.get("user")) else None,
+            started_at=opt_str(d.get("started_at")),
+            acquired_at=opt_str(d.get("acquired_at")),
+            user=int(d["user"]) if is_int(d.get("user")) else None,
             command=str(d.get("command", "?")),
         )
 
@@ -119,11 +107,11 @@ class LockHolder:
         return f"pid {self.identity.pid} on {self.identity.host}{since}{user}: `{self.command}`"
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _opt_str(v: Any) -> str | None:
+def opt_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
@@ -135,8 +123,8 @@ def read_holder(path: Path) -> LockHolder | None:
 
 
 def describe_holder(path: Path, wait_s: float = 1.0) -> str:
-    """One phrase naming the process that holds the lock at `path`. The holder writes its
-    record right after acquiring, so a refusal at that very moment waits for it briefly."""
+    """One phrase naming the holder of the lock at `path`; waits briefly for a holder that has
+    just acquired it to write its record."""
     deadline = time.monotonic() + wait_s
     while True:
         holder = read_holder(path)

@@ -1,7 +1,6 @@
-"""Taking GPUs for a run: the first free one (`gpu.index=auto`), a fixed one, or several at
-once for a model that spans them (all or nothing, in UUID order), optionally waiting for busy
-ones to free (`gpu.wait_for_gpu_s`: polled with non-blocking tries, never a blocking flock, so
-the wait has a deadline and a refusal can still name the holder). Locks: control/gpulock.py.
+"""Taking GPUs for a run: the first free one (`gpu.index=auto`), a fixed one, or several (all or
+nothing, in UUID order). Waiting (`gpu.wait_for_gpu_s`) polls non-blocking tries, never a
+blocking flock, so the wait has a deadline and a refusal can still name the holder.
 """
 
 from __future__ import annotations
@@ -120,9 +119,7 @@ def pick_gpu(
     *,
     wait_for_gpu_s: float,
 ) -> tuple[int, str, GpuLease]:
-    """Lock one of the allowed GPUs ((index, uuid) pairs): `auto` = the first free one, else
-    exactly `index`. A busy GPU refuses at once (`wait_for_gpu_s` = 0) or after that many
-    seconds of polling. Returns (index, uuid, lease)."""
+    """(index, uuid, lease) of one allowed GPU: `auto` = the first free one, else `index`."""
     if index != "auto":
         i, uuid = _find(candidates, [int(index)])[0]
         lease = wait_for(

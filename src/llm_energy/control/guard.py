@@ -1,21 +1,11 @@
 """Restore-on-exit: put the GPU clocks back on SIGINT/SIGTERM/SIGHUP/SIGQUIT and at exit,
 then END the run.
 
-A capped run must never go on measuring after a signal that should end it (rows labelled
-900 MHz were once measured at 1200-1500 MHz after a restore). So the handler restores, lets
-the previous handler run, and then always stops the run:
-
-- SIGINT with Python's default handler raises KeyboardInterrupt (stages exit 130, one line);
-- any other previous handler is called, and if it returns, the run still ends;
-- a default or ignored disposition (nohup, a background job) ends the run too: restoring
-  clocks and carrying on would measure at the wrong clocks.
-
-A run ends by raising `SignalExit` (a SystemExit with status 128 + signal): it unwinds every
-`with` block, so records written so far are kept, and prints no traceback.
-
-Further signals while restoring or stopping (Ctrl-C pressed twice) are ignored with a log
-line instead of interrupting the restore. Changes that must not be split by a handler (journal
-write + setter) run inside `critical()`; a signal arriving there is handled when it ends.
+A capped run must never go on measuring after such a signal (rows labelled 900 MHz were once
+measured at 1200-1500 MHz after a restore). So the handler restores, calls the previous handler,
+and then always raises `SignalExit` (exit 128 + signal), even under nohup: it unwinds every
+`with` block, keeping the records written so far. Further signals while restoring are ignored
+with a log line; a signal inside `critical()` (journal write + setter) waits for it to end.
 """
 
 from __future__ import annotations
@@ -31,12 +21,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SIGNALS: tuple[signal.Signals, ...] = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-)
+SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class SignalExit(SystemExit):
@@ -93,10 +78,8 @@ class RestoreGuard:
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
-        """Defer signal handling until the block ends (a journal write and its setter).
-
-        Only the main thread's blocks defer: handlers run in the main thread, and a block in
-        another thread is waited for by the restore itself (it takes the session's lock)."""
+        """Defer signal handling until the block ends. Only the main thread's blocks defer:
+        handlers run there, and the restore waits for other threads (the session's lock)."""
         if not can_install_handlers():
             yield
             return
@@ -110,7 +93,6 @@ class RestoreGuard:
                 self._pending = None
                 self._on_signal(signum, frame)
 
-    # -------------------------------------------------------------- handlers
     def _at_exit(self) -> None:
         problems = self._restore()
         if problems:

@@ -1,28 +1,22 @@
-"""Clock journals: the write-ahead record of a GPU's original state, one file per GPU UUID.
+"""Clock journals: the write-ahead record of a GPU's original state, one file per GPU UUID
+(mode 0o644, so every user's `gpu status` can read one left by a sudo run).
 
-A clock session writes `<journal_dir>/clock-journal-<uuid>.json` (temp file + fsync + rename,
-mode 0o644 so every user's `llm-energy gpu status` can read one left by a sudo run) before its
-first change, and marks each setting `changed` before its setter runs. Whoever restores puts
-back the settings marked changed, to their original values, then deletes the journal.
-
-Reading never trusts the file: `parse_journal` (pure) turns any JSON object into a `Journal`,
-taking the conservative reading of every field that is missing or of the wrong type (a missing
-`changed` means everything may have changed; an unreadable original lock means the driver
-default). A file that is not a JSON object at all is corrupt: nothing can be restored from it,
-and `clear_command` names the one command that resets the GPU and removes it.
+Reading never trusts the file: `parse_journal` reads every missing or mistyped field
+conservatively (a missing `changed` means everything may have changed; an unreadable original
+lock means the driver default). A file that is not a JSON object is corrupt: `clear_command`
+names the command that resets the GPU and removes it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_energy.control.gpulock import ensure_shared_dir
+from llm_energy.control.gpulock import ensure_shared_dir, is_int, opt_str, safe_name
 from llm_energy.device.base import ClockState, Device
 from llm_energy.device.errors import DeviceError, os_errors_as
 from llm_energy.device.group import split_group_uuid
@@ -38,7 +32,7 @@ _STATE_TODO = "Set gpu.state_dir (or $LLM_ENERGY_STATE_DIR) to a writable per-ma
 
 
 def journal_path(journal_dir: str | Path, uuid: str) -> Path:
-    return Path(journal_dir) / f"{_PREFIX}{re.sub(r'[^A-Za-z0-9._-]', '_', uuid)}{_SUFFIX}"
+    return Path(journal_dir) / f"{_PREFIX}{safe_name(uuid)}{_SUFFIX}"
 
 
 def uuid_from_journal_path(path: Path) -> str:
@@ -69,9 +63,6 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-# ---------------------------------------------------------------------------- parsing (pure)
-
-
 @dataclass(frozen=True)
 class Journal:
     uuid: str
@@ -86,15 +77,11 @@ class Journal:
         return f"{self.original.describe()} (journal left by {who} at {self.updated_at})"
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _opt_positive_int(d: dict[str, Any], key: str, damage: list[str], what: str) -> int | None:
     v = d.get(key)
     if v is None:
         return None
-    if _is_int(v) and v > 0:
+    if is_int(v) and v > 0:
         return int(v)
     damage.append(f"{key}={v!r} is not a clock: {what}")
     return None
@@ -150,16 +137,15 @@ def _changed(raw: Any, damage: list[str]) -> dict[str, bool]:
 
 def _owner(d: dict[str, Any], damage: list[str]) -> ProcessIdentity | None:
     pid = d.get("pid")
-    if not (_is_int(pid) and pid > 0):
+    if not (is_int(pid) and pid > 0):
         damage.append(f"pid={pid!r} does not name a process: the GPU lock decides")
         return None
     ticks = d.get("proc_start_ticks")
-    host, boot = d.get("host"), d.get("boot_id")
     return ProcessIdentity(
         int(pid),
-        int(ticks) if _is_int(ticks) else None,
-        host if isinstance(host, str) else None,
-        boot if isinstance(boot, str) else None,
+        int(ticks) if is_int(ticks) else None,
+        opt_str(d.get("host")),
+        opt_str(d.get("boot_id")),
     )
 
 
@@ -171,11 +157,10 @@ def parse_journal(data: Any, uuid: str) -> Journal:
     if written_for is not None and written_for != uuid:
         raise corrupt_error(uuid, None, f"it was written for GPU {written_for!r}")
     damage: list[str] = []
-    updated = data.get("updated_at")
     return Journal(
         uuid=uuid,
         owner=_owner(data, damage),
-        updated_at=updated if isinstance(updated, str) else None,
+        updated_at=opt_str(data.get("updated_at")),
         original=_original(data.get("original"), damage),
         changed=_changed(data.get("changed"), damage),
         damage=damage,
@@ -190,9 +175,6 @@ def corrupt_error(uuid: str, path: Path | None, why: str) -> DeviceError:
         f"Run `{clear_command(uuid)}` (resets the GPU's clock locks to the driver default and "
         "removes the journal), then start again.",
     )
-
-
-# ---------------------------------------------------------------------------- files
 
 
 def read_journal_data(path: Path, uuid: str) -> dict[str, Any] | None:
@@ -270,9 +252,6 @@ def delete_journal(path: Path) -> None:
         "Delete it as its owner (or with sudo); the GPU itself is restored.",
     ):
         path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------- restore
 
 
 def restore_state(device: Device, original: ClockState, changed: dict[str, bool]) -> list[str]:

@@ -1,7 +1,6 @@
 """Opening a device: `open_device` picks a backend (nvml / cpu / simulated), takes the GPU's lock
-when the run needs it exclusively, and opens several GPUs as one group.
-
-Nothing here touches NVML, torch or codecarbon at import time; backends are imported when chosen.
+when the run needs it exclusively, and opens several GPUs as one group. Backends are imported
+only when chosen (no NVML, torch or codecarbon at import time).
 """
 
 from __future__ import annotations
@@ -10,24 +9,18 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from llm_energy.config.sections import BACKENDS, GpuConfig
 from llm_energy.control.gpupick import pick_gpu, pick_gpus
 from llm_energy.device.base import Device
 from llm_energy.device.cpu import DEFAULT_RAPL_ROOT
-from llm_energy.device.errors import (
-    DeviceError,
-    DeviceNotFoundError,
-    NotSupportedError,
-)
+from llm_energy.device.errors import DeviceError, DeviceNotFoundError, NotSupportedError
 from llm_energy.device.group import DeviceGroup, split_group_uuid
 from llm_energy.paths import gpu_lock_dir
 from llm_energy.sim.device import DEFAULT_NOISE_REL
 
 log = logging.getLogger(__name__)
-
-Backend = Literal["auto", "nvml", "cpu", "simulated"]
 
 
 @dataclass(frozen=True)
@@ -46,17 +39,12 @@ class SimSpec:
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """Everything `open_device` needs, as one value: `from_config` for a study (conf/ is the
-    settings' only home), `for_tool` for a command that only reads power or clocks.
+    """Everything `open_device` needs: `from_config` for a study, `for_tool` for a command that
+    only reads power or clocks.
 
-    `exclusive` (implied by index="auto"): the device holds its GPU's lock (control/gpulock.py)
-    in `device.lease` until the device's `with` block ends, or the process does. `auto` takes the
-    first free allowed GPU (nvml: `allowed_gpus`; simulated: `sim.count` GPUs with distinct
-    UUIDs); a fixed index whose lock is held refuses in one line naming the holder, at once
-    (`wait_for_gpu_s` = 0) or after polling that long. `indices` opens several GPUs as one
-    `DeviceGroup` (device/group.py; a model that spans them): a list of allowed indexes, or
-    "all" (model.device_map=auto); with `exclusive` every lock is taken, all or nothing (without
-    it, as the power timeline reopens a run's group, none). Locks live in `lock_dir` (default
+    `exclusive` (implied by index="auto"): the device holds its GPU's lock in `device.lease`
+    until its `with` block ends. `indices` (a list, or "all") opens several GPUs as one
+    `DeviceGroup`, locking all or nothing when exclusive. Locks live in `lock_dir` (default
     <state_dir>/locks).
     """
 

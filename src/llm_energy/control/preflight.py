@@ -64,8 +64,7 @@ def check_session_args(control: str, on_other_processes: str) -> None:
 def check_can_change(
     device: Device, asked: str, *, signal_handlers: bool, privileged: Callable[[], bool]
 ) -> None:
-    """Before the first change: clocks controllable, privilege (`privileged`, the session's
-    check, so tests can patch it there), signal handlers installable."""
+    """Before the first change: clocks controllable, privilege, signal handlers installable."""
     if not device.can_control_clocks():
         raise no_control_error(device, asked)
     if device.requires_privilege and not privileged():
@@ -88,8 +87,8 @@ def observe_preflight(
     sm_freq_mhz: int | None,
     warn: Warn,
 ) -> None:
-    """observe / slurm: a pending journal (never restored here: say what to do instead), other
-    processes, and what SLURM was asked for."""
+    """observe / slurm: warn of a pending journal (never restored here), other processes, and
+    what SLURM was asked for."""
     msg = pending_journal_warning(device, journal_dir)
     if msg:
         warn(msg, RuntimeWarning)
@@ -127,8 +126,7 @@ def main_thread_error(device: Device, asked: str) -> DeviceError:
 
 
 def other_processes_warning(device: Device, policy: str, action: str) -> str | None:
-    """The warning to issue when other processes use the GPU (policy `warn`); raises
-    OtherProcessesError under `refuse`; None when the GPU is ours alone."""
+    """The warning when other processes use the GPU (raises under `refuse`); None if none do."""
     try:
         procs = device.other_processes()
     except DeviceError as err:
@@ -175,9 +173,8 @@ def sm_lock_in_force(device: Device) -> int | None:
 
 
 def check_lock_readback(device: Device, key: str, applied: int) -> None:
-    """A lock must read back where the backend can read locks (simulated); NVML cannot, so
-    there the SM clock must at least not exceed the lock (lower is legitimate: power and
-    thermal limits, so only a warning)."""
+    """A lock must read back where locks are readable (simulated); NVML cannot read them, so
+    there only an SM clock above the lock is warned of (below is legitimate: power, thermal)."""
     state = device.clock_state()
     if state.locks_known:
         got = state.sm_locked_mhz if key == "sm" else state.mem_locked_mhz

@@ -1,9 +1,8 @@
 """Repairing what a killed run left behind, and saying what the state directory holds.
 
-`recover_pending` restores a GPU from its journal, holding the GPU's lock while it does: a live
-run always holds that lock, so a journal whose GPU lock we obtain belongs to a run that is gone
-(however its pid has been reused since). The journal's owner (pid + process start time + boot
-id) is still checked, for journals of runs that did not lock (older versions).
+A live run always holds its GPU's lock, so a journal whose lock we obtain belongs to a run that
+is gone, whatever pid reuse says; its owner is still checked for runs that did not lock (older
+versions).
 """
 
 from __future__ import annotations
@@ -97,13 +96,8 @@ def refuse_if_in_a_pending_group(device: Device, journal_dir: str | Path) -> Non
 def recover_pending(
     device: Device, journal_dir: str | Path, *, lock_dir: str | Path | None = None
 ) -> str | None:
-    """Restore the original state recorded by a killed run, then delete its journal.
-
-    Returns a message when something was restored, None when no journal was pending. Raises
-    SessionConflictError while the journal's run is alive (its exit restores), DeviceError for
-    a corrupt journal (naming the command that clears it), RestoreError (journal kept) when the
-    restore fails or does not verify.
-    """
+    """Restore the original state recorded by a killed run, then delete its journal; a message,
+    or None when no journal was pending. RestoreError (journal kept) when the restore fails."""
     uuid = device.uuid()
     members = device.member_devices()
     done: list[str] = []
@@ -148,9 +142,8 @@ def recover_pending(
 def lease_and_recover(
     device: Device, journal_dir: str | Path, lock_dir: Path
 ) -> tuple[GpuLease | GroupLease, str | None]:
-    """What a clock session does before touching clocks: take every member's GPU lock (refused
-    at once while another process holds one; re-entrant in the process that holds it), then
-    repair a journal a killed run left. (lease, what the repair did); no lease kept on failure."""
+    """Before a clock session touches clocks: take every member's GPU lock, then repair a journal
+    a killed run left. (lease, what the repair did); no lease kept on failure."""
     uuid = device.uuid()
     if session_active(uuid):
         raise SessionConflictError(
@@ -214,9 +207,6 @@ def clear_journal(
         + (f" and removed {path}" if existed else "")
         + (f"; power limit left at {pl:g} W." if pl is not None else ".")
     )
-
-
-# ---------------------------------------------------------------------------- status
 
 
 def pending_journal_warning(device: Device, journal_dir: str | Path) -> str | None:

@@ -1,21 +1,10 @@
 """Frequency caps with crash safety.
 
-`ClockSession` locks the SM clock (min = max) and optionally the memory clock, and always puts
-back the ORIGINAL state: on normal exit, on exceptions, on SIGINT/SIGTERM/SIGHUP/SIGQUIT (then
-the run ends, see `control/guard.py`) and at interpreter exit. It holds the GPU's lock
-(`control/gpulock.py`) for its whole life, so a second session on the same GPU, in any process, is
-refused with one line naming the holder and never touches the holder's clocks. Before any change
-it writes a journal (`control/journal.py`) holding the original state and which settings it is about
-to change (write-ahead), so a run killed with SIGKILL is repaired by the next session or by
-`recover_pending` / `llm-energy gpu restore` (`control/recovery.py`).
-
-The session owns its state and delegates: what it asked for and got is a `Caps`, observe /
-slurm mode and the run's record of the cap are control/cap_record.py, the journaled changes and
-their restore a `JournaledClocks` (control/clock_changes.py), the checks before them
-control/preflight.py.
-
-A `DeviceGroup` (device/group.py) is one device here: its lock is every member's GPU lock, its
-journal records every member's original state, and a restore puts back each member.
+`ClockSession` locks the SM (and optionally memory) clock and always puts back the original
+state: on exit, on exceptions, on signals (control/guard.py) and at interpreter exit. It holds
+the GPU's lock (control/gpulock.py) throughout, and journals the original state before any
+change (control/journal.py), so a run killed with SIGKILL is repaired by the next session or by
+`llm-energy gpu restore` (control/recovery.py). A `DeviceGroup` is one device here.
 """
 
 from __future__ import annotations
@@ -31,14 +20,8 @@ from llm_energy.control.cap_record import OBSERVING, Caps, cap_record, enter_obs
 from llm_energy.control.clock_changes import JournaledClocks
 from llm_energy.control.gpulock import GpuLease
 from llm_energy.control.gpupick import GroupLease
-from llm_energy.control.preflight import (
-    has_clock_privilege,
-)
-from llm_energy.control.recovery import (
-    default_lock_dir,
-    lease_and_recover,
-    mark_session,
-)
+from llm_energy.control.preflight import has_clock_privilege
+from llm_energy.control.recovery import default_lock_dir, lease_and_recover, mark_session
 from llm_energy.control.slurm import cap_missed_warning, clock_mechanism
 from llm_energy.device.base import ClockState, Device
 from llm_energy.device.errors import DeviceError, RestoreError
@@ -54,12 +37,7 @@ def _caps_field(name: str) -> property:
 
 
 class ClockSession:
-    """Context manager holding a frequency cap; see the module docstring.
-
-    Attributes after `__enter__`: requested_sm_mhz / applied_sm_mhz, requested_mem_mhz /
-    applied_mem_mhz (None = driver default), original (ClockState snapshot, lock mode),
-    recovered_message (what a pending journal restore did, if anything).
-    """
+    """Context manager holding a frequency cap (None = driver default); see the module doc."""
 
     def __init__(
         self,
@@ -102,7 +80,6 @@ class ClockSession:
         self._slurm_cap_missed = False
         self._marked = False  # this session is the one registered for its GPU
 
-    # -------------------------------------------------------------- public
     requested_sm_mhz = _caps_field("requested_sm_mhz")
     requested_mem_mhz = _caps_field("requested_mem_mhz")
     applied_sm_mhz = _caps_field("applied_sm_mhz")
@@ -232,10 +209,8 @@ class ClockSession:
             self.caps.applied_sm_mhz = pf.sm_lock_in_force(self.device)
         return self.applied_sm_mhz
 
-    # -------------------------------------------------------------- lock
     def _preflight(self, asked: str) -> None:
-        """Checks before any change (once per session): control, privilege, signal handlers,
-        other processes."""
+        """Checks before the first change of this session."""
         if self._preflighted:
             return
         # has_clock_privilege is looked up here at call time: tests patch it on this module.
@@ -255,7 +230,6 @@ class ClockSession:
         warnings.warn(msg, category, stacklevel=4)
         self.warnings.append(msg)
 
-    # -------------------------------------------------------------- teardown
     def _close(self, raise_errors: bool) -> None:
         problems: list[str] = ["restore did not complete"]
         try:

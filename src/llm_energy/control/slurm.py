@@ -1,10 +1,6 @@
-"""`gpu.control=slurm`: the cap is applied by SLURM (`sbatch/srun --gpu-freq`), not by us.
-
-SLURM sets application clocks for the job step when it starts and resets them when it ends, so
-a run needs no root: it only observes, and checks from the clocks seen inside each window that
-the cap held. SLURM exports what it was asked in `SLURM_GPU_FREQ` (sbatch/srun output
-environment); the syntax is `--gpu-freq=[<type>=]<value>[,<type>=<value>][,verbose]`, type
-`graphics` (the default) or `memory`, value MHz or low / medium / high / highm1.
+"""`gpu.control=slurm`: the cap is applied by SLURM (`--gpu-freq`) for the job step, so a run
+needs no root: it only observes, and checks inside each window that the cap held. Syntax:
+`--gpu-freq=[<type>=]<value>[,<type>=<value>][,verbose]`, type graphics (default) or memory.
 """
 
 from __future__ import annotations
@@ -90,8 +86,6 @@ def slurm_freq_warning(sm_freq_mhz: int | None, env: Mapping[str, str] | None = 
         )
     name, asked = found
     if asked.graphics == sm_freq_mhz:
-        return None
-    if sm_freq_mhz is None and asked.graphics is None:
         return None
     return (
         f"{name}={asked.raw} asks SLURM for graphics clock {asked.graphics}, but gpu.freq = "

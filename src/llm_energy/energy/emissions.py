@@ -1,7 +1,5 @@
 """CO2-eq and CPU/RAM energy from codecarbon in offline mode, next to the GPU meter's energy.
-
-codecarbon would also read the GPU through NVML; its GPU share is dropped and the project's own
-counter-based GPU energy is used instead, so the GPU is never counted twice.
+codecarbon's own GPU share (NVML) is dropped for the meter's, so the GPU is never counted twice.
 """
 
 from __future__ import annotations
@@ -34,15 +32,9 @@ class EmissionsReport:
 
 
 class EmissionsMeter:
-    """codecarbon's OfflineEmissionsTracker as a context manager; never fails the run (emissions
-    are extra). The tracker is stopped on exit even when the block raises, so no sampling thread
-    outlives the run; `report` is set on exit.
-
-        with EmissionsMeter("AUT", None, enabled=True) as emissions:
-            totals = run.run()
-            emissions.set_device_energy(totals.device_energy_j, device.energy_source)
-        emissions.report.to_dict()
-    """
+    """codecarbon's OfflineEmissionsTracker as a context manager that never fails the run
+    (emissions are extra). The tracker stops on exit even when the block raises, so no sampling
+    thread outlives the run; `report` is set on exit."""
 
     def __init__(self, country_iso_code: str, region: str | None, enabled: bool) -> None:
         self.country, self.region, self.enabled = country_iso_code, region, enabled

@@ -1,25 +1,18 @@
 """Energy measurement windows around workloads, from the device's cumulative energy counter.
 
-A window synchronises the device at both edges and reads the counter at both edges. The counter
-only moves every update period (H200: ~0.1 s), so:
+The counter only moves every update period (H200: ~0.1 s), so:
 
-- with `tick_align`, each edge waits for the counter to change (a fresh update) before it is
-  read, so the window spans whole update periods and the edge phase error disappears; the
-  closing edge's wait is idle time counted inside the window (`tail_s`, at most one period),
-  and a window that follows right after another opens on that closing tick (no second wait);
-- a window is trusted only when it lasts at least `min_window_s` AND `min_window_periods`
-  update periods (anchors: +-4 % at 10 periods, unusable at 1); `run_until_trusted` repeats a
-  workload inside one window until it is long enough. Counters without a tick (an estimate
-  that is power x time) have no granularity to outlast: only the period rule applies there.
+- with `tick_align`, each edge waits for a fresh update before it is read, so the window spans
+  whole periods and the edge phase error disappears; the closing wait is idle time counted in
+  the window (`tail_s`), and a window right after another opens on that closing tick;
+- a window is trusted only when it lasts `min_window_s` AND `min_window_periods` periods
+  (anchors: +-4 % at 10 periods, unusable at 1); `run_until_trusted` repeats a workload inside
+  one window until it is long enough. Counters without a tick only have the period rule.
 
-Clock truth comes from inside the window, not from its idle edges: driver-side SM clock samples
-(nvmlDeviceGetSamples) and cumulative throttle-duration counters differenced across the window
-(power / thermal), with edge reads as the weakest fallback. `clock_source` and `throttle_source`
-say which were used. No polling thread runs in the inference process (it costs throughput).
-An idle baseline is `samples` back-to-back idle windows sharing its seconds, so its standard
-error has degrees of freedom. A part shorter than one counter update lasts one whole period
-with `tick_align` (the closing edge waits for the next update); without it, it is clamped to one
-period (said once, in the log).
+Clock truth comes from inside the window (driver-side SM clock samples, throttle counters
+differenced across it), with edge reads as the weakest fallback. No polling thread runs in the
+inference process (it costs throughput). An idle baseline is `samples` back-to-back idle
+windows, so its standard error has degrees of freedom.
 """
 
 from __future__ import annotations
@@ -80,7 +73,6 @@ class EnergyMeter:
         # (counter J, device time s, perf_counter s) of the last aligned closing edge.
         self._last_close: tuple[float, float, float] | None = None
 
-    # ------------------------------------------------------------------ counter period
     def measure_update_period_s(self, max_s: float = 3.0, changes: int = 5) -> float:
         """Median gap between counter changes. Backends with a known period (RAPL 1 ms,
         codecarbon estimate 0: it is power x time, simulated: configured) return it directly."""
@@ -136,14 +128,10 @@ class EnergyMeter:
             self._step_mhz = _safe(self.device.sm_step_mhz) or 0
         return self._step_mhz
 
-    # ------------------------------------------------------------------ ticks
     def wait_for_tick(self, max_wait_s: float | None = None) -> tuple[float, float, bool]:
-        """Read the counter until it changes: (counter J, time s, whether it changed).
-
-        The returned read is the first one after an update, so it is at most one read
-        (~3.5 ms on NVML) late. Gives up after `max_wait_s` (default: 3 update periods) and
-        returns the last read, flagged unchanged, so a stalled counter cannot hang a run.
-        """
+        """Read the counter until it changes: (counter J, time s, whether it changed), at most
+        one read (~3.5 ms on NVML) late. Gives up after `max_wait_s` (default: 3 periods), so a
+        stalled counter cannot hang a run."""
         dev = self.device
         if max_wait_s is None:
             max_wait_s = 3 * self.update_period_s + 0.05
@@ -177,7 +165,6 @@ class EnergyMeter:
                 return e, t, True
         return self._edge()
 
-    # ------------------------------------------------------------------ windows
     @contextlib.contextmanager
     def _measure(self, cap_mhz: int | None, busy: bool) -> Iterator[Window]:
         dev = self.device

@@ -1,10 +1,7 @@
 """Optional power timeline, sampled in a SEPARATE process (never a thread in the inference
 process: on the H200 a Python sampling thread cost up to 20 % of GPT-2 decode throughput).
-
-`PowerTimeline` starts `python -m llm_energy.energy.timeline`, which re-opens the same device and
-appends CSV rows `t_s,power_w,sm_clock_mhz` (t_s = Unix time, s) every `period_s` (>= 0.1 s:
-faster is below the power reading's own averaging and only adds load). The child exits on
-SIGTERM or when its parent disappears.
+Rows `t_s,power_w,sm_clock_mhz` every `period_s` (>= 0.1 s: faster is below the power reading's
+own averaging); the child exits on SIGTERM or when its parent disappears.
 """
 
 from __future__ import annotations

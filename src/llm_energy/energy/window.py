@@ -67,10 +67,9 @@ def cap_held(
     step_mhz: int,
     throttled_fraction: float | None = None,
 ) -> bool:
-    """Did the clock stay at the cap for the window's work? None cap (driver default) always
-    holds. One clock step of tolerance either way; unknown clocks cannot confirm a cap; power or
-    thermal throttling for more than MAX_THROTTLED_FRACTION of the busy time breaks it even when
-    the sampled clocks look right (samples are sparse, throttling can fall between them)."""
+    """Did the clock stay at the cap (one step of tolerance) for the window's work? Throttling
+    beyond MAX_THROTTLED_FRACTION of the busy time breaks it even when the sparse clock samples
+    look right."""
     if cap_mhz is None:
         return True
     if throttled_fraction is not None and throttled_fraction > MAX_THROTTLED_FRACTION:

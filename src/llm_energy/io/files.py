@@ -1,9 +1,6 @@
-"""File helpers for stages: JSON/JSONL/YAML/CSV reads and atomic writes.
-
-Writes go to a temporary sibling and are renamed into place, so an interrupted stage never leaves
-a half-written output that looks complete (`staged_dir` does the same for a whole output folder).
-Reads turn a bad file into one `InputFileError` line: the file, the line or key, what is wrong and
-what to do, instead of a decoder traceback.
+"""File helpers for stages: JSON/JSONL/YAML/CSV reads and atomic writes. Writes are renamed into
+place, so an interrupted stage never leaves a half-written output that looks complete; a bad
+file read is one `InputFileError` line, not a decoder traceback.
 """
 
 from __future__ import annotations
@@ -58,9 +55,6 @@ def with_path(exc: OSError, path: str | os.PathLike[str]) -> OSError:
     if exc.filename is not None or exc.errno is None:
         return exc
     return OSError(exc.errno, exc.strerror, os.fspath(path))
-
-
-# ---------------------------------------------------------------------------- writes
 
 
 @functools.cache
@@ -149,9 +143,6 @@ class JsonlAppender:
             self.close()
 
 
-# ---------------------------------------------------------------------------- output folders
-
-
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` is running. A zombie (dead, not yet reaped by its parent: for ever
     in a container whose PID 1 does not reap) is not: `os.kill(pid, 0)` succeeds on one, so the
@@ -225,12 +216,9 @@ def replace_dir(new: Path, final: Path) -> None:
 
 @contextlib.contextmanager
 def staged_dir(final: Path, *, keep_failed: Path | None = None) -> Iterator[Path]:
-    """Yield an empty sibling folder to write into; on success it replaces `final`.
-
-    On any failure the previous `final` stays as it was and the temp folder is removed (or, with
-    `keep_failed`, moved there when it holds anything: partial measurements are worth keeping).
-    OSErrors come out as one `OutputError` line naming the output path and the fix.
-    """
+    """Yield an empty sibling folder to write into; on success it replaces `final`. On failure
+    `final` stays as it was (with `keep_failed`, a non-empty temp folder replaces it: partial
+    measurements are worth keeping); OSErrors come out as one `OutputError` line."""
     final = Path(final)
     existed = final.is_dir()
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
@@ -267,9 +255,6 @@ def _discard(tmp: Path, keep_failed: Path | None) -> None:
             log.warning("what was written before the failure is kept in %s", shown(keep_failed))
             return
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------- reads
 
 
 def _read_bytes(path: Path, remedy: str) -> bytes:

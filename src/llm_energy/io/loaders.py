@@ -1,9 +1,6 @@
 """Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
-
-The pure work (field mapping, validation, passages, sampling) lives in `llm_energy.workload.datasets`,
-`llm_energy.workload.rows` and `llm_energy.workload.passages`;
-this module only resolves paths, calls the `datasets` library and turns its failures into one-line
-`DatasetError`s that say which task, which dataset, what is wrong and what to do.
+The pure work lives in `llm_energy.workload`; this module resolves paths, calls `datasets` and
+turns its failures into one-line `DatasetError`s.
 """
 
 from __future__ import annotations
@@ -195,13 +192,9 @@ def load_task_items(
     root: Path,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> LoadResult:
-    """Load, validate and sample one task's items (prepared-record dicts, docs/records.md).
-
-    `task` is a validated task (`Config.tasks`). Unusable rows are skipped and listed
-    in `problems`; the sample is a seeded, deterministic prefix of a permutation of the usable
-    items. Raises DatasetError for a dataset that cannot load, a mapped column that no row has,
-    or no usable row at all (the task itself was validated with the config).
-    """
+    """Load, validate and sample one validated task's items (docs/records.md). Unusable rows are
+    listed in `problems`; DatasetError when the dataset cannot load, a mapped column is in no
+    row, or no row is usable."""
     spec = task_spec(task)
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
         raise DatasetError(f"{_where(spec)}: n_items must be a positive integer, got {n_items!r}")

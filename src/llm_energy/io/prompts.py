@@ -1,8 +1,5 @@
 """Reads the prompt templates that `model.prompt_set` names (prompts/<set>/<task kind>.txt).
-
-Templates live in files, not in params, so that `dvc exp show` stays a table of scalars; the
-stages read them here and hand the texts on. A missing, unreadable or unusable file is one
-`InputFileError` line naming it (the validate stage checks them before anything runs).
+Templates live in files, not in params, so that `dvc exp show` stays a table of scalars.
 """
 
 from __future__ import annotations

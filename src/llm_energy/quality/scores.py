@@ -1,9 +1,6 @@
-"""Quality of the generated text: per-request scores and corpus-level scores (pure).
-
-Per-request scores (`quality_*` columns) feed the per-configuration means and CIs; corpus scores
-come from the project's `evaluate` metric scripts, which the caller passes in as `compute`, one
-set per configuration keyed exactly as summary.csv (`CONFIG_KEYS`), so the two files join.
-Random-weight models produce noise: their quality is reported as not applicable (NaN).
+"""Quality of the generated text: per-request scores and corpus-level scores (pure), keyed as
+summary.csv (`CONFIG_KEYS`) so the two files join. Random-weight models produce noise: their
+quality is not applicable (NaN).
 """
 
 from __future__ import annotations
@@ -48,11 +45,8 @@ def score_requests(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def corpus_quality(scored: pd.DataFrame, compute: ComputeFn) -> pd.DataFrame:
-    """One row per configuration and metric with the corpus-level scores of its task kind.
-
-    Configurations are summary.csv's (`CONFIG_KEYS`, normalised the same way: `energy_kind`
-    derived, a missing key null), so every row here joins a summary.csv row.
-    """
+    """One row per configuration (as summary.csv normalises them) and metric with the
+    corpus-level scores of its task kind."""
     ok = (
         scored[scored["quality_applicable"].astype(bool)]
         if "quality_applicable" in scored

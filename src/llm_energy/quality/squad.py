@@ -75,11 +75,8 @@ def squad_item_scores(
     *,
     no_answer_phrases: Iterable[str] = DEFAULT_NO_ANSWER_PHRASES,
 ) -> tuple[float, float]:
-    """(exact match, F1) in [0, 1] of one prediction against its gold answers.
-
-    Gold answers that normalise to "" are dropped; none left means unanswerable, where the
-    only correct prediction is "" (or a no-answer phrase).
-    """
+    """(exact match, F1) in [0, 1] of one prediction against its gold answers; with none left
+    after normalising, only "" (or a no-answer phrase) is correct."""
     gold = [a for a in answers if normalize_answer(a)] or [""]
     pred = "" if is_no_answer(prediction, no_answer_phrases) else prediction
     return (
@@ -122,14 +119,9 @@ def squad_v2(
     no_answer_probabilities: Sequence[float] | None = None,
     no_answer_threshold: float = 1.0,
 ) -> dict[str, float]:
-    """Corpus SQuAD v2 scores in percent, keyed and computed like the official v2.0 script.
-
-    exact, f1, total, HasAns_/NoAns_ breakdowns (only where such questions exist; a question
-    with no gold answers at all is NoAns). A prediction whose no-answer probability exceeds
-    `no_answer_threshold` counts as "no answer". With `no_answer_probabilities`, also
-    best_exact/best_f1 and their thresholds (the official script's --na-prob-file output).
-    Predictions containing a no-answer phrase count as ""; `no_answer_phrases=()` is strict.
-    """
+    """Corpus SQuAD v2 scores in percent, keyed and computed like the official v2.0 script
+    (with `no_answer_probabilities`, also its --na-prob-file best_exact/best_f1). Predictions
+    containing a no-answer phrase count as ""; `no_answer_phrases=()` is strict."""
     n = len(predictions)
     if len(references) != n:
         raise ValueError(f"{n} predictions but {len(references)} references")
@@ -178,12 +170,8 @@ def squad_v2_records(
     no_answer_threshold: float = 1.0,
     no_answer_phrases: Iterable[str] = (),
 ) -> dict[str, float]:
-    """`squad_v2` on evaluate's canonical input, matched by id.
-
-    predictions: {"id", "prediction_text", "no_answer_probability"}; references: {"id",
-    "answers": {"text": [...], "answer_start": [...]}}. Predictions for unknown ids are ignored
-    (as officially). No phrase mapping by default, so the numbers are evaluate's.
-    """
+    """`squad_v2` on evaluate's canonical input dicts, matched by id (unknown ids ignored, as
+    officially). No phrase mapping by default, so the numbers are evaluate's."""
     by_id = {str(p["id"]): p for p in predictions}
     ids = [str(r["id"]) for r in references]
     if len(set(ids)) != len(ids):

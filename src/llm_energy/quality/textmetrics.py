@@ -1,12 +1,8 @@
 """Pure text-quality metrics: ROUGE, SQuAD v2 exact match / F1, perplexity, per-request scores.
 
-One implementation for the aggregate stage, the evaluate metric scripts under
-`llm_energy/metrics/*/` (which only delegate here) and the tests. ROUGE is google-research's
-`rouge_score` (what evaluate's own `rouge` wraps), so scores match it exactly; SQuAD v2 follows
-the official v2.0 evaluation script.
-
-Scales: `score_item` and `rouge` return fractions in [0, 1]; `squad_v2` returns percentages
-(0-100) like the official SQuAD v2 script and `evaluate`'s squad_v2, so published numbers compare.
+ROUGE is google-research's `rouge_score` (what evaluate's `rouge` wraps), so scores match it;
+SQuAD v2 follows the official v2.0 script. `score_item` and `rouge` return fractions in [0, 1],
+`squad_v2` percentages like the official script, so published numbers compare.
 """
 
 from __future__ import annotations
@@ -17,10 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from llm_energy.quality.squad import (
-    DEFAULT_NO_ANSWER_PHRASES,
-    squad_item_scores,
-)
+from llm_energy.quality.squad import DEFAULT_NO_ANSWER_PHRASES, squad_item_scores
 
 KINDS: tuple[str, ...] = ("generation", "qa", "summarization")
 
@@ -32,10 +25,6 @@ QUALITY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-# --------------------------------------------------------------------------------------------
-# Prediction clean-up
-# --------------------------------------------------------------------------------------------
-
 # Chat models like to label their answer; the label is not part of the answer.
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+answer|answer|a)\s*[:\-]\s*", re.IGNORECASE)
 _SUMMARY_PREFIX = re.compile(r"^\s*(?:one-sentence\s+)?summary\s*[:\-]\s*", re.IGNORECASE)
@@ -43,13 +32,9 @@ _QUOTES = "\"'`“”‘’"
 
 
 def clean_prediction(kind: str, text: str | None) -> str:
-    """Turn raw generated text into the string that is scored.
-
-    qa: first non-empty line, without an "Answer:" label or wrapping quotes (the SQuAD
-    normalisation removes the rest of the punctuation). summarization: stripped, without a
-    "Summary:" label; newlines are kept because ROUGE-Lsum splits sentences on them.
-    generation: stripped.
-    """
+    """Raw generated text as scored: qa, its first non-empty line without an "Answer:" label or
+    wrapping quotes; summarization, without a "Summary:" label (newlines kept: ROUGE-Lsum splits
+    sentences on them); otherwise stripped."""
     _check_kind(kind)
     if text is None:
         return ""
@@ -66,10 +51,6 @@ def clean_prediction(kind: str, text: str | None) -> str:
         return _SUMMARY_PREFIX.sub("", text.strip(), count=1).strip()
     return text.strip()
 
-
-# --------------------------------------------------------------------------------------------
-# ROUGE (google-research rouge_score, the package behind evaluate's own `rouge` metric)
-# --------------------------------------------------------------------------------------------
 
 # evaluate's default set; the per-request columns use the first three (see QUALITY_COLUMNS).
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -130,13 +111,8 @@ def rouge_scores(
     use_stemmer: bool = False,
     tokenizer: Tokenizer | None = None,
 ) -> dict[str, RougeScore]:
-    """rouge_score's Score (precision, recall, fmeasure) per type for one prediction.
-
-    Tokenisation and stemming are rouge_score's defaults (lowercase, non-[a-z0-9] runs split,
-    NLTK Porter stemming of tokens longer than 3 characters with `use_stemmer`); rougeLsum splits
-    sentences on newlines. With several references each type keeps the best F-measure
-    (`score_multi`); with none every score is 0.
-    """
+    """rouge_score's Score per type for one prediction, with its default tokenisation; with
+    several references each type keeps the best F-measure, with none every score is 0."""
     types = _check_rouge_types(rouge_types)
     scorer = _scorer(types, use_stemmer, tokenizer)
     if isinstance(references, str):
@@ -158,12 +134,8 @@ def rouge(
     use_aggregator: bool = True,
     tokenizer: Tokenizer | None = None,
 ) -> dict[str, float | list[float]]:
-    """Corpus ROUGE F-measures with evaluate's `rouge` options (default types: ROUGE_TYPES).
-
-    use_aggregator=True gives the plain mean over items; evaluate reports the median of a
-    bootstrap of means instead, which is unseeded, so its numbers move between runs.
-    use_aggregator=False gives one list of per-item F-measures per type.
-    """
+    """Corpus ROUGE F-measures with evaluate's `rouge` options. use_aggregator=True gives the
+    plain mean (evaluate's unseeded bootstrap median moves between runs); False, per-item lists."""
     types = _check_rouge_types(ROUGE_TYPES if rouge_types is None else rouge_types)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
@@ -177,19 +149,11 @@ def rouge(
     return {t: (math.fsum(v) / len(v) if v else math.nan) for t, v in lists.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# Perplexity from per-request teacher-forced NLL
-# --------------------------------------------------------------------------------------------
-
-
 def perplexity(
     nll_sums: Iterable[float | None], token_counts: Iterable[int | None]
 ) -> dict[str, float]:
-    """Token-weighted corpus perplexity exp(Σ nll / Σ tokens) from per-item sums in nats.
-
-    Items with a missing value (failed requests) or zero tokens are left out and counted in
-    `n_skipped`; with nothing left, perplexity and mean_nll are NaN.
-    """
+    """Token-weighted corpus perplexity exp(Σ nll / Σ tokens) from per-item sums in nats; items
+    missing a value or with zero tokens are counted in `n_skipped` (none left: NaN)."""
     nll_list, tok_list = list(nll_sums), list(token_counts)
     if len(nll_list) != len(tok_list):
         raise ValueError(f"{len(nll_list)} NLL sums but {len(tok_list)} token counts")
@@ -213,11 +177,6 @@ def perplexity(
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Per-request scores
-# --------------------------------------------------------------------------------------------
-
-
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown task kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -232,11 +191,8 @@ def score_item(
     no_answer_phrases: Iterable[str] = DEFAULT_NO_ANSWER_PHRASES,
     use_stemmer: bool = False,
 ) -> dict[str, float]:
-    """Quality scores of one request, keyed by the column names in QUALITY_COLUMNS (0-1 scale).
-
-    qa: quality_em, quality_f1 (SQuAD v2, [] references = unanswerable); summarization:
-    quality_rouge1/2/L F-measures (best reference); generation: {} (see `perplexity`).
-    """
+    """Quality scores of one request, keyed by QUALITY_COLUMNS (0-1 scale; [] references =
+    unanswerable); generation has none (see `perplexity`)."""
     _check_kind(kind)
     text = clean_prediction(kind, prediction) if clean else (prediction or "")
     refs = [references] if isinstance(references, str) else list(references)

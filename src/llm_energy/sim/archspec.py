@@ -1,7 +1,5 @@
-"""Transformer architectures as the roofline sees them (pure, no I/O): shapes read from a
-Hugging Face config (`model.arch`), parameter and KV-cache sizes, and what each implementation
-costs the host: PyTorch ops per forward pass (`OP_COUNTS`) and how its attention touches the
-KV cache (`ATTENTION_KIND`). See `llm_energy.sim.roofline` and docs/device.md.
+"""Transformer architectures as the roofline sees them (pure): shapes from a Hugging Face config,
+parameter and KV-cache sizes, PyTorch ops per forward pass and attention kinds (docs/device.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Cross-process facts about simulated GPUs: the busy marker file and the simulated GPU list.
-
-A simulated GPU's state lives in files, so another process (the power timeline) sees it busy,
-and at what power, through a marker file written while a window is open.
+"""Cross-process facts about simulated GPUs: the busy marker file (so another process, the power
+timeline, sees a window open and at what power) and the simulated GPU list.
 """
 
 from __future__ import annotations

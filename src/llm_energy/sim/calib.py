@@ -1,10 +1,6 @@
 """Calibration of the simulated GPU against measured anchors (pure: the caller reads the files).
-
-Anchors (/work/shared/anchors, NVIDIA H200, bf16, greedy, default clocks): `h200_bare_generate
-.json` holds bare `generate` calls of six architectures at two shapes (batch 1, 128 in / 128
-out; batch 8, 512 in / 128 out), eager, three repetitions each; its README adds batch-1
-static-cache (+ compile) and eager numbers for GPT-2 and Mistral-7B. The simulated call is the
-same workload on the GPU model at its default clocks; errors are simulated / measured - 1.
+Anchors: /work/shared/anchors (H200, bf16, greedy, default clocks; docs/device.md). Errors are
+simulated / measured - 1.
 """
 
 from __future__ import annotations

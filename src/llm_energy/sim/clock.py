@@ -1,14 +1,9 @@
 """Model clock and energy counter of the simulated GPU.
 
-With `exact` (the workload clock), every step is a whole number of quanta: time in 2⁻³⁰ s
-(~1 ns), energy in 2⁻²⁴ J (~60 nJ). Both are powers of two, so every counter value is a float
-without rounding, and so is the difference of two (below 2⁵³ quanta: 97 days, 537 MJ): a
-window spanning the same work reads the same joules and seconds to the last bit whatever the
-counter held before it (how many warm-up calls or idle reads came first). Without `exact`
-(the wall clock), steps are plain floats, as real time gives them.
-
-Like NVML, the published counter moves only at multiples of the update period (model time)
-when `ticks` is on: a read returns the energy at the last period boundary passed.
+With `exact` (the workload clock), every step is a whole number of power-of-two quanta (2⁻³⁰ s,
+2⁻²⁴ J), so every counter value and difference is exact: a window spanning the same work reads
+the same joules to the last bit whatever came before it. With `ticks`, like NVML, a read returns
+the energy at the last update-period boundary passed.
 """
 
 from __future__ import annotations

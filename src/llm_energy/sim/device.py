@@ -1,25 +1,12 @@
-"""Simulated GPU: the physics of `llm_energy.sim.model` on a model clock (`sim/clock.py`).
+"""Simulated GPU: the physics of `llm_energy.sim.model` on a model clock (docs/device.md).
 
-Workload clock (a generator reports each call: `use_workload_clock`, `run_workload`): inside a
-measurement window (`window_begin` .. `window_end`) the model clock advances by the roofline
-time of each reported call at the clocks in force, at power P(f, u) of its activity; real CPU
-time in a window counts for nothing. Idle time passes only when the counter is read: each read
-moves the clock to the next counter update (the read right after a window sees the window's
-end), so which update a read sees never depends on how fast this machine is. A run is thereby
-the same numbers for a seed on any machine, under any load. Calls reported outside a window
-(warm-up) are timed but not accounted: the model has no cold state to warm up.
+Workload clock: inside a window the model clock advances by the roofline time of each call the
+generator reports (`run_workload`); real CPU time counts for nothing, and idle time passes only
+when the counter is read, so a run gives the same numbers for a seed on any machine. Wall clock
+(legacy, a bare CPU function in a window): real busy time is scaled by t(f, m).
 
-Wall clock (legacy, while nothing reports workloads: a bare CPU function in a window): real wall
-time spent busy is the work at the maximum clocks (t_ref), turned into model time t(f, m) and
-energy P(f, u)·t(f, m) with `alpha` and `utilization`; idle real time passes 1:1.
-
-`now_s()` and `energy_counter_j()` expose the model clock and counter, so the meter needs no
-special case. Optional per-window multiplicative noise comes from a seeded RNG.
-
-Clock state (locked SM / memory clocks, power limit) lives in a JSON file under `state_dir`,
-keyed by a stable fake UUID, so a lock survives the process exactly like a real driver lock
-(crash/restore is testable across processes). The file is the single source of truth and is
-re-read on every access.
+Clock state lives in a JSON file under `state_dir`, keyed by a stable fake UUID, so a lock
+survives the process like a real driver lock (crash/restore is testable across processes).
 """
 
 from __future__ import annotations
@@ -89,7 +76,6 @@ class SimulatedDevice(Device):
         self._fresh_idle = False  # the first read after a workload window sees its end
         self._last_run: simmodel.WorkloadRun | None = None  # this window's latest call
 
-    # ------------------------------------------------------------------ state file
     def default_state(self) -> ClockState:
         return ClockState(None, None, self.gpu.power_limit_w, locks_known=True)
 
@@ -103,7 +89,6 @@ class SimulatedDevice(Device):
         data = state.to_dict() | {"uuid": self._uuid, "gpu": self.gpu.key}
         atomic_write_json(self.state_path, data)
 
-    # ------------------------------------------------------------------ model clock
     def _target_clock(self, state: ClockState) -> int:
         """The supported SM clock a busy GPU runs at before any power cap."""
         target = state.sm_locked_mhz or self.gpu.sm_max_mhz
@@ -230,7 +215,6 @@ class SimulatedDevice(Device):
             return True
         return self._marker.held_by_other()
 
-    # ------------------------------------------------------------------ identity
     @property
     def energy_source(self) -> str:
         return "simulated"
@@ -290,7 +274,6 @@ class SimulatedDevice(Device):
             "state_file": str(self.state_path),
         }
 
-    # ------------------------------------------------------------------ energy / power
     def now_s(self) -> float:
         self._advance()
         return self._clock.now_s
@@ -320,7 +303,6 @@ class SimulatedDevice(Device):
         _, power = self._rates(self._busy_anywhere(), state)
         return power
 
-    # ------------------------------------------------------------------ clocks / sensors
     def sm_clock_mhz(self) -> int | None:
         state = self.clock_state()
         return self._busy_clock(state)[0] if self._busy_anywhere() else self._idle_clock(state)
@@ -346,7 +328,6 @@ class SimulatedDevice(Device):
     def power_limit_w(self) -> float | None:
         return self.clock_state().power_limit_w
 
-    # ------------------------------------------------------------------ control
     def can_control_clocks(self) -> bool:
         return True
 

@@ -1,17 +1,11 @@
-"""Generators for the simulated GPU: every call's workload goes to the device's model clock.
+"""Generators for the simulated GPU: each `generate` call reports its workload to the device's
+model clock (`device.run_workload`), which returns its latency and time to first token.
 
-The simulated GPU times a `generate` call by its roofline cost (`llm_energy.sim.roofline`), not by
-how long this machine's CPU took, so the generator reports each call's workload (architecture,
-batch, padded prompt length, output length, engine) with `device.run_workload`; the returned
-model time is the call's latency and its prefill the time to first token.
-
-- `SimulatedGenerator` (random weights: no quality to measure) skips the forward pass: fixed
-  mode returns `max_new_tokens` per row, natural mode a length <= max drawn from the seed and
-  the prompt as a random-weights model stops (each new token is EOS with probability
-  1 / vocabulary), with placeholder texts. The real tokenizer (cheap) still fits the prompts.
-- `ReportingGenerator` (pretrained weights: quality counts) runs the real model on the CPU once
-  per distinct request (greedy decoding gives the same tokens at every clock and repetition)
-  and replays its outputs, reporting the workload on every call.
+- `SimulatedGenerator` (random weights) skips the forward pass: fixed mode returns
+  `max_new_tokens` per row, natural mode a seeded length as a random-weights model stops (EOS
+  with probability 1 / vocabulary), with placeholder texts.
+- `ReportingGenerator` (pretrained weights) runs the real model on the CPU once per distinct
+  request (greedy decoding gives the same tokens at every clock) and replays its outputs.
 """
 
 from __future__ import annotations
@@ -114,7 +108,6 @@ class SimulatedGenerator(_Reporter, PromptTokenizer):
         super().__init__(model, device, engine, allow_compile)
         self.tok, self.seed, self.chat_template = tokenizer, seed, bool(model.chat_template)
 
-    # ------------------------------------------------------------ generate
     def generate(
         self, prompts_ids: Prompts, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult:

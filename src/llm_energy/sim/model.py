@@ -1,24 +1,6 @@
-"""Pure physics of the simulated GPU under DVFS (no I/O, no state): see docs/device.md.
-
-Power (CMOS dynamic power ~ C·V²·f on top of a static floor):
-
-    P(f, u) = P_static + P_dyn_max · u · (f / f_max) · (V(f) / V_max)²
-    V(f)/V_max = v_min_rel + (1 − v_min_rel) · (f − f_min) / (f_max − f_min)   (linear DVFS curve)
-
-Latency of a `generate` call comes from its workload (`llm_energy.sim.roofline`): the model's
-architecture, batch, prompt and output lengths at the current SM and memory clocks, with the
-activity u of each forward pass from how busy the tensor cores and the memory were. Each GPU
-model carries its roofline constants; the H200's are calibrated on measured anchors
-(/work/shared/anchors), the H100's and A100's are spec-sheet estimates (`calibration`).
-
-Legacy wall-clock law, for work that reports no workload (a bare function timed on the CPU):
-a fraction α of the work scales with the SM clock, the rest with the memory clock,
-
-    t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m)      (= t_ref at f_max, m_max)
-
-Idle power is P(f, u_idle). `P_static` is derived so that the idle power at `idle_ref_mhz`
-equals the measured anchor (H200: 126.6 W at 345 MHz). A power limit lowers the effective clock
-to the highest supported clock whose power fits (the driver's SW power cap).
+"""Pure physics of the simulated GPU under DVFS (no I/O, no state); the laws are in docs/device.md:
+power P(f, u) on a linear V(f) curve, latency from the roofline (`llm_energy.sim.roofline`), and
+the legacy wall-clock law t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m).
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""Roofline cost of one `generate` call on a GPU, from the model's architecture (pure, no I/O).
-
-Each forward pass (the prefill over the prompt, then one decoding step per further token) is
-
-    t_step = t_step_overhead + max(t_host, t_gpu)
-    t_host = ops · host_op_s · host_scale(model type)          (eager PyTorch: the CPU dispatches)
-    t_gpu  = max(FLOPs / compute(f), bytes / bandwidth(f, m)) + ops · kernel_floor_s · f_max / f
-
-Eager decoding of a small model is launch-bound (t_host ≫ t_gpu: the GPU idles between tiny
-kernels), a large batch or a long prompt makes it memory- or compute-bound. `ops` is the number
-of PyTorch ops per forward pass, counted per architecture from the transformers implementation
-(`OP_COUNTS`). With the static KV cache and torch.compile, CUDA graphs replace the host's
-dispatch: t_host = 0 and each op costs `graph_op_s` of GPU time instead.
-
-Bytes per step: the weights (once per forward pass), the KV cache (the eager dynamic cache
-copies it on every append, `torch.cat`: read + write, then attention reads it), activations.
-FLOPs: 2 per parameter per token plus attention (4 · context · attention width per layer).
-
-The dynamic activity of a step (the `u` of the DVFS power law in `llm_energy.sim.model`) is
-
-    u = activity_busy + (activity_compute · t_compute + activity_mem · t_mem
-                         + activity_kernel · t_floor) / t_step
-
-so launch-bound work draws little more than idle and saturated bandwidth or tensor cores a lot.
-A call's cost is its total time, its time to first token (the prefill) and its time-weighted
-mean activity: energy is then P(f, u_mean) · time, since power is linear in u.
+"""Roofline cost of one `generate` call on a GPU, from the model's architecture (pure, no I/O);
+the step time, bytes, FLOPs and activity laws are in docs/device.md. A call's cost is its total
+time, its time to first token (the prefill) and its time-weighted mean activity u: energy is
+then P(f, u_mean) · time, since power is linear in u.
 """
 
 from __future__ import annotations
@@ -33,9 +11,7 @@ from dataclasses import dataclass
 
 # Re-exported: callers build workloads from this module alone.
 from llm_energy.config.sections import ENGINES
-from llm_energy.sim.archspec import (
-    ArchSpec,
-)
+from llm_energy.sim.archspec import ArchSpec
 
 
 @dataclass(frozen=True)

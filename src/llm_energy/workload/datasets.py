@@ -1,12 +1,5 @@
 """Pure dataset logic, part 1: task specs, prepared records, problems and seeded sampling.
-
-Nothing here does I/O; `llm_energy.io.loaders` reads the rows (with `datasets.load_dataset`) and
-hands them to `llm_energy.workload.rows` (row validation) and `llm_energy.workload.passages` (line
-sources). The prepared item format is the one in docs/records.md:
-`{"task", "kind", "dataset", "item_id", "fields", "references", "source_row"}`.
-
-A task is validated once, by `llm_energy.config.settings` (`TaskConfig`: dataset, field mapping and the
-options of its kind, all from conf/task/*.yaml); `task_spec` only derives what loading needs.
+The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows.
 """
 
 from __future__ import annotations
@@ -134,11 +127,8 @@ class TaskSpec:
 
 @dataclass
 class LoadResult:
-    """What a loader produced: the sampled prepared records, the rows it skipped and why.
-
-    `items` are plain dicts in the data/prepared/<task>.jsonl format (JSON-ready);
-    `problems` are human-readable lines, one per skipped row ("row 3: field 'text' is empty").
-    """
+    """What a loader produced: the sampled prepared records (JSON-ready dicts) and the rows it
+    skipped and why."""
 
     task: str
     dataset: str
@@ -161,16 +151,8 @@ class LoadResult:
         return summarize_problems(self.row_problems, max_examples=max_examples)
 
 
-# --------------------------------------------------------------------------------------------
-# Specs from the validated task config
-# --------------------------------------------------------------------------------------------
-
-
 def default_label(spec_path: str, data_files: Any) -> str:
-    """A short dataset name for records: the hub id's last part, or `<folder>_<stem>` of a file.
-
-    No slashes, so the label is safe in file names and plot labels downstream.
-    """
+    """A short dataset name without slashes: the hub id's last part, or `<folder>_<stem>`."""
     first: Any = data_files
     while isinstance(first, Mapping | list | tuple) and first:
         first = next(iter(first.values())) if isinstance(first, Mapping) else first[0]
@@ -209,16 +191,9 @@ def missing_columns(spec: TaskSpec, column_names: Iterable[str]) -> dict[str, st
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Sampling and problem summaries
-# --------------------------------------------------------------------------------------------
-
-
 def seeded_sample(items: Sequence[T], n: int, seed: int) -> list[T]:
-    """`n` items in a seeded random order (all of them if there are fewer).
-
-    The order is a prefix of one seeded permutation, so a larger `n` extends a smaller one.
-    """
+    """`n` items in a seeded random order: a prefix of one permutation, so a larger `n` extends
+    a smaller one."""
     if n < 1:
         raise ValueError("n must be at least 1")
     order = list(range(len(items)))

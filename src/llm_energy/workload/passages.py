@@ -1,8 +1,5 @@
-"""Pure dataset logic, part 2: passages of running text.
-
-Line-based sources (WikiText, WikiExtractor dumps) are assembled into passages, and a passage is
-split into a prompt prefix and a reference continuation for generation tasks. The word counts
-and line settings come from the task's validated options (conf/task/*.yaml), never from here.
+"""Pure dataset logic, part 2: line sources (WikiText, WikiExtractor dumps) assembled into
+passages, and a passage split into a prompt prefix and a reference continuation.
 """
 
 from __future__ import annotations
@@ -23,12 +20,8 @@ def split_passage(
     prompt_words: int | float,
     reference_words: int | None,
 ) -> tuple[str, str]:
-    """Split a passage into (prompt prefix, reference continuation) at a word boundary.
-
-    `prompt_words` is a word count or a fraction in (0, 1) of the passage; `reference_words`
-    the continuation's word count (None = the rest). Original spacing inside each part is kept;
-    the continuation follows the prompt after whitespace. ValueError if the passage is too short.
-    """
+    """Split a passage into (prompt prefix, reference continuation) at a word boundary, keeping
+    the spacing inside each part. ValueError if the passage is too short."""
     words = list(_WORD.finditer(text))
     if isinstance(prompt_words, float):
         if not 0 < prompt_words < 1:
@@ -67,13 +60,9 @@ def build_passages(
     min_words: int,
     doc_markup: str | None,
 ) -> tuple[list[Passage], list[RowProblem]]:
-    """Assemble line rows (WikiText, WikiExtractor dumps) into passages.
-
-    Blank lines, WikiText headings and `<doc>` markup are structure, not problems. A heading
-    or a document boundary always ends a passage. With `group_lines`, consecutive paragraphs
-    are joined (with newlines) until a passage has `min_words` words; otherwise every
-    paragraph line is its own passage. Passages under `min_words` are reported as problems.
-    """
+    """Assemble line rows into passages. Headings and document boundaries end a passage; with
+    `group_lines`, paragraphs are joined until `min_words`, else each line is a passage.
+    Passages under `min_words` are reported as problems."""
     passages: list[Passage] = []
     problems: list[RowProblem] = []
     buf: list[str] = []

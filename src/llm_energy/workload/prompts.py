@@ -1,8 +1,6 @@
 """Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
-
-Input length targets trim the task's main text (passage, context or document), not the
-instruction or question, so a trimmed QA prompt still asks its question. What was trimmed and
-why is returned so that it can be recorded with the request.
+Length targets trim the task's main text, not the instruction or question, so a trimmed QA
+prompt still asks its question.
 """
 
 from __future__ import annotations
@@ -76,11 +74,8 @@ def fit_prompt(
     target_tokens: int | None,
     context_limit_tokens: int,
 ) -> FittedPrompt:
-    """Render a prompt no longer than min(target, context limit) tokens by trimming the main field.
-
-    `count_tokens(prompt)` counts the tokens the model will see (chat template included);
-    `truncate_text(text, n)` keeps the first n tokens of a bare text.
-    """
+    """Render a prompt no longer than min(target, context limit) tokens by trimming the main
+    field; `count_tokens` counts what the model sees (chat template included)."""
     if context_limit_tokens < 1:
         raise PromptError(f"no room for the prompt: context limit is {context_limit_tokens} tokens")
     limit = (

@@ -1,8 +1,5 @@
-"""Pure dataset logic, part 3: rows to prepared items.
-
-Each row is validated against the task's field mapping and kind (`RowError` with a short reason
-when it cannot be used); `collect_items` runs every row (or assembled passage) in order and
-keeps the first of any repeated item_id. No I/O: `llm_energy.io.loaders` reads the rows.
+"""Pure dataset logic, part 3: rows to prepared items (`RowError` with a short reason for a row
+that cannot be used; a repeated item_id keeps the first).
 """
 
 from __future__ import annotations
@@ -43,10 +40,8 @@ def _row_id(row: Mapping[str, Any], spec: TaskSpec, *content: str) -> str:
 
 
 def parse_answers(value: Any) -> tuple[list[str], list[int] | None]:
-    """Answer texts (and starts, if given) from a SQuAD dict, a list of strings or one string.
-
-    SQuAD shape: {"text": [...], "answer_start": [...]}; empty lists = unanswerable.
-    """
+    """Answer texts (and starts, if given) from a SQuAD dict, a list of strings or one string;
+    empty lists = unanswerable."""
     if isinstance(value, str):
         return ([value] if value.strip() else []), None
     if isinstance(value, Mapping):
@@ -151,10 +146,8 @@ def passage_to_item(passage: Passage, spec: TaskSpec) -> PreparedItem:
 def collect_items(
     rows: Iterable[Mapping[str, Any]], spec: TaskSpec
 ) -> tuple[list[PreparedItem], list[RowProblem], int]:
-    """Validate every row in order: (usable items, problems, number of rows read).
-
-    A repeated item_id keeps the first row, so sampling never sees duplicates.
-    """
+    """Validate every row in order: (usable items, problems, number of rows read); a repeated
+    item_id keeps the first row."""
     items: list[PreparedItem] = []
     problems: list[RowProblem] = []
     seen: set[str] = set()

@@ -1,11 +1,6 @@
-"""Quality metrics as `evaluate` modules, loaded offline from this package's own scripts.
-
-Each metric lives in `metrics/<name>/<name>.py` (the layout `evaluate.load(<folder>)` expects) and
-delegates to the pure functions in `llm_energy.quality.textmetrics`, so nothing is fetched from the Hub.
-
-    from llm_energy.quality import metrics
-    metrics.load("rouge").compute(predictions=[...], references=[...])
-    metrics.compute_for_kind("qa", predictions=[...], references=[[...], ...])
+"""Quality metrics as `evaluate` modules, loaded offline from this package's own scripts
+(`metrics/<name>/<name>.py`, the layout `evaluate.load` expects), which delegate to
+`llm_energy.quality.textmetrics`, so nothing is fetched from the Hub.
 """
 
 from __future__ import annotations
@@ -33,11 +28,7 @@ def metric_path(name: str) -> Path:
 
 
 def load(name: str, **kwargs: Any) -> Any:
-    """`evaluate.load` of the project's own metric script (an `evaluate.EvaluationModule`).
-
-    Results stay in memory by default (no cache files under ~/.cache); kwargs go to
-    `evaluate.load`.
-    """
+    """`evaluate.load` of the project's own metric script; results stay in memory by default."""
     import evaluate  # heavy import, only when a metric is used
 
     kwargs.setdefault("keep_in_memory", True)
@@ -63,13 +54,8 @@ def compute_for_kind(
     ref_tokens: Sequence[int | None] | None = None,
     **kwargs: Any,
 ) -> dict[str, float]:
-    """Corpus quality of one task kind through its evaluate metric.
-
-    generation: perplexity from ref_nll_sum/ref_tokens; qa: SQuAD v2 (percent) from predictions
-    and lists of gold answers (or evaluate's squad_v2 dicts); summarization: mean ROUGE
-    F-measures (0-1) of rouge1, rouge2, rougeL, rougeLsum. Extra kwargs go to the metric's
-    compute (e.g. no_answer_phrases, use_stemmer, rouge_types).
-    """
+    """Corpus quality of one task kind through its evaluate metric: perplexity (generation),
+    SQuAD v2 in percent (qa) or mean ROUGE F-measures (summarization); kwargs go to compute."""
     if kind not in METRIC_FOR_KIND:
         raise ValueError(
             f"unknown task kind {kind!r}; expected one of {', '.join(METRIC_FOR_KIND)}"
