@@ -236,3 +236,39 @@ def test_gpu_acceptance_without_a_driver_is_one_line_not_a_traceback() -> None:
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "--stand-in" in out.stderr
+
+
+def test_example_sweep_table_is_labelled_and_matches_the_readme() -> None:
+    """The README's simulated DVFS example is benchmarks/example_sweep.py's output, as written."""
+    import pandas as pd
+
+    from example_sweep import table
+
+    summary = pd.DataFrame(
+        {
+            "task": ["qa", "qa"],
+            "default_clocks": [True, False],
+            "freq_applied_mhz": [float("nan"), 990.0],
+            "energy_kind": ["simulated", "simulated"],
+            "j_per_token_mean": [4.0, 3.0],
+            "j_per_token_ci_low": [3.9, 2.9],
+            "j_per_token_ci_high": [4.1, 3.1],
+            "latency_p50_s": [0.33, 0.34],
+        }
+    )
+    pairwise = pd.DataFrame(
+        {"metric": ["j_per_token"], "task": ["qa"], "freq_mhz": [990.0], "ratio": [0.75]}
+        | {"ratio_ci_low": [0.7], "ratio_ci_high": [0.8]}
+    )
+    text = table(summary, pairwise)
+    assert "| qa | default | 4.00 [3.90, 4.10] | 0.33 | reference |" in text
+    assert "| qa | 990 MHz | 3.00 [2.90, 3.10] | 0.34 | -25.0 % [-30.0, -20.0] |" in text
+    assert "**simulated**" in text
+    written = (REPO / "docs" / "example" / "table.md").read_text()
+    readme_rows = [
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("| generation | ")
+    ]
+    assert "**simulated**" in written and len(readme_rows) == 6
+    assert all(row in written.splitlines() for row in readme_rows)
