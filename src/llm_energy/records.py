@@ -71,6 +71,16 @@ INFER_REQUESTS = Schema(
         Column("clock_event_reasons", "int", required="ok"),
         Column("cap_held", "bool", required="ok"),
         Column("references", "list", nullable=False, required="ok"),
+        # infer.phases: the batch's prefill window (same prompts, one new token); decode is
+        # the rest of the request (docs/records.md)
+        *_cols(
+            "float",
+            "prefill_energy_j prefill_time_s decode_energy_j decode_time_s "
+            "prefill_window_energy_j prefill_window_s prefill_window_busy_s prefill_window_tail_s",
+            required="no",
+        ),
+        Column("prefill_window_repeats", "int", required="no"),
+        Column("prefill_window_trusted", "bool", required="no"),
         # generation tasks only
         Column("ref_nll_sum", "float", required="no"),
         Column("ref_tokens", "int", required="no"),

@@ -133,6 +133,9 @@ BAD_VALUES = [
     ("infer.output_mode", "eos", "fixed|natural"),
     ("infer.warmup_tolerance", 2, "at most 1.0"),
     ("infer.max_items", 0, "at least 1"),
+    ("infer.phases", "yes", "true or false"),
+    ("infer.output_tokens", 1, "no decode to split"),
+    ("sweep.output_tokens", [16, 1], "no decode to split"),
     ("model.family", "diffusion", "causal|seq2seq"),
     ("model.source", "s3", "gguf|hub|local"),
     ("model.weights", "zeros", "pretrained|random"),
@@ -358,3 +361,8 @@ def test_malformed_clock_points_are_one_line(base: dict, point: object) -> None:
     with pytest.raises(ConfigError, match=r"sweep\.freqs_mhz\[0\]") as ei:
         load_config(params)
     assert "\n" not in str(ei.value)
+
+
+def test_one_output_token_is_allowed_without_a_phase_split() -> None:
+    cfg = load_config(compose("infer.output_tokens=1", "infer.phases=false"))
+    assert cfg.infer.output_tokens == 1 and not cfg.infer.phases

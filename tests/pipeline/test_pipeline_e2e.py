@@ -91,6 +91,8 @@ def test_repro_runs_every_stage_and_writes_outputs(
             (workspace / "reports/figures" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs
         )
     )
+    by_freq = (workspace / "reports/plots/by_freq.csv").read_text().splitlines()
+    assert len(by_freq) == 1 and "freq_mhz" in by_freq[0]  # `dvc plots show`: no one-point plot
     html = (workspace / "reports/report.html").read_text()
     assert "data:image/png;base64," in html and "<script src=" not in html
     assert "ESTIMATED" in html.upper() or "MEASURED" in html.upper()
@@ -231,5 +233,6 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: 
     timeline = pd.read_csv(workspace / "data/infer/power_timeline.csv")
     assert len(timeline) >= 3 and (timeline["power_w"] > 0).all()
     assert (workspace / "reports/figures/power_timeline.png").exists()
+    assert len(pd.read_csv(workspace / "reports/plots/by_freq.csv")) == 3 * 6
     report = (workspace / "reports/report.md").read_text()
     assert "SIMULATED" in report.upper() and "MHz" in report

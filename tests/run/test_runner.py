@@ -247,7 +247,9 @@ def test_idle_baseline_pools_its_sub_readings_into_mean_se_and_df() -> None:
 
 
 def test_an_interrupted_point_keeps_its_before_samples_and_their_df() -> None:
-    cfg = load_config(compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0"))
+    cfg = load_config(  # one generate call per batch: no prefill windows
+        compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0", "infer.phases=false")
+    )
     k = cfg.gpu.idle_samples
     gen = FakeGenerator()
     real_generate = gen.generate
@@ -422,7 +424,8 @@ def test_observe_mode_applies_nothing_and_checks_the_requested_clock() -> None:
     meter.run_until_trusted = spy  # type: ignore[method-assign]
     items = {"qa": _items("qa", "qa", 2)}
     rows, _, _, _ = _run(cfg, FakeGenerator(), items, meter, clocks=ObservedClocks())
-    assert caps == [1200, 1200]  # the externally set clock is checked against the request
+    # each batch's window and its prefill window check the externally set clock
+    assert caps == [1200] * 4
     assert all(r["freq_applied_mhz"] is None and r["freq_requested_mhz"] == 1200 for r in rows)
 
 
@@ -501,3 +504,58 @@ def test_progress_is_told_after_warmup_and_every_batch_and_point() -> None:
     assert [c["batches_done"] for c in calls] == [0, 1, 2, 3, 3, 4, 5, 5]
     assert [c["points_done"] for c in calls] == [0, 0, 0, 0, 1, 1, 1, 2]
     assert len(rows) == 6
+
+
+class PhaseMeter(FakeMeter):
+    """A full request window of 10 J over 1 s (2 repeats, 0.2 s closing tail), a prefill
+    window of 3 J over 0.4 s (4 repeats, 0.1 s tail): told apart by the call's new tokens."""
+
+    def run_until_trusted(
+        self, fn: Any, cap_mhz: int | None = None, max_repeats: int = 50
+    ) -> tuple[Any, int, Any]:
+        result = fn()
+        if max(result.output_tokens) == 1:
+            return PhaseReading(3.0, 0.4, busy_s=0.3, tail_s=0.1), 4, result
+        return PhaseReading(10.0, 1.0, busy_s=0.8, tail_s=0.2), 2, result
+
+
+@dataclass
+class PhaseReading(Reading):
+    busy_s: float = 0.0
+    tail_s: float = 0.0
+
+
+@pytest.mark.parametrize("idle_s", [0.0, 0.5])
+def test_phases_measure_prefill_in_its_own_windows_and_add_up_to_the_total(idle_s: float) -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[qa]",
+            "infer.warmup_requests=0",
+            "infer.batch_size=2",
+            "infer.output_tokens=8",
+            f"gpu.idle_baseline_s={idle_s}",
+        )
+    )
+    gen = FakeGenerator()
+    rows, _, _, _ = _run(cfg, gen, {"qa": _items("qa", "qa", 2)}, PhaseMeter(idle_w=[5.0, 5.0]))
+    assert gen.calls == [(2, 8, "eager"), (2, 1, "eager")]  # the same prompts, one new token
+    idle_w = 5.0 if idle_s else 0.0
+    for row in rows:
+        # each request's share of the prefill window (2 requests x 4 repeats), tail out
+        assert row["prefill_energy_j"] == pytest.approx((3.0 - idle_w * 0.1) / 8)
+        assert row["prefill_time_s"] == pytest.approx(0.3 / 4)
+        assert row["prefill_energy_j"] + row["decode_energy_j"] == pytest.approx(row["energy_j"])
+        assert row["prefill_time_s"] + row["decode_time_s"] == pytest.approx(row["latency_s"])
+        assert row["energy_j"] == pytest.approx((10.0 - idle_w * 0.2) / 4)
+        assert row["prefill_window_repeats"] == 4 and row["prefill_window_trusted"]
+
+
+def test_without_phases_there_is_no_prefill_window() -> None:
+    cfg = load_config(
+        compose("model=tiny_gpt2", "task=[qa]", "infer.warmup_requests=0", "infer.phases=false")
+    )
+    gen = FakeGenerator()
+    rows, _, _, _ = _run(cfg, gen, {"qa": _items("qa", "qa", 1)}, PhaseMeter())
+    assert [c[1] for c in gen.calls] == [cfg.task("qa").output_tokens]
+    assert "prefill_energy_j" not in rows[0] and "decode_energy_j" not in rows[0]

@@ -198,6 +198,7 @@ class InferConfig(Section):
     warmup_tolerance: float = checked(number(0.0, 1.0))
     warmup_max_s: float = checked(number(0.0))
     measure_ttft: bool = checked(boolean)
+    phases: bool = checked(boolean)  # prefill in its own windows; decode = total - prefill
     compile: bool = checked(boolean)
     max_items: int | None = checked(optional(integer(1)))
 

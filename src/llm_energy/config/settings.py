@@ -90,7 +90,8 @@ def load_config(params: Mapping[str, Any]) -> Config:
 
 
 def _check_lengths_fit(cfg: Config) -> None:
-    """Output (and requested input) lengths must fit the model's context window."""
+    """Output (and requested input) lengths must fit the model's context window; a phase split
+    needs a decode (2+ output tokens)."""
     limit = cfg.model.max_context_tokens
     candidates: list[tuple[str, int]] = []
     if cfg.infer.output_tokens is not None:
@@ -99,6 +100,13 @@ def _check_lengths_fit(cfg: Config) -> None:
         candidates += [(f"task.{t.name}.output_tokens", t.output_tokens) for t in cfg.tasks]
     candidates += [(f"sweep.output_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.output_tokens)]
     for key, value in candidates:
+        if value == 1 and cfg.infer.phases:
+            raise ConfigError(
+                key,
+                value,
+                "one output token is all prefill, there is no decode to split from it: "
+                "ask for 2 or more, or set infer.phases=false",
+            )
         if value >= limit:
             raise ConfigError(
                 key,

@@ -88,6 +88,41 @@ class WindowFacts:
     throttle_thermal_s: float | None = None
 
 
+@dataclass(frozen=True)
+class PrefillFacts:
+    """A batch's prefill window (infer.phases): the same prompts with one new token, repeated
+    until trusted like every window. Encoder-decoder models: the encoder and the first decoder
+    step. The decode is what the request's own window spent beyond it."""
+
+    prefill_window_energy_j: float
+    prefill_window_s: float
+    prefill_window_busy_s: float | None
+    prefill_window_tail_s: float
+    prefill_window_repeats: int
+    prefill_window_trusted: bool
+
+
+def phase_split(row: Mapping[str, Any], tail_power_w: float | None = None) -> dict[str, Any]:
+    """Prefill and decode energy and time of a request with a prefill window: its share of that
+    window (the closing tick's idle tail out, at `tail_power_w`, as for `energy_j`); decode is
+    the request's `energy_j` / `latency_s` minus prefill, so the two add up to the total."""
+    if row.get("prefill_window_repeats") is None:
+        return {}
+    share = 1.0 / (row["batch_fill"] * row["prefill_window_repeats"])
+    tail_j = (tail_power_w or 0.0) * row["prefill_window_tail_s"]
+    energy_j = (row["prefill_window_energy_j"] - tail_j) * share
+    busy_s = row.get("prefill_window_busy_s")
+    time_s = (busy_s if busy_s is not None else row["prefill_window_s"]) / row[
+        "prefill_window_repeats"
+    ]
+    return {
+        "prefill_energy_j": energy_j,
+        "prefill_time_s": time_s,
+        "decode_energy_j": row["energy_j"] - energy_j,
+        "decode_time_s": row["latency_s"] - time_s,
+    }
+
+
 def with_idle_baseline(
     row: Mapping[str, Any],
     *,
@@ -118,6 +153,7 @@ def with_idle_baseline(
     # The idle power applies to the whole window, tail included.
     out["dynamic_energy_j"] = (row["window_energy_j"] - power_w * row["window_s"]) * share
     out["dynamic_energy_se_j"] = None if se_w is None else se_w * row["window_s"] * share
+    out.update(phase_split(out, power_w))
     return out
 
 
@@ -131,6 +167,7 @@ def request_records(
     ttft_s: float | None,
     window: WindowFacts,
     last_call_s: float | None = None,
+    prefill: PrefillFacts | None = None,
 ) -> list[dict[str, Any]]:
     """One record per request of a window. Energy and time are split evenly over the batch and
     the window's repeats; the window's own totals stay on every record for audit.
@@ -179,12 +216,14 @@ def request_records(
                 if window.window_s > 0
                 else None,
                 **asdict(window),
+                **(asdict(prefill) if prefill is not None else {}),
                 "prediction": pred,
                 "references": list(item.get("references", [])),
                 "status": "ok",
                 "error": None,
             }
         )
+        rows[-1].update(phase_split(rows[-1]))
     return rows
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_energy.config.settings import Config
-from llm_energy.run.plan import WindowFacts, output_spec, sweep_points
+from llm_energy.run.plan import PrefillFacts, WindowFacts, output_spec, sweep_points
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -163,4 +163,16 @@ def window_facts(
         throttle_source=getattr(reading, "throttle_source", "none"),
         throttle_power_s=getattr(reading, "throttle_power_s", None),
         throttle_thermal_s=getattr(reading, "throttle_thermal_s", None),
+    )
+
+
+def prefill_facts(reading: Any, repeats: int) -> PrefillFacts:
+    """The per-window columns of a batch's prefill window, from the meter's reading."""
+    return PrefillFacts(
+        prefill_window_energy_j=reading.energy_j,
+        prefill_window_s=reading.elapsed_s,
+        prefill_window_busy_s=getattr(reading, "busy_s", None),
+        prefill_window_tail_s=getattr(reading, "tail_s", 0.0),
+        prefill_window_repeats=repeats,
+        prefill_window_trusted=reading.trusted,
     )

@@ -38,6 +38,7 @@ from llm_energy.run.run_parts import (
     RunTotals,
     is_oom,
     now_iso,
+    prefill_facts,
     run_shapes,
     window_facts,
 )
@@ -326,6 +327,17 @@ class InferenceRun:
                 "oom",
                 f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}",
             )
+        prefill = None
+        if self.cfg.infer.phases and max_new > 1:
+            # The same prompts for one new token, in windows of their own: decode = the rest.
+            p_reading, p_repeats, _ = self.meter.run_until_trusted(
+                lambda: self.gen.generate(
+                    [i["ids"] for i in inputs], max_new_tokens=1, fixed=True, measure_ttft=False
+                ),
+                cap_mhz=applied_mhz if applied_mhz is not None else point.freq_mhz,
+                max_repeats=self.cfg.gpu.max_window_repeats,
+            )
+            prefill = prefill_facts(p_reading, p_repeats)
         if self.cfg.gpu.control == "slurm":  # SLURM's cap labels only the windows that held it
             applied_mhz = self.clocks.freq_label_mhz(reading.cap_held)
             base["freq_applied_mhz"] = applied_mhz
@@ -340,6 +352,7 @@ class InferenceRun:
             ttft_s=result.ttft_s,
             window=facts,
             last_call_s=result.elapsed_s,
+            prefill=prefill,
         )
         ended = now_iso()
         for row in rows:
