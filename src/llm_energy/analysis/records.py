@@ -73,6 +73,11 @@ METRICS: tuple[str, ...] = (
     "dynamic_energy_j",
     "edp_j_s",
     "ed2p_j_s2",
+    # infer.phases: the prefill window's share and the rest of the request (docs/records.md)
+    "prefill_energy_j",
+    "decode_energy_j",
+    "prefill_time_s",
+    "decode_time_s",
 )
 
 

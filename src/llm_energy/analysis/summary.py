@@ -43,7 +43,12 @@ from llm_energy.analysis.windows import RATIO_METRICS, item_table, window_table
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "median", "ci_low", "ci_high", "cv")
 #: metrics with a ``<m>_<suffix>`` block in summary.csv
-SUMMARY_METRICS: tuple[str, ...] = (*METRICS, "dynamic_j_per_token")
+SUMMARY_METRICS: tuple[str, ...] = (
+    *METRICS,
+    "dynamic_j_per_token",
+    "decode_share_energy",
+    "decode_share_time",
+)
 #: what every ``<m>_ci_*`` interval is, for the table, the report and docs/statistics.md
 CI_METHOD = "t over items (delta method for Σ/Σ ratios; log scale for positive quantities)"
 

@@ -34,6 +34,9 @@ BLOCK_COL = "block"
 RATIO_METRICS: dict[str, tuple[str, str]] = {
     "j_per_token": ("energy_j", "output_tokens"),
     "dynamic_j_per_token": ("dynamic_energy_j", "output_tokens"),
+    # where the joules and seconds go: Σ decode / Σ total over the items (infer.phases)
+    "decode_share_energy": ("decode_energy_j", "energy_j"),
+    "decode_share_time": ("decode_time_s", "latency_s"),
 }
 #: descriptive columns carried from a window's first request
 _CARRIED: tuple[str, ...] = (
