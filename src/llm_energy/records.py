@@ -233,7 +233,7 @@ RECOMMENDATION = Schema(
 #: the tables stats writes to reports/stats/<name>.csv and plots reads back
 STATS_TABLES: dict[str, Schema] = {
     s.name: s for s in (FREQUENCY_EFFECT, PAIRWISE, SPEARMAN, REGRESSION, PARETO, RECOMMENDATION)
-}
+} | {"phases": PAIRWISE}  # the same comparison, per prefill/decode energy and time metric
 
 
 # --- checking --------------------------------------------------------------------------------------

@@ -80,6 +80,11 @@ TASK_FIELDS: dict[str, str] = {
     "tokens_per_s_mean": "tokens_per_s",
     "dynamic_j_per_token_mean": "dynamic_j_per_token",
     "perplexity": "perplexity",
+    # infer.phases: Σ decode / Σ total over the task's items
+    "decode_share_energy_mean": "decode_share_energy",
+    "decode_share_energy_ci_low": "decode_share_energy_ci_low",
+    "decode_share_energy_ci_high": "decode_share_energy_ci_high",
+    "decode_share_time_mean": "decode_share_time",
 }
 
 
@@ -98,7 +103,7 @@ def headline_metrics(
 
     Keys: ``by_task.<task>.{n_items, j_per_token, j_per_token_ci_low, j_per_token_ci_high,
     latency_p50_s, latency_p50_ci_low, latency_p50_ci_high, tokens_per_s, dynamic_j_per_token,
-    quality_<name>, perplexity}``: :func:`~llm_energy.analysis.summary.summarize` grouped by task, so every
+    quality_<name>, perplexity, decode_share_energy (+ CI), decode_share_time}``: :func:`~llm_energy.analysis.summary.summarize` grouped by task, so every
     number is defined as in summary.csv (over the task's items and all its configurations);
     ``pooled_over_tasks.{j_per_token, j_per_token_ci_low, j_per_token_ci_high, n_items}``
     (Σ energy / Σ tokens over the items of every task) only when there are several tasks and

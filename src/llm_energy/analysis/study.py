@@ -13,7 +13,12 @@ import pandas as pd
 
 from llm_energy.analysis.regression import energy_ols
 from llm_energy.analysis.repetition import repetition_effect
-from llm_energy.analysis.significance import frequency_effect, pairwise_vs_default, spearman_lengths
+from llm_energy.analysis.significance import (
+    PAIRWISE_COLUMNS,
+    frequency_effect,
+    pairwise_vs_default,
+    spearman_lengths,
+)
 from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap
 
 
@@ -44,5 +49,32 @@ def stats_tables(
             min_samples=min_samples,
         ),
         "repetition": repetition_effect(requests, alpha=alpha),
+        "phases": phase_response(requests, alpha=alpha, min_samples=min_samples, ci_level=ci_level),
     }
     return tables, ols_info
+
+
+#: per-request phase columns (infer.phases), each compared across clocks on its own
+PHASE_METRICS: tuple[str, ...] = (
+    "prefill_energy_j",
+    "decode_energy_j",
+    "prefill_time_s",
+    "decode_time_s",
+)
+
+
+def phase_response(
+    requests: pd.DataFrame, *, alpha: float, min_samples: int, ci_level: float
+) -> pd.DataFrame:
+    """How each phase's energy and time respond to the clock: every cap vs the default clock on
+    the same items, per phase metric (`pairwise_vs_default`; Holm within each metric's
+    stratum). Empty without phase records."""
+    if "prefill_energy_j" not in requests or requests["prefill_energy_j"].isna().all():
+        return pd.DataFrame(columns=PAIRWISE_COLUMNS)
+    tables = [
+        pairwise_vs_default(
+            requests, metric=m, alpha=alpha, min_samples=min_samples, ci_level=ci_level
+        )
+        for m in PHASE_METRICS
+    ]
+    return pd.concat(tables, ignore_index=True)

@@ -1,0 +1,78 @@
+"""Where the joules go: which phase dominates each task's time and energy (summary.csv's decode
+shares) and how each phase responds to the clock (reports/stats/phases.csv). Pure."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from llm_energy.analysis.records import freq_label, is_missing
+from llm_energy.report.sentences import fmt_pct, fmt_range
+
+_PHASE_WORDS = {
+    "prefill_energy_j": "prefill energy",
+    "prefill_time_s": "prefill time",
+    "decode_energy_j": "decode energy",
+    "decode_time_s": "decode time",
+}
+
+
+def _share(row: pd.Series, name: str) -> str:
+    value = 100 * row[f"{name}_mean"]
+    lo, hi = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    if is_missing(lo) or is_missing(hi):
+        return f"{fmt_pct(value)} %"
+    return f"{fmt_pct(value)} % (CI {fmt_range(100 * lo, 100 * hi)})"
+
+
+def phase_sentences(summary: pd.DataFrame | None, phases: pd.DataFrame | None) -> list[str]:
+    """One sentence per model and task at its reference clock (default, else the highest) on
+    the decode shares, and one on the lowest cap's change of each phase's energy and time."""
+    if summary is None or "decode_share_energy_mean" not in summary:
+        return []
+    rows = summary[summary["decode_share_energy_mean"].notna()]
+    out = []
+    for (model, task), group in rows.groupby(["model", "task"], sort=True):
+        ref = group[group["default_clocks"]] if group["default_clocks"].any() else group
+        if not group["default_clocks"].any():
+            ref = ref[ref["freq_applied_mhz"] == ref["freq_applied_mhz"].max()]
+        r = ref.iloc[0]
+        where = "default clocks" if r["default_clocks"] else freq_label(r["freq_applied_mhz"])
+        lead = "decode" if r["decode_share_energy_mean"] > 0.5 else "prefill"
+        more = f" (first of {len(ref)} configurations)" if len(ref) > 1 else ""
+        out.append(
+            f"{task} ({model}, {where}{more}): {lead} dominates. Decode took "
+            f"{_share(r, 'decode_share_time')} of the time and "
+            f"{_share(r, 'decode_share_energy')} of the energy; prefill (the prompt's forward "
+            "pass and first token, measured in its own windows) the rest."
+        )
+        out += _clock_response(phases, model, task)
+    return out
+
+
+def _clock_response(phases: pd.DataFrame | None, model: str, task: str) -> list[str]:
+    """The lowest cap against the default clock, each phase metric with its paired CI."""
+    if phases is None or phases.empty or "ratio" not in phases:
+        return []
+    mine = phases[(phases["model"] == model) & (phases["task"] == task)]
+    mine = mine[pd.to_numeric(mine["ratio"], errors="coerce").notna()]
+    if mine.empty:
+        return []
+    lowest = mine["freq_mhz"].min()
+    at = mine[mine["freq_mhz"] == lowest]
+    parts = []
+    for metric, words in _PHASE_WORDS.items():
+        hit = at[at["metric"] == metric]
+        if hit.empty:
+            continue
+        h = hit.iloc[0]
+        lo, hi = 100 * (h["ratio_ci_low"] - 1), 100 * (h["ratio_ci_high"] - 1)
+        ci = "" if math.isnan(lo) else f" (CI {fmt_range(lo, hi, signed=True)})"
+        parts.append(f"{words} {fmt_pct(100 * (h['ratio'] - 1), signed=True)} %{ci}")
+    baseline = at.iloc[0].get("baseline", "default")
+    return [
+        f"At {freq_label(lowest)} against {baseline}, per request on the same items: "
+        + "; ".join(parts)
+        + "."
+    ]
