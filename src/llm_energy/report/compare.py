@@ -1,10 +1,5 @@
-"""Compare DVC experiments: one row per (experiment, configuration, clock).
-
-The experiments come from :func:`llm_energy.analysis.experiments.experiments_from_dvc_json`
-(re-exported here for the CLI) and their clocks from
-:func:`~llm_energy.analysis.experiments.clock_rows`. Energy sources and GPU models are never
-pooled, and no saving is given without an interval.
-"""
+"""Compare DVC experiments, one row per (experiment, configuration, clock): energy sources and
+GPU models are never pooled, and no saving is given without an interval."""
 
 from __future__ import annotations
 
@@ -72,9 +67,6 @@ COMPARE_COLUMNS: list[str] = [
 ]
 
 
-# --- comparison ------------------------------------------------------------------------------------
-
-
 def saving_interval(
     energy: tuple[float, float, float], reference: tuple[float, float, float]
 ) -> tuple[float, float, float]:
@@ -121,23 +113,11 @@ def compare_experiments(
     latency_budget_pct: float,
     drop_duplicates: bool = True,
 ) -> pd.DataFrame:
-    """Energy and latency per (experiment, configuration, clock), each compared with a
-    default-clock reference.
-
-    Rows come from :func:`~llm_energy.analysis.experiments.clock_rows` (an experiment's
-    ``by_clock`` metrics, else its single-clock headline). They are grouped by ``group_cols``
-    (default: those of :data:`DEFAULT_GROUP_COLUMNS` present); energy kind, energy source and
-    GPU model are always added (never pooled; a missing value is a group of its own, and
-    ``group`` states it). A row's reference is its own experiment's default-clock row, else
-    (an experiment that ran caps only) the group's default row from another experiment; the
-    ``reference*`` columns show that value and its CI beside the row's own.
-    ``saving_pct`` = 100 × (1 − energy/reference) is given only with its interval
-    (:func:`saving_interval`, from both CIs), else left empty and the note says so.
-    ``within_budget``: p50 latency ≤ reference × (1 + budget); ``best_within_budget``: per
-    reference, the lowest-energy cap within budget whose saving interval is above 0;
-    ``on_frontier``: Pareto-optimal among the rows sharing its reference.
-
-    Columns: the group columns, then :data:`COMPARE_COLUMNS`.
+    """Energy and latency per (experiment, configuration, clock) of :func:`clock_rows`, grouped by
+    ``group_cols`` plus :data:`NEVER_POOLED`, each compared with a default-clock reference (its
+    own experiment's, else the group's). A saving is given only with its :func:`saving_interval`;
+    ``best_within_budget``: per reference, the lowest-energy cap within the latency budget whose
+    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`.
     """
     frame = experiments.copy()
     if frame.empty:
