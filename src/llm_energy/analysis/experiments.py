@@ -17,15 +17,7 @@ import pandas as pd
 
 from llm_energy.analysis.headline import flatten_dict
 
-META_COLUMNS: list[str] = [
-    "experiment",
-    "rev",
-    "parent_rev",
-    "kind",
-    "status",
-    "error",
-    "timestamp",
-]
+META_COLUMNS: list[str] = ("experiment rev parent_rev kind status error timestamp").split()
 
 
 def _find_section(node: Any, key: str, depth: int = 0) -> Mapping[str, Any] | None:
@@ -193,15 +185,9 @@ CLOCK_FIELD_COLUMNS: dict[str, str] = {
     "energy_source": "energy.source",
     "device": "gpu.name",
 }
-CLOCK_COLUMNS: list[str] = [
-    "freq_mhz",
-    "default_clocks",
-    "energy",
-    "energy_ci_low",
-    "energy_ci_high",
-    "latency",
-    "clock_source",
-]
+CLOCK_COLUMNS: list[str] = (
+    "freq_mhz default_clocks energy energy_ci_low energy_ci_high latency clock_source"
+).split()
 _BY_CLOCK = re.compile(r"^(?:.*:)?by_clock\.([^.]+)\.(.+)$")
 
 

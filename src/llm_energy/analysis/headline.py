@@ -144,14 +144,7 @@ def headline_metrics(
     }
     config = {
         k: _single_or_mixed(df[k])
-        for k in (
-            "model",
-            "task",
-            "engine",
-            "batch_size",
-            "input_tokens_target",
-            "output_tokens_target",
-        )
+        for k in "model task engine batch_size input_tokens_target output_tokens_target".split()
     }
     out: dict[str, Any] = {"by_task": by_task}
     if len(by_task) > 1:  # Σ/Σ over every task's items, only with its interval

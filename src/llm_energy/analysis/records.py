@@ -56,17 +56,9 @@ EXCLUSION_REASONS: dict[str, str] = {
 ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "unknown")
 
 #: per-request metrics summarised for every configuration (name → unit-bearing column)
-METRICS: tuple[str, ...] = (
-    "j_per_token",
-    "tokens_per_s",
-    "latency_s",
-    "ttft_s",
-    "tpot_s",
-    "avg_power_w",
-    "energy_j",
-    "dynamic_energy_j",
-    "edp_j_s",
-    "ed2p_j_s2",
+METRICS: tuple[str, ...] = tuple(
+    "j_per_token tokens_per_s latency_s ttft_s tpot_s avg_power_w energy_j dynamic_energy_j "
+    "edp_j_s ed2p_j_s2".split()
 )
 
 

@@ -22,17 +22,9 @@ from llm_energy.analysis.windows import BLOCK_COL, window_table
 
 REPETITION_COLUMNS: list[str] = [
     *CONFIG_KEYS,
-    "metric",
-    "n_rep0",
-    "n_rest",
-    "median_rep0",
-    "median_rest",
-    "ratio",
-    "test",
-    "n_pairs",
-    "p_value",
-    "flagged",
-    "note",
+    *(
+        "metric n_rep0 n_rest median_rep0 median_rest ratio test n_pairs p_value flagged note"
+    ).split(),
 ]
 
 

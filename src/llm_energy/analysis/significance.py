@@ -241,12 +241,8 @@ def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
 
 #: strata of the length correlations: tasks differ in input and output length, so a pooled ρ
 #: across them mostly measures the tasks (QA: long inputs, short answers)
-LENGTH_STRATUM_KEYS: tuple[str, ...] = (
-    "model",
-    "task",
-    "output_tokens_target",
-    "energy_kind",
-    "gpu_name",
+LENGTH_STRATUM_KEYS: tuple[str, ...] = tuple(
+    "model task output_tokens_target energy_kind gpu_name".split()
 )
 
 

@@ -131,18 +131,11 @@ def _summary_columns(keys: Sequence[str], qcols: Sequence[str], has_ppl: bool) -
     for m in SUMMARY_METRICS:
         cols.extend(f"{m}_{s}" for s in STAT_SUFFIXES)
     cols.extend(
-        [
-            "latency_p50_s",
-            "latency_p50_ci_low",
-            "latency_p50_ci_high",
-            "latency_p50_ci_level",
-            "latency_p95_s",
-            "energy_total_j",
-            "dynamic_j_per_token_idle_se",
-            "dynamic_j_per_token_idle_df",
-            "sm_clock_mean_mhz",
-            "temperature_max_c",
-        ]
+        (
+            "latency_p50_s latency_p50_ci_low latency_p50_ci_high latency_p50_ci_level "
+            "latency_p95_s energy_total_j dynamic_j_per_token_idle_se dynamic_j_per_token_idle_df "
+            "sm_clock_mean_mhz temperature_max_c"
+        ).split()
     )
     for q in qcols:
         cols.extend([f"{q}_mean", f"{q}_ci_low", f"{q}_ci_high", f"{q}_n"])

@@ -24,33 +24,13 @@ from llm_energy.analysis.significance import metric_items, paired_on_items
 
 RECOMMEND_COLUMNS: list[str] = [
     *STRATUM_KEYS,
-    "metric",
-    "baseline",
-    "baseline_freq_mhz",
-    "baseline_n",
-    "baseline_mean",
-    "baseline_latency_s",
-    "latency_limit_s",
-    "latency_budget_pct",
-    "min_samples",
-    "n_levels",
-    "n_candidates",
-    "n_family",
-    "recommended_freq_mhz",
-    "recommended_label",
-    "recommended_n",
-    "recommended_mean",
-    "recommended_latency_s",
-    "saving_pct",
-    "saving_ci_low",
-    "saving_ci_high",
-    "latency_change_pct",
-    "latency_change_ci_high",
-    "saves_energy",
-    "ci_level",
-    "ci_method",
-    "paired",
-    "note",
+    *(
+        "metric baseline baseline_freq_mhz baseline_n baseline_mean baseline_latency_s "
+        "latency_limit_s latency_budget_pct min_samples n_levels n_candidates n_family "
+        "recommended_freq_mhz recommended_label recommended_n recommended_mean "
+        "recommended_latency_s saving_pct saving_ci_low saving_ci_high latency_change_pct "
+        "latency_change_ci_high saves_energy ci_level ci_method paired note"
+    ).split(),
 ]
 
 

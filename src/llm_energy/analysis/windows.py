@@ -31,14 +31,8 @@ RATIO_METRICS: dict[str, tuple[str, str]] = {
     "dynamic_j_per_token": ("dynamic_energy_j", "output_tokens"),
 }
 #: descriptive columns carried from a window's first request
-_CARRIED: tuple[str, ...] = (
-    "run_id",
-    "window_id",
-    "rep",
-    "energy_source",
-    "gpu_uuid",
-    "model_params_m",
-    "freq_requested_mhz",
+_CARRIED: tuple[str, ...] = tuple(
+    "run_id window_id rep energy_source gpu_uuid model_params_m freq_requested_mhz".split()
 )
 
 
