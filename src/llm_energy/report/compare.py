@@ -21,13 +21,9 @@ from llm_energy.report.figure_style import (
 )
 
 #: the configuration an experiment ran (what splits lines inside one experiment, too)
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "config.model",
-    "config.task",
-    "config.engine",
-    "config.batch_size",
-    "config.input_tokens_target",
-    "config.output_tokens_target",
+CONFIG_COLUMNS: tuple[str, ...] = tuple(
+    f"config.{k}"
+    for k in "model task engine batch_size input_tokens_target output_tokens_target".split()
 )
 DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
     *CONFIG_COLUMNS,
@@ -41,30 +37,12 @@ NEVER_POOLED: dict[str, str] = {
     "energy.source": "energy source unknown",
     "gpu.name": "GPU unknown",
 }
-COMPARE_COLUMNS: list[str] = [
-    "group",
-    "experiment",
-    "rev",
-    "freq_mhz",
-    "label",
-    "is_baseline",
-    "energy",
-    "energy_ci_low",
-    "energy_ci_high",
-    "latency",
-    "reference",
-    "reference_energy",
-    "reference_ci_low",
-    "reference_ci_high",
-    "saving_pct",
-    "saving_ci_low",
-    "saving_ci_high",
-    "latency_change_pct",
-    "within_budget",
-    "on_frontier",
-    "best_within_budget",
-    "note",
-]
+COMPARE_COLUMNS: list[str] = (
+    "group experiment rev freq_mhz label is_baseline energy energy_ci_low energy_ci_high "
+    "latency reference reference_energy reference_ci_low reference_ci_high saving_pct "
+    "saving_ci_low saving_ci_high latency_change_pct within_budget on_frontier "
+    "best_within_budget note"
+).split()
 
 
 def saving_interval(
@@ -228,10 +206,6 @@ def _group_text(row: pd.Series, cols: Sequence[str]) -> str:
         name = {"energy.source": "energy", "gpu.name": "GPU"}.get(col, col.split(".")[-1])
         parts.append(f"{name} {value}")
     return " · ".join(parts)
-
-
-#: the name the CLI uses
-comparison_table = compare_experiments
 
 
 def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> Figure:
