@@ -277,14 +277,14 @@ def test_compare_ignores_mixed_frequency_runs_and_empty() -> None:
     assert compare_experiments(pd.DataFrame()).empty
 
 
-def test_comparison_table_alias_and_figure() -> None:
+def test_comparison_figure() -> None:
     from matplotlib.figure import Figure
 
-    from llm_energy.report.compare import comparison_figure, comparison_table
+    from llm_energy.report.compare import comparison_figure
     from llm_energy.report.figure_style import SIMULATED_LABEL, figure_png_bytes
 
     exps = experiments_from_dvc_json(dvc_exp_show_sample())
-    table = comparison_table(exps, latency_budget_pct=5.0)
+    table = compare_experiments(exps, latency_budget_pct=5.0)
     fig = comparison_figure(table)
     assert isinstance(fig, Figure)
     assert figure_png_bytes(fig, dpi=30).startswith(b"\x89PNG")

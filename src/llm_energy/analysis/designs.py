@@ -1,16 +1,8 @@
-"""Which omnibus test compares the frequency levels, and why. Pure: arrays in, dicts out.
-
-Values are per item (the independent unit: a prompt, repeated across repetitions and clocks).
-A sweep runs the same items at every clock, so the design is *blocked* by item. Where every
-item was measured at every level the levels are compared with a repeated-measures ANOVA
-(statsmodels ``AnovaRM``: item as subject, level within; exact F under normal errors, the
-small-sample test a handful of items needs: Friedman's rank test cannot reach p < 0.05 with
-five items after any multiplicity adjustment). Friedman (Wilcoxon signed-rank for two levels)
-is a labelled fallback when the ANOVA cannot run. Where items are shared but some are missing,
-a linear mixed model (random intercept per item, likelihood ratio test of the level effect).
-Without shared items the groups are independent: Welch's ANOVA when Levene (median-centred)
-rejects equal variances, Kruskal–Wallis when variances look equal but Shapiro–Wilk rejects
-normality, else one-way ANOVA. Every result says which test ran and why (``test_reason``).
+"""Which omnibus test compares the frequency levels, and why (docs/statistics.md,
+``frequency_effect.csv``). Complete blocks: repeated-measures ANOVA, since Friedman's rank test
+cannot reach p < 0.05 with five items; Friedman / Wilcoxon only as a labelled fallback.
+Independent groups: Welch when Levene (median-centred) rejects equal variances, Kruskal–Wallis
+when Shapiro–Wilk rejects normality, else one-way ANOVA. ``test_reason`` says which and why.
 """
 
 from __future__ import annotations
@@ -262,11 +254,8 @@ def mixedlm_level_test(levels: list[LevelSample]) -> dict[str, Any]:
 def omnibus(
     levels: list[LevelSample], *, alpha: float, test: TestChoice = "auto"
 ) -> dict[str, Any]:
-    """Omnibus test of ≥ 2 levels; the keys of ``FREQUENCY_EFFECT_COLUMNS`` that describe it.
-
-    ``test="auto"`` picks by design (module docstring); an explicit choice is honoured
-    (a blocked test needs a blocked design, else it falls back to ``auto`` with a note).
-    """
+    """Omnibus test of ≥ 2 levels (keys of ``FREQUENCY_EFFECT_COLUMNS``). ``test="auto"`` picks
+    by design; a blocked test asked for on an independent design falls back to ``auto``."""
     out = _empty_result(levels)
     groups = [np.asarray(lv.values, dtype=float) for lv in levels]
     if np.ptp(np.concatenate(groups)) == 0:

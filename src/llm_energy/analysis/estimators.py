@@ -1,26 +1,8 @@
-"""Small-sample estimators over *items*, the independent unit of a study. Pure numpy / scipy.
-
-An item (a prompt; with batching, the set of items a batch ran) repeats across repetitions and
-clocks, so every interval and test here takes one value (or one Σ numerator, Σ denominator pair)
-per item. Ratios are Σ/Σ and linearised (the delta method): the estimate minus the truth is
-about the mean of the items' influence values ``u_i``. Two small-sample corrections keep the
-intervals honest when items differ in size (a long answer weighs more in Σ/Σ):
-
-- the variance is HC2's, ``Σ u_i² / (1 − h_i) / n²`` with leverage ``h_i = den_i / Σ den``
-  (for a single ratio it is statsmodels' HC2 of the WLS fit of numerator on denominator with
-  weights 1/denominator; with equal sizes it is the ordinary ``sd(u)² / n``);
-- the t quantile has Kish's effective number of items minus one degrees of freedom,
-  ``(Σ w)² / Σ w² − 1`` with ``w`` the items' shares of the numerator (n − 1 when equal).
-
-Without them a 5-item paired test of natural-length answers rejected a true null 7.1 % of the
-time at a nominal 5 %; with them 5.2 % (docs/statistics.md). Positive quantities are handled on
-the log scale, where ratios are less skewed and bounds stay positive. A pair of configurations
-measured on the same items is compared by ``log(R_a / R_b)`` with paired influence values
-``u_a − u_b``: a paired t test on the linearised item values.
-
-Where no honest interval exists (fewer than :data:`MIN_ITEMS` items, no tokens, every item the
-same value) the estimate carries ``note = "not estimable: why"`` and NaN bounds, never a
-zero-width interval.
+"""Small-sample estimators over *items*, one value (or Σ num, Σ den pair) per item. Σ/Σ ratios
+are linearised (delta method) with HC2 variance ``Σ u_i² / (1 − h_i) / n²``, ``h_i = den_i / Σ den``,
+and Kish's effective n − 1 df (why: docs/statistics.md, "Small samples, unequal items").
+Positive quantities use the log scale (less skew, positive bounds). Where no honest interval
+exists the estimate has NaN bounds and ``note = "not estimable: why"``, never a zero width.
 """
 
 from __future__ import annotations
@@ -240,9 +222,8 @@ def with_extra_se(est: Estimate, se_extra: float, df_extra: float) -> Estimate:
     ``se_extra`` leaves the estimate as it is."""
     if not est.estimable or not math.isfinite(se_extra) or se_extra <= 0:
         return est
-    # the item part on the linear scale: delta method back from the log scale
-    # on the estimate's own scale (log: the extra error relative to the value); the df never
-    # exceed the items' own, so that adding an error can only widen the interval
+    # on the estimate's own scale (log: relative to the value); the df never exceed the
+    # items' own, so adding an error can only widen the interval
     extra = se_extra / est.value if est.log_scale else se_extra
     se = math.hypot(est.se, extra)
     df = min(se**4 / (est.se**4 / est.df + extra**4 / max(df_extra, 1.0)), est.df)

@@ -1,8 +1,5 @@
-"""Parse ``dvc exp show --json`` into one row per workspace / commit / experiment.
-
-Pure: takes the already-parsed JSON (list or dict); running DVC is the caller's business.
-
-DVC 3.x prints a list of commit entries ``{"rev", "name", "data": {...}, "error",
+"""Parse ``dvc exp show --json`` (already parsed) into one row per workspace / commit /
+experiment. DVC 3.x prints a list of commit entries ``{"rev", "name", "data": {...}, "error",
 "experiments": [{"name", "executor", "revs": [{"rev", "name", "data": {...}}]}]}`` where
 ``data`` holds ``"metrics": {"<file>": {"data": {...}}}`` and ``"params": {"<file>": {"data":
 {...}}}``. The parser is defensive: it also walks DVC 2.x's dict-of-revisions layout and looks
@@ -20,15 +17,7 @@ import pandas as pd
 
 from llm_energy.analysis.headline import flatten_dict
 
-META_COLUMNS: list[str] = [
-    "experiment",
-    "rev",
-    "parent_rev",
-    "kind",
-    "status",
-    "error",
-    "timestamp",
-]
+META_COLUMNS: list[str] = ("experiment rev parent_rev kind status error timestamp").split()
 
 
 def _find_section(node: Any, key: str, depth: int = 0) -> Mapping[str, Any] | None:
@@ -170,13 +159,9 @@ def _iter_states(node: Any, parent_rev: str | None = None) -> Iterator[dict[str,
 
 
 def experiments_from_dvc_json(data: list[Any] | dict[str, Any]) -> pd.DataFrame:
-    """One row per workspace / commit / experiment of ``dvc exp show --json``.
-
-    Columns: :data:`META_COLUMNS` (``kind`` = workspace | baseline | experiment; ``status``
-    from the executor state, e.g. success / queued / failed), then every param and metric
-    flattened with dots (``gpu.freq``, ``model.name``, ``energy.j_per_token``). A key present
-    in several files is prefixed with its file (``"params.yaml:seed"``).
-    """
+    """One row per workspace / commit / experiment: :data:`META_COLUMNS`, then every param and
+    metric flattened with dots; a key present in several files gets its file as prefix
+    (``"params.yaml:seed"``)."""
     rows = list(_iter_states(data))
     frame = pd.DataFrame(rows)
     for col in META_COLUMNS:
@@ -200,15 +185,9 @@ CLOCK_FIELD_COLUMNS: dict[str, str] = {
     "energy_source": "energy.source",
     "device": "gpu.name",
 }
-CLOCK_COLUMNS: list[str] = [
-    "freq_mhz",
-    "default_clocks",
-    "energy",
-    "energy_ci_low",
-    "energy_ci_high",
-    "latency",
-    "clock_source",
-]
+CLOCK_COLUMNS: list[str] = (
+    "freq_mhz default_clocks energy energy_ci_low energy_ci_high latency clock_source"
+).split()
 _BY_CLOCK = re.compile(r"^(?:.*:)?by_clock\.([^.]+)\.(.+)$")
 
 
@@ -230,16 +209,9 @@ def _headline_clock(row: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def clock_rows(experiments: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, configuration, clock), from the ``by_clock`` block of each
-    experiment's metrics (see :func:`llm_energy.analysis.headline.by_clock_metrics`), else its
-    headline point when it ran one clock (experiments that pooled several clocks into one
-    headline and carry no ``by_clock`` are left out).
-
-    Columns: :data:`META_COLUMNS`, the config / energy / GPU columns of
-    :data:`CLOCK_FIELD_COLUMNS` (an entry's own value, else the experiment's), then
-    :data:`CLOCK_COLUMNS` (``energy`` = J/token with its CI, ``latency`` = p50 s,
-    ``clock_source`` = by_clock | headline).
-    """
+    """One row per (experiment, configuration, clock) from each experiment's ``by_clock``
+    metrics, else its headline point when it ran one clock. Columns: :data:`META_COLUMNS`,
+    :data:`CLOCK_FIELD_COLUMNS` values, :data:`CLOCK_COLUMNS`."""
     keep = [*META_COLUMNS, *CLOCK_FIELD_COLUMNS.values()]
     out: list[dict[str, Any]] = []
     for row in experiments.to_dict("records"):

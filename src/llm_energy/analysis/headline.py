@@ -1,8 +1,4 @@
-"""Headline numbers for ``reports/metrics.json`` (a DVC metrics file) and JSON helpers.
-
-Pure: DataFrames in, JSON-ready dicts out. Energy figures use one energy kind only, and J/token
-is Σ energy / Σ tokens over the valid requests of that kind (never a mean of per-request ratios).
-"""
+"""Headline numbers for ``reports/metrics.json`` (docs/statistics.md) and JSON helpers."""
 
 from __future__ import annotations
 
@@ -99,23 +95,10 @@ def _entry(row: Mapping[str, Any], fields: Iterable[str] | None = None) -> dict[
 def headline_metrics(
     summary: pd.DataFrame, requests: pd.DataFrame, *, ci_level: float
 ) -> dict[str, Any]:
-    """Nested, JSON-ready dict for ``reports/metrics.json`` (over valid requests).
-
-    Keys: ``by_task.<task>.{n_items, j_per_token, j_per_token_ci_low, j_per_token_ci_high,
-    latency_p50_s, latency_p50_ci_low, latency_p50_ci_high, tokens_per_s, dynamic_j_per_token,
-    quality_<name>, perplexity, decode_share_energy (+ CI), decode_share_time}``: :func:`~llm_energy.analysis.summary.summarize` grouped by task, so every
-    number is defined as in summary.csv (over the task's items and all its configurations);
-    ``pooled_over_tasks.{j_per_token, j_per_token_ci_low, j_per_token_ci_high, n_items}``
-    (Σ energy / Σ tokens over the items of every task) only when there are several tasks and
-    that interval exists; ``energy.{kind, source, total_j}``, ``gpu.{name, freq_applied_mhz,
-    freq_requested_mhz, freq_mode, n_freq_levels, sm_clock_mean_mhz, temperature_max_c}``,
-    ``counts.{n_requests, n_valid, n_windows, n_excluded, n_configs}``,
-    ``config.{model, task, engine, batch_size, input_tokens_target, output_tokens_target}``
-    ("mixed" when several), ``by_clock`` (per configuration and clock, see
-    :func:`by_clock_metrics`). No number is pooled over tasks without its interval. Energy
-    figures use one energy kind only (measured > estimated > simulated). ``gpu.freq_applied_mhz``
-    is null at driver default clocks and when several levels were run (``freq_mode`` =
-    default|capped|mixed); ``gpu.name`` is the GPU model ("mixed" when several).
+    """Nested, JSON-ready dict for ``reports/metrics.json`` over valid requests of one energy
+    kind (measured > estimated > simulated); ``by_task`` is :func:`summarize` grouped by task
+    (docs/statistics.md). ``gpu.freq_applied_mhz`` is null at default clocks and when several
+    levels ran (``freq_mode`` = default|capped|mixed); "mixed" marks several values.
     """
     df = prepare_requests(requests)
     valid = valid_mask(df)
@@ -166,14 +149,7 @@ def headline_metrics(
     }
     config = {
         k: _single_or_mixed(df[k])
-        for k in (
-            "model",
-            "task",
-            "engine",
-            "batch_size",
-            "input_tokens_target",
-            "output_tokens_target",
-        )
+        for k in "model task engine batch_size input_tokens_target output_tokens_target".split()
     }
     out: dict[str, Any] = {"by_task": by_task}
     if len(by_task) > 1:  # Σ/Σ over every task's items, only with its interval
@@ -206,14 +182,9 @@ BY_CLOCK_FIELDS: dict[str, str] = {
 
 
 def by_clock_metrics(summary: pd.DataFrame | None, device: Any) -> dict[str, dict[str, Any]]:
-    """One entry per (configuration, clock) of the summary: ``{"c00": {model, task, …, freq_mhz,
-    default_clocks, energy_kind, energy_source, device, n, j_per_token, j_per_token_ci_low,
-    j_per_token_ci_high, latency_p50_s}}``.
-
-    A dict keyed ``c00``, ``c01``… rather than a list, and nulls left out: ``dvc exp show
-    --json`` drops lists and null values from metrics files. ``j_per_token`` is the window mean
-    of the summary, so it matches its interval over items.
-    """
+    """One entry per (configuration, clock) of the summary (:data:`BY_CLOCK_FIELDS` and
+    ``device``), keyed ``c00``, ``c01``… with nulls left out: ``dvc exp show --json`` drops
+    lists and null values from metrics files."""
     out: dict[str, dict[str, Any]] = {}
     if summary is None or summary.empty:
         return out

@@ -1,8 +1,6 @@
 """Request records → analysis-ready rows: configuration identity, energy kinds, frequency
 levels, exclusion reasons and the measurement-window identity (docs/records.md).
 
-Pure functions: DataFrames in, DataFrames / Series out. No files, no hardware.
-
 A request is *valid* (used for energy, latency and throughput statistics) when its status is
 ``ok``, its measurement window is trusted, its frequency cap held and no thermal / power
 throttling was seen in its window. Quality scores only need ``status == "ok"``: text produced
@@ -30,15 +28,11 @@ FREQ_LEVEL_COL = "freq_level_mhz"
 
 # --- NVML clock event reasons (nvmlClocksEventReason*) -------------------------------------------
 
-CLOCK_EVENT_GPU_IDLE = 0x1
-CLOCK_EVENT_APPLICATIONS_CLOCKS = 0x2
 CLOCK_EVENT_SW_POWER_CAP = 0x4
 CLOCK_EVENT_HW_SLOWDOWN = 0x8
-CLOCK_EVENT_SYNC_BOOST = 0x10
 CLOCK_EVENT_SW_THERMAL = 0x20
 CLOCK_EVENT_HW_THERMAL = 0x40
 CLOCK_EVENT_HW_POWER_BRAKE = 0x80
-CLOCK_EVENT_DISPLAY_CLOCKS = 0x100
 #: thermal / power reasons that make a window's clocks differ from the cap under study
 THROTTLE_MASK = (
     CLOCK_EVENT_SW_POWER_CAP
@@ -62,26 +56,12 @@ EXCLUSION_REASONS: dict[str, str] = {
 ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "unknown")
 
 #: per-request metrics summarised for every configuration (name → unit-bearing column)
-METRICS: tuple[str, ...] = (
-    "j_per_token",
-    "tokens_per_s",
-    "latency_s",
-    "ttft_s",
-    "tpot_s",
-    "avg_power_w",
-    "energy_j",
-    "dynamic_energy_j",
-    "edp_j_s",
-    "ed2p_j_s2",
+METRICS: tuple[str, ...] = tuple(
+    "j_per_token tokens_per_s latency_s ttft_s tpot_s avg_power_w energy_j dynamic_energy_j "
+    "edp_j_s ed2p_j_s2 "
     # infer.phases: the prefill window's share and the rest of the request (docs/records.md)
-    "prefill_energy_j",
-    "decode_energy_j",
-    "prefill_time_s",
-    "decode_time_s",
+    "prefill_energy_j decode_energy_j prefill_time_s decode_time_s".split()
 )
-
-
-# --- small helpers ---------------------------------------------------------------------------------
 
 
 def numeric_column(requests: pd.DataFrame, col: str) -> pd.Series:
@@ -159,11 +139,8 @@ def key_str(key: Any) -> str:
 
 
 def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
-    """Copy of schema-typed records with ``energy_kind`` filled and derived metrics added.
-
-    Adds ``j_per_token`` (energy_j / output_tokens, NaN when no tokens), ``edp_j_s``
-    (energy × latency), ``ed2p_j_s2`` (energy × latency²) and ``freq_level_mhz``; metrics as float.
-    """
+    """Copy of schema-typed records with ``energy_kind`` filled, the derived metrics
+    (J/token, EDP, ED²P, frequency level) added and every metric as float."""
     df = requests.copy()
     df["energy_kind"] = energy_kinds(df)
     energy = numeric_column(df, "energy_j")
@@ -177,9 +154,6 @@ def prepare_requests(requests: pd.DataFrame) -> pd.DataFrame:
     df["freq_applied_mhz"] = numeric_column(df, "freq_applied_mhz")
     df[FREQ_LEVEL_COL] = freq_levels(df)
     return df
-
-
-# --- exclusion ----------------------------------------------------------------------------------------
 
 
 def exclusion_flags(requests: pd.DataFrame) -> pd.DataFrame:
@@ -207,10 +181,6 @@ def throttle_mask(default_clocks: bool) -> int:
 def valid_mask(requests: pd.DataFrame) -> pd.Series:
     """True for requests usable for energy / timing statistics."""
     return ~exclusion_flags(requests).any(axis=1)
-
-
-def status_ok_mask(requests: pd.DataFrame) -> pd.Series:
-    return ~exclusion_flags(requests)["status"]
 
 
 def cluster_ids(frame: pd.DataFrame, cluster_col: str | None = "window_id") -> pd.Series | None:

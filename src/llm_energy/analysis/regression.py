@@ -1,18 +1,9 @@
-"""OLS of energy per request on length, model size and frequency, fitted on what was measured:
-one row per measurement window, with standard errors clustered by item.
+"""OLS of energy per request on length, model size and frequency, one row per measurement
+window (even per-request shares flatten the slope: docs/statistics.md, ``regression.csv``),
+one intercept per GPU card (``gpu[<uuid>]``), one GPU model per fit.
 
-A window's requests share one energy reading, so a request's "own" energy is an even share of
-it: regressing those shares on each request's length attributes the batch's total to every
-member alike and flattens the slope (0.07 against a true 0.30 J/token at batch 8). Each window
-is therefore one row: its energy per request (the reading ÷ requests) against its mean input
-and output tokens per request, which is exactly linear in the per-request model. The same items
-repeat across repetitions and clocks, so the covariance is cluster-robust by item: CR2 with
-Bell–McCaffrey degrees of freedom, the small-cluster correction (a study has few items; CR1 with
-G − 1 df covered the true slope 83–90 % of the time at 15 clusters).
-
-GPUs are blocks: records of several GPUs (``gpu_uuid``) get one intercept per GPU (terms
-``gpu[<uuid>]``, relative to the first), so a constant offset between two cards is not read as a
-clock effect; two GPU models (``gpu_name``) are never pooled in one fit.
+Errors are clustered by item: CR2 with Bell–McCaffrey df, because a study has few items and
+CR1 with G − 1 df covered the true slope only 83–90 % of the time at 15 clusters.
 """
 
 from __future__ import annotations
@@ -94,25 +85,14 @@ def energy_ols(
     ci_level: float,
     gpu_name: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """OLS ``response ~ 1 + predictors`` over valid windows (per-request means of the window),
-    standard errors clustered by item.
+    """OLS ``response ~ 1 + predictors`` over valid windows of one energy kind (``energy_kind``,
+    else measured > estimated > simulated) and one GPU model (with several and no ``gpu_name``
+    the fit is skipped). All-null or constant predictors are dropped, then rows with a null
+    (e.g. ``freq_applied_mhz`` at default clocks). Fewer than ``min_rows`` rows (default:
+    parameters + 2) or 3 items: skipped, with ``info["skipped"]`` saying why.
 
-    One energy kind only (``energy_kind``, else measured > estimated > simulated) and one GPU
-    model (``gpu_name``; with records of several and none named the fit is skipped). Several
-    GPUs of that model are blocks (an intercept each: info ``gpu_blocks``). A predictor
-    is dropped when it is all null, or constant over the rows used (info
-    ``dropped_predictors``: name → reason); then rows with a null in a used predictor or the
-    response are dropped (``n_dropped_rows``; e.g. default-clock rows whose
-    ``freq_applied_mhz`` is null). With fewer than ``min_rows`` rows (default: number of
-    parameters, intercept included, + 2) or fewer than 3 items the fit is skipped: empty coefficient table and
-    ``info["skipped"]``.
-
-    Returns ``(coef_df, info)``; ``coef_df`` columns :data:`COEF_COLUMNS` (t-based p-values and
-    CIs, ``ci_level``); ``info``: ``n`` (windows), ``n_clusters`` (items), ``r2``, ``r2_adj``,
-    ``used_predictors``, ``dropped_predictors``, ``n_dropped_rows``, ``energy_kind``,
-    ``cov_type``, ``ci_level``, ``condition_number``, ``rank_deficient``, ``skipped`` (None when
-    fitted). ``coef_df.attrs`` carries ``r2``, ``n``, ``n_clusters``, ``cov_type`` and
-    ``energy_kind`` for the report.
+    Returns ``(coef_df, info)``: :data:`COEF_COLUMNS` with t-based p-values and CIs (``attrs``
+    carry ``r2``, ``n``, ``n_clusters``, ``cov_type``, ``energy_kind`` for the report).
     """
     df = window_table(requests)
     kind = energy_kind if energy_kind is not None else choose_energy_kind(df["energy_kind"])

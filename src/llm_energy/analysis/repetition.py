@@ -1,6 +1,4 @@
-"""Does the first repetition differ from the later ones? Pure: DataFrames in, DataFrames out.
-
-A cold start (lazy initialisation, caches, clocks ramping up) makes repetition 0 slower or
+"""Does the first repetition differ from the later ones? A cold start (lazy initialisation, caches, clocks ramping up) makes repetition 0 slower or
 costlier than the rest: a real H200 showed it 3× slower. Per configuration and metric, rep-0
 windows are compared with windows of rep ≥ 1: the ratio of medians, and a test (Wilcoxon
 signed-rank on items measured in both, else Mann–Whitney U). A configuration is flagged when the
@@ -24,17 +22,9 @@ from llm_energy.analysis.windows import BLOCK_COL, window_table
 
 REPETITION_COLUMNS: list[str] = [
     *CONFIG_KEYS,
-    "metric",
-    "n_rep0",
-    "n_rest",
-    "median_rep0",
-    "median_rest",
-    "ratio",
-    "test",
-    "n_pairs",
-    "p_value",
-    "flagged",
-    "note",
+    *(
+        "metric n_rep0 n_rest median_rep0 median_rest ratio test n_pairs p_value flagged note"
+    ).split(),
 ]
 
 
@@ -73,13 +63,8 @@ def repetition_effect(
     ratio_threshold: float = 1.25,
     min_ratio: float = 1.05,
 ) -> pd.DataFrame:
-    """Rep 0 vs rep ≥ 1 per configuration and metric, over valid windows.
-
-    Only configurations with windows of both kinds appear. ``ratio`` = median(rep 0) /
-    median(rep ≥ 1) of the window values (J/token: Σ/Σ per window). ``flagged`` when ``ratio``
-    (or its inverse) ≥ ``ratio_threshold``, or ``p_value`` < ``alpha`` and ratio (or inverse)
-    ≥ ``min_ratio``. Columns: :data:`REPETITION_COLUMNS`.
-    """
+    """Rep 0 vs rep ≥ 1 per configuration and metric over valid windows (configurations with
+    both only; rule in the module docstring). Columns: :data:`REPETITION_COLUMNS`."""
     windows = window_table(requests)
     if windows.empty:
         return pd.DataFrame(columns=REPETITION_COLUMNS)

@@ -1,21 +1,7 @@
-"""Recommending a frequency cap without a false claim anywhere in the study. Pure numpy / scipy.
-
-A study compares every cap with its baseline in every stratum (model × task × …): with 4 caps
-in 3 strata that is 12 chances to see a saving that is not there, and the largest saving is the
-one a reader remembers. So the claims are made family-wise:
-
-1. every (stratum, cap) comparison with an estimable paired ratio joins one *family* of ``m``
-   (fixed by the design, before any latency or energy result is looked at);
-2. a cap is *admitted* when its latency passes a one-sided non-inferiority test: the upper
-   ``1 − α`` bound of its mean-latency ratio on the same items is within the budget (so a cap
-   that is exactly at the budget is admitted at most α of the time);
-3. every comparison gets a Bonferroni-simultaneous interval of its energy ratio, two-sided at
-   ``1 − α/m``: all ``m`` intervals hold together with probability ≥ 1 − α, so the interval of
-   whichever cap is picked holds too (picking carries its cost);
-4. a saving is *claimed* for an admitted cap only when its simultaneous interval lies below 1:
-   the chance of any false claim across the whole study is ≤ α/2;
-5. per stratum the recommended cap is the claimed cap with the lowest energy ratio (else the
-   admitted cap with the lowest ratio, shown without a claim).
+"""Recommending a frequency cap without a false claim anywhere in the study: with 4 caps in 3
+strata there are 12 chances to see a saving that is not there, and the largest is the one a
+reader remembers. The family-wise rule (non-inferior latency, Bonferroni-simultaneous energy
+intervals over every comparison) is spelled out in docs/statistics.md, ``recommendation.csv``.
 """
 
 from __future__ import annotations

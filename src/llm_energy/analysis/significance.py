@@ -1,14 +1,6 @@
-"""Does the frequency cap change a metric? Omnibus tests, paired comparisons against the
-default clocks, and length/energy rank correlations. Pure: DataFrames in, DataFrames out.
-
-The unit is the *item* (:func:`llm_energy.analysis.windows.item_table`): an item's repetitions
-are pooled (Σ energy / Σ tokens for J/token), and the same item at two clocks is a pair.
-Frequencies are compared within a *stratum*: every configuration key except the frequency
-(model, task, engine, batch size, length targets, energy kind, GPU model). Only valid
-requests are used. Which omnibus test runs, and why, is decided in
-:mod:`llm_energy.analysis.designs`; each cap is compared with the baseline by the ratio of
-their J/token on the same items (:func:`~llm_energy.analysis.estimators.paired_ratio`), Holm
-across the caps of the stratum that could be compared.
+"""Does the frequency cap change a metric? Omnibus tests, paired ratios against the baseline
+clock and length/energy rank correlations, over items of valid requests, within a *stratum*
+(every configuration key but the frequency). Estimands: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -49,9 +41,6 @@ SPEARMAN_COLUMNS: list[str] = (
     "scope model task output_tokens_target energy_kind gpu_name variable metric n rho p_value "
     "significant strata_agree note"
 ).split()
-
-
-# --- data preparation ---------------------------------------------------------------------------
 
 
 def metric_items(requests: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -107,9 +96,6 @@ def _level_sample(level: float, sub: pd.DataFrame) -> LevelSample:
     return LevelSample(level, values, sub[ITEM_COL].to_numpy(dtype=object))
 
 
-# --- omnibus ---------------------------------------------------------------------------------------
-
-
 def frequency_effect(
     requests: pd.DataFrame,
     *,
@@ -118,14 +104,9 @@ def frequency_effect(
     min_samples: int,
     test: TestChoice = "auto",
 ) -> pd.DataFrame:
-    """Omnibus test of the frequency level's effect on ``metric``, one row per stratum.
-
-    Samples are items (the log of each item's value when all are positive). The test follows
-    the design (:func:`~llm_energy.analysis.designs.omnibus`): a repeated-measures ANOVA when
-    the same items ran at every level, a mixed model when some are missing, else Welch's ANOVA
-    / Kruskal–Wallis / one-way ANOVA; ``test_reason`` says why. Levels with fewer than
-    ``min_samples`` items are left out (named in ``note``); with fewer than two levels left the
-    row's ``verdict`` is ``"skipped: <reason>"``. Columns: :data:`FREQUENCY_EFFECT_COLUMNS`.
+    """Omnibus test of the frequency level's effect on ``metric`` (log item values when all
+    are positive), one row per stratum. Levels with fewer than ``min_samples`` items are left
+    out (named in ``note``). Columns: :data:`FREQUENCY_EFFECT_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
     for row, kept, dropped in _stratum_samples(requests, metric, min_samples):
@@ -156,8 +137,6 @@ def frequency_effect(
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=FREQUENCY_EFFECT_COLUMNS)
 
-
-# --- pairwise vs default clocks -------------------------------------------------------------------
 
 PAIRED_TEST = "paired t on items (delta method, log ratio of Σ/Σ)"
 UNPAIRED_TEST = "welch_t on the two Σ/Σ ratios (delta method; no item measured at both clocks)"
@@ -212,14 +191,9 @@ def pairwise_vs_default(
     min_samples: int,
     ci_level: float,
 ) -> pd.DataFrame:
-    """Each capped frequency vs the default-clock group of its stratum, over items.
-
-    The baseline is the default-clock group (``freq_requested_mhz`` null); without one, the
-    highest frequency. The estimand is ``ratio`` = metric at the cap / metric at the baseline
-    on the same items (J/token: Σ energy / Σ tokens at each), with a delta-method t interval
-    and a paired t test on the items both ran (``n_pairs``); with no item in common, the two
-    ratios as independent samples (Welch). ``pct_change`` = 100 × (ratio − 1). p-values are Holm-adjusted across
-    the stratum's caps that were compared. Columns: :data:`PAIRWISE_COLUMNS`.
+    """Each capped frequency vs its stratum's baseline (the default-clock group, else the
+    highest frequency) on the items both ran, Holm across the stratum's caps
+    (docs/statistics.md, ``pairwise.csv``). Columns: :data:`PAIRWISE_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
     for head, kept, _dropped in _stratum_samples(requests, metric, min_samples):
@@ -265,16 +239,10 @@ def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
         r["significant"] = bool(np.isfinite(p_adj) and p_adj < alpha)
 
 
-# --- length correlations -----------------------------------------------------------------------------
-
 #: strata of the length correlations: tasks differ in input and output length, so a pooled ρ
 #: across them mostly measures the tasks (QA: long inputs, short answers)
-LENGTH_STRATUM_KEYS: tuple[str, ...] = (
-    "model",
-    "task",
-    "output_tokens_target",
-    "energy_kind",
-    "gpu_name",
+LENGTH_STRATUM_KEYS: tuple[str, ...] = tuple(
+    "model task output_tokens_target energy_kind gpu_name".split()
 )
 
 
@@ -337,15 +305,9 @@ def spearman_lengths(
     min_samples: int,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Spearman ρ of input/output length with ``metric`` per stratum, over items.
-
-    One point per item: its mean length per request against its mean ``metric`` per request
-    over every window it ran (frequencies pooled, as in the paper's length study), so ``n``
-    counts items. Strata: :data:`LENGTH_STRATUM_KEYS` (``scope`` "stratum"). A ``pooled`` row
-    per energy kind, GPU model and variable combines the strata by Fisher's z only when they
-    agree (``strata_agree``); otherwise it says so and gives no ρ. ``significant``: p < ``alpha``.
-    Columns:
-    :data:`SPEARMAN_COLUMNS`.
+    """Spearman ρ of input/output length with ``metric``, one point per item, per stratum of
+    :data:`LENGTH_STRATUM_KEYS`, plus a Fisher-z ``pooled`` row per energy kind, GPU model and
+    variable (docs/statistics.md, ``spearman.csv``). Columns: :data:`SPEARMAN_COLUMNS`.
     """
     windows = window_table(requests)
     if windows.empty:

@@ -1,9 +1,5 @@
-"""The statistics of one study, as the `stats` stage runs them: records in, tables out. Pure.
-
-The stage script and benchmarks/stats_calibration.py (the Monte Carlo that proves the
-intervals, tests and recommendation against a known truth) call the same function, so the
-calibration measures the code that writes reports/stats/.
-"""
+"""Every stats table of one study. The `stats` stage and benchmarks/stats_calibration.py call
+this one function, so the calibration measures the code that writes reports/stats/."""
 
 from __future__ import annotations
 

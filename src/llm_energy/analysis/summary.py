@@ -1,14 +1,6 @@
-"""Per-configuration summary of the per-request records (docs/records.md → summary.csv).
-
-Pure functions: DataFrames in, DataFrames / dicts out. No files, no hardware.
-
-The unit is the item (:func:`llm_energy.analysis.windows.item_table`): a prompt's repetitions
-are pooled first, intervals are small-sample t intervals over items
-(:mod:`llm_energy.analysis.estimators`), medians and CVs are over per-item values, and J/token
-is Σ energy / Σ tokens over the configuration's items (not a mean of per-request ratios, which
-over-weights short answers of a batch that shared one reading). docs/statistics.md says what
-each column estimates.
-"""
+"""Per-configuration summary of the records (summary.csv), over items: columns in
+docs/records.md, what each estimates in docs/statistics.md. J/token is Σ energy / Σ tokens,
+never a mean of per-request ratios (which over-weights a batch's short answers)."""
 
 from __future__ import annotations
 
@@ -57,31 +49,11 @@ def summarize(
     requests: pd.DataFrame, *, ci_level: float, keys: Sequence[str] = CONFIG_KEYS
 ) -> pd.DataFrame:
     """One row per configuration (``keys``: :data:`CONFIG_KEYS`, or coarser groups such as the
-    task, which is how metrics.json aggregates); the unit of every interval is the item.
+    task, as metrics.json uses), columns :func:`_summary_columns` (docs/records.md).
 
-    Columns: the keys; ``freq_requested_mhz`` (when single-valued), ``default_clocks``;
-    ``n_total`` (rows), ``n`` (valid rows), ``n_excluded``, ``excluded_<code>`` per reason,
-    ``excluded_reasons`` (text), ``energy_source``, ``n_windows`` (valid measurement windows),
-    ``n_items`` (items with a valid window: the unit); for every metric of :data:`METRICS` and
-    ``dynamic_j_per_token``: ``<m>_mean``, ``<m>_median``, ``<m>_ci_low``, ``<m>_ci_high``,
-    ``<m>_cv``. Ratio metrics (J/token) are Σ numerator / Σ denominator over the items; every
-    other ``<m>_mean`` is the mean over items of each item's mean; the CI is a t interval over
-    items (:mod:`~llm_energy.analysis.estimators`), median and CV are over per-item values.
-    ``dynamic_j_per_token``'s interval adds the idle baselines' own error
-    (``dynamic_j_per_token_idle_se`` with ``_idle_df`` degrees of freedom, Welch–Satterthwaite).
-    ``latency_p50_s`` (median over items of their mean latency) with the order-statistic
-    interval ``latency_p50_ci_low`` / ``_ci_high`` at ``latency_p50_ci_level`` (5 items reach
-    93.75 % at most), ``latency_p95_s`` (no interval), ``energy_total_j``; for every
-    ``quality_*`` column ``<q>_mean``, ``<q>_ci_low``, ``<q>_ci_high``, ``<q>_n`` (items; over
-    status-ok rows); when the records carry ``ref_nll_sum``/``ref_tokens``: ``perplexity``,
-    ``perplexity_ci_low``, ``perplexity_ci_high``; ``interval_note`` (why an interval is
-    missing: "" when all are there), ``ci_level``, ``ci_method``.
-
-    Also ``sm_clock_mean_mhz`` (mean observed SM clock) and ``temperature_max_c`` over valid
-    rows. A configuration whose requests all failed stays as a row with ``n == 0`` and NaN
-    metrics. Driver-default requests (``freq_requested_mhz`` null) form their own group with
-    NaN ``freq_applied_mhz``, even if a clock was recorded for them, so they never merge with
-    a cap at the same clock; energy kinds never mix.
+    A configuration whose requests all failed stays as a row with ``n == 0`` and NaN metrics.
+    Driver-default requests form their own group with NaN ``freq_applied_mhz``, even if a clock
+    was recorded for them, so they never merge with a cap at the same clock.
     """
     df = prepare_requests(requests)
     df["freq_applied_mhz"] = df[FREQ_LEVEL_COL]
@@ -164,18 +136,11 @@ def _summary_columns(keys: Sequence[str], qcols: Sequence[str], has_ppl: bool) -
     for m in SUMMARY_METRICS:
         cols.extend(f"{m}_{s}" for s in STAT_SUFFIXES)
     cols.extend(
-        [
-            "latency_p50_s",
-            "latency_p50_ci_low",
-            "latency_p50_ci_high",
-            "latency_p50_ci_level",
-            "latency_p95_s",
-            "energy_total_j",
-            "dynamic_j_per_token_idle_se",
-            "dynamic_j_per_token_idle_df",
-            "sm_clock_mean_mhz",
-            "temperature_max_c",
-        ]
+        (
+            "latency_p50_s latency_p50_ci_low latency_p50_ci_high latency_p50_ci_level "
+            "latency_p95_s energy_total_j dynamic_j_per_token_idle_se dynamic_j_per_token_idle_df "
+            "sm_clock_mean_mhz temperature_max_c"
+        ).split()
     )
     for q in qcols:
         cols.extend([f"{q}_mean", f"{q}_ci_low", f"{q}_ci_high", f"{q}_n"])

@@ -24,42 +24,19 @@ from llm_energy.analysis.significance import metric_items, paired_on_items
 
 RECOMMEND_COLUMNS: list[str] = [
     *STRATUM_KEYS,
-    "metric",
-    "baseline",
-    "baseline_freq_mhz",
-    "baseline_n",
-    "baseline_mean",
-    "baseline_latency_s",
-    "latency_limit_s",
-    "latency_budget_pct",
-    "min_samples",
-    "n_levels",
-    "n_candidates",
-    "n_family",
-    "recommended_freq_mhz",
-    "recommended_label",
-    "recommended_n",
-    "recommended_mean",
-    "recommended_latency_s",
-    "saving_pct",
-    "saving_ci_low",
-    "saving_ci_high",
-    "latency_change_pct",
-    "latency_change_ci_high",
-    "saves_energy",
-    "ci_level",
-    "ci_method",
-    "paired",
-    "note",
+    *(
+        "metric baseline baseline_freq_mhz baseline_n baseline_mean baseline_latency_s "
+        "latency_limit_s latency_budget_pct min_samples n_levels n_candidates n_family "
+        "recommended_freq_mhz recommended_label recommended_n recommended_mean "
+        "recommended_latency_s saving_pct saving_ci_low saving_ci_high latency_change_pct "
+        "latency_change_ci_high saves_energy ci_level ci_method paired note"
+    ).split(),
 ]
 
 
 def pareto_mask(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> np.ndarray:
-    """True for points not dominated when minimising both x and y.
-
-    A point is dominated when another point is ≤ in both and < in at least one. Identical
-    points do not dominate each other. Points with a NaN coordinate are never on the frontier.
-    """
+    """True for points not dominated when minimising both x and y (identical points do not
+    dominate each other; a NaN coordinate is never on the frontier)."""
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
     ok = np.isfinite(xa) & np.isfinite(ya)
@@ -86,12 +63,9 @@ def pareto_frontier(
     latency_col: str = "latency_p50_s",
     group_cols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Summary rows with an ``on_frontier`` flag (minimise energy and latency across frequencies).
-
-    Frequencies are compared within each group (default: every configuration key except
-    ``freq_applied_mhz``, so per model × task unless more factors vary; energy kinds never
-    mix). Also adds ``label`` ("1200 MHz" / "default"). Sorted by group, then latency.
-    """
+    """Summary rows with ``on_frontier`` (minimise energy and latency across the frequencies of
+    a group: by default every configuration key but the clock) and ``label``, sorted by group,
+    then latency."""
     out = summary.copy()
     out["on_frontier"] = False
     if out.empty:
@@ -139,17 +113,10 @@ def recommend_cap(
     metric: str = "j_per_token",
     min_samples: int,
 ) -> pd.DataFrame:
-    """Per stratum (model × task × …), the cap with the lowest ``metric`` whose saving holds
-    family-wise and whose mean latency stays within budget (:mod:`~llm_energy.analysis.selection`).
-
-    Units are items: a cap is compared with the baseline (the default-clock group, else the
-    highest frequency) on the items both ran, by the ratio of their Σ/Σ ``metric`` and of their
-    mean latency. Levels with fewer than ``min_samples`` items are left out (named in
-    ``note``). ``saving_pct`` = 100 × (1 − ratio) with its Bonferroni-simultaneous interval over
-    the ``n_family`` comparisons of the whole study; ``saves_energy`` only when that interval is
-    above 0 and the latency's one-sided upper bound (``latency_change_ci_high``, at 1 − alpha)
-    is within ``latency_budget_pct``. ``ci_level`` is the family's joint level (1 − alpha).
-    Columns: :data:`RECOMMEND_COLUMNS` (``*_n`` count items).
+    """Per stratum, the cap with the lowest ``metric`` whose saving holds family-wise and whose
+    mean latency stays within budget, on the items it shares with the baseline
+    (docs/statistics.md, ``recommendation.csv``). Levels with fewer than ``min_samples`` items
+    are left out (named in ``note``). Columns: :data:`RECOMMEND_COLUMNS` (``*_n`` count items).
     """
     items = metric_items(requests, metric)
     items = items[np.isfinite(items["latency_s"].to_numpy(dtype=float))]
@@ -259,16 +226,8 @@ def _recommend_stratum(
 
 
 def savings_headline(recommendations: pd.DataFrame) -> dict[str, Any]:
-    """The ``tradeoff`` block of metrics.json: the largest energy saving within budget.
-
-    Store it as ``metrics["tradeoff"] = savings_headline(recommendations)``.
-
-    Keys: ``best_saving_pct``, ``best_saving_ci_low``, ``best_saving_ci_high``,
-    ``recommended_freq_mhz``, ``latency_change_pct``, ``latency_change_ci_high``,
-    ``latency_budget_pct``, ``model``, ``task``, ``energy_kind``, ``n_strata``,
-    ``n_strata_with_saving``. Values are null when no stratum claims a saving (a claim needs the
-    saving's selection-adjusted CI above zero).
-    """
+    """The ``tradeoff`` block of metrics.json: the largest claimed energy saving within budget
+    (nulls when no stratum claims one)."""
     out: dict[str, Any] = {
         "best_saving_pct": None,
         "best_saving_ci_low": None,

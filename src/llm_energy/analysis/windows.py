@@ -1,12 +1,7 @@
-"""The unit of analysis: one row per measurement window.
-
-Requests measured together (one ``window_id``: a batch, possibly executed ``window_repeats``
-times) share one energy reading; each record holds an even share of it. They are not
-independent samples, so every test, correlation, regression cluster and recommendation in
-this package counts windows. Inside a window J/token is Σ energy / Σ tokens (total energy over
-total tokens, as zeus and optimum-benchmark report it); other per-request metrics are the mean
-over the window's requests. Records without a ``window_id`` are one window each.
-"""
+"""One row per measurement window, and one per item (docs/statistics.md, "The unit is the
+item"). Inside a window J/token is Σ energy / Σ tokens (as zeus and optimum-benchmark report
+it); other metrics are the mean over its requests. Records without a ``window_id`` are one
+window each."""
 
 from __future__ import annotations
 
@@ -39,14 +34,8 @@ RATIO_METRICS: dict[str, tuple[str, str]] = {
     "decode_share_time": ("decode_time_s", "latency_s"),
 }
 #: descriptive columns carried from a window's first request
-_CARRIED: tuple[str, ...] = (
-    "run_id",
-    "window_id",
-    "rep",
-    "energy_source",
-    "gpu_uuid",
-    "model_params_m",
-    "freq_requested_mhz",
+_CARRIED: tuple[str, ...] = tuple(
+    "run_id window_id rep energy_source gpu_uuid model_params_m freq_requested_mhz".split()
 )
 
 
@@ -92,17 +81,9 @@ def _block_keys(frame: pd.DataFrame, keys: pd.Series) -> pd.Series:
 def window_table(
     requests: pd.DataFrame, *, prepared: bool = False, valid_only: bool = True
 ) -> pd.DataFrame:
-    """One row per window of the (valid) requests.
-
-    Columns: :data:`CONFIG_KEYS`, ``freq_level_mhz``, ``window_key``, ``block``, ``n_requests``,
-    the first request's ``run_id``, ``window_id``, ``rep``, ``energy_source``, ``gpu_uuid``,
-    ``model_params_m``, ``freq_requested_mhz``; ``energy_j_sum`` and
-    ``output_tokens_sum`` / ``input_tokens_sum`` (J and tokens of one execution of the batch);
-    every metric of :data:`METRICS` (window mean of the per-request values) except the ratio
-    metrics of :data:`RATIO_METRICS`, which are Σ numerator / Σ denominator over the window
-    (the sums are kept as ``<ratio>_num`` / ``<ratio>_den``, over requests where both are
-    finite); ``input_tokens`` / ``output_tokens`` (window means).
-    """
+    """One row per window of the (valid) requests: keys and the first request's descriptive
+    columns, ``*_sum`` (one execution of the batch), window means of :data:`METRICS`, and the
+    ratio metrics as Σ/Σ (sums kept as ``<ratio>_num`` / ``<ratio>_den``)."""
     df = requests if prepared else prepare_requests(requests)
     if valid_only:
         df = df[valid_mask(df).to_numpy()]
@@ -159,13 +140,8 @@ def item_units(windows: pd.DataFrame) -> pd.Series:
 
 
 def item_table(windows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per ``keys`` × item of a :func:`window_table`: what the item cost there over all
-    its windows (repetitions).
-
-    Ratio metrics keep ``<ratio>_num`` / ``<ratio>_den`` summed over the item's windows (the
-    item's J/token is their ratio); ``energy_j_sum``, ``input_tokens_sum`` and
-    ``output_tokens_sum`` are summed; every other metric of :data:`METRICS` is the mean of the
-    item's window values; ``n_windows`` counts them."""
+    """One row per ``keys`` × item of a :func:`window_table` over all its windows: sums and
+    ratio parts summed (J/token is their ratio), other metrics the mean of its windows."""
     sums = [f"{r}_{p}" for r in RATIO_METRICS for p in ("num", "den")]
     sums += ["energy_j_sum", "input_tokens_sum", "output_tokens_sum"]
     means = [m for m in METRICS if m not in RATIO_METRICS] + ["input_tokens", "output_tokens"]

@@ -235,10 +235,6 @@ def _reported(facts: dict[str, Any], key: str) -> Any:
     return value
 
 
-def exit_code(report: dict[str, Any]) -> int:
-    return int(report["exit_code"])
-
-
 def to_jsonable(value: Any) -> Any:
     """The report with every Unavailable written "n/a (reason)"."""
     if isinstance(value, Unavailable):

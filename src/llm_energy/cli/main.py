@@ -89,7 +89,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from llm_energy.analysis.experiments import experiments_from_dvc_json
-    from llm_energy.report.compare import comparison_table
+    from llm_energy.report.compare import compare_experiments
 
     if args.json_file:
         data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))
@@ -113,7 +113,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 1
     from llm_energy.report.tables import to_markdown
 
-    table = comparison_table(experiments, latency_budget_pct=args.latency_budget_pct)
+    table = compare_experiments(experiments, latency_budget_pct=args.latency_budget_pct)
     out_dir = Path(args.root) / "reports" / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "experiments.csv", index=False)

@@ -1,8 +1,5 @@
-"""The abstract device every backend implements, plus small shared value types.
-
-Units are in the names: `*_mhz`, `*_j`, `*_w`, `*_s`, `*_c`. Backends convert from their native
-units (NVML mJ/mW, RAPL µJ) through `llm_energy.units` before anything leaves them.
-"""
+"""The abstract device every backend implements, plus small shared value types. Units are in
+the names (`*_mhz`, `*_j`, `*_w`, `*_s`, `*_c`); backends convert through `llm_energy.units`."""
 
 from __future__ import annotations
 
@@ -147,7 +144,6 @@ class Device(ABC):
         #: This run's lock on the GPU (a GpuLease, when its DeviceSpec was exclusive), if any.
         self.lease: Any = None
 
-    # ------------------------------------------------------------------ identity
     @property
     @abstractmethod
     def energy_source(self) -> str:
@@ -175,7 +171,6 @@ class Device(ABC):
         """`DeviceSpec.from_dict` fields that re-open this device in another process."""
         return {"backend": self.backend, "index": self.index}
 
-    # ------------------------------------------------------------------ energy / power
     @abstractmethod
     def energy_counter_j(self) -> float:
         """Cumulative energy counter in J (monotonic except for a reset or a wrap)."""
@@ -214,7 +209,6 @@ class Device(ABC):
     def window_end(self) -> None:  # noqa: B027 (optional hook, no-op by default)
         pass
 
-    # ------------------------------------------------------------------ clocks / sensors
     def sm_clock_mhz(self) -> int | None:
         return None
 
@@ -256,7 +250,6 @@ class Device(ABC):
         """Compute processes on the device other than this one."""
         return []
 
-    # ------------------------------------------------------------------ control
     def can_control_clocks(self) -> bool:
         return False
 

@@ -1,8 +1,5 @@
-"""Device errors: what the hardware layer raises instead of backend-specific exceptions.
-
-NVML errors (and OS errors from sysfs) are translated at the backend boundary, so callers
-catch `DeviceError` and print its one-line message: what was asked, why it fails, what to do.
-"""
+"""Device errors raised instead of backend-specific ones (NVML, sysfs OS errors), so callers
+catch `DeviceError` and print one line: what was asked, why it fails, what to do."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Pure frequency helpers: snapping a requested clock to a supported one, the clock step.
-
-No hardware access here, so everything is unit-testable and shared by all device backends.
-"""
+"""Pure frequency helpers shared by every backend: snapping a clock to a supported one, the
+clock step, resolving sweep points."""
 
 from __future__ import annotations
 

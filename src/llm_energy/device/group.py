@@ -1,20 +1,6 @@
-"""Several GPUs measured and controlled as one device: a model that spans them.
-
-`DeviceGroup(members)` is a `Device`, so the meter, `ClockSession`, the journal and
-`llm-energy gpu restore` work on it unchanged:
-
-- energy = the members' counters summed; the group's counter moves when its first member's
-  does (the others are read once at that moment), so tick alignment and the measured update
-  period are the first member's, not N interleaved ones (simulated members, whose model
-  clocks move when read, are all read at every read, in lockstep);
-- power summed; clocks: `sm_clock_mhz` the lowest member (a layer-split model runs at the pace
-  of its slowest GPU), samples pooled from every member so `cap_held` holds only if it held on
-  each; throttle durations summed (a model split by layers keeps one GPU busy at a time, so
-  the members' throttled spans rarely overlap and the sum is their union, conservatively);
-- setters apply to every member; `clock_state()` keeps each member's own state, so a restore
-  puts each back to its own original and carries on past a member that fails;
-- `uuid()` is the members' UUIDs joined by `_` (survives journal file names) in member order;
-  `lease` holds every member's GPU lock (`GroupLease`).
+"""Several GPUs measured and controlled as one `Device` (a model that spans them): how energy,
+clocks, throttling and control combine, and why, is in docs/device.md, "Models on several GPUs".
+`uuid()` is the members' UUIDs joined by `_` (survives journal file names) in member order.
 """
 
 from __future__ import annotations
@@ -58,7 +44,6 @@ class DeviceGroup(Device):
     def member_devices(self) -> list[Device]:
         return list(self.members)
 
-    # ------------------------------------------------------------------ identity
     @property
     def energy_source(self) -> str:
         return self.primary.energy_source
@@ -80,7 +65,6 @@ class DeviceGroup(Device):
         # `index` (the primary's) stays: open_device requires it and ignores it given `indices`
         return self.primary.open_spec() | {"indices": [m.index for m in self.members]}
 
-    # ------------------------------------------------------------------ energy / power
     def _counter(self) -> tuple[float, float]:
         e_primary, t = self.primary.read_counter()
         if self._lockstep or self._last_primary_j is None or e_primary != self._last_primary_j:
@@ -133,7 +117,6 @@ class DeviceGroup(Device):
             m.idle_for_s(timing.time_s)  # type: ignore[attr-defined]
         return timing
 
-    # ------------------------------------------------------------------ clocks / sensors
     def _each(self, fn: str, *args: Any) -> list[Any]:
         return [getattr(m, fn)(*args) for m in self.members]
 
@@ -201,7 +184,6 @@ class DeviceGroup(Device):
             out[m.uuid()] = details() if callable(details) else None
         return out
 
-    # ------------------------------------------------------------------ control
     def can_control_clocks(self) -> bool:
         return all(self._each("can_control_clocks"))
 

@@ -104,9 +104,6 @@ def command_line(limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ---------------------------------------------------------------------------- CUDA <-> NVML
-
-
 def format_cuda_uuid(raw: Any) -> str:
     """torch's device UUID (a CUuuid: `.bytes` = 16 ints, str() = 8-4-4-4-12 hex) written as
     NVML writes it: GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx."""

@@ -1,9 +1,5 @@
-"""NVIDIA backend through NVML (nvidia-ml-py).
-
-Importing this module makes no NVML call; `NvmlDevice(...)` initialises NVML. Every NVML error
-is translated into a `DeviceError` subclass here, at the boundary. Clock locks use
-nvmlDeviceSetGpuLockedClocks / nvmlDeviceSetMemoryLockedClocks (min = max), never the
-deprecated application-clock API.
+"""NVIDIA backend through NVML (nvidia-ml-py); importing it makes no NVML call. Clock locks use
+nvmlDeviceSet{Gpu,Memory}LockedClocks (min = max), never the deprecated application clocks.
 """
 
 from __future__ import annotations
@@ -95,7 +91,6 @@ class NvmlDevice(Device):
             asked, f"no GPU has a UUID starting with {target}", "Check CUDA_VISIBLE_DEVICES."
         )
 
-    # ------------------------------------------------------------------ helpers
     @staticmethod
     def _call(asked: str, fn: Callable[..., T], *args: Any, todo: str | None = None) -> T:
         try:
@@ -111,7 +106,6 @@ class NvmlDevice(Device):
         except (pynvml.NVMLError, DeviceError, AttributeError, TypeError, OSError):
             return None
 
-    # ------------------------------------------------------------------ identity
     @property
     def energy_source(self) -> str:
         return "nvml"
@@ -157,7 +151,6 @@ class NvmlDevice(Device):
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
-    # ------------------------------------------------------------------ energy / power
     def energy_counter_j(self) -> float:
         mj = self._call(
             "Cannot read the GPU energy counter",
@@ -189,7 +182,6 @@ class NvmlDevice(Device):
                 self._cuda_index = self.index  # torch too old to say: the engine checked already
         return self._cuda_index
 
-    # ------------------------------------------------------------------ clocks / sensors
     def _clock_info_mhz(self, what: str, clock: int) -> int:
         asked = f"Cannot read the {what} clock"
         return int(self._call(asked, pynvml.nvmlDeviceGetClockInfo, self._handle, clock))
@@ -283,7 +275,6 @@ class NvmlDevice(Device):
                 "scheduler for a whole GPU.",
             )
 
-    # ------------------------------------------------------------------ control
     def can_control_clocks(self) -> bool:
         return True
 

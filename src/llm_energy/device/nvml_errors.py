@@ -1,8 +1,5 @@
-"""NVML error codes translated into the project's one-line exceptions (what, why, what to do).
-
-`NvmlDevice` calls every NVML function through this translation: the boundary where an
-NVMLError stops and a DeviceError subclass begins.
-"""
+"""NVML error codes translated into the project's one-line exceptions (what, why, what to do):
+`NvmlDevice` calls every NVML function through this boundary."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Optional NVML reads for diagnosis and provenance (throttle counters, clock details and
-samples, other GPU processes, driver versions) and the MIG refusal of CUDA_VISIBLE_DEVICES.
-
-Every function takes the `pynvml` module it should call (so `NvmlDevice` passes its own, which
-tests replace with a fake) and a `try_` that turns a failed read into None.
-"""
+"""Optional NVML reads for diagnosis and provenance, and the MIG refusal of
+CUDA_VISIBLE_DEVICES. Each takes the `pynvml` module to call (tests pass a fake) and a `try_`
+that turns a failed read into None."""
 
 from __future__ import annotations
 

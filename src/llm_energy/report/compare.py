@@ -1,10 +1,5 @@
-"""Compare DVC experiments: one row per (experiment, configuration, clock).
-
-The experiments come from :func:`llm_energy.analysis.experiments.experiments_from_dvc_json`
-(re-exported here for the CLI) and their clocks from
-:func:`~llm_energy.analysis.experiments.clock_rows`. Energy sources and GPU models are never
-pooled, and no saving is given without an interval.
-"""
+"""Compare DVC experiments, one row per (experiment, configuration, clock): energy sources and
+GPU models are never pooled, and no saving is given without an interval."""
 
 from __future__ import annotations
 
@@ -26,13 +21,9 @@ from llm_energy.report.figure_style import (
 )
 
 #: the configuration an experiment ran (what splits lines inside one experiment, too)
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "config.model",
-    "config.task",
-    "config.engine",
-    "config.batch_size",
-    "config.input_tokens_target",
-    "config.output_tokens_target",
+CONFIG_COLUMNS: tuple[str, ...] = tuple(
+    f"config.{k}"
+    for k in "model task engine batch_size input_tokens_target output_tokens_target".split()
 )
 DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
     *CONFIG_COLUMNS,
@@ -46,33 +37,12 @@ NEVER_POOLED: dict[str, str] = {
     "energy.source": "energy source unknown",
     "gpu.name": "GPU unknown",
 }
-COMPARE_COLUMNS: list[str] = [
-    "group",
-    "experiment",
-    "rev",
-    "freq_mhz",
-    "label",
-    "is_baseline",
-    "energy",
-    "energy_ci_low",
-    "energy_ci_high",
-    "latency",
-    "reference",
-    "reference_energy",
-    "reference_ci_low",
-    "reference_ci_high",
-    "saving_pct",
-    "saving_ci_low",
-    "saving_ci_high",
-    "latency_change_pct",
-    "within_budget",
-    "on_frontier",
-    "best_within_budget",
-    "note",
-]
-
-
-# --- comparison ------------------------------------------------------------------------------------
+COMPARE_COLUMNS: list[str] = (
+    "group experiment rev freq_mhz label is_baseline energy energy_ci_low energy_ci_high "
+    "latency reference reference_energy reference_ci_low reference_ci_high saving_pct "
+    "saving_ci_low saving_ci_high latency_change_pct within_budget on_frontier "
+    "best_within_budget note"
+).split()
 
 
 def saving_interval(
@@ -121,23 +91,11 @@ def compare_experiments(
     latency_budget_pct: float,
     drop_duplicates: bool = True,
 ) -> pd.DataFrame:
-    """Energy and latency per (experiment, configuration, clock), each compared with a
-    default-clock reference.
-
-    Rows come from :func:`~llm_energy.analysis.experiments.clock_rows` (an experiment's
-    ``by_clock`` metrics, else its single-clock headline). They are grouped by ``group_cols``
-    (default: those of :data:`DEFAULT_GROUP_COLUMNS` present); energy kind, energy source and
-    GPU model are always added (never pooled; a missing value is a group of its own, and
-    ``group`` states it). A row's reference is its own experiment's default-clock row, else
-    (an experiment that ran caps only) the group's default row from another experiment; the
-    ``reference*`` columns show that value and its CI beside the row's own.
-    ``saving_pct`` = 100 × (1 − energy/reference) is given only with its interval
-    (:func:`saving_interval`, from both CIs), else left empty and the note says so.
-    ``within_budget``: p50 latency ≤ reference × (1 + budget); ``best_within_budget``: per
-    reference, the lowest-energy cap within budget whose saving interval is above 0;
-    ``on_frontier``: Pareto-optimal among the rows sharing its reference.
-
-    Columns: the group columns, then :data:`COMPARE_COLUMNS`.
+    """Energy and latency per (experiment, configuration, clock) of :func:`clock_rows`, grouped by
+    ``group_cols`` plus :data:`NEVER_POOLED`, each compared with a default-clock reference (its
+    own experiment's, else the group's). A saving is given only with its :func:`saving_interval`;
+    ``best_within_budget``: per reference, the lowest-energy cap within the latency budget whose
+    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`.
     """
     frame = experiments.copy()
     if frame.empty:
@@ -248,10 +206,6 @@ def _group_text(row: pd.Series, cols: Sequence[str]) -> str:
         name = {"energy.source": "energy", "gpu.name": "GPU"}.get(col, col.split(".")[-1])
         parts.append(f"{name} {value}")
     return " · ".join(parts)
-
-
-#: the name the CLI uses
-comparison_table = compare_experiments
 
 
 def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> Figure:

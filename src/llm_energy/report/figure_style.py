@@ -21,9 +21,6 @@ UNKNOWN_LABEL = "UNKNOWN energy source — not a verified measurement"
 _FIGSIZE = (7.0, 4.5)
 
 
-# --- labelling -----------------------------------------------------------------------------------
-
-
 def energy_kind_banner(kinds: Iterable[Any]) -> str | None:
     """Banner text for a set of energy kinds, or None when everything is measured."""
     present = {str(k) for k in kinds if not is_missing(k)}

@@ -1,11 +1,6 @@
-"""Figures as matplotlib ``Figure`` objects (Agg backend, never shown, never saved here).
-
-Figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas directly (no pyplot
-state, no global backend switch), so they need no closing. Every figure whose data holds an energy kind other than ``measured`` carries
-a red banner (:func:`energy_kind_banner`). A task has one colour in every figure (its other
-configuration keys get markers or hatches, named with units in the legend); no bar or point
-averages configurations. Saving to disk is the stage scripts' job; :func:`figure_png_bytes`
-renders in memory.
+"""Figures as matplotlib ``Figure`` objects on an Agg canvas (no pyplot state, so no closing;
+never saved here). Data of an energy kind other than ``measured`` gets a red banner; a task has
+one colour in every figure, and no bar or point averages configurations.
 """
 
 from __future__ import annotations
@@ -39,8 +34,6 @@ from llm_energy.report.sections import config_labels, n_clock_levels
 
 #: bar hatches, as MARKERS for points
 HATCHES = (None, "//", "..", "xx", "\\\\", "++", "oo")
-
-# --- frequency axis ------------------------------------------------------------------------------
 
 
 def _freq_positions(freqs: Sequence[float]) -> tuple[dict[str, float], list[float], list[str]]:
@@ -164,11 +157,7 @@ def pareto_plot(
     colors: Mapping[str, str] | None = None,
 ) -> Figure:
     """Energy vs latency per configuration, one panel per task, frontier points joined and
-    labelled with MHz.
-
-    Accepts the output of :func:`~llm_energy.analysis.tradeoff.pareto_frontier` (or a summary,
-    whose frontier is then computed here).
-    """
+    labelled with MHz (from :func:`pareto_frontier`'s output, or a summary)."""
     data = frontier if "on_frontier" in frontier.columns else pareto_frontier(frontier)
     title = f"Energy–latency trade-off (Pareto frontier){energy_source_note(data)}"
     data = data.dropna(subset=[energy_col, latency_col]) if not data.empty else data
@@ -281,14 +270,9 @@ def power_timeline(
     title: str = "GPU power timeline",
     freq_col: str | None = None,
 ) -> Figure:
-    """Power (W) against time from a frame with ``t_s`` and ``power_w`` (the sampler's CSV:
-    ``t_s,power_w,sm_clock_mhz``, t_s in Unix seconds; plotted relative to the first sample).
-
-    Pass ``energy_kind`` (e.g. metrics.json ``energy.kind``) or give the frame an
-    ``energy_kind`` / ``energy_source`` column: without either the trace's provenance is
-    unknown and the figure says so. The SM clock (``freq_col``, default ``sm_clock_mhz`` or
-    ``freq_mhz`` when present) is drawn on a second axis.
-    """
+    """Power (W) against time (relative to the first sample) from the sampler's CSV, the SM clock
+    on a second axis. Without ``energy_kind`` or an ``energy_kind`` / ``energy_source`` column
+    the trace's provenance is unknown and the figure says so."""
     fig, (ax,) = new_figure()
     kinds: list[Any] = [energy_kind] if energy_kind is not None else []
     if samples is not None and not samples.empty:  # power_timeline.csv: not a record file

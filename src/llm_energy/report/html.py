@@ -35,9 +35,6 @@ def report_templates() -> Environment:
     return env
 
 
-# --- markdown → HTML -------------------------------------------------------------------------------
-
-
 def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -112,13 +109,9 @@ def build_html(
     *,
     title: str | None = None,
 ) -> str:
-    """One self-contained HTML page: inline CSS, every figure as a base64 ``data:`` URI.
-
-    Accepts the markdown text, a mapping section title → markdown (each under an ``<h2>``), or
-    a sequence of markdown chunks. Images in the markdown whose alt text or file stem names a
-    figure are embedded in place; figures not referenced are appended under "Figures". No
-    scripts, stylesheets, fonts or images are fetched.
-    """
+    """One self-contained HTML page (inline CSS, figures as base64 ``data:`` URIs, nothing
+    fetched) from markdown text, section title → markdown, or chunks. Images whose alt text or
+    file stem names a figure are embedded in place; the rest go under "Figures"."""
     figures = dict(figures or {})
     if isinstance(markdown_text_or_sections, str):
         text = markdown_text_or_sections

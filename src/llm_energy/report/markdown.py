@@ -1,11 +1,5 @@
-"""The report: findings written as sentences from the numbers, tables, figures.
-
-:func:`build_markdown` fills the jinja2 template ``templates/report.md.j2`` with sentences
-(:mod:`.sentences`) and pipe tables (pandas); :func:`build_html` renders that Markdown
-with markdown-it-py into ``templates/report.html.j2``: one self-contained page (inline CSS,
-figures as base64 ``data:`` URIs, no scripts, nothing fetched). Pure: strings and bytes in,
-strings out; the templates are package data, loaded like code.
-"""
+"""The report as Markdown: ``templates/report.md.j2`` filled with sentences and pipe tables
+(the templates are package data, loaded like code)."""
 
 from __future__ import annotations
 
@@ -47,9 +41,6 @@ from llm_energy.report.sentences import (
 from llm_energy.report.tables import pipe_table
 
 # the sentence and banner helpers stay importable from here, the report's entry point
-
-
-# --- tables ----------------------------------------------------------------------------------------
 
 
 def markdown_table(
@@ -149,16 +140,10 @@ def build_markdown(
     calibration: Mapping[str, Any] | None = None,
     title: str | None = None,
 ) -> str:
-    """The report as markdown: banner, summary (sentences + one table), findings, tables,
-    run (CO₂, provenance, settings from ``run_info``, i.e. run.json), figures, and the
-    metrics.json keys with units as an appendix.
-
-    ``stats_tables`` keys with dedicated sentences: ``frequency_effect``, ``pairwise``,
-    ``spearman``, ``regression`` (R² taken from ``table.attrs`` when present); every table is
-    also rendered. ``figure_paths`` maps a figure name to the path the report links (relative
-    to the report). ``calibration`` is benchmarks/stats_calibration.py's results (one line per
-    interval type: nominal vs achieved coverage). The title speaks of frequency caps only when
-    more than one clock was run.
+    """The report as markdown: banner, summary, findings, tables, run (from run.json), figures
+    (``figure_paths``: name → path relative to the report) and the metrics.json appendix.
+    ``calibration`` is benchmarks/stats_calibration.py's results. The title speaks of
+    frequency caps only when more than one clock was run.
     """
     kinds: set[str] = set()
     if summary is not None and not summary.empty:

@@ -52,9 +52,6 @@ def single_clock_note(summary: pd.DataFrame | None) -> str | None:
     )
 
 
-# --- opening --------------------------------------------------------------------------------------
-
-
 def _used(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["n"] > 0]
 
@@ -224,8 +221,6 @@ def opening_sentences(
     return out
 
 
-# --- metrics appendix -----------------------------------------------------------------------------
-
 _UNIT_SUFFIXES: Sequence[tuple[str, str]] = (
     ("dynamic_j_per_token", "J/token"),
     ("j_per_token", "J/token"),
@@ -266,9 +261,6 @@ def metrics_appendix(headline: Mapping[str, Any] | None) -> str:
     rows = [(k, v, metric_unit(k)) for k, v in flatten_dict(headline).items()]
     frame = pd.DataFrame(rows, columns=["key", "value", "unit"])
     return pipe_table(frame, lambda v: fmt_num(v, 4))
-
-
-# --- run: CO₂, provenance, settings ---------------------------------------------------------------
 
 
 def _kv_table(rows: Sequence[tuple[str, Any]]) -> str:

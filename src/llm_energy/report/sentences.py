@@ -42,9 +42,6 @@ TEST_NAMES: dict[str, str] = {
 }
 
 
-# --- number formatting ---------------------------------------------------------------------------
-
-
 def _truthy(value: Any) -> bool:
     """Flag from a DataFrame cell, also after a CSV round trip (NaN / "False" are false)."""
     if is_missing(value):
@@ -96,9 +93,6 @@ def fmt_p(p: Any) -> str:
     return "p < 0.001" if float(p) < 0.001 else f"p = {float(p):.3f}"
 
 
-# --- banners --------------------------------------------------------------------------------------
-
-
 def energy_banner(kinds: Iterable[Any], note: str | None = None) -> str | None:
     """Markdown blockquote warning when any energy is simulated / estimated / unknown."""
     present = {str(k) for k in kinds if not is_missing(k)}
@@ -147,9 +141,6 @@ def repetition_warning(block: Mapping[str, Any] | None) -> str | None:
     )
 
 
-# --- sentences ------------------------------------------------------------------------------------
-
-
 def _context(row: Mapping[str, Any], varying: Sequence[str]) -> str:
     """ "on summarization with model X" plus any other stratum key that varies."""
     parts = []
@@ -195,12 +186,8 @@ def _sentences_of(
 
 @_sentences_of
 def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
-    """One sentence per stratum of :func:`~llm_energy.analysis.tradeoff.recommend_cap`.
-
-    E.g. "Capping at 1200 MHz saved 18.3 % energy per token (95 % simultaneous CI 15.1–21.0 %)
-    for +4.2 % mean latency on summarization with model X." The interval holds jointly over
-    every cap of every stratum (the cost of picking the best).
-    """
+    """One sentence per stratum of :func:`recommend_cap`, its interval simultaneous over every
+    cap of every stratum (the cost of picking the best)."""
     varying = _varying(recommendations, STRATUM_KEYS)
     out = []
     for row in recommendations.to_dict("records"):

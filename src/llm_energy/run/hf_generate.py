@@ -54,7 +54,6 @@ class Generator(PromptTokenizer):
             {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
         )
 
-    # ------------------------------------------------------------ generate
     def _batch(self, prompts_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         enc = self.tok.pad({"input_ids": [list(p) for p in prompts_ids]}, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}

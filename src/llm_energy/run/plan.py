@@ -132,13 +132,9 @@ def with_idle_baseline(
     se_w: float | None,
     df: int | None,
 ) -> dict[str, Any]:
-    """A request record with its point's idle baseline (before and after its load), the idle
-    tail taken out of its energy, and the dynamic energy above idle.
-
-    The tail is the wait for the closing counter tick after the work (`window_tail_s`): the GPU
-    idles there, so `window_tail_energy_j` = idle power x tail is not the request's energy.
-    The baseline's own uncertainty becomes `dynamic_energy_se_j`, with `df` degrees of freedom
-    (`idle_power_df`, None when unknown)."""
+    """A request record with its point's idle baseline, the idle tail taken out of its energy
+    (the wait for the closing counter tick: the GPU idles there), and the dynamic energy above
+    idle with the baseline's own uncertainty (`dynamic_energy_se_j`)."""
     out = dict(row)
     out.update(idle_power_before_w=before_w, idle_power_after_w=after_w)
     out.update(idle_power_se_w=se_w, idle_power_df=df)
@@ -169,11 +165,9 @@ def request_records(
     last_call_s: float | None = None,
     prefill: PrefillFacts | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per request of a window. Energy and time are split evenly over the batch and
-    the window's repeats; the window's own totals stay on every record for audit.
-
-    TTFT and TPOT describe the last execution (`last_call_s` long, its first token at `ttft_s`);
-    a batch decodes until its longest output ends, so TPOT divides by that length for all.
+    """One record per request of a window, energy and time split evenly over the batch and the
+    window's repeats (the window's totals stay on every record for audit). TTFT and TPOT describe
+    the last execution; a batch decodes until its longest output ends, so TPOT divides by that.
     """
     n = len(items)
     share = 1.0 / (n * window.window_repeats)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-STATES = ("starting", "running", "done", "failed")
 LOST = "lost"  # running, but its process on this host is gone (killed -9, node reboot)
 STALE = "stale"  # running on another host, not updated for a long time
 DEFAULT_STALE_S = 600.0

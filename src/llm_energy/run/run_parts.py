@@ -20,13 +20,9 @@ def _mean(values: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class IdleBaseline:
-    """Idle power at one applied clock: `gpu.idle_samples` back-to-back sub-readings before a
-    load point and as many after it (energy/meter.py), pooled.
-
-    `power_w` is the mean of every finite sample, `se_w` their standard deviation / √n and `df`
-    = n − 1 its degrees of freedom (None below two samples). Pooling before and after puts a
-    drift across the point into the spread. An interrupted point has its "before" samples only
-    (`after_samples_w` None): its SE and df come from those."""
+    """Idle power at one applied clock: `gpu.idle_samples` sub-readings before a load point and
+    as many after it, pooled so a drift across the point shows in the spread (docs/device.md,
+    "Idle baselines"). An interrupted point has its "before" samples only."""
 
     freq_applied_mhz: int | None
     before_samples_w: tuple[float, ...] = ()

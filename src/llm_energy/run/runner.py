@@ -89,7 +89,6 @@ class InferenceRun:
         self._inputs: dict[tuple[str, str, int | None], dict[str, Any]] = {}
         self._window_id = 0
 
-    # ------------------------------------------------------------ prompts
     def _fit(
         self, task: TaskConfig, item: Mapping[str, Any], input_target: int | None, max_new: int
     ) -> dict[str, Any]:
@@ -141,7 +140,6 @@ class InferenceRun:
         so that a benchmark can replay exactly the same prompts outside the run."""
         return list(self._fit(task, item, input_target, max_new)["ids"])
 
-    # ------------------------------------------------------------ measurement
     def _idle_samples_w(self) -> tuple[float, ...]:
         """One idle reading at the clocks in force, after letting the chip settle:
         `gpu.idle_samples` back-to-back sub-readings over `gpu.idle_baseline_s` (energy/meter.py)."""

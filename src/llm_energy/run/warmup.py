@@ -1,10 +1,6 @@
-"""Warm-up to steady state before anything is measured.
-
-A fresh process runs its first ~10 s of `generate` calls ~3x slower on an H200 (allocator,
-kernels, clocks ramping; seen with and without this project's code). One short warm-up request
-does not cover that, so every distinct shape the run will measure (task, engine, batch size,
-input and output length) runs at its real length, round after round, until its last `k`
-latencies agree within `tolerance`, or the time cap ends the warm-up (recorded, not hidden).
+"""Warm-up to steady state before anything is measured (docs/device.md, "Warm-up"): a fresh
+process runs its first ~10 s of `generate` ~3x slower on an H200 (allocator, kernels, clocks
+ramping), which one short warm-up request does not cover.
 """
 
 from __future__ import annotations
