@@ -21,7 +21,16 @@ from llm_energy.report.markdown import build_markdown
 from llm_energy.report.plotdata import by_config, by_freq
 from llm_energy.report.sections import n_clock_levels
 
-TABLES = ("frequency_effect", "pairwise", "spearman", "regression", "pareto", "recommendation")
+TABLES = (
+    "frequency_effect",
+    "pairwise",
+    "spearman",
+    "regression",
+    "pareto",
+    "recommendation",
+    "phases",
+    "phase_clocks",
+)
 
 
 RERUN = "re-run the {0} stage (dvc repro {0}, or python stages/{0}.py)"

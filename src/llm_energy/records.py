@@ -234,6 +234,21 @@ RECOMMENDATION = Schema(
 STATS_TABLES: dict[str, Schema] = {
     s.name: s for s in (FREQUENCY_EFFECT, PAIRWISE, SPEARMAN, REGRESSION, PARETO, RECOMMENDATION)
 } | {"phases": PAIRWISE}  # the same comparison, per prefill/decode energy and time metric
+PHASE_CLOCKS = Schema(
+    "phase_clocks",
+    (
+        *STRATUM_COLUMNS,
+        *_cols("int", "n_items n_levels"),
+        *_cols(
+            "float",
+            "latency_budget_pct reference_freq_mhz single_freq_mhz single_energy_j "
+            "prefill_freq_mhz decode_freq_mhz pair_energy_j pair_latency_s saving_pct "
+            "saving_ci_low saving_ci_high",
+        ),
+        *_cols("str", "ci_method note"),
+    ),
+)
+STATS_TABLES["phase_clocks"] = PHASE_CLOCKS
 
 
 # --- checking --------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ import pytest
 
 from analysis_fixtures import as_records, sweep_requests
 from llm_energy.analysis.headline import headline_metrics
-from llm_energy.analysis.study import PHASE_METRICS, phase_response
+from llm_energy.analysis.phase_clocks import phase_clock_estimate
+from llm_energy.analysis.records import PHASE_METRICS
+from llm_energy.analysis.study import phase_response
 from llm_energy.analysis.summary import summarize
-from llm_energy.report.phases import phase_sentences
+from llm_energy.report.phases import phase_clock_sentences, phase_sentences
 
 
 def phased(freqs: tuple[float | None, ...] = (None, 900.0)) -> pd.DataFrame:
@@ -60,3 +62,65 @@ def test_metrics_json_and_report_say_which_phase_dominates_and_how_it_responds()
     assert ") of the time and " in first and ") of the energy;" in first
     assert clock.startswith("At 900 MHz against default") and "prefill time +" in clock
     assert phase_sentences(summarize(sweep_requests(n_per_freq=4), ci_level=0.95), None) == []
+
+
+def _cube_requests() -> pd.DataFrame:
+    """3 clocks x 4 items with known phase means (±1 % per item): prefill is cheapest at 900
+    MHz but slow there, decode is cheapest at 900 MHz and barely slower."""
+    means = {  # level: (prefill J, decode J, prefill s, decode s)
+        None: (10.0, 100.0, 1.0, 10.0),
+        1500.0: (8.0, 80.0, 1.2, 10.2),
+        900.0: (6.0, 70.0, 2.0, 10.3),
+    }
+    rows = []
+    for window, (freq, (e_p, e_d, t_p, t_d)) in enumerate(
+        (f, m) for f, m in means.items() for _ in range(4)
+    ):
+        k = 1.0 + 0.01 * (window % 4 - 1.5)
+        rows.append(
+            {
+                "model": "m",
+                "task": "qa",
+                "energy_kind": "measured",
+                "output_tokens": 16,
+                "output_tokens_target": 16,
+                "freq_requested_mhz": freq,
+                "freq_applied_mhz": freq,
+                "item_id": f"i{window % 4}",
+                "window_id": window + 1,
+                "prefill_energy_j": e_p * k,
+                "decode_energy_j": e_d * k,
+                "energy_j": (e_p + e_d) * k,
+                "prefill_time_s": t_p * k,
+                "decode_time_s": t_d * k,
+                "latency_s": (t_p + t_d) * k,
+            }
+        )
+    return as_records(pd.DataFrame(rows))
+
+
+def test_the_per_phase_clock_estimate_picks_the_best_pair_within_the_budget() -> None:
+    table = phase_clock_estimate(_cube_requests(), latency_budget_pct=5.0, ci_level=0.95)
+    (row,) = table.to_dict("records")
+    # budget: 11 s x 1.05 = 11.55 s. Single clocks within it: default (110 J), 1500 (88 J).
+    # Pairs within it: prefill 1500 + decode 900 (1.2 + 10.3 s, 78 J) is the cheapest.
+    assert row["single_freq_mhz"] == 1500.0 and row["single_energy_j"] == pytest.approx(88.0)
+    assert (row["prefill_freq_mhz"], row["decode_freq_mhz"]) == (1500.0, 900.0)
+    assert row["pair_energy_j"] == pytest.approx(78.0)
+    assert row["saving_pct"] == pytest.approx(100 * (1 - 78 / 88))
+    assert 0 <= row["saving_ci_low"] <= row["saving_pct"] <= row["saving_ci_high"]
+    assert "estimate" in row["note"] and "bootstrap" in row["ci_method"]
+    (sentence,) = phase_clock_sentences(table)
+    assert sentence.startswith("ESTIMATE, per-phase clocks (qa, m; no clock is switched")
+    assert "prefill at 1500 MHz and decode at 900 MHz" in sentence
+
+
+def test_a_wider_budget_lets_both_phases_take_the_cheapest_clock() -> None:
+    table = phase_clock_estimate(_cube_requests(), latency_budget_pct=20.0, ci_level=0.95)
+    (row,) = table.to_dict("records")
+    assert row["single_freq_mhz"] == row["prefill_freq_mhz"] == row["decode_freq_mhz"] == 900.0
+    assert row["saving_pct"] == 0.0
+    assert "would gain nothing" in phase_clock_sentences(table)[0]
+    few = _cube_requests().query("item_id in ['i0', 'i1']")
+    (short,) = phase_clock_estimate(few, latency_budget_pct=5.0, ci_level=0.95).to_dict("records")
+    assert short["note"].startswith("not estimable") and pd.isna(short["saving_pct"])

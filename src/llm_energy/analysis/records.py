@@ -56,11 +56,17 @@ EXCLUSION_REASONS: dict[str, str] = {
 ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "unknown")
 
 #: per-request metrics summarised for every configuration (name → unit-bearing column)
-METRICS: tuple[str, ...] = tuple(
-    "j_per_token tokens_per_s latency_s ttft_s tpot_s avg_power_w energy_j dynamic_energy_j "
-    "edp_j_s ed2p_j_s2 "
-    # infer.phases: the prefill window's share and the rest of the request (docs/records.md)
-    "prefill_energy_j decode_energy_j prefill_time_s decode_time_s".split()
+#: infer.phases: a request's share of its prefill window and the rest (docs/records.md)
+PHASE_METRICS: tuple[str, ...] = (
+    "prefill_energy_j",
+    "decode_energy_j",
+    "prefill_time_s",
+    "decode_time_s",
+)
+METRICS: tuple[str, ...] = (
+    *"j_per_token tokens_per_s latency_s ttft_s tpot_s avg_power_w energy_j dynamic_energy_j "
+    "edp_j_s ed2p_j_s2".split(),
+    *PHASE_METRICS,
 )
 
 

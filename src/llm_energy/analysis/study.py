@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from llm_energy.analysis.phase_clocks import phase_clock_estimate
+from llm_energy.analysis.records import PHASE_METRICS
 from llm_energy.analysis.regression import energy_ols
 from llm_energy.analysis.repetition import repetition_effect
 from llm_energy.analysis.significance import (
@@ -46,17 +48,11 @@ def stats_tables(
         ),
         "repetition": repetition_effect(requests, alpha=alpha),
         "phases": phase_response(requests, alpha=alpha, min_samples=min_samples, ci_level=ci_level),
+        "phase_clocks": phase_clock_estimate(
+            requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level
+        ),
     }
     return tables, ols_info
-
-
-#: per-request phase columns (infer.phases), each compared across clocks on its own
-PHASE_METRICS: tuple[str, ...] = (
-    "prefill_energy_j",
-    "decode_energy_j",
-    "prefill_time_s",
-    "decode_time_s",
-)
 
 
 def phase_response(

@@ -14,7 +14,7 @@ from llm_energy.paths import ProjectPaths
 from llm_energy.report.html import (
     report_templates,
 )
-from llm_energy.report.phases import phase_sentences
+from llm_energy.report.phases import phase_clock_sentences, phase_sentences
 from llm_energy.report.sections import (
     MULTI_CLOCK_FIGURES,
     calibration_lines,
@@ -158,12 +158,13 @@ def build_markdown(
     clock_note = single_clock_note(summary)
     if clock_note:
         # one clock: every recommendation and frequency test is "skipped", said once in the note
-        for name in ("frequency_effect", "pairwise", "pareto", "phases"):
+        for name in ("frequency_effect", "pairwise", "pareto", "phases", "phase_clocks"):
             tables.pop(name, None)
         recommendations = pd.DataFrame()
     findings = [
         *recommendation_sentences(recommendations),
         *phase_sentences(summary, tables.get("phases")),
+        *phase_clock_sentences(tables.get("phase_clocks")),
         *frequency_effect_sentences(tables.get("frequency_effect")),
         *pairwise_sentences(tables.get("pairwise")),
         *spearman_sentences(tables.get("spearman")),

@@ -76,3 +76,31 @@ def _clock_response(phases: pd.DataFrame | None, model: str, task: str) -> list[
         + "; ".join(parts)
         + "."
     ]
+
+
+def phase_clock_sentences(table: pd.DataFrame | None) -> list[str]:
+    """The per-phase clock estimate per stratum (analysis/phase_clocks.py), labelled as one."""
+    if table is None or table.empty:
+        return []
+    out = []
+    for _, r in table[pd.to_numeric(table["saving_pct"], errors="coerce").notna()].iterrows():
+        budget = f"+{fmt_pct(r['latency_budget_pct'])} %"
+        if r["prefill_freq_mhz"] == r["decode_freq_mhz"] or (
+            is_missing(r["prefill_freq_mhz"]) and is_missing(r["decode_freq_mhz"])
+        ):
+            out.append(
+                f"Per-phase clocks ({r['task']}, {r['model']}): both phases do best at "
+                f"{freq_label(r['single_freq_mhz'])} within the latency budget ({budget}), so "
+                "switching the clock between prefill and decode would gain nothing here."
+            )
+            continue
+        out.append(
+            f"ESTIMATE, per-phase clocks ({r['task']}, {r['model']}; no clock is switched "
+            f"mid-request): prefill at {freq_label(r['prefill_freq_mhz'])} and decode at "
+            f"{freq_label(r['decode_freq_mhz'])} would use {r['pair_energy_j']:.3g} J per request "
+            f"within the latency budget ({budget}), {fmt_pct(r['saving_pct'])} % less than the "
+            f"best single clock, {freq_label(r['single_freq_mhz'])} "
+            f"({r['single_energy_j']:.3g} J; item bootstrap with both picks repeated: "
+            f"{fmt_range(r['saving_ci_low'], r['saving_ci_high'])} %)."
+        )
+    return out

@@ -1,0 +1,136 @@
+"""A per-phase clock estimate: the prefill clock and the decode clock that together would use
+the least energy per request within the latency budget, against the best single clock, from
+each phase measured at every clock (infer.phases). An ESTIMATE: no clock is switched
+mid-request, and a switch's own time and energy are not counted. Pure.
+
+Both picks are minima over noisy means, so the saving is biased upward (the pairs include
+every single clock: it is never below 0). Its interval is an item bootstrap that repeats both
+picks in every resample, so the selection's own variability is in it; it is not part of the
+Monte Carlo calibration (docs/statistics.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from llm_energy.analysis.records import FREQ_LEVEL_COL, PHASE_METRICS, STRATUM_KEYS
+from llm_energy.analysis.significance import metric_items
+from llm_energy.analysis.windows import ITEM_COL
+
+PHASE_CLOCK_COLUMNS: list[str] = [
+    *STRATUM_KEYS,
+    *(
+        "n_items n_levels latency_budget_pct reference_freq_mhz single_freq_mhz "
+        "single_energy_j prefill_freq_mhz decode_freq_mhz pair_energy_j pair_latency_s "
+        "saving_pct saving_ci_low saving_ci_high ci_method note"
+    ).split(),
+]
+CI_METHOD = "item bootstrap, both picks repeated per resample (percentile); an estimate"
+
+
+def _picks(means: np.ndarray, levels: np.ndarray, budget_pct: float) -> dict[str, Any]:
+    """Best single clock and best (prefill, decode) pair from per-level phase means
+    (`means`: levels × PHASE_METRICS) under latency ≤ reference × (1 + budget)."""
+    e_p, e_d, t_p, t_d = means.T
+    ref = (
+        int(np.flatnonzero(np.isnan(levels))[0])
+        if np.isnan(levels).any()
+        else int(np.nanargmax(levels))
+    )
+    limit_s = (t_p[ref] + t_d[ref]) * (1 + budget_pct / 100)
+    energy, latency = e_p + e_d, t_p + t_d
+    single = min(np.flatnonzero(latency <= limit_s), key=lambda i: energy[i])
+    pair_e = e_p[:, None] + e_d[None, :]
+    pair_e[(t_p[:, None] + t_d[None, :]) > limit_s] = np.inf
+    p, d = np.unravel_index(int(np.argmin(pair_e)), pair_e.shape)
+    return {
+        "reference": ref,
+        "single": single,
+        "single_energy_j": float(energy[single]),
+        "prefill": int(p),
+        "decode": int(d),
+        "pair_energy_j": float(pair_e[p, d]),
+        "pair_latency_s": float(t_p[p] + t_d[d]),
+    }
+
+
+def _saving_pct(picks: dict[str, Any]) -> float:
+    return 100.0 * (1.0 - picks["pair_energy_j"] / picks["single_energy_j"])
+
+
+def _cubes(requests: pd.DataFrame) -> list[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """Per stratum: (its keys, the levels, items × levels × PHASE_METRICS) over the items measured
+    at every level with every phase."""
+    frames = [
+        metric_items(requests, m).set_index([*STRATUM_KEYS, FREQ_LEVEL_COL, ITEM_COL])["value"]
+        for m in PHASE_METRICS
+    ]
+    joined = pd.concat(frames, axis=1, keys=PHASE_METRICS).dropna().reset_index()
+    out = []
+    for key, group in joined.groupby(list(STRATUM_KEYS), dropna=False, sort=True):
+        cube = group.pivot_table(
+            index=ITEM_COL, columns=FREQ_LEVEL_COL, values=list(PHASE_METRICS), dropna=False
+        )
+        levels = np.array(sorted(group[FREQ_LEVEL_COL].unique(), key=lambda f: -np.nan_to_num(f)))
+        arr = np.stack(
+            [cube[m].reindex(columns=levels).to_numpy(dtype=float) for m in PHASE_METRICS], 2
+        )
+        arr = arr[np.isfinite(arr).all(axis=(1, 2))]
+        head = dict(zip(STRATUM_KEYS, key if isinstance(key, tuple) else (key,), strict=True))
+        out.append((head, levels, arr))
+    return out
+
+
+def phase_clock_estimate(
+    requests: pd.DataFrame,
+    *,
+    latency_budget_pct: float,
+    ci_level: float,
+    n_resamples: int = 999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per stratum: the best single clock, the best prefill/decode clock pair and the
+    pair's saving over the single clock with its bootstrap interval. Columns:
+    :data:`PHASE_CLOCK_COLUMNS`; empty without phase records."""
+    if "prefill_energy_j" not in requests or requests["prefill_energy_j"].isna().all():
+        return pd.DataFrame(columns=PHASE_CLOCK_COLUMNS)
+    rows = []
+    for head, levels, arr in _cubes(requests):
+        row: dict[str, Any] = {**head, "n_items": len(arr), "n_levels": len(levels)}
+        row["latency_budget_pct"] = latency_budget_pct
+        if len(levels) < 2 or len(arr) < 3:
+            row["note"] = "not estimable: needs 2+ clocks and 3+ items measured at every clock"
+            rows.append(row)
+            continue
+        picks = _picks(arr.mean(axis=0), levels, latency_budget_pct)
+        mhz = {k: float(levels[picks[k]]) for k in ("reference", "single", "prefill", "decode")}
+        row.update({f"{k}_freq_mhz": v for k, v in mhz.items()})
+        row.update({k: picks[k] for k in ("single_energy_j", "pair_energy_j", "pair_latency_s")})
+        row["saving_pct"] = _saving_pct(picks)
+
+        def saving(idx: np.ndarray, arr: np.ndarray = arr, levels: np.ndarray = levels) -> float:
+            means = arr[idx.astype(int)].mean(axis=0)
+            return _saving_pct(_picks(means, levels, latency_budget_pct))
+
+        boot = stats.bootstrap(
+            (np.arange(len(arr)),),
+            saving,
+            vectorized=False,
+            n_resamples=n_resamples,
+            confidence_level=ci_level,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        )
+        ci = boot.confidence_interval
+        row["saving_ci_low"], row["saving_ci_high"] = float(ci.low), float(ci.high)
+        row["ci_method"] = CI_METHOD
+        row["note"] = "estimate: no clock is switched mid-request" + (
+            "; default clocks are the reference" if math.isnan(mhz["reference"]) else ""
+        )
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=PHASE_CLOCK_COLUMNS)
