@@ -169,13 +169,15 @@ class SimulatedDevice(Device):
             self._last_run = run
             self._clock.add_s(time_s, power, throttled=run.power_capped)
             self._marker.mark(f"{os.getpid()} {power:.3f} {run.sm_mhz}")
+        ttft_s = run.cost.prefill_s * self._time_noise
         return WorkloadTiming(
             time_s=time_s,
-            ttft_s=run.cost.prefill_s * self._time_noise,
+            ttft_s=ttft_s,
             energy_j=power * time_s,
             sm_mhz=run.sm_mhz,
             power_capped=run.power_capped,
             accounted=self._busy,
+            prefill_energy_j=run.prefill_power_w * self._power_noise * ttft_s,
         )
 
     def idle_for_s(self, time_s: float) -> None:
