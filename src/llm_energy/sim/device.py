@@ -262,6 +262,7 @@ class SimulatedDevice(Device):
                 "p_static_w": g.p_static_w,
                 "p_dyn_max_w": g.p_dyn_max_w,
                 "v_min_rel": g.v_min_rel,
+                "mem_power_share": g.mem_power_share,
                 "u_idle": g.u_idle,
                 "sm_range_mhz": [g.sm_min_mhz, g.sm_max_mhz],
                 "sm_step_mhz": g.sm_step_mhz,
