@@ -283,6 +283,9 @@ def test_window_time_and_energy_come_from_the_workload(tmp_path: Path) -> None:
     assert 0 < r.tail_s <= 0.1 + 1e-9 and r.tick_aligned and r.cap_held
     busy_j = r.energy_j - r.tail_s * simmodel.idle_power_w(H200, 1200)
     assert busy_j == pytest.approx(expected.energy_j, rel=1e-6)
+    # The phase split: the prefill's share of the call's energy (the rest is the decode).
+    assert timing.prefill_energy_j == pytest.approx(expected.prefill_energy_j, rel=1e-6)
+    assert 0 < timing.prefill_energy_j < timing.energy_j
     assert r.sm_clock_mean_mhz == 1200 and r.throttle_power_s == 0.0
     # Outside a window a call is timed but never reaches the counter.
     t_before = dev.read_counter()[1]

@@ -29,6 +29,7 @@ class WorkloadTiming:
     sm_mhz: int  # the clock it ran at, after any power cap
     power_capped: bool
     accounted: bool  # inside a window: on the model clock and counter
+    prefill_energy_j: float = 0.0  # the part of energy_j spent in the prefill (the rest decodes)
 
 
 class ModelClock:

@@ -169,13 +169,15 @@ class SimulatedDevice(Device):
             self._last_run = run
             self._clock.add_s(time_s, power, throttled=run.power_capped)
             self._marker.mark(f"{os.getpid()} {power:.3f} {run.sm_mhz}")
+        ttft_s = run.cost.prefill_s * self._time_noise
         return WorkloadTiming(
             time_s=time_s,
-            ttft_s=run.cost.prefill_s * self._time_noise,
+            ttft_s=ttft_s,
             energy_j=power * time_s,
             sm_mhz=run.sm_mhz,
             power_capped=run.power_capped,
             accounted=self._busy,
+            prefill_energy_j=run.prefill_power_w * self._power_noise * ttft_s,
         )
 
     def idle_for_s(self, time_s: float) -> None:
@@ -260,6 +262,7 @@ class SimulatedDevice(Device):
                 "p_static_w": g.p_static_w,
                 "p_dyn_max_w": g.p_dyn_max_w,
                 "v_min_rel": g.v_min_rel,
+                "mem_power_share": g.mem_power_share,
                 "u_idle": g.u_idle,
                 "sm_range_mhz": [g.sm_min_mhz, g.sm_max_mhz],
                 "sm_step_mhz": g.sm_step_mhz,

@@ -43,6 +43,10 @@ class GpuModel:
     update_period_s: float  # energy counter update period (H200 measured: ~0.1 s)
     roofline: roofline.RooflineParams  # throughput, host overhead and activity constants
     calibration: str  # where the numbers come from: measured anchors or spec-sheet estimates
+    # Share of the HBM-streaming power that follows the memory clock, not the SM clock (HBM,
+    # PHY, memory controller): fitted to published DVFS measurements (benchmarks/data/
+    # sim_published.json, checked by benchmarks/sim_realism.py).
+    mem_power_share: float = 0.0
 
     @property
     def mem_max_mhz(self) -> int:
@@ -115,6 +119,7 @@ H200 = GpuModel(
     update_period_s=0.1,
     roofline=ROOFLINE_H200,
     calibration="measured anchors (H200, /work/shared/anchors)",
+    mem_power_share=0.6,  # fitted: H100 LLaMA's published -11.6 % energy at 1035 MHz
 )
 GPU_MODELS: dict[str, GpuModel] = {
     "h200": H200,
@@ -195,11 +200,16 @@ def voltage_rel(gpu: GpuModel, f_mhz: float) -> float:
     return gpu.v_min_rel + (1.0 - gpu.v_min_rel) * (f - gpu.sm_min_mhz) / span
 
 
-def power_w(gpu: GpuModel, f_mhz: float, utilization: float) -> float:
-    """Board power at SM clock f with activity factor u (0 = idle logic, 1 = max dynamic)."""
+def power_w(
+    gpu: GpuModel, f_mhz: float, utilization: float, mem_u: float = 0.0, mem_rel: float = 1.0
+) -> float:
+    """Board power at SM clock f with activity factor u (0 = idle logic, 1 = max dynamic), of
+    which `mem_u` streams HBM: its `mem_power_share` runs at the memory clock (mem_rel = m/m_max)
+    whatever the SM clock."""
     f = _check_f(gpu, f_mhz)
     u = _check_unit("utilization", utilization)
-    return gpu.p_static_w + gpu._dynamic_w(f, u)
+    mem = gpu.mem_power_share * min(_check_unit("memory activity", mem_u), u)
+    return gpu.p_static_w + gpu._dynamic_w(f, u - mem) + gpu.p_dyn_max_w * mem * mem_rel
 
 
 def idle_power_w(gpu: GpuModel, f_mhz: float) -> float:
@@ -270,16 +280,27 @@ def workload_cost(
 
 @dataclass(frozen=True)
 class WorkloadRun:
-    """A workload as the simulated GPU runs it: at `sm_mhz` (after any power cap)."""
+    """A workload as the simulated GPU runs it: its decode at `sm_mhz`, its prefill at
+    `prefill_sm_mhz` (each after any power cap); `power_w` is the call's mean."""
 
     sm_mhz: int
     power_capped: bool
     cost: roofline.WorkloadCost
     power_w: float
+    prefill_power_w: float = 0.0
+    prefill_sm_mhz: int = 0
 
     @property
     def energy_j(self) -> float:
         return _energy_j(self.power_w, self.cost.time_s)
+
+    @property
+    def prefill_energy_j(self) -> float:
+        return _energy_j(self.prefill_power_w, self.cost.prefill_s)
+
+    @property
+    def decode_energy_j(self) -> float:
+        return self.energy_j - self.prefill_energy_j
 
 
 def run_workload(
@@ -289,20 +310,44 @@ def run_workload(
     mem_mhz: float | None = None,
     power_limit_w: float | None = None,
 ) -> WorkloadRun:
-    """The workload at the highest supported clock <= f whose mean power fits the limit (the
-    driver's SW power cap); power is P(f, u) with the call's mean activity u."""
+    """The workload's prefill and decode, each at the highest supported clock <= f whose power
+    fits the limit (the driver's SW power cap acts only where the draw would exceed it)."""
     target = _check_f(gpu, f_mhz)
     limit = gpu.power_limit_w if power_limit_w is None else float(power_limit_w)
+    mem_rel = _check_mem(gpu, mem_mhz) / gpu.mem_max_mhz
     candidates = [f for f in gpu.supported_sm_clocks_mhz() if f <= target + 1e-9] or [
         gpu.sm_min_mhz
     ]
-    for f in candidates:  # highest first
-        cost = workload_cost(gpu, work, f, mem_mhz)
-        power = power_w(gpu, f, cost.activity)
-        if power <= limit + 1e-9 or f == candidates[-1]:
-            # Even the lowest clock may not fit: the driver goes as low as it can.
-            return WorkloadRun(f, f != candidates[0], cost, power)
-    raise AssertionError("unreachable: the last candidate always returns")
+
+    def fit(phase: str) -> tuple[int, roofline.WorkloadCost, float]:
+        for f in candidates:  # highest first
+            cost = workload_cost(gpu, work, f, mem_mhz)
+            u, mem_u = (
+                (cost.prefill_activity, cost.prefill_mem_activity)
+                if phase == "prefill"
+                else cost.decode_activity()
+            )
+            power = power_w(gpu, f, u, mem_u, mem_rel)
+            if power <= limit + 1e-9 or f == candidates[-1]:
+                return f, cost, power  # the lowest clock even if it does not fit
+        raise AssertionError("unreachable: the last candidate always returns")
+
+    (f_p, pre, p_pre), (f_d, dec, p_dec) = fit("prefill"), fit("decode")
+    u_dec, mem_dec = dec.decode_activity()
+    time_s = pre.prefill_s + dec.decode_s
+    cost = dataclasses.replace(
+        dec,
+        time_s=time_s,
+        prefill_s=pre.prefill_s,
+        activity=(pre.prefill_activity * pre.prefill_s + u_dec * dec.decode_s) / time_s,
+        mem_activity=(pre.prefill_mem_activity * pre.prefill_s + mem_dec * dec.decode_s) / time_s,
+        prefill_activity=pre.prefill_activity,
+        prefill_mem_activity=pre.prefill_mem_activity,
+    )
+    power = (p_pre * pre.prefill_s + p_dec * dec.decode_s) / time_s
+    f_run = f_d if dec.decode_s > 0 else f_p
+    capped = f_p != candidates[0] or (dec.decode_s > 0 and f_d != candidates[0])
+    return WorkloadRun(f_run, capped, cost, power, p_pre, f_p)
 
 
 def temperature_c(gpu: GpuModel, power_w_value: float) -> float:

@@ -81,6 +81,7 @@ class StepCost:
     activity: float
     flops: float
     bytes: float
+    mem_activity: float = 0.0  # the part of `activity` that is HBM streaming
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,21 @@ class WorkloadCost:
     flops: float
     bytes: float
     forward_passes: int
+    mem_activity: float = 0.0  # the part of `activity` that is HBM streaming
+    prefill_activity: float = 0.0  # u and its memory part over the prefill alone
+    prefill_mem_activity: float = 0.0
+
+    @property
+    def decode_s(self) -> float:
+        return self.time_s - self.prefill_s
+
+    def decode_activity(self) -> tuple[float, float]:
+        """(u, memory part) over the decode alone: the call less its prefill."""
+        if self.decode_s <= 0:
+            return 0.0, 0.0
+        u = (self.activity * self.time_s - self.prefill_activity * self.prefill_s) / self.decode_s
+        m = self.mem_activity * self.time_s - self.prefill_mem_activity * self.prefill_s
+        return u, m / self.decode_s
 
 
 def _check_rel(name: str, value: float) -> float:
@@ -131,7 +147,9 @@ def step_cost(
     t = overhead + max(t_host, t_gpu)
     busy = p.activity_compute * t_compute + p.activity_mem * t_mem + p.activity_kernel * t_floor
     u = min(1.0, p.activity_busy + busy / t)
-    return StepCost(t, t_host, t_gpu, u, flops + flops_fp32, bytes_moved)
+    return StepCost(
+        t, t_host, t_gpu, u, flops + flops_fp32, bytes_moved, min(u, p.activity_mem * t_mem / t)
+    )
 
 
 def _act_bytes(p: RooflineParams, a: ArchSpec, tokens: int, layers: int, db: int) -> float:
@@ -221,16 +239,13 @@ def workload_cost(
 ) -> WorkloadCost:
     """Cost of a whole `generate` call: the prefill, then `new_tokens - 1` decoding steps."""
     first = _prefill(p, w, f_rel, m_rel)
-    time_s, busy, flops, moved = (
-        first.time_s,
-        first.activity * first.time_s,
-        first.flops,
-        first.bytes,
-    )
+    time_s, flops, moved = first.time_s, first.flops, first.bytes
+    busy, busy_mem = first.activity * first.time_s, first.mem_activity * first.time_s
     for step in range(1, w.new_tokens):
         c = _decode(p, w, step, f_rel, m_rel)
         time_s += c.time_s
         busy += c.activity * c.time_s
+        busy_mem += c.mem_activity * c.time_s
         flops += c.flops
         moved += c.bytes
     return WorkloadCost(
@@ -240,4 +255,7 @@ def workload_cost(
         flops=flops,
         bytes=moved,
         forward_passes=max(w.new_tokens, 1),
+        mem_activity=busy_mem / time_s,
+        prefill_activity=first.activity,
+        prefill_mem_activity=first.mem_activity,
     )
