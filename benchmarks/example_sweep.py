@@ -72,6 +72,31 @@ def table(summary: pd.DataFrame, pairwise: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\nEnergy kind of every row: **{kinds}**.\n"
 
 
+def phase_table(summary: pd.DataFrame, phases: pd.DataFrame) -> str:
+    """Markdown: where the joules go per task at default clocks, and each phase's change at
+    the cap with the largest J/token saving (the stats stage's paired ratios)."""
+    best = summary[~summary["default_clocks"]].sort_values("j_per_token_mean").groupby("task")
+    lines = [
+        "| task | decode share of time | decode share of energy | cap | prefill energy | "
+        "prefill time | decode energy | decode time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in summary[summary["default_clocks"]].sort_values("task").iterrows():
+        task, cap = row["task"], best.first().loc[row["task"], "freq_applied_mhz"]
+        at = phases[(phases["task"] == task) & (phases["freq_mhz"] == cap)].set_index("metric")
+        change = [
+            f"{100 * (at.loc[m, 'ratio'] - 1):+.0f} %"
+            for m in ("prefill_energy_j", "prefill_time_s", "decode_energy_j", "decode_time_s")
+        ]
+        lines.append(
+            f"| {task} | {100 * row['decode_share_time_mean']:.1f} % "
+            f"| {100 * row['decode_share_energy_mean']:.1f} % | {cap:.0f} MHz | "
+            + " | ".join(change)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="llm-energy-example-") as tmp:
         ws = Path(tmp) / "ws"
@@ -81,7 +106,8 @@ def main() -> int:
             shutil.copy2(ws / "reports" / "figures" / name, OUT / name)
         summary = pd.read_csv(ws / "data" / "aggregate" / "summary.csv")
         pairwise = pd.read_csv(ws / "reports" / "stats" / "pairwise.csv")
-        text = table(summary, pairwise)
+        phases = pd.read_csv(ws / "reports" / "stats" / "phases.csv")
+        text = table(summary, pairwise) + "\n" + phase_table(summary, phases)
     (OUT / "table.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {', '.join(FIGURES)} and table.md to {OUT}")
