@@ -53,6 +53,7 @@ from goal_rows import (
     print_table,
     repeat_rows,
     skip_rows,
+    split_rows,
     tick_rows,
     verdict,
 )
@@ -61,7 +62,7 @@ from llm_energy.errors import UserFacingError, one_line
 from llm_energy.io.files import write_json
 from llm_energy.run.provenance import git_commit
 from overhead import run_overhead
-from repeatability import repeatability
+from repeatability import phase_split, repeatability
 from tick_alignment import generate_work, run_tick_benchmark, sleep_work
 
 EXIT_GOALS_NOT_MET = 3  # ran to the end, but some goal failed or was skipped
@@ -138,7 +139,9 @@ def _environment() -> dict[str, Any]:
 # (phase, model role, estimated seconds on the GPU, on the stand-in); run in this order.
 PHASES: tuple[tuple[str, str, float, float], ...] = (
     ("overhead", "gpt2", 70.0, 8.0),
+    ("split", "gpt2", 15.0, 3.0),  # prefill vs decode (issue 20): short, so before the long ones
     ("overhead", "mistral_7b", 75.0, 8.0),
+    ("split", "mistral_7b", 20.0, 3.0),
     ("repeat", "mistral_7b", 45.0, 5.0),
     ("tick", "mistral_7b", 25.0, 7.0),
     ("repeat", "gpt2", 40.0, 5.0),
@@ -167,6 +170,7 @@ def run_acceptance(
         "phases": [],
         "overhead": {},
         "repeatability": {},
+        "split": {},
         "tick": None,
         "skipped": [],
     }
@@ -222,6 +226,12 @@ def run_acceptance(
                     result["build_s"] = build_s[role]
                     results["overhead"][role] = result
                     rows += overhead_rows(role, result)
+                elif phase == "split":
+                    result = phase_split(
+                        cfg, gen=gen, meter=meter, clocks=clocks, device=device, plan=plan, log=log
+                    )
+                    results["split"][role] = result
+                    rows += split_rows(role, result)
                 elif phase == "repeat":
                     result = repeatability(
                         cfg, gen=gen, meter=meter, clocks=clocks, device=device, plan=plan, log=log

@@ -116,6 +116,20 @@ def tick_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> lis
     ]
 
 
+def split_rows(role: str, result: dict[str, Any] | None, reason: str = "") -> list[GoalRow]:
+    """Prefill/decode split: the shares are findings; the goal is that the phases are
+    consistent (decode ≥ 0 on every request; prefill + decode = total within 5 %)."""
+    check, goal = "prefill/decode split (decode share of time, energy)", "decode >= 0, sum 5 %"
+    if result is None:
+        return [GoalRow(check, role, reason or "not run", goal, "SKIP")]
+    ok = result["min_decode_energy_j"] >= 0 and result["max_sum_mismatch"] <= 0.05
+    measured = (
+        f"{pct(result['decode_share_time'])}, {pct(result['decode_share_energy'])} "
+        f"({result['prefill_j_per_request']:.3g} + {result['decode_j_per_request']:.3g} J/request)"
+    )
+    return [GoalRow(check, role, measured, goal, verdict(ok), result["decode_share_energy"])]
+
+
 def print_table(rows: Sequence[GoalRow], out: Callable[[str], None] = print) -> None:
     headers = ("check", "model", "measured", "goal", "result")
     cells = [(r.check, r.model, r.measured, r.goal, r.status) for r in rows]
@@ -132,4 +146,6 @@ def skip_rows(phase: str, role: str, reason: str) -> list[GoalRow]:
         return overhead_rows(role, None, reason)
     if phase == "repeat":
         return repeat_rows(role, None, reason)
+    if phase == "split":
+        return split_rows(role, None, reason)
     return tick_rows(role, None, reason)

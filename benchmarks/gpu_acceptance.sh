@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU acceptance in one command (at most ~4 minutes on an H100/H200): overhead of the infer path
 # vs bare generate (GPT-2 and Mistral-7B architectures, random weights, bf16), J/token
-# repeatability per task shape, tick-aligned vs random-phase windows. Prints one table of
+# repeatability per task shape, tick-aligned vs random-phase windows, the prefill/decode split
+# (decode's share of time and energy, phases measured in their own windows). Prints one table of
 # figures against goals and writes benchmarks/results/<gpu-name>-<date>.json.
 #
 # OBSERVE MODE ONLY: never locks clocks, changes power limits or resets the GPU; any argument

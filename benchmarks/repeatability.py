@@ -40,6 +40,7 @@ def repeatability(
         "output_tokens": None,  # each task's own length
         "batch_size": 1,
         "warmup_max_s": plan.runner_warmup_max_s,
+        "phases": False,  # the split has its own acceptance phase (phase_split below)
     }
     rcfg = load_config(raw)
     items = {t: sample_items(rcfg, t, plan.repeat_items) for t in REPEAT_TASKS}
@@ -89,3 +90,70 @@ def repeatability(
         "runner_warmup": warm.to_dict() if warm is not None else None,
         "elapsed_s": time.perf_counter() - t0,
     }
+
+
+def phase_split(
+    cfg: Config,
+    *,
+    gen: Any,
+    meter: EnergyMeter,
+    clocks: Any,
+    device: Any,
+    plan: Plan,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Prefill vs decode of the generation task through InferenceRun with infer.phases (each
+    batch's prefill in its own windows, decode the rest): the decode shares of time and energy
+    (Σ/Σ over requests), and how well prefill + decode match each request's total."""
+    raw = restrict_tasks(cfg.raw, ("generation",))
+    raw["infer"] = {
+        **raw["infer"],
+        "phases": True,
+        "output_mode": "fixed",
+        "output_tokens": None,
+        "batch_size": 1,
+        "warmup_max_s": plan.runner_warmup_max_s,
+    }
+    rcfg = load_config(raw)
+    items = {"generation": sample_items(rcfg, "generation", plan.repeat_items)}
+    sink = RowSink()
+    run = InferenceRun(
+        rcfg,
+        generator=gen,
+        meter=meter,
+        clocks=clocks,
+        device=device,
+        items_by_task=items,
+        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
+        write=sink,
+    )
+    run.run()
+    ok = [r for r in sink.rows if r["status"] == "ok" and r.get("prefill_energy_j") is not None]
+
+    def total(key: str) -> float:
+        return sum(float(r[key]) for r in ok)
+
+    mismatch = (
+        max(
+            (abs(r["prefill_energy_j"] + r["decode_energy_j"] - r["energy_j"]) / r["energy_j"])
+            for r in ok
+        )
+        if ok
+        else math.nan
+    )
+    result = {
+        "model": cfg.model.name,
+        "requests": len(ok),
+        "decode_share_time": total("decode_time_s") / total("latency_s") if ok else math.nan,
+        "decode_share_energy": total("decode_energy_j") / total("energy_j") if ok else math.nan,
+        "prefill_j_per_request": total("prefill_energy_j") / len(ok) if ok else math.nan,
+        "decode_j_per_request": total("decode_energy_j") / len(ok) if ok else math.nan,
+        "min_decode_energy_j": min((float(r["decode_energy_j"]) for r in ok), default=math.nan),
+        "max_sum_mismatch": mismatch,
+        "prefill_windows_untrusted": sum(1 for r in ok if not r["prefill_window_trusted"]),
+    }
+    log(
+        f"  decode {pct(result['decode_share_time'])} of the time, "
+        f"{pct(result['decode_share_energy'])} of the energy over {len(ok)} requests"
+    )
+    return result

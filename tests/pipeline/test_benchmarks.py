@@ -114,6 +114,9 @@ def test_acceptance_stand_in_runs_end_to_end_and_writes_every_goal_row(tmp_path:
         for m in ("gpt2", "mistral_7b")
     }
     expected |= {
+        ("prefill/decode split (decode share of time, energy)", m) for m in ("gpt2", "mistral_7b")
+    }
+    expected |= {
         ("tick-aligned vs random-phase window energy CV", "mistral_7b"),
         ("acceptance wall time (after imports)", "all"),
     }
@@ -127,6 +130,8 @@ def test_acceptance_stand_in_runs_end_to_end_and_writes_every_goal_row(tmp_path:
         for side in ("bare", "infer"):
             assert r[side]["tokens"] > 0 and r[side]["wall_s"] > 0 and r[side]["energy_j"] > 0
     assert "check" in proc.stdout and "result" in proc.stdout  # the table was printed
+    split = report["split"]["gpt2"]  # the second phase: always within the budget
+    assert 0 < split["decode_share_time"] < 1 and split["max_sum_mismatch"] <= 0.05
 
 
 def test_gpu_acceptance_refuses_control_arguments(tmp_path: Path) -> None:
