@@ -65,6 +65,12 @@ def call(fn: Callable[..., Any], *args: Any, seed: int, **kwargs: Any) -> Any:
 #: summary interval columns <m>_ci_low / <m>_ci_high (level <m>_ci_level, else ci_level)
 SUMMARY_CHECKS = ("j_per_token", "latency_s", "latency_p50", "tokens_per_s")
 SUMMARY_CHECKS += ("dynamic_j_per_token", "quality_f1")
+SUMMARY_CHECKS += (
+    "prefill_energy_j",
+    "decode_energy_j",
+    "decode_share_energy",
+    "decode_share_time",
+)
 
 
 @dataclass

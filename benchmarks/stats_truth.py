@@ -18,6 +18,8 @@ distribution (not the drawn items), so with E[c] = e^(0.1^2/2), E[noise] = e^(s^
     latency p50      = lpt l E[eps_L] median(c T)               (median by 2e6 items, fixed seed)
     dynamic J/token  = J/token - P0 * mean latency / E[T]
     quality_f1       = a / (a + b);  paired ratio cap/default = m_f;  saving = 100 (1 - m_f).
+Prefill (batch 1): energy c PF_J n_in m eps_P, time c PF_S n_in l eps_P', eps ~ lognormal(0, 0.05);
+decode = total - prefill, as the runner records it; decode share = 1 - E[prefill] / E[total].
 Idle: true P0 = 60 W; each clock point (shared by the tasks, as the runner's point) estimates it
 from k = 10 samples of sd 4 W: idle_power_w = their mean, idle_power_se_w = sd/sqrt(k),
 idle_power_df = k - 1; dynamic_energy_j = energy_j - idle_power_w * window_s.
@@ -55,6 +57,8 @@ CLOCKS: tuple[int | None, ...] = (None, 1605, 1305, 1005, 705)
 AFFECTED = 1305
 SIGMA_C, SIGMA_E, P0_W, IDLE_SD_W, IDLE_K, KAPPA, REPS = 0.10, 0.02, 60.0, 4.0, 10, 20.0, 2
 REG_A, REG_B, REG_C, REG_SET, BATCH = 20.0, 0.30, 3.0, 0.05, 8
+# prefill (infer.phases): J and s per input token at default clocks, and its own noise
+PF_J, PF_S, SIGMA_P = 0.02, 1e-4, 0.05
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,15 @@ def truth(sc: Scenario, name: str, clock: int | None) -> dict[str, float]:
     ec, el, mean_t = _lognormal_mean(SIGMA_C), _lognormal_mean(sc.sigma_l), sum(task.n_out) / 2
     jpt = task.jpt * m * ec * _lognormal_mean(SIGMA_E)
     latency = task.lpt * lat * mean_t * ec * el
+    mean_in = sum(task.n_in) / 2
+    energy_j = task.jpt * m * mean_t * ec * _lognormal_mean(SIGMA_E)
+    prefill_j = PF_J * mean_in * ec * m * _lognormal_mean(SIGMA_P)
+    prefill_s = PF_S * mean_in * ec * lat * _lognormal_mean(SIGMA_P)
     return {
+        "prefill_energy_j": prefill_j,
+        "decode_energy_j": energy_j - prefill_j,
+        "decode_share_energy": 1.0 - prefill_j / energy_j,
+        "decode_share_time": 1.0 - prefill_s / latency,
         "j_per_token": jpt,
         "latency_s": latency,
         "latency_p50": task.lpt * lat * el * median_cost_tokens(name),
@@ -183,6 +195,16 @@ def _task_frame(
         energy *= item_set[sets] * _mean_one(rng, SIGMA_E, ck.size)
         latency = task.lpt * n_out[items].max(axis=1) * rng.lognormal(0, sc.sigma_l, ck.size)
     w, idx = np.repeat(np.arange(ck.size), b), items.ravel()
+    # prefill: c x per-input-token cost x clock multiplier x its own noise (batch 1 only)
+    phase = b == 1
+    pf_j = (
+        cost[idx] * PF_J * n_in[idx] * m[w] * rng.lognormal(0, SIGMA_P, w.size) if phase else None
+    )
+    pf_s = (
+        cost[idx] * PF_S * n_in[idx] * lat_m[w] * rng.lognormal(0, SIGMA_P, w.size)
+        if phase
+        else None
+    )
     f1 = rng.beta(KAPPA * q[idx], KAPPA * (1.0 - q[idx]))
     # fmt: off
     return pd.DataFrame({
@@ -191,7 +213,7 @@ def _task_frame(
         "freq_requested_mhz": [CLOCKS[k] for k in ck[w]], "output_tokens_target": task.n_out[1],
         "input_tokens": n_in[idx], "output_tokens": n_out[idx], "latency_s": latency[w],
         "window_energy_j": energy[w], "idle_power_w": idle[ck[w], 0],
-        "idle_power_se_w": idle[ck[w], 1],
+        "idle_power_se_w": idle[ck[w], 1], "prefill_energy_j": pf_j, "prefill_time_s": pf_s,
     })
     # fmt: on
 
@@ -213,6 +235,8 @@ def generate(sc: Scenario, rng: np.random.Generator) -> pd.DataFrame:
     df["idle_power_df"] = IDLE_K - 1
     df["dynamic_energy_j"] = df["energy_j"] - df["idle_power_w"] * df["window_s"] / k
     df["dynamic_energy_se_j"] = df["idle_power_se_w"] * df["window_s"] / k
+    df["decode_energy_j"] = df["energy_j"] - df["prefill_energy_j"]  # as run/plan.phase_split
+    df["decode_time_s"] = df["latency_s"] - df["prefill_time_s"]
     for col, value in CONSTANT_COLUMNS.items():
         df[col] = [value] * len(df)
     df["references"] = [[] for _ in range(len(df))]
