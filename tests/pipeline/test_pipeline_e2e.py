@@ -195,8 +195,10 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: 
             "model=mistral_7b",
             "-S",
             "model.weights=random",
+            # 6 items: the calibrated simulator saves ~12 % at 990 MHz, which 3 items cannot
+            # establish under the study-wide simultaneous interval
             "-S",
-            "prepare.n_items=3",
+            "prepare.n_items=6",
             "-S",
             "infer.output_tokens=8",
             "-S",
@@ -218,7 +220,7 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: 
     requests = pd.read_json(workspace / "data/infer/requests.jsonl", lines=True)
     assert set(requests["energy_kind"]) == {"simulated"}
     assert (
-        requests["freq_requested_mhz"].isna().sum() == 9
+        requests["freq_requested_mhz"].isna().sum() == 18
         and requests["freq_requested_mhz"].nunique() == 5
     )
     assert requests["window_trusted"].all() and requests["cap_held"].all()
