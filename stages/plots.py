@@ -17,6 +17,7 @@ from llm_energy.records import AGGREGATE_REQUESTS, STATS_TABLES, SUMMARY
 from llm_energy.report.figure_style import energy_kind_banner, figure_png_bytes
 from llm_energy.report.figures import power_timeline, standard_figures
 from llm_energy.report.html import build_html
+from llm_energy.report.knobs import knob_figures
 from llm_energy.report.markdown import build_markdown
 from llm_energy.report.plotdata import by_config, by_freq
 from llm_energy.report.sections import n_clock_levels
@@ -54,6 +55,7 @@ def main(cfg: Config, paths: ProjectPaths) -> None:
     headline = read_json(paths.metrics_file, remedy=stats, expect=dict)
 
     figures = standard_figures(summary, requests, frontier=tables["pareto"])
+    figures |= knob_figures(summary)  # clock locks, power limits, memory clocks on one front
     run_info = read_json(paths.run_file, remedy=RERUN.format("infer"), expect=dict)
     run_info["repetitions"] = int(requests["rep"].nunique())  # run.json does not record them
     timeline_csv = paths.infer_dir / "power_timeline.csv"

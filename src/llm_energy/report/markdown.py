@@ -14,6 +14,7 @@ from llm_energy.paths import ProjectPaths
 from llm_energy.report.html import (
     report_templates,
 )
+from llm_energy.report.knobs import knob_sentences
 from llm_energy.report.phases import phase_clock_sentences, phase_sentences
 from llm_energy.report.sections import (
     MULTI_CLOCK_FIGURES,
@@ -165,6 +166,7 @@ def build_markdown(
         *recommendation_sentences(recommendations),
         *phase_sentences(summary, tables.get("phases")),
         *phase_clock_sentences(tables.get("phase_clocks")),
+        *knob_sentences(summary),
         *frequency_effect_sentences(tables.get("frequency_effect")),
         *pairwise_sentences(tables.get("pairwise")),
         *spearman_sentences(tables.get("spearman")),
