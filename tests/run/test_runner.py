@@ -87,12 +87,23 @@ class FakeMeter:
 class FakeClocks:
     def __init__(self) -> None:
         self.applied_sm_mhz: int | None = None
+        self.applied_mem_mhz: int | None = None
+        self.applied_power_limit_w: float | None = None
         self.history: list[int | None] = []
+        self.knob_history: list[tuple[str, float | None]] = []  # memory clocks, power limits
 
     def set_sm_cap(self, freq: int | None) -> int | None:
         self.history.append(freq)
         self.applied_sm_mhz = freq
         return freq
+
+    def set_mem_cap(self, freq: int | None) -> None:
+        self.knob_history.append(("mem", freq))
+        self.applied_mem_mhz = freq
+
+    def set_power_limit_w(self, power_w: float | None) -> None:
+        self.knob_history.append(("power", power_w))
+        self.applied_power_limit_w = power_w
 
     def freq_label_mhz(self, cap_held: bool | None) -> int | None:
         return self.applied_sm_mhz

@@ -28,7 +28,13 @@ from typing import TypeVar
 
 from llm_energy.device.base import REASON_GPU_IDLE, Device
 from llm_energy.device.errors import DeviceError
-from llm_energy.energy.window import Window, WindowReading, cap_held, throttle_delta
+from llm_energy.energy.window import (
+    Window,
+    WindowReading,
+    cap_held,
+    power_limit_held,
+    throttle_delta,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -178,6 +184,7 @@ class EnergyMeter:
             start_clock = _safe(dev.sm_clock_mhz)
             start_reasons = _safe(dev.clock_event_reasons) or 0
             start_throttle = _safe(dev.throttle_counters)
+            limit_w = _safe(dev.power_limit_w)
             handle = Window(t0)
             yield handle
             # Read clocks before the closing synchronize: the GPU is most likely still busy.
@@ -240,6 +247,7 @@ class EnergyMeter:
             throttle_source=throttle_source,
             throttle_power_s=power_s,
             throttle_thermal_s=thermal_s,
+            power_limit_w=limit_w,
         )
         handle.reading = dataclasses.replace(
             reading,
@@ -251,6 +259,7 @@ class EnergyMeter:
                 self._sm_step(),
                 throttled_fraction=reading.throttled_fraction,
             ),
+            power_limit_held=power_limit_held(reading),
         )
 
     @contextlib.contextmanager
