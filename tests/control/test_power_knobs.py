@@ -129,7 +129,7 @@ def test_the_session_journals_each_change_and_puts_back_the_originals(tmp_path: 
 def test_observe_mode_refuses_to_set_a_knob(tmp_path: Path) -> None:
     dev = sim(tmp_path / "state")
     with ClockSession(dev, "observe", journal_dir=tmp_path / "journal") as s:
-        with pytest.raises(DeviceError, match="gpu.control=observe never changes the GPU"):
+        with pytest.raises(DeviceError, match=r"gpu\.control=observe never changes the GPU"):
             s.set_power_limit_w(300)
         s.set_mem_cap(None)  # nothing asked: nothing to refuse
     assert dev.clock_state().power_limit_w == 700.0
@@ -179,3 +179,87 @@ def test_sigkill_holding_a_power_limit_and_memory_clock_then_gpu_restore(
     assert (state_now.power_limit_w, state_now.mem_locked_mhz) == (700.0, None)
     assert main(status) == 0
     assert "power limit    700.0 W" in capsys.readouterr().out
+
+
+def _workspace(tmp_path: Path, *overrides: str) -> Path:
+    import shutil
+
+    import yaml
+
+    params = compose("experiment=ci", "gpu=simulated", "model.weights=random", *overrides)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for folder in ("data/samples", "prompts"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("sweep.power_limits_w=[null,900]", "power-limit range 200-700 W"),
+        ("sweep.mem_freqs_mhz=[1000]", "(supported: 3201, 2201 MHz)"),
+        ("sweep.batch_sizes=[1,2,3,4,5,6,7,8,9,10,11]", "= 1056 points, over the 1000"),
+    ],
+)
+def test_validate_refuses_with_exit_2_and_deletes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    override: str,
+    expected: str,
+) -> None:
+    from test_faults_io import run_in_process
+
+    extra = ["sweep=freqs", "sweep.input_tokens=[8,16,32,64]", "sweep.output_tokens=[4,8,16,32]"]
+    ws = _workspace(tmp_path, override, *(extra if "batch" in override else []))
+    previous = ws / "data/infer/requests.jsonl"
+    previous.parent.mkdir(parents=True)
+    previous.write_text("previous\n")
+    code, err = run_in_process("validate", ws, monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(lines) == 1 and expected in lines[0], err
+    assert previous.read_text() == "previous\n" and not (ws / "data/validated.txt").exists()
+
+
+def test_a_simulated_run_records_the_limit_and_memory_clock_of_each_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_faults_io import run_in_process
+
+    ws = _workspace(tmp_path, "sweep.power_limits_w=[null,250]", "sweep.mem_freqs_mhz=[2201]")
+    monkeypatch.setenv("LLM_ENERGY_STATE_DIR", str(tmp_path / "state"))
+    for stage in ("validate", "prepare", "model", "infer"):
+        code, err = run_in_process(stage, ws, monkeypatch, capsys)
+        assert code == 0, err
+    rows = [json.loads(line) for line in (ws / "data/infer/requests.jsonl").open()]
+    assert {(r["power_limit_requested_w"], r["power_limit_applied_w"]) for r in rows} == {
+        (None, None),
+        (250, 250.0),
+    }
+    assert {(r["mem_freq_requested_mhz"], r["mem_freq_applied_mhz"]) for r in rows} == {
+        (2201, 2201)
+    }
+    assert all(isinstance(r["power_limit_held"], bool) for r in rows if r["status"] == "ok")
+    assert list((tmp_path / "state").glob("simulated-*.json"))  # the run's GPU
+    state = sim(tmp_path / "state").clock_state()  # the run put both back
+    assert (state.power_limit_w, state.mem_locked_mhz) == (700.0, None)
+
+
+def test_power_limit_held_reads_the_window_power_and_power_cap_throttling() -> None:
+    import dataclasses
+
+    from llm_energy.energy.window import WindowReading, power_limit_held
+
+    base = WindowReading(
+        energy_j=500.0, elapsed_s=2.0, sm_clock_mean_mhz=None, sm_clock_min_mhz=None,
+        mem_clock_mhz=None, clock_event_reasons=0, temperature_c=None, cap_held=True,
+        trusted=True, counter_reset=False, energy_source="nvml", min_trusted_s=1.0,
+        power_limit_w=300.0,
+    )  # fmt: skip
+    assert power_limit_held(base) is True  # 250 W under 300 W, never power-capped
+    assert power_limit_held(dataclasses.replace(base, power_limit_w=200.0)) is False
+    assert power_limit_held(dataclasses.replace(base, clock_event_reasons=0x4)) is False
+    counted = dataclasses.replace(base, clock_event_reasons=0x4, throttle_power_s=0.05)
+    assert power_limit_held(counted) is True  # counters say 2.5 % of the window: within 5 %
+    assert power_limit_held(dataclasses.replace(counted, throttle_power_s=0.5)) is False
+    assert power_limit_held(dataclasses.replace(base, power_limit_w=None)) is None
