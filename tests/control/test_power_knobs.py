@@ -248,7 +248,7 @@ def test_a_simulated_run_records_the_limit_and_memory_clock_of_each_window(
 def test_power_limit_held_reads_the_window_power_and_power_cap_throttling() -> None:
     import dataclasses
 
-    from llm_energy.energy.window import WindowReading, power_limit_held
+    from llm_energy.energy.window import WindowReading
 
     base = WindowReading(
         energy_j=500.0, elapsed_s=2.0, sm_clock_mean_mhz=None, sm_clock_min_mhz=None,
@@ -256,10 +256,10 @@ def test_power_limit_held_reads_the_window_power_and_power_cap_throttling() -> N
         trusted=True, counter_reset=False, energy_source="nvml", min_trusted_s=1.0,
         power_limit_w=300.0,
     )  # fmt: skip
-    assert power_limit_held(base) is True  # 250 W under 300 W, never power-capped
-    assert power_limit_held(dataclasses.replace(base, power_limit_w=200.0)) is False
-    assert power_limit_held(dataclasses.replace(base, clock_event_reasons=0x4)) is False
+    assert (base).power_limit_held is True  # 250 W under 300 W, never power-capped
+    assert (dataclasses.replace(base, power_limit_w=200.0)).power_limit_held is False
+    assert (dataclasses.replace(base, clock_event_reasons=0x4)).power_limit_held is False
     counted = dataclasses.replace(base, clock_event_reasons=0x4, throttle_power_s=0.05)
-    assert power_limit_held(counted) is True  # counters say 2.5 % of the window: within 5 %
-    assert power_limit_held(dataclasses.replace(counted, throttle_power_s=0.5)) is False
-    assert power_limit_held(dataclasses.replace(base, power_limit_w=None)) is None
+    assert (counted).power_limit_held is True  # counters say 2.5 % of the window: within 5 %
+    assert (dataclasses.replace(counted, throttle_power_s=0.5)).power_limit_held is False
+    assert (dataclasses.replace(base, power_limit_w=None)).power_limit_held is None

@@ -211,8 +211,7 @@ class ClockSession:
         return self.applied_sm_mhz
 
     def set_mem_cap(self, freq_mhz: int | None) -> None:
-        """Lock the memory clock inside the session (sweeps), journaled like `set_sm_cap`;
-        None = back to the memory clock state found."""
+        """Lock the memory clock (sweeps; None = as found), journaled like `set_sm_cap`."""
         self._set_knob("mem", freq_mhz, f"Cannot lock the memory clock to {freq_mhz} MHz")
         self.caps.requested_mem_mhz = freq_mhz
         if freq_mhz is None:
@@ -221,8 +220,7 @@ class ClockSession:
             self.clocks.lock_clock("mem", freq_mhz)
 
     def set_power_limit_w(self, power_w: float | None) -> None:
-        """Set the power limit inside the session (sweeps), journaled like `set_sm_cap`;
-        None = back to the limit found."""
+        """Set the power limit (sweeps; None = as found), journaled like `set_sm_cap`."""
         self._set_knob("power_limit", power_w, f"Cannot set the power limit to {power_w} W")
         self.caps.requested_power_limit_w = power_w
         if power_w is None:

@@ -28,13 +28,7 @@ from typing import TypeVar
 
 from llm_energy.device.base import REASON_GPU_IDLE, Device
 from llm_energy.device.errors import DeviceError
-from llm_energy.energy.window import (
-    Window,
-    WindowReading,
-    cap_held,
-    power_limit_held,
-    throttle_delta,
-)
+from llm_energy.energy.window import Window, WindowReading, cap_held, throttle_delta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -259,7 +253,6 @@ class EnergyMeter:
                 self._sm_step(),
                 throttled_fraction=reading.throttled_fraction,
             ),
-            power_limit_held=power_limit_held(reading),
         )
 
     @contextlib.contextmanager

@@ -37,7 +37,6 @@ class WindowReading:
     throttle_power_s: float | None = None  # in-window time clocks were held down by power
     throttle_thermal_s: float | None = None  # ... by temperature
     power_limit_w: float | None = None  # in force at the window's start
-    power_limit_held: bool | None = None  # see power_limit_held(); None: limit unknown
 
     @property
     def avg_power_w(self) -> float:
@@ -49,6 +48,21 @@ class WindowReading:
             return None
         busy = self.busy_s if self.busy_s else self.elapsed_s
         return (self.throttle_power_s + self.throttle_thermal_s) / busy if busy > 0 else None
+
+    @property
+    def power_limit_held(self) -> bool | None:
+        """Ran within the power limit without pressing on it: mean power at or under it, power
+        capping (throttle counters where known, else the sw_power_cap reason) at most
+        MAX_THROTTLED_FRACTION of the busy time. None: no limit known, or no energy."""
+        limit_w, power_w = self.power_limit_w, self.avg_power_w
+        if limit_w is None or not math.isfinite(power_w):
+            return None
+        busy_s = self.busy_s or self.elapsed_s
+        if self.throttle_power_s is not None and busy_s > 0:
+            throttled = self.throttle_power_s / busy_s > MAX_THROTTLED_FRACTION
+        else:
+            throttled = bool(self.clock_event_reasons & REASON_SW_POWER_CAP)
+        return power_w <= limit_w and not throttled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,21 +96,6 @@ def cap_held(
     tol = max(step_mhz, 1)
     top = max_mhz if max_mhz is not None else mean_mhz
     return min_mhz >= cap_mhz - tol and abs(mean_mhz - cap_mhz) <= tol and top <= cap_mhz + tol
-
-
-def power_limit_held(reading: WindowReading) -> bool | None:
-    """Did the window run within its power limit without pressing on it? Its mean power at or
-    under the limit, and power capping (throttle counters where known, else the sw_power_cap
-    reason) at most MAX_THROTTLED_FRACTION of the busy time. None: no limit, or no energy."""
-    limit_w, power_w = reading.power_limit_w, reading.avg_power_w
-    if limit_w is None or not math.isfinite(power_w):
-        return None
-    busy_s = reading.busy_s or reading.elapsed_s
-    if reading.throttle_power_s is not None and busy_s > 0:
-        throttled = reading.throttle_power_s / busy_s > MAX_THROTTLED_FRACTION
-    else:
-        throttled = bool(reading.clock_event_reasons & REASON_SW_POWER_CAP)
-    return power_w <= limit_w and not throttled
 
 
 def throttle_delta(

@@ -65,13 +65,8 @@ class InferenceRun:
         sleep: Callable[[float], None] = time.sleep,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.cfg, self.gen, self.meter, self.clocks, self.device = (
-            cfg,
-            generator,
-            meter,
-            clocks,
-            device,
-        )
+        self.cfg, self.gen, self.meter = cfg, generator, meter
+        self.clocks, self.device = clocks, device
         self.items_by_task, self.write = items_by_task, write
         missing = sorted({task.kind for task in cfg.tasks} - set(templates))
         if missing:
@@ -196,8 +191,7 @@ class InferenceRun:
         return getattr(self.clocks, knob) if self.cfg.gpu.control == "lock" else None
 
     def _set_knobs(self, point: SweepPoint, now: dict[str, Any]) -> bool:
-        """Apply each knob that differs from the one in force (`now`, updated; memory first:
-        the SM clocks supported depend on it), then let the GPU settle; True if any changed."""
+        """Set each knob that differs from `now` (memory first: SM clocks depend on it)."""
         changed = False
         for setter, value in (
             ("set_mem_cap", point.mem_freq_mhz),
@@ -261,11 +255,8 @@ class InferenceRun:
             for t in self.cfg.tasks
         )
         self.warmup()
-        # The session entered with gpu.mem_freq and gpu.power_limit_w in force.
-        now = {
-            "set_mem_cap": self.cfg.gpu.mem_freq,
-            "set_power_limit_w": self.cfg.gpu.power_limit_w,
-        }
+        gpu = self.cfg.gpu  # the session entered with its memory clock and power limit set
+        now = {"set_mem_cap": gpu.mem_freq, "set_power_limit_w": gpu.power_limit_w}
         done = {"points": 0, "batches": 0}
 
         def tell() -> None:
