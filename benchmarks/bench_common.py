@@ -56,6 +56,7 @@ def benchmark_params(
         control="observe",
         freq=None,
         mem_freq=None,
+        power_limit_w=None,
         index=0,
         idle_baseline_s=0,
         idle_settle_s=0,
@@ -64,7 +65,15 @@ def benchmark_params(
     )
     params["emissions"]["enabled"] = False
     params["meta"]["experiment"] = "benchmark"
-    for key in ("freqs_mhz", "input_tokens", "output_tokens", "batch_sizes", "engines"):
+    for key in (
+        "freqs_mhz",
+        "input_tokens",
+        "output_tokens",
+        "batch_sizes",
+        "engines",
+        "power_limits_w",
+        "mem_freqs_mhz",
+    ):
         params["sweep"][key] = []
     return apply_overrides(params, list(overrides))
 
@@ -77,6 +86,8 @@ def require_observe(cfg: Config) -> None:
             f"gpu.mem_freq null; got control={cfg.gpu.control}, freq={cfg.gpu.freq}, "
             f"mem_freq={cfg.gpu.mem_freq})"
         )
+    if cfg.gpu.power_limit_w is not None or cfg.sweep.power_limits_w or cfg.sweep.mem_freqs_mhz:
+        raise SystemExit("refusing: benchmarks never set power limits or memory clocks")
     if cfg.sweep.freqs_mhz:
         raise SystemExit("refusing: benchmarks never sweep clocks (sweep.freqs_mhz must be empty)")
 

@@ -12,6 +12,7 @@ import socket
 
 import llm_energy
 from _common import StageError, log, run_stage
+from llm_energy.config.feasibility import knob_range_problem
 from llm_energy.config.settings import Config
 from llm_energy.control.open import DeviceSpec, open_device
 from llm_energy.energy.emissions import EmissionsMeter
@@ -94,13 +95,20 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
         lock_dir=gpu_lock_dir(state_dir),
     )
     device = open_device(spec)
-    if needs_resolving(cfg):  # fractions, "50%", auto:N and MHz, checked on this device's clocks
-        try:
+    try:
+        if needs_resolving(cfg):  # fractions, "50%", auto:N and MHz, on this device's clocks
             cfg = resolve_clocks(cfg, device.supported_sm_clocks_mhz())
-        except BaseException:
-            device.close()
-            raise
-        gpu = cfg.gpu
+        problem = knob_range_problem(  # power limits and memory clocks, as validate checks them
+            cfg,
+            power_range_w=device.power_limit_range_w(),
+            mem_clocks_mhz=device.supported_mem_clocks_mhz(),
+        )
+        if problem:
+            raise StageError(problem)
+    except BaseException:
+        device.close()
+        raise
+    gpu = cfg.gpu
     caps = cfg.sweep.freqs_mhz or (gpu.freq,)
     settings = vars(gpu)  # the API's contexts, on this run's device and settings
     with (
@@ -108,6 +116,7 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
         llm_energy.locked_clocks(
             sm_mhz=caps[0],
             mem_mhz=gpu.mem_freq,
+            power_limit_w=gpu.power_limit_w,
             device=device,
             control=gpu.control,
             planned_sm_mhz=[f for f in caps if f is not None],

@@ -147,6 +147,7 @@ def locked_clocks(
     *,
     sm_mhz: int | None,
     mem_mhz: int | None = None,
+    power_limit_w: float | None = None,
     backend: str = "auto",
     index: int | str = 0,
     settings: Mapping[str, Any] | None = None,
@@ -155,7 +156,8 @@ def locked_clocks(
     planned_sm_mhz: Sequence[int | None] | None = None,
     state_dir: Path | None = None,
 ) -> Iterator[Any]:
-    """Lock the SM (and memory) clock for the block; the `ClockSession` it yields has the
+    """Lock the SM (and memory) clock and set the power limit for the block, each put back
+    after it (None: left as is); the `ClockSession` it yields has the
     device (`.device`), the clock applied (`.applied_sm_mhz`, snapped to a supported one) and
     what happened (`.record()`). Raises a one-line `DeviceError` where clocks cannot be locked.
     The infer stage passes its own `device` (kept open), `control` (lock, slurm or observe) and
@@ -179,6 +181,7 @@ def locked_clocks(
                 journal_dir=gpu_journal_dir(state_dir),
                 lock_dir=gpu_lock_dir(state_dir),
                 on_other_processes=cfg["on_other_processes"],
+                power_limit_w=power_limit_w,
                 planned_sm_freqs_mhz=planned_sm_mhz,
             )
         )

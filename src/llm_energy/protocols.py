@@ -110,12 +110,23 @@ class WindowMeter(Protocol):
 
 @runtime_checkable
 class SmClockControl(Protocol):
-    """The clock session: sets an SM cap (None: default clocks) and reports what applies."""
+    """The clock session: sets an SM cap, memory clock and power limit (None: as found) and
+    reports what applies."""
 
     @property
     def applied_sm_mhz(self) -> int | None: ...
 
+    @property
+    def applied_mem_mhz(self) -> int | None: ...
+
+    @property
+    def applied_power_limit_w(self) -> float | None: ...
+
     def set_sm_cap(self, freq_mhz: int | None, /) -> int | None: ...
+
+    def set_mem_cap(self, freq_mhz: int | None, /) -> None: ...
+
+    def set_power_limit_w(self, power_w: float | None, /) -> None: ...
 
     def freq_label_mhz(self, cap_held: bool | None, /) -> int | None:
         """gpu.control=slurm: the requested cap when the window's clocks held it, else None."""

@@ -29,6 +29,10 @@ INFER_REQUESTS = Schema(
         Column("model_params_m", "float"),
         *_cols("int", "rep batch_size batch_fill output_tokens_target", nullable=False),
         *_cols("int", "input_tokens_target freq_requested_mhz freq_applied_mhz"),
+        # sweep.power_limits_w / mem_freqs_mhz (null: as found; records before them lack them)
+        *_cols("float", "power_limit_requested_w power_limit_applied_w", required="no"),
+        *_cols("int", "mem_freq_requested_mhz mem_freq_applied_mhz", required="no"),
+        Column("power_limit_held", "bool", required="no"),  # energy/window.py
         *_cols("str", "engine output_mode task task_kind item_id status", nullable=False),
         *_cols("str", "dataset error energy_kind"),
         *_cols("str", "started_at ended_at", nullable=False),
@@ -109,10 +113,13 @@ CONFIG_COLUMNS: tuple[Column, ...] = (
     Column("input_tokens_target", "int"),
     Column("output_tokens_target", "int", nullable=False),
     Column("freq_applied_mhz", "float"),
+    *_cols("float", "power_limit_applied_w mem_freq_applied_mhz", required="no"),
     Column("energy_kind", "str"),
     Column("gpu_name", "str"),
 )
 CONFIG_KEYS: tuple[str, ...] = tuple(c.name for c in CONFIG_COLUMNS)
+#: configuration keys of knobs other than the SM clock: set, the row is not the default baseline
+OTHER_KNOB_KEYS = ("power_limit_applied_w", "mem_freq_applied_mhz")
 STRATUM_COLUMNS: tuple[Column, ...] = tuple(
     c for c in CONFIG_COLUMNS if c.name != "freq_applied_mhz"
 )

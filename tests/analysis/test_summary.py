@@ -127,6 +127,20 @@ def test_summarize_groups_and_columns() -> None:
     assert (s["n"] == 6).all()
 
 
+def test_a_lowered_power_limit_at_default_clocks_is_its_own_configuration_not_the_baseline() -> (
+    None
+):
+    df = sweep_requests((None, 1500.0), n_per_freq=4)
+    limited = df[df["freq_requested_mhz"].isna()].assign(
+        power_limit_requested_w=300.0, power_limit_applied_w=300.0
+    )
+    s = summarize(as_records(pd.concat([df, limited], ignore_index=True)))
+    assert len(s) == 3 and (s["n"] == 4).all()
+    default = s[s["freq_applied_mhz"].isna()].set_index("power_limit_applied_w", drop=False)
+    assert bool(default.loc[300.0, "default_clocks"]) is False
+    assert bool(default[default["power_limit_applied_w"].isna()]["default_clocks"].iloc[0])
+
+
 def test_summarize_values_match_hand_computation() -> None:
     df = sweep_requests((1200.0,), n_per_freq=9, seed=3)
     s = summarize(df)

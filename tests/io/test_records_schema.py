@@ -56,6 +56,10 @@ BASE = {
     "output_mode": "fixed",
     "freq_requested_mhz": 1200,
     "freq_applied_mhz": 1200,
+    "power_limit_requested_w": None,
+    "power_limit_applied_w": None,
+    "mem_freq_requested_mhz": None,
+    "mem_freq_applied_mhz": None,
 }
 ITEMS = [{"task": "qa", "kind": "qa", "dataset": "d", "item_id": f"q{i}"} for i in range(2)]
 
@@ -96,7 +100,8 @@ def test_runner_records_match_the_schema_exactly() -> None:
     written = {k for r in rows for k in r}
     declared = {c.name for c in INFER_REQUESTS.columns if c.required != "no"}
     # Written on every record, optional so that records written before it still load.
-    optional_written = {"idle_power_df"}
+    optional_written = {"idle_power_df", "power_limit_held"} | {k for k in BASE if "_limit_" in k}
+    optional_written |= {k for k in BASE if k.startswith("mem_freq")}
     assert written == declared | optional_written  # a new runner column must be declared
     typed = typed_frame(pd.DataFrame(rows), INFER_REQUESTS, "requests.jsonl", REMEDY)
     assert str(typed["idle_power_df"].dtype) == "Int64" and typed["idle_power_df"].iloc[0] == 9

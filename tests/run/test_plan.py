@@ -146,3 +146,42 @@ def test_without_a_baseline_the_energy_is_left_as_measured() -> None:
         {"status": "oom"}, power_w=120.0, before_w=120.0, after_w=None, se_w=None, df=None
     )
     assert failed["dynamic_energy_j"] is None and "energy_j" not in failed
+
+
+def test_power_limits_and_memory_clocks_are_sweep_dimensions() -> None:
+    cfg = load_config(
+        compose(
+            "sweep.freqs_mhz=[null,1200]",
+            "sweep.power_limits_w=[null,300]",
+            "sweep.mem_freqs_mhz=[3201,2201]",
+            "infer.repetitions=2",
+        )
+    )
+    points = sweep_points(cfg)
+    knobs = [(p.power_limit_w, p.mem_freq_mhz, p.freq_mhz) for p in points]
+    assert len(points) == 16 and {p.rep for p in points[:8]} == {0}
+    assert set(knobs[:8]) == {
+        (w, m, f) for w in (None, 300) for m in (3201, 2201) for f in (None, 1200)
+    }
+    assert knobs[:2] == [(None, 3201, None), (None, 3201, 1200)]  # the SM clock moves fastest
+    one = sweep_points(load_config(compose("gpu.power_limit_w=300", "gpu.mem_freq=2201")))
+    assert [(p.power_limit_w, p.mem_freq_mhz) for p in one] == [(300, 2201)]
+
+
+def test_a_sweep_crossing_knobs_into_thousands_of_points_is_one_line() -> None:
+    from llm_energy.run.plan import sweep_size_problem
+
+    big = load_config(
+        compose(
+            f"sweep.freqs_mhz=[{','.join(str(f) for f in range(600, 1980, 60))}]",
+            "sweep.power_limits_w=[200,300,400,500,600,700]",
+            "sweep.mem_freqs_mhz=[3201,2201]",
+            "sweep.batch_sizes=[1,2,4,8]",
+        )
+    )
+    assert sweep_size_problem(big) == (
+        "the sweep crosses 6 sweep.power_limits_w x 2 sweep.mem_freqs_mhz x 23 sweep.freqs_mhz "
+        "x 4 sweep.batch_sizes = 1104 points, over the 1000 one run allows: sweep fewer values, "
+        "or split the study with `llm-energy grid`"
+    )
+    assert sweep_size_problem(load_config(compose("sweep=paper"))) is None

@@ -87,12 +87,23 @@ class FakeMeter:
 class FakeClocks:
     def __init__(self) -> None:
         self.applied_sm_mhz: int | None = None
+        self.applied_mem_mhz: int | None = None
+        self.applied_power_limit_w: float | None = None
         self.history: list[int | None] = []
+        self.knob_history: list[tuple[str, float | None]] = []  # memory clocks, power limits
 
     def set_sm_cap(self, freq: int | None) -> int | None:
         self.history.append(freq)
         self.applied_sm_mhz = freq
         return freq
+
+    def set_mem_cap(self, freq: int | None) -> None:
+        self.knob_history.append(("mem", freq))
+        self.applied_mem_mhz = freq
+
+    def set_power_limit_w(self, power_w: float | None) -> None:
+        self.knob_history.append(("power", power_w))
+        self.applied_power_limit_w = power_w
 
     def freq_label_mhz(self, cap_held: bool | None) -> int | None:
         return self.applied_sm_mhz
@@ -322,6 +333,34 @@ def test_cooldown_after_each_clock_change() -> None:
         sleeps=sleeps,
     )
     assert sleeps == [1.5] * len(clocks.history)
+
+
+def test_power_limits_and_memory_clocks_are_set_per_point_with_cooldown() -> None:
+    cfg = load_config(
+        compose(
+            "model=tiny_gpt2",
+            "task=[generation]",
+            "sweep.freqs_mhz=[null,1200]",
+            "sweep.power_limits_w=[null,300]",
+            "sweep.mem_freqs_mhz=[2201]",
+            "infer.warmup_requests=0",
+            "gpu.idle_baseline_s=0",
+            "gpu.cooldown_s=1.5",
+        )
+    )
+    sleeps: list[float] = []
+    rows, _, clocks, _ = _run(
+        cfg, FakeGenerator(), {"generation": _items("generation", "generation", 1)}, sleeps=sleeps
+    )
+    # Only what changes is set: the memory clock once, the limit when it moves to 300 W.
+    assert clocks.knob_history == [("mem", 2201), ("power", 300)]
+    assert clocks.history == [None, 1200, None, 1200] and sleeps == [1.5] * 4
+    got = [
+        (r["power_limit_requested_w"], r["power_limit_applied_w"], r["mem_freq_applied_mhz"])
+        for r in rows
+    ]
+    assert got == [(None, None, 2201)] * 2 + [(300, 300, 2201)] * 2
+    assert all(r["mem_freq_requested_mhz"] == 2201 for r in rows)
 
 
 def test_warmup_runs_every_shape_at_its_real_length_until_steady() -> None:

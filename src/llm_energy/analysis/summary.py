@@ -25,6 +25,7 @@ from llm_energy.analysis.records import (
     FREQ_LEVEL_COL,
     METRICS,
     exclusion_flags,
+    is_missing,
     key_str,
     numeric_column,
     prepare_requests,
@@ -32,6 +33,7 @@ from llm_energy.analysis.records import (
     unique_text,
 )
 from llm_energy.analysis.windows import RATIO_METRICS, item_table, window_table
+from llm_energy.records import OTHER_KNOB_KEYS
 
 STAT_SUFFIXES: tuple[str, ...] = ("mean", "median", "ci_low", "ci_high", "cv")
 #: metrics with a ``<m>_<suffix>`` block in summary.csv
@@ -80,7 +82,9 @@ def summarize(
         gflags = flags.loc[gidx]
         requested = numeric_column(group, "freq_requested_mhz").dropna().unique()
         row["freq_requested_mhz"] = float(requested[0]) if len(requested) == 1 else math.nan
-        row["default_clocks"] = bool(group[FREQ_LEVEL_COL].isna().all())
+        row["default_clocks"] = bool(group[FREQ_LEVEL_COL].isna().all()) and all(
+            is_missing(row.get(k)) for k in OTHER_KNOB_KEYS
+        )
         row["n_total"] = len(group)
         row["n"] = len(gvalid)
         row["n_excluded"] = int(gflags.any(axis=1).sum())

@@ -53,7 +53,7 @@ def pareto_mask(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
 def _group_cols(frame: pd.DataFrame, group_cols: Sequence[str] | None, exclude: str) -> list[str]:
     if group_cols is not None:
         return [c for c in group_cols if c in frame.columns]
-    return [c for c in CONFIG_KEYS if c != exclude]
+    return [c for c in CONFIG_KEYS if c != exclude and c in frame.columns]  # knobs: optional
 
 
 def pareto_frontier(

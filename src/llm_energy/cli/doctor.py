@@ -107,7 +107,7 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
         if problem is not None:
             out.append(f"{label} → refused: {problem}; {alternatives(cfg)}")
             continue
-        mem = key == "gpu.mem_freq"
+        mem = "mem_freq" in key
         what = "memory" if mem else "SM"
         supported = _fact(facts, "supported_mem_clocks_mhz" if mem else "supported_sm_clocks_mhz")
         if isinstance(supported, Unavailable) or not supported:

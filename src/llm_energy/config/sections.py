@@ -111,6 +111,7 @@ class GpuConfig(Section):
     wait_for_gpu_s: float = checked(number(0.0))  # index=auto: wait this long for a free GPU
     freq: int | float | str | None = checked(clock_point)  # MHz, 0.5 or "50%" of max, null
     mem_freq: int | None = checked(optional(clock_mhz))
+    power_limit_w: float | None = checked(optional(number(1.0)))  # null: leave the limit as is
     on_other_processes: str = checked(choice(OTHER_PROCESS_POLICIES))
     idle_baseline_s: float = checked(number(0.0))
     # back-to-back sub-readings per idle reading: its SE needs two (energy/meter.py)
@@ -216,6 +217,13 @@ class SweepConfig(Section):
     output_tokens: tuple[int, ...] = checked(list_of(integer(1), what="integers"))
     batch_sizes: tuple[int, ...] = checked(list_of(integer(1), what="integers"))
     engines: tuple[str, ...] = checked(list_of(choice(ENGINES), what="engines"))
+    # null in these: the limit / memory clock as found (the baseline)
+    power_limits_w: tuple[float | None, ...] = checked(
+        list_of(optional(number(1.0)), what="power limits in W")
+    )
+    mem_freqs_mhz: tuple[int | None, ...] = checked(
+        list_of(optional(clock_mhz), what="memory clocks in MHz")
+    )
     order: str = checked(choice(SWEEP_ORDERS))
 
 

@@ -84,19 +84,19 @@ class JournaledClocks:
             )
             return []
 
-    def restore_original_sm(self) -> None:
-        """Put back the SM state found before the first change (`set_sm_cap(None)`)."""
-        if not self.changed["sm"] or self.original is None:
+    def restore_original(self, key: str) -> None:
+        """Put back one setting (`sm`, `mem`, `power_limit`) as found before the first change."""
+        if not self.changed[key] or self.original is None:
             return
         with self._lock, self.guard.critical():
-            problems = jr.restore_state(self.device, self.original, {"sm": True})
+            problems = jr.restore_state(self.device, self.original, {key: True})
             if problems:
                 raise RestoreError(
-                    f"Cannot return GPU {self.device.uuid()} to its original SM clock state",
+                    f"Cannot return GPU {self.device.uuid()} to its original {key} state",
                     "; ".join(problems),
                     "Run `llm-energy gpu restore`.",
                 )
-            self.changed["sm"] = False
+            self.changed[key] = False
             self._write_journal()
 
     def preflight_plan(self, planned_sm_mhz: list[int]) -> None:

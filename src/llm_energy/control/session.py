@@ -179,20 +179,21 @@ class ClockSession:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._close(raise_errors=exc_type is None)
 
+    def _check_change(self, asked: str) -> None:
+        if not self._entered:
+            raise RuntimeError(f"{asked}: needs an entered ClockSession (a with block)")
+        if self.interrupted_by is not None:
+            raise DeviceError(
+                asked,
+                f"the session was restored on signal {self.interrupted_by}",
+                "Stop the run; start a new session.",
+            )
+
     def set_sm_cap(self, freq_mhz: int | None) -> int | None:
         """Change the SM cap inside the session (sweeps). None = back to the original SM state
         (driver default unless something else had locked it). Returns the applied clock: the
         snapped cap, or for None the lock in force where readable (None = driver default)."""
-        if not self._entered:
-            raise RuntimeError(
-                "set_sm_cap() needs an entered ClockSession (use it in a with block)"
-            )
-        if self.interrupted_by is not None:
-            raise DeviceError(
-                f"Cannot set the SM cap to {freq_mhz} MHz",
-                f"the session was restored on signal {self.interrupted_by}",
-                "Stop the run; start a new session.",
-            )
+        self._check_change(f"Cannot set the SM cap to {freq_mhz} MHz")
         if self.control == "slurm" and freq_mhz != self.requested_sm_mhz:
             raise DeviceError(
                 f"Cannot change the SM cap to {freq_mhz} MHz under gpu.control=slurm",
@@ -205,9 +206,38 @@ class ClockSession:
         elif freq_mhz is not None:
             self.clocks.lock_clock("sm", freq_mhz)
         else:
-            self.clocks.restore_original_sm()
+            self.clocks.restore_original("sm")
             self.caps.applied_sm_mhz = pf.sm_lock_in_force(self.device)
         return self.applied_sm_mhz
+
+    def set_mem_cap(self, freq_mhz: int | None) -> None:
+        """Lock the memory clock (sweeps; None = as found), journaled like `set_sm_cap`."""
+        self._set_knob("mem", freq_mhz, f"Cannot lock the memory clock to {freq_mhz} MHz")
+        self.caps.requested_mem_mhz = freq_mhz
+        if freq_mhz is None:
+            self.caps.applied_mem_mhz = None
+        else:
+            self.clocks.lock_clock("mem", freq_mhz)
+
+    def set_power_limit_w(self, power_w: float | None) -> None:
+        """Set the power limit (sweeps; None = as found), journaled like `set_sm_cap`."""
+        self._set_knob("power_limit", power_w, f"Cannot set the power limit to {power_w} W")
+        self.caps.requested_power_limit_w = power_w
+        if power_w is None:
+            self.caps.applied_power_limit_w = None
+        else:
+            self.clocks.set_power_limit(power_w)
+
+    def _set_knob(self, key: str, value: float | None, asked: str) -> None:
+        self._check_change(asked)
+        if self.control in OBSERVING and value is not None:
+            raise DeviceError(
+                asked,
+                f"gpu.control={self.control} never changes the GPU",
+                "Set gpu.control=lock, or leave this knob null.",
+            )
+        if value is None:
+            self.clocks.restore_original(key)
 
     def _preflight(self, asked: str) -> None:
         """Checks before the first change of this session."""

@@ -27,6 +27,7 @@ CLOCK_EVENT_REASONS: dict[int, str] = {
     0x100: "display_clock_setting",
 }
 REASON_GPU_IDLE = 0x1
+REASON_SW_POWER_CAP = 0x4
 
 
 def describe_clock_event_reasons(mask: int) -> list[str]:
@@ -244,6 +245,10 @@ class Device(ABC):
         return step_mhz(clocks) if clocks else 0
 
     def power_limit_w(self) -> float | None:
+        return None
+
+    def power_limit_range_w(self) -> tuple[float, float] | None:
+        """(min, max) power limit the device accepts; None where it cannot be set."""
         return None
 
     def other_processes(self) -> list[GpuProcess]:

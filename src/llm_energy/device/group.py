@@ -170,6 +170,10 @@ class DeviceGroup(Device):
         values = [v for v in self._each("power_limit_w") if v is not None]
         return min(values) if values else None  # per GPU: the lowest member's
 
+    def power_limit_range_w(self) -> tuple[float, float] | None:
+        got = self._each("power_limit_range_w")  # what every member accepts
+        return None if None in got else (max(r[0] for r in got), min(r[1] for r in got))
+
     def other_processes(self) -> list[GpuProcess]:
         seen: dict[int, GpuProcess] = {}
         for procs in self._each("other_processes"):

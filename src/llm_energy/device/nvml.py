@@ -251,6 +251,10 @@ class NvmlDevice(Device):
         v = self._try(pynvml.nvmlDeviceGetPowerManagementLimit, self._handle)
         return None if v is None else mw_to_w(v)
 
+    def power_limit_range_w(self) -> tuple[float, float] | None:
+        got = self._try(pynvml.nvmlDeviceGetPowerManagementLimitConstraints, self._handle)
+        return (mw_to_w(got[0]), mw_to_w(got[1])) if got else None
+
     def clock_details(self) -> dict[str, Any]:
         return clock_details(pynvml, self._handle, self._try, self.clock_event_reasons)
 

@@ -178,6 +178,7 @@ class EnergyMeter:
             start_clock = _safe(dev.sm_clock_mhz)
             start_reasons = _safe(dev.clock_event_reasons) or 0
             start_throttle = _safe(dev.throttle_counters)
+            limit_w = _safe(dev.power_limit_w)
             handle = Window(t0)
             yield handle
             # Read clocks before the closing synchronize: the GPU is most likely still busy.
@@ -240,6 +241,7 @@ class EnergyMeter:
             throttle_source=throttle_source,
             throttle_power_s=power_s,
             throttle_thermal_s=thermal_s,
+            power_limit_w=limit_w,
         )
         handle.reading = dataclasses.replace(
             reading,

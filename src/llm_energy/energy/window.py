@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llm_energy.device.base import ThrottleCounters
+from llm_energy.device.base import REASON_SW_POWER_CAP, ThrottleCounters
 from llm_energy.units import mean_power_w
 
 # A cap "held" when power/thermal throttling took at most this share of the window's busy time.
@@ -35,6 +36,7 @@ class WindowReading:
     throttle_source: str = "none"  # the NVML API of the throttle counters, or "none"
     throttle_power_s: float | None = None  # in-window time clocks were held down by power
     throttle_thermal_s: float | None = None  # ... by temperature
+    power_limit_w: float | None = None  # in force at the window's start
 
     @property
     def avg_power_w(self) -> float:
@@ -46,6 +48,21 @@ class WindowReading:
             return None
         busy = self.busy_s if self.busy_s else self.elapsed_s
         return (self.throttle_power_s + self.throttle_thermal_s) / busy if busy > 0 else None
+
+    @property
+    def power_limit_held(self) -> bool | None:
+        """Ran within the power limit without pressing on it: mean power at or under it, power
+        capping (throttle counters where known, else the sw_power_cap reason) at most
+        MAX_THROTTLED_FRACTION of the busy time. None: no limit known, or no energy."""
+        limit_w, power_w = self.power_limit_w, self.avg_power_w
+        if limit_w is None or not math.isfinite(power_w):
+            return None
+        busy_s = self.busy_s or self.elapsed_s
+        if self.throttle_power_s is not None and busy_s > 0:
+            throttled = self.throttle_power_s / busy_s > MAX_THROTTLED_FRACTION
+        else:
+            throttled = bool(self.clock_event_reasons & REASON_SW_POWER_CAP)
+        return power_w <= limit_w and not throttled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -260,7 +260,7 @@ NOMINAL_INPUT_TOKENS = 256  # a unit without input-length targets keeps the item
 
 @dataclass(frozen=True)
 class UnitSize:
-    points: int  # sweep points (caps x lengths x batch sizes x engines)
+    points: int  # sweep points (power limits x memory clocks x caps x lengths x batches x engines)
     requests: int  # measured requests: items x repetitions x points (warm-up excluded)
     gpu_s: float  # generate time on a simulated H200 at each cap (roofline), an estimate
 
@@ -284,11 +284,12 @@ def unit_size(cfg: Any) -> UnitSize:
     batches = sweep.batch_sizes or (infer.batch_size,)
     engines = sweep.engines or (infer.engine,)
     per_point = cfg.prepare.n_items * infer.repetitions * len(cfg.tasks)
+    knobs = len(sweep.power_limits_w or (None,)) * len(sweep.mem_freqs_mhz or (None,))
     points, gpu_s = 0, 0.0
     for cap, n_in, n_out, batch, engine in itertools.product(
         caps, inputs, outputs, batches, engines
     ):
-        points += 1
+        points += knobs
         w = workload_for(
             cfg.model,
             batch=batch,
@@ -298,5 +299,7 @@ def unit_size(cfg: Any) -> UnitSize:
             compiled=infer.compile,
         )
         f_rel = 1.0 if cap is None else min(cap, H200.sm_max_mhz) / H200.sm_max_mhz
-        gpu_s += workload_cost(H200.roofline, w, f_rel=f_rel).time_s * -(-per_point // batch)
+        gpu_s += (
+            knobs * workload_cost(H200.roofline, w, f_rel=f_rel).time_s * -(-per_point // batch)
+        )
     return UnitSize(points=points, requests=points * per_point, gpu_s=gpu_s)

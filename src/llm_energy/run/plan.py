@@ -1,7 +1,7 @@
 """The run plan (pure): which configurations to measure, in which order, and request records.
 
-A sweep point is one (frequency cap, engine, batch size, input length, output length); every
-task's items run at every point. Points are repeated `infer.repetitions` times and interleaved
+A sweep point is one (power limit, memory clock, SM clock cap, engine, batch size, input length,
+output length); every task's items run at every point. Points are repeated `infer.repetitions` times and interleaved
 (or shuffled with the seed) so slow drifts such as temperature do not line up with one setting.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -28,25 +29,53 @@ class SweepPoint:
     input_tokens: int | None
     output_tokens: int | None  # None = each task's own output length
     rep: int
+    power_limit_w: float | None = None  # None = the limit as found
+    mem_freq_mhz: int | None = None  # None = the memory clock as found
 
-    def key(self) -> tuple[Any, ...]:
-        return (self.freq_mhz, self.engine, self.batch_size, self.input_tokens, self.output_tokens)
+
+MAX_SWEEP_POINTS = 1000  # one run; more is a study for `llm-energy grid` to split
+
+
+def sweep_axes(cfg: Config) -> dict[str, Sequence[Any]]:
+    """Each sweep dimension's values (its sweep list, else the single configured value)."""
+    s, inf = cfg.sweep, cfg.infer
+    return {
+        "power_limits_w": s.power_limits_w or (cfg.gpu.power_limit_w,),
+        "mem_freqs_mhz": s.mem_freqs_mhz or (cfg.gpu.mem_freq,),
+        "freqs_mhz": s.freqs_mhz or (cfg.gpu.freq,),
+        "engines": s.engines or (inf.engine,),
+        "batch_sizes": s.batch_sizes or (inf.batch_size,),
+        "input_tokens": s.input_tokens or (inf.input_tokens,),
+        "output_tokens": s.output_tokens or (inf.output_tokens,),
+    }
+
+
+def sweep_size_problem(cfg: Config) -> str | None:
+    """One line when the sweep crosses into more than MAX_SWEEP_POINTS points."""
+    axes = {k: len(v) for k, v in sweep_axes(cfg).items() if len(v) > 1}
+    n = math.prod(axes.values())
+    if n <= MAX_SWEEP_POINTS:
+        return None
+    crossed = " x ".join(f"{n_values} sweep.{k}" for k, n_values in axes.items())
+    return (
+        f"the sweep crosses {crossed} = {n} points, over the {MAX_SWEEP_POINTS} one run "
+        "allows: sweep fewer values, or split the study with `llm-energy grid`"
+    )
 
 
 def sweep_points(cfg: Config) -> list[SweepPoint]:
-    freqs: Sequence[int | None] = cfg.sweep.freqs_mhz or (cfg.gpu.freq,)
-    engines = cfg.sweep.engines or (cfg.infer.engine,)
-    batches = cfg.sweep.batch_sizes or (cfg.infer.batch_size,)
-    inputs: Sequence[int | None] = cfg.sweep.input_tokens or (cfg.infer.input_tokens,)
-    outputs: Sequence[int | None] = cfg.sweep.output_tokens or (cfg.infer.output_tokens,)
-    grid = list(itertools.product(freqs, engines, batches, inputs, outputs))
+    """Every point once per round, rounds repeated (interleaved: the knobs change between
+    neighbours, SM clock fastest of the three), or shuffled with the seed."""
+    grid = list(itertools.product(*sweep_axes(cfg).values()))
     reps = cfg.infer.repetitions
+    points = [
+        SweepPoint(f, e, b, i, o, rep=r, power_limit_w=w, mem_freq_mhz=m)
+        for r in range(reps)
+        for w, m, f, e, b, i, o in grid
+    ]
     if cfg.sweep.order == "random":
-        points = [SweepPoint(*g, rep=r) for r in range(reps) for g in grid]
         random.Random(cfg.meta.seed).shuffle(points)
-        return points
-    # Interleave: every point once per round, rounds repeated; frequency changes between neighbours.
-    return [SweepPoint(*g, rep=r) for r in range(reps) for g in grid]
+    return points
 
 
 def output_spec(task: TaskConfig, point: SweepPoint, cfg: Config) -> tuple[int, str]:
@@ -86,6 +115,7 @@ class WindowFacts:
     throttle_source: str = "none"  # NVML throttle-duration counters used, or "none"
     throttle_power_s: float | None = None
     throttle_thermal_s: float | None = None
+    power_limit_held: bool | None = None  # energy/window.py power_limit_held
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ def window_facts(
         throttle_source=getattr(reading, "throttle_source", "none"),
         throttle_power_s=getattr(reading, "throttle_power_s", None),
         throttle_thermal_s=getattr(reading, "throttle_thermal_s", None),
+        power_limit_held=getattr(reading, "power_limit_held", None),
     )
 
 

@@ -65,13 +65,8 @@ class InferenceRun:
         sleep: Callable[[float], None] = time.sleep,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.cfg, self.gen, self.meter, self.clocks, self.device = (
-            cfg,
-            generator,
-            meter,
-            clocks,
-            device,
-        )
+        self.cfg, self.gen, self.meter = cfg, generator, meter
+        self.clocks, self.device = clocks, device
         self.items_by_task, self.write = items_by_task, write
         missing = sorted({task.kind for task in cfg.tasks} - set(templates))
         if missing:
@@ -185,11 +180,30 @@ class InferenceRun:
             "output_mode": mode,
             "freq_requested_mhz": point.freq_mhz,
             "freq_applied_mhz": self._applied(),
+            "mem_freq_requested_mhz": point.mem_freq_mhz,
+            "mem_freq_applied_mhz": self._applied("applied_mem_mhz"),
+            "power_limit_requested_w": point.power_limit_w,
+            "power_limit_applied_w": self._applied("applied_power_limit_w"),
         }
 
-    def _applied(self) -> int | None:
+    def _applied(self, knob: str = "applied_sm_mhz") -> Any:
         # Observe mode changes nothing: the clock seen at some instant is not an applied cap.
-        return self.clocks.applied_sm_mhz if self.cfg.gpu.control == "lock" else None
+        return getattr(self.clocks, knob) if self.cfg.gpu.control == "lock" else None
+
+    def _set_knobs(self, point: SweepPoint, now: dict[str, Any]) -> bool:
+        """Set each knob that differs from `now` (memory first: SM clocks depend on it)."""
+        changed = False
+        for setter, value in (
+            ("set_mem_cap", point.mem_freq_mhz),
+            ("set_power_limit_w", point.power_limit_w),
+            ("set_sm_cap", point.freq_mhz),
+        ):
+            if now.get(setter, _UNSET) != value:
+                getattr(self.clocks, setter)(value)
+                now[setter], changed = value, True
+        if changed and self.cfg.gpu.cooldown_s:
+            self.sleep(self.cfg.gpu.cooldown_s)  # let the new setting settle
+        return changed
 
     def _warmup_call(self, key: tuple[Any, ...]) -> float:
         task_name, engine, batch_size, input_tokens, max_new, mode = key
@@ -241,7 +255,8 @@ class InferenceRun:
             for t in self.cfg.tasks
         )
         self.warmup()
-        current_cap: object = _UNSET
+        gpu = self.cfg.gpu  # the session entered with its memory clock and power limit set
+        now = {"set_mem_cap": gpu.mem_freq, "set_power_limit_w": gpu.power_limit_w}
         done = {"points": 0, "batches": 0}
 
         def tell() -> None:
@@ -256,12 +271,7 @@ class InferenceRun:
         tell()
         with tqdm(total=total_batches, desc="infer", unit="batch", dynamic_ncols=True) as bar:
             for point in points:
-                clock_changed = point.freq_mhz != current_cap
-                if clock_changed:
-                    self.clocks.set_sm_cap(point.freq_mhz)
-                    current_cap = point.freq_mhz
-                    if self.cfg.gpu.cooldown_s:
-                        self.sleep(self.cfg.gpu.cooldown_s)  # let the new clock settle
+                clock_changed = self._set_knobs(point, now)
                 applied = self._applied()
                 idle = self._idle_before(applied, clock_changed)
                 self.gen.engine = point.engine

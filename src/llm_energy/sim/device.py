@@ -331,6 +331,9 @@ class SimulatedDevice(Device):
     def power_limit_w(self) -> float | None:
         return self.clock_state().power_limit_w
 
+    def power_limit_range_w(self) -> tuple[float, float] | None:
+        return (self.gpu.power_limit_min_w, self.gpu.power_limit_w)
+
     def can_control_clocks(self) -> bool:
         return True
 
