@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -124,3 +126,13 @@ def test_a_wider_budget_lets_both_phases_take_the_cheapest_clock() -> None:
     few = _cube_requests().query("item_id in ['i0', 'i1']")
     (short,) = phase_clock_estimate(few, latency_budget_pct=5.0, ci_level=0.95).to_dict("records")
     assert short["note"].startswith("not estimable") and pd.isna(short["saving_pct"])
+
+
+def test_clock_response_reads_the_clock_stratum_not_a_power_limit_one() -> None:
+    requests = phased()
+    summary = summarize(requests, ci_level=0.95)
+    table = phase_response(requests, alpha=0.05, min_samples=3, ci_level=0.95)
+    table["power_limit_applied_w"] = math.nan
+    capped = table.assign(power_limit_applied_w=300.0, ratio=5.0)  # another stratum, listed first
+    sentences = phase_sentences(summary, pd.concat([capped, table], ignore_index=True))
+    assert "+400.0 %" not in sentences[1] and "prefill time +" in sentences[1]

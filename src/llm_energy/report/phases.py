@@ -8,6 +8,8 @@ import math
 import pandas as pd
 
 from llm_energy.analysis.records import freq_label, is_missing
+from llm_energy.records import OTHER_KNOB_KEYS
+from llm_energy.report.knobs import knob_of
 from llm_energy.report.sentences import fmt_pct, fmt_range
 
 _PHASE_WORDS = {
@@ -57,6 +59,9 @@ def _clock_response(phases: pd.DataFrame | None, model: str, task: str) -> list[
         return []
     mine = phases[(phases["model"] == model) & (phases["task"] == task)]
     mine = mine[pd.to_numeric(mine["ratio"], errors="coerce").notna()]
+    for key in OTHER_KNOB_KEYS:  # the clock's own stratum: power limit and memory clock as found
+        if key in mine:
+            mine = mine[mine[key].isna()]
     if mine.empty:
         return []
     lowest = mine["freq_mhz"].min()
@@ -85,17 +90,19 @@ def phase_clock_sentences(table: pd.DataFrame | None) -> list[str]:
     out = []
     for _, r in table[pd.to_numeric(table["saving_pct"], errors="coerce").notna()].iterrows():
         budget = f"+{fmt_pct(r['latency_budget_pct'])} %"
+        knob, setting = knob_of(r)  # the stratum's power limit / memory clock, if set
+        where = f"{r['task']}, {r['model']}" + ("" if knob == "default" else f", at {setting}")
         if r["prefill_freq_mhz"] == r["decode_freq_mhz"] or (
             is_missing(r["prefill_freq_mhz"]) and is_missing(r["decode_freq_mhz"])
         ):
             out.append(
-                f"Per-phase clocks ({r['task']}, {r['model']}): both phases do best at "
+                f"Per-phase clocks ({where}): both phases do best at "
                 f"{freq_label(r['single_freq_mhz'])} within the latency budget ({budget}), so "
                 "switching the clock between prefill and decode would gain nothing here."
             )
             continue
         out.append(
-            f"ESTIMATE, per-phase clocks ({r['task']}, {r['model']}; no clock is switched "
+            f"ESTIMATE, per-phase clocks ({where}; no clock is switched "
             f"mid-request): prefill at {freq_label(r['prefill_freq_mhz'])} and decode at "
             f"{freq_label(r['decode_freq_mhz'])} would use {r['pair_energy_j']:.3g} J per request "
             f"within the latency budget ({budget}), {fmt_pct(r['saving_pct'])} % less than the "
