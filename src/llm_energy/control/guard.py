@@ -50,10 +50,6 @@ class RestoreGuard:
         self._depth = 0  # nesting of critical sections
         self._pending: tuple[int, FrameType | None] | None = None
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._prev)
-
     def install(self, signals: bool = True) -> None:
         if not self._atexit:
             atexit.register(self._at_exit)

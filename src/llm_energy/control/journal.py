@@ -202,11 +202,6 @@ def load_journal(journal_dir: str | Path, uuid: str) -> Journal | None:
     return None if data is None else parse_journal(data, uuid)
 
 
-def read_journal(device: Device, journal_dir: str | Path) -> dict[str, Any] | None:
-    """The pending journal for this device as stored (a JSON object), or None."""
-    return read_journal_data(journal_path(journal_dir, device.uuid()), device.uuid())
-
-
 def journal_record(
     device: Device,
     original: ClockState,
