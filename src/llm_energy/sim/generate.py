@@ -30,13 +30,7 @@ class WorkloadDevice(Protocol):
 
 
 def workload_for(
-    model: Any,
-    *,
-    batch: int,
-    prompt_tokens: int,
-    new_tokens: int,
-    engine: str,
-    compiled: bool,
+    model: Any, *, batch: int, prompt_tokens: int, new_tokens: int, engine: str, compiled: bool
 ) -> roofline.Workload:
     """The GPU workload of one call of `model` (a config.ModelConfig: arch block and dtype)."""
     return roofline.Workload(
