@@ -18,6 +18,7 @@ import llm_energy.control.session as control
 import llm_energy.device.nvml as nvml_mod
 from llm_energy.config.settings import Config, TaskConfig, load_config
 from llm_energy.config.tasks import TASK_KINDS
+from llm_energy.control.journal import journal_path, read_journal_data
 from llm_energy.control.open import DeviceSpec
 from llm_energy.control.open import open_device as open_device_
 from llm_energy.device.base import Device
@@ -217,3 +218,8 @@ def experiment_data(shown: list[Any], names: Any) -> dict[str, dict[str, Any]]:
 def experiment_metrics(data: Mapping[str, Any]) -> dict[str, Any]:
     """reports/metrics.json of one experiment's `dvc exp show` data."""
     return data["metrics"]["reports/metrics.json"]["data"]
+
+
+def read_journal(device: Device, journal_dir: str | Path) -> dict[str, Any] | None:
+    """The pending journal for this device as stored (a JSON object), or None."""
+    return read_journal_data(journal_path(journal_dir, device.uuid()), device.uuid())

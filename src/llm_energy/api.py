@@ -1,23 +1,7 @@
 """Measure your own workload, or cap the GPU around it, with the pipeline's own machinery:
-
-    import llm_energy
-
-    with llm_energy.measure(backend="simulated") as m:
-        run_my_workload()
-        m.tokens = 512  # optional: then m.j_per_token
-    print(m.energy_j, m.time_s, m.j_per_token, m.energy_kind, m.trusted)
-
-    with llm_energy.locked_clocks(sm_mhz=1200, backend="simulated") as clocks:
-        with llm_energy.measure(device=clocks.device) as m:
-            run_my_workload()
-
-`measure` is one window of `EnergyMeter` (energy/meter.py), the window the infer stage opens:
-aligned to the counter's ticks, labelled with its energy source and kind, and `trusted` only when
-it outlasted the counter's granularity. `locked_clocks` is a `ClockSession` (control/session.py)
-on a device that holds the GPU's lock: journaled before any change, restored on exit, on
-SIGINT/SIGTERM and after a crash (`llm-energy gpu restore`). Settings come from conf/gpu (the
-group named by the backend) like the pipeline's, so both use one set of numbers.
-"""
+`measure` is one `EnergyMeter` window (energy/meter.py), `locked_clocks` a journaled, restored
+`ClockSession` (control/session.py), with settings from conf/gpu. Usage: README.md, "Measure your
+own workload (Python API)"."""
 
 from __future__ import annotations
 

@@ -149,16 +149,6 @@ SUMMARY = Schema(
     ),
 )
 
-QUALITY = Schema(
-    "quality",
-    (
-        *CONFIG_COLUMNS,
-        Column("metric", "str", nullable=False),
-        Column("value", "float"),
-        Column("n", "int"),
-    ),
-)
-
 REPETITION = Schema(
     "repetition",
     (

@@ -19,9 +19,9 @@ import pytest
 
 import llm_energy.control.session as control
 from fake_nvml import FakeNvml, Proc, nvml_error
-from helpers import ClockSession, CpuDevice, open_device, patch_nvml, sim
+from helpers import ClockSession, CpuDevice, open_device, patch_nvml, read_journal, sim
 from llm_energy.control.guard import SignalExit
-from llm_energy.control.journal import journal_path, now_iso, read_journal
+from llm_energy.control.journal import journal_path, now_iso
 from llm_energy.control.preflight import ClockSnapWarning, OtherProcessesWarning
 from llm_energy.control.recovery import gpu_status, recover_pending, restore_from_journal
 from llm_energy.control.session import has_clock_privilege
@@ -337,7 +337,7 @@ def test_sigint_handler_restores_then_raises_keyboard_interrupt(tmp_path: Path, 
     dev = sim(tmp_path / "state")
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), ClockSession(dev, "lock", 1200, journal_dir=jdir) as s:
-        assert s.guard.installed and signal.getsignal(signal.SIGINT) != before
+        assert s.guard._prev and signal.getsignal(signal.SIGINT) != before
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1.0)  # the handler runs at the next bytecode boundary, well before this ends
     assert dev.clock_state().sm_locked_mhz is None and not any(jdir.glob("*.json"))
@@ -363,7 +363,7 @@ def test_handlers_chain_to_previous_callable_then_end_the_run(tmp_path: Path, jd
         with pytest.raises(RuntimeError):
             s.set_sm_cap(900)
         assert s.interrupted_by == signal.SIGTERM
-        assert signal.getsignal(signal.SIGTERM) is not None and not s.guard.installed
+        assert signal.getsignal(signal.SIGTERM) is not None and not s.guard._prev
     finally:
         signal.signal(signal.SIGTERM, old)
 

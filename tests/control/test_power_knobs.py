@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ClockSession, compose, sim
+from helpers import ClockSession, compose, read_journal, sim
 from llm_energy.config.feasibility import clock_cap_problem, knob_range_problem
 from llm_energy.config.settings import load_config
-from llm_energy.control.journal import journal_path, read_journal
+from llm_energy.control.journal import journal_path
 from llm_energy.device.errors import DeviceError
 
 REPO = Path(__file__).resolve().parents[2]

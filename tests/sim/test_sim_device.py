@@ -20,9 +20,9 @@ from helpers import (
     SimulatedDevice,
     busy,
     open_device,
+    read_journal,
     sim,
 )
-from llm_energy.control.journal import read_journal
 from llm_energy.control.recovery import gpu_status, recover_pending
 from llm_energy.device.base import ClockState
 from llm_energy.energy.timeline import PowerTimeline

@@ -19,7 +19,7 @@ import pytest
 from helpers import compose, task_config
 from llm_energy.config.settings import ConfigError, load_config
 from llm_energy.io.loaders import load_task_items, resolve_data_files
-from llm_energy.workload.datasets import DatasetError
+from llm_energy.workload.datasets import DatasetError, summarize_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
@@ -197,7 +197,7 @@ def test_wikiextractor_text_sample(shared: Path, cache_dir: Path) -> None:
     spec["options"] = {**spec["options"], "group_lines": False}
     per_line = load(spec, cache_dir, n=1000)
     assert 0 < per_line.n_usable < result.n_usable
-    assert any("passage too short" in line for line in per_line.problem_summary())
+    assert any("passage too short" in line for line in summarize_problems(per_line.row_problems))
 
 
 # --- malformed data and clear errors ----------------------------------------------------------

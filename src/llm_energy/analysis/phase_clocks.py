@@ -1,13 +1,6 @@
-"""A per-phase clock estimate: the prefill clock and the decode clock that together would use
-the least energy per request within the latency budget, against the best single clock, from
-each phase measured at every clock (infer.phases). An ESTIMATE: no clock is switched
-mid-request, and a switch's own time and energy are not counted. Pure.
-
-Both picks are minima over noisy means, so the saving is biased upward (the pairs include
-every single clock: it is never below 0). Its interval is an item bootstrap that repeats both
-picks in every resample, so the selection's own variability is in it; it is not part of the
-Monte Carlo calibration (docs/statistics.md).
-"""
+"""A per-phase clock estimate: the best prefill/decode clock pair within the latency budget
+against the best single clock, with an item bootstrap that repeats both picks
+(docs/statistics.md, ``phase_clocks.csv``). An ESTIMATE. Pure."""
 
 from __future__ import annotations
 

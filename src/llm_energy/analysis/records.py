@@ -57,11 +57,8 @@ ENERGY_KIND_PRIORITY: tuple[str, ...] = ("measured", "estimated", "simulated", "
 
 #: per-request metrics summarised for every configuration (name → unit-bearing column)
 #: infer.phases: a request's share of its prefill window and the rest (docs/records.md)
-PHASE_METRICS: tuple[str, ...] = (
-    "prefill_energy_j",
-    "decode_energy_j",
-    "prefill_time_s",
-    "decode_time_s",
+PHASE_METRICS: tuple[str, ...] = tuple(
+    "prefill_energy_j decode_energy_j prefill_time_s decode_time_s".split()
 )
 METRICS: tuple[str, ...] = (
     *"j_per_token tokens_per_s latency_s ttft_s tpot_s avg_power_w energy_j dynamic_energy_j "

@@ -22,11 +22,8 @@ from statsmodels.tools.tools import add_constant
 from llm_energy.analysis.headline import choose_energy_kind
 from llm_energy.analysis.windows import item_units, window_table
 
-DEFAULT_PREDICTORS: tuple[str, ...] = (
-    "input_tokens",
-    "output_tokens",
-    "model_params_m",
-    "freq_applied_mhz",
+DEFAULT_PREDICTORS: tuple[str, ...] = tuple(
+    "input_tokens output_tokens model_params_m freq_applied_mhz".split()
 )
 COEF_COLUMNS: list[str] = ["term", "coef", "se", "t", "df", "p_value", "ci_low", "ci_high"]
 #: what ``se`` is, for the report and ols_info.json

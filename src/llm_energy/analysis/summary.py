@@ -242,11 +242,7 @@ def idle_se_per_token(requests: pd.DataFrame) -> tuple[float, float]:
 
 
 def _quality_block(
-    gok: pd.DataFrame,
-    qcols: Sequence[str],
-    has_ppl: bool,
-    ci_level: float,
-    notes: dict[str, str],
+    gok: pd.DataFrame, qcols: Sequence[str], has_ppl: bool, ci_level: float, notes: dict[str, str]
 ) -> dict[str, Any]:
     """Quality over items: each item's mean score (over its repetitions), then a t interval."""
     out: dict[str, Any] = {}

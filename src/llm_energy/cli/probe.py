@@ -102,9 +102,7 @@ def gather(
     else:
         with device:
             facts = device_facts(
-                device,
-                min_window_periods=gpu.min_window_periods,
-                min_window_s=gpu.min_window_s,
+                device, min_window_periods=gpu.min_window_periods, min_window_s=gpu.min_window_s
             )
     slurm = slurm_gpu_freq()
     return facts | {

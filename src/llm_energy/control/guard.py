@@ -1,12 +1,5 @@
-"""Restore-on-exit: put the GPU clocks back on SIGINT/SIGTERM/SIGHUP/SIGQUIT and at exit,
-then END the run.
-
-A capped run must never go on measuring after such a signal (rows labelled 900 MHz were once
-measured at 1200-1500 MHz after a restore). So the handler restores, calls the previous handler,
-and then always raises `SignalExit` (exit 128 + signal), even under nohup: it unwinds every
-`with` block, keeping the records written so far. Further signals while restoring are ignored
-with a log line; a signal inside `critical()` (journal write + setter) waits for it to end.
-"""
+"""Restore-on-exit: put the GPU clocks back on SIGINT/SIGTERM/SIGHUP/SIGQUIT and at exit, then
+END the run with `SignalExit`, so no row is measured at restored clocks (docs/device.md)."""
 
 from __future__ import annotations
 
@@ -49,10 +42,6 @@ class RestoreGuard:
         self._stopping = False
         self._depth = 0  # nesting of critical sections
         self._pending: tuple[int, FrameType | None] | None = None
-
-    @property
-    def installed(self) -> bool:
-        return bool(self._prev)
 
     def install(self, signals: bool = True) -> None:
         if not self._atexit:

@@ -1,11 +1,5 @@
-"""Clock journals: the write-ahead record of a GPU's original state, one file per GPU UUID
-(mode 0o644, so every user's `gpu status` can read one left by a sudo run).
-
-Reading never trusts the file: `parse_journal` reads every missing or mistyped field
-conservatively (a missing `changed` means everything may have changed; an unreadable original
-lock means the driver default). A file that is not a JSON object is corrupt: `clear_command`
-names the command that resets the GPU and removes it.
-"""
+"""Clock journals: the write-ahead record of a GPU's original state, one file per GPU UUID (mode
+0o644), read conservatively by `parse_journal` (docs/device.md, "Journal and restore")."""
 
 from __future__ import annotations
 
@@ -200,11 +194,6 @@ def load_journal(journal_dir: str | Path, uuid: str) -> Journal | None:
     path = journal_path(journal_dir, uuid)
     data = read_journal_data(path, uuid)
     return None if data is None else parse_journal(data, uuid)
-
-
-def read_journal(device: Device, journal_dir: str | Path) -> dict[str, Any] | None:
-    """The pending journal for this device as stored (a JSON object), or None."""
-    return read_journal_data(journal_path(journal_dir, device.uuid()), device.uuid())
 
 
 def journal_record(

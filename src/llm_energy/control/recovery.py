@@ -1,9 +1,5 @@
-"""Repairing what a killed run left behind, and saying what the state directory holds.
-
-A live run always holds its GPU's lock, so a journal whose lock we obtain belongs to a run that
-is gone, whatever pid reuse says; its owner is still checked for runs that did not lock (older
-versions).
-"""
+"""Repairing what a killed run left behind, and saying what the state directory holds
+(docs/device.md, "Journal and restore": a journal whose GPU lock we obtain is a gone run's)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Frequency caps with crash safety.
-
-`ClockSession` locks the SM (and optionally memory) clock and always puts back the original
-state: on exit, on exceptions, on signals (control/guard.py) and at interpreter exit. It holds
-the GPU's lock (control/gpulock.py) throughout, and journals the original state before any
-change (control/journal.py), so a run killed with SIGKILL is repaired by the next session or by
-`llm-energy gpu restore` (control/recovery.py). A `DeviceGroup` is one device here.
-"""
+"""Frequency caps with crash safety: `ClockSession` locks the clocks under the GPU's lock, journals
+the original state first and always puts it back (docs/device.md). A `DeviceGroup` is one
+device here."""
 
 from __future__ import annotations
 

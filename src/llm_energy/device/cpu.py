@@ -1,11 +1,5 @@
-"""CPU backend: RAPL energy counters when readable, else codecarbon's power estimate × time.
-
-RAPL: `<rapl_root>/intel-rapl:N/energy_uj` per package (µJ, wraps at `max_energy_range_uj`),
-plus the package's `dram` sub-zone where present (server DRAM is not part of the package
-count). `psys` is skipped because it already contains the packages. Since kernel 5.10 the
-files are root-only; then the codecarbon estimate is used and the energy source says so.
-This backend cannot control clocks.
-"""
+"""CPU backend: RAPL energy counters when readable, else codecarbon's power estimate × time; it
+cannot control clocks (docs/device.md, "Backends")."""
 
 from __future__ import annotations
 

@@ -149,9 +149,7 @@ class DeviceGroup(Device):
             return None
         sources = sorted({g.source for g in got})
         return ThrottleCounters(
-            "+".join(sources),
-            sum(g.power_s for g in got),
-            sum(g.thermal_s for g in got),
+            "+".join(sources), sum(g.power_s for g in got), sum(g.thermal_s for g in got)
         )
 
     def temperature_c(self) -> float | None:

@@ -1,11 +1,5 @@
-"""Who is who: a process recognisable after its pid is reused, and which CUDA device is the GPU
-that NVML measures.
-
-A process is pid + start time (/proc/<pid>/stat field 22, clock ticks since boot) + boot id +
-host: a pid alone may since belong to an unrelated process, and a reboot ends every process.
-A GPU is its UUID: NVML and CUDA number GPUs differently (CUDA orders them fastest-first unless
-CUDA_DEVICE_ORDER=PCI_BUS_ID), so indexes are never compared across the two.
-"""
+"""Who is who: a process recognisable after its pid is reused (pid + start time + boot id + host),
+and a GPU by its UUID, since NVML and CUDA number GPUs differently (docs/device.md)."""
 
 from __future__ import annotations
 

@@ -14,11 +14,7 @@ from typing import Any, TypeVar
 import pynvml
 
 from llm_energy.device.base import ClockState, Device, GpuProcess, ThrottleCounters
-from llm_energy.device.errors import (
-    DeviceError,
-    DeviceNotFoundError,
-    NotSupportedError,
-)
+from llm_energy.device.errors import DeviceError, DeviceNotFoundError, NotSupportedError
 from llm_energy.device.identity import (
     cuda_index_for_uuid,
     cuda_visible_entries,

@@ -1,19 +1,7 @@
-"""Energy measurement windows around workloads, from the device's cumulative energy counter.
-
-The counter only moves every update period (H200: ~0.1 s), so:
-
-- with `tick_align`, each edge waits for a fresh update before it is read, so the window spans
-  whole periods and the edge phase error disappears; the closing wait is idle time counted in
-  the window (`tail_s`), and a window right after another opens on that closing tick;
-- a window is trusted only when it lasts `min_window_s` AND `min_window_periods` periods
-  (anchors: +-4 % at 10 periods, unusable at 1); `run_until_trusted` repeats a workload inside
-  one window until it is long enough. Counters without a tick only have the period rule.
-
-Clock truth comes from inside the window (driver-side SM clock samples, throttle counters
-differenced across it), with edge reads as the weakest fallback. No polling thread runs in the
-inference process (it costs throughput). An idle baseline is `samples` back-to-back idle
-windows, so its standard error has degrees of freedom.
-"""
+"""Energy measurement windows around workloads, from the device's cumulative energy counter:
+tick-aligned edges, trusted windows, clock truth from inside the window, idle baselines of
+back-to-back windows; no polling thread in the inference process (docs/device.md, "Energy
+windows")."""
 
 from __future__ import annotations
 

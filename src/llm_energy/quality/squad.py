@@ -79,10 +79,7 @@ def squad_item_scores(
     after normalising, only "" (or a no-answer phrase) is correct."""
     gold = [a for a in answers if normalize_answer(a)] or [""]
     pred = "" if is_no_answer(prediction, no_answer_phrases) else prediction
-    return (
-        max(squad_exact(a, pred) for a in gold),
-        max(squad_f1(a, pred) for a in gold),
-    )
+    return (max(squad_exact(a, pred) for a in gold), max(squad_f1(a, pred) for a in gold))
 
 
 def _eval_block(exact: list[float], f1: list[float], prefix: str = "") -> dict[str, float]:

@@ -13,12 +13,7 @@ from matplotlib.figure import Figure
 from llm_energy.analysis.experiments import META_COLUMNS, clock_rows
 from llm_energy.analysis.records import freq_label, is_missing
 from llm_energy.analysis.tradeoff import pareto_mask
-from llm_energy.report.figure_style import (
-    finish_figure,
-    label_point,
-    mark_no_data,
-    new_figure,
-)
+from llm_energy.report.figure_style import finish_figure, label_point, mark_no_data, new_figure
 
 #: the configuration an experiment ran (what splits lines inside one experiment, too)
 CONFIG_COLUMNS: tuple[str, ...] = tuple(
@@ -65,8 +60,7 @@ def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
     order = frame["kind"].map({"experiment": 0, "baseline": 1, "workspace": 2}).fillna(3)
     frame = frame.assign(_order=order.to_numpy()).sort_values("_order", kind="stable")
     key = pd.Series(
-        [repr(t) for t in frame[value_cols].itertuples(index=False, name=None)],
-        index=frame.index,
+        [repr(t) for t in frame[value_cols].itertuples(index=False, name=None)], index=frame.index
     )
     return frame[~key.duplicated().to_numpy()].drop(columns="_order")
 

@@ -116,10 +116,7 @@ def _vs_freq(
 
 
 def energy_vs_freq(
-    summary: pd.DataFrame,
-    *,
-    metric: str = "j_per_token",
-    colors: Mapping[str, str] | None = None,
+    summary: pd.DataFrame, *, metric: str = "j_per_token", colors: Mapping[str, str] | None = None
 ) -> Figure:
     """Mean ``metric`` per frequency with its interval over items as error bars, one line per
     series."""

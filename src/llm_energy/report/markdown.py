@@ -11,9 +11,7 @@ import pandas as pd
 
 from llm_energy.analysis.significance import SPEARMAN_COLUMNS
 from llm_energy.paths import ProjectPaths
-from llm_energy.report.html import (
-    report_templates,
-)
+from llm_energy.report.html import report_templates
 from llm_energy.report.knobs import knob_sentences
 from llm_energy.report.phases import phase_clock_sentences, phase_sentences
 from llm_energy.report.sections import (
@@ -62,67 +60,19 @@ def markdown_table(
 
 
 _STATS_TABLE_COLUMNS: dict[str, list[str]] = {
-    "frequency_effect": [
-        "model",
-        "task",
-        "metric",
-        "n_levels",
-        "n_total",
-        "test",
-        "test_reason",
-        "statistic",
-        "p_value",
-        "effect_size",
-        "effect_size_kind",
-        "verdict",
-    ],
-    "pairwise": [
-        "model",
-        "task",
-        "metric",
-        "label",
-        "baseline",
-        "n",
-        "n_pairs",
-        "mean",
-        "mean_baseline",
-        "ratio",
-        "ratio_ci_low",
-        "ratio_ci_high",
-        "pct_change",
-        "p_value",
-        "p_holm",
-        "significant",
-        "note",
-    ],
+    "frequency_effect": "model task metric n_levels n_total test test_reason statistic p_value "
+    "effect_size effect_size_kind verdict".split(),
+    "pairwise": "model task metric label baseline n n_pairs mean mean_baseline ratio ratio_ci_low "
+    "ratio_ci_high pct_change p_value p_holm significant note".split(),
     "spearman": SPEARMAN_COLUMNS,
-    "regression": ["term", "coef", "se", "t", "df", "p_value", "ci_low", "ci_high"],
+    "regression": "term coef se t df p_value ci_low ci_high".split(),
     # the full pareto.csv has ~100 columns; the report shows what places a point on the frontier
-    "pareto": [
-        "model",
-        "task",
-        "label",
-        "n",
-        "j_per_token_mean",
-        "latency_p50_s",
-        "on_frontier",
-    ],
+    "pareto": "model task label n j_per_token_mean latency_p50_s on_frontier".split(),
 }
-_RECOMMEND_TABLE_COLUMNS = [
-    "model",
-    "task",
-    "baseline",
-    "recommended_label",
-    "baseline_mean",
-    "recommended_mean",
-    "saving_pct",
-    "saving_ci_low",
-    "saving_ci_high",
-    "latency_change_pct",
-    "latency_change_ci_high",
-    "n_family",
-    "note",
-]
+_RECOMMEND_TABLE_COLUMNS = (
+    "model task baseline recommended_label baseline_mean recommended_mean saving_pct "
+    "saving_ci_low saving_ci_high latency_change_pct latency_change_ci_high n_family note"
+).split()
 
 
 #: where every column of the configurations table's rows is (the report shows a few)

@@ -284,8 +284,7 @@ def resolve_clocks(cfg: Config, supported_sm_mhz: Sequence[int]) -> Config:
             )
         return cfg
     sweep = resolve_points(
-        ((f"sweep.freqs_mhz[{i}]", p) for i, p in enumerate(cfg.sweep.freqs_mhz)),
-        supported_sm_mhz,
+        ((f"sweep.freqs_mhz[{i}]", p) for i, p in enumerate(cfg.sweep.freqs_mhz)), supported_sm_mhz
     )
     freq = resolve_points([("gpu.freq", cfg.gpu.freq)], supported_sm_mhz)
     if len(freq) != 1:

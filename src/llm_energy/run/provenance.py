@@ -14,16 +14,8 @@ from typing import Any
 
 from llm_energy.config.settings import Config
 
-LIBRARIES = (
-    "torch",
-    "transformers",
-    "datasets",
-    "evaluate",
-    "nvidia-ml-py",
-    "codecarbon",
-    "dvc",
-    "hydra-core",
-    "llm-energy",
+LIBRARIES = tuple(
+    "torch transformers datasets evaluate nvidia-ml-py codecarbon dvc hydra-core llm-energy".split()
 )
 
 

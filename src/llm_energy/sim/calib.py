@@ -156,9 +156,7 @@ def simulate_anchor(
 
 
 def calibration_table(
-    gpu: simmodel.GpuModel,
-    anchors: Iterable[Anchor],
-    archs: Mapping[str, Mapping[str, Any]],
+    gpu: simmodel.GpuModel, anchors: Iterable[Anchor], archs: Mapping[str, Mapping[str, Any]]
 ) -> list[CalibrationRow]:
     """One row per anchor; `archs` maps an anchor model name to its `model.arch` block."""
     return [simulate_anchor(gpu, a, archs[a.model]) for a in anchors]

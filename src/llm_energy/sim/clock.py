@@ -1,10 +1,5 @@
-"""Model clock and energy counter of the simulated GPU.
-
-With `exact` (the workload clock), every step is a whole number of power-of-two quanta (2⁻³⁰ s,
-2⁻²⁴ J), so every counter value and difference is exact: a window spanning the same work reads
-the same joules to the last bit whatever came before it. With `ticks`, like NVML, a read returns
-the energy at the last update-period boundary passed.
-"""
+"""Model clock and energy counter of the simulated GPU: exact power-of-two quanta with `exact`,
+NVML-like update ticks with `ticks` (docs/device.md, "The workload clock")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Simulated GPU: the physics of `llm_energy.sim.model` on a model clock (docs/device.md).
-
-Workload clock: inside a window the model clock advances by the roofline time of each call the
-generator reports (`run_workload`); real CPU time counts for nothing, and idle time passes only
-when the counter is read, so a run gives the same numbers for a seed on any machine. Wall clock
-(legacy, a bare CPU function in a window): real busy time is scaled by t(f, m).
-
-Clock state lives in a JSON file under `state_dir`, keyed by a stable fake UUID, so a lock
-survives the process like a real driver lock (crash/restore is testable across processes).
-"""
+"""Simulated GPU: the physics of `llm_energy.sim.model` on a model clock (docs/device.md, "The
+workload clock"; the legacy wall clock scales real busy time by t(f, m)). Clock state lives in a
+JSON file under `state_dir` keyed by a stable fake UUID, so a lock survives the process."""
 
 from __future__ import annotations
 

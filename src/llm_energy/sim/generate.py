@@ -1,12 +1,7 @@
 """Generators for the simulated GPU: each `generate` call reports its workload to the device's
-model clock (`device.run_workload`), which returns its latency and time to first token.
-
-- `SimulatedGenerator` (random weights) skips the forward pass: fixed mode returns
-  `max_new_tokens` per row, natural mode a seeded length as a random-weights model stops (EOS
-  with probability 1 / vocabulary), with placeholder texts.
-- `ReportingGenerator` (pretrained weights) runs the real model on the CPU once per distinct
-  request (greedy decoding gives the same tokens at every clock) and replays its outputs.
-"""
+model clock (`device.run_workload`). `SimulatedGenerator` (random weights) skips the forward pass;
+`ReportingGenerator` (pretrained) runs the real model on the CPU once per distinct request and
+replays its outputs (docs/device.md)."""
 
 from __future__ import annotations
 
@@ -30,13 +25,7 @@ class WorkloadDevice(Protocol):
 
 
 def workload_for(
-    model: Any,
-    *,
-    batch: int,
-    prompt_tokens: int,
-    new_tokens: int,
-    engine: str,
-    compiled: bool,
+    model: Any, *, batch: int, prompt_tokens: int, new_tokens: int, engine: str, compiled: bool
 ) -> roofline.Workload:
     """The GPU workload of one call of `model` (a config.ModelConfig: arch block and dtype)."""
     return roofline.Workload(

@@ -11,13 +11,11 @@ import math
 import uuid
 from dataclasses import dataclass
 
+from llm_energy.device.base import REASON_GPU_IDLE, REASON_SW_POWER_CAP
 from llm_energy.sim import roofline
 from llm_energy.units import energy_j as _energy_j
 
-# NVML clock-event reason bits the model can raise (same values as nvmlClocksEventReason*).
-REASON_GPU_IDLE = 0x1
-REASON_APPLICATIONS_CLOCKS_SETTING = 0x2
-REASON_SW_POWER_CAP = 0x4
+REASON_APPLICATIONS_CLOCKS_SETTING = 0x2  # the NVML bit the model raises for a clock lock
 
 
 @dataclass(frozen=True)
@@ -224,27 +222,6 @@ def latency_scale(gpu: GpuModel, f_mhz: float, alpha: float, mem_mhz: float | No
     return a * gpu.sm_max_mhz / f + (1.0 - a) * gpu.mem_max_mhz / m
 
 
-def latency_s(
-    gpu: GpuModel, t_ref_s: float, f_mhz: float, alpha: float, mem_mhz: float | None = None
-) -> float:
-    """Latency at (f, m) of a workload that takes t_ref_s at the maximum clocks."""
-    return float(t_ref_s) * latency_scale(gpu, f_mhz, alpha, mem_mhz)
-
-
-def energy_j(
-    gpu: GpuModel,
-    t_ref_s: float,
-    f_mhz: float,
-    utilization: float,
-    alpha: float,
-    mem_mhz: float | None = None,
-) -> float:
-    """Energy of the workload at (f, m): P(f, u) · t(f, m)."""
-    return _energy_j(
-        power_w(gpu, f_mhz, utilization), latency_s(gpu, t_ref_s, f_mhz, alpha, mem_mhz)
-    )
-
-
 def power_capped_sm_mhz(
     gpu: GpuModel, f_mhz: float, utilization: float, power_limit_w: float
 ) -> tuple[int, bool]:
@@ -254,10 +231,7 @@ def power_capped_sm_mhz(
     for f in candidates:
         if power_w(gpu, f, utilization) <= power_limit_w + 1e-9:
             return f, f != candidates[0]
-    return (
-        gpu.sm_min_mhz,
-        True,
-    )  # even the lowest clock does not fit: the driver goes as low as it can
+    return gpu.sm_min_mhz, True  # even the lowest clock does not fit: the driver goes lowest
 
 
 def _check_mem(gpu: GpuModel, mem_mhz: float | None) -> float:

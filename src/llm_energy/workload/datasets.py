@@ -146,10 +146,6 @@ class LoadResult:
     def n_skipped(self) -> int:
         return len(self.row_problems)
 
-    def problem_summary(self, max_examples: int = 3) -> list[str]:
-        """One line per kind of problem, with its count and first rows."""
-        return summarize_problems(self.row_problems, max_examples=max_examples)
-
 
 def default_label(spec_path: str, data_files: Any) -> str:
     """A short dataset name without slashes: the hub id's last part, or `<folder>_<stem>`."""

@@ -15,10 +15,7 @@ _WORD = re.compile(r"\S+")
 
 
 def split_passage(
-    text: str,
-    *,
-    prompt_words: int | float,
-    reference_words: int | None,
+    text: str, *, prompt_words: int | float, reference_words: int | None
 ) -> tuple[str, str]:
     """Split a passage into (prompt prefix, reference continuation) at a word boundary, keeping
     the spacing inside each part. ValueError if the passage is too short."""
@@ -54,11 +51,7 @@ _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 
 def build_passages(
-    lines: Sequence[Any],
-    *,
-    group_lines: bool,
-    min_words: int,
-    doc_markup: str | None,
+    lines: Sequence[Any], *, group_lines: bool, min_words: int, doc_markup: str | None
 ) -> tuple[list[Passage], list[RowProblem]]:
     """Assemble line rows into passages. Headings and document boundaries end a passage; with
     `group_lines`, paragraphs are joined until `min_words`, else each line is a passage.

@@ -41,10 +41,7 @@ class Perplexity(evaluate.Metric):
             _CITATION,
             _KWARGS_DESCRIPTION,
             features=datasets.Features(
-                {
-                    "ref_nll_sum": datasets.Value("float64"),
-                    "ref_tokens": datasets.Value("int64"),
-                }
+                {"ref_nll_sum": datasets.Value("float64"), "ref_tokens": datasets.Value("int64")}
             ),
         )
 
