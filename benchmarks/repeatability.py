@@ -20,6 +20,41 @@ from llm_energy.run.runner import InferenceRun
 from overhead import RowSink
 
 
+def through_runner(
+    cfg: Config,
+    tasks: tuple[str, ...],
+    infer: dict[str, Any],
+    plan: Plan,
+    **collaborators: Any,
+) -> tuple[InferenceRun, Any, list[dict[str, Any]]]:
+    """`plan.repeat_items` items of each task, batch 1, fixed output length, through
+    InferenceRun (the stage's warm-up, windows, records) with `infer` on top; `collaborators`:
+    its generator, meter, clocks and device. Returns the run, its totals and the ok rows."""
+    raw = restrict_tasks(cfg.raw, tasks)
+    raw["infer"] = {
+        **raw["infer"],
+        "output_mode": "fixed",  # the same token count every repetition
+        "output_tokens": None,  # each task's own length
+        "batch_size": 1,
+        "warmup_max_s": plan.runner_warmup_max_s,
+        **infer,
+    }
+    rcfg = load_config(raw)
+    sink = RowSink()
+    run = InferenceRun(
+        rcfg,
+        generator=collaborators["gen"],
+        meter=collaborators["meter"],
+        clocks=collaborators["clocks"],
+        device=collaborators["device"],
+        items_by_task={t: sample_items(rcfg, t, plan.repeat_items) for t in tasks},
+        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
+        write=sink,
+    )
+    totals = run.run()
+    return run, totals, [r for r in sink.rows if r["status"] == "ok"]
+
+
 def repeatability(
     cfg: Config,
     *,
@@ -32,32 +67,10 @@ def repeatability(
 ) -> dict[str, Any]:
     """`plan.repetitions` repetitions of the same requests per task shape through InferenceRun
     (the stage's warm-up, windows, records); J/token per repetition and its CV per task."""
-    raw = restrict_tasks(cfg.raw, REPEAT_TASKS)
-    raw["infer"] = {
-        **raw["infer"],
-        "repetitions": plan.repetitions,
-        "output_mode": "fixed",  # the same token count every repetition
-        "output_tokens": None,  # each task's own length
-        "batch_size": 1,
-        "warmup_max_s": plan.runner_warmup_max_s,
-        "phases": False,  # the split has its own acceptance phase (phase_split below)
-    }
-    rcfg = load_config(raw)
-    items = {t: sample_items(rcfg, t, plan.repeat_items) for t in REPEAT_TASKS}
-    sink = RowSink()
     t0 = time.perf_counter()
-    run = InferenceRun(
-        rcfg,
-        generator=gen,
-        meter=meter,
-        clocks=clocks,
-        device=device,
-        items_by_task=items,
-        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
-        write=sink,
-    )
-    totals = run.run()
-    ok = [r for r in sink.rows if r["status"] == "ok"]
+    infer = {"repetitions": plan.repetitions, "phases": False}  # the split: phase_split below
+    parts = {"gen": gen, "meter": meter, "clocks": clocks, "device": device}
+    run, totals, ok = through_runner(cfg, REPEAT_TASKS, infer, plan, **parts)
     tasks: dict[str, Any] = {}
     for task in REPEAT_TASKS:
         per_rep: dict[int, list[dict[str, Any]]] = {}
@@ -105,30 +118,9 @@ def phase_split(
     """Prefill vs decode of the generation task through InferenceRun with infer.phases (each
     batch's prefill in its own windows, decode the rest): the decode shares of time and energy
     (Σ/Σ over requests), and how well prefill + decode match each request's total."""
-    raw = restrict_tasks(cfg.raw, ("generation",))
-    raw["infer"] = {
-        **raw["infer"],
-        "phases": True,
-        "output_mode": "fixed",
-        "output_tokens": None,
-        "batch_size": 1,
-        "warmup_max_s": plan.runner_warmup_max_s,
-    }
-    rcfg = load_config(raw)
-    items = {"generation": sample_items(rcfg, "generation", plan.repeat_items)}
-    sink = RowSink()
-    run = InferenceRun(
-        rcfg,
-        generator=gen,
-        meter=meter,
-        clocks=clocks,
-        device=device,
-        items_by_task=items,
-        templates=read_prompt_templates(rcfg, project_paths(ROOT)),
-        write=sink,
-    )
-    run.run()
-    ok = [r for r in sink.rows if r["status"] == "ok" and r.get("prefill_energy_j") is not None]
+    parts = {"gen": gen, "meter": meter, "clocks": clocks, "device": device}
+    _, _, rows = through_runner(cfg, ("generation",), {"phases": True}, plan, **parts)
+    ok = [r for r in rows if r.get("prefill_energy_j") is not None]
 
     def total(key: str) -> float:
         return sum(float(r[key]) for r in ok)
