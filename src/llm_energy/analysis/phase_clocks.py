@@ -65,11 +65,15 @@ def _savings_pct(means: np.ndarray, ref: int, budget_pct: float) -> np.ndarray:
     return 100.0 * (1.0 - pair / single)
 
 
-def _cubes(requests: pd.DataFrame) -> list[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+def _cubes(
+    requests: pd.DataFrame, items: pd.DataFrame | None
+) -> list[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
     """Per stratum: (its keys, the levels, items × levels × PHASE_METRICS) over the items measured
     at every level with every phase."""
     frames = [
-        metric_items(requests, m).set_index([*STRATUM_KEYS, FREQ_LEVEL_COL, ITEM_COL])["value"]
+        metric_items(requests, m, items).set_index([*STRATUM_KEYS, FREQ_LEVEL_COL, ITEM_COL])[
+            "value"
+        ]
         for m in PHASE_METRICS
     ]
     joined = pd.concat(frames, axis=1, keys=PHASE_METRICS).dropna().reset_index()
@@ -95,6 +99,7 @@ def phase_clock_estimate(
     ci_level: float,
     n_resamples: int = 999,
     seed: int = 0,
+    items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per stratum: the best single clock, the best prefill/decode clock pair and the
     pair's saving over the single clock with its bootstrap interval. Columns:
@@ -102,7 +107,7 @@ def phase_clock_estimate(
     if "prefill_energy_j" not in requests or requests["prefill_energy_j"].isna().all():
         return pd.DataFrame(columns=PHASE_CLOCK_COLUMNS)
     rows = []
-    for head, levels, arr in _cubes(requests):
+    for head, levels, arr in _cubes(requests, items):
         row: dict[str, Any] = {**head, "n_items": len(arr), "n_levels": len(levels)}
         row["latency_budget_pct"] = latency_budget_pct
         if len(levels) < 2 or len(arr) < 3:

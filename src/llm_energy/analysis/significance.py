@@ -43,13 +43,21 @@ SPEARMAN_COLUMNS: list[str] = (
 ).split()
 
 
-def metric_items(requests: pd.DataFrame, metric: str) -> pd.DataFrame:
+def level_items(requests: pd.DataFrame) -> pd.DataFrame:
+    """Every metric per stratum × frequency level × item: what :func:`metric_items` reads (one
+    table for a study's tests, so its windows are pooled once)."""
+    return item_table(window_table(requests), [*STRATUM_KEYS, FREQ_LEVEL_COL])
+
+
+def metric_items(
+    requests: pd.DataFrame, metric: str, items: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per stratum × frequency level × item with a finite ``metric``: ``num`` / ``den``
-    (Σ energy and Σ tokens for J/token; the item's mean value and 1 otherwise) and ``value``."""
-    windows = window_table(requests)
-    if metric not in windows.columns:
+    (Σ energy and Σ tokens for J/token; the item's mean value and 1 otherwise) and ``value``.
+    ``items``: :func:`level_items` of the same requests, when already made."""
+    items = level_items(requests) if items is None else items
+    if metric not in items.columns:
         raise KeyError(f"metric {metric!r} is not a column of the requests")
-    items = item_table(windows, [*STRATUM_KEYS, FREQ_LEVEL_COL])
     if metric in RATIO_METRICS:
         items = items.assign(num=items[f"{metric}_num"], den=items[f"{metric}_den"])
     else:
@@ -78,11 +86,11 @@ def _levels(group: pd.DataFrame) -> list[tuple[float, pd.DataFrame]]:
 
 
 def _stratum_samples(
-    requests: pd.DataFrame, metric: str, min_samples: int
+    requests: pd.DataFrame, metric: str, min_samples: int, items: pd.DataFrame | None
 ) -> Iterator[tuple[dict[str, Any], list[tuple[float, pd.DataFrame]], list[str]]]:
     """Per stratum: its row head (stratum keys, metric), the levels with at least
     `min_samples` items (level, item rows) and the ones left out (labelled)."""
-    for key, group in _strata(metric_items(requests, metric)):
+    for key, group in _strata(metric_items(requests, metric, items)):
         head: dict[str, Any] = {**dict(zip(STRATUM_KEYS, key, strict=True)), "metric": metric}
         levels = _levels(group)
         kept = [(f, sub) for f, sub in levels if len(sub) >= min_samples]
@@ -103,13 +111,14 @@ def frequency_effect(
     alpha: float,
     min_samples: int,
     test: TestChoice = "auto",
+    items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Omnibus test of the frequency level's effect on ``metric`` (log item values when all
     are positive), one row per stratum. Levels with fewer than ``min_samples`` items are left
     out (named in ``note``). Columns: :data:`FREQUENCY_EFFECT_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
-    for row, kept, dropped in _stratum_samples(requests, metric, min_samples):
+    for row, kept, dropped in _stratum_samples(requests, metric, min_samples, items):
         row["levels"] = ", ".join(freq_label(f) for f, _ in kept)
         notes = [f"left out (n<{min_samples} items): {', '.join(dropped)}"] if dropped else []
         if len(kept) < 2:
@@ -190,13 +199,14 @@ def pairwise_vs_default(
     alpha: float,
     min_samples: int,
     ci_level: float,
+    items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each capped frequency vs its stratum's baseline (the default-clock group, else the
     highest frequency) on the items both ran, Holm across the stratum's caps
     (docs/statistics.md, ``pairwise.csv``). Columns: :data:`PAIRWISE_COLUMNS`.
     """
     rows: list[dict[str, Any]] = []
-    for head, kept, _dropped in _stratum_samples(requests, metric, min_samples):
+    for head, kept, _dropped in _stratum_samples(requests, metric, min_samples, items):
         if len(kept) < 2:
             rows.append(
                 {

@@ -14,6 +14,7 @@ from llm_energy.analysis.repetition import repetition_effect
 from llm_energy.analysis.significance import (
     PAIRWISE_COLUMNS,
     frequency_effect,
+    level_items,
     pairwise_vs_default,
     spearman_lengths,
 )
@@ -31,32 +32,33 @@ def stats_tables(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Every table of reports/stats/ (name → frame) and the regression's fit information."""
     coef, ols_info = energy_ols(requests, ci_level=ci_level)
+    items = level_items(requests)  # every test's item values, pooled from the windows once
+    tests = {"alpha": alpha, "min_samples": min_samples, "items": items}
     tables = {
-        "frequency_effect": frequency_effect(requests, alpha=alpha, min_samples=min_samples),
-        "pairwise": pairwise_vs_default(
-            requests, alpha=alpha, min_samples=min_samples, ci_level=ci_level
-        ),
+        "frequency_effect": frequency_effect(requests, **tests),
+        "pairwise": pairwise_vs_default(requests, ci_level=ci_level, **tests),
         "spearman": spearman_lengths(requests, min_samples=min_samples, alpha=alpha),
         "regression": coef,
         "pareto": pareto_frontier(summary),
         "recommendation": recommend_cap(
-            requests,
-            latency_budget_pct=latency_budget_pct,
-            alpha=alpha,
-            ci_level=ci_level,
-            min_samples=min_samples,
+            requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level, **tests
         ),
         "repetition": repetition_effect(requests, alpha=alpha),
-        "phases": phase_response(requests, alpha=alpha, min_samples=min_samples, ci_level=ci_level),
+        "phases": phase_response(requests, ci_level=ci_level, **tests),
         "phase_clocks": phase_clock_estimate(
-            requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level
+            requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level, items=items
         ),
     }
     return tables, ols_info
 
 
 def phase_response(
-    requests: pd.DataFrame, *, alpha: float, min_samples: int, ci_level: float
+    requests: pd.DataFrame,
+    *,
+    alpha: float,
+    min_samples: int,
+    ci_level: float,
+    items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """How each phase's energy and time respond to the clock: every cap vs the default clock on
     the same items, per phase metric (`pairwise_vs_default`; Holm within each metric's
@@ -65,7 +67,7 @@ def phase_response(
         return pd.DataFrame(columns=PAIRWISE_COLUMNS)
     tables = [
         pairwise_vs_default(
-            requests, metric=m, alpha=alpha, min_samples=min_samples, ci_level=ci_level
+            requests, metric=m, alpha=alpha, min_samples=min_samples, ci_level=ci_level, items=items
         )
         for m in PHASE_METRICS
     ]
