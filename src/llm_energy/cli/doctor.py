@@ -200,9 +200,10 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
             "index": facts.get("index"),
             "name": _fact(facts, "name"),
             "uuid": _fact(facts, "uuid"),
-            "driver_version": _reported(facts, "driver_version"),
-            "cuda_driver_version": _reported(facts, "cuda_driver_version"),
-            "nvml_version": _reported(facts, "nvml_version"),
+            **{
+                k: _reported(facts, k)
+                for k in "driver_version cuda_driver_version nvml_version".split()
+            },
         },
         "torch": facts.get("torch", Unavailable("torch not probed")),
         "power_limit_w": _reported(facts, "power_limit_w"),

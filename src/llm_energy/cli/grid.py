@@ -129,20 +129,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.prepare:
         # Runs prepare + model once per model/task set in a temporary workspace: DVC's run-cache
         # (shared .dvc/cache/runs) then restores their outputs in every queued worker.
-        cmds = [
-            [
-                *dvc,
-                "exp",
-                "run",
-                "--temp",
-                "-n",
-                f"grid-prepare-{i}",
-                *_set_args(o),
-                "prepare",
-                "model",
-            ]
-            for i, o in enumerate(prepare_overrides(units))
-        ]
+        temp = [*dvc, "exp", "run", "--temp", "-n"]
+        runs = enumerate(prepare_overrides(units))
+        cmds = [[*temp, f"grid-prepare-{i}", *_set_args(o), "prepare", "model"] for i, o in runs]
         cmds += [[*dvc, "exp", "remove", *(f"grid-prepare-{i}" for i in range(len(cmds)))]]
         if _run_each(cmds, paths.root, args.dry_run):
             return 2

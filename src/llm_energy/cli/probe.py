@@ -23,6 +23,9 @@ from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
 
 # Long enough for 5 ticks of a 0.1 s counter; a silent counter costs at most this long.
 UPDATE_PERIOD_PROBE_S = 1.5
+PROVENANCE_FACTS = (
+    "driver_version cuda_driver_version nvml_version power_limit_w power_limit_range_w".split()
+)
 
 
 def _reason(err: BaseException) -> str:
@@ -69,11 +72,7 @@ def device_facts(
         "index": device.index,
         "name": read_fact(device.name),
         "uuid": read_fact(device.uuid),
-        "driver_version": prov.get("driver_version"),
-        "cuda_driver_version": prov.get("cuda_driver_version"),
-        "nvml_version": prov.get("nvml_version"),
-        "power_limit_w": prov.get("power_limit_w"),
-        "power_limit_range_w": prov.get("power_limit_range_w"),
+        **{k: prov.get(k) for k in PROVENANCE_FACTS},
         "energy_source": read_fact(lambda: device.energy_source),
         "counter": read_fact(lambda: _update_period(device, min_window_periods, min_window_s)),
         "supported_sm_clocks_mhz": read_fact(device.supported_sm_clocks_mhz),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,7 @@ class ClockState:
     members: tuple[tuple[str, ClockState], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "sm_locked_mhz": self.sm_locked_mhz,
-            "mem_locked_mhz": self.mem_locked_mhz,
-            "power_limit_w": self.power_limit_w,
-            "locks_known": self.locks_known,
-        }
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "members"}
         if self.members is not None:
             d["members"] = [{"uuid": u, **st.to_dict()} for u, st in self.members]
         return d

@@ -5,6 +5,8 @@ clocks, throttling and control combine, and why, is in docs/device.md, "Models o
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,16 +96,13 @@ class DeviceGroup(Device):
         return self.primary.now_s()
 
     def synchronize(self) -> None:
-        for m in self.members:
-            m.synchronize()
+        self._each("synchronize")
 
     def window_begin(self) -> None:
-        for m in self.members:
-            m.window_begin()
+        self._each("window_begin")
 
     def window_end(self) -> None:
-        for m in self.members:
-            m.window_end()
+        self._each("window_end")
 
     # Simulated GPUs: the whole model's work runs on the first member while the others idle
     # through it (a lower bound for a real split; see docs/device.md).
@@ -120,13 +119,15 @@ class DeviceGroup(Device):
     def _each(self, fn: str, *args: Any) -> list[Any]:
         return [getattr(m, fn)(*args) for m in self.members]
 
+    def _known(self, fn: str, pick: Any = min) -> Any:
+        values = [v for v in self._each(fn) if v is not None]
+        return pick(values) if values else None
+
     def sm_clock_mhz(self) -> int | None:
-        values = [v for v in self._each("sm_clock_mhz") if v is not None]
-        return min(values) if values else None
+        return self._known("sm_clock_mhz")
 
     def mem_clock_mhz(self) -> int | None:
-        values = [v for v in self._each("mem_clock_mhz") if v is not None]
-        return min(values) if values else None
+        return self._known("mem_clock_mhz")
 
     def sample_timestamp_us(self) -> int:
         return self.primary.sample_timestamp_us()
@@ -138,10 +139,7 @@ class DeviceGroup(Device):
         return [v for g in got for v in g]
 
     def clock_event_reasons(self) -> int:
-        mask = 0
-        for v in self._each("clock_event_reasons"):
-            mask |= int(v)
-        return mask
+        return functools.reduce(operator.or_, map(int, self._each("clock_event_reasons")), 0)
 
     def throttle_counters(self) -> ThrottleCounters | None:
         got = self._each("throttle_counters")
@@ -153,8 +151,7 @@ class DeviceGroup(Device):
         )
 
     def temperature_c(self) -> float | None:
-        values = [v for v in self._each("temperature_c") if v is not None]
-        return max(values) if values else None
+        return self._known("temperature_c", max)
 
     def supported_mem_clocks_mhz(self) -> list[int]:
         common = set.intersection(*(set(v) for v in self._each("supported_mem_clocks_mhz")))
@@ -165,8 +162,7 @@ class DeviceGroup(Device):
         return sorted(set.intersection(*(set(v) for v in got)), reverse=True)
 
     def power_limit_w(self) -> float | None:
-        values = [v for v in self._each("power_limit_w") if v is not None]
-        return min(values) if values else None  # per GPU: the lowest member's
+        return self._known("power_limit_w")  # per GPU: the lowest member's
 
     def power_limit_range_w(self) -> tuple[float, float] | None:
         got = self._each("power_limit_range_w")  # what every member accepts

@@ -242,8 +242,7 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
             )
         for x, y, text in zip(sub["latency"], sub["energy"], sub["label"], strict=True):
             label_point(ax, x, y, text)
-    ax.set_xlabel("p50 latency (s)")
-    ax.set_ylabel("energy (J/token)")
+    ax.set(xlabel="p50 latency (s)", ylabel="energy (J/token)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return finish_figure(fig, title, kinds)

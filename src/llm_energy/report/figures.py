@@ -108,8 +108,7 @@ def _vs_freq(
             p95 = sub[extra_col].to_numpy(dtype=float)
             ax.plot(sub["_x"], p95, linestyle="--", alpha=0.7, label=f"{label}, p95", **style)
     ax.set_xticks(ticks, labels)
-    ax.set_xlabel("SM clock cap (MHz)")
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel="SM clock cap (MHz)", ylabel=ylabel)
     ax.grid(alpha=0.3)
     legend_outside(ax)
     return finish_figure(fig, title, kinds_of(summary))
@@ -174,8 +173,7 @@ def pareto_plot(
             for x, y, text in zip(sub[latency_col], sub[energy_col], labels, strict=True):
                 label_point(ax, x, y, text)
         ax.set_title(task)
-        ax.set_xlabel(axis_label(latency_col))
-        ax.set_ylabel(axis_label(energy_col))
+        ax.set(xlabel=axis_label(latency_col), ylabel=axis_label(energy_col))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="frontier")
     return finish_figure(fig, title, kinds_of(data))
@@ -205,8 +203,7 @@ def energy_vs_length(
         ax.scatter(
             x, pd.to_numeric(sub[metric], errors="coerce"), s=12, alpha=0.6, label=label, **style
         )
-    ax.set_xlabel(axis_label(length))
-    ax.set_ylabel(axis_label(metric))
+    ax.set(xlabel=axis_label(length), ylabel=axis_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="task")
     return finish_figure(fig, title, kinds_of(requests))
@@ -238,23 +235,14 @@ def j_per_token_by_task(
     for label, sub, style in _series(data, colors):
         sub = sub.sort_values("_freq", ascending=False)
         y = sub["j_per_token_mean"].to_numpy(dtype=float)
-        err = np.vstack([y - sub["j_per_token_ci_low"], sub["j_per_token_ci_high"] - y])
+        err = np.vstack([y - sub["j_per_token_ci_low"], sub["j_per_token_ci_high"] - y]).clip(0)
         xs = x + np.arange(len(sub))
         hatch = HATCHES[MARKERS.index(style["marker"])]  # a task's configurations apart
-        ax.bar(
-            xs,
-            y,
-            yerr=np.clip(err, 0, None),
-            capsize=2,
-            color=style["color"],
-            hatch=hatch,
-            label=label,
-        )
+        ax.bar(xs, y, yerr=err, capsize=2, color=style["color"], hatch=hatch, label=label)
         ticks += [(xi, clock) for xi, clock in zip(xs, sub["_clock"], strict=True)]
         x = xs[-1] + 1.5
     ax.set_xticks([t for t, _ in ticks], [c for _, c in ticks], rotation=45, fontsize=8)
-    ax.set_xlabel("clock")
-    ax.set_ylabel("energy per token (J/token)")
+    ax.set(xlabel="clock", ylabel="energy per token (J/token)")
     ax.grid(alpha=0.3, axis="y")
     legend_outside(ax, title="task")
     return finish_figure(fig, title, kinds_of(summary))
@@ -286,29 +274,18 @@ def power_timeline(
     data = samples.sort_values("t_s")
     t = pd.to_numeric(data["t_s"], errors="coerce")
     t = t - t.min()
-    ax.plot(
-        t,
-        pd.to_numeric(data["power_w"], errors="coerce"),
-        marker="." if len(data) < 3 else None,
-        linewidth=1.2,
-        color="#1f77b4",
-        label="power",
-    )
-    ax.set_xlabel("time since first sample (s)")
-    ax.set_ylabel("power (W)")
+    power = pd.to_numeric(data["power_w"], errors="coerce")
+    marker = "." if len(data) < 3 else None
+    ax.plot(t, power, marker=marker, linewidth=1.2, color="#1f77b4", label="power")
+    ax.set(xlabel="time since first sample (s)", ylabel="power (W)")
     ax.grid(alpha=0.3)
     clock_col = freq_col or next(
         (c for c in ("sm_clock_mhz", "freq_mhz") if c in data.columns), None
     )
     if clock_col and clock_col in data.columns and data[clock_col].notna().any():
         ax2 = ax.twinx()
-        ax2.step(
-            t,
-            pd.to_numeric(data[clock_col], errors="coerce"),
-            where="post",
-            color="#ff7f0e",
-            alpha=0.7,
-        )
+        clock = pd.to_numeric(data[clock_col], errors="coerce")
+        ax2.step(t, clock, where="post", color="#ff7f0e", alpha=0.7)
         ax2.set_ylabel("SM clock (MHz)", color="#ff7f0e")
     return finish_figure(fig, title, kinds)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llm_energy.config.clocks import ClockPointError, point_kind
@@ -50,15 +50,8 @@ class Unit:
     extra: Mapping[str, str] = field(default_factory=dict)  # other swept keys -> value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "overrides": list(self.overrides),
-            "model": self.model,
-            "task": self.task,
-            "freqs_mhz": list(self.freqs_mhz),
-            "slurm_freq_mhz": self.slurm_freq_mhz,
-            "extra": dict(self.extra),
-        }
+        lists = {"overrides": list(self.overrides), "freqs_mhz": list(self.freqs_mhz)}
+        return asdict(self) | lists | {"extra": dict(self.extra)}
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:

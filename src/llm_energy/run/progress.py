@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 LOST = "lost"  # running, but its process on this host is gone (killed -9, node reboot)
 STALE = "stale"  # running on another host, not updated for a long time
 DEFAULT_STALE_S = 600.0
+STATUS_KEYS = (
+    "unit state batches_done batches_total points_done points_total eta_s gpu_uuid host pid "
+    "updated_at error"
+).split()
 
 
 def iso(t_s: float) -> str:
@@ -164,22 +169,9 @@ def status_rows(
         state = effective_state(
             rec, now_s=now_s, this_host=this_host, pid_alive=pid_alive, stale_s=stale_s
         )
-        rows.append(
-            {
-                "unit": rec.get("unit"),
-                "state": state,
-                "batches_done": rec.get("batches_done"),
-                "batches_total": rec.get("batches_total"),
-                "points_done": rec.get("points_done"),
-                "points_total": rec.get("points_total"),
-                "eta_s": rec.get("eta_s") if state in ("running", "starting") else None,
-                "gpu_uuid": rec.get("gpu_uuid"),
-                "host": rec.get("host"),
-                "pid": rec.get("pid"),
-                "updated_at": rec.get("updated_at"),
-                "error": rec.get("error"),
-            }
-        )
+        row = {k: rec.get(k) for k in STATUS_KEYS}
+        row.update(state=state, eta_s=row["eta_s"] if state in ("running", "starting") else None)
+        rows.append(row)
     return rows
 
 
@@ -190,24 +182,15 @@ def format_status(rows: list[Mapping[str, Any]]) -> str:
     for r in rows:
         total = r.get("batches_total")
         done = f"{r.get('batches_done') or 0}/{total if total is not None else '?'}"
-        gpu = str(r.get("gpu_uuid") or "-")
+        gpu, host = str(r.get("gpu_uuid") or "-"), str(r.get("host") or "-")
         lines.append(
-            (
-                str(r["unit"]),
-                str(r["state"]),
-                done,
-                _fmt_duration(r.get("eta_s")),
-                gpu,
-                str(r.get("host") or "-"),
-            )
+            (str(r["unit"]), str(r["state"]), done, _fmt_duration(r.get("eta_s")), gpu, host)
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[str(r["state"])] = counts.get(str(r["state"]), 0) + 1
+    counts = Counter(str(r["state"]) for r in rows)
     done_b = sum(int(r.get("batches_done") or 0) for r in rows)
     total_b = sum(int(r.get("batches_total") or 0) for r in rows)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))

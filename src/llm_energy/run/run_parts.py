@@ -73,12 +73,7 @@ class IdleBaseline:
             "freq_applied_mhz": self.freq_applied_mhz,
             "before_samples_w": list(self.before_samples_w),
             "after_samples_w": None if self.after_samples_w is None else list(self.after_samples_w),
-            "before_w": self.before_w,
-            "after_w": self.after_w,
-            "power_w": self.power_w,
-            "n_samples": self.n_samples,
-            "se_w": self.se_w,
-            "df": self.df,
+            **{k: getattr(self, k) for k in "before_w after_w power_w n_samples se_w df".split()},
         }
 
 
