@@ -140,12 +140,10 @@ def locked_clocks(
     planned_sm_mhz: Sequence[int | None] | None = None,
     state_dir: Path | None = None,
 ) -> Iterator[Any]:
-    """Lock the SM (and memory) clock and set the power limit for the block, each put back
-    after it (None: left as is); the `ClockSession` it yields has the
-    device (`.device`), the clock applied (`.applied_sm_mhz`, snapped to a supported one) and
-    what happened (`.record()`). Raises a one-line `DeviceError` where clocks cannot be locked.
-    The infer stage passes its own `device` (kept open), `control` (lock, slurm or observe) and
-    the caps it will visit (`planned_sm_mhz`, checked before the first change)."""
+    """Lock the SM (and memory) clock and set the power limit for the block, each put back after
+    it (None: left as is). Yields the `ClockSession` (`.device`, `.applied_sm_mhz`, `.record()`);
+    a one-line `DeviceError` where clocks cannot be locked. The infer stage passes its own
+    `device`, `control` and the caps it will visit (`planned_sm_mhz`, checked up front)."""
     from llm_energy.control.open import open_device
     from llm_energy.control.session import ClockSession
     from llm_energy.paths import gpu_journal_dir, gpu_lock_dir

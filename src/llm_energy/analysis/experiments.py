@@ -1,10 +1,5 @@
-"""Parse ``dvc exp show --json`` (already parsed) into one row per workspace / commit /
-experiment. DVC 3.x prints a list of commit entries ``{"rev", "name", "data": {...}, "error",
-"experiments": [{"name", "executor", "revs": [{"rev", "name", "data": {...}}]}]}`` where
-``data`` holds ``"metrics": {"<file>": {"data": {...}}}`` and ``"params": {"<file>": {"data":
-{...}}}``. The parser is defensive: it also walks DVC 2.x's dict-of-revisions layout and looks
-for ``metrics`` / ``params`` sections recursively.
-"""
+"""Parse ``dvc exp show --json`` (DVC 3.x's list of commit entries, defensively 2.x's dict of
+revisions) into one row per workspace / commit / experiment with its metrics and params."""
 
 from __future__ import annotations
 

@@ -115,11 +115,8 @@ def energy_kinds(requests: pd.DataFrame) -> pd.Series:
 
 
 def freq_levels(requests: pd.DataFrame) -> pd.Series:
-    """Frequency level of each request in MHz; NaN marks the driver-default-clock group.
-
-    A request is at default clocks when ``freq_requested_mhz`` is null. A capped request
-    without an applied value falls back to the requested one.
-    """
+    """Frequency level of each request in MHz; NaN marks default clocks (``freq_requested_mhz``
+    null). A capped request without an applied value falls back to the requested one."""
     applied = numeric_column(requests, "freq_applied_mhz")
     requested = numeric_column(requests, "freq_requested_mhz")
     default = requested.isna()

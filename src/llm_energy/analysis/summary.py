@@ -51,12 +51,9 @@ def summarize(
     requests: pd.DataFrame, *, ci_level: float, keys: Sequence[str] = CONFIG_KEYS
 ) -> pd.DataFrame:
     """One row per configuration (``keys``: :data:`CONFIG_KEYS`, or coarser groups such as the
-    task, as metrics.json uses), columns :func:`_summary_columns` (docs/records.md).
-
-    A configuration whose requests all failed stays as a row with ``n == 0`` and NaN metrics.
-    Driver-default requests form their own group with NaN ``freq_applied_mhz``, even if a clock
-    was recorded for them, so they never merge with a cap at the same clock.
-    """
+    task, as metrics.json uses), columns :func:`_summary_columns` (docs/records.md). All-failed
+    configurations stay (``n == 0``, NaN metrics); default-clock requests are their own group
+    (NaN ``freq_applied_mhz``), never merged with a cap at the same clock."""
     df = prepare_requests(requests)
     df["freq_applied_mhz"] = df[FREQ_LEVEL_COL]
     flags = exclusion_flags(df)
@@ -217,13 +214,10 @@ def _metric_block(
 
 
 def idle_se_per_token(requests: pd.DataFrame) -> tuple[float, float]:
-    """(standard error, degrees of freedom) of a configuration's dynamic J/token that come from
-    its idle baselines.
-
-    One baseline (a point's idle samples) is shared by all the requests measured at that point,
-    so its error moves them together: per baseline, the requests' ``dynamic_energy_se_j`` add
-    up linearly; independent baselines add in quadrature, their degrees of freedom
-    (``idle_power_df``; 1 for records without it: a before/after pair) by Welch–Satterthwaite."""
+    """(standard error, degrees of freedom) of a configuration's dynamic J/token from its idle
+    baselines. A baseline moves every request of its point together, so per baseline the
+    requests' ``dynamic_energy_se_j`` add linearly; baselines add in quadrature, their df
+    (``idle_power_df``; 1 without it: a before/after pair) by Welch–Satterthwaite."""
     se = numeric_column(requests, "dynamic_energy_se_j")
     tokens = numeric_column(requests, "output_tokens")
     use = se.notna() & tokens.notna() & (tokens > 0)

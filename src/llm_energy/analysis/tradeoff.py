@@ -115,10 +115,8 @@ def recommend_cap(
     items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per stratum, the cap with the lowest ``metric`` whose saving holds family-wise and whose
-    mean latency stays within budget, on the items it shares with the baseline
-    (docs/statistics.md, ``recommendation.csv``). Levels with fewer than ``min_samples`` items
-    are left out (named in ``note``). Columns: :data:`RECOMMEND_COLUMNS` (``*_n`` count items).
-    """
+    mean latency stays within budget, on the items it shares with the baseline; levels under
+    ``min_samples`` items are left out, named (docs/statistics.md, ``recommendation.csv``)."""
     items = metric_items(requests, metric, items)
     items = items[np.isfinite(items["latency_s"].to_numpy(dtype=float))]
     if items.empty:

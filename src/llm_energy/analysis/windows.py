@@ -40,11 +40,8 @@ _CARRIED: tuple[str, ...] = tuple(
 
 
 def window_keys(frame: pd.DataFrame) -> pd.Series:
-    """Window identity per request; a request without a window id is its own window.
-
-    A window belongs to one configuration, so the configuration keys present are part of the
-    identity: records concatenated from runs that reuse ids never merge across configurations.
-    """
+    """Window identity per request (no window id: its own window). The configuration keys are
+    part of it, so runs that reuse ids never merge windows across configurations."""
     ids = cluster_ids(frame)
     if ids is None:
         ids = pd.Series(None, index=frame.index, dtype="object")

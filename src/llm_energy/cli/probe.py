@@ -1,9 +1,5 @@
-"""Read-only facts about one device for `llm-energy doctor` (the report itself is pure:
-`llm_energy.cli.doctor`). Nothing here calls a clock or power setter, and no GPU lock is taken.
-
-Every read is guarded: a fact that cannot be read becomes `Unavailable(reason)`, so one
-unsupported NVML call never stops the doctor.
-"""
+"""Read-only facts about one device for `llm-energy doctor`: no setter, no GPU lock; a fact that
+cannot be read is `Unavailable(reason)`, so one unsupported NVML call never stops the doctor."""
 
 from __future__ import annotations
 

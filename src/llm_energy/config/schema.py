@@ -1,10 +1,6 @@
-"""The generic half of the configuration schema: checks and the one section parser.
-
-A section is a frozen dataclass whose fields carry their check in `metadata` (`checked(...)`, or
-`checked_by(sibling, table)` when it depends on an earlier field). `parse_section` rejects unknown
-and missing keys, runs every check, then the class's `validate(key)`. No defaults: values come
-from `conf/` through params.yaml.
-"""
+"""The generic half of the configuration schema: a section is a frozen dataclass whose fields
+carry their check (`checked(...)`, `checked_by(sibling, table)`); `parse_section` rejects unknown
+and missing keys, runs every check, then `validate(key)`. Defaults live in `conf/` only."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Typed, validated configuration (pure: no files, no DVC, no Hydra).
-
-`conf/` is composed into `params.yaml`, which each stage validates with `load_config`. A bad value
-raises `ConfigError`: one line naming the key, the value and what is allowed, before anything is
-written.
-"""
+"""Typed, validated configuration (pure: no files, DVC or Hydra): each stage validates the
+params.yaml composed from `conf/`; a bad value is one `ConfigError` line before anything is written."""
 
 from __future__ import annotations
 

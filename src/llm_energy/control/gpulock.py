@@ -1,9 +1,6 @@
-"""One GPU per run: a non-blocking exclusive `flock` on `<state_dir>/locks/gpu-<uuid>.lock`.
-
-The kernel drops it when the process dies, however it dies, so a lock is never left behind; the
-holder writes who it is into the file, so a refusal can name it. Locks are re-entrant and counted
-within a process: the lock goes with the last `GpuLease.release()`.
-"""
+"""One GPU per run: a non-blocking exclusive `flock` on `<state_dir>/locks/gpu-<uuid>.lock`,
+which the kernel drops however the holder dies; the file names the holder for a refusal.
+Re-entrant and counted within a process: released with the last `GpuLease.release()`."""
 
 from __future__ import annotations
 

@@ -39,14 +39,10 @@ class SimSpec:
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """Everything `open_device` needs: `from_config` for a study, `for_tool` for a command that
-    only reads power or clocks.
-
-    `exclusive` (implied by index="auto"): the device holds its GPU's lock in `device.lease`
-    until its `with` block ends. `indices` (a list, or "all") opens several GPUs as one
-    `DeviceGroup`, locking all or nothing when exclusive. Locks live in `lock_dir` (default
-    <state_dir>/locks).
-    """
+    """Everything `open_device` needs (`from_config` for a study, `for_tool` for a command that
+    only reads). `exclusive` (implied by index="auto") holds the GPU's lock in `device.lease`
+    until the `with` block ends; `indices` (a list, or "all") opens a `DeviceGroup`, locking all
+    or nothing; locks live in `lock_dir` (default <state_dir>/locks)."""
 
     backend: str
     index: int | str

@@ -41,11 +41,8 @@ def describe_clock_event_reasons(mask: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ClockState:
-    """The controllable state of a GPU: what is locked and the power limit.
-
-    `locks_known` is False where the backend cannot read locks back (NVML has no getter for
-    locked clocks): then None means "no lock set by this project", not "verified unlocked".
-    """
+    """The controllable state of a GPU: what is locked and the power limit. With `locks_known`
+    False (NVML cannot read locks back) None means "no lock set by us", not "verified unlocked"."""
 
     sm_locked_mhz: int | None
     mem_locked_mhz: int | None
@@ -92,11 +89,8 @@ class ClockState:
 
 @dataclass(frozen=True)
 class ThrottleCounters:
-    """Cumulative time (s) the driver held clocks down, by cause, since some origin.
-
-    Differenced across a window, it says how much of the window ran throttled, whatever the
-    clocks read at the window's idle edges. `source` names the NVML API it came from.
-    """
+    """Cumulative time (s) the driver held clocks down, by cause (`source`: the NVML API).
+    Differenced across a window: how much of it ran throttled, whatever its idle edges read."""
 
     source: str
     power_s: float

@@ -120,11 +120,8 @@ def cpu_model_name() -> str:
 
 
 def codecarbon_power_w(country_iso_code: str, sample_s: float = 0.5) -> float:
-    """codecarbon's CPU + RAM power estimate (W), measured once over `sample_s`.
-
-    codecarbon estimates from TDP tables and load; a single reading integrated over time is as
-    good as its per-window task API and costs nothing per window.
-    """
+    """codecarbon's CPU + RAM power estimate (W) from TDP tables and load, read once over
+    `sample_s`: as good as its per-window task API, and free per window."""
     try:
         from codecarbon import OfflineEmissionsTracker
     except ImportError as err:

@@ -1,10 +1,6 @@
-"""Model materialisation and loading (touches files; torch and transformers are imported lazily).
-
-Sources: `gguf` (dequantised once into a safetensors folder the `model` stage caches, since GGUF
-loading takes ~30 s each time), `hub` (left to the Hugging Face cache: no 14 GB copy into DVC),
-`local`, and `weights: random` (the `model.arch` config, randomly initialised with the run seed,
-plus a byte-level BPE tokenizer trained on the project's samples).
-"""
+"""Model materialisation and loading (torch, transformers lazily): `gguf` dequantised once into
+safetensors (~30 s a load otherwise), `hub` left to the HF cache, `local`, and `weights: random`
+(`model.arch` seeded, with a byte-level BPE tokenizer trained on the samples)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Pure text-quality metrics: ROUGE, SQuAD v2 exact match / F1, perplexity, per-request scores.
-
-ROUGE is google-research's `rouge_score` (what evaluate's `rouge` wraps), so scores match it;
-SQuAD v2 follows the official v2.0 script. `score_item` and `rouge` return fractions in [0, 1],
-`squad_v2` percentages like the official script, so published numbers compare.
-"""
+"""Pure text-quality metrics: ROUGE (google-research's `rouge_score`, as evaluate's `rouge`),
+SQuAD v2 EM / F1 (the official v2.0 script's rules, in percent), perplexity, per-request scores
+(fractions in [0, 1])."""
 
 from __future__ import annotations
 

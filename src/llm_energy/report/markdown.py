@@ -91,11 +91,9 @@ def build_markdown(
     calibration: Mapping[str, Any] | None = None,
     title: str | None = None,
 ) -> str:
-    """The report as markdown: banner, summary, findings, tables, run (from run.json), figures
-    (``figure_paths``: name → path relative to the report) and the metrics.json appendix.
-    ``calibration`` is benchmarks/stats_calibration.py's results. The title speaks of
-    frequency caps only when more than one clock was run.
-    """
+    """The report as markdown: banner, summary, findings, tables, run (run.json), figures
+    (name → path relative to the report), the calibration lines and the metrics.json appendix;
+    "frequency caps" in the title only when more than one clock ran."""
     kinds: set[str] = set()
     if summary is not None and not summary.empty:
         used = summary[summary["n"] > 0]  # configurations that only failed carry no energy

@@ -1,10 +1,5 @@
-"""Overlay of the experiments' curves over clocks (output of ``compare_experiments``).
-
-One panel per (energy source, GPU) group, a line per experiment (per configuration when an
-experiment ran several); when every experiment of a panel ran one clock (a queued
-``-S gpu.freq=a,b,c``), a line per configuration across those experiments. Rendered with
-matplotlib: offline, unlike ``dvc plots diff``'s Vega.
-"""
+"""Overlay of the experiments' curves over clocks (``compare_experiments``'s output): a panel
+per (energy source, GPU), a line per experiment or configuration; offline matplotlib."""
 
 from __future__ import annotations
 

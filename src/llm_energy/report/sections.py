@@ -1,9 +1,5 @@
-"""The report's opening, its run section (CO₂, provenance, settings) and its metrics appendix.
-
-The opening answers the question first: what was measured, energy per token per configuration
-with its CI, and the recommended cap or the one reason there is none. Pure: mappings and frames
-in, Markdown out.
-"""
+"""The report's opening (what was measured, J/token with its CI, the recommended cap or why
+none), its run section (CO₂, provenance, settings) and its metrics appendix. Pure."""
 
 from __future__ import annotations
 

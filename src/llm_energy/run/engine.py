@@ -1,9 +1,5 @@
-"""Which generator a run uses and where its model runs: the CUDA device matched to the measured
-GPU by UUID, a model spread over several GPUs, or the simulated GPU's generator.
-
-torch is imported only when a function needs it, so a simulated run never pays for it; the
-timed torch generator itself is `run/hf_generate.py`.
-"""
+"""Which generator a run uses and where its model runs (the CUDA device matched to the measured
+GPU by UUID, several GPUs, or the simulated GPU); torch only when needed (`run/hf_generate.py`)."""
 
 from __future__ import annotations
 

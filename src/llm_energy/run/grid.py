@@ -1,10 +1,6 @@
-"""`llm-energy grid`: a study expanded into units of work for DVC's queue or a SLURM array.
-
-One unit = one model x one task, with the clock sweep inside it (interleaving caps within one run
-controls drift). Under `gpu.control=slurm` a unit is one cap instead, since one SLURM step has one
-`--gpu-freq`. Other swept keys (`-S infer.batch_size=1,8`) multiply the units. Pure: the caller
-supplies `describe` (Hydra composition) and runs the commands.
-"""
+"""`llm-energy grid`: a study expanded into units for DVC's queue or a SLURM array: one model x
+one task with the clock sweep inside (one cap per unit under `gpu.control=slurm`: one
+`--gpu-freq` per step); other swept keys multiply the units. Pure."""
 
 from __future__ import annotations
 

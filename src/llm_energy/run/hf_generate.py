@@ -1,9 +1,5 @@
-"""One generation call with torch, timed: batching, fixed or natural output length, TTFT,
-reference NLL. `run/engine.py` decides when this is the generator.
-
-Energy is not measured here: the caller wraps `generate` in a measurement window, so that the
-meter's synchronize-and-read happens at the window edges only.
-"""
+"""One timed generation call with torch: batching, fixed or natural length, TTFT, reference NLL.
+No energy here: the caller's window reads the meter at its edges only."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The run plan (pure): which configurations to measure, in which order, and request records.
-
-A sweep point is one (power limit, memory clock, SM clock cap, engine, batch size, input length,
-output length); every task's items run at every point. Points are repeated `infer.repetitions` times and interleaved
-(or shuffled with the seed) so slow drifts such as temperature do not line up with one setting.
-"""
+"""The run plan (pure): the sweep points (power limit, memory clock, SM clock, engine, batch,
+input and output length), repeated and interleaved (or shuffled with the seed) so drifts such as
+temperature do not line up with one setting, and the request records."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Progress of one unit of a grid, and the study-wide view of `llm-energy grid status`.
-
-The infer stage keeps one small JSON per unit (written atomically by its caller, through the
-injected `write`) in a directory every worker of a node shares. Pure: no files, no clocks of
-its own (`now` is injected), no processes (`pid_alive` is injected).
-"""
+"""Progress of one grid unit, and the study-wide view of `llm-energy grid status`: one small JSON
+per unit in a directory a node's workers share. Pure: `write`, `now` and `pid_alive` are injected."""
 
 from __future__ import annotations
 
@@ -42,11 +38,9 @@ def eta_s(done: int, total: int, elapsed_s: float) -> float | None:
 
 
 class ProgressTracker:
-    """Builds a unit's progress record and hands it to `write` on each change.
-
-    Also the runner's progress callback (`protocols.ProgressCallback`). Batch updates
-    are written at most every `min_interval_s`; the first, the last and state changes always.
-    """
+    """Builds a unit's progress record and hands it to `write` on each change; also the runner's
+    progress callback. Batch updates at most every `min_interval_s`; first, last and state
+    changes always."""
 
     def __init__(
         self,
