@@ -136,3 +136,9 @@ def test_clock_response_reads_the_clock_stratum_not_a_power_limit_one() -> None:
     capped = table.assign(power_limit_applied_w=300.0, ratio=5.0)  # another stratum, listed first
     sentences = phase_sentences(summary, pd.concat([capped, table], ignore_index=True))
     assert "+400.0 %" not in sentences[1] and "prefill time +" in sentences[1]
+
+
+def test_a_share_whose_interval_holds_a_half_names_no_dominant_phase() -> None:
+    summary = summarize(phased(), ci_level=0.95)
+    summary = summary.assign(decode_share_energy_ci_low=0.45, decode_share_energy_ci_high=0.62)
+    assert "no phase clearly dominates the energy" in phase_sentences(summary, None)[0]

@@ -41,10 +41,16 @@ def phase_sentences(summary: pd.DataFrame | None, phases: pd.DataFrame | None) -
             ref = ref[ref["freq_applied_mhz"] == ref["freq_applied_mhz"].max()]
         r = ref.iloc[0]
         where = "default clocks" if r["default_clocks"] else freq_label(r["freq_applied_mhz"])
+        lo, hi = r.get("decode_share_energy_ci_low"), r.get("decode_share_energy_ci_high")
         lead = "decode" if r["decode_share_energy_mean"] > 0.5 else "prefill"
+        lead = (
+            f"{lead} dominates"
+            if is_missing(lo) or not lo <= 0.5 <= hi
+            else "no phase clearly dominates the energy"
+        )
         more = f" (first of {len(ref)} configurations)" if len(ref) > 1 else ""
         out.append(
-            f"{task} ({model}, {where}{more}): {lead} dominates. Decode took "
+            f"{task} ({model}, {where}{more}): {lead}. Decode took "
             f"{_share(r, 'decode_share_time')} of the time and "
             f"{_share(r, 'decode_share_energy')} of the energy; prefill (the prompt's forward "
             "pass and first token, measured in its own windows) the rest."
