@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import types
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,6 @@ from llm_energy.config.settings import apply_overrides, load_config
 from llm_energy.io.files import read_yaml
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    return tmp_path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ device matched to the NVML GPU by UUID, the power-limit range and whether this u
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import types
 import uuid
@@ -22,12 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 GPU_A = "GPU-0a1b2c3d-0000-1111-2222-333344445555"
 GPU_B = "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
 GPU_C = "GPU-12345678-1234-1234-1234-123456789abc"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    return tmp_path
 
 
 @pytest.fixture
