@@ -53,7 +53,7 @@ def test_every_dependency_exists_or_is_produced_upstream() -> None:
 
 def test_declared_params_exist() -> None:
     for name, stage in PIPELINE.items():
-        for key in stage["params"]:
+        for key in stage.get("params", []):
             node = PARAMS
             for part in key.split("."):
                 assert part in node, f"{name}: params key {key} missing from params.yaml"
@@ -110,14 +110,17 @@ def _closure(script: Path) -> set[Path]:
     """Every llm_energy source file a stage script can execute (package __init__ files included)."""
     files: set[Path] = set()
     todo = [script, REPO / "stages" / "_common.py"]
+    root, walked = REPO / "src/llm_energy/__init__.py", set()
     while todo:
         path = todo.pop()
         for module in _imports(path):
             parts = module.split(".")
             for i in range(1, len(parts) + 1):
                 f = _module_file(".".join(parts[:i]))
-                if f is not None and f not in files:
-                    files.add(f)
+                files |= {f} if f is not None else set()
+                # The root's lazy __getattr__ runs llm_energy.api only for `import llm_energy`.
+                if f is not None and f not in walked and (f != root or module == "llm_energy"):
+                    walked.add(f)
                     todo.append(f)
     return files
 
@@ -132,3 +135,21 @@ def test_each_stage_declares_every_module_it_runs() -> None:
             if not any(f == d or d in f.parents for d in deps)
         )
         assert not missing, f"stage {name} runs modules its deps do not list: {missing}"
+
+
+def test_each_stage_declares_only_the_packages_it_runs() -> None:
+    # An extra folder would re-run the stage (and the measurement under it) for code it never runs.
+    for name, stage in PIPELINE.items():
+        runs = _closure(REPO / "stages" / f"{name}.py")
+        extra = [
+            d
+            for d in stage["deps"]
+            if d.startswith("src/")
+            and not any(f == REPO / d or REPO / d in f.parents for f in runs)
+        ]
+        assert not extra, f"stage {name} lists code it never runs: {extra}"
+
+
+def test_validate_tracks_every_params_section() -> None:
+    # validate checks the whole composition, so any change to params.yaml re-runs it.
+    assert "params.yaml" in PIPELINE["validate"]["deps"]

@@ -149,6 +149,7 @@ def test_queue_and_prepare_commands() -> None:
         "task=[wikitext]",
         "-S",
         "sweep.freqs_mhz=[1005,1305]",
+        "stats",  # a unit stops at its statistics; plots render on demand
     ]
     # prepare/model do not read clocks: one run per model/task set
     assert prepare_overrides(units) == [
@@ -220,6 +221,7 @@ def test_cli_queue_dry_run_and_real_commands(
         "gpu=simulated",
         "-S",
         "task=[qa]",
+        "stats",
     ]
     ran: list[list[str]] = []
 

@@ -176,6 +176,24 @@ def test_workers_restore_prepare_and_model_from_the_run_cache(queued: dict[str, 
         assert "Running stage 'infer'" in logs
 
 
+def test_units_stop_at_stats_and_render_their_report_on_demand(
+    queued: dict[str, Any], tmp_path: Path
+) -> None:
+    name = queued["names"][0]
+    logs = run(dvc("queue", "logs", name), queued["ws"], queued["env"]).stdout
+    assert "Running stage 'stats'" in logs and "Running stage 'plots'" not in logs, logs[-2000:]
+    # On demand, in a clone (the queue workspace stays as the other tests expect it).
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(queued["ws"]), str(clone)], check=True)
+    run(["git", "fetch", "-q", str(queued["ws"]), "refs/exps/*:refs/exps/*"], clone, queued["env"])
+    run(dvc("cache", "dir", "--local", str(queued["ws"] / ".dvc" / "cache")), clone, queued["env"])
+    run(dvc("exp", "apply", name), clone, queued["env"])
+    rendered = run(dvc("repro", "plots"), clone, queued["env"]).stdout
+    assert "Running stage 'plots'" in rendered and "Running stage 'infer'" not in rendered
+    metrics = json.loads((clone / "reports" / "metrics.json").read_text())
+    assert metrics["energy"]["kind"] == "simulated" and (clone / "reports" / "report.md").exists()
+
+
 def test_third_experiment_waits_for_a_free_gpu(queued: dict[str, Any]) -> None:
     if len(queued["names"]) < 3:
         pytest.skip("gpu.wait_for_gpu_s is not in conf/ yet: the waiting test needs it")

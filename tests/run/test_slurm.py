@@ -121,6 +121,7 @@ def test_array_runs_the_grid_and_collect_shows_both(
     }
     assert steps[NAMES[1]].startswith("+ srun --ntasks=1 --gpu-freq=1305 dvc exp run -n ")
     assert steps[NAMES[0]].startswith("+  dvc exp run -n ")  # no cap: no srun step
+    assert all(step.endswith(" stats") for step in steps.values())  # plots render on demand
 
     collected = run(["bash", "scripts/slurm/collect.sh"], ws, env)
     for name in NAMES:

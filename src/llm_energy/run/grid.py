@@ -214,12 +214,15 @@ def _units_for(
     ]
 
 
+# A unit stops at its statistics (what `dvc exp show` and `llm-energy compare` read); its figures
+# and report are rendered on demand: `dvc exp apply NAME && dvc repro plots`.
+UNIT_TARGET = "stats"
+
+
 def queue_command(unit: Unit, dvc: Sequence[str] = ("dvc",)) -> list[str]:
-    """`dvc exp run --queue -n NAME -S ...` for one unit."""
-    cmd = [*dvc, "exp", "run", "--queue", "-n", unit.name]
-    for override in unit.overrides:
-        cmd += ["-S", override]
-    return cmd
+    """`dvc exp run --queue -n NAME -S ... stats` for one unit."""
+    sets = [a for o in unit.overrides for a in ("-S", o)]
+    return [*dvc, "exp", "run", "--queue", "-n", unit.name, *sets, UNIT_TARGET]
 
 
 def slurm_unit_line(unit: Unit) -> str:
