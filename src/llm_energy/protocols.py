@@ -66,7 +66,6 @@ class TextGenerator(Protocol):
 
     def reference_nll(self, prompt_ids: Sequence[int], reference: str, /) -> tuple[float, int]:
         """Summed negative log-likelihood of `reference` after the prompt, and its token count."""
-        ...
 
 
 class Reading(Protocol):
@@ -101,11 +100,9 @@ class WindowMeter(Protocol):
         self, fn: Callable[[], T], /, cap_mhz: int | None = ..., *, max_repeats: int
     ) -> tuple[Reading, int, T]:
         """Repeat `fn` inside one measurement window: (reading, repeats, last result)."""
-        ...
 
     def measure_idle_samples_w(self, seconds: float, samples: int, /) -> list[float]:
         """Idle power (W) of `samples` back-to-back idle windows sharing `seconds`."""
-        ...
 
 
 @runtime_checkable
@@ -130,7 +127,6 @@ class SmClockControl(Protocol):
 
     def freq_label_mhz(self, cap_held: bool | None, /) -> int | None:
         """gpu.control=slurm: the requested cap when the window's clocks held it, else None."""
-        ...
 
 
 @runtime_checkable

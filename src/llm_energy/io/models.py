@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 IN_DIR = "."  # manifest value: the model files sit next to the manifest
 RANDOM_TOKENIZER_VOCAB = 512
+REMATERIALIZE = "re-run the `model` stage (dvc repro -f model, or python stages/model.py)"
 
 
 class ModelLoadError(UserFacingError):
@@ -29,12 +30,7 @@ class ModelLoadError(UserFacingError):
 def _torch_dtype(name: str) -> Any:
     import torch
 
-    return {
-        "float32": torch.float32,
-        "float16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "auto": "auto",
-    }[name]
+    return name if name == "auto" else getattr(torch, name)  # config DTYPES: torch's names
 
 
 def find_gguf(package: str, filename: str) -> Path:
@@ -88,12 +84,8 @@ def materialize(
 ) -> dict[str, Any]:
     """Write what the infer stage needs into out_dir (always with a manifest.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "name": model.name,
-        "family": model.family,
-        "weights": model.weights,
-        "source": model.source,
-    }
+    keys = ("name", "family", "weights", "source")
+    manifest: dict[str, Any] = {key: getattr(model, key) for key in keys}
     if model.weights == "random":
         vocab = int(model.arch.get("vocab_size", RANDOM_TOKENIZER_VOCAB))
         tok = build_random_tokenizer(tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, vocab))
@@ -136,11 +128,10 @@ def materialize(
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest `materialize` wrote; a damaged one names the file and how to rebuild it."""
-    remedy = "re-run the `model` stage (dvc repro -f model, or python stages/model.py)"
-    manifest = read_json(path, remedy=remedy, expect=dict)
+    manifest = read_json(path, remedy=REMATERIALIZE, expect=dict)
     for key in ("name", "weights", "load_from"):
         if not isinstance(manifest.get(key), str):
-            raise InputFileError(path, "missing or not a string", remedy, key=key)
+            raise InputFileError(path, "missing or not a string", REMATERIALIZE, key=key)
     return manifest
 
 
