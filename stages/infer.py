@@ -10,8 +10,8 @@ import contextlib
 import os
 import socket
 
-import llm_energy
 from _common import StageError, log, run_stage
+from llm_energy import api
 from llm_energy.config.feasibility import knob_range_problem
 from llm_energy.config.settings import Config
 from llm_energy.control.open import DeviceSpec, open_device
@@ -113,7 +113,7 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
     settings = vars(gpu)  # the API's contexts, on this run's device and settings
     with (
         device,
-        llm_energy.locked_clocks(
+        api.locked_clocks(
             sm_mhz=caps[0],
             mem_mhz=gpu.mem_freq,
             power_limit_w=gpu.power_limit_w,
@@ -127,7 +127,7 @@ def _measure(cfg: Config, paths: ProjectPaths, progress: ProgressTracker) -> Non
         # data/infer (the plain-script path has no DVC cache to recover it from).
         staged_dir(paths.infer_dir, keep_failed=paths.infer_partial_dir) as out_dir,
     ):
-        meter = llm_energy.energy_meter(device, settings)
+        meter = api.energy_meter(device, settings)
         period_s = meter.measure_update_period_s()
         progress.set_gpu(device.uuid(), device.name())
         gen = load_generator(

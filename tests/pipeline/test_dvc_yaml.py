@@ -153,3 +153,19 @@ def test_each_stage_declares_only_the_packages_it_runs() -> None:
 def test_validate_tracks_every_params_section() -> None:
     # validate checks the whole composition, so any change to params.yaml re-runs it.
     assert "params.yaml" in PIPELINE["validate"]["deps"]
+
+
+def test_stages_run_the_workspace_code_they_declare() -> None:
+    # _common puts this checkout's src/ first on sys.path; an llm_energy import before it would
+    # run an installed copy (e.g. the editable main checkout inside a DVC temp workspace).
+    import ast
+
+    for name in PIPELINE:
+        body = ast.parse((REPO / "stages" / f"{name}.py").read_text()).body
+        order = [
+            n.module if isinstance(n, ast.ImportFrom) else n.names[0].name
+            for n in body
+            if isinstance(n, ast.Import | ast.ImportFrom)
+        ]
+        first = next(i for i, m in enumerate(order) if m and m.startswith("llm_energy"))
+        assert "_common" in order[:first], f"stages/{name}.py imports llm_energy before _common"
