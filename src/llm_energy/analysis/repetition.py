@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+import scipy  # scipy.stats loads on first use
 
 from llm_energy.analysis.headline import json_clean
 from llm_energy.analysis.records import CONFIG_KEYS, FREQ_LEVEL_COL, freq_label, is_missing
@@ -44,10 +44,10 @@ def _compare(first: pd.DataFrame, rest: pd.DataFrame, metric: str) -> dict[str, 
         warnings.simplefilter("ignore")
         try:
             if len(pairs) >= 2:
-                res = stats.wilcoxon(pairs["x"], pairs["y"])
+                res = scipy.stats.wilcoxon(pairs["x"], pairs["y"])
                 out.update(test="wilcoxon_signed_rank", n_pairs=len(pairs))
             else:
-                res = stats.mannwhitneyu(a, b, alternative="two-sided")
+                res = scipy.stats.mannwhitneyu(a, b, alternative="two-sided")
                 out["test"] = "mann_whitney_u"
             out["p_value"] = float(res.pvalue)
         except ValueError:  # e.g. every paired difference is zero
