@@ -5,14 +5,14 @@ clock and length/energy rank correlations, over items of valid requests, within 
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
+import scipy  # scipy.stats loads on first use (plots imports this module, runs no test)
 
 from llm_energy.analysis.designs import LevelSample, TestChoice, omnibus
 from llm_energy.analysis.estimators import PairedRatio, independent_ratio, paired_ratio
@@ -156,7 +156,7 @@ def paired_on_items(
 ) -> PairedRatio:
     """``Σ num / Σ den`` of a level's items over the baseline's, on the items both ran (rows of
     :func:`metric_items`; ``den`` None: a mean of ``num``)."""
-    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
+    both = _pairs(sub, base, [num] if den is None else [num, den])
     ones = np.ones(len(both))
     a_den = ones if den is None else both[den].to_numpy(dtype=float)
     b_den = ones if den is None else both[f"{den}_b"].to_numpy(dtype=float)
@@ -164,18 +164,26 @@ def paired_on_items(
     return paired_ratio(a_num, a_den, b_num, b_den, level=level)
 
 
+def _pairs(sub: pd.DataFrame, base: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``cols`` of the items both ran, the baseline's suffixed ``_b`` (only those columns: a
+    merge's cost grows with the columns it carries)."""
+    cols = [ITEM_COL, *cols]
+    return sub[cols].merge(base[cols], on=ITEM_COL, suffixes=("", "_b"))
+
+
 def _compare(sub: pd.DataFrame, base: pd.DataFrame, ci_level: float) -> dict[str, Any]:
     """The cap vs the baseline on the items both ran (paired); with none in common, the two
     Σ/Σ ratios as independent samples (their variances add)."""
-    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
+    both = _pairs(sub, base, ["num", "den"])
     out: dict[str, Any] = {"n": len(sub), "n_baseline": len(base), "n_pairs": len(both)}
-    if len(both):
+    paired = len(both) > 0
+    if paired:
         parts = (both["num"], both["den"], both["num_b"], both["den_b"])
-        test, res = PAIRED_TEST, paired_on_items(sub, base, "num", "den", level=ci_level)
     else:
         parts = (sub["num"], sub["den"], base["num"], base["den"])
-        test = UNPAIRED_TEST
-        res = independent_ratio(*(x.to_numpy(dtype=float) for x in parts), level=ci_level)
+    arrays = [x.to_numpy(dtype=float) for x in parts]
+    test = PAIRED_TEST if paired else UNPAIRED_TEST
+    res = (paired_ratio if paired else independent_ratio)(*arrays, level=ci_level)
     est = res.ratio
     out.update(
         mean=float(parts[0].sum() / parts[1].sum()),
@@ -239,11 +247,19 @@ def pairwise_vs_default(
 
 
 def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
+    from statsmodels.stats.multitest import multipletests
+
     pvals = np.array([r.get("p_value", math.nan) for r in rows], dtype=float)
     finite = np.isfinite(pvals)
     adjusted = np.full(len(pvals), np.nan)
     if finite.any():
-        adjusted[finite] = multipletests(pvals[finite], alpha=alpha, method="holm")[1]
+        # statsmodels' Holm runs a full gc.collect() per call (~25 ms over a heap holding
+        # scipy and pandas): frozen, the objects alive now are not traversed again
+        gc.freeze()
+        try:
+            adjusted[finite] = multipletests(pvals[finite], alpha=alpha, method="holm")[1]
+        finally:
+            gc.unfreeze()
     for r, p_adj in zip(rows, adjusted, strict=True):
         r["p_holm"] = float(p_adj)
         r["significant"] = bool(np.isfinite(p_adj) and p_adj < alpha)
@@ -272,7 +288,7 @@ def _spearman_row(
         return {**out, "note": f"skipped: {variable} is constant"}
     if np.ptp(yv) == 0:
         return {**out, "note": f"skipped: {metric} is constant"}
-    res = stats.spearmanr(xv, yv)
+    res = scipy.stats.spearmanr(xv, yv)
     return {**out, "rho": float(res.statistic), "p_value": float(res.pvalue), "note": ""}
 
 
@@ -288,7 +304,7 @@ def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
     w = np.array([r["n"] - 3.0 for r in usable])
     pooled = float((w * z).sum() / w.sum())
     q = float((w * (z - pooled) ** 2).sum())
-    q_p = float(stats.chi2.sf(q, len(usable) - 1))
+    q_p = float(scipy.stats.chi2.sf(q, len(usable) - 1))
     if q_p < alpha:
         return {
             **out,
@@ -296,7 +312,7 @@ def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
             "note": f"strata disagree (Cochran's Q p={q_p:.3g}): no pooled statement",
         }
     stat = pooled * math.sqrt(w.sum())
-    p_value = float(2.0 * stats.norm.sf(abs(stat)))
+    p_value = float(2.0 * scipy.stats.norm.sf(abs(stat)))
     return {
         **out,
         "rho": math.tanh(pooled),
