@@ -62,10 +62,14 @@ def repetition_effect(
     alpha: float,
     ratio_threshold: float = 1.25,
     min_ratio: float = 1.05,
+    windows: pd.DataFrame | None = None,  # window_table(requests), when already made
 ) -> pd.DataFrame:
     """Rep 0 vs rep ≥ 1 per configuration and metric over valid windows (configurations with
     both only; rule in the module docstring). Columns: :data:`REPETITION_COLUMNS`."""
-    windows = window_table(requests)
+    reps = pd.to_numeric(requests["rep"], errors="coerce")
+    if not ((reps == 0).any() and (reps >= 1).any()):  # one repetition: nothing to compare
+        return pd.DataFrame(columns=REPETITION_COLUMNS)
+    windows = window_table(requests) if windows is None else windows
     if windows.empty:
         return pd.DataFrame(columns=REPETITION_COLUMNS)
     # configurations as in summary.csv: default clocks never merge with a cap at the same clock
