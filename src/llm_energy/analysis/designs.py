@@ -89,26 +89,16 @@ def matched_rank_biserial(diffs: np.ndarray) -> float:
 
 
 def _empty_result(levels: list[LevelSample]) -> dict[str, Any]:
+    nan = "shapiro_min_p levene_p statistic df_between df_within p_value effect_size".split()
     return {
+        **dict.fromkeys(nan, math.nan),
+        **dict.fromkeys(("normal", "equal_var", "effect_size_kind", "significant")),
+        **dict.fromkeys(("test_reason", "verdict", "note"), ""),
         "n_levels": len(levels),
         "n_total": int(sum(len(lv.values) for lv in levels)),
         "design": "independent",
         "n_blocks": 0,
-        "shapiro_min_p": math.nan,
-        "normal": None,
-        "levene_p": math.nan,
-        "equal_var": None,
         "test": "skipped",
-        "test_reason": "",
-        "statistic": math.nan,
-        "df_between": math.nan,
-        "df_within": math.nan,
-        "p_value": math.nan,
-        "effect_size": math.nan,
-        "effect_size_kind": None,
-        "significant": None,
-        "verdict": "",
-        "note": "",
     }
 
 

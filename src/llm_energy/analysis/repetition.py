@@ -112,14 +112,9 @@ def _config_text(row: pd.Series) -> str:
 def repetition_headline(table: pd.DataFrame, *, ratio_threshold: float = 1.25) -> dict[str, Any]:
     """The ``repetition`` block of metrics.json: how many configurations were flagged, and the
     largest rep-0 ratio among them (``worst_*``; null when nothing was flagged)."""
-    out: dict[str, Any] = {
-        "n_configs_tested": 0,
-        "n_configs_flagged": 0,
-        "worst_metric": None,
-        "worst_ratio": None,
-        "worst_config": None,
-        "ratio_threshold": ratio_threshold,
-    }
+    out: dict[str, Any] = {"n_configs_tested": 0, "n_configs_flagged": 0}
+    out |= dict.fromkeys(("worst_metric", "worst_ratio", "worst_config"))
+    out["ratio_threshold"] = ratio_threshold
     if table is None or table.empty:
         return out
     keys = list(CONFIG_KEYS)
