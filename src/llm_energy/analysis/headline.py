@@ -174,7 +174,7 @@ def by_clock_metrics(summary: pd.DataFrame | None, device: Any) -> dict[str, dic
     if summary is None or summary.empty:
         return out
     used = pd.to_numeric(summary.get("n"), errors="coerce").fillna(0) > 0
-    rows = summary.loc[used, [c for c in BY_CLOCK_FIELDS if c in summary]]  # to_dict is per cell
+    rows = summary.loc[used, [c for c in BY_CLOCK_FIELDS if c in summary]]  # to_dict: cell by cell
     for i, row in enumerate(rows.to_dict("records")):
         entry = {new: row.get(old) for old, new in BY_CLOCK_FIELDS.items() if old in row}
         entry["device"] = device

@@ -56,7 +56,7 @@ def metric_items(
     """One row per stratum × frequency level × item with a finite ``metric``: the keys, the item,
     ``latency_s``, ``num`` / ``den`` (Σ energy and Σ tokens for J/token; the item's mean value
     and 1 otherwise) and ``value``. ``items``: :func:`level_items` of the same requests, when
-    already made. Only these columns: every group and merge downstream copies what it carries."""
+    already made. Only these columns: every group taken downstream copies what it carries."""
     items = level_items(requests) if items is None else items
     if metric not in items.columns:
         raise KeyError(f"metric {metric!r} is not a column of the requests")
