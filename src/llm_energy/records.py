@@ -275,7 +275,8 @@ def _fits(value: Any, kind: Kind) -> bool:
 
 def _cast(series: pd.Series, col: Column) -> pd.Series:
     if col.kind == "float":
-        return pd.to_numeric(series, errors="coerce").astype("float64")
+        values = pd.to_numeric(series, errors="coerce")
+        return values if values.dtype == "float64" else values.astype("float64")  # astype: a copy
     if col.kind == "int":
         values = [None if _is_null(v) else int(v) for v in series.tolist()]
         return pd.Series(values, index=series.index, dtype=col.dtype)

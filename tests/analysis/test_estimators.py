@@ -15,6 +15,7 @@ from hand_stats import hc2_se, kish_df, paired_ratio_by_hand
 from llm_energy.analysis.estimators import (
     MIN_ITEMS,
     Estimate,
+    PairedRatio,
     mean_estimate,
     median_estimate,
     not_estimable,
@@ -23,6 +24,7 @@ from llm_energy.analysis.estimators import (
     widen,
     with_extra_se,
 )
+from llm_energy.analysis.selection import upper_bound
 
 LEVEL = 0.95
 
@@ -423,6 +425,25 @@ def test_widen_recomputes_the_interval_at_another_level() -> None:
     kept = widen(not_estimable(1.0, 1, "1 item", LEVEL), 0.99)
     _assert_not_estimable(kept, "1 item")
     assert kept.level == 0.99
+
+
+@pytest.mark.parametrize("df", [1.0, 2.5, 4.0, 11.3, 1e3])
+def test_t_quantiles_and_tails_are_scipy_stats_t_bit_for_bit(df: float) -> None:
+    # estimators and selection call scipy.special's stdtrit / stdtr (what scipy.stats.t's ppf,
+    # cdf and sf call), so that the plots stage never imports scipy.stats: the same numbers
+    est = Estimate(1.2, 1.0, 1.4, se=0.05, df=df, n=5, level=LEVEL, log_scale=True)
+    centre, level = math.log(1.2), 1 - 0.05 / 12
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * est.se
+    assert (widen(est, level).ci_low, widen(est, level).ci_high) == (
+        math.exp(centre - half),
+        math.exp(centre + half),
+    )
+    t = centre / est.se
+    tested = PairedRatio.tested(est)
+    assert tested.p_two_sided == float(2.0 * stats.t.sf(abs(t), df))
+    assert (tested.p_lower, tested.p_higher) == (stats.t.cdf(t, df), stats.t.sf(t, df))
+    bound = math.exp(centre + float(stats.t.ppf(1 - 0.05, df)) * est.se)
+    assert upper_bound(est, 0.05) == bound
 
 
 # --- every "not estimable" edge: a note and NaN bounds, never a zero-width interval ---------------

@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.oneway import anova_oneway
+import scipy  # scipy.stats loads on first use (plots imports this module, runs no test)
 
 TestChoice = Literal["auto", "anova", "welch_anova", "kruskal", "rm_anova", "friedman", "mixedlm"]
 BLOCKED_TESTS = frozenset({"rm_anova", "friedman", "wilcoxon", "mixedlm"})
@@ -85,31 +84,21 @@ def matched_rank_biserial(diffs: np.ndarray) -> float:
     d = diffs[np.isfinite(diffs) & (diffs != 0)]
     if d.size == 0:
         return math.nan
-    ranks = stats.rankdata(np.abs(d))
+    ranks = scipy.stats.rankdata(np.abs(d))
     return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
 
 
 def _empty_result(levels: list[LevelSample]) -> dict[str, Any]:
+    nan = "shapiro_min_p levene_p statistic df_between df_within p_value effect_size".split()
     return {
+        **dict.fromkeys(nan, math.nan),
+        **dict.fromkeys(("normal", "equal_var", "effect_size_kind", "significant")),
+        **dict.fromkeys(("test_reason", "verdict", "note"), ""),
         "n_levels": len(levels),
         "n_total": int(sum(len(lv.values) for lv in levels)),
         "design": "independent",
         "n_blocks": 0,
-        "shapiro_min_p": math.nan,
-        "normal": None,
-        "levene_p": math.nan,
-        "equal_var": None,
         "test": "skipped",
-        "test_reason": "",
-        "statistic": math.nan,
-        "df_between": math.nan,
-        "df_within": math.nan,
-        "p_value": math.nan,
-        "effect_size": math.nan,
-        "effect_size_kind": None,
-        "significant": None,
-        "verdict": "",
-        "note": "",
     }
 
 
@@ -117,10 +106,10 @@ def _pretests(groups: list[np.ndarray], alpha: float) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         shapiro_ps = [
-            float(stats.shapiro(g).pvalue) if len(g) >= 3 and np.ptp(g) > 0 else math.nan
+            float(scipy.stats.shapiro(g).pvalue) if len(g) >= 3 and np.ptp(g) > 0 else math.nan
             for g in groups
         ]
-        levene_p = float(stats.levene(*groups, center="median").pvalue)
+        levene_p = float(scipy.stats.levene(*groups, center="median").pvalue)
     finite = [p for p in shapiro_ps if np.isfinite(p)]
     return {
         # an untestable level (n < 3 or constant) counts as not normal
@@ -136,7 +125,7 @@ def _independent(groups: list[np.ndarray], test: str) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if test == "anova":
-            res = stats.f_oneway(*groups)
+            res = scipy.stats.f_oneway(*groups)
             return {
                 "statistic": float(res.statistic),
                 "p_value": float(res.pvalue),
@@ -146,6 +135,8 @@ def _independent(groups: list[np.ndarray], test: str) -> dict[str, Any]:
                 "effect_size_kind": "eta_squared",
             }
         if test == "welch_anova":
+            from statsmodels.stats.oneway import anova_oneway
+
             welch = anova_oneway(groups, use_var="unequal", welch_correction=True)
             return {
                 "statistic": float(welch.statistic),
@@ -155,7 +146,7 @@ def _independent(groups: list[np.ndarray], test: str) -> dict[str, Any]:
                 "effect_size": eta_squared(groups),
                 "effect_size_kind": "eta_squared",
             }
-        res = stats.kruskal(*groups)
+        res = scipy.stats.kruskal(*groups)
         return {
             "statistic": float(res.statistic),
             "p_value": float(res.pvalue),
@@ -171,7 +162,7 @@ def _friedman(matrix: pd.DataFrame) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if k == 2:
-            res = stats.wilcoxon(data[:, 1], data[:, 0])
+            res = scipy.stats.wilcoxon(data[:, 1], data[:, 0])
             return {
                 "test": "wilcoxon",
                 "statistic": float(res.statistic),
@@ -180,7 +171,7 @@ def _friedman(matrix: pd.DataFrame) -> dict[str, Any]:
                 "effect_size": matched_rank_biserial(data[:, 1] - data[:, 0]),
                 "effect_size_kind": "matched_rank_biserial",
             }
-        res = stats.friedmanchisquare(*data.T)
+        res = scipy.stats.friedmanchisquare(*data.T)
     return {
         "test": "friedman",
         "statistic": float(res.statistic),
@@ -244,7 +235,7 @@ def mixedlm_level_test(levels: list[LevelSample]) -> dict[str, Any]:
     return {
         "test": "mixedlm",
         "statistic": lr,
-        "p_value": float(stats.chi2.sf(lr, k - 1)),
+        "p_value": float(scipy.stats.chi2.sf(lr, k - 1)),
         "df_between": k - 1,
         "effect_size": math.nan,
         "effect_size_kind": None,

@@ -19,7 +19,7 @@ from llm_energy.analysis.records import (
     valid_mask,
 )
 from llm_energy.analysis.summary import summarize
-from llm_energy.analysis.windows import window_table
+from llm_energy.analysis.windows import window_keys
 
 
 def json_clean(value: Any) -> Any:
@@ -64,23 +64,16 @@ def _finite_mean(series: pd.Series) -> float:
 
 
 JPT_CI = ("j_per_token_ci_low", "j_per_token_ci_high")
-#: summary column → field of a task's entry in metrics.json (plus its ``quality_<name>`` scores)
+#: summary column → field of a task's entry in metrics.json, the column without ``_mean`` (plus
+#: its ``quality_<name>`` scores); decode shares (infer.phases): Σ decode / Σ total over its items
 TASK_FIELDS: dict[str, str] = {
-    "n_items": "n_items",
-    "j_per_token_mean": "j_per_token",
-    "j_per_token_ci_low": "j_per_token_ci_low",
-    "j_per_token_ci_high": "j_per_token_ci_high",
-    "latency_p50_s": "latency_p50_s",
-    "latency_p50_ci_low": "latency_p50_ci_low",
-    "latency_p50_ci_high": "latency_p50_ci_high",
-    "tokens_per_s_mean": "tokens_per_s",
-    "dynamic_j_per_token_mean": "dynamic_j_per_token",
-    "perplexity": "perplexity",
-    # infer.phases: Σ decode / Σ total over the task's items
-    "decode_share_energy_mean": "decode_share_energy",
-    "decode_share_energy_ci_low": "decode_share_energy_ci_low",
-    "decode_share_energy_ci_high": "decode_share_energy_ci_high",
-    "decode_share_time_mean": "decode_share_time",
+    c: c.removesuffix("_mean")
+    for c in (
+        "n_items j_per_token_mean j_per_token_ci_low j_per_token_ci_high latency_p50_s "
+        "latency_p50_ci_low latency_p50_ci_high tokens_per_s_mean dynamic_j_per_token_mean "
+        "perplexity decode_share_energy_mean decode_share_energy_ci_low "
+        "decode_share_energy_ci_high decode_share_time_mean"
+    ).split()
 }
 
 
@@ -143,7 +136,7 @@ def headline_metrics(
     counts = {
         "n_requests": len(df),
         "n_valid": int(valid.sum()),
-        "n_windows": len(window_table(dv, prepared=True, valid_only=False)),
+        "n_windows": int(window_keys(dv).nunique()),  # window_table's rows, without the table
         "n_excluded": int((~valid).sum()),
         "n_configs": len(summary) if summary is not None else 0,
     }
@@ -161,23 +154,15 @@ def headline_metrics(
     return json_clean(out | {"by_clock": by_clock_metrics(summary, gpu["name"])})
 
 
-#: per-configuration summary column → ``by_clock`` field (``llm-energy compare`` reads these)
+#: per-configuration summary column → ``by_clock`` field (``llm-energy compare`` reads these):
+#: the column itself but ``freq_mhz`` and ``j_per_token``
 BY_CLOCK_FIELDS: dict[str, str] = {
-    "model": "model",
-    "task": "task",
-    "engine": "engine",
-    "batch_size": "batch_size",
-    "input_tokens_target": "input_tokens_target",
-    "output_tokens_target": "output_tokens_target",
-    "freq_applied_mhz": "freq_mhz",
-    "default_clocks": "default_clocks",
-    "energy_kind": "energy_kind",
-    "energy_source": "energy_source",
-    "n": "n",
-    "j_per_token_mean": "j_per_token",
-    "j_per_token_ci_low": "j_per_token_ci_low",
-    "j_per_token_ci_high": "j_per_token_ci_high",
-    "latency_p50_s": "latency_p50_s",
+    c: {"freq_applied_mhz": "freq_mhz", "j_per_token_mean": "j_per_token"}.get(c, c)
+    for c in (
+        "model task engine batch_size input_tokens_target output_tokens_target freq_applied_mhz "
+        "default_clocks energy_kind energy_source n j_per_token_mean j_per_token_ci_low "
+        "j_per_token_ci_high latency_p50_s"
+    ).split()
 }
 
 
@@ -188,7 +173,8 @@ def by_clock_metrics(summary: pd.DataFrame | None, device: Any) -> dict[str, dic
     out: dict[str, dict[str, Any]] = {}
     if summary is None or summary.empty:
         return out
-    rows = summary[pd.to_numeric(summary.get("n"), errors="coerce").fillna(0) > 0]
+    used = pd.to_numeric(summary.get("n"), errors="coerce").fillna(0) > 0
+    rows = summary.loc[used, [c for c in BY_CLOCK_FIELDS if c in summary]]  # to_dict: cell by cell
     for i, row in enumerate(rows.to_dict("records")):
         entry = {new: row.get(old) for old, new in BY_CLOCK_FIELDS.items() if old in row}
         entry["device"] = device

@@ -69,7 +69,8 @@ METRICS: tuple[str, ...] = (
 
 def numeric_column(requests: pd.DataFrame, col: str) -> pd.Series:
     """Column as float, NaN where null (the schema guarantees the column exists)."""
-    return pd.to_numeric(requests[col], errors="coerce").astype("float64")
+    values = pd.to_numeric(requests[col], errors="coerce")
+    return values if values.dtype == "float64" else values.astype("float64")  # astype: a copy
 
 
 def is_missing(value: Any) -> bool:

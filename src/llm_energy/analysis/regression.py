@@ -81,6 +81,7 @@ def energy_ols(
     min_rows: int | None = None,
     ci_level: float,
     gpu_name: str | None = None,
+    windows: pd.DataFrame | None = None,  # window_table(requests), when already made
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """OLS ``response ~ 1 + predictors`` over valid windows of one energy kind (``energy_kind``,
     else measured > estimated > simulated) and one GPU model (with several and no ``gpu_name``
@@ -91,7 +92,7 @@ def energy_ols(
     Returns ``(coef_df, info)``: :data:`COEF_COLUMNS` with t-based p-values and CIs (``attrs``
     carry ``r2``, ``n``, ``n_clusters``, ``cov_type``, ``energy_kind`` for the report).
     """
-    df = window_table(requests)
+    df = window_table(requests) if windows is None else windows
     kind = energy_kind if energy_kind is not None else choose_energy_kind(df["energy_kind"])
     df = df[df["energy_kind"] == kind] if kind is not None else df
     info: dict[str, Any] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+import scipy  # scipy.stats loads on first use
 
 from llm_energy.analysis.headline import json_clean
 from llm_energy.analysis.records import CONFIG_KEYS, FREQ_LEVEL_COL, freq_label, is_missing
@@ -44,10 +44,10 @@ def _compare(first: pd.DataFrame, rest: pd.DataFrame, metric: str) -> dict[str, 
         warnings.simplefilter("ignore")
         try:
             if len(pairs) >= 2:
-                res = stats.wilcoxon(pairs["x"], pairs["y"])
+                res = scipy.stats.wilcoxon(pairs["x"], pairs["y"])
                 out.update(test="wilcoxon_signed_rank", n_pairs=len(pairs))
             else:
-                res = stats.mannwhitneyu(a, b, alternative="two-sided")
+                res = scipy.stats.mannwhitneyu(a, b, alternative="two-sided")
                 out["test"] = "mann_whitney_u"
             out["p_value"] = float(res.pvalue)
         except ValueError:  # e.g. every paired difference is zero
@@ -62,10 +62,14 @@ def repetition_effect(
     alpha: float,
     ratio_threshold: float = 1.25,
     min_ratio: float = 1.05,
+    windows: pd.DataFrame | None = None,  # window_table(requests), when already made
 ) -> pd.DataFrame:
     """Rep 0 vs rep ≥ 1 per configuration and metric over valid windows (configurations with
     both only; rule in the module docstring). Columns: :data:`REPETITION_COLUMNS`."""
-    windows = window_table(requests)
+    reps = pd.to_numeric(requests["rep"], errors="coerce")
+    if not ((reps == 0).any() and (reps >= 1).any()):  # one repetition: nothing to compare
+        return pd.DataFrame(columns=REPETITION_COLUMNS)
+    windows = window_table(requests) if windows is None else windows
     if windows.empty:
         return pd.DataFrame(columns=REPETITION_COLUMNS)
     # configurations as in summary.csv: default clocks never merge with a cap at the same clock
@@ -108,14 +112,9 @@ def _config_text(row: pd.Series) -> str:
 def repetition_headline(table: pd.DataFrame, *, ratio_threshold: float = 1.25) -> dict[str, Any]:
     """The ``repetition`` block of metrics.json: how many configurations were flagged, and the
     largest rep-0 ratio among them (``worst_*``; null when nothing was flagged)."""
-    out: dict[str, Any] = {
-        "n_configs_tested": 0,
-        "n_configs_flagged": 0,
-        "worst_metric": None,
-        "worst_ratio": None,
-        "worst_config": None,
-        "ratio_threshold": ratio_threshold,
-    }
+    out: dict[str, Any] = {"n_configs_tested": 0, "n_configs_flagged": 0}
+    out |= dict.fromkeys(("worst_metric", "worst_ratio", "worst_config"))
+    out["ratio_threshold"] = ratio_threshold
     if table is None or table.empty:
         return out
     keys = list(CONFIG_KEYS)

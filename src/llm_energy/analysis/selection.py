@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+import scipy
 
 from llm_energy.analysis.estimators import Estimate, PairedRatio, widen
 
@@ -37,7 +37,8 @@ def upper_bound(ratio: Estimate, alpha: float) -> float:
     """One-sided upper ``1 − alpha`` bound of a log-scale ratio; NaN when not estimable."""
     if not ratio.estimable:
         return math.nan
-    return math.exp(math.log(ratio.value) + float(stats.t.ppf(1.0 - alpha, ratio.df)) * ratio.se)
+    t_quantile = float(scipy.special.stdtrit(ratio.df, 1.0 - alpha))  # = stats.t.ppf
+    return math.exp(math.log(ratio.value) + t_quantile * ratio.se)
 
 
 @dataclass(frozen=True)

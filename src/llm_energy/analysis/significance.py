@@ -5,14 +5,14 @@ clock and length/energy rank correlations, over items of valid requests, within 
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
+import scipy  # scipy.stats loads on first use (plots imports this module, runs no test)
 
 from llm_energy.analysis.designs import LevelSample, TestChoice, omnibus
 from llm_energy.analysis.estimators import PairedRatio, independent_ratio, paired_ratio
@@ -43,27 +43,30 @@ SPEARMAN_COLUMNS: list[str] = (
 ).split()
 
 
-def level_items(requests: pd.DataFrame) -> pd.DataFrame:
+def level_items(requests: pd.DataFrame, windows: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every metric per stratum × frequency level × item: what :func:`metric_items` reads (one
-    table for a study's tests, so its windows are pooled once)."""
-    return item_table(window_table(requests), [*STRATUM_KEYS, FREQ_LEVEL_COL])
+    table for a study's tests, so its windows are pooled once; ``windows``: their table)."""
+    windows = window_table(requests) if windows is None else windows
+    return item_table(windows, [*STRATUM_KEYS, FREQ_LEVEL_COL])
 
 
 def metric_items(
     requests: pd.DataFrame, metric: str, items: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per stratum × frequency level × item with a finite ``metric``: ``num`` / ``den``
-    (Σ energy and Σ tokens for J/token; the item's mean value and 1 otherwise) and ``value``.
-    ``items``: :func:`level_items` of the same requests, when already made."""
+    """One row per stratum × frequency level × item with a finite ``metric``: the keys, the item,
+    ``latency_s``, ``num`` / ``den`` (Σ energy and Σ tokens for J/token; the item's mean value
+    and 1 otherwise) and ``value``. ``items``: :func:`level_items` of the same requests, when
+    already made. Only these columns: every group taken downstream copies what it carries."""
     items = level_items(requests) if items is None else items
     if metric not in items.columns:
         raise KeyError(f"metric {metric!r} is not a column of the requests")
-    if metric in RATIO_METRICS:
-        items = items.assign(num=items[f"{metric}_num"], den=items[f"{metric}_den"])
-    else:
-        items = items.assign(num=items[metric], den=1.0)
-    items = items.assign(value=pd.to_numeric(items[metric], errors="coerce"))
-    return items[np.isfinite(items["value"].to_numpy(dtype=float))]
+    ratio = metric in RATIO_METRICS
+    out = items[[*STRATUM_KEYS, FREQ_LEVEL_COL, ITEM_COL, "latency_s"]].assign(
+        num=items[f"{metric}_num"] if ratio else items[metric],
+        den=items[f"{metric}_den"] if ratio else 1.0,
+        value=pd.to_numeric(items[metric], errors="coerce"),
+    )
+    return out[np.isfinite(out["value"].to_numpy(dtype=float))]
 
 
 def _strata(df: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
@@ -156,26 +159,33 @@ def paired_on_items(
 ) -> PairedRatio:
     """``Σ num / Σ den`` of a level's items over the baseline's, on the items both ran (rows of
     :func:`metric_items`; ``den`` None: a mean of ``num``)."""
-    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
-    ones = np.ones(len(both))
-    a_den = ones if den is None else both[den].to_numpy(dtype=float)
-    b_den = ones if den is None else both[f"{den}_b"].to_numpy(dtype=float)
-    a_num, b_num = (both[c].to_numpy(dtype=float) for c in (num, f"{num}_b"))
-    return paired_ratio(a_num, a_den, b_num, b_den, level=level)
+    both = _pairs(sub, base, [num] if den is None else [num, den])
+    ones = np.ones(len(both[num]))
+    a_den, b_den = (ones, ones) if den is None else (both[den], both[f"{den}_b"])
+    return paired_ratio(both[num], a_den, both[f"{num}_b"], b_den, level=level)
+
+
+def _pairs(sub: pd.DataFrame, base: pd.DataFrame, cols: list[str]) -> dict[str, np.ndarray]:
+    """``cols`` of the items both ran, in ``sub``'s order, the baseline's suffixed ``_b``: an
+    inner merge on the item (unique within a level), without a merge's cost per call."""
+    pos = pd.Index(base[ITEM_COL]).get_indexer(sub[ITEM_COL])
+    mine = pos >= 0
+    out = {c: sub[c].to_numpy(dtype=float)[mine] for c in cols}
+    return out | {f"{c}_b": base[c].to_numpy(dtype=float)[pos[mine]] for c in cols}
 
 
 def _compare(sub: pd.DataFrame, base: pd.DataFrame, ci_level: float) -> dict[str, Any]:
     """The cap vs the baseline on the items both ran (paired); with none in common, the two
     Σ/Σ ratios as independent samples (their variances add)."""
-    both = sub.merge(base, on=ITEM_COL, suffixes=("", "_b"))
-    out: dict[str, Any] = {"n": len(sub), "n_baseline": len(base), "n_pairs": len(both)}
-    if len(both):
-        parts = (both["num"], both["den"], both["num_b"], both["den_b"])
-        test, res = PAIRED_TEST, paired_on_items(sub, base, "num", "den", level=ci_level)
+    both = _pairs(sub, base, ["num", "den"])
+    n_pairs = len(both["num"])
+    out: dict[str, Any] = {"n": len(sub), "n_baseline": len(base), "n_pairs": n_pairs}
+    if n_pairs:
+        parts = [both[c] for c in ("num", "den", "num_b", "den_b")]
+        test, res = PAIRED_TEST, paired_ratio(*parts, level=ci_level)
     else:
-        parts = (sub["num"], sub["den"], base["num"], base["den"])
-        test = UNPAIRED_TEST
-        res = independent_ratio(*(x.to_numpy(dtype=float) for x in parts), level=ci_level)
+        parts = [f[c].to_numpy(dtype=float) for f in (sub, base) for c in ("num", "den")]
+        test, res = UNPAIRED_TEST, independent_ratio(*parts, level=ci_level)
     est = res.ratio
     out.update(
         mean=float(parts[0].sum() / parts[1].sum()),
@@ -239,11 +249,19 @@ def pairwise_vs_default(
 
 
 def _holm(rows: list[dict[str, Any]], alpha: float) -> None:
+    from statsmodels.stats.multitest import multipletests
+
     pvals = np.array([r.get("p_value", math.nan) for r in rows], dtype=float)
     finite = np.isfinite(pvals)
     adjusted = np.full(len(pvals), np.nan)
     if finite.any():
-        adjusted[finite] = multipletests(pvals[finite], alpha=alpha, method="holm")[1]
+        # statsmodels' Holm runs a full gc.collect() per call (~25 ms over a heap holding
+        # scipy and pandas): frozen, the objects alive now are not traversed again
+        gc.freeze()
+        try:
+            adjusted[finite] = multipletests(pvals[finite], alpha=alpha, method="holm")[1]
+        finally:
+            gc.unfreeze()
     for r, p_adj in zip(rows, adjusted, strict=True):
         r["p_holm"] = float(p_adj)
         r["significant"] = bool(np.isfinite(p_adj) and p_adj < alpha)
@@ -272,7 +290,7 @@ def _spearman_row(
         return {**out, "note": f"skipped: {variable} is constant"}
     if np.ptp(yv) == 0:
         return {**out, "note": f"skipped: {metric} is constant"}
-    res = stats.spearmanr(xv, yv)
+    res = scipy.stats.spearmanr(xv, yv)
     return {**out, "rho": float(res.statistic), "p_value": float(res.pvalue), "note": ""}
 
 
@@ -288,7 +306,7 @@ def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
     w = np.array([r["n"] - 3.0 for r in usable])
     pooled = float((w * z).sum() / w.sum())
     q = float((w * (z - pooled) ** 2).sum())
-    q_p = float(stats.chi2.sf(q, len(usable) - 1))
+    q_p = float(scipy.stats.chi2.sf(q, len(usable) - 1))
     if q_p < alpha:
         return {
             **out,
@@ -296,7 +314,7 @@ def _pooled_row(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
             "note": f"strata disagree (Cochran's Q p={q_p:.3g}): no pooled statement",
         }
     stat = pooled * math.sqrt(w.sum())
-    p_value = float(2.0 * stats.norm.sf(abs(stat)))
+    p_value = float(2.0 * scipy.stats.norm.sf(abs(stat)))
     return {
         **out,
         "rho": math.tanh(pooled),
@@ -314,12 +332,13 @@ def spearman_lengths(
     variables: tuple[str, ...] = ("input_tokens", "output_tokens"),
     min_samples: int,
     alpha: float = 0.05,
+    windows: pd.DataFrame | None = None,  # window_table(requests), when already made
 ) -> pd.DataFrame:
     """Spearman ρ of input/output length with ``metric``, one point per item, per stratum of
     :data:`LENGTH_STRATUM_KEYS`, plus a Fisher-z ``pooled`` row per energy kind, GPU model and
     variable (docs/statistics.md, ``spearman.csv``). Columns: :data:`SPEARMAN_COLUMNS`.
     """
-    windows = window_table(requests)
+    windows = window_table(requests) if windows is None else windows
     if windows.empty:
         return pd.DataFrame(columns=SPEARMAN_COLUMNS)
     items = item_table(windows, list(LENGTH_STRATUM_KEYS))

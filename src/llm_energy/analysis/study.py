@@ -19,6 +19,7 @@ from llm_energy.analysis.significance import (
     spearman_lengths,
 )
 from llm_energy.analysis.tradeoff import pareto_frontier, recommend_cap
+from llm_energy.analysis.windows import window_table
 
 
 def stats_tables(
@@ -31,19 +32,22 @@ def stats_tables(
     ci_level: float,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Every table of reports/stats/ (name → frame) and the regression's fit information."""
-    coef, ols_info = energy_ols(requests, ci_level=ci_level)
-    items = level_items(requests)  # every test's item values, pooled from the windows once
+    windows = window_table(requests)  # made once for every table that reads windows
+    coef, ols_info = energy_ols(requests, ci_level=ci_level, windows=windows)
+    items = level_items(requests, windows)  # every test's item values, pooled once
     tests = {"alpha": alpha, "min_samples": min_samples, "items": items}
     tables = {
         "frequency_effect": frequency_effect(requests, **tests),
         "pairwise": pairwise_vs_default(requests, ci_level=ci_level, **tests),
-        "spearman": spearman_lengths(requests, min_samples=min_samples, alpha=alpha),
+        "spearman": spearman_lengths(
+            requests, min_samples=min_samples, alpha=alpha, windows=windows
+        ),
         "regression": coef,
         "pareto": pareto_frontier(summary),
         "recommendation": recommend_cap(
             requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level, **tests
         ),
-        "repetition": repetition_effect(requests, alpha=alpha),
+        "repetition": repetition_effect(requests, alpha=alpha, windows=windows),
         "phases": phase_response(requests, ci_level=ci_level, **tests),
         "phase_clocks": phase_clock_estimate(
             requests, latency_budget_pct=latency_budget_pct, ci_level=ci_level, items=items

@@ -227,20 +227,11 @@ def _recommend_stratum(
 def savings_headline(recommendations: pd.DataFrame) -> dict[str, Any]:
     """The ``tradeoff`` block of metrics.json: the largest claimed energy saving within budget
     (nulls when no stratum claims one)."""
-    out: dict[str, Any] = {
-        "best_saving_pct": None,
-        "best_saving_ci_low": None,
-        "best_saving_ci_high": None,
-        "recommended_freq_mhz": None,
-        "latency_change_pct": None,
-        "latency_change_ci_high": None,
-        "latency_budget_pct": None,
-        "model": None,
-        "task": None,
-        "energy_kind": None,
-        "n_strata": len(recommendations),
-        "n_strata_with_saving": 0,
-    }
+    out: dict[str, Any] = dict.fromkeys(
+        "best_saving_pct best_saving_ci_low best_saving_ci_high recommended_freq_mhz "
+        "latency_change_pct latency_change_ci_high latency_budget_pct model task energy_kind".split()
+    )
+    out |= {"n_strata": len(recommendations), "n_strata_with_saving": 0}
     if recommendations.empty:
         return json_clean(out)
     budgets = recommendations["latency_budget_pct"].dropna().unique()

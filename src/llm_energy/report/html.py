@@ -84,23 +84,24 @@ def markdown_to_html(
 ) -> str:
     """Markdown (CommonMark with pipe tables) → HTML; images named in ``figures`` are embedded
     and their names added to ``used``."""
+    return _render(text, figures, used)[0]
+
+
+def _render(
+    text: str, figures: Mapping[str, bytes] | None, used: set[str] | None
+) -> tuple[str, str | None]:
+    """:func:`markdown_to_html` and the first level-1 heading's text, from one parse."""
     md = _markdown()
     env = {"figures": figures or {}, "used": used if used is not None else set()}
     tokens = md.parse(text, env)
+    opens = (i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h1")
+    h1 = next((tokens[i + 1].content.strip() for i in opens), None)
     for i, token in enumerate(tokens):
         children = token.children or []
         if token.type == "inline" and len(children) == 1 and children[0].type == "image":
             # a figure stands on its own, not inside a paragraph
             tokens[i - 1].hidden = tokens[i + 1].hidden = True
-    return md.renderer.render(tokens, md.options, env)
-
-
-def _first_h1(text: str) -> str | None:
-    tokens = _markdown().parse(text)
-    for i, token in enumerate(tokens[:-1]):
-        if token.type == "heading_open" and token.tag == "h1":
-            return tokens[i + 1].content.strip()
-    return None
+    return md.renderer.render(tokens, md.options, env), h1
 
 
 def build_html(
@@ -120,7 +121,7 @@ def build_html(
     else:
         text = "\n\n".join(markdown_text_or_sections)
     used: set[str] = set()
-    body = markdown_to_html(text, figures, used)
+    body, h1 = _render(text, figures, used)
     appended = [
         {"alt": n, "name": n, "uri": png_data_uri(png)}
         for n, png in figures.items()
@@ -130,7 +131,7 @@ def build_html(
         report_templates()
         .get_template("report.html.j2")
         .render(
-            title=title if title is not None else _first_h1(text) or "LLM energy report",
+            title=title if title is not None else h1 or "LLM energy report",
             body=body,
             appended=appended,
         )
