@@ -24,6 +24,7 @@ def child_env() -> dict[str, str]:
         f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stage cmd `python`
     )
     env.pop("LLM_ENERGY_ROOT", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: __pycache__ lands in deps folders
     return env
 
 
