@@ -208,7 +208,13 @@ def fresh_workspace(ws: Path, state_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["LLM_ENERGY_STATE_DIR"] = str(state_dir)
-    for key in ("LLM_ENERGY_ROOT", "LLM_ENERGY_PROGRESS_DIR", "DVC_EXP_NAME"):
+    # PYTHONDONTWRITEBYTECODE too: users' Python caches bytecode, so later stages reuse it
+    for key in (
+        "LLM_ENERGY_ROOT",
+        "LLM_ENERGY_PROGRESS_DIR",
+        "DVC_EXP_NAME",
+        "PYTHONDONTWRITEBYTECODE",
+    ):
         env.pop(key, None)
     make_workspace(ws, env)
     return env
