@@ -331,6 +331,20 @@ def test_median_estimate_matches_scipy_quantile_test_at_12_items() -> None:
     assert est.level == LEVEL and est.estimable
 
 
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95, 0.99, 0.999])
+def test_median_interval_is_the_one_scipy_quantile_test_gives(level: float) -> None:
+    # parity with the reference for every sample size a study meets (3..400 items)
+    rng = np.random.default_rng(int(level * 1000))
+    for n in range(3, 401):
+        values = rng.lognormal(0.0, 0.5, n)
+        est = median_estimate(values, level=level)
+        ci = stats.quantile_test(values, q=np.median(values), p=0.5).confidence_interval(level)
+        if math.isfinite(ci.low) and math.isfinite(ci.high):
+            assert (est.ci_low, est.ci_high, est.level) == (ci.low, ci.high, level), n
+        else:  # out of reach at this n: min–max at its own level
+            assert (est.ci_low, est.ci_high) == (values.min(), values.max()) and est.level < level
+
+
 def test_median_estimate_of_5_items_is_min_to_max_at_93_75_pct() -> None:
     values = np.array([3.0, 1.0, 4.0, 1.5, 9.0])
     est = median_estimate(values, level=LEVEL)
