@@ -15,7 +15,7 @@ import yaml
 
 from helpers import CONF, REPO
 from llm_energy.config.settings import ModelConfig
-from llm_energy.io.models import materialize
+from llm_energy.io.models import ModelLoadError, materialize
 from llm_energy.protocols import PromptTokenizer
 from llm_energy.sim.generate import BpeTokenizer, load_tokenizer
 from llm_energy.workload.prompts import render_prompt, template_from_file
@@ -120,3 +120,16 @@ def test_other_tokenizer_settings_load_through_transformers(
     assert not isinstance(tok, BpeTokenizer)
     ids = Fitter(tok, chat_template=True).encode("the mill")
     assert (ids[0], ids[-1]) == (tok.bos_token_id, tok.eos_token_id)
+
+
+def test_a_tokenizer_folder_missing_its_file_fails_in_one_line(
+    tmp_path: Path, train_texts: list[str]
+) -> None:
+    raw = yaml.safe_load((CONF / "model" / "tiny_gpt2.yaml").read_text())
+    model = ModelConfig.parse({**raw, "weights": "random"})
+    materialize(model, tmp_path, train_texts)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(
+        ModelLoadError, match=r"tokenizer.json is missing: re-run the `model` stage"
+    ):
+        load_tokenizer(model, tmp_path)

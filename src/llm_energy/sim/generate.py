@@ -170,18 +170,23 @@ class BpeTokenizer:
 
 def load_tokenizer(model: Any, model_dir: Path) -> Any:
     """The materialised tokenizer: `BpeTokenizer` for the plain BPE, else transformers' (no pad)."""
-    from llm_energy.io.models import REMATERIALIZE, materialized_source
+    from llm_energy.io.models import REMATERIALIZE, ModelLoadError, materialized_source
 
     source = Path(materialized_source(model, Path(model_dir)))
     settings = read_json(source / "tokenizer_config.json", remedy=REMATERIALIZE, expect=dict)
     # The keys materialize writes: others (chat template, BOS/EOS, clean-up) change transformers'.
-    keys = set("backend bos_token eos_token pad_token model_max_length tokenizer_class".split())
-    plain = settings.keys() <= keys and not (source / "chat_template.jinja").exists()
+    keys = "backend bos_token eos_token pad_token model_max_length tokenizer_class".split()
+    plain = settings.keys() <= set(keys) and not (source / "chat_template.jinja").exists()
     if plain and settings.get("tokenizer_class") == "TokenizersBackend":
-        return BpeTokenizer(source / "tokenizer.json")
+        if (source / "tokenizer.json").is_file():
+            return BpeTokenizer(source / "tokenizer.json")
+        raise ModelLoadError(f"{source / 'tokenizer.json'} is missing: {REMATERIALIZE}")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load the tokenizer in {source}: {REMATERIALIZE}") from exc
 
 
 def simulated_generator(
