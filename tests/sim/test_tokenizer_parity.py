@@ -67,15 +67,21 @@ class Fitter(PromptTokenizer):
         self.tok, self.chat_template = tok, chat_template
 
 
+def materialized_random(name: str, out: Path, texts: list[str]) -> ModelConfig:
+    """conf/model/<name>.yaml with random weights, materialised into ``out``."""
+    raw = yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text())
+    model = ModelConfig.parse({**raw, "weights": "random"})
+    materialize(model, out, texts)
+    return model
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_adapter_matches_transformers(
     name: str, tmp_path: Path, fields: list[tuple[str, dict[str, str]]], train_texts: list[str]
 ) -> None:
     from transformers import AutoTokenizer
 
-    raw = yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text())
-    model = ModelConfig.parse({**raw, "weights": "random"})
-    materialize(model, tmp_path, train_texts)
+    model = materialized_random(name, tmp_path, train_texts)
     ours, hf = load_tokenizer(model, tmp_path), AutoTokenizer.from_pretrained(tmp_path)
     assert isinstance(ours, BpeTokenizer) and len(ours) == len(hf)
     for token in (hf.pad_token, hf.eos_token, hf.bos_token):
@@ -83,7 +89,7 @@ def test_adapter_matches_transformers(
     assert (hf.pad_token_id, hf.eos_token_id) == (0, 1)  # as the config.json materialize wrote
     assert getattr(hf, "chat_template", None) is None  # so the prompt never takes that path
 
-    set_ = raw["prompt_set"]
+    set_ = model.prompt_set
     prompts = [
         render_prompt(template_from_file((REPO / "prompts" / set_ / f"{kind}.txt").read_text()), f)
         for kind, f in fields
@@ -110,9 +116,7 @@ def test_other_tokenizer_settings_load_through_transformers(
     tmp_path: Path, train_texts: list[str]
 ) -> None:
     """A setting the adapter does not serve (a chat template) leaves the load to transformers."""
-    raw = yaml.safe_load((CONF / "model" / "smollm2_135m.yaml").read_text())
-    model = ModelConfig.parse({**raw, "weights": "random"})
-    materialize(model, tmp_path, train_texts)
+    model = materialized_random("smollm2_135m", tmp_path, train_texts)
     config = tmp_path / "tokenizer_config.json"
     chat = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
     config.write_text(json.dumps({**json.loads(config.read_text()), "chat_template": chat}))
@@ -125,9 +129,7 @@ def test_other_tokenizer_settings_load_through_transformers(
 def test_a_tokenizer_folder_missing_its_file_fails_in_one_line(
     tmp_path: Path, train_texts: list[str]
 ) -> None:
-    raw = yaml.safe_load((CONF / "model" / "tiny_gpt2.yaml").read_text())
-    model = ModelConfig.parse({**raw, "weights": "random"})
-    materialize(model, tmp_path, train_texts)
+    model = materialized_random("tiny_gpt2", tmp_path, train_texts)
     (tmp_path / "tokenizer.json").unlink()
     with pytest.raises(
         ModelLoadError, match=r"tokenizer.json is missing: re-run the `model` stage"
