@@ -62,7 +62,7 @@ from llm_energy.errors import UserFacingError, one_line
 from llm_energy.io.files import write_json
 from llm_energy.run.provenance import git_commit
 from overhead import run_overhead
-from repeatability import phase_split, repeatability
+from repeatability import RunParts, phase_split, repeatability
 from tick_alignment import generate_work, run_tick_benchmark, sleep_work
 
 EXIT_GOALS_NOT_MET = 3  # ran to the end, but some goal failed or was skipped
@@ -227,15 +227,11 @@ def run_acceptance(
                     results["overhead"][role] = result
                     rows += overhead_rows(role, result)
                 elif phase == "split":
-                    result = phase_split(
-                        cfg, gen=gen, meter=meter, clocks=clocks, device=device, plan=plan, log=log
-                    )
+                    result = phase_split(cfg, RunParts(gen, meter, clocks, device), plan, log)
                     results["split"][role] = result
                     rows += split_rows(role, result)
                 elif phase == "repeat":
-                    result = repeatability(
-                        cfg, gen=gen, meter=meter, clocks=clocks, device=device, plan=plan, log=log
-                    )
+                    result = repeatability(cfg, RunParts(gen, meter, clocks, device), plan, log)
                     results["repeatability"][role] = result
                     rows += repeat_rows(role, result)
                 else:

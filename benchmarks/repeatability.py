@@ -7,6 +7,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bench_common import ROOT, Plan, restrict_tasks, sample_items
@@ -20,16 +21,22 @@ from llm_energy.run.runner import InferenceRun
 from overhead import RowSink
 
 
+@dataclass(frozen=True)
+class RunParts:
+    """What an InferenceRun measures with: the generator, meter, clocks and device."""
+
+    gen: Any
+    meter: EnergyMeter
+    clocks: Any
+    device: Any
+
+
 def through_runner(
-    cfg: Config,
-    tasks: tuple[str, ...],
-    infer: dict[str, Any],
-    plan: Plan,
-    **collaborators: Any,
+    cfg: Config, tasks: tuple[str, ...], infer: dict[str, Any], plan: Plan, parts: RunParts
 ) -> tuple[InferenceRun, Any, list[dict[str, Any]]]:
     """`plan.repeat_items` items of each task, batch 1, fixed output length, through
-    InferenceRun (the stage's warm-up, windows, records) with `infer` on top; `collaborators`:
-    its generator, meter, clocks and device. Returns the run, its totals and the ok rows."""
+    InferenceRun (the stage's warm-up, windows, records) with `infer` on top. Returns the run,
+    its totals and the ok rows."""
     raw = restrict_tasks(cfg.raw, tasks)
     raw["infer"] = {
         **raw["infer"],
@@ -43,10 +50,10 @@ def through_runner(
     sink = RowSink()
     run = InferenceRun(
         rcfg,
-        generator=collaborators["gen"],
-        meter=collaborators["meter"],
-        clocks=collaborators["clocks"],
-        device=collaborators["device"],
+        generator=parts.gen,
+        meter=parts.meter,
+        clocks=parts.clocks,
+        device=parts.device,
         items_by_task={t: sample_items(rcfg, t, plan.repeat_items) for t in tasks},
         templates=read_prompt_templates(rcfg, project_paths(ROOT)),
         write=sink,
@@ -56,21 +63,13 @@ def through_runner(
 
 
 def repeatability(
-    cfg: Config,
-    *,
-    gen: Any,
-    meter: EnergyMeter,
-    clocks: Any,
-    device: Any,
-    plan: Plan,
-    log: Callable[[str], None] = print,
+    cfg: Config, parts: RunParts, plan: Plan, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """`plan.repetitions` repetitions of the same requests per task shape through InferenceRun
     (the stage's warm-up, windows, records); J/token per repetition and its CV per task."""
     t0 = time.perf_counter()
     infer = {"repetitions": plan.repetitions, "phases": False}  # the split: phase_split below
-    parts = {"gen": gen, "meter": meter, "clocks": clocks, "device": device}
-    run, totals, ok = through_runner(cfg, REPEAT_TASKS, infer, plan, **parts)
+    run, totals, ok = through_runner(cfg, REPEAT_TASKS, infer, plan, parts)
     tasks: dict[str, Any] = {}
     for task in REPEAT_TASKS:
         per_rep: dict[int, list[dict[str, Any]]] = {}
@@ -106,20 +105,12 @@ def repeatability(
 
 
 def phase_split(
-    cfg: Config,
-    *,
-    gen: Any,
-    meter: EnergyMeter,
-    clocks: Any,
-    device: Any,
-    plan: Plan,
-    log: Callable[[str], None] = print,
+    cfg: Config, parts: RunParts, plan: Plan, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Prefill vs decode of the generation task through InferenceRun with infer.phases (each
     batch's prefill in its own windows, decode the rest): the decode shares of time and energy
     (Σ/Σ over requests), and how well prefill + decode match each request's total."""
-    parts = {"gen": gen, "meter": meter, "clocks": clocks, "device": device}
-    _, _, rows = through_runner(cfg, ("generation",), {"phases": True}, plan, **parts)
+    _, _, rows = through_runner(cfg, ("generation",), {"phases": True}, plan, parts)
     ok = [r for r in rows if r.get("prefill_energy_j") is not None]
 
     def total(key: str) -> float:
