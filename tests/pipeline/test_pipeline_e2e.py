@@ -239,3 +239,30 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: 
     assert len(pd.read_csv(workspace / "reports/plots/by_freq.csv")) == 3 * 6
     report = (workspace / "reports/report.md").read_text()
     assert "SIMULATED" in report.upper() and "MHz" in report
+
+
+def test_analysis_stages_in_the_stage_server_write_the_same_bytes(ws: Path) -> None:
+    """aggregate, stats and plots handed to `llm-energy stage-server` (run/stage_server.py)
+    write every output byte for byte as they do alone, and DVC finds the pipeline up to date."""
+
+    def outputs(**env: str) -> dict[Path, bytes]:
+        for stage in ("aggregate", "stats", "plots"):
+            subprocess.run(
+                [sys.executable, f"stages/{stage}.py"], cwd=ws, env=child_env() | env, check=True,
+                capture_output=True,
+            )  # fmt: skip
+        files = [p for d in ("data/aggregate", "reports") for p in sorted((ws / d).rglob("*"))]
+        return {p: p.read_bytes() for p in files if p.is_file()}
+
+    alone = outputs(LLM_ENERGY_STAGE_SERVER="off")
+    cli = [sys.executable, "-m", "llm_energy.cli.main", "stage-server"]
+    assert "running" in _run([*cli, "--idle-exit-s", "120"], ws).stdout
+    try:
+        served = outputs()
+        status = _run([*cli, "--status"], ws).stdout
+    finally:
+        _run([*cli, "--stop"], ws, check=False)
+    assert "3 stage(s) served" in status
+    assert len(alone) > 20 and served == alone
+    dvc_status = _run([sys.executable, "-m", "dvc", "status"], ws).stdout
+    assert "up to date" in dvc_status.lower() or dvc_status.strip() == ""

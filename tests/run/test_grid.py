@@ -229,8 +229,12 @@ def test_cli_queue_dry_run_and_real_commands(
         returncode = 0
 
     monkeypatch.setattr(cli_grid.subprocess, "run", lambda cmd, **k: ran.append(cmd) or Done())
+    servers: list[
+        bool
+    ] = []  # after queueing, the analysis stages' server starts (not on --dry-run)
+    monkeypatch.setattr(cli_grid, "start_stage_server", lambda: servers.append(True))
     code, _, _ = _grid(capsys, *sets)
-    assert code == 0 and ran == cmds
+    assert code == 0 and ran == cmds and servers == [True]
 
 
 def test_cli_writes_the_slurm_unit_list(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

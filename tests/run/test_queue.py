@@ -26,6 +26,7 @@ from helpers import experiment_data, experiment_metrics
 from llm_energy.control.gpulock import try_acquire_gpu
 from llm_energy.io.compose import compose_params
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
+from llm_energy.run import stage_server
 from llm_energy.sim.busy import simulated_gpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,6 +138,7 @@ def queued(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         status = wait_queue_done(ws, env)
     finally:
         run(dvc("queue", "stop", "--kill"), ws, env, check=False)
+        run(llm_energy("stage-server", "--stop"), ws, env, check=False)  # grid --queue started it
     names = [f"ci-tiny_gpt2-{t}" for t in ("generation", "qa", "summarization")][
         : 3 if three else 2
     ]
@@ -192,6 +194,16 @@ def test_units_stop_at_stats_and_render_their_report_on_demand(
     assert "Running stage 'plots'" in rendered and "Running stage 'infer'" not in rendered
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
     assert metrics["energy"]["kind"] == "simulated" and (clone / "reports" / "report.md").exists()
+
+
+def test_the_queue_analysis_stages_ran_in_the_stage_server(queued: dict[str, Any]) -> None:
+    log = stage_server.log_path(str(queued["state"])).read_text().splitlines()
+    entries = [json.loads(line) for line in log if line.startswith("{")]
+    assert not [e for e in entries if "refused" in e], entries  # the workers' env matches
+    served = [(Path(e["argv"][0]).stem, e["returncode"]) for e in entries if "argv" in e]
+    assert sorted(served) == sorted(
+        (s, 0) for s in ("aggregate", "stats") for _ in queued["names"]
+    ), served
 
 
 def test_third_experiment_waits_for_a_free_gpu(queued: dict[str, Any]) -> None:

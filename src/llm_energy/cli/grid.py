@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -136,7 +137,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if _run_each(cmds, paths.root, args.dry_run):
             return 2
     if args.queue:
-        return _run_each([queue_command(u, dvc) for u in units], paths.root, args.dry_run)
+        if _run_each([queue_command(u, dvc) for u in units], paths.root, args.dry_run):
+            return 2
+        if not args.dry_run:
+            start_stage_server()
+        return 0
     if args.json:
         print(json.dumps([u.to_dict() for u in units], indent=2))
     elif not (args.prepare or args.slurm_units):
@@ -145,6 +150,26 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for unit in units:
             print(f"{unit.name}  {shlex.join(unit.overrides)}")
     return 0
+
+
+def start_stage_server() -> None:
+    """The queue's analysis stages then skip their library imports (run/stage_server.py)."""
+    from llm_energy.run import stage_server
+
+    if os.environ.get(stage_server.SWITCH_ENV) == "off":
+        return
+    try:
+        facts = stage_server.start()
+    except (OSError, RuntimeError) as exc:  # only slower without it
+        print(
+            f"llm-energy grid: stage server not started ({exc}); stages run alone", file=sys.stderr
+        )
+        return
+    print(
+        f"stage server pid {facts['pid']} preloads the analysis libraries for the queue "
+        f"(exits after {facts['idle_exit_s']:.0f} s idle; `llm-energy stage-server --stop`); "
+        "now: dvc queue start -j <GPUs>"
+    )
 
 
 def _set_args(overrides: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ llm-energy doctor [--json] [K=V...] can a capped study run here? (exit 0 yes, 1 
 llm-energy grid [-e paper] [-S k=a,b] units of a study (a table; --json), --prepare, --queue,
                                     --slurm-units FILE (one per model x task, clocks inside)
 llm-energy grid status [--json]     progress of every unit (done/total, ETA, GPU, lost workers)
+llm-energy stage-server [--status|--stop]  preload the analysis stages' libraries (a daemon)
 """
 
 from __future__ import annotations
@@ -145,6 +146,26 @@ def _compare_figures(table: Any, out_dir: Path) -> None:
         (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig, dpi=dpi))
 
 
+def _cmd_stage_server(args: argparse.Namespace) -> int:
+    from llm_energy.run import stage_server
+
+    if args.stop or args.status:
+        facts = stage_server.control("stop" if args.stop else "status")
+        if facts is None:
+            print("no stage server serves this interpreter")
+            return 1
+    else:
+        try:
+            facts = stage_server.start(args.idle_exit_s)
+        except (OSError, RuntimeError) as exc:
+            print(f"llm-energy stage-server: error: {exc}", file=sys.stderr)
+            return 1
+    verb = "stopped" if args.stop else "running"
+    print(f"stage server {verb}: pid {facts['pid']}, {facts['served']} stage(s) served, exits "
+          f"after {facts['idle_exit_s']:.0f} s idle; preloaded {', '.join(facts['preloaded'])}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-energy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include experiments of all commits (-A)")
     p.add_argument("--latency-budget-pct", type=float, default=5.0)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "stage-server",
+        help="run aggregate/stats/plots in forks of a process with their libraries imported",
+        description="Starts (in the background) a server that has imported pandas, scipy and "
+        "statsmodels; the analysis stages of every experiment run by this interpreter then skip "
+        "those 1-2 s of imports. LLM_ENERGY_STAGE_SERVER=off makes a stage run itself anyway.",
+    )
+    p.add_argument("--status", action="store_true", help="is one running, and what it served")
+    p.add_argument("--stop", action="store_true", help="stop the running one")
+    p.add_argument("--idle-exit-s", type=float, default=3600.0, help="exit after this long idle")
+    p.set_defaults(func=_cmd_stage_server)
 
     from llm_energy.cli.grid import add_grid_parser
 
