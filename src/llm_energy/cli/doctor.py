@@ -189,12 +189,7 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
     journals, locks = _state_summary(state)
     ready = problem is None and not refused
     return {
-        "params": {
-            "backend": cfg.gpu.backend,
-            "index": cfg.gpu.index,
-            "control": cfg.gpu.control,
-            "freq": cfg.gpu.freq,
-        },
+        "params": {k: getattr(cfg.gpu, k) for k in ("backend", "index", "control", "freq")},
         "device": {
             "backend": facts.get("backend"),
             "index": facts.get("index"),

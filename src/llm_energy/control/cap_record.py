@@ -32,16 +32,8 @@ class Caps:
 
     def journal_fields(self) -> dict[str, dict[str, Any]]:
         return {
-            "requested": {
-                "sm_mhz": self.requested_sm_mhz,
-                "mem_mhz": self.requested_mem_mhz,
-                "power_limit_w": self.requested_power_limit_w,
-            },
-            "applied": {
-                "sm_mhz": self.applied_sm_mhz,
-                "mem_mhz": self.applied_mem_mhz,
-                "power_limit_w": self.applied_power_limit_w,
-            },
+            when: {k: getattr(self, f"{when}_{k}") for k in ("sm_mhz", "mem_mhz", "power_limit_w")}
+            for when in ("requested", "applied")
         }
 
 

@@ -66,12 +66,8 @@ def resolve_points(
             picks = [clocks[round(i * (len(clocks) - 1) / max(n - 1, 1))] for i in range(n)]
             out += [(f"{label}[{i}]", c) for i, c in enumerate(sorted(set(picks), reverse=True))]
         else:
-            target = (
-                float(point)  # type: ignore[arg-type]
-                if kind == "mhz"
-                else top
-                * (float(str(point).rstrip("%")) / 100 if isinstance(point, str) else point)
-            )
+            fraction = float(str(point).rstrip("%")) / 100 if isinstance(point, str) else point
+            target = float(point) if kind == "mhz" else top * fraction  # type: ignore[arg-type]
             applied, _ = snap_to_supported(target, clocks)
             if abs(applied - target) > max(step, 1):
                 raise ClockPointError(

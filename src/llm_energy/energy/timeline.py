@@ -52,17 +52,8 @@ class PowerTimeline:
             raise RuntimeError("power timeline already started")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "llm_energy.energy.timeline",
-            "--out",
-            str(self.path),
-            "--period-s",
-            repr(self.period_s),
-            "--spec",
-            json.dumps(self.spec),
-        ]
+        cmd = [sys.executable, "-m", "llm_energy.energy.timeline", "--out", str(self.path)]
+        cmd += ["--period-s", repr(self.period_s), "--spec", json.dumps(self.spec)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + ready_timeout_s
         while not self.path.exists():  # header written = device opened
