@@ -230,15 +230,9 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
         ax.plot(front["latency"], front["energy"], color=color, linewidth=1.5)
         best = sub[sub["best_within_budget"].astype(bool)]
         if not best.empty:
+            star = dict(marker="*", s=220, color=color, edgecolor="black", zorder=3)
             ax.scatter(
-                best["latency"],
-                best["energy"],
-                marker="*",
-                s=220,
-                color=color,
-                edgecolor="black",
-                zorder=3,
-                label=f"{label} best within budget".strip(),
+                best["latency"], best["energy"], label=f"{label} best within budget".strip(), **star
             )
         for x, y, text in zip(sub["latency"], sub["energy"], sub["label"], strict=True):
             label_point(ax, x, y, text)

@@ -200,9 +200,8 @@ def energy_vs_length(
         return finish_figure(fig, title, kinds_of(requests))
     for label, sub, style in _series(windows, colors or task_colors(windows["task"])):
         x = pd.to_numeric(sub[length], errors="coerce")
-        ax.scatter(
-            x, pd.to_numeric(sub[metric], errors="coerce"), s=12, alpha=0.6, label=label, **style
-        )
+        y = pd.to_numeric(sub[metric], errors="coerce")
+        ax.scatter(x, y, s=12, alpha=0.6, label=label, **style)
     ax.set(xlabel=axis_label(length), ylabel=axis_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="task")

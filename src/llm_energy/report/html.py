@@ -127,12 +127,6 @@ def build_html(
         for n, png in figures.items()
         if n not in used
     ]
-    return (
-        report_templates()
-        .get_template("report.html.j2")
-        .render(
-            title=title if title is not None else h1 or "LLM energy report",
-            body=body,
-            appended=appended,
-        )
-    )
+    title = title if title is not None else h1 or "LLM energy report"
+    page = report_templates().get_template("report.html.j2")
+    return page.render(title=title, body=body, appended=appended)
