@@ -138,12 +138,8 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
             out.append(f"{label} → lock {what} at {applied} MHz ({how})")
     sm_points = [(k, v) for k, v in caps if k != "gpu.mem_freq"]
     sm_clocks = _fact(facts, "supported_sm_clocks_mhz")
-    if (
-        cfg.gpu.control == "lock"
-        and problem is None
-        and sm_clocks
-        and not any("→ refused" in x for x in out)
-    ):
+    refused = any("→ refused" in x for x in out)
+    if cfg.gpu.control == "lock" and problem is None and sm_clocks and not refused:
         try:  # points that resolve one by one can still land on one clock together
             resolve_points(sm_points, sm_clocks)
         except ClockPointError as exc:

@@ -283,15 +283,9 @@ def verify_state(device: Device, expected: ClockState, changed: dict[str, bool])
             problems.append(
                 f"memory lock reads {now.mem_locked_mhz}, expected {expected.mem_locked_mhz}"
             )
-    if (
-        changed.get("power_limit")
-        and expected.power_limit_w is not None
-        and now.power_limit_w is not None
-        and abs(now.power_limit_w - expected.power_limit_w) > 0.5
-    ):
-        problems.append(
-            f"power limit reads {now.power_limit_w:g} W, expected {expected.power_limit_w:g} W"
-        )
+    now_w, want_w = now.power_limit_w, expected.power_limit_w
+    if changed.get("power_limit") and None not in (now_w, want_w) and abs(now_w - want_w) > 0.5:
+        problems.append(f"power limit reads {now_w:g} W, expected {want_w:g} W")
     return problems
 
 

@@ -118,15 +118,7 @@ class EmissionsMeter:
             except Exception as exc:
                 note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
                 log.warning(note)
+        dev_j, dev_source = self.device_energy_j, self.device_energy_source
         return EmissionsReport(
-            self.country,
-            cpu_j,
-            ram_j,
-            self.device_energy_j,
-            self.device_energy_source,
-            intensity,
-            co2,
-            note,
-            counted_j,
-            counted,
+            self.country, cpu_j, ram_j, dev_j, dev_source, intensity, co2, note, counted_j, counted
         )

@@ -347,12 +347,10 @@ def read_yaml(path: Path, *, remedy: str = REGENERATE) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__
+        column = f", column {mark.column + 1}" if mark is not None else ""
+        line = mark.line + 1 if mark is not None else None
         raise InputFileError(
-            path,
-            f"YAML syntax error ({problem}"
-            + (f", column {mark.column + 1})" if mark is not None else ")"),
-            remedy,
-            line=mark.line + 1 if mark is not None else None,
+            path, f"YAML syntax error ({problem}{column})", remedy, line=line
         ) from None
 
 
