@@ -1,6 +1,5 @@
 """Project-wide errors whose message is meant for the user (one line, no traceback), and the one
-place that words an OSError (disk full, permission, a file in the way) as path and fix.
-"""
+place that words an OSError (disk full, permission, a file in the way) as path and fix."""
 
 from __future__ import annotations
 

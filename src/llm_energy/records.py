@@ -1,7 +1,6 @@
 """The record schema: every column of the records and tables passed between stages, in one place
 (name, kind, nullable; unit from the name's suffix, docs/records.md). :func:`typed_frame` checks a
-loaded frame against its schema and returns it typed. Pure: the caller names the file.
-"""
+loaded frame against its schema and returns it typed. Pure: the caller names the file."""
 
 from __future__ import annotations
 

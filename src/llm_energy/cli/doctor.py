@@ -1,8 +1,7 @@
 """`llm-energy doctor`: can a capped study run here? (pure: `cli/probe.py` gathers the facts).
 
 The report is one dict: the screen and `--json` show the same facts. A fact that could not be
-read is an `Unavailable` ("n/a (reason)"), never an exception.
-"""
+read is an `Unavailable` ("n/a (reason)"), never an exception."""
 
 from __future__ import annotations
 

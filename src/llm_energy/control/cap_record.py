@@ -1,6 +1,5 @@
 """What a `ClockSession` asked for and got, observe mode, and its record. `observe` and `slurm`
-(a cap SLURM applied, control/slurm.py) never call a setter: they record the clocks in force.
-"""
+(a cap SLURM applied, control/slurm.py) never call a setter: they record the clocks in force."""
 
 from __future__ import annotations
 

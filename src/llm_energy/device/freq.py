@@ -31,8 +31,7 @@ def snap_to_supported(
 ) -> tuple[int, bool]:
     """Nearest supported clock to `freq_mhz` and whether it differs from the request.
 
-    Ties go to the lower clock: a cap should never end up above what was asked.
-    """
+    Ties go to the lower clock: a cap should never end up above what was asked."""
     _as_mhz(freq_mhz, "requested clock")
     clocks = clean_supported(supported_mhz)
     applied = min(clocks, key=lambda c: (abs(c - freq_mhz), c))

@@ -1,6 +1,5 @@
 """NVIDIA backend through NVML (nvidia-ml-py); importing it makes no NVML call. Clock locks use
-nvmlDeviceSet{Gpu,Memory}LockedClocks (min = max), never the deprecated application clocks.
-"""
+nvmlDeviceSet{Gpu,Memory}LockedClocks (min = max), never the deprecated application clocks."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """CO2-eq and CPU/RAM energy from codecarbon in offline mode, next to the GPU meter's energy.
-codecarbon's own GPU share (NVML) is dropped for the meter's, so the GPU is never counted twice.
-"""
+codecarbon's own GPU share (NVML) is dropped for the meter's, so the GPU is never counted twice."""
 
 from __future__ import annotations
 

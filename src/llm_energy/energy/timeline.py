@@ -1,8 +1,7 @@
 """Optional power timeline, sampled in a SEPARATE process (never a thread in the inference
 process: on the H200 a Python sampling thread cost up to 20 % of GPT-2 decode throughput).
 Rows `t_s,power_w,sm_clock_mhz` every `period_s` (>= 0.1 s: faster is below the power reading's
-own averaging); the child exits on SIGTERM or when its parent disappears.
-"""
+own averaging); the child exits on SIGTERM or when its parent disappears."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """File helpers for stages: JSON/JSONL/YAML/CSV reads and atomic writes. Writes are renamed into
 place, so an interrupted stage never leaves a half-written output that looks complete; a bad
-file read is one `InputFileError` line, not a decoder traceback.
-"""
+file read is one `InputFileError` line, not a decoder traceback."""
 
 from __future__ import annotations
 

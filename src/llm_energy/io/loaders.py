@@ -1,7 +1,6 @@
 """Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
 The pure work lives in `llm_energy.workload`; this module resolves paths, calls `datasets` and
-turns its failures into one-line `DatasetError`s.
-"""
+turns its failures into one-line `DatasetError`s."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Quality of the generated text: per-request scores and corpus-level scores (pure), keyed as
 summary.csv (`CONFIG_KEYS`) so the two files join. Random-weight models produce noise: their
-quality is not applicable (NaN).
-"""
+quality is not applicable (NaN)."""
 
 from __future__ import annotations
 

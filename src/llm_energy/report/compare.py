@@ -89,8 +89,7 @@ def compare_experiments(
     ``group_cols`` plus :data:`NEVER_POOLED`, each compared with a default-clock reference (its
     own experiment's, else the group's). A saving is given only with its :func:`saving_interval`;
     ``best_within_budget``: per reference, the lowest-energy cap within the latency budget whose
-    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`.
-    """
+    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`."""
     frame = experiments.copy()
     if frame.empty:
         return pd.DataFrame(columns=[*(group_cols or []), *COMPARE_COLUMNS])

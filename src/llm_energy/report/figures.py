@@ -1,7 +1,6 @@
 """Figures as matplotlib ``Figure`` objects on an Agg canvas (no pyplot state, so no closing;
 never saved here). Data of an energy kind other than ``measured`` gets a red banner; a task has
-one colour in every figure, and no bar or point averages configurations.
-"""
+one colour in every figure, and no bar or point averages configurations."""
 
 from __future__ import annotations
 

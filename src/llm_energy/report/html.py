@@ -1,7 +1,6 @@
 """The report's HTML page and its templates: Markdown rendered with markdown-it-py into
 ``templates/report.html.j2``, one self-contained page (inline CSS, figures as base64 ``data:``
-URIs, no scripts, nothing fetched). Pure: strings and bytes in, strings out.
-"""
+URIs, no scripts, nothing fetched). Pure: strings and bytes in, strings out."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The report's words: numbers formatted for reading, warning banners, findings as sentences.
 
 Every sentence is written from a stats table row (recommendation, frequency effect, pairwise,
-Spearman, OLS), so the report's prose carries the same numbers as its tables. Pure.
-"""
+Spearman, OLS), so the report's prose carries the same numbers as its tables. Pure."""
 
 from __future__ import annotations
 

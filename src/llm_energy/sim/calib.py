@@ -1,7 +1,6 @@
 """Calibration of the simulated GPU against measured anchors (pure: the caller reads the files).
 Anchors: /work/shared/anchors (H200, bf16, greedy, default clocks; docs/device.md). Errors are
-simulated / measured - 1.
-"""
+simulated / measured - 1."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Pure dataset logic, part 1: task specs, prepared records, problems and seeded sampling.
-The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows.
-"""
+The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows."""
 
 from __future__ import annotations
 

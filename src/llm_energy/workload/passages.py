@@ -1,6 +1,5 @@
 """Pure dataset logic, part 2: line sources (WikiText, WikiExtractor dumps) assembled into
-passages, and a passage split into a prompt prefix and a reference continuation.
-"""
+passages, and a passage split into a prompt prefix and a reference continuation."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
 Length targets trim the task's main text, not the instruction or question, so a trimmed QA
-prompt still asks its question.
-"""
+prompt still asks its question."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Pure dataset logic, part 3: rows to prepared items (`RowError` with a short reason for a row
-that cannot be used; a repeated item_id keeps the first).
-"""
+that cannot be used; a repeated item_id keeps the first)."""
 
 from __future__ import annotations
 
