@@ -1,8 +1,7 @@
 """llm-energy: energy, latency and quality of LLM inference under GPU frequency caps.
 
 `llm_energy.measure(...)` and `llm_energy.locked_clocks(...)` measure or cap your own workload
-with the pipeline's machinery (see `llm_energy.api`); importing the package loads nothing else.
-"""
+with the pipeline's machinery (see `llm_energy.api`); importing the package loads nothing else."""
 
 from typing import Any
 

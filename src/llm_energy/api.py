@@ -111,12 +111,8 @@ def measure(
         result = Measurement()
         with meter.window(cap_mhz) as window:
             yield result
-        reading = window.reading
-        result.reading, result.energy_j, result.time_s = (
-            reading,
-            reading.energy_j,
-            reading.elapsed_s,
-        )
+        result.reading = reading = window.reading
+        result.energy_j, result.time_s = reading.energy_j, reading.elapsed_s
         result.energy_source = reading.energy_source
         result.energy_kind = energy_kind(reading.energy_source)
         result.trusted, result.tick_aligned = reading.trusted, reading.tick_aligned

@@ -1,6 +1,5 @@
 """Project-wide errors whose message is meant for the user (one line, no traceback), and the one
-place that words an OSError (disk full, permission, a file in the way) as path and fix.
-"""
+place that words an OSError (disk full, permission, a file in the way) as path and fix."""
 
 from __future__ import annotations
 
@@ -27,13 +26,8 @@ class InputFileError(UserFacingError, ValueError):
         line: int | None = None,
         key: str | None = None,
     ) -> None:
-        self.path, self.problem, self.remedy, self.line, self.key = (
-            str(path),
-            problem,
-            remedy,
-            line,
-            key,
-        )
+        self.path, self.problem, self.remedy = str(path), problem, remedy
+        self.line, self.key = line, key
         where = shown(self.path) + (f" line {line}" if line is not None else "")
         where += f", key '{key}'" if key is not None else ""
         super().__init__(f"{where}: {problem}; {remedy}")

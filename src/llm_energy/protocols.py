@@ -1,7 +1,6 @@
 """What `InferenceRun` needs from its collaborators, as structural types, so the runner imports
 no torch or NVML and tests can pass fakes. Parameters are positional-only where implementations
-name them differently.
-"""
+name them differently."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The record schema: every column of the records and tables passed between stages, in one place
 (name, kind, nullable; unit from the name's suffix, docs/records.md). :func:`typed_frame` checks a
-loaded frame against its schema and returns it typed. Pure: the caller names the file.
-"""
+loaded frame against its schema and returns it typed. Pure: the caller names the file."""
 
 from __future__ import annotations
 
@@ -277,14 +276,9 @@ def _cast(series: pd.Series, col: Column) -> pd.Series:
     if col.kind == "float":
         values = pd.to_numeric(series, errors="coerce")
         return values if values.dtype == "float64" else values.astype("float64")  # astype: a copy
-    if col.kind == "int":
-        values = [None if _is_null(v) else int(v) for v in series.tolist()]
-        return pd.Series(values, index=series.index, dtype=col.dtype)
-    if col.kind == "bool":
-        values = [None if _is_null(v) else bool(v) for v in series.tolist()]
-        return pd.Series(values, index=series.index, dtype=col.dtype)
-    values = [None if _is_null(v) else v for v in series.tolist()]
-    return pd.Series(values, index=series.index, dtype="object")
+    convert = {"int": int, "bool": bool}.get(col.kind)  # str and list values stay as they are
+    values = [None if _is_null(v) else convert(v) if convert else v for v in series.tolist()]
+    return pd.Series(values, index=series.index, dtype=col.dtype)
 
 
 def _extra_kind(schema: Schema, name: str) -> Kind | None:

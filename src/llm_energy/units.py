@@ -1,6 +1,5 @@
 """The one module that owns units: every quantity carries its unit in its name, and conversions
-(NVML mJ / mW, RAPL µJ, codecarbon kWh) happen here and nowhere else.
-"""
+(NVML mJ / mW, RAPL µJ, codecarbon kWh) happen here and nowhere else."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """`llm-energy doctor`: can a capped study run here? (pure: `cli/probe.py` gathers the facts).
 
 The report is one dict: the screen and `--json` show the same facts. A fact that could not be
-read is an `Unavailable` ("n/a (reason)"), never an exception.
-"""
+read is an `Unavailable` ("n/a (reason)"), never an exception."""
 
 from __future__ import annotations
 
@@ -138,12 +137,8 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
             out.append(f"{label} → lock {what} at {applied} MHz ({how})")
     sm_points = [(k, v) for k, v in caps if k != "gpu.mem_freq"]
     sm_clocks = _fact(facts, "supported_sm_clocks_mhz")
-    if (
-        cfg.gpu.control == "lock"
-        and problem is None
-        and sm_clocks
-        and not any("→ refused" in x for x in out)
-    ):
+    refused = any("→ refused" in x for x in out)
+    if cfg.gpu.control == "lock" and problem is None and sm_clocks and not refused:
         try:  # points that resolve one by one can still land on one clock together
             resolve_points(sm_points, sm_clocks)
         except ClockPointError as exc:
@@ -189,12 +184,7 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
     journals, locks = _state_summary(state)
     ready = problem is None and not refused
     return {
-        "params": {
-            "backend": cfg.gpu.backend,
-            "index": cfg.gpu.index,
-            "control": cfg.gpu.control,
-            "freq": cfg.gpu.freq,
-        },
+        "params": {k: getattr(cfg.gpu, k) for k in ("backend", "index", "control", "freq")},
         "device": {
             "backend": facts.get("backend"),
             "index": facts.get("index"),

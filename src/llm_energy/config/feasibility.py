@@ -1,6 +1,5 @@
 """Settings that validate one by one but cannot run together on this machine (pure: the caller
-passes what it probed). Asked before DVC deletes any output, so a refusal costs nothing.
-"""
+passes what it probed). Asked before DVC deletes any output, so a refusal costs nothing."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The configuration sections other than `task`: typed fields, each with its check (values live
-in `conf/` only; cross-field rules in each class's `validate(key)`).
-"""
+in `conf/` only; cross-field rules in each class's `validate(key)`)."""
 
 from __future__ import annotations
 

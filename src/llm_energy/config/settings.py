@@ -89,6 +89,7 @@ def _check_lengths_fit(cfg: Config) -> None:
     """Output (and requested input) lengths must fit the model's context window; a phase split
     needs a decode (2+ output tokens)."""
     limit = cfg.model.max_context_tokens
+    context = f"model {cfg.model.name}'s context of {limit} tokens"
     candidates: list[tuple[str, int]] = []
     if cfg.infer.output_tokens is not None:
         candidates.append(("infer.output_tokens", cfg.infer.output_tokens))
@@ -104,20 +105,12 @@ def _check_lengths_fit(cfg: Config) -> None:
                 "ask for 2 or more, or set infer.phases=false",
             )
         if value >= limit:
-            raise ConfigError(
-                key,
-                value,
-                f"output length must be below model {cfg.model.name}'s context of {limit} tokens",
-            )
+            raise ConfigError(key, value, f"output length must be below {context}")
     inputs = [("infer.input_tokens", cfg.infer.input_tokens)] if cfg.infer.input_tokens else []
     inputs += [(f"sweep.input_tokens[{i}]", v) for i, v in enumerate(cfg.sweep.input_tokens)]
     for key, value in inputs:
         if value is not None and value >= limit:
-            raise ConfigError(
-                key,
-                value,
-                f"input length must be below model {cfg.model.name}'s context of {limit} tokens",
-            )
+            raise ConfigError(key, value, f"input length must be below {context}")
 
 
 def apply_overrides(params: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

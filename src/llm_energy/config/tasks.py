@@ -1,7 +1,6 @@
 """The `task` section: one typed entry per task, its dataset, field mapping and options by kind.
 Each kind has its own classes, so a typo such as `options: {prompt_wrds: 80}` fails here, once,
-naming the key and the allowed ones.
-"""
+naming the key and the allowed ones."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """What a `ClockSession` asked for and got, observe mode, and its record. `observe` and `slurm`
-(a cap SLURM applied, control/slurm.py) never call a setter: they record the clocks in force.
-"""
+(a cap SLURM applied, control/slurm.py) never call a setter: they record the clocks in force."""
 
 from __future__ import annotations
 
@@ -32,16 +31,8 @@ class Caps:
 
     def journal_fields(self) -> dict[str, dict[str, Any]]:
         return {
-            "requested": {
-                "sm_mhz": self.requested_sm_mhz,
-                "mem_mhz": self.requested_mem_mhz,
-                "power_limit_w": self.requested_power_limit_w,
-            },
-            "applied": {
-                "sm_mhz": self.applied_sm_mhz,
-                "mem_mhz": self.applied_mem_mhz,
-                "power_limit_w": self.applied_power_limit_w,
-            },
+            when: {k: getattr(self, f"{when}_{k}") for k in ("sm_mhz", "mem_mhz", "power_limit_w")}
+            for when in ("requested", "applied")
         }
 
 

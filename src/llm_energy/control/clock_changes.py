@@ -173,10 +173,7 @@ class JournaledClocks:
         )
         applied = self._snap(what, freq_mhz, supported)
         self._apply(key, dev.lock_sm_clocks if sm else dev.lock_mem_clocks, applied)
-        if sm:
-            self.caps.applied_sm_mhz = applied
-        else:
-            self.caps.applied_mem_mhz = applied
+        setattr(self.caps, f"applied_{key}_mhz", applied)
         self._write_journal()
         pf.check_lock_readback(dev, key, applied)
 

@@ -71,12 +71,7 @@ class LockHolder:
     command: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "identity"} | {
-            "pid": self.identity.pid,
-            "start_ticks": self.identity.start_ticks,
-            "host": self.identity.host,
-            "boot_id": self.identity.boot_id,
-        }
+        return {k: v for k, v in asdict(self).items() if k != "identity"} | asdict(self.identity)
 
     @classmethod
     def from_dict(cls, d: Any) -> LockHolder | None:

@@ -1,7 +1,6 @@
 """Taking GPUs for a run: the first free one (`gpu.index=auto`), a fixed one, or several (all or
 nothing, in UUID order). Waiting (`gpu.wait_for_gpu_s`) polls non-blocking tries, never a
-blocking flock, so the wait has a deadline and a refusal can still name the holder.
-"""
+blocking flock, so the wait has a deadline and a refusal can still name the holder."""
 
 from __future__ import annotations
 

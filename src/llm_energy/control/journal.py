@@ -250,18 +250,12 @@ def restore_state(device: Device, original: ClockState, changed: dict[str, bool]
         return _for_members(device, original, changed, restore_state)
     problems: list[str] = []
     steps = []
-    if changed.get("sm"):
-        steps.append(
-            (device.reset_sm_clocks, ())
-            if original.sm_locked_mhz is None
-            else (device.lock_sm_clocks, (original.sm_locked_mhz,))
-        )
-    if changed.get("mem"):
-        steps.append(
-            (device.reset_mem_clocks, ())
-            if original.mem_locked_mhz is None
-            else (device.lock_mem_clocks, (original.mem_locked_mhz,))
-        )
+    for key, mhz, lock, reset in (
+        ("sm", original.sm_locked_mhz, device.lock_sm_clocks, device.reset_sm_clocks),
+        ("mem", original.mem_locked_mhz, device.lock_mem_clocks, device.reset_mem_clocks),
+    ):
+        if changed.get(key):
+            steps.append((reset, ()) if mhz is None else (lock, (mhz,)))
     if changed.get("power_limit") and original.power_limit_w is not None:
         steps.append((device.set_power_limit_w, (original.power_limit_w,)))
     for fn, args in steps:
@@ -289,15 +283,9 @@ def verify_state(device: Device, expected: ClockState, changed: dict[str, bool])
             problems.append(
                 f"memory lock reads {now.mem_locked_mhz}, expected {expected.mem_locked_mhz}"
             )
-    if (
-        changed.get("power_limit")
-        and expected.power_limit_w is not None
-        and now.power_limit_w is not None
-        and abs(now.power_limit_w - expected.power_limit_w) > 0.5
-    ):
-        problems.append(
-            f"power limit reads {now.power_limit_w:g} W, expected {expected.power_limit_w:g} W"
-        )
+    now_w, want_w = now.power_limit_w, expected.power_limit_w
+    if changed.get("power_limit") and None not in (now_w, want_w) and abs(now_w - want_w) > 0.5:
+        problems.append(f"power limit reads {now_w:g} W, expected {want_w:g} W")
     return problems
 
 

@@ -1,7 +1,6 @@
 """Opening a device: `open_device` picks a backend (nvml / cpu / simulated), takes the GPU's lock
 when the run needs it exclusively, and opens several GPUs as one group. Backends are imported
-only when chosen (no NVML, torch or codecarbon at import time).
-"""
+only when chosen (no NVML, torch or codecarbon at import time)."""
 
 from __future__ import annotations
 

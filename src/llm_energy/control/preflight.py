@@ -100,12 +100,7 @@ def observe_preflight(
 
 
 def no_control_error(device: Device, asked: str) -> ClockControlUnavailableError:
-    return ClockControlUnavailableError(
-        f"{asked} on the {device.backend} backend",
-        "this device has no controllable GPU clocks",
-        "Use gpu.backend=simulated for a simulated sweep, run on an NVIDIA host, "
-        "or set gpu.freq=null (driver default clocks).",
-    )
+    return device._no_control(asked)  # the same words as the device's own setters
 
 
 def privilege_error(device: Device, asked: str) -> PermissionDeniedError:

@@ -1,7 +1,6 @@
 """`gpu.control=slurm`: the cap is applied by SLURM (`--gpu-freq`) for the job step, so a run
 needs no root: it only observes, and checks inside each window that the cap held. Syntax:
-`--gpu-freq=[<type>=]<value>[,<type>=<value>][,verbose]`, type graphics (default) or memory.
-"""
+`--gpu-freq=[<type>=]<value>[,<type>=<value>][,verbose]`, type graphics (default) or memory."""
 
 from __future__ import annotations
 

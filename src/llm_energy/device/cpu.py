@@ -191,11 +191,8 @@ class CpuDevice(Device):
         return "rapl" if self._rapl is not None else "codecarbon-estimate"
 
     def uuid(self) -> str:
-        return "CPU-" + str(
-            uuid_mod.uuid5(
-                uuid_mod.NAMESPACE_URL, f"llm-energy/cpu/{socket.gethostname()}/{self._model}"
-            )
-        )
+        key = f"llm-energy/cpu/{socket.gethostname()}/{self._model}"
+        return "CPU-" + str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, key))
 
     def name(self) -> str:
         return self._model

@@ -31,8 +31,7 @@ def snap_to_supported(
 ) -> tuple[int, bool]:
     """Nearest supported clock to `freq_mhz` and whether it differs from the request.
 
-    Ties go to the lower clock: a cap should never end up above what was asked.
-    """
+    Ties go to the lower clock: a cap should never end up above what was asked."""
     _as_mhz(freq_mhz, "requested clock")
     clocks = clean_supported(supported_mhz)
     applied = min(clocks, key=lambda c: (abs(c - freq_mhz), c))
@@ -66,12 +65,8 @@ def resolve_points(
             picks = [clocks[round(i * (len(clocks) - 1) / max(n - 1, 1))] for i in range(n)]
             out += [(f"{label}[{i}]", c) for i, c in enumerate(sorted(set(picks), reverse=True))]
         else:
-            target = (
-                float(point)  # type: ignore[arg-type]
-                if kind == "mhz"
-                else top
-                * (float(str(point).rstrip("%")) / 100 if isinstance(point, str) else point)
-            )
+            fraction = float(str(point).rstrip("%")) / 100 if isinstance(point, str) else point
+            target = float(point) if kind == "mhz" else top * fraction  # type: ignore[arg-type]
             applied, _ = snap_to_supported(target, clocks)
             if abs(applied - target) > max(step, 1):
                 raise ClockPointError(

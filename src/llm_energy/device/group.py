@@ -1,7 +1,6 @@
 """Several GPUs measured and controlled as one `Device` (a model that spans them): how energy,
 clocks, throttling and control combine, and why, is in docs/device.md, "Models on several GPUs".
-`uuid()` is the members' UUIDs joined by `_` (survives journal file names) in member order.
-"""
+`uuid()` is the members' UUIDs joined by `_` (survives journal file names) in member order."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """NVIDIA backend through NVML (nvidia-ml-py); importing it makes no NVML call. Clock locks use
-nvmlDeviceSet{Gpu,Memory}LockedClocks (min = max), never the deprecated application clocks.
-"""
+nvmlDeviceSet{Gpu,Memory}LockedClocks (min = max), never the deprecated application clocks."""
 
 from __future__ import annotations
 
@@ -148,12 +147,8 @@ class NvmlDevice(Device):
         }
 
     def energy_counter_j(self) -> float:
-        mj = self._call(
-            "Cannot read the GPU energy counter",
-            pynvml.nvmlDeviceGetTotalEnergyConsumption,
-            self._handle,
-        )
-        return mj_to_j(mj)
+        fn = pynvml.nvmlDeviceGetTotalEnergyConsumption
+        return mj_to_j(self._call("Cannot read the GPU energy counter", fn, self._handle))
 
     def power_w(self) -> float:
         return mw_to_w(
@@ -223,22 +218,17 @@ class NvmlDevice(Device):
 
     def supported_mem_clocks_mhz(self) -> list[int]:
         if self._supported_mem is None:
-            clocks = self._call(
-                "Cannot list supported memory clocks",
-                pynvml.nvmlDeviceGetSupportedMemoryClocks,
-                self._handle,
-            )
+            fn = pynvml.nvmlDeviceGetSupportedMemoryClocks
+            clocks = self._call("Cannot list supported memory clocks", fn, self._handle)
             self._supported_mem = sorted((int(c) for c in clocks), reverse=True)
         return list(self._supported_mem)
 
     def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
         mem = mem_mhz if mem_mhz is not None else max(self.supported_mem_clocks_mhz(), default=0)
         if mem not in self._supported_sm:
+            asked = f"Cannot list supported SM clocks for memory clock {mem} MHz"
             clocks = self._call(
-                f"Cannot list supported SM clocks for memory clock {mem} MHz",
-                pynvml.nvmlDeviceGetSupportedGraphicsClocks,
-                self._handle,
-                mem,
+                asked, pynvml.nvmlDeviceGetSupportedGraphicsClocks, self._handle, mem
             )
             self._supported_sm[mem] = sorted((int(c) for c in clocks), reverse=True)
         return list(self._supported_sm[mem])
@@ -302,12 +292,8 @@ class NvmlDevice(Device):
         self._reset("memory", pynvml.nvmlDeviceResetMemoryLockedClocks)
 
     def set_power_limit_w(self, power_w: float) -> None:
-        self._call(
-            f"Cannot set the power limit of GPU {self.index} to {power_w:g} W",
-            pynvml.nvmlDeviceSetPowerManagementLimit,
-            self._handle,
-            w_to_mw(power_w),
-        )
+        asked = f"Cannot set the power limit of GPU {self.index} to {power_w:g} W"
+        self._call(asked, pynvml.nvmlDeviceSetPowerManagementLimit, self._handle, w_to_mw(power_w))
 
     def close(self) -> None:
         if self._initialised:

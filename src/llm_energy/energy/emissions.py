@@ -1,6 +1,5 @@
 """CO2-eq and CPU/RAM energy from codecarbon in offline mode, next to the GPU meter's energy.
-codecarbon's own GPU share (NVML) is dropped for the meter's, so the GPU is never counted twice.
-"""
+codecarbon's own GPU share (NVML) is dropped for the meter's, so the GPU is never counted twice."""
 
 from __future__ import annotations
 
@@ -118,15 +117,7 @@ class EmissionsMeter:
             except Exception as exc:
                 note = f"codecarbon failed at stop: {type(exc).__name__}: {exc}"
                 log.warning(note)
+        dev_j, dev_source = self.device_energy_j, self.device_energy_source
         return EmissionsReport(
-            self.country,
-            cpu_j,
-            ram_j,
-            self.device_energy_j,
-            self.device_energy_source,
-            intensity,
-            co2,
-            note,
-            counted_j,
-            counted,
+            self.country, cpu_j, ram_j, dev_j, dev_source, intensity, co2, note, counted_j, counted
         )

@@ -231,17 +231,9 @@ class EnergyMeter:
             throttle_thermal_s=thermal_s,
             power_limit_w=limit_w,
         )
-        handle.reading = dataclasses.replace(
-            reading,
-            cap_held=cap_held(
-                cap_mhz,
-                mean,
-                lo,
-                hi,
-                self._sm_step(),
-                throttled_fraction=reading.throttled_fraction,
-            ),
-        )
+        step = self._sm_step()
+        held = cap_held(cap_mhz, mean, lo, hi, step, throttled_fraction=reading.throttled_fraction)
+        handle.reading = dataclasses.replace(reading, cap_held=held)
 
     @contextlib.contextmanager
     def window(self, cap_mhz: int | None = None) -> Iterator[Window]:

@@ -1,8 +1,7 @@
 """Optional power timeline, sampled in a SEPARATE process (never a thread in the inference
 process: on the H200 a Python sampling thread cost up to 20 % of GPT-2 decode throughput).
 Rows `t_s,power_w,sm_clock_mhz` every `period_s` (>= 0.1 s: faster is below the power reading's
-own averaging); the child exits on SIGTERM or when its parent disappears.
-"""
+own averaging); the child exits on SIGTERM or when its parent disappears."""
 
 from __future__ import annotations
 
@@ -52,17 +51,8 @@ class PowerTimeline:
             raise RuntimeError("power timeline already started")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "llm_energy.energy.timeline",
-            "--out",
-            str(self.path),
-            "--period-s",
-            repr(self.period_s),
-            "--spec",
-            json.dumps(self.spec),
-        ]
+        cmd = [sys.executable, "-m", "llm_energy.energy.timeline", "--out", str(self.path)]
+        cmd += ["--period-s", repr(self.period_s), "--spec", json.dumps(self.spec)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + ready_timeout_s
         while not self.path.exists():  # header written = device opened

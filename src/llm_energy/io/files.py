@@ -1,7 +1,6 @@
 """File helpers for stages: JSON/JSONL/YAML/CSV reads and atomic writes. Writes are renamed into
 place, so an interrupted stage never leaves a half-written output that looks complete; a bad
-file read is one `InputFileError` line, not a decoder traceback.
-"""
+file read is one `InputFileError` line, not a decoder traceback."""
 
 from __future__ import annotations
 
@@ -347,12 +346,10 @@ def read_yaml(path: Path, *, remedy: str = REGENERATE) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__
+        column = f", column {mark.column + 1}" if mark is not None else ""
+        line = mark.line + 1 if mark is not None else None
         raise InputFileError(
-            path,
-            f"YAML syntax error ({problem}"
-            + (f", column {mark.column + 1})" if mark is not None else ")"),
-            remedy,
-            line=mark.line + 1 if mark is not None else None,
+            path, f"YAML syntax error ({problem}{column})", remedy, line=line
         ) from None
 
 

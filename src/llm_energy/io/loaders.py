@@ -1,7 +1,6 @@
 """Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
 The pure work lives in `llm_energy.workload`; this module resolves paths, calls `datasets` and
-turns its failures into one-line `DatasetError`s.
-"""
+turns its failures into one-line `DatasetError`s."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.config.settings import TaskConfig
-from llm_energy.errors import shown
+from llm_energy.errors import one_line, shown
 from llm_energy.workload.datasets import (
     DatasetError,
     LoadResult,
@@ -30,11 +29,6 @@ _COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".parquet
 
 def _where(spec: TaskSpec) -> str:
     return f"task '{spec.name}', dataset '{spec.dataset.label}'"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def resolve_data_files(data_files: Any, root: Path) -> Any:
@@ -130,15 +124,10 @@ def load_rows(
     if split is None:
         raise DatasetError(f"{_where(spec)}: no split given; set `dataset.split` (e.g. validation)")
 
-    kwargs: dict[str, Any] = {"split": split}
-    if data_files is not None:
-        kwargs["data_files"] = data_files
-    if ds.field is not None:
-        kwargs["field"] = ds.field  # only the json builder accepts it
-    if ds.revision is not None:
-        kwargs["revision"] = ds.revision
-    if cache_dir is not None:
-        kwargs["cache_dir"] = str(cache_dir)
+    # each only when set (`field`: only the json builder accepts it)
+    extra = {"data_files": data_files, "field": ds.field, "revision": ds.revision}
+    extra["cache_dir"] = None if cache_dir is None else str(cache_dir)
+    kwargs = {"split": split, **{k: v for k, v in extra.items() if v is not None}}
     try:
         loaded = datasets.load_dataset(ds.path, ds.name, **kwargs)
     except Exception as exc:  # the library raises many types; all become one actionable line
@@ -165,7 +154,7 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 def _load_failure(exc: Exception, spec: TaskSpec) -> str:
-    message = _one_line(f"{type(exc).__name__}: {exc}")
+    message = one_line(f"{type(exc).__name__}: {exc}", 300)
     hub = spec.dataset.data_files is None
     text = str(exc)
     if "split" in text.lower() and "unknown split" in text.lower():

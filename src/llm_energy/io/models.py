@@ -90,12 +90,8 @@ def materialize(
         vocab = int(model.arch.get("vocab_size", RANDOM_TOKENIZER_VOCAB))
         tok = build_random_tokenizer(tokenizer_texts, min(RANDOM_TOKENIZER_VOCAB, vocab))
         # The trained tokenizer's special ids (<pad>=0, </s>=1, <s>=2) replace the hub ones.
-        config = random_config(
-            model,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=tok.bos_token_id,
-        )
+        ids = {f"{k}_token_id": getattr(tok, f"{k}_token_id") for k in ("pad", "eos", "bos")}
+        config = random_config(model, **ids)
         config.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
         manifest.update(load_from=IN_DIR, tokenizer="byte-level BPE trained on data/samples")

@@ -1,6 +1,5 @@
 """Reads the prompt templates that `model.prompt_set` names (prompts/<set>/<task kind>.txt).
-Templates live in files, not in params, so that `dvc exp show` stays a table of scalars.
-"""
+Templates live in files, not in params, so that `dvc exp show` stays a table of scalars."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Quality of the generated text: per-request scores and corpus-level scores (pure), keyed as
 summary.csv (`CONFIG_KEYS`) so the two files join. Random-weight models produce noise: their
-quality is not applicable (NaN).
-"""
+quality is not applicable (NaN)."""
 
 from __future__ import annotations
 
@@ -65,13 +64,7 @@ def corpus_quality(scored: pd.DataFrame, compute: ComputeFn) -> pd.DataFrame:
             list(r) if isinstance(r, list | tuple | np.ndarray) else [] for r in group["references"]
         ]
         extra = {c: group[c].tolist() for c in ("ref_nll_sum", "ref_tokens") if c in group}
+        config = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         for metric, value in compute(kind, preds, refs, extra).items():
-            rows.append(
-                {
-                    **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                    "metric": metric,
-                    "value": value,
-                    "n": len(group),
-                }
-            )
+            rows.append({**config, "metric": metric, "value": value, "n": len(group)})
     return pd.DataFrame(rows)

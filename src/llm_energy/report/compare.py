@@ -89,8 +89,7 @@ def compare_experiments(
     ``group_cols`` plus :data:`NEVER_POOLED`, each compared with a default-clock reference (its
     own experiment's, else the group's). A saving is given only with its :func:`saving_interval`;
     ``best_within_budget``: per reference, the lowest-energy cap within the latency budget whose
-    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`.
-    """
+    saving interval is above 0. Columns: the group columns, then :data:`COMPARE_COLUMNS`."""
     frame = experiments.copy()
     if frame.empty:
         return pd.DataFrame(columns=[*(group_cols or []), *COMPARE_COLUMNS])
@@ -230,15 +229,9 @@ def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> 
         ax.plot(front["latency"], front["energy"], color=color, linewidth=1.5)
         best = sub[sub["best_within_budget"].astype(bool)]
         if not best.empty:
+            star = dict(marker="*", s=220, color=color, edgecolor="black", zorder=3)
             ax.scatter(
-                best["latency"],
-                best["energy"],
-                marker="*",
-                s=220,
-                color=color,
-                edgecolor="black",
-                zorder=3,
-                label=f"{label} best within budget".strip(),
+                best["latency"], best["energy"], label=f"{label} best within budget".strip(), **star
             )
         for x, y, text in zip(sub["latency"], sub["energy"], sub["label"], strict=True):
             label_point(ax, x, y, text)

@@ -107,21 +107,11 @@ def finish_figure(fig: Figure, title: str, kinds: Iterable[Any]) -> Figure:
     banner = energy_kind_banner(kinds)
     if banner:
         fig.suptitle(f"{banner}\n{title}", color="#b00020", fontweight="bold", fontsize=11)
+        mark = banner.split(" | ")[0].split(" — ")[0]
+        style = dict(ha="center", va="center", fontsize=22, color="#b00020", alpha=0.12)
+        style |= dict(rotation=20, fontweight="bold", zorder=0)
         for ax in fig.axes:
-            ax.text(
-                0.5,
-                0.5,
-                banner.split(" | ")[0].split(" — ")[0],
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                fontsize=22,
-                color="#b00020",
-                alpha=0.12,
-                rotation=20,
-                fontweight="bold",
-                zorder=0,
-            )
+            ax.text(0.5, 0.5, mark, transform=ax.transAxes, **style)
     else:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -1,7 +1,6 @@
 """Figures as matplotlib ``Figure`` objects on an Agg canvas (no pyplot state, so no closing;
 never saved here). Data of an energy kind other than ``measured`` gets a red banner; a task has
-one colour in every figure, and no bar or point averages configurations.
-"""
+one colour in every figure, and no bar or point averages configurations."""
 
 from __future__ import annotations
 
@@ -200,9 +199,8 @@ def energy_vs_length(
         return finish_figure(fig, title, kinds_of(requests))
     for label, sub, style in _series(windows, colors or task_colors(windows["task"])):
         x = pd.to_numeric(sub[length], errors="coerce")
-        ax.scatter(
-            x, pd.to_numeric(sub[metric], errors="coerce"), s=12, alpha=0.6, label=label, **style
-        )
+        y = pd.to_numeric(sub[metric], errors="coerce")
+        ax.scatter(x, y, s=12, alpha=0.6, label=label, **style)
     ax.set(xlabel=axis_label(length), ylabel=axis_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="task")

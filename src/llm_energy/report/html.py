@@ -1,7 +1,6 @@
 """The report's HTML page and its templates: Markdown rendered with markdown-it-py into
 ``templates/report.html.j2``, one self-contained page (inline CSS, figures as base64 ``data:``
-URIs, no scripts, nothing fetched). Pure: strings and bytes in, strings out.
-"""
+URIs, no scripts, nothing fetched). Pure: strings and bytes in, strings out."""
 
 from __future__ import annotations
 
@@ -127,12 +126,6 @@ def build_html(
         for n, png in figures.items()
         if n not in used
     ]
-    return (
-        report_templates()
-        .get_template("report.html.j2")
-        .render(
-            title=title if title is not None else h1 or "LLM energy report",
-            body=body,
-            appended=appended,
-        )
-    )
+    title = title if title is not None else h1 or "LLM energy report"
+    page = report_templates().get_template("report.html.j2")
+    return page.render(title=title, body=body, appended=appended)

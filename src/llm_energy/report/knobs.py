@@ -111,10 +111,8 @@ def knob_pareto(summary: pd.DataFrame) -> Figure:
             ax.plot(x[front][order], y[front][order], color=colors[task], linewidth=1.2)
             for xi, yi, text in zip(x, y, sub["knob_label"], strict=True):
                 label_point(ax, xi, yi, text)
-            ax.set(
-                xlabel="p50 latency (s)" if j == 0 else "time per output token (s)",
-                ylabel="energy per token (J/token)",
-            )
+            xlabel = "p50 latency (s)" if j == 0 else "time per output token (s)"
+            ax.set(xlabel=xlabel, ylabel="energy per token (J/token)")
             ax.set_title(task)
             ax.legend(fontsize=7, title="knob", title_fontsize=7)
     title = "Energy–latency trade-off of every knob (line: the front over all of them)"

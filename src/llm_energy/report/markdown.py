@@ -154,27 +154,24 @@ def build_markdown(
         figures = {k: v for k, v in figures.items() if k not in MULTI_CLOCK_FIGURES}
     caps = " under GPU frequency caps" if n_clocks > 1 else ""
     run = run_info or {}
-    text = (
-        report_templates()
-        .get_template("report.md.j2")
-        .render(
-            title=title or f"LLM inference energy{caps}",
-            banner=energy_banner(kinds, energy_kind_note),
-            repetition=repetition_warning((headline or {}).get("repetition")),
-            opening=opening_sentences(summary, recommendations_all, headline),
-            opening_table=opening_table(summary, recommendations_all),
-            findings=findings,
-            calibration=calibration_lines(calibration),
-            appendix=metrics_appendix(headline),
-            co2=co2_table(run),
-            provenance=provenance_table(run),
-            settings=settings_table(run),
-            budget=budget_txt,
-            recommendations=recs_table,
-            configurations=summary_table,
-            configurations_note=note,
-            statistics=statistics,
-            figures=list(figures.items()),
-        )
+    page = report_templates().get_template("report.md.j2")
+    text = page.render(
+        title=title or f"LLM inference energy{caps}",
+        banner=energy_banner(kinds, energy_kind_note),
+        repetition=repetition_warning((headline or {}).get("repetition")),
+        opening=opening_sentences(summary, recommendations_all, headline),
+        opening_table=opening_table(summary, recommendations_all),
+        findings=findings,
+        calibration=calibration_lines(calibration),
+        appendix=metrics_appendix(headline),
+        co2=co2_table(run),
+        provenance=provenance_table(run),
+        settings=settings_table(run),
+        budget=budget_txt,
+        recommendations=recs_table,
+        configurations=summary_table,
+        configurations_note=note,
+        statistics=statistics,
+        figures=list(figures.items()),
     )
     return text.rstrip() + "\n"

@@ -76,19 +76,16 @@ def overlay_lines(comparison: pd.DataFrame, metric: str = "energy") -> pd.DataFr
         x = np.where(default.to_numpy(), dx, pd.to_numeric(sub["freq_mhz"]).to_numpy(float))
         low = sub[ci[0]] if ci and ci[0] in sub else math.nan
         high = sub[ci[1]] if ci and ci[1] in sub else math.nan
-        out.append(
-            pd.DataFrame(
-                {
-                    "panel": panel,
-                    "line": sub["line"].to_numpy(),
-                    "label": sub["label"].to_numpy() if "label" in sub else None,
-                    "x": x,
-                    "y": pd.to_numeric(sub[y_col]).to_numpy(float),
-                    "y_low": pd.to_numeric(pd.Series(low, index=sub.index)).to_numpy(float),
-                    "y_high": pd.to_numeric(pd.Series(high, index=sub.index)).to_numpy(float),
-                }
-            )
-        )
+        columns = {
+            "panel": panel,
+            "line": sub["line"].to_numpy(),
+            "label": sub["label"].to_numpy() if "label" in sub else None,
+            "x": x,
+            "y": pd.to_numeric(sub[y_col]).to_numpy(float),
+            "y_low": pd.to_numeric(pd.Series(low, index=sub.index)).to_numpy(float),
+            "y_high": pd.to_numeric(pd.Series(high, index=sub.index)).to_numpy(float),
+        }
+        out.append(pd.DataFrame(columns))
     if not out:
         return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True).sort_values(["panel", "line", "x"], kind="stable")

@@ -42,12 +42,9 @@ def phase_sentences(summary: pd.DataFrame | None, phases: pd.DataFrame | None) -
         r = ref.iloc[0]
         where = "default clocks" if r["default_clocks"] else freq_label(r["freq_applied_mhz"])
         lo, hi = r.get("decode_share_energy_ci_low"), r.get("decode_share_energy_ci_high")
-        lead = "decode" if r["decode_share_energy_mean"] > 0.5 else "prefill"
-        lead = (
-            f"{lead} dominates"
-            if is_missing(lo) or not lo <= 0.5 <= hi
-            else "no phase clearly dominates the energy"
-        )
+        lead = f"{'decode' if r['decode_share_energy_mean'] > 0.5 else 'prefill'} dominates"
+        if not is_missing(lo) and lo <= 0.5 <= hi:
+            lead = "no phase clearly dominates the energy"
         more = f" (first of {len(ref)} configurations)" if len(ref) > 1 else ""
         out.append(
             f"{task} ({model}, {where}{more}): {lead}. Decode took "
@@ -82,11 +79,8 @@ def _clock_response(phases: pd.DataFrame | None, model: str, task: str) -> list[
         ci = "" if math.isnan(lo) else f" (CI {fmt_range(lo, hi, signed=True)})"
         parts.append(f"{words} {fmt_pct(100 * (h['ratio'] - 1), signed=True)} %{ci}")
     baseline = at.iloc[0].get("baseline", "default")
-    return [
-        f"At {freq_label(lowest)} against {baseline}, per request on the same items: "
-        + "; ".join(parts)
-        + "."
-    ]
+    head = f"At {freq_label(lowest)} against {baseline}, per request on the same items: "
+    return [head + "; ".join(parts) + "."]
 
 
 def phase_clock_sentences(table: pd.DataFrame | None) -> list[str]:

@@ -21,9 +21,8 @@ def by_freq(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["model", "task", "energy_kind", "freq_applied_mhz", *cols]].rename(
         columns={**cols, "freq_applied_mhz": "freq_mhz"}
     )
-    return out.sort_values(["model", "task", "freq_mhz"], na_position="first").reset_index(
-        drop=True
-    )
+    out = out.sort_values(["model", "task", "freq_mhz"], na_position="first")
+    return out.reset_index(drop=True)
 
 
 def by_config(summary: pd.DataFrame) -> pd.DataFrame:

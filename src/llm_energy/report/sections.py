@@ -23,10 +23,8 @@ def config_labels(summary: pd.DataFrame) -> pd.Series:
         return summary["label"].astype(str)
     freq = summary["freq_applied_mhz"]
     default = summary["default_clocks"].astype(bool)
-    return pd.Series(
-        ["default" if d else freq_label(f) for d, f in zip(default, freq, strict=True)],
-        index=summary.index,
-    )
+    labels = ["default" if d else freq_label(f) for d, f in zip(default, freq, strict=True)]
+    return pd.Series(labels, index=summary.index)
 
 
 def n_clock_levels(summary: pd.DataFrame | None) -> int:
@@ -69,8 +67,7 @@ def _measured_sentence(summary: pd.DataFrame, headline: Mapping[str, Any]) -> st
         f"at {', '.join(clocks[:6])}{' …' if len(clocks) > 6 else ''}",
         f"on {gpu['name']}" if gpu.get("name") else "",
     ]
-    source = energy.get("source")
-    kind = energy.get("kind")
+    source, kind = energy.get("source"), energy.get("kind")
     src = f"; energy from {source} ({kind})" if source else ""
     return " ".join(p for p in parts if p) + src + "."
 
@@ -87,12 +84,7 @@ def _recommendation_sentence(
     rec = trade.get("recommended_freq_mhz")
     if not is_missing(rec):
         where = " ".join(
-            p
-            for p in (
-                f"on {trade['task']}" if trade.get("task") else "",
-                f"with model {trade['model']}" if trade.get("model") else "",
-            )
-            if p
+            f"{w} {trade[k]}" for k, w in (("task", "on"), ("model", "with model")) if trade.get(k)
         )
         lo, hi = trade.get("best_saving_ci_low"), trade.get("best_saving_ci_high")
         ci = f" (CI {fmt_range(lo, hi)} %)" if not (is_missing(lo) or is_missing(hi)) else ""
@@ -196,10 +188,8 @@ def opening_sentences(
     out = [_measured_sentence(used, head)]
     if used["j_per_token_mean"].notna().any():
         jpt = used.dropna(subset=["j_per_token_mean"])
-        low, high = (
-            jpt.loc[jpt["j_per_token_mean"].idxmin()],
-            jpt.loc[jpt["j_per_token_mean"].idxmax()],
-        )
+        low = jpt.loc[jpt["j_per_token_mean"].idxmin()]
+        high = jpt.loc[jpt["j_per_token_mean"].idxmax()]
         pooled = head.get("pooled_over_tasks") or {}
         pooled_txt = (
             f" (pooled over tasks: {fmt_num(pooled['j_per_token'])} J/token, CI "
@@ -271,6 +261,7 @@ def co2_table(run: Mapping[str, Any]) -> str:
     if not isinstance(em, Mapping) or not em:
         return ""
     co2 = em.get("co2_kg")
+    device = f"device energy (J, {em.get('device_energy_source') or 'meter'})"
     return _kv_table(
         [
             ("CO₂ (g)", None if is_missing(co2) else float(co2) * 1000),
@@ -278,10 +269,7 @@ def co2_table(run: Mapping[str, Any]) -> str:
             ("energy counted", em.get("counted")),
             ("× carbon intensity (g CO₂/kWh)", em.get("carbon_intensity_g_per_kwh")),
             ("grid region (emissions.country_iso_code)", em.get("country_iso_code")),
-            (
-                f"device energy (J, {em.get('device_energy_source') or 'meter'})",
-                em.get("device_energy_j"),
-            ),
+            (device, em.get("device_energy_j")),
             ("CPU energy (J)", em.get("cpu_energy_j")),
             ("RAM energy (J)", em.get("ram_energy_j")),
             ("what was counted", em.get("note")),

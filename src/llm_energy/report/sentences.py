@@ -1,8 +1,7 @@
 """The report's words: numbers formatted for reading, warning banners, findings as sentences.
 
 Every sentence is written from a stats table row (recommendation, frequency effect, pairwise,
-Spearman, OLS), so the report's prose carries the same numbers as its tables. Pure.
-"""
+Spearman, OLS), so the report's prose carries the same numbers as its tables. Pure."""
 
 from __future__ import annotations
 
@@ -266,38 +265,20 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
                 f"The frequency-effect test on {metric} {ctx} was skipped: {reason or 'no data'}."
             )
             continue
-        k1 = row.get("df_between")
+        k1, stat, p = fmt_num(row.get("df_between")), float(row["statistic"]), fmt_p(row["p_value"])
+        effect, blocks = fmt_num(row.get("effect_size"), 2), fmt_num(row.get("n_blocks"))
+        f_test = f"F({k1}, {fmt_num(row.get('df_within'))}) = {stat:.2f}, {p}"
         if test == "rm_anova":
-            stat_txt = (
-                f"F({fmt_num(k1)}, {fmt_num(row.get('df_within'))}) = {float(row['statistic']):.2f}, "
-                f"{fmt_p(row['p_value'])}, partial η² = {fmt_num(row.get('effect_size'), 2)}, "
-                f"{fmt_num(row.get('n_blocks'))} items"
-            )
+            stat_txt = f"{f_test}, partial η² = {effect}, {blocks} items"
         elif test in ("anova", "welch_anova"):
-            stat_txt = (
-                f"F({fmt_num(k1)}, {fmt_num(row.get('df_within'))}) = {float(row['statistic']):.2f}, "
-                f"{fmt_p(row['p_value'])}, η² = {fmt_num(row.get('effect_size'), 2)}"
-            )
+            stat_txt = f"{f_test}, η² = {effect}"
         elif test in ("friedman", "mixedlm"):
-            effect = (
-                f", Kendall's W = {fmt_num(row.get('effect_size'), 2)}"
-                if test == "friedman"
-                else ""
-            )
-            stat_txt = (
-                f"χ²({fmt_num(k1)}) = {float(row['statistic']):.2f}, {fmt_p(row['p_value'])}"
-                f"{effect}, {fmt_num(row.get('n_blocks'))} item blocks"
-            )
+            kendall = f", Kendall's W = {effect}" if test == "friedman" else ""
+            stat_txt = f"χ²({k1}) = {stat:.2f}, {p}{kendall}, {blocks} item blocks"
         elif test == "wilcoxon":
-            stat_txt = (
-                f"W = {float(row['statistic']):.2f}, {fmt_p(row['p_value'])}, "
-                f"{fmt_num(row.get('n_blocks'))} item blocks"
-            )
+            stat_txt = f"W = {stat:.2f}, {p}, {blocks} item blocks"
         else:
-            stat_txt = (
-                f"H({fmt_num(k1)}) = {float(row['statistic']):.2f}, {fmt_p(row['p_value'])}, "
-                f"ε² = {fmt_num(row.get('effect_size'), 2)}"
-            )
+            stat_txt = f"H({k1}) = {stat:.2f}, {p}, ε² = {effect}"
         name = TEST_NAMES.get(test, test)
         if _truthy(row.get("significant")):
             out.append(

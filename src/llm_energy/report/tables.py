@@ -1,8 +1,7 @@
 """GitHub pipe tables through pandas' ``DataFrame.to_markdown`` (tabulate); pure.
 
 The one table renderer of the project: the stats stage's ``*.md``, ``llm-energy compare`` and
-the report (which passes its own number formatting) all go through :func:`pipe_table`.
-"""
+the report (which passes its own number formatting) all go through :func:`pipe_table`."""
 
 from __future__ import annotations
 

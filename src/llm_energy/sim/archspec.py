@@ -1,6 +1,5 @@
 """Transformer architectures as the roofline sees them (pure): shapes from a Hugging Face config,
-parameter and KV-cache sizes, PyTorch ops per forward pass and attention kinds (docs/device.md).
-"""
+parameter and KV-cache sizes, PyTorch ops per forward pass and attention kinds (docs/device.md)."""
 
 from __future__ import annotations
 

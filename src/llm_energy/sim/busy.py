@@ -1,6 +1,5 @@
 """Cross-process facts about simulated GPUs: the busy marker file (so another process, the power
-timeline, sees a window open and at what power) and the simulated GPU list.
-"""
+timeline, sees a window open and at what power) and the simulated GPU list."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Calibration of the simulated GPU against measured anchors (pure: the caller reads the files).
 Anchors: /work/shared/anchors (H200, bf16, greedy, default clocks; docs/device.md). Errors are
-simulated / measured - 1.
-"""
+simulated / measured - 1."""
 
 from __future__ import annotations
 
@@ -60,20 +59,13 @@ def bare_generate_anchors(rows: Iterable[Mapping[str, Any]]) -> list[Anchor]:
     for row in rows:
         key = (str(row["model"]), int(row["batch"]), int(row["n_in"]), int(row["n_out"]))
         groups.setdefault(key, []).append(row)
-    return [
-        Anchor(
-            "h200_bare_generate.json",
-            model,
-            "eager",
-            False,
-            batch,
-            n_in,
-            n_out,
-            statistics.median(float(r["latency_s"]) for r in group),
-            statistics.median(float(r["j_per_tok"]) for r in group),
-        )
-        for (model, batch, n_in, n_out), group in groups.items()
-    ]
+    out = []
+    for (model, batch, n_in, n_out), group in groups.items():
+        latency_s = statistics.median(float(r["latency_s"]) for r in group)
+        j_per_token = statistics.median(float(r["j_per_tok"]) for r in group)
+        shape = (model, "eager", False, batch, n_in, n_out)
+        out.append(Anchor("h200_bare_generate.json", *shape, latency_s, j_per_token))
+    return out
 
 
 def readme_anchors() -> list[Anchor]:
@@ -129,15 +121,8 @@ def simulate_anchor(
     gpu: simmodel.GpuModel, anchor: Anchor, arch: Mapping[str, Any]
 ) -> CalibrationRow:
     """The anchor's workload on the GPU model at its default clocks (boost under load)."""
-    work = roofline.Workload(
-        archspec.arch_spec(arch),
-        ANCHOR_DTYPE_BYTES,
-        anchor.batch,
-        anchor.prompt_tokens,
-        anchor.new_tokens,
-        anchor.engine,
-        anchor.compiled,
-    )
+    shape = (anchor.batch, anchor.prompt_tokens, anchor.new_tokens, anchor.engine, anchor.compiled)
+    work = roofline.Workload(archspec.arch_spec(arch), ANCHOR_DTYPE_BYTES, *shape)
     run = simmodel.run_workload(gpu, work, gpu.sm_max_mhz)
     return CalibrationRow(
         source=anchor.source,

@@ -206,9 +206,7 @@ class SimulatedDevice(Device):
         self._marker.clear_if_mine()
 
     def _busy_anywhere(self) -> bool:
-        if self._busy:
-            return True
-        return self._marker.held_by_other()
+        return self._busy or self._marker.held_by_other()
 
     @property
     def energy_source(self) -> str:

@@ -1,7 +1,6 @@
 """Pure physics of the simulated GPU under DVFS (no I/O, no state); the laws are in docs/device.md:
 power P(f, u) on a linear V(f) curve, latency from the roofline (`llm_energy.sim.roofline`), and
-the legacy wall-clock law t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m).
-"""
+the legacy wall-clock law t(f, m) = t_ref · (α · f_max / f + (1 − α) · m_max / m)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Roofline cost of one `generate` call on a GPU, from the model's architecture (pure, no I/O);
 the step time, bytes, FLOPs and activity laws are in docs/device.md. A call's cost is its total
 time, its time to first token (the prefill) and its time-weighted mean activity u: energy is
-then P(f, u_mean) · time, since power is linear in u.
-"""
+then P(f, u_mean) · time, since power is linear in u."""
 
 from __future__ import annotations
 

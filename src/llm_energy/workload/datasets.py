@@ -1,6 +1,5 @@
 """Pure dataset logic, part 1: task specs, prepared records, problems and seeded sampling.
-The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows.
-"""
+The prepared item format is in docs/records.md; `llm_energy.io.loaders` reads the rows."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 from llm_energy.config.settings import TaskConfig
@@ -62,16 +61,8 @@ class PreparedItem:
     source_row: int
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON-lines record of data/prepared/<task>.jsonl."""
-        return {
-            "task": self.task,
-            "kind": self.kind,
-            "dataset": self.dataset,
-            "item_id": self.item_id,
-            "fields": dict(self.fields),
-            "references": list(self.references),
-            "source_row": self.source_row,
-        }
+        """The JSON-lines record of data/prepared/<task>.jsonl (fields and references copied)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -161,22 +152,10 @@ def default_label(spec_path: str, data_files: Any) -> str:
 
 def task_spec(task: TaskConfig) -> TaskSpec:
     """The loading view of a validated task: dataset label resolved, fields as a mapping."""
-    ds = task.dataset
-    return TaskSpec(
-        name=task.name,
-        kind=task.kind,
-        dataset=DatasetSpec(
-            path=ds.path,
-            name=ds.name,
-            split=ds.split,
-            data_files=ds.data_files,
-            field=ds.field,
-            revision=ds.revision,
-            label=ds.label or default_label(ds.path, ds.data_files),
-        ),
-        fields=task.field_map(),
-        options=task.options,
-    )
+    ds = task.dataset  # a config.tasks.DatasetConfig: the same fields, label maybe unset
+    values = {f.name: getattr(ds, f.name) for f in fields(DatasetSpec)}
+    values["label"] = ds.label or default_label(ds.path, ds.data_files)
+    return TaskSpec(task.name, task.kind, DatasetSpec(**values), task.field_map(), task.options)
 
 
 def missing_columns(spec: TaskSpec, column_names: Iterable[str]) -> dict[str, str]:

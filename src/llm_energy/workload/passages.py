@@ -1,6 +1,5 @@
 """Pure dataset logic, part 2: line sources (WikiText, WikiExtractor dumps) assembled into
-passages, and a passage split into a prompt prefix and a reference continuation.
-"""
+passages, and a passage split into a prompt prefix and a reference continuation."""
 
 from __future__ import annotations
 
@@ -64,7 +63,6 @@ def build_passages(
     doc_title: str | None = None
     expect_title = False
     n_in_doc = 0
-
     buf_words = 0
 
     def flush() -> None:
@@ -91,12 +89,8 @@ def build_passages(
             if opened:
                 flush()
                 attrs = dict(_ATTR.findall(opened.group(1)))
-                doc_id, doc_title, expect_title, n_in_doc = (
-                    attrs.get("id"),
-                    attrs.get("title"),
-                    True,
-                    0,
-                )
+                doc_id, doc_title = attrs.get("id"), attrs.get("title")
+                expect_title, n_in_doc = True, 0
                 continue
             if _DOC_CLOSE.match(line):
                 flush()

@@ -1,7 +1,6 @@
 """Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
 Length targets trim the task's main text, not the instruction or question, so a trimmed QA
-prompt still asks its question.
-"""
+prompt still asks its question."""
 
 from __future__ import annotations
 
@@ -78,14 +77,9 @@ def fit_prompt(
     field; `count_tokens` counts what the model sees (chat template included)."""
     if context_limit_tokens < 1:
         raise PromptError(f"no room for the prompt: context limit is {context_limit_tokens} tokens")
-    limit = (
-        context_limit_tokens if target_tokens is None else min(target_tokens, context_limit_tokens)
-    )
-    reason = (
-        "input_tokens target"
-        if target_tokens is not None and target_tokens <= context_limit_tokens
-        else "model context"
-    )
+    by_target = target_tokens is not None and target_tokens <= context_limit_tokens
+    limit = target_tokens if by_target else context_limit_tokens
+    reason = "input_tokens target" if by_target else "model context"
     prompt = render_prompt(template, fields)
     n = count_tokens(prompt)
     if n <= limit:

@@ -1,6 +1,5 @@
 """Pure dataset logic, part 3: rows to prepared items (`RowError` with a short reason for a row
-that cannot be used; a repeated item_id keeps the first).
-"""
+that cannot be used; a repeated item_id keeps the first)."""
 
 from __future__ import annotations
 
@@ -101,13 +100,7 @@ def row_to_item(row: Mapping[str, Any], *, row_index: int, spec: TaskSpec) -> Pr
         fields, references = {"text": prompt}, [reference]
         item_id = _row_id(row, spec, text)
     return PreparedItem(
-        task=spec.name,
-        kind=spec.kind,
-        dataset=spec.dataset.label,
-        item_id=item_id,
-        fields=fields,
-        references=references,
-        source_row=row_index,
+        spec.name, spec.kind, spec.dataset.label, item_id, fields, references, row_index
     )
 
 
@@ -127,11 +120,8 @@ def _split_or_raise(text: str, spec: TaskSpec) -> tuple[str, str]:
 def passage_to_item(passage: Passage, spec: TaskSpec) -> PreparedItem:
     """A generation item from an assembled passage; RowError if it cannot be split."""
     prompt, reference = _split_or_raise(passage.text, spec)
-    item_id = (
-        f"{passage.doc_id}-{passage.index_in_doc}"
-        if passage.doc_id is not None
-        else stable_id(passage.text)
-    )
+    doc = passage.doc_id
+    item_id = f"{doc}-{passage.index_in_doc}" if doc is not None else stable_id(passage.text)
     return PreparedItem(
         task=spec.name,
         kind=spec.kind,

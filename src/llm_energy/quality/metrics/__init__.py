@@ -1,7 +1,6 @@
 """Quality metrics as `evaluate` modules, loaded offline from this package's own scripts
 (`metrics/<name>/<name>.py`, the layout `evaluate.load` expects), which delegate to
-`llm_energy.quality.textmetrics`, so nothing is fetched from the Hub.
-"""
+`llm_energy.quality.textmetrics`, so nothing is fetched from the Hub."""
 
 from __future__ import annotations
 
