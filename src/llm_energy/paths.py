@@ -1,6 +1,5 @@
 """The one module that owns paths. All are relative to the repository root (the working
-directory of `dvc repro`), so a DVC experiment's temporary workspace works unchanged.
-"""
+directory of `dvc repro`), so a DVC experiment's temporary workspace works unchanged."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -92,18 +93,13 @@ def _one_line_error(exc: BaseException) -> str:
 
 def _run_each(cmds: Sequence[Sequence[str]], root: Path, dry_run: bool) -> int:
     """Run commands in order (or print them); stop at the first failure with one line."""
-    import shlex
-
     for cmd in cmds:
         print(("would run: " if dry_run else "$ ") + shlex.join(cmd), flush=True)
         if dry_run:
             continue
-        proc = subprocess.run(list(cmd), cwd=root)
-        if proc.returncode != 0:
-            print(
-                f"llm-energy grid: error: `{shlex.join(cmd)}` exited {proc.returncode}",
-                file=sys.stderr,
-            )
+        code = subprocess.run(list(cmd), cwd=root).returncode
+        if code != 0:
+            print(f"llm-energy grid: error: `{shlex.join(cmd)}` exited {code}", file=sys.stderr)
             return 2
     return 0
 
@@ -145,8 +141,6 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([u.to_dict() for u in units], indent=2))
     elif not (args.prepare or args.slurm_units):
-        import shlex
-
         for unit in units:
             print(f"{unit.name}  {shlex.join(unit.overrides)}")
     return 0
@@ -183,9 +177,7 @@ def _grid_status(args: argparse.Namespace) -> int:
     from llm_energy.paths import progress_dir
     from llm_energy.run.progress import format_status, status_rows
 
-    directory = (
-        Path(args.progress_dir) if args.progress_dir else progress_dir(args.state_dir_of(args))
-    )
+    directory = Path(args.progress_dir or progress_dir(args.state_dir_of(args)))
     records = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:

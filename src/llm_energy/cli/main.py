@@ -71,11 +71,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             print(f"llm-energy doctor: error: no params mapping in {paths.params}", file=sys.stderr)
             return 2
         cfg = load_config(apply_overrides(params, args.overrides))
+        state_dir = paths.gpu_state_dir(cfg.gpu.state_dir)
         facts, state = gather(
-            cfg.gpu,
-            paths.gpu_state_dir(cfg.gpu.state_dir),
-            seed=cfg.meta.seed,
-            country_iso_code=cfg.emissions.country_iso_code,
+            cfg.gpu, state_dir, seed=cfg.meta.seed, country_iso_code=cfg.emissions.country_iso_code
         )
         report = build_report(cfg, facts, state)
     except Exception as exc:  # the doctor never shows a traceback
@@ -95,12 +93,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json_file:
         data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))
     else:
-        proc = subprocess.run(
-            ["dvc", "exp", "show", "--json", "--no-pager", *(["-A"] if args.all else [])],
-            capture_output=True,
-            text=True,
-            cwd=args.root,
-        )
+        show = ["dvc", "exp", "show", "--json", "--no-pager", *(["-A"] if args.all else [])]
+        proc = subprocess.run(show, capture_output=True, text=True, cwd=args.root)
         if proc.returncode != 0:
             print(
                 f"llm-energy compare: error: `dvc exp show --json` failed: {proc.stderr.strip()}",
@@ -170,11 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-energy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("LLM_ENERGY_ROOT", "."),
-        help="repository root (default: .)",
-    )
+    root = os.environ.get("LLM_ENERGY_ROOT", ".")
+    parser.add_argument("--root", default=root, help="repository root (default: .)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compose", help="compose conf/ into params.yaml")

@@ -82,20 +82,15 @@ def parse_section(cls: type[T], key: str, raw: Any) -> T:
     unknown = sorted(str(k) for k in raw if k not in names)
     if unknown:
         allowed = ", ".join(names) if names else "none (write {})"
-        hint = did_you_mean(unknown[0], names)
-        raise ConfigError(
-            f"{key}.{unknown[0]}",
-            raw[unknown[0]],
-            f"unknown key{hint or ';'} allowed keys: {allowed}",
-        )
+        hint = did_you_mean(unknown[0], names) or ";"
+        why = f"unknown key{hint} allowed keys: {allowed}"
+        raise ConfigError(f"{key}.{unknown[0]}", raw[unknown[0]], why)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name not in raw:
             raise ConfigError(f"{key}.{f.name}", MISSING, COMPOSE_HINT)
-        if "by" in f.metadata:
-            check = f.metadata["table"][values[f.metadata["by"]]]
-        else:
-            check = f.metadata["check"]
+        meta = f.metadata  # checked_by: the check its sibling's parsed value picks
+        check = meta["table"][values[meta["by"]]] if "by" in meta else meta["check"]
         values[f.name] = check(f"{key}.{f.name}", raw[f.name])
     parsed = cls(**values)
     validate = getattr(parsed, "validate", None)

@@ -165,12 +165,8 @@ class ModelConfig(Section):
         }
         for name, required in needed.items():
             if required and getattr(self, name) is None:
-                raise ConfigError(
-                    f"{key}.{name}",
-                    None,
-                    f"model.source={self.source} with weights={self.weights} needs it: "
-                    "expected a non-empty string",
-                )
+                needs = f"model.source={self.source} with weights={self.weights} needs it"
+                raise ConfigError(f"{key}.{name}", None, f"{needs}: expected a non-empty string")
         if self.weights == "random":
             choice(MODEL_TYPES)(f"{key}.arch.model_type", self.arch.get("model_type"))
 

@@ -73,12 +73,9 @@ def load_config(params: Mapping[str, Any]) -> Config:
         raise ConfigError("params", params, "expected a mapping of sections")
     unknown = sorted(str(k) for k in params if k not in _PARSERS)
     if unknown:
-        raise ConfigError(
-            f"params.{unknown[0]}",
-            params[unknown[0]],
-            f"unknown key{did_you_mean(unknown[0], SECTIONS) or ';'} allowed keys: "
-            + ", ".join(SECTIONS),
-        )
+        hint = did_you_mean(unknown[0], SECTIONS) or ";"
+        why = f"unknown key{hint} allowed keys: {', '.join(SECTIONS)}"
+        raise ConfigError(f"params.{unknown[0]}", params[unknown[0]], why)
     sections = {attr: parse(params.get(key)) for key, (attr, parse) in _PARSERS.items()}
     cfg = Config(**sections, raw=copy.deepcopy(dict(params)))
     _check_lengths_fit(cfg)

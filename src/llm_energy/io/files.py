@@ -76,11 +76,10 @@ def _atomic_write(path: Path, data: bytes, *, fsync: bool, mode: int | None = No
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise with_path(exc, path) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise with_path(exc, path) from exc
         raise
 
 

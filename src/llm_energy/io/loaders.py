@@ -94,9 +94,7 @@ def _check_files_exist(spec: TaskSpec, data_files: Any, root: Path) -> None:
     for path in _flat_files(data_files):
         if "://" in path:
             continue
-        found = (
-            glob.glob(path) if _GLOB_CHARS & set(path) else [path] if Path(path).exists() else []
-        )
+        found = glob.glob(path) if _GLOB_CHARS & set(path) else Path(path).exists()
         if not found:
             raise DatasetError(
                 f"{_where(spec)}: data file {path} not found; fix `dataset.data_files` "
@@ -200,9 +198,8 @@ def load_task_items(
     id_column = spec.fields.get("id")
     if not spec.line_mode and (not id_column or id_column not in table.column_names):
         notes.append("no id column: item ids are content hashes")
-    wanted = [
-        c for c in dict.fromkeys(v for v in spec.fields.values() if v) if c in table.column_names
-    ]
+    mapped = dict.fromkeys(v for v in spec.fields.values() if v)  # distinct, in field order
+    wanted = [c for c in mapped if c in table.column_names]
     try:
         rows = table.select_columns(wanted).to_list()
     except UnicodeDecodeError:  # arrow keeps raw bytes; they fail only when turned into str

@@ -214,9 +214,7 @@ def _dispatched_random(
     from accelerate import dispatch_model, infer_auto_device_map
 
     net = auto.from_config(config, dtype=dtype)
-    placement = infer_auto_device_map(
-        net,
-        max_memory=dict(max_memory) if max_memory is not None else None,
-        no_split_module_classes=getattr(net, "_no_split_modules", None),
-    )
+    allowed = dict(max_memory) if max_memory is not None else None
+    no_split = getattr(net, "_no_split_modules", None)
+    placement = infer_auto_device_map(net, max_memory=allowed, no_split_module_classes=no_split)
     return dispatch_model(net, placement)

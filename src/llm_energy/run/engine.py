@@ -117,24 +117,16 @@ def load_generator(
     from llm_energy.io.models import load_model
     from llm_energy.run.hf_generate import Generator
 
+    placement: dict[str, Any] = {"device_map": None, "max_memory": None}
     if backend == "nvml" and gpu_uuids is not None and len(gpu_uuids) > 1:
         device, placement = multi_gpu_placement(gpu_uuids)
-        net, tok = load_model(model, model_dir, device=device, seed=seed, **placement)
-        return Generator(
-            net,
-            tok,
-            family=model.family,
-            device=str(getattr(net, "device", device)),  # where the first layer (inputs) lives
-            engine=engine,
-            chat_template=model.chat_template,
-            allow_compile=allow_compile,
-        )
-    device = torch_device_for(backend, gpu_uuid)
-    if device.startswith("cuda:"):
-        torch.cuda.set_device(device)  # bare "cuda" and implicit-device calls mean this GPU too
-    net, tok = load_model(
-        model, model_dir, device=device, seed=seed, device_map=None, max_memory=None
-    )
+    else:
+        device = torch_device_for(backend, gpu_uuid)
+        if device.startswith("cuda:"):
+            torch.cuda.set_device(device)  # bare "cuda" and implicit-device calls mean this GPU too
+    net, tok = load_model(model, model_dir, device=device, seed=seed, **placement)
+    if placement["device_map"] is not None:  # spread: where the first layer (inputs) lives
+        device = str(getattr(net, "device", device))
     return Generator(
         net,
         tok,

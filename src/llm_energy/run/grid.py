@@ -4,6 +4,7 @@ one task with the clock sweep inside (one cap per unit under `gpu.control=slurm`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -197,21 +198,14 @@ def _units_for(
         if swept:
             overrides.append(f"sweep.freqs_mhz={hydra_list(freqs)}")
         cap = freqs[0] if comp.control == SLURM_CONTROL and len(freqs) == 1 else None
-        return [
-            Unit(safe_name(*head), tuple(overrides), comp.model, task, tuple(freqs), cap, extra)
-        ]
-    return [
-        Unit(
-            safe_name(*head, "default" if f is None else f"{f}mhz"),
-            (*overrides, f"sweep.freqs_mhz={hydra_list([f])}"),
-            comp.model,
-            task,
-            (f,),
-            f,
-            extra,
-        )
-        for f in freqs
-    ]
+        unit = Unit(safe_name(*head), tuple(overrides), comp.model, task, tuple(freqs), cap, extra)
+        return [unit]
+    units = []
+    for f in freqs:  # one unit per cap: SLURM applies one --gpu-freq per job step
+        name = safe_name(*head, "default" if f is None else f"{f}mhz")
+        sets = (*overrides, f"sweep.freqs_mhz={hydra_list([f])}")
+        units.append(Unit(name, sets, comp.model, task, (f,), f, extra))
+    return units
 
 
 # A unit stops at its statistics (what `dvc exp show` and `llm-energy compare` read); its figures
@@ -277,21 +271,14 @@ def unit_size(cfg: Any) -> UnitSize:
     engines = sweep.engines or (infer.engine,)
     per_point = cfg.prepare.n_items * infer.repetitions * len(cfg.tasks)
     knobs = len(sweep.power_limits_w or (None,)) * len(sweep.mem_freqs_mhz or (None,))
+    workload = functools.partial(workload_for, cfg.model, compiled=infer.compile)
     points, gpu_s = 0, 0.0
     for cap, n_in, n_out, batch, engine in itertools.product(
         caps, inputs, outputs, batches, engines
     ):
         points += knobs
-        w = workload_for(
-            cfg.model,
-            batch=batch,
-            prompt_tokens=n_in,
-            new_tokens=n_out,
-            engine=engine,
-            compiled=infer.compile,
-        )
+        w = workload(batch=batch, prompt_tokens=n_in, new_tokens=n_out, engine=engine)
         f_rel = 1.0 if cap is None else min(cap, H200.sm_max_mhz) / H200.sm_max_mhz
-        gpu_s += (
-            knobs * workload_cost(H200.roofline, w, f_rel=f_rel).time_s * -(-per_point // batch)
-        )
+        calls = -(-per_point // batch)  # the batches of one point, the last one short
+        gpu_s += knobs * workload_cost(H200.roofline, w, f_rel=f_rel).time_s * calls
     return UnitSize(points=points, requests=points * per_point, gpu_s=gpu_s)

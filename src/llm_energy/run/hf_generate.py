@@ -45,28 +45,21 @@ class Generator(PromptTokenizer):
         self.engine, self.chat_template, self.allow_compile = engine, chat_template, allow_compile
         self.tok.padding_side = "left" if family == "causal" else "right"
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
-        eos_ids = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in eos_ids if e is not None} | (
-            {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
-        )
+        eos_ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
+        self.eos_ids = {int(e) for e in eos_ids if e is not None}
 
     def _batch(self, prompts_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         enc = self.tok.pad({"input_ids": [list(p) for p in prompts_ids]}, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def _count_output(self, new_tokens: torch.Tensor, fixed: bool) -> list[int]:
-        counts = []
-        for row in new_tokens.tolist():
-            if fixed:
-                counts.append(len(row))
-                continue
-            n = len(row)
-            for i, token in enumerate(row):
-                if token in self.eos_ids:
-                    n = i + 1  # the EOS token was generated too
-                    break
-            counts.append(n)
-        return counts
+        rows = new_tokens.tolist()
+        if fixed:
+            return [len(row) for row in rows]
+        # Up to the first EOS, which was generated too; the whole row without one.
+        return [
+            next((i + 1 for i, t in enumerate(row) if t in self.eos_ids), len(row)) for row in rows
+        ]
 
     @torch.inference_mode()
     def generate(
@@ -90,9 +83,8 @@ class Generator(PromptTokenizer):
             self.tok.decode(row[:n], skip_special_tokens=True)
             for row, n in zip(new.tolist(), counts, strict=True)
         ]
-        ttft = (
-            None if clock is None or clock.first_token_at is None else clock.first_token_at - start
-        )
+        first = clock.first_token_at if clock is not None else None
+        ttft = None if first is None else first - start
         return GenerationResult(texts, counts, elapsed, ttft)
 
     @torch.inference_mode()
@@ -105,10 +97,9 @@ class Generator(PromptTokenizer):
             ids = torch.tensor([list(prompt_ids) + list(ref_ids)], device=self.device)
             labels = ids.clone()
             labels[:, : len(prompt_ids)] = -100
-            out = self.model(input_ids=ids, labels=labels)
         else:
             ids = torch.tensor([list(prompt_ids)], device=self.device)
             labels = torch.tensor([list(ref_ids)], device=self.device)
-            out = self.model(input_ids=ids, labels=labels)
+        out = self.model(input_ids=ids, labels=labels)
         # HF returns the mean over predicted tokens; causal LMs predict len(ref_ids) of them.
         return float(out.loss) * len(ref_ids), len(ref_ids)

@@ -139,9 +139,8 @@ def phase_split(row: Mapping[str, Any], tail_power_w: float | None = None) -> di
     tail_j = (tail_power_w or 0.0) * row["prefill_window_tail_s"]
     energy_j = (row["prefill_window_energy_j"] - tail_j) * share
     busy_s = row.get("prefill_window_busy_s")
-    time_s = (busy_s if busy_s is not None else row["prefill_window_s"]) / row[
-        "prefill_window_repeats"
-    ]
+    work_s = busy_s if busy_s is not None else row["prefill_window_s"]
+    time_s = work_s / row["prefill_window_repeats"]
     return {
         "prefill_energy_j": energy_j,
         "prefill_time_s": time_s,
@@ -194,14 +193,15 @@ def request_records(
 ) -> list[dict[str, Any]]:
     """One record per request of a window, energy and time split evenly over the batch and the
     window's repeats (the window's totals stay on every record for audit). TTFT and TPOT describe
-    the last execution; a batch decodes until its longest output ends, so TPOT divides by that.
-    """
-    n = len(items)
-    share = 1.0 / (n * window.window_repeats)
+    the last execution; a batch decodes until its longest output ends, so TPOT divides by that."""
+    share = 1.0 / (len(items) * window.window_repeats)
     # One execution of the batch: the work's own time, not the closing tick wait.
     work_s = window.window_busy_s if window.window_busy_s is not None else window.window_s
     latency_s = work_s / window.window_repeats
     energy_j = window.window_energy_j * share
+    idle_w = window.idle_power_w
+    dynamic = None if idle_w is None else energy_j - idle_w * window.window_s * share
+    avg_power_w = window.window_energy_j / window.window_s if window.window_s > 0 else None
     decode_steps = max(output_tokens, default=0) - 1
     tpot = None
     if ttft_s is not None and decode_steps > 0:
@@ -211,11 +211,6 @@ def request_records(
     for index, (item, inp, pred, n_out) in enumerate(
         zip(items, inputs, predictions, output_tokens, strict=True)
     ):
-        dynamic = (
-            None
-            if window.idle_power_w is None
-            else energy_j - window.idle_power_w * window.window_s * share
-        )
         rows.append(
             {
                 **base,
@@ -233,9 +228,7 @@ def request_records(
                 "energy_j": energy_j,
                 "energy_kind": energy_kind(window.energy_source),
                 "dynamic_energy_j": dynamic,
-                "avg_power_w": window.window_energy_j / window.window_s
-                if window.window_s > 0
-                else None,
+                "avg_power_w": avg_power_w,
                 **asdict(window),
                 **(asdict(prefill) if prefill is not None else {}),
                 "prediction": pred,

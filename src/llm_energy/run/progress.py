@@ -53,8 +53,7 @@ class ProgressTracker:
         cpu_s: Callable[[], float] = time.process_time,
         min_interval_s: float = 1.0,
     ) -> None:
-        self.write, self.now, self.min_interval_s = write, now, min_interval_s
-        self.cpu_s = cpu_s
+        self.write, self.now, self.cpu_s, self.min_interval_s = write, now, cpu_s, min_interval_s
         t = now()
         self.record: dict[str, Any] = {
             "unit": unit,
@@ -189,7 +188,5 @@ def format_status(rows: list[Mapping[str, Any]]) -> str:
     total_b = sum(int(r.get("batches_total") or 0) for r in rows)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.append(f"{len(rows)} unit(s): {summary or 'none'}; batches {done_b}/{total_b}")
-    for r in rows:
-        if r.get("error"):
-            out.append(f"{r['unit']}: {r['error']}")
+    out += [f"{r['unit']}: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -31,23 +32,13 @@ PIPELINE_WRITES = (":(exclude)dvc.lock", ":(exclude)params.yaml", ":(exclude)rep
 
 def git_commit(root: Path) -> str | None:
     """HEAD, with -dirty when tracked source files differ from it."""
+    git = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=5)
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
+        out = git(["git", "rev-parse", "HEAD"], check=True)
         # What the pipeline writes itself (dvc.lock, reports/) and `dvc exp run -S` (params.yaml,
         # recorded on its own as the config digest) does not make the code dirty.
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *PIPELINE_WRITES],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
+        dirty = git(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *PIPELINE_WRITES]
         )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -56,9 +47,8 @@ def git_commit(root: Path) -> str | None:
 
 def config_digest(cfg: Config) -> str:
     relevant = {k: cfg.raw.get(k) for k in ("model", "task", "gpu", "prepare", "infer", "sweep")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def run_provenance(cfg: Config, *, device: Any, root: Path) -> dict[str, Any]:

@@ -98,6 +98,9 @@ class RunTotals:
     warnings: list[str] = field(default_factory=list)
 
 
+_SHAPE_KEYS = "task engine batch_size input_tokens_target output_tokens_target output_mode".split()
+
+
 def run_shapes(
     cfg: Config, items_by_task: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -109,17 +112,7 @@ def run_shapes(
                 continue
             max_new, mode = output_spec(task, point, cfg)
             key = (task.name, point.engine, point.batch_size, point.input_tokens, max_new, mode)
-            shapes.setdefault(
-                key,
-                {
-                    "task": task.name,
-                    "engine": point.engine,
-                    "batch_size": point.batch_size,
-                    "input_tokens_target": point.input_tokens,
-                    "output_tokens_target": max_new,
-                    "output_mode": mode,
-                },
-            )
+            shapes.setdefault(key, dict(zip(_SHAPE_KEYS, key, strict=True)))
     return shapes
 
 

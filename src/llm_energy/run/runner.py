@@ -89,10 +89,9 @@ class InferenceRun:
     ) -> dict[str, Any]:
         key = (task.name, str(item["item_id"]), input_target)
         if key not in self._inputs:
+            model = self.cfg.model
             # A decoder-only model's context holds prompt and output; an encoder's holds the prompt only.
-            room = self.cfg.model.max_context_tokens - (
-                max_new if self.cfg.model.family == "causal" else 0
-            )
+            room = model.max_context_tokens - (max_new if model.family == "causal" else 0)
             fitted = fit_prompt(
                 self.templates[task.kind],
                 item["fields"],
@@ -111,21 +110,18 @@ class InferenceRun:
                     fitted.tokens,
                 )
             ids = self.gen.encode(fitted.text)
-            entry: dict[str, Any] = {
-                "ids": ids,
-                "record": {
-                    "input_tokens_target": input_target,
-                    "input_tokens": len(ids),
-                    "input_truncated": fitted.truncated,
-                    "input_truncation_reason": fitted.reason or None,
-                },
+            record: dict[str, Any] = {
+                "input_tokens_target": input_target,
+                "input_tokens": len(ids),
+                "input_truncated": fitted.truncated,
+                "input_truncation_reason": fitted.reason or None,
             }
             if task.kind == "generation" and item.get("references"):
                 # The continuation follows the passage after a space; a chat prompt ends in a header.
-                sep = "" if self.cfg.model.chat_template else " "
+                sep = "" if model.chat_template else " "
                 nll, n = self.gen.reference_nll(ids, sep + item["references"][0])
-                entry["record"].update(ref_nll_sum=nll, ref_tokens=n)
-            self._inputs[key] = entry
+                record.update(ref_nll_sum=nll, ref_tokens=n)
+            self._inputs[key] = {"ids": ids, "record": record}
         return self._inputs[key]
 
     def prompt_ids(
@@ -257,16 +253,11 @@ class InferenceRun:
         self.warmup()
         gpu = self.cfg.gpu  # the session entered with its memory clock and power limit set
         now = {"set_mem_cap": gpu.mem_freq, "set_power_limit_w": gpu.power_limit_w}
-        done = {"points": 0, "batches": 0}
+        done = {"points_done": 0, "batches_done": 0}
 
         def tell() -> None:
             if self.progress is not None:
-                self.progress(
-                    points_done=done["points"],
-                    points_total=len(points),
-                    batches_done=done["batches"],
-                    batches_total=total_batches,
-                )
+                self.progress(**done, points_total=len(points), batches_total=total_batches)
 
         tell()
         with tqdm(total=total_batches, desc="infer", unit="batch", dynamic_ncols=True) as bar:
@@ -283,7 +274,7 @@ class InferenceRun:
                             pending += self._run_batch(task, batch, point, max_new, mode, applied)
                             bar.update(1)
                             bar.set_postfix(task=task.name, mhz=applied or "default")
-                            done["batches"] += 1
+                            done["batches_done"] += 1
                             tell()
                 except BaseException:
                     # Interrupted (signal, error): keep what was measured, with the "before"
@@ -292,7 +283,7 @@ class InferenceRun:
                     raise
                 # Rows wait for the "after" idle reading of their point, then go to disk.
                 self._write_rows(pending, self._idle_after(idle))
-                done["points"] += 1
+                done["points_done"] += 1
                 tell()
         return self.totals
 
@@ -307,19 +298,12 @@ class InferenceRun:
     ) -> list[dict[str, Any]]:
         base = self._base(point, max_new, mode, len(batch))
         started = now_iso()
+        cap_mhz = applied_mhz if applied_mhz is not None else point.freq_mhz
         try:
             inputs = [self._fit(task, item, point.input_tokens, max_new) for item in batch]
-            fixed = mode == "fixed"
-            reading, repeats, result = self.meter.run_until_trusted(
-                lambda: self.gen.generate(
-                    [i["ids"] for i in inputs],
-                    max_new_tokens=max_new,
-                    fixed=fixed,
-                    measure_ttft=self.cfg.infer.measure_ttft,
-                ),
-                cap_mhz=applied_mhz if applied_mhz is not None else point.freq_mhz,
-                max_repeats=self.cfg.gpu.max_window_repeats,
-            )
+            ids = [i["ids"] for i in inputs]
+            ttft = self.cfg.infer.measure_ttft
+            reading, repeats, result = self._measure(ids, cap_mhz, max_new, mode == "fixed", ttft)
         except PromptError as exc:
             return self._fail(base, batch, "error", f"prompt: {exc}")
         except Exception as exc:
@@ -329,22 +313,12 @@ class InferenceRun:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            return self._fail(
-                base,
-                batch,
-                "oom",
-                f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}",
-            )
+            error = f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}"
+            return self._fail(base, batch, "oom", error)
         prefill = None
         if self.cfg.infer.phases and max_new > 1:
             # The same prompts for one new token, in windows of their own: decode = the rest.
-            p_reading, p_repeats, _ = self.meter.run_until_trusted(
-                lambda: self.gen.generate(
-                    [i["ids"] for i in inputs], max_new_tokens=1, fixed=True, measure_ttft=False
-                ),
-                cap_mhz=applied_mhz if applied_mhz is not None else point.freq_mhz,
-                max_repeats=self.cfg.gpu.max_window_repeats,
-            )
+            p_reading, p_repeats, _ = self._measure(ids, cap_mhz, 1, fixed=True, ttft=False)
             prefill = prefill_facts(p_reading, p_repeats)
         if self.cfg.gpu.control == "slurm":  # SLURM's cap labels only the windows that held it
             applied_mhz = self.clocks.freq_label_mhz(reading.cap_held)
@@ -373,18 +347,20 @@ class InferenceRun:
             self.totals.untrusted_windows += 1
         return rows
 
+    def _measure(
+        self, ids: list[Any], cap_mhz: int | None, max_new: int, fixed: bool, ttft: bool
+    ) -> tuple[Any, int, Any]:
+        """(reading, repeats, last result) of generating `ids` in windows until trusted."""
+        return self.meter.run_until_trusted(
+            lambda: self.gen.generate(ids, max_new_tokens=max_new, fixed=fixed, measure_ttft=ttft),
+            cap_mhz=cap_mhz,
+            max_repeats=self.cfg.gpu.max_window_repeats,
+        )
+
     def _write_rows(self, rows: Sequence[Mapping[str, Any]], idle: IdleBaseline) -> None:
+        baseline = {k: getattr(idle, k) for k in ("power_w", "before_w", "after_w", "se_w", "df")}
         for row in rows:
-            self.write(
-                with_idle_baseline(
-                    row,
-                    power_w=idle.power_w,
-                    before_w=idle.before_w,
-                    after_w=idle.after_w,
-                    se_w=idle.se_w,
-                    df=idle.df,
-                )
-            )
+            self.write(with_idle_baseline(row, **baseline))
 
     def _fail(
         self, base: Mapping[str, Any], batch: Sequence[Mapping[str, Any]], status: str, error: str

@@ -1,7 +1,6 @@
 """Warm-up to steady state before anything is measured (docs/device.md, "Warm-up"): a fresh
 process runs its first ~10 s of `generate` ~3x slower on an H200 (allocator, kernels, clocks
-ramping), which one short warm-up request does not cover.
-"""
+ramping), which one short warm-up request does not cover."""
 
 from __future__ import annotations
 
@@ -82,8 +81,7 @@ def warm_up(
     if min_calls == 0 or not shapes:
         return record
     by_key = dict(zip(shapes, record.shapes, strict=True))
-    t0 = clock()
-    rounds = 0
+    t0, rounds = clock(), 0
     while True:
         pending = [key for key, s in by_key.items() if not s.steady or rounds < min_calls]
         if not pending:
