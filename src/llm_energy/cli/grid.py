@@ -150,20 +150,11 @@ def start_stage_server() -> None:
     """The queue's analysis stages then skip their library imports (run/stage_server.py)."""
     from llm_energy.run import stage_server
 
-    if os.environ.get(stage_server.SWITCH_ENV) == "off":
-        return
-    try:
-        facts = stage_server.start()
-    except (OSError, RuntimeError) as exc:  # only slower without it
-        print(
-            f"llm-energy grid: stage server not started ({exc}); stages run alone", file=sys.stderr
-        )
-        return
-    print(
-        f"stage server pid {facts['pid']} preloads the analysis libraries for the queue "
-        f"(exits after {facts['idle_exit_s']:.0f} s idle; `llm-energy stage-server --stop`); "
-        "now: dvc queue start -j <GPUs>"
-    )
+    if os.environ.get(stage_server.SWITCH_ENV) != "off":
+        try:
+            print(f"{stage_server.describe(stage_server.start())}; now: dvc queue start -j <GPUs>")
+        except (OSError, RuntimeError) as exc:  # only slower without it
+            print(f"llm-energy grid: stage server not started: {exc}", file=sys.stderr)
 
 
 def _set_args(overrides: Sequence[str]) -> list[str]:

@@ -154,9 +154,7 @@ def _cmd_stage_server(args: argparse.Namespace) -> int:
         except (OSError, RuntimeError) as exc:
             print(f"llm-energy stage-server: error: {exc}", file=sys.stderr)
             return 1
-    verb = "stopped" if args.stop else "running"
-    print(f"stage server {verb}: pid {facts['pid']}, {facts['served']} stage(s) served, exits "
-          f"after {facts['idle_exit_s']:.0f} s idle; preloaded {', '.join(facts['preloaded'])}")  # fmt: skip
+    print(stage_server.describe(facts, "stopped" if args.stop else "running"))
     return 0
 
 

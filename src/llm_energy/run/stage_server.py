@@ -11,14 +11,18 @@ so a stage runs the workspace code DVC hashed. Stages that touch hardware are ne
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
+import random
+import runpy
 import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -64,11 +68,10 @@ def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
 
 def _recv(sock: socket.socket) -> dict[str, Any]:
     """The next message, or {} when the other side has gone."""
-    try:
+    with contextlib.suppress(ConnectionError):
         data = sock.recv(MAX_MESSAGE)
-    except ConnectionError:
-        return {}
-    return json.loads(data) if data else {}
+        return json.loads(data) if data else {}
+    return {}
 
 
 def _connect() -> socket.socket | None:
@@ -113,12 +116,11 @@ def hand_over(stage: str) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, forward)
         result = _recv(sock)
+    rc = int(result.get("returncode", 1))
     if "returncode" not in result:
         print(
             f"llm-energy {stage}: error: the stage server stopped while running it", file=sys.stderr
         )
-        os._exit(1)
-    rc = int(result["returncode"])
     if rc < 0:  # killed by a signal: end the same way
         signal.signal(-rc, signal.SIG_DFL)
         os.kill(os.getpid(), -rc)
@@ -140,35 +142,25 @@ def refusal(req: dict[str, Any], stamps: dict[str, int]) -> str | None:
     return None
 
 
-def library_stamps() -> dict[str, int]:
-    tops = {name.split(".")[0] for name in PRELOAD}
+def library_stamps() -> dict[str, int]:  # an upgrade rewrites each package's __init__
+    tops = {name.split(".")[0] for name in PRELOAD}  # numpy, pandas, scipy, statsmodels
     return {t: os.stat(sys.modules[t].__file__ or "").st_mtime_ns for t in tops}
 
 
 def _only_in_fork(body: Callable[..., None], *args: Any) -> NoReturn:
     """Run a fork's body; whatever happens, the fork ends here (never back in the server's loop)."""
+    code = 1
     try:
         body(*args)
+        code = 0
     except BaseException:
         traceback.print_exc()
     finally:
-        os._exit(1)
-
-
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None or isinstance(exc.code, int):
-        return exc.code or 0
-    print(exc.code, file=sys.stderr)
-    return 1
+        os._exit(code)
 
 
 def _run_fork(req: dict[str, Any], fds: list[int]) -> None:
     """In the fork: become the stage's process, run its script, exit with its status."""
-    import atexit
-    import random
-    import runpy
-    import threading
-
     import numpy
 
     for target, fd in zip((0, 1, 2), fds, strict=True):
@@ -195,8 +187,10 @@ def _run_fork(req: dict[str, Any], fds: list[int]) -> None:
     code = 0
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc)
+    except SystemExit as exc:  # as the interpreter ends on one
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
     except BaseException:
@@ -210,15 +204,8 @@ def _run_fork(req: dict[str, Any], fds: list[int]) -> None:
     os._exit(code)
 
 
-def _supervise(
-    conn: socket.socket, req: dict[str, Any], fds: list[int], stamps: dict[str, int]
-) -> None:
+def _supervise(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
     """In a fork of the server: run the stage in its own fork, relay signals, report its end."""
-    reason = refusal(req, stamps)
-    if reason:
-        _log({"refused": reason, "argv": req.get("argv")})
-        _send(conn, {"refused": reason})
-        os._exit(0)
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -227,16 +214,15 @@ def _supervise(
     for fd in fds:
         os.close(fd)
     _send(conn, {"pid": pid})
-    try:
-        pidfd: int | None = os.pidfd_open(pid)
-    except OSError:  # a kernel before 5.3: poll for the end instead
-        pidfd = None
     with selectors.DefaultSelector() as sel:
         sel.register(conn, selectors.EVENT_READ)
-        if pidfd is not None:
-            sel.register(pidfd, selectors.EVENT_READ)
+        try:
+            sel.register(os.pidfd_open(pid), selectors.EVENT_READ)
+            timeout_s = None
+        except OSError:  # a kernel before 5.3: poll for the end instead
+            timeout_s = 0.2
         while True:
-            for key, _ in sel.select(None if pidfd is not None else 0.2):
+            for key, _ in sel.select(timeout_s):
                 if key.fileobj is conn:
                     msg = _recv(conn)
                     if not msg:  # the stage's process died: take its fork down too
@@ -252,7 +238,6 @@ def _supervise(
         _send(conn, {"returncode": rc, "cpu_s": cpu_s})
     _log({"argv": req["argv"], "cwd": req["cwd"], "returncode": rc, "cpu_s": round(cpu_s, 3),
           "wall_s": round(time.monotonic() - started, 3)})  # fmt: skip
-    os._exit(0)
 
 
 def _log(entry: dict[str, Any]) -> None:
@@ -274,21 +259,15 @@ def serve(idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
         print("another stage server already serves this interpreter", file=sys.stderr)
         return 1
     listener.listen(64)
-    listener.settimeout(1.0)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    listener.settimeout(1.0)  # wakes to reap and to check the idle time
     _log({"pid": os.getpid(), "preloaded": list(PRELOAD), "cpu_s": time.process_time() - t0})
     last = time.monotonic()
-    while not stop:
-        while alive:  # reap finished supervisors
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                alive.clear()
-                break
-            if not pid:
-                break
-            alive.discard(pid)
+    while True:  # until idle, a `stop` request or SIGTERM
+        try:  # reap finished supervisors
+            while alive and (pid := os.waitpid(-1, os.WNOHANG)[0]):
+                alive.discard(pid)
+        except ChildProcessError:  # none left
+            alive.clear()
         if alive:
             last = time.monotonic()
         elif time.monotonic() - last > idle_exit_s:
@@ -304,32 +283,46 @@ def serve(idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
             conn.settimeout(5.0)
             try:
                 data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
+            except OSError:
+                continue
+            try:  # the fds are the stage's stdio: only its supervisor (a fork) keeps them
                 req = json.loads(data)
+                if req.get("control"):
+                    _send(conn, {"pid": os.getpid(), "started": started, "served": served,
+                                 "running": len(alive), "idle_exit_s": idle_exit_s,
+                                 "preloaded": list(PRELOAD)})  # fmt: skip
+                    if req["control"] == "stop":
+                        break
+                    continue
+                reason = refusal(req, stamps)
+                if reason:  # the stage runs itself
+                    _log({"refused": reason, "argv": req.get("argv")})
+                    _send(conn, {"refused": reason})
+                    continue
+                conn.settimeout(None)
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    _only_in_fork(_supervise, conn, req, fds)
+                alive.add(pid)
+                served += 1
+                last = time.monotonic()
             except (OSError, ValueError):
                 continue
-            if req.get("control"):
-                _send(conn, {"pid": os.getpid(), "started": started, "served": served,
-                             "running": len(alive), "idle_exit_s": idle_exit_s,
-                             "preloaded": list(PRELOAD)})  # fmt: skip
-                if req["control"] == "stop":
-                    break
-                continue
-            conn.settimeout(None)
-            pid = os.fork()
-            if pid == 0:
-                listener.close()
-                _only_in_fork(_supervise, conn, req, fds, stamps)
-            for fd in fds:
-                os.close(fd)
-            alive.add(pid)
-            served += 1
-            last = time.monotonic()
+            finally:
+                for fd in fds:
+                    os.close(fd)
     listener.close()
     _log({"stopped": os.getpid(), "served": served})
     return 0
 
 
 # --- control from the command line ----------------------------------------------------------
+
+
+def describe(facts: dict[str, Any], state: str = "running") -> str:
+    return (f"stage server {state}: pid {facts['pid']}, {facts['served']} stage(s) served, exits "
+            f"after {facts['idle_exit_s']:.0f} s idle; preloaded {', '.join(facts['preloaded'])}")  # fmt: skip
 
 
 def control(command: str) -> dict[str, Any] | None:
@@ -347,9 +340,8 @@ def start(idle_exit_s: float = DEFAULT_IDLE_EXIT_S, timeout_s: float = 60.0) -> 
     """Start a server in the background (or find the running one) and wait until it answers."""
     import subprocess
 
-    running = control("status")
-    if running:
-        return running | {"already_running": True}
+    if running := control("status"):
+        return running
     log = log_path()
     log.parent.mkdir(parents=True, exist_ok=True)
     src = str(Path(__file__).resolve().parents[2])  # this checkout's src/, installed or not
