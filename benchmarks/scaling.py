@@ -1,10 +1,11 @@
 """Scale-out on one node: the same grid through DVC's queue with N = 1, 2, 4 simulated GPUs.
 
 For each N: a fresh copy of the repo (the tiny `ci` experiment), `llm-energy grid --prepare`
-and `--queue` (set-up, not timed), then `dvc queue start -j N` is timed until every experiment
-has committed. Each unit is a 4-cap sweep on the simulated GPU (`gpu.index=auto`, N simulated
-GPUs) whose measured phase is mostly waiting (`gpu.cooldown_s` after each clock change), so this
-2-core machine's CPU is not what limits it; what remains CPU-bound is DVC and the other stages.
+and `--queue` (set-up, not timed; `--queue` starts the stage server, as for a user), then
+`dvc queue start -j N` is timed until every experiment has committed. Each unit is a 4-cap
+sweep on the simulated GPU (`gpu.index=auto`, N simulated GPUs) whose measured phase is mostly
+waiting (`gpu.cooldown_s` after each clock change), so this 2-core machine's CPU is not what
+limits it; what remains CPU-bound is DVC and the other stages.
 
 Reported per N: wall time, speed-up over N=1 (goal >= 0.9 x N), the span and sum of the infer
 stages' measured phases (from each unit's progress file; sum / span = how many ran at once, N
@@ -36,6 +37,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from bench_common import fresh_workspace  # noqa: E402
+from llm_energy.cli import stage_server  # noqa: E402
 from llm_energy.run.progress import parse_iso  # noqa: E402
 
 CAPS = "[1005,1305,1605,1905]"
@@ -95,6 +97,10 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
         wall_s = time.monotonic() - start
     finally:
         subprocess.run([*dvc, "queue", "stop", "--kill"], cwd=ws, env=env, capture_output=True)
+        # `grid --queue` started the stage server (its name includes this run's state dir)
+        subprocess.run([*cli, "stage-server", "--stop"], cwd=ws, env=env, capture_output=True)
+    log = stage_server.log_path(str(state)).read_text().splitlines()
+    served = sum('"returncode": 0' in line for line in log)
     phases = []
     for name in names:
         rec = json.loads((state / "progress" / f"{name}.json").read_text())
@@ -109,6 +115,7 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
         "infer_sum_s": sum(p["end"] - p["begin"] for p in phases),
         "infer_span_s": span_s,
         "gpus_used": len({p["gpu_uuid"] for p in phases}),
+        "stages_served": served,  # by the stage server: aggregate and stats of every unit
         "phases": phases,
     }
 

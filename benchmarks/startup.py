@@ -11,7 +11,7 @@ on (`measured_cpu_s` in its progress file) is the CPU outside the measurement. E
 then run once more on its own to say where that CPU goes (plots: the on-demand report).
 
 Two units run in the same workspace: one with LLM_ENERGY_STAGE_SERVER=off, then one with the
-stage server `llm-energy grid --queue` starts (run/stage_server.py). The served forks' CPU is
+stage server `llm-energy grid --queue` starts (cli/stage_server.py). The served forks' CPU is
 read from the server's /proc stat (its reaped children) and counted in; the goal applies to the
 served unit, as queued units run.
 
@@ -35,11 +35,11 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from bench_common import fresh_workspace  # noqa: E402
+from llm_energy.cli import stage_server  # noqa: E402
+from llm_energy.cli.stage_server import SWITCH_ENV  # noqa: E402
 from llm_energy.io.files import write_json  # noqa: E402
-from llm_energy.run import stage_server  # noqa: E402
 from llm_energy.run.grid import UNIT_TARGET  # noqa: E402
 from llm_energy.run.provenance import git_commit  # noqa: E402
-from llm_energy.run.stage_server import SWITCH_ENV  # noqa: E402
 
 STAGES = ("validate", "infer", "aggregate", "stats")  # what a queued unit runs
 SETTINGS = [

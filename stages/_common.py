@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from llm_energy.run.stage_server import hand_over  # noqa: E402
+from llm_energy.cli.stage_server import hand_over  # noqa: E402
 
 # An analysis stage runs in a fork of `llm-energy stage-server` (libraries imported) if one is up.
 hand_over(Path(sys.argv[0]).stem)

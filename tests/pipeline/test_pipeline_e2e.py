@@ -242,7 +242,7 @@ def test_simulated_frequency_sweep_gives_pareto_recommendation_and_timeline(ws: 
 
 
 def test_analysis_stages_in_the_stage_server_write_the_same_bytes(ws: Path) -> None:
-    """aggregate, stats and plots handed to `llm-energy stage-server` (run/stage_server.py)
+    """aggregate, stats and plots handed to `llm-energy stage-server` (cli/stage_server.py)
     write every output byte for byte as they do alone, and DVC finds the pipeline up to date."""
 
     def outputs(**env: str) -> dict[Path, bytes]:

@@ -23,10 +23,10 @@ import yaml
 
 from bench_common import make_workspace
 from helpers import experiment_data, experiment_metrics
+from llm_energy.cli import stage_server
 from llm_energy.control.gpulock import try_acquire_gpu
 from llm_energy.io.compose import compose_params
 from llm_energy.paths import gpu_journal_dir, gpu_lock_dir
-from llm_energy.run import stage_server
 from llm_energy.sim.busy import simulated_gpus
 
 REPO = Path(__file__).resolve().parents[2]

@@ -147,8 +147,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def start_stage_server() -> None:
-    """The queue's analysis stages then skip their library imports (run/stage_server.py)."""
-    from llm_energy.run import stage_server
+    """The queue's analysis stages then skip their library imports (cli/stage_server.py)."""
+    from llm_energy.cli import stage_server
 
     if os.environ.get(stage_server.SWITCH_ENV) != "off":
         try:

@@ -141,7 +141,7 @@ def _compare_figures(table: Any, out_dir: Path) -> None:
 
 
 def _cmd_stage_server(args: argparse.Namespace) -> int:
-    from llm_energy.run import stage_server
+    from llm_energy.cli import stage_server
 
     if args.stop or args.status:
         facts = stage_server.control("stop" if args.stop else "status")

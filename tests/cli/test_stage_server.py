@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from llm_energy.run import stage_server
+from llm_energy.cli import stage_server
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="abstract sockets: Linux only")
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="abstract socket
 FAKE_STAGE = """
 import sys
 sys.path.insert(0, {src!r})
-from llm_energy.run.stage_server import hand_over
+from llm_energy.cli.stage_server import hand_over
 hand_over({stage!r})
 import json, os, time
 import llm_energy
@@ -163,10 +163,10 @@ def facts_pid(line: str) -> int:
 
 
 def test_changed_libraries_or_interpreter_are_refused() -> None:
-    import numpy  # noqa: F401
-    import pandas  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import statsmodels.tools.tools  # noqa: F401
+    import importlib
+
+    for name in stage_server.PRELOAD:
+        importlib.import_module(name)
 
     stamps = stage_server.library_stamps()
     req = {"executable": sys.executable, "flags": list(sys.flags), "env": dict(os.environ)}

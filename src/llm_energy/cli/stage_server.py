@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 SERVED_STAGES = frozenset({"aggregate", "stats", "plots"})
-PRELOAD = ("numpy", "pandas", "scipy.special", "scipy.stats", "statsmodels.tools.tools",
+PRELOAD = ("numpy", "pandas", "yaml", "tabulate", "scipy.stats",  # scipy.stats: scipy.special too
            "statsmodels.regression.linear_model", "statsmodels.stats.multitest")  # fmt: skip
 # Variables these libraries (or Python) read while importing: a stage whose values differ from
 # the server's runs itself, since the fork would carry the server's.
