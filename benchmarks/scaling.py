@@ -83,7 +83,7 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
     _run([*cli, "grid", "--queue", *args], ws, env)
     setup_s = time.monotonic() - t0
     dvc = [sys.executable, "-m", "dvc"]
-    start = time.monotonic()
+    start, start_epoch = time.monotonic(), time.time()
     try:
         _run([*dvc, "queue", "start", "-j", str(gpus)], ws, env)
         last_check = start
@@ -112,6 +112,10 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
         "units": len(names),
         "setup_s": round(setup_s, 1),
         "wall_s": round(wall_s, 1),
+        # before the first measured phase (workers, checkout, validate, infer's start) and after
+        # the last (aggregate, stats, DVC's commit and collection of every experiment)
+        "lead_in_s": round(min(p["begin"] for p in phases) - start_epoch, 1),
+        "tail_s": round(start_epoch + wall_s - max(p["end"] for p in phases), 1),
         "infer_sum_s": sum(p["end"] - p["begin"] for p in phases),
         "infer_span_s": span_s,
         "gpus_used": len({p["gpu_uuid"] for p in phases}),
@@ -170,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"N={r['gpus']}: wall {r['wall_s']:.1f} s, speed-up {r['speedup']:.2f} "
             f"(goal {r['goal_speedup']:.2f}: {'met' if r['goal_met'] else 'NOT met'}), infer span "
             f"{r['infer_span_s']:.0f} s (x{r['infer_span_speedup']:.2f}, "
-            f"{r['measured_parallelism']:.2f} measured phases at once), {r['gpus_used']} GPU(s)"
+            f"{r['measured_parallelism']:.2f} measured phases at once), {r['gpus_used']} GPU(s), "
+            f"lead-in {r['lead_in_s']} s, tail {r['tail_s']} s"
         )
     print(
         f"queue overhead per experiment: {result['queue_overhead_per_experiment_s']} s "
