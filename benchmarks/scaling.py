@@ -99,8 +99,7 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
         subprocess.run([*dvc, "queue", "stop", "--kill"], cwd=ws, env=env, capture_output=True)
         # `grid --queue` started the stage server (its name includes this run's state dir)
         subprocess.run([*cli, "stage-server", "--stop"], cwd=ws, env=env, capture_output=True)
-    log = stage_server.log_path(str(state)).read_text().splitlines()
-    served = sum('"returncode": 0' in line for line in log)
+    served = sum(e.get("returncode") == 0 for e in stage_server.read_log(str(state)))
     phases = []
     for name in names:
         rec = json.loads((state / "progress" / f"{name}.json").read_text())

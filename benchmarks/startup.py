@@ -132,10 +132,9 @@ def measure(work: Path) -> dict[str, Any]:
 
 
 def stage_server_facts(env: dict[str, str]) -> dict[str, Any]:
-    """The running server's pid and preload CPU (the first line of its log)."""
-    log = stage_server.log_path(env["LLM_ENERGY_STATE_DIR"])
-    first = json.loads(log.read_text().splitlines()[0])
-    return {"pid": first["pid"], "preload_cpu_s": first["cpu_s"]}
+    """The running server's pid and preload CPU (its latest start in the log)."""
+    start = [e for e in stage_server.read_log(env["LLM_ENERGY_STATE_DIR"]) if "preloaded" in e]
+    return {"pid": start[-1]["pid"], "preload_cpu_s": start[-1]["cpu_s"]}
 
 
 def main() -> int:

@@ -77,8 +77,7 @@ def facts(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def server_log(served: Any) -> list[dict[str, Any]]:
-    path = stage_server.log_path(served["env"]["LLM_ENERGY_STATE_DIR"])
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    return stage_server.read_log(served["env"]["LLM_ENERGY_STATE_DIR"])
 
 
 def test_an_analysis_stage_runs_in_a_preloaded_fork_with_its_own_code(served: Any) -> None:

@@ -197,8 +197,7 @@ def test_units_stop_at_stats_and_render_their_report_on_demand(
 
 
 def test_the_queue_analysis_stages_ran_in_the_stage_server(queued: dict[str, Any]) -> None:
-    log = stage_server.log_path(str(queued["state"])).read_text().splitlines()
-    entries = [json.loads(line) for line in log if line.startswith("{")]
+    entries = stage_server.read_log(str(queued["state"]))
     assert not [e for e in entries if "refused" in e], entries  # the workers' env matches
     served = [(Path(e["argv"][0]).stem, e["returncode"]) for e in entries if "argv" in e]
     assert sorted(served) == sorted(

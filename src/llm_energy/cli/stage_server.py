@@ -1,13 +1,11 @@
 """The stage server: analysis stages run in a fork of a process that has imported their libraries.
 
-A fresh `aggregate`, `stats` or `plots` process spends 1-2 s of CPU importing pandas, scipy.stats
-and statsmodels, in every queued experiment. `llm-energy stage-server` imports them once and
-listens on an abstract Unix socket named after the user, the interpreter and the state dir. A
-stage script that reaches it hands over its argv, cwd, environment, sys.path and stdin, stdout
-and stderr, and exits with the status of the fork that ran it; without a server (or with
-LLM_ENERGY_STAGE_SERVER=off) it runs itself as before. The fork drops every llm_energy module,
-so a stage runs the workspace code DVC hashed. Stages that touch hardware are never served.
-"""
+A fresh `aggregate`, `stats` or `plots` spends 1-2 s of CPU importing pandas, scipy and
+statsmodels. `llm-energy stage-server` imports them once and listens on an abstract Unix socket
+named after the user, the interpreter and the state dir; a stage that reaches it hands over its
+argv, cwd, environment, sys.path and stdio, and exits with the status of the fork that ran it
+(else, or with LLM_ENERGY_STAGE_SERVER=off, it runs itself). The fork drops every llm_energy
+module, so it runs the workspace code DVC hashed. Stages that touch hardware are never served."""
 
 from __future__ import annotations
 
@@ -62,6 +60,12 @@ def log_path(state_dir: str | None = None) -> Path:
     return resolve_state_dir(state_dir) / "stage-server" / f"{server_key(state_dir)}.log"
 
 
+def read_log(state_dir: str | None = None) -> list[dict[str, Any]]:
+    """The log's entries, oldest first: each start (pid, preload CPU), stage served or refused."""
+    lines = log_path(state_dir).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
 def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
     sock.send(json.dumps(obj).encode())
 
@@ -69,8 +73,7 @@ def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
 def _recv(sock: socket.socket) -> dict[str, Any]:
     """The next message, or {} when the other side has gone."""
     with contextlib.suppress(ConnectionError):
-        data = sock.recv(MAX_MESSAGE)
-        return json.loads(data) if data else {}
+        return json.loads(sock.recv(MAX_MESSAGE) or b"{}")
     return {}
 
 
@@ -118,9 +121,7 @@ def hand_over(stage: str) -> None:
         result = _recv(sock)
     rc = int(result.get("returncode", 1))
     if "returncode" not in result:
-        print(
-            f"llm-energy {stage}: error: the stage server stopped while running it", file=sys.stderr
-        )
+        print(f"llm-energy {stage}: error: the stage server stopped mid-run", file=sys.stderr)
     if rc < 0:  # killed by a signal: end the same way
         signal.signal(-rc, signal.SIG_DFL)
         os.kill(os.getpid(), -rc)
@@ -327,8 +328,7 @@ def describe(facts: dict[str, Any], state: str = "running") -> str:
 
 def control(command: str) -> dict[str, Any] | None:
     """`status` or `stop` a running server: its facts, or None when none answers."""
-    sock = _connect()
-    if sock is None:
+    if (sock := _connect()) is None:
         return None
     with sock:
         sock.settimeout(10.0)
