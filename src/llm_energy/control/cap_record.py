@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_energy.control import preflight as pf
 from llm_energy.control.slurm import clock_mechanism
-from llm_energy.device.base import ClockState, Device
+
+if TYPE_CHECKING:
+    from llm_energy.control.session import ClockSession
 
 log = logging.getLogger("llm_energy.control.session")
 
@@ -36,18 +36,12 @@ class Caps:
         }
 
 
-def cap_record(
-    control: str,
-    backend: str,
-    caps: Caps,
-    original: ClockState | None,
-    recovered: str | None,
-    warnings: list[str],
-) -> dict[str, Any]:
+def cap_record(session: ClockSession) -> dict[str, Any]:
     """What the run records about the cap (run.json / per-request columns)."""
+    control, caps, original = session.control, session.caps, session.original
     return {
         "control": control,
-        "clock_mechanism": clock_mechanism(control, backend),
+        "clock_mechanism": clock_mechanism(control, session.device.backend),
         "freq_requested_mhz": caps.requested_sm_mhz,
         # slurm: decided per window from the in-window clocks (ClockSession.freq_label_mhz)
         "freq_applied_mhz": None if control == "slurm" else caps.applied_sm_mhz,
@@ -57,22 +51,21 @@ def cap_record(
         "power_limit_requested_w": caps.requested_power_limit_w,
         "power_limit_applied_w": caps.applied_power_limit_w,
         "original_state": original.to_dict() if original else None,
-        "recovered": recovered,
-        "warnings": list(warnings),
+        "recovered": session.recovered_message,
+        "warnings": list(session.warnings),
     }
 
 
-def enter_observe(
-    device: Device,
-    control: str,
-    journal_dir: Path,
-    on_other_processes: str,
-    caps: Caps,
-    warn: Callable[[str, type[Warning]], None],
-) -> None:
+def enter_observe(session: ClockSession) -> None:
     """Enter observe / slurm: checks, then record the clocks in force (no setter is called)."""
+    device, control, caps = session.device, session.control, session.caps
     pf.observe_preflight(
-        device, control, journal_dir, on_other_processes, caps.requested_sm_mhz, warn
+        device,
+        control,
+        session.journal_dir,
+        session.on_other_processes,
+        caps.requested_sm_mhz,
+        session._warn,
     )
     caps.applied_sm_mhz = device.sm_clock_mhz()
     caps.applied_mem_mhz = device.mem_clock_mhz()

@@ -36,11 +36,8 @@ class JournaledClocks:
         warn: Callable[[str, type[Warning]], None],
         install_signal_handlers: bool,
     ) -> None:
-        self.device = device
-        self.journal_dir = journal_dir
-        self.caps = caps
-        self.preflight = preflight
-        self.warn = warn
+        self.device, self.journal_dir, self.caps = device, journal_dir, caps
+        self.preflight, self.warn = preflight, warn
         self.install_signal_handlers = install_signal_handlers
         self.guard = RestoreGuard(self.restore, f"GPU {device.uuid()}")
         self.original: ClockState | None = None  # snapshot before the first change
@@ -102,11 +99,9 @@ class JournaledClocks:
     def preflight_plan(self, planned_sm_mhz: list[int]) -> None:
         """Check and snap every planned SM cap (sweeps) before the first change."""
         self.preflight(f"Cannot lock the SM clock to {planned_sm_mhz[0]} MHz")
-        mem = None
-        if self.caps.requested_mem_mhz is not None:
-            mem = self._snap(
-                "memory", self.caps.requested_mem_mhz, self.device.supported_mem_clocks_mhz()
-            )
+        mem = self.caps.requested_mem_mhz
+        if mem is not None:
+            mem = self._snap("memory", mem, self.device.supported_mem_clocks_mhz())
         supported = self.device.supported_sm_clocks_mhz(mem)
         for f in planned_sm_mhz:
             self._snap("SM", f, supported)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llm_energy.control import journal as jr
 from llm_energy.control.gpulock import (
     GpuLease,
     describe_holder,
@@ -17,19 +18,6 @@ from llm_energy.control.gpulock import (
     read_holder,
 )
 from llm_energy.control.gpupick import GroupLease, acquire_gpus
-from llm_energy.control.journal import (
-    Journal,
-    clear_command,
-    delete_journal,
-    group_journals_with,
-    journal_path,
-    list_journals,
-    load_journal,
-    parse_journal,
-    read_journal_data,
-    restore_state,
-    uuid_from_journal_path,
-)
 from llm_energy.device.base import Device, describe_clock_event_reasons
 from llm_energy.device.errors import DeviceError, RestoreError, SessionConflictError
 from llm_energy.device.identity import process_start_s
@@ -50,7 +38,7 @@ def default_lock_dir(journal_dir: str | Path) -> Path:
     return Path(journal_dir).parent / "locks"
 
 
-def owner_running(journal: Journal) -> bool:
+def owner_running(journal: jr.Journal) -> bool:
     """Whether the process that wrote the journal still runs (and is not this one)."""
     owner = journal.owner
     if owner is None or owner.pid == os.getpid() or not owner.is_running():
@@ -80,7 +68,7 @@ def refuse_if_in_a_pending_group(device: Device, journal_dir: str | Path) -> Non
     """A GPU that a killed multi-GPU run left capped is put back by restoring that whole run
     (`llm-energy gpu restore`), not by a single-GPU session on it."""
     uuid = device.uuid()
-    groups = [] if len(device.member_devices()) > 1 else group_journals_with(journal_dir, uuid)
+    groups = [] if len(device.member_devices()) > 1 else jr.group_journals_with(journal_dir, uuid)
     if groups:
         raise SessionConflictError(
             f"Cannot change the clocks of GPU {uuid}",
@@ -102,17 +90,17 @@ def recover_pending(
             msg = recover_pending(member, journal_dir, lock_dir=lock_dir)
             if msg:
                 done.append(msg)
-    if load_journal(journal_dir, uuid) is None:
+    if jr.load_journal(journal_dir, uuid) is None:
         return " ".join(done) or None
     asked = f"Cannot restore GPU {uuid} from its clock journal"
     _refuse_if_in_use(uuid, asked)
     locks = Path(lock_dir) if lock_dir is not None else default_lock_dir(journal_dir)
     # A GPU whose lock is held belongs to a live run: refuse at once rather than wait.
     with acquire_gpus(locks, [m.uuid() for m in members], asked=asked, wait_for_gpu_s=0.0):
-        journal = load_journal(journal_dir, uuid)  # its owner may have restored meanwhile
+        journal = jr.load_journal(journal_dir, uuid)  # its owner may have restored meanwhile
         if journal is None:
             return " ".join(done) or None
-        path = journal_path(journal_dir, uuid)
+        path = jr.journal_path(journal_dir, uuid)
         if owner_running(journal):
             assert journal.owner is not None
             raise SessionConflictError(
@@ -120,7 +108,7 @@ def recover_pending(
                 f"process {journal.owner.pid} still holds a clock session on it (journal {path})",
                 "Wait for it to finish or stop it; its exit restores the clocks.",
             )
-        problems = restore_state(device, journal.original, journal.changed)
+        problems = jr.restore_state(device, journal.original, journal.changed)
         if problems:
             raise RestoreError(
                 f"Cannot restore GPU {uuid} from the clock journal {path}",
@@ -128,7 +116,7 @@ def recover_pending(
                 "Fix the cause and run `llm-energy gpu restore` again (with sudo where clocks "
                 "need root; the journal is kept), or reset with nvidia-smi -rgc / -rmc.",
             )
-        delete_journal(path)
+        jr.delete_journal(path)
     msg = f"Restored {device.name()} ({uuid}) to its original state: {journal.describe()}."
     if journal.damage:
         msg += f" The journal was damaged and read conservatively: {'; '.join(journal.damage)}."
@@ -194,9 +182,9 @@ def clear_journal(
                 "; ".join(problems),
                 "Run it again with sudo where clocks need root, or use nvidia-smi -rgc / -rmc.",
             )
-        path = journal_path(journal_dir, uuid)
+        path = jr.journal_path(journal_dir, uuid)
         existed = path.exists()
-        delete_journal(path)
+        jr.delete_journal(path)
     pl = device.power_limit_w()
     return (
         f"Reset the SM and memory clock locks of {device.name()} ({uuid}) to the driver default"
@@ -208,39 +196,39 @@ def clear_journal(
 def pending_journal_warning(device: Device, journal_dir: str | Path) -> str | None:
     """What to tell a run that will not restore (observe mode) about a pending journal."""
     uuid = device.uuid()
-    groups = [] if len(device.member_devices()) > 1 else group_journals_with(journal_dir, uuid)
+    groups = [] if len(device.member_devices()) > 1 else jr.group_journals_with(journal_dir, uuid)
     if groups:
         return (
             f"GPU {uuid} is part of a pending multi-GPU clock journal ({groups[0]}): its clocks "
             "may still be locked by a killed run; run `llm-energy gpu restore` to put them back."
         )
     try:
-        if load_journal(journal_dir, uuid) is None:
+        if jr.load_journal(journal_dir, uuid) is None:
             return None
     except DeviceError as err:
         return str(err)
     return (
-        f"GPU {uuid} has a pending clock journal ({journal_path(journal_dir, uuid)}): its clocks "
+        f"GPU {uuid} has a pending clock journal ({jr.journal_path(journal_dir, uuid)}): its clocks "
         "may still be locked by a killed run; run `llm-energy gpu restore` to put them back."
     )
 
 
 def journal_report(path: Path) -> dict[str, Any]:
     """One journal file as `gpu status` shows it; never raises."""
-    uuid = uuid_from_journal_path(path)
+    uuid = jr.uuid_from_journal_path(path)
     entry: dict[str, Any] = {"uuid": uuid, "path": str(path)}
     try:
-        data = read_journal_data(path, uuid)
+        data = jr.read_journal_data(path, uuid)
     except DeviceError as err:
         corrupt = "corrupt" in err.why
         return entry | {
             "state": "corrupt" if corrupt else "unreadable",
             "problem": str(err),
-            "fix": clear_command(uuid) if corrupt else "sudo llm-energy gpu status",
+            "fix": jr.clear_command(uuid) if corrupt else "sudo llm-energy gpu status",
         }
     if data is None:
         return entry | {"state": "gone"}
-    journal = parse_journal(data, uuid)
+    journal = jr.parse_journal(data, uuid)
     running = owner_running(journal)
     return entry | {
         "state": "damaged" if journal.damage else "pending",
@@ -277,7 +265,7 @@ def state_report(journal_dir: str | Path, lock_dir: str | Path | None = None) ->
     return {
         "journal_dir": str(journal_dir),
         "lock_dir": str(locks),
-        "journals": [journal_report(p) for p in list_journals(journal_dir)],
+        "journals": [journal_report(p) for p in jr.list_journals(journal_dir)],
         "locks": lock_report(locks),
     }
 
@@ -298,9 +286,9 @@ def gpu_status(
     reasons = _safe(device.clock_event_reasons)
     state = _safe(device.clock_state)
     sm = _safe(device.supported_sm_clocks_mhz) or []
-    jpath = journal_path(journal_dir, uuid or "?")
+    jpath = jr.journal_path(journal_dir, uuid or "?")
     report = journal_report(jpath) if jpath.exists() else {"state": "none"}
-    journal = _safe(read_journal_data, jpath, uuid or "?")
+    journal = _safe(jr.read_journal_data, jpath, uuid or "?")
     lpath = lock_path(locks, uuid or "?")
     held = lock_held(lpath)
     return {

@@ -49,9 +49,7 @@ class ClockSession:
         install_signal_handlers: bool = True,
     ) -> None:
         pf.check_session_args(control, on_other_processes)
-        self.device = device
-        self.control = control
-        self.journal_dir = Path(journal_dir)
+        self.device, self.control, self.journal_dir = device, control, Path(journal_dir)
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(journal_dir)
         self.on_other_processes = on_other_processes
         self.install_signal_handlers = install_signal_handlers
@@ -105,14 +103,7 @@ class ClockSession:
 
     def record(self) -> dict[str, Any]:
         """What the run records about the cap (run.json / per-request columns)."""
-        return cap_record(
-            self.control,
-            self.device.backend,
-            self.caps,
-            self.original,
-            self.recovered_message,
-            self.warnings,
-        )
+        return cap_record(self)
 
     def freq_label_mhz(self, cap_held: bool | None) -> int | None:
         """The clock a window's records are labelled with (`freq_applied_mhz`). lock: the
@@ -136,14 +127,7 @@ class ClockSession:
 
     def __enter__(self) -> ClockSession:
         if self.control in OBSERVING:
-            enter_observe(
-                self.device,
-                self.control,
-                self.journal_dir,
-                self.on_other_processes,
-                self.caps,
-                self._warn,
-            )
+            enter_observe(self)
             self._entered = True
             return self
         # The lock decides between concurrent sessions; the loser leaves before touching

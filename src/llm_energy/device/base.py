@@ -73,18 +73,12 @@ class ClockState:
     def describe(self) -> str:
         if self.members:
             return "; ".join(f"{u}: {st.describe()}" for u, st in self.members)
-        sm = f"SM locked at {self.sm_locked_mhz} MHz" if self.sm_locked_mhz else "SM unlocked"
-        mem = (
-            f"memory locked at {self.mem_locked_mhz} MHz"
-            if self.mem_locked_mhz
-            else "memory unlocked"
-        )
-        pl = (
-            f"power limit {self.power_limit_w:g} W"
-            if self.power_limit_w is not None
-            else "power limit n/a"
-        )
-        return f"{sm}, {mem}, {pl}"
+        locks = [
+            f"{what} locked at {mhz} MHz" if mhz else f"{what} unlocked"
+            for what, mhz in (("SM", self.sm_locked_mhz), ("memory", self.mem_locked_mhz))
+        ]
+        pl = self.power_limit_w
+        return ", ".join([*locks, "power limit n/a" if pl is None else f"power limit {pl:g} W"])
 
 
 @dataclass(frozen=True)

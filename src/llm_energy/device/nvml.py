@@ -12,25 +12,12 @@ from typing import Any, TypeVar
 
 import pynvml
 
+from llm_energy.device import identity
+from llm_energy.device import nvml_reads as reads
 from llm_energy.device.base import ClockState, Device, GpuProcess, ThrottleCounters
 from llm_energy.device.errors import DeviceError, DeviceNotFoundError, NotSupportedError
-from llm_energy.device.identity import (
-    cuda_index_for_uuid,
-    cuda_visible_entries,
-    format_cuda_uuid,
-    resolve_cuda_visible,
-)
 from llm_energy.device.nvml_errors import NO_GPU_TODO, translate_nvml_error
-from llm_energy.device.nvml_reads import (
-    clock_details,
-    decode_nvml,
-    other_processes,
-    refuse_mig_visible,
-    sm_clock_samples_mhz,
-    system_versions,
-    throttle_from_fields,
-    throttle_from_violations,
-)
+from llm_energy.device.nvml_reads import decode_nvml
 from llm_energy.units import mj_to_j, mw_to_w, w_to_mw
 
 log = logging.getLogger(__name__)
@@ -54,7 +41,7 @@ class NvmlDevice(Device):
                 raise DeviceNotFoundError(
                     f"Cannot open NVIDIA GPU {index}", "NVML sees no GPU on this host", NO_GPU_TODO
                 )
-            kind, target = ("uuid", uuid) if uuid else resolve_cuda_visible(index)
+            kind, target = ("uuid", uuid) if uuid else identity.resolve_cuda_visible(index)
             self._handle = self._open_handle(kind, target, count)
         except BaseException:
             self.close()
@@ -130,7 +117,7 @@ class NvmlDevice(Device):
             "index": self.index,
             "name": self.name(),
             "uuid": self.uuid(),
-            **system_versions(pynvml, t),
+            **reads.system_versions(pynvml, t),
             "torch_cuda_version": getattr(getattr(torch_mod, "version", None), "cuda", None),
             "power_limit_w": self.power_limit_w(),
             "power_limit_range_w": [mw_to_w(c) for c in constraints] if constraints else None,
@@ -166,9 +153,9 @@ class NvmlDevice(Device):
         # CUDA numbers GPUs fastest-first, NVML by PCI bus: match by UUID, never by index.
         if self._cuda_index is None:
             try:
-                props = torch.cuda.get_device_properties
-                uuids = [format_cuda_uuid(props(i).uuid) for i in range(torch.cuda.device_count())]
-                self._cuda_index = cuda_index_for_uuid(self.uuid(), uuids)
+                props, n = torch.cuda.get_device_properties, torch.cuda.device_count()
+                uuids = [identity.format_cuda_uuid(props(i).uuid) for i in range(n)]
+                self._cuda_index = identity.cuda_index_for_uuid(self.uuid(), uuids)
             except (AttributeError, TypeError, RuntimeError, DeviceError):
                 self._cuda_index = self.index  # torch too old to say: the engine checked already
         return self._cuda_index
@@ -184,7 +171,7 @@ class NvmlDevice(Device):
         return self._clock_info_mhz("memory", pynvml.NVML_CLOCK_MEM)
 
     def sm_clock_samples_mhz(self, since_us: int) -> list[float] | None:
-        return sm_clock_samples_mhz(pynvml, self._handle, self._try, since_us)
+        return reads.sm_clock_samples_mhz(pynvml, self._handle, self._try, since_us)
 
     def clock_event_reasons(self) -> int:
         fn = (
@@ -198,14 +185,14 @@ class NvmlDevice(Device):
         (newer drivers, one call) are preferred; nvmlDeviceGetViolationStatus is the fallback.
         Whichever works first is kept for the life of the device (lazy, no probe at open)."""
         if self._throttle_api in (None, "field_values"):
-            got = throttle_from_fields(pynvml, self._handle, self._try)
+            got = reads.throttle_from_fields(pynvml, self._handle, self._try)
             if got is not None:
                 self._throttle_api = "field_values"
                 return got
             if self._throttle_api == "field_values":
                 return None
         if self._throttle_api in (None, "violation_status"):
-            got = throttle_from_violations(pynvml, self._handle, self._try)
+            got = reads.throttle_from_violations(pynvml, self._handle, self._try)
             if got is not None:
                 self._throttle_api = "violation_status"
                 return got
@@ -242,10 +229,10 @@ class NvmlDevice(Device):
         return (mw_to_w(got[0]), mw_to_w(got[1])) if got else None
 
     def clock_details(self) -> dict[str, Any]:
-        return clock_details(pynvml, self._handle, self._try, self.clock_event_reasons)
+        return reads.clock_details(pynvml, self._handle, self._try, self.clock_event_reasons)
 
     def other_processes(self) -> list[GpuProcess]:
-        return other_processes(pynvml, self._handle, self._try)
+        return reads.other_processes(pynvml, self._handle, self._try)
 
     def mig_enabled(self) -> bool:
         """Whether MIG mode is on (current mode); False where the GPU has no MIG."""
@@ -306,8 +293,8 @@ def allowed_gpus() -> list[tuple[int, str]]:
     CUDA_VISIBLE_DEVICES when it is set (a GPU-UUID entry matched by UUID prefix, an integer
     entry read as an NVML index, i.e. PCI bus order as nvidia-smi numbers GPUs), else every GPU
     NVML sees. The model later runs on the CUDA device with the same UUID, never by index."""
-    items = cuda_visible_entries()
-    refuse_mig_visible(items)
+    items = identity.cuda_visible_entries()
+    reads.refuse_mig_visible(items)
     if items:
         n = len(items)
         if any(x.isdigit() for x in items) and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":

@@ -13,13 +13,7 @@ from matplotlib.figure import Figure
 
 from llm_energy.analysis.records import is_missing
 from llm_energy.analysis.tradeoff import pareto_mask
-from llm_energy.report.figure_style import (
-    MARKERS,
-    finish_figure,
-    kinds_of,
-    label_point,
-    task_colors,
-)
+from llm_energy.report import figure_style as style
 
 #: summary column of each knob, as the report names it (the SM clock is null at default clocks)
 KNOBS: dict[str, str] = {
@@ -94,7 +88,7 @@ def knob_pareto(summary: pd.DataFrame) -> Figure:
     its knob and labelled with its value, the front over all of them as a line."""
     table = knob_table(summary)
     tasks = sorted(table["task"].dropna().astype(str).unique())
-    colors, knobs = task_colors(tasks), ["default", *KNOBS.values(), "combined"]
+    colors, knobs = style.task_colors(tasks), ["default", *KNOBS.values(), "combined"]
     fig = Figure(figsize=(11, 3.6 * max(len(tasks), 1)))
     FigureCanvasAgg(fig)  # its own canvas, never pyplot's global backend
     for i, task in enumerate(tasks):
@@ -102,21 +96,21 @@ def knob_pareto(summary: pd.DataFrame) -> Figure:
         for j, latency in enumerate(("latency_p50_s", "tpot_s_mean")):
             ax = fig.add_subplot(len(tasks), 2, 2 * i + j + 1)
             x, y = sub[latency].to_numpy(dtype=float), sub["j_per_token_mean"].to_numpy(float)
-            for k, knob in enumerate(knobs):
+            for marker, knob in zip(style.MARKERS, knobs, strict=False):  # more markers than knobs
                 mine = (sub["knob"] == knob).to_numpy()
                 if mine.any():
-                    ax.scatter(x[mine], y[mine], marker=MARKERS[k], color=colors[task], label=knob)
+                    ax.scatter(x[mine], y[mine], marker=marker, color=colors[task], label=knob)
             front = pareto_mask(x, y)
             order = np.argsort(x[front])
             ax.plot(x[front][order], y[front][order], color=colors[task], linewidth=1.2)
             for xi, yi, text in zip(x, y, sub["knob_label"], strict=True):
-                label_point(ax, xi, yi, text)
+                style.label_point(ax, xi, yi, text)
             xlabel = "p50 latency (s)" if j == 0 else "time per output token (s)"
             ax.set(xlabel=xlabel, ylabel="energy per token (J/token)")
             ax.set_title(task)
             ax.legend(fontsize=7, title="knob", title_fontsize=7)
     title = "Energy–latency trade-off of every knob (line: the front over all of them)"
-    return finish_figure(fig, title, kinds_of(summary))
+    return style.finish_figure(fig, title, style.kinds_of(summary))
 
 
 def knob_figures(summary: pd.DataFrame | None) -> dict[str, Any]:

@@ -11,22 +11,10 @@ import pandas as pd
 
 from llm_energy.analysis.significance import SPEARMAN_COLUMNS
 from llm_energy.paths import ProjectPaths
+from llm_energy.report import sections
 from llm_energy.report.html import report_templates
 from llm_energy.report.knobs import knob_sentences
 from llm_energy.report.phases import phase_clock_sentences, phase_sentences
-from llm_energy.report.sections import (
-    MULTI_CLOCK_FIGURES,
-    calibration_lines,
-    co2_table,
-    configurations_table,
-    metrics_appendix,
-    n_clock_levels,
-    opening_sentences,
-    opening_table,
-    provenance_table,
-    settings_table,
-    single_clock_note,
-)
 from llm_energy.report.sentences import (
     energy_banner,
     fmt_num,
@@ -104,7 +92,7 @@ def build_markdown(
 
     recommendations_all = recommendations
     tables = dict(stats_tables or {})
-    clock_note = single_clock_note(summary)
+    clock_note = sections.single_clock_note(summary)
     if clock_note:
         # one clock: every recommendation and frequency test is "skipped", said once in the note
         for name in ("frequency_effect", "pairwise", "pareto", "phases", "phase_clocks"):
@@ -127,7 +115,7 @@ def build_markdown(
         budget_txt = f" (mean-latency budget +{fmt_num(budget[0])} %)" if len(budget) == 1 else ""
         recs_table = markdown_table(recommendations, _RECOMMEND_TABLE_COLUMNS)
 
-    summary_table = configurations_table(summary)
+    summary_table = sections.configurations_table(summary)
     note = ""
     if summary_table:
         note = (
@@ -149,9 +137,9 @@ def build_markdown(
         statistics.append((name, markdown_table(frame, cols)))
 
     figures = dict(figure_paths or {})
-    n_clocks = n_clock_levels(summary)
+    n_clocks = sections.n_clock_levels(summary)
     if n_clocks == 1:
-        figures = {k: v for k, v in figures.items() if k not in MULTI_CLOCK_FIGURES}
+        figures = {k: v for k, v in figures.items() if k not in sections.MULTI_CLOCK_FIGURES}
     caps = " under GPU frequency caps" if n_clocks > 1 else ""
     run = run_info or {}
     page = report_templates().get_template("report.md.j2")
@@ -159,14 +147,14 @@ def build_markdown(
         title=title or f"LLM inference energy{caps}",
         banner=energy_banner(kinds, energy_kind_note),
         repetition=repetition_warning((headline or {}).get("repetition")),
-        opening=opening_sentences(summary, recommendations_all, headline),
-        opening_table=opening_table(summary, recommendations_all),
+        opening=sections.opening_sentences(summary, recommendations_all, headline),
+        opening_table=sections.opening_table(summary, recommendations_all),
         findings=findings,
-        calibration=calibration_lines(calibration),
-        appendix=metrics_appendix(headline),
-        co2=co2_table(run),
-        provenance=provenance_table(run),
-        settings=settings_table(run),
+        calibration=sections.calibration_lines(calibration),
+        appendix=sections.metrics_appendix(headline),
+        co2=sections.co2_table(run),
+        provenance=sections.provenance_table(run),
+        settings=sections.settings_table(run),
         budget=budget_txt,
         recommendations=recs_table,
         configurations=summary_table,

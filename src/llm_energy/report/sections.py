@@ -51,9 +51,7 @@ def _used(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _measured_sentence(summary: pd.DataFrame, headline: Mapping[str, Any]) -> str:
-    counts = headline.get("counts") or {}
-    energy = headline.get("energy") or {}
-    gpu = headline.get("gpu") or {}
+    counts, energy, gpu = (headline.get(k) or {} for k in ("counts", "energy", "gpu"))
     tasks = sorted({str(t) for t in summary.get("task", pd.Series(dtype=str)).dropna()})
     models = sorted({str(m) for m in summary.get("model", pd.Series(dtype=str)).dropna()})
     clocks = [

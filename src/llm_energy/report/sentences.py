@@ -148,21 +148,16 @@ def _context(row: Mapping[str, Any], varying: Sequence[str]) -> str:
         parts.append(f"on {task}")
     if not is_missing(model):
         parts.append(f"with model {model}")
-    extra = []
     names = {
-        "engine": "engine",
         "batch_size": "batch",
         "input_tokens_target": "input target",
         "output_tokens_target": "output target",
     }
-    for key in varying:
-        if key in ("model", "task"):
-            continue
-        value = row.get(key)
-        if key == "energy_kind":
-            extra.append(f"{value} energy")
-        else:
-            extra.append(f"{names.get(key, key)} {fmt_num(value)}")
+    extra = [
+        f"{row.get(k)} energy" if k == "energy_kind" else f"{names.get(k, k)} {fmt_num(row.get(k))}"
+        for k in varying
+        if k not in ("model", "task")
+    ]
     text = " ".join(parts) if parts else "overall"
     return f"{text} ({', '.join(extra)})" if extra else text
 
@@ -200,12 +195,8 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
         budget_txt = f"+{fmt_num(budget)} %" if not is_missing(budget) else "the budget"
         baseline = str(row.get("baseline") or "default")
         base_txt = "default clocks" if baseline == "default" else f"the {baseline} frequency"
-        ci_level = row.get("ci_level")
-        ci_pct = (
-            f"{round(float(ci_level) * 100):d} % simultaneous CI"
-            if not is_missing(ci_level)
-            else "CI"
-        )
+        level = row.get("ci_level")
+        ci_pct = "CI" if is_missing(level) else f"{round(float(level) * 100):d} % simultaneous CI"
         rec = row.get("recommended_freq_mhz")
         if is_missing(rec):
             note = str(row.get("note") or "")
@@ -219,9 +210,7 @@ def recommendation_sentences(recommendations: pd.DataFrame) -> list[str]:
             continue
         saving = row.get("saving_pct")
         lo, hi = row.get("saving_ci_low"), row.get("saving_ci_high")
-        ci_txt = (
-            f" ({ci_pct} {fmt_range(lo, hi)} %)" if not (is_missing(lo) or is_missing(hi)) else ""
-        )
+        ci_txt = "" if is_missing(lo) or is_missing(hi) else f" ({ci_pct} {fmt_range(lo, hi)} %)"
         lat = fmt_pct(row.get("latency_change_pct"), signed=True)
         if _truthy(row.get("saves_energy")):
             sentence = (
@@ -280,14 +269,11 @@ def frequency_effect_sentences(table: pd.DataFrame) -> list[str]:
         else:
             stat_txt = f"H({k1}) = {stat:.2f}, {p}, ε² = {effect}"
         name = TEST_NAMES.get(test, test)
-        if _truthy(row.get("significant")):
-            out.append(
-                f"The frequency cap had a significant effect on {metric} {ctx} ({name}, {stat_txt})."
-            )
-        else:
-            out.append(
-                f"No significant effect of the frequency cap on {metric} was found {ctx} ({name}, {stat_txt})."
-            )
+        out.append(
+            f"The frequency cap had a significant effect on {metric} {ctx} ({name}, {stat_txt})."
+            if _truthy(row.get("significant"))
+            else f"No significant effect of the frequency cap on {metric} was found {ctx} ({name}, {stat_txt})."
+        )
     return out
 
 

@@ -24,24 +24,9 @@ from llm_energy.protocols import (
     TextGenerator,
     WindowMeter,
 )
-from llm_energy.run.plan import (
-    SweepPoint,
-    batches,
-    failure_records,
-    output_spec,
-    request_records,
-    sweep_points,
-    with_idle_baseline,
-)
-from llm_energy.run.run_parts import (
-    IdleBaseline,
-    RunTotals,
-    is_oom,
-    now_iso,
-    prefill_facts,
-    run_shapes,
-    window_facts,
-)
+from llm_energy.run import plan, run_parts
+from llm_energy.run.plan import SweepPoint
+from llm_energy.run.run_parts import IdleBaseline, RunTotals
 from llm_energy.run.warmup import WarmupRecord, warm_up
 from llm_energy.workload.prompts import PromptError, fit_prompt
 
@@ -204,7 +189,7 @@ class InferenceRun:
     def _warmup_call(self, key: tuple[Any, ...]) -> float:
         task_name, engine, batch_size, input_tokens, max_new, mode = key
         task = self.cfg.task(task_name)
-        batch = batches(self.items_by_task[task_name], batch_size)[0]
+        batch = plan.batches(self.items_by_task[task_name], batch_size)[0]
         ids = [self._fit(task, item, input_tokens, max_new)["ids"] for item in batch]
         self.gen.engine = engine
         t0 = time.perf_counter()
@@ -218,7 +203,7 @@ class InferenceRun:
         inf = self.cfg.infer
         try:
             record = warm_up(
-                run_shapes(self.cfg, self.items_by_task),
+                run_parts.run_shapes(self.cfg, self.items_by_task),
                 self._warmup_call,
                 min_calls=inf.warmup_requests,
                 k=inf.warmup_steady_k,
@@ -244,9 +229,9 @@ class InferenceRun:
         return record
 
     def run(self) -> RunTotals:
-        points = sweep_points(self.cfg)
+        points = plan.sweep_points(self.cfg)
         total_batches = sum(
-            len(batches(self.items_by_task[t.name], p.batch_size))
+            len(plan.batches(self.items_by_task[t.name], p.batch_size))
             for p in points
             for t in self.cfg.tasks
         )
@@ -269,8 +254,8 @@ class InferenceRun:
                 pending: list[dict[str, Any]] = []
                 try:
                     for task in self.cfg.tasks:
-                        max_new, mode = output_spec(task, point, self.cfg)
-                        for batch in batches(self.items_by_task[task.name], point.batch_size):
+                        max_new, mode = plan.output_spec(task, point, self.cfg)
+                        for batch in plan.batches(self.items_by_task[task.name], point.batch_size):
                             pending += self._run_batch(task, batch, point, max_new, mode, applied)
                             bar.update(1)
                             bar.set_postfix(task=task.name, mhz=applied or "default")
@@ -297,7 +282,7 @@ class InferenceRun:
         applied_mhz: int | None,
     ) -> list[dict[str, Any]]:
         base = self._base(point, max_new, mode, len(batch))
-        started = now_iso()
+        started = run_parts.now_iso()
         cap_mhz = applied_mhz if applied_mhz is not None else point.freq_mhz
         try:
             inputs = [self._fit(task, item, point.input_tokens, max_new) for item in batch]
@@ -307,7 +292,7 @@ class InferenceRun:
         except PromptError as exc:
             return self._fail(base, batch, "error", f"prompt: {exc}")
         except Exception as exc:
-            if not is_oom(exc):
+            if not run_parts.is_oom(exc):
                 raise
             import torch
 
@@ -319,13 +304,15 @@ class InferenceRun:
         if self.cfg.infer.phases and max_new > 1:
             # The same prompts for one new token, in windows of their own: decode = the rest.
             p_reading, p_repeats, _ = self._measure(ids, cap_mhz, 1, fixed=True, ttft=False)
-            prefill = prefill_facts(p_reading, p_repeats)
+            prefill = run_parts.prefill_facts(p_reading, p_repeats)
         if self.cfg.gpu.control == "slurm":  # SLURM's cap labels only the windows that held it
             applied_mhz = self.clocks.freq_label_mhz(reading.cap_held)
             base["freq_applied_mhz"] = applied_mhz
         self._window_id += 1
-        facts = window_facts(reading, self._window_id, repeats, point.freq_mhz, applied_mhz)
-        rows = request_records(
+        facts = run_parts.window_facts(
+            reading, self._window_id, repeats, point.freq_mhz, applied_mhz
+        )
+        rows = plan.request_records(
             base=base,
             items=batch,
             inputs=[i["record"] for i in inputs],
@@ -336,7 +323,7 @@ class InferenceRun:
             last_call_s=result.elapsed_s,
             prefill=prefill,
         )
-        ended = now_iso()
+        ended = run_parts.now_iso()
         for row in rows:
             row.update(started_at=started, ended_at=ended)
         self.totals.windows += 1
@@ -360,15 +347,15 @@ class InferenceRun:
     def _write_rows(self, rows: Sequence[Mapping[str, Any]], idle: IdleBaseline) -> None:
         baseline = {k: getattr(idle, k) for k in ("power_w", "before_w", "after_w", "se_w", "df")}
         for row in rows:
-            self.write(with_idle_baseline(row, **baseline))
+            self.write(plan.with_idle_baseline(row, **baseline))
 
     def _fail(
         self, base: Mapping[str, Any], batch: Sequence[Mapping[str, Any]], status: str, error: str
     ) -> list[dict[str, Any]]:
         log.warning("%s: %s", status, error)
-        rows = failure_records(base=base, items=batch, status=status, error=error)
+        rows = plan.failure_records(base=base, items=batch, status=status, error=error)
         for row in rows:
-            row.update(started_at=now_iso(), ended_at=now_iso())
+            row.update(started_at=run_parts.now_iso(), ended_at=run_parts.now_iso())
         self.totals.requests_failed += len(batch)
         self.totals.warnings.append(error)
         return rows

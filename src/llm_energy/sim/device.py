@@ -46,10 +46,8 @@ class SimulatedDevice(Device):
         super().__init__(index)
         self.gpu = simmodel.get_gpu_model(gpu)
         simmodel.check_settings(alpha, utilization, noise_rel)
-        self.alpha = float(alpha)
-        self.utilization = float(utilization)
-        self.seed = int(seed)
-        self.noise_rel = float(noise_rel)
+        self.alpha, self.utilization = float(alpha), float(utilization)
+        self.seed, self.noise_rel = int(seed), float(noise_rel)
         self.update_period_s = (
             float(update_period_s) if update_period_s is not None else self.gpu.update_period_s
         )
@@ -113,9 +111,8 @@ class SimulatedDevice(Device):
         if busy:
             f, _ = self._busy_clock(state)
             scale = simmodel.latency_scale(self.gpu, f, self.alpha, self._mem_clock(state))
-            return scale * self._time_noise, simmodel.power_w(
-                self.gpu, f, self.utilization
-            ) * self._power_noise
+            power = simmodel.power_w(self.gpu, f, self.utilization) * self._power_noise
+            return scale * self._time_noise, power
         return 1.0, simmodel.idle_power_w(self.gpu, self._idle_clock(state))
 
     def _advance(self) -> None:
@@ -339,23 +336,19 @@ class SimulatedDevice(Device):
 
     def lock_sm_clocks(self, freq_mhz: int) -> None:
         f = self._check_range("SM", freq_mhz, self.gpu.sm_min_mhz, self.gpu.sm_max_mhz)
-        s = self.clock_state()
-        self._write_state(ClockState(f, s.mem_locked_mhz, s.power_limit_w))
+        self._write_state(dataclasses.replace(self.clock_state(), sm_locked_mhz=f))
 
     def reset_sm_clocks(self) -> None:
-        s = self.clock_state()
-        self._write_state(ClockState(None, s.mem_locked_mhz, s.power_limit_w))
+        self._write_state(dataclasses.replace(self.clock_state(), sm_locked_mhz=None))
 
     def lock_mem_clocks(self, freq_mhz: int) -> None:
         f = self._check_range(
             "memory", freq_mhz, min(self.gpu.mem_clocks_mhz), self.gpu.mem_max_mhz
         )
-        s = self.clock_state()
-        self._write_state(ClockState(s.sm_locked_mhz, f, s.power_limit_w))
+        self._write_state(dataclasses.replace(self.clock_state(), mem_locked_mhz=f))
 
     def reset_mem_clocks(self) -> None:
-        s = self.clock_state()
-        self._write_state(ClockState(s.sm_locked_mhz, None, s.power_limit_w))
+        self._write_state(dataclasses.replace(self.clock_state(), mem_locked_mhz=None))
 
     def set_power_limit_w(self, power_w: float) -> None:
         if not self.gpu.power_limit_min_w <= power_w <= self.gpu.power_limit_w:
@@ -364,8 +357,7 @@ class SimulatedDevice(Device):
                 f"the {self.gpu.key} model allows {self.gpu.power_limit_min_w:g}-{self.gpu.power_limit_w:g} W",
                 "Pick a limit inside that range.",
             )
-        s = self.clock_state()
-        self._write_state(ClockState(s.sm_locked_mhz, s.mem_locked_mhz, float(power_w)))
+        self._write_state(dataclasses.replace(self.clock_state(), power_limit_w=float(power_w)))
 
     def close(self) -> None:
         if self._busy:
