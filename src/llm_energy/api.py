@@ -1,7 +1,6 @@
 """Measure your own workload, or cap the GPU around it, with the pipeline's own machinery:
-`measure` is one `EnergyMeter` window (energy/meter.py), `locked_clocks` a journaled, restored
-`ClockSession` (control/session.py), with settings from conf/gpu. Usage: README.md, "Measure your
-own workload (Python API)"."""
+`measure` is one `EnergyMeter` window, `locked_clocks` a journaled, restored `ClockSession`, with
+settings from conf/gpu. Usage: README.md, "Measure your own workload (Python API)"."""
 
 from __future__ import annotations
 
@@ -98,8 +97,7 @@ def measure(
     cap_mhz: int | None = None,
 ) -> Iterator[Measurement]:
     """Energy and time of the block, as one tick-aligned window on `device` (or on the device
-    `backend`/`index` name, opened for the block). `cap_mhz`: the cap in force, so the window
-    says whether it held."""
+    `backend`/`index` name, opened for the block); `cap_mhz`: the cap in force, to check it held."""
     from llm_energy.control.open import open_device
 
     owned = device is None

@@ -113,8 +113,8 @@ class ProjectPaths:
         return self.gpu_state_dir(None)
 
     def gpu_state_dir(self, configured: str | None) -> Path:
-        """gpu.state_dir; else $LLM_ENERGY_STATE_DIR; else /var/tmp/llm-energy. A relative
-        gpu.state_dir is taken from the repository root."""
+        """gpu.state_dir (relative: to the repository root); else $LLM_ENERGY_STATE_DIR; else
+        /var/tmp/llm-energy."""
         return resolve_state_dir(configured, root=self.root)
 
 
@@ -150,8 +150,7 @@ PROGRESS_DIR_ENV = "LLM_ENERGY_PROGRESS_DIR"
 
 def progress_dir(state_dir: Path) -> Path:
     """One progress JSON per grid unit, shared by every worker of a node (`llm-energy grid
-    status`): $LLM_ENERGY_PROGRESS_DIR, else <state_dir>/progress. Not a param: where progress
-    goes never changes a result."""
+    status`): $LLM_ENERGY_PROGRESS_DIR, else <state_dir>/progress; no result depends on it."""
     raw = os.environ.get(PROGRESS_DIR_ENV, "").strip()
     return Path(raw).expanduser() if raw else Path(state_dir) / "progress"
 

@@ -1,6 +1,5 @@
 """What `InferenceRun` needs from its collaborators, as structural types, so the runner imports
-no torch or NVML and tests can pass fakes. Parameters are positional-only where implementations
-name them differently."""
+no torch or NVML and tests can pass fakes (positional-only where implementations' names differ)."""
 
 from __future__ import annotations
 
@@ -68,8 +67,7 @@ class TextGenerator(Protocol):
 
 
 class Reading(Protocol):
-    """The members of a window reading the runner always uses (measure.window.WindowReading has more,
-    read with getattr so that a minimal fake still works)."""
+    """What the runner always reads of a window reading (the rest via getattr: fakes stay small)."""
 
     @property
     def energy_j(self) -> float: ...
@@ -106,8 +104,7 @@ class WindowMeter(Protocol):
 
 @runtime_checkable
 class SmClockControl(Protocol):
-    """The clock session: sets an SM cap, memory clock and power limit (None: as found) and
-    reports what applies."""
+    """The clock session: sets an SM cap, memory clock and power limit (None: as found)."""
 
     @property
     def applied_sm_mhz(self) -> int | None: ...

@@ -59,8 +59,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Schema:
-    """The columns of one file. ``extra`` maps a regex of undeclared columns to their kind; any
-    other undeclared column is an error."""
+    """The columns of one file; ``extra``: (regex, kind) of the undeclared columns allowed."""
 
     name: str
     columns: tuple[Column, ...]

@@ -19,6 +19,11 @@ def _cols(kind: Kind, names: str, *, nullable: bool = True, required: Required =
     return tuple(Column(n, kind, nullable, required) for n in names.split())
 
 
+def _ok(kind: Kind, names: str) -> tuple[Column, ...]:
+    """Columns every measured (status ok) record carries, never null there."""
+    return _cols(kind, names, nullable=False, required="ok")
+
+
 # --- data/infer/requests.jsonl: what run/runner.py and run/plan.py write --------------------------
 
 INFER_REQUESTS = Schema(
@@ -43,19 +48,9 @@ INFER_REQUESTS = Schema(
         ),
         # degrees of freedom of idle_power_se_w (idle samples of the point's baseline − 1)
         Column("idle_power_df", "int", required="no"),
-        *_cols(
-            "int",
-            "batch_index input_tokens output_tokens window_id window_repeats",
-            nullable=False,
-            required="ok",
-        ),
-        *_cols(
-            "bool",
-            "input_truncated window_trusted window_tick_aligned",
-            nullable=False,
-            required="ok",
-        ),
-        *_cols("float", "latency_s window_s window_tail_s", nullable=False, required="ok"),
+        *_ok("int", "batch_index input_tokens output_tokens window_id window_repeats"),
+        *_ok("bool", "input_truncated window_trusted window_tick_aligned"),
+        *_ok("float", "latency_s window_s window_tail_s"),
         *_cols(
             "float",
             "ttft_s tpot_s tokens_per_s energy_j avg_power_w window_energy_j window_busy_s "
@@ -63,12 +58,7 @@ INFER_REQUESTS = Schema(
             "throttle_power_s throttle_thermal_s",
             required="ok",
         ),
-        *_cols(
-            "str",
-            "energy_source clock_source throttle_source prediction",
-            nullable=False,
-            required="ok",
-        ),
+        *_ok("str", "energy_source clock_source throttle_source prediction"),
         Column("input_truncation_reason", "str", required="ok"),
         # the NVML clock event reason bitmask, as the runner writes it (int, null = not read)
         Column("clock_event_reasons", "int", required="ok"),
@@ -119,9 +109,7 @@ CONFIG_COLUMNS: tuple[Column, ...] = (
 CONFIG_KEYS: tuple[str, ...] = tuple(c.name for c in CONFIG_COLUMNS)
 #: configuration keys of knobs other than the SM clock: set, the row is not the default baseline
 OTHER_KNOB_KEYS = ("power_limit_applied_w", "mem_freq_applied_mhz")
-STRATUM_COLUMNS: tuple[Column, ...] = tuple(
-    c for c in CONFIG_COLUMNS if c.name != "freq_applied_mhz"
-)
+STRATUM_COLUMNS = tuple(c for c in CONFIG_COLUMNS if c.name != "freq_applied_mhz")
 
 _STAT = r"_(mean|median|ci_low|ci_high|cv)"
 SUMMARY = Schema(
@@ -323,11 +311,7 @@ def typed_frame(
     return out
 
 
-_FAST_DTYPES: dict[str, tuple[str, ...]] = {
-    "float": ("f", "i", "u"),
-    "int": ("i", "u"),
-    "bool": ("b",),
-}
+_FAST_DTYPES = {"float": "fiu", "int": "iu", "bool": "b"}  # numpy dtype kinds read without a check
 
 
 def _number_text(value: Any) -> Any:
@@ -348,7 +332,7 @@ def _check(
     name: str,
     remedy: str,
 ) -> None:
-    if series.dtype.kind in _FAST_DTYPES.get(kind, ()) and (
+    if series.dtype.kind in _FAST_DTYPES.get(kind, "") and (
         nullable or not series.isna()[rows].any()
     ):
         return

@@ -91,9 +91,8 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
     if not caps:
         return ["gpu.freq=null → no lock: the driver's default clocks"]
     if problem is None:  # the project's own check, as the validate stage runs it
-        problem = clock_cap_problem(
-            cfg, nvml_gpu_found=facts.get("backend") == "nvml", privileged=True
-        )
+        nvml = facts.get("backend") == "nvml"
+        problem = clock_cap_problem(cfg, nvml_gpu_found=nvml, privileged=True)
     out = []
     for key, mhz in caps:
         label = f"{key}={mhz}"
@@ -149,12 +148,8 @@ def cap_sentences(cfg: Config, facts: dict[str, Any], problem: str | None) -> li
 def _clock_summary(clocks: Any) -> Any:
     if isinstance(clocks, Unavailable) or not clocks:
         return clocks if isinstance(clocks, Unavailable) else None
-    return {
-        "min_mhz": min(clocks),
-        "max_mhz": max(clocks),
-        "count": len(clocks),
-        "step_mhz": step_mhz(clocks),
-    }
+    lo, hi = min(clocks), max(clocks)
+    return {"min_mhz": lo, "max_mhz": hi, "count": len(clocks), "step_mhz": step_mhz(clocks)}
 
 
 def _state_summary(state: Any) -> tuple[Any, Any]:

@@ -79,8 +79,7 @@ def format_status(status: Mapping[str, Any]) -> str:
 
 
 def cli_state_dir(args: argparse.Namespace) -> Path:
-    """--state-dir; else gpu.state_dir of the root's params.yaml; else env / per-machine default
-    (the same directory the infer stage uses)."""
+    """--state-dir; else gpu.state_dir of params.yaml; else env / per-machine default (as infer)."""
     paths = project_paths(args.root)
     configured = args.state_dir
     if configured is None and paths.params.exists():

@@ -83,8 +83,7 @@ def load_config(params: Mapping[str, Any]) -> Config:
 
 
 def _check_lengths_fit(cfg: Config) -> None:
-    """Output (and requested input) lengths must fit the model's context window; a phase split
-    needs a decode (2+ output tokens)."""
+    """Output and input lengths must fit the model's context; a phase split needs a decode."""
     limit = cfg.model.max_context_tokens
     context = f"model {cfg.model.name}'s context of {limit} tokens"
     candidates: list[tuple[str, int]] = []

@@ -1,6 +1,5 @@
 """The `task` section: one typed entry per task, its dataset, field mapping and options by kind.
-Each kind has its own classes, so a typo such as `options: {prompt_wrds: 80}` fails here, once,
-naming the key and the allowed ones."""
+Each kind has its own classes, so a typo such as `options: {prompt_wrds: 80}` fails here, once."""
 
 from __future__ import annotations
 

@@ -23,8 +23,7 @@ log = logging.getLogger("llm_energy.control.session")
 
 
 class JournaledClocks:
-    """Journaled SM / memory / power-limit changes of one device and their restore; writes
-    applied values into the session's `caps`."""
+    """Journaled SM / memory / power-limit changes of one device, their restore, the `caps` set."""
 
     def __init__(
         self,

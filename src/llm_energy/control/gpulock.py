@@ -115,8 +115,7 @@ def read_holder(path: Path) -> LockHolder | None:
 
 
 def describe_holder(path: Path, wait_s: float = 1.0) -> str:
-    """One phrase naming the holder of the lock at `path`; waits briefly for a holder that has
-    just acquired it to write its record."""
+    """One phrase naming the holder of the lock at `path` (waits briefly for a new one's record)."""
     deadline = time.monotonic() + wait_s
     while True:
         holder = read_holder(path)

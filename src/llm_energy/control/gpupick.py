@@ -49,6 +49,9 @@ class GroupLease:
         return f"<GroupLease {self.uuid} {'released' if self.released else 'held'}>"
 
 
+Lease = GpuLease | GroupLease  # one GPU's or a group's: both release() and work in `with`
+
+
 def try_acquire_gpus(lock_dir: Path, uuids: Sequence[str]) -> tuple[GroupLease | None, str | None]:
     """All or nothing: (lease on every GPU, None), or (None, the UUID found busy). Taken in UUID
     order, so two runs wanting overlapping sets never hold one GPU each and wait forever."""
@@ -68,7 +71,7 @@ def try_acquire_gpus(lock_dir: Path, uuids: Sequence[str]) -> tuple[GroupLease |
 
 def acquire_gpus(
     lock_dir: Path, uuids: Sequence[str], *, asked: str, wait_for_gpu_s: float
-) -> GpuLease | GroupLease:
+) -> Lease:
     """A lease on one GPU (`acquire_gpu`) or on every GPU of a group, all or nothing; waits up
     to `wait_for_gpu_s` for busy ones, then SessionConflictError naming a holder."""
     if len(set(uuids)) == 1 and wait_for_gpu_s <= 0:

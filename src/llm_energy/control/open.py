@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimSpec:
-    """The simulated backend's settings (`gpu.simulated_*`); the rest are test and benchmark
-    knobs (noise, counter period, tick-aligned counter)."""
+    """The simulated backend's settings (`gpu.simulated_*`), then test and benchmark knobs."""
 
     gpu: str = "h200"
     count: int = 1
@@ -57,9 +56,8 @@ class DeviceSpec:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(
-                f"unknown device backend {self.backend!r}: expected one of {'|'.join(BACKENDS)}"
-            )
+            allowed = "|".join(BACKENDS)
+            raise ValueError(f"unknown device backend {self.backend!r}: expected one of {allowed}")
         if isinstance(self.indices, list):
             object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
 

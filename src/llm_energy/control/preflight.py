@@ -14,7 +14,6 @@ from llm_energy.control.recovery import pending_journal_warning
 from llm_energy.control.slurm import MECHANISMS, slurm_freq_warning
 from llm_energy.device.base import Device
 from llm_energy.device.errors import (
-    ClockControlUnavailableError,
     DeviceError,
     NotSupportedError,
     OtherProcessesError,
@@ -66,17 +65,42 @@ def check_can_change(
 ) -> None:
     """Before the first change: clocks controllable, privilege, signal handlers installable."""
     if not device.can_control_clocks():
-        raise no_control_error(device, asked)
+        raise device._no_control(asked)  # the same words as the device's own setters
     if device.requires_privilege and not privileged():
-        raise privilege_error(device, asked)
+        raise PermissionDeniedError(
+            f"{asked} on GPU {device.index} ({device.name()})",
+            "this process is neither root nor has CAP_SYS_ADMIN, which NVML requires to lock clocks",
+            "Run the stage with sudo or grant CAP_SYS_ADMIN, or set gpu.control=observe.",
+        )
     if signal_handlers and not can_install_handlers():
-        raise main_thread_error(device, asked)
+        raise DeviceError(
+            f"{asked} on GPU {device.index} from thread {threading.current_thread().name}",
+            "signal handlers, which restore the clocks on Ctrl-C, SIGTERM and a closed terminal, "
+            "can only be installed in the main thread",
+            "Open the clock session in the main thread, or use gpu.control=observe.",
+        )
 
 
 def warn_other_processes(device: Device, policy: str, action: str, warn: Warn) -> None:
-    msg = other_processes_warning(device, policy, action)
-    if msg:
-        warn(msg, OtherProcessesWarning)
+    """Warn when other processes use the GPU (raises under `refuse`)."""
+    try:
+        procs = device.other_processes()
+    except DeviceError as err:
+        log.warning("cannot list processes on GPU %s: %s", device.index, err)
+        return
+    if not procs:
+        return
+    desc = ", ".join(f"{p.pid}" + (f" ({p.name})" if p.name else "") for p in procs[:5])
+    if policy == "refuse":
+        raise OtherProcessesError(
+            f"Refusing to {action} GPU {device.index} ({device.name()})",
+            f"{len(procs)} other process(es) use it: {desc}",
+            "Stop them, or set gpu.on_other_processes=warn to measure anyway.",
+        )
+    warn(
+        f"{len(procs)} other process(es) use GPU {device.index} ({desc}); energy readings include their load",
+        OtherProcessesWarning,
+    )
 
 
 def observe_preflight(
@@ -87,8 +111,7 @@ def observe_preflight(
     sm_freq_mhz: int | None,
     warn: Warn,
 ) -> None:
-    """observe / slurm: warn of a pending journal (never restored here), other processes, and
-    what SLURM was asked for."""
+    """observe / slurm: warn of a pending journal (not restored here), other users, SLURM's cap."""
     msg = pending_journal_warning(device, journal_dir)
     if msg:
         warn(msg, RuntimeWarning)
@@ -97,46 +120,6 @@ def observe_preflight(
         msg = slurm_freq_warning(sm_freq_mhz)
         if msg:
             warn(msg, RuntimeWarning)
-
-
-def no_control_error(device: Device, asked: str) -> ClockControlUnavailableError:
-    return device._no_control(asked)  # the same words as the device's own setters
-
-
-def privilege_error(device: Device, asked: str) -> PermissionDeniedError:
-    return PermissionDeniedError(
-        f"{asked} on GPU {device.index} ({device.name()})",
-        "this process is neither root nor has CAP_SYS_ADMIN, which NVML requires to lock clocks",
-        "Run the stage with sudo or grant CAP_SYS_ADMIN, or set gpu.control=observe.",
-    )
-
-
-def main_thread_error(device: Device, asked: str) -> DeviceError:
-    return DeviceError(
-        f"{asked} on GPU {device.index} from thread {threading.current_thread().name}",
-        "signal handlers, which restore the clocks on Ctrl-C, SIGTERM and a closed terminal, "
-        "can only be installed in the main thread",
-        "Open the clock session in the main thread, or use gpu.control=observe.",
-    )
-
-
-def other_processes_warning(device: Device, policy: str, action: str) -> str | None:
-    """The warning when other processes use the GPU (raises under `refuse`); None if none do."""
-    try:
-        procs = device.other_processes()
-    except DeviceError as err:
-        log.warning("cannot list processes on GPU %s: %s", device.index, err)
-        return None
-    if not procs:
-        return None
-    desc = ", ".join(f"{p.pid}" + (f" ({p.name})" if p.name else "") for p in procs[:5])
-    if policy == "refuse":
-        raise OtherProcessesError(
-            f"Refusing to {action} GPU {device.index} ({device.name()})",
-            f"{len(procs)} other process(es) use it: {desc}",
-            "Stop them, or set gpu.on_other_processes=warn to measure anyway.",
-        )
-    return f"{len(procs)} other process(es) use GPU {device.index} ({desc}); energy readings include their load"
 
 
 def snap_clock(

@@ -9,15 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.control import journal as jr
-from llm_energy.control.gpulock import (
-    GpuLease,
-    describe_holder,
-    holds_gpu,
-    lock_held,
-    lock_path,
-    read_holder,
-)
-from llm_energy.control.gpupick import GroupLease, acquire_gpus
+from llm_energy.control.gpulock import describe_holder, holds_gpu, lock_held, lock_path, read_holder
+from llm_energy.control.gpupick import Lease, acquire_gpus
 from llm_energy.device.base import Device, describe_clock_event_reasons
 from llm_energy.device.errors import DeviceError, RestoreError, SessionConflictError
 from llm_energy.device.identity import process_start_s
@@ -125,7 +118,7 @@ def recover_pending(
 
 def lease_and_recover(
     device: Device, journal_dir: str | Path, lock_dir: Path
-) -> tuple[GpuLease | GroupLease, str | None]:
+) -> tuple[Lease, str | None]:
     """Before a clock session touches clocks: take every member's GPU lock, then repair a journal
     a killed run left. (lease, what the repair did); no lease kept on failure."""
     uuid = device.uuid()

@@ -1,6 +1,5 @@
 """Frequency caps with crash safety: `ClockSession` locks the clocks under the GPU's lock, journals
-the original state first and always puts it back (docs/device.md). A `DeviceGroup` is one
-device here."""
+the original state first and always puts it back (docs/device.md); a `DeviceGroup` is one device."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from typing import Any, Literal
 import llm_energy.control.preflight as pf
 from llm_energy.control.cap_record import OBSERVING, Caps, cap_record, enter_observe
 from llm_energy.control.clock_changes import JournaledClocks
-from llm_energy.control.gpulock import GpuLease
-from llm_energy.control.gpupick import GroupLease
+from llm_energy.control.gpupick import Lease
 from llm_energy.control.preflight import has_clock_privilege
 from llm_energy.control.recovery import default_lock_dir, lease_and_recover, mark_session
 from llm_energy.control.slurm import cap_missed_warning, clock_mechanism
@@ -69,7 +67,7 @@ class ClockSession:
         )
         self._preflighted = False
         self._entered = False
-        self._lease: GpuLease | GroupLease | None = None
+        self._lease: Lease | None = None
         self._slurm_cap_missed = False
         self._marked = False  # this session is the one registered for its GPU
 

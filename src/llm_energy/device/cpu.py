@@ -1,5 +1,5 @@
-"""CPU backend: RAPL energy counters when readable, else codecarbon's power estimate × time; it
-cannot control clocks (docs/device.md, "Backends")."""
+"""CPU backend: RAPL energy counters when readable, else codecarbon's power estimate × time; no
+clock control (docs/device.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Pure frequency helpers shared by every backend: snapping a clock to a supported one, the
-clock step, resolving sweep points."""
+"""Pure frequency helpers of every backend: snap to a supported clock, clock step, sweep points."""
 
 from __future__ import annotations
 
@@ -51,8 +50,7 @@ def resolve_points(
     """(label, MHz) for every (label, point): fractions of the maximum SM clock and absolute MHz
     snap to the nearest supported clock, `auto:N` spreads N supported clocks evenly from the
     highest to the lowest. A snap of more than one clock step, or two points that land on the same
-    clock, is a ClockPointError naming the values (a sweep whose points collapse measures less
-    than it says)."""
+    clock, is a ClockPointError naming the values (a collapsed sweep measures less than it says)."""
     clocks = clean_supported(supported_mhz)
     step, top = step_mhz(clocks), clocks[-1]
     out: list[tuple[str, int | None]] = []

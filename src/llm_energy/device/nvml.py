@@ -94,16 +94,14 @@ class NvmlDevice(Device):
 
     def uuid(self) -> str:
         if self._uuid is None:
-            self._uuid = decode_nvml(
-                self._call("Cannot read the GPU UUID", pynvml.nvmlDeviceGetUUID, self._handle)
-            )
+            fn = pynvml.nvmlDeviceGetUUID
+            self._uuid = decode_nvml(self._call("Cannot read the GPU UUID", fn, self._handle))
         return self._uuid
 
     def name(self) -> str:
         if self._name is None:
-            self._name = decode_nvml(
-                self._call("Cannot read the GPU name", pynvml.nvmlDeviceGetName, self._handle)
-            )
+            fn = pynvml.nvmlDeviceGetName
+            self._name = decode_nvml(self._call("Cannot read the GPU name", fn, self._handle))
         return self._name
 
     def provenance(self) -> dict[str, Any]:
@@ -138,9 +136,8 @@ class NvmlDevice(Device):
         return mj_to_j(self._call("Cannot read the GPU energy counter", fn, self._handle))
 
     def power_w(self) -> float:
-        return mw_to_w(
-            self._call("Cannot read GPU power", pynvml.nvmlDeviceGetPowerUsage, self._handle)
-        )
+        fn = pynvml.nvmlDeviceGetPowerUsage
+        return mw_to_w(self._call("Cannot read GPU power", fn, self._handle))
 
     def synchronize(self) -> None:
         # Only a process that has imported torch can have queued CUDA work, so torch is looked
@@ -214,9 +211,8 @@ class NvmlDevice(Device):
         mem = mem_mhz if mem_mhz is not None else max(self.supported_mem_clocks_mhz(), default=0)
         if mem not in self._supported_sm:
             asked = f"Cannot list supported SM clocks for memory clock {mem} MHz"
-            clocks = self._call(
-                asked, pynvml.nvmlDeviceGetSupportedGraphicsClocks, self._handle, mem
-            )
+            fn = pynvml.nvmlDeviceGetSupportedGraphicsClocks
+            clocks = self._call(asked, fn, self._handle, mem)
             self._supported_sm[mem] = sorted((int(c) for c in clocks), reverse=True)
         return list(self._supported_sm[mem])
 

@@ -1,6 +1,5 @@
-"""Optional NVML reads for diagnosis and provenance, and the MIG refusal of
-CUDA_VISIBLE_DEVICES. Each takes the `pynvml` module to call (tests pass a fake) and a `try_`
-that turns a failed read into None."""
+"""Optional NVML reads for diagnosis and provenance, and the MIG refusal of CUDA_VISIBLE_DEVICES.
+Each takes the `pynvml` module (tests pass a fake) and a `try_` turning a failed read into None."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Energy measurement windows around workloads, from the device's cumulative energy counter:
 tick-aligned edges, trusted windows, clock truth from inside the window, idle baselines of
-back-to-back windows; no polling thread in the inference process (docs/device.md, "Energy
-windows")."""
+back-to-back windows; no polling thread in the inference process (docs/device.md)."""
 
 from __future__ import annotations
 
@@ -117,9 +116,8 @@ class EnergyMeter:
         return self._step_mhz
 
     def wait_for_tick(self, max_wait_s: float | None = None) -> tuple[float, float, bool]:
-        """Read the counter until it changes: (counter J, time s, whether it changed), at most
-        one read (~3.5 ms on NVML) late. Gives up after `max_wait_s` (default: 3 periods), so a
-        stalled counter cannot hang a run."""
+        """Read the counter until it changes: (counter J, time s, whether it changed), at most one
+        read (~3.5 ms on NVML) late; gives up after `max_wait_s` (3 periods) so it cannot hang."""
         dev = self.device
         if max_wait_s is None:
             max_wait_s = 3 * self.update_period_s + 0.05
@@ -244,9 +242,8 @@ class EnergyMeter:
     def run_until_trusted(
         self, fn: Callable[[], T], cap_mhz: int | None = None, *, max_repeats: int
     ) -> tuple[WindowReading, int, T]:
-        """Call `fn` repeatedly inside one window until the window is trusted-long (or
-        `max_repeats`). Returns (reading, repeats, last result); per-call energy is
-        reading.energy_j / repeats."""
+        """Call `fn` repeatedly inside one window until it is trusted-long (or `max_repeats`):
+        (reading, repeats, last result); per-call energy is reading.energy_j / repeats."""
         if max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {max_repeats!r}")
         target = self.min_trusted_s
@@ -280,8 +277,7 @@ class EnergyMeter:
         return self.measure_idle(seconds).avg_power_w
 
     def measure_idle_samples_w(self, seconds: float, samples: int) -> list[float]:
-        """Idle power (W) of `samples` back-to-back windows sharing `seconds` (module
-        docstring); a window whose counter reset reads NaN."""
+        """Idle power (W) of `samples` back-to-back windows sharing `seconds` (reset: NaN)."""
         self._warn_short_idle(seconds)
         part_s = self.idle_part_s(seconds, samples)
         return [self._idle_window(part_s).avg_power_w for _ in range(samples)]

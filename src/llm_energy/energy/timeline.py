@@ -114,9 +114,8 @@ def run_sampler(out: Path, spec: dict[str, Any], period_s: float) -> int:
             while not stop and os.getppid() == parent:
                 power = device.power_w()
                 clock = device.sm_clock_mhz()
-                writer.writerow(
-                    [f"{time.time():.3f}", f"{power:.3f}", "" if clock is None else clock]
-                )
+                row = [f"{time.time():.3f}", f"{power:.3f}", "" if clock is None else clock]
+                writer.writerow(row)
                 fh.flush()
                 next_t += period_s
                 time.sleep(max(0.0, next_t - time.monotonic()))

@@ -85,8 +85,7 @@ def cap_held(
     throttled_fraction: float | None = None,
 ) -> bool:
     """Did the clock stay at the cap (one step of tolerance) for the window's work? Throttling
-    beyond MAX_THROTTLED_FRACTION of the busy time breaks it even when the sparse clock samples
-    look right."""
+    beyond MAX_THROTTLED_FRACTION of the busy time breaks it, whatever the sparse samples say."""
     if cap_mhz is None:
         return True
     if throttled_fraction is not None and throttled_fraction > MAX_THROTTLED_FRACTION:

@@ -94,9 +94,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(_clean(obj), default=_default, ensure_ascii=False, indent=2) + "\n"
-    )
+    text = json.dumps(_clean(obj), default=_default, ensure_ascii=False, indent=2)
+    atomic_write_text(path, text + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:

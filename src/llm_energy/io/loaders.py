@@ -1,6 +1,5 @@
-"""Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items.
-The pure work lives in `llm_energy.workload`; this module resolves paths, calls `datasets` and
-turns its failures into one-line `DatasetError`s."""
+"""Task loaders: read a task's dataset with `datasets.load_dataset` and prepare sampled items
+(pure work: `llm_energy.workload`); its failures become one-line `DatasetError`s."""
 
 from __future__ import annotations
 
@@ -179,9 +178,8 @@ def load_task_items(
     root: Path,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> LoadResult:
-    """Load, validate and sample one validated task's items (docs/records.md). Unusable rows are
-    listed in `problems`; DatasetError when the dataset cannot load, a mapped column is in no
-    row, or no row is usable."""
+    """Load, validate and sample one task's items (docs/records.md); unusable rows are listed in
+    `problems`. DatasetError when the dataset cannot load, lacks a mapped column or a usable row."""
     spec = task_spec(task)
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
         raise DatasetError(f"{_where(spec)}: n_items must be a positive integer, got {n_items!r}")
@@ -217,12 +215,5 @@ def load_task_items(
     sample = seeded_sample(items, n_items, seed)
     if len(items) < n_items:
         notes.append(f"asked for {n_items} items, only {len(items)} usable: using all of them")
-    return LoadResult(
-        task=spec.name,
-        dataset=spec.dataset.label,
-        items=[item.to_record() for item in sample],
-        row_problems=problems,
-        n_rows=n_rows,
-        n_usable=len(items),
-        notes=notes,
-    )
+    records = [item.to_record() for item in sample]
+    return LoadResult(spec.name, spec.dataset.label, records, problems, n_rows, len(items), notes)

@@ -1,6 +1,5 @@
 """Read the records and tables stages pass each other, checked and typed by the record schema
-(llm_energy/records.py): a missing column or a value of the wrong type is one InputFileError
-naming the file, the column and what to re-run."""
+(llm_energy/records.py): a bad column is one InputFileError naming file, column and remedy."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ def load_records(path: Path, schema: Schema, *, remedy: str) -> pd.DataFrame:
 def load_table(
     path: Path, schema: Schema, *, remedy: str, allow_empty: bool = False
 ) -> pd.DataFrame:
-    """A CSV table written by a stage, typed by ``schema`` (an empty file is an empty table
-    only when ``allow_empty``)."""
+    """A stage's CSV table typed by ``schema`` (an empty file only with ``allow_empty``)."""
     frame = read_csv(path, remedy=remedy, allow_empty=allow_empty)
     return typed_frame(frame, schema, path, remedy, csv=True)

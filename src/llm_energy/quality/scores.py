@@ -1,6 +1,5 @@
-"""Quality of the generated text: per-request scores and corpus-level scores (pure), keyed as
-summary.csv (`CONFIG_KEYS`) so the two files join. Random-weight models produce noise: their
-quality is not applicable (NaN)."""
+"""Quality of the generated text: per-request and corpus-level scores (pure), keyed as summary.csv
+(`CONFIG_KEYS`) so the two files join. Random weights produce noise: quality n/a (NaN)."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ def score_requests(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def corpus_quality(scored: pd.DataFrame, compute: ComputeFn) -> pd.DataFrame:
-    """One row per configuration (as summary.csv normalises them) and metric with the
-    corpus-level scores of its task kind."""
+    """One row per configuration (as in summary.csv) and metric: its task kind's corpus scores."""
     ok = (
         scored[scored["quality_applicable"].astype(bool)]
         if "quality_applicable" in scored

@@ -1,6 +1,5 @@
 """SQuAD v2 exact match / F1, following the official v2.0 evaluation script (percentages, like
-it and `evaluate`'s squad_v2); per-item scores in [0, 1]. Re-exported by `llm_energy.quality.textmetrics`.
-"""
+it and `evaluate`'s squad_v2); per-item scores in [0, 1]. Re-exported by `quality.textmetrics`."""
 
 from __future__ import annotations
 
@@ -146,10 +145,8 @@ def squad_v2(
     if no_answer_probabilities is not None:
         answered = [bool(p) for p in preds]
         for i, key in enumerate(("exact", "f1")):
-            scores = [s[i] for s in raw]
-            out[f"best_{key}"], out[f"best_{key}_thresh"] = _best_threshold(
-                scores, has_ans, answered, probs
-            )
+            best = _best_threshold([s[i] for s in raw], has_ans, answered, probs)
+            out[f"best_{key}"], out[f"best_{key}_thresh"] = best
     return out
 
 

@@ -1,6 +1,5 @@
 """Pure text-quality metrics: ROUGE (google-research's `rouge_score`, as evaluate's `rouge`),
-SQuAD v2 EM / F1 (the official v2.0 script's rules, in percent), perplexity, per-request scores
-(fractions in [0, 1])."""
+SQuAD v2 EM / F1 (the official v2.0 script's rules, in percent), perplexity, per-request scores."""
 
 from __future__ import annotations
 
@@ -188,8 +187,7 @@ def score_item(
     no_answer_phrases: Iterable[str] = DEFAULT_NO_ANSWER_PHRASES,
     use_stemmer: bool = False,
 ) -> dict[str, float]:
-    """Quality scores of one request, keyed by QUALITY_COLUMNS (0-1 scale; [] references =
-    unanswerable); generation has none (see `perplexity`)."""
+    """Request scores by QUALITY_COLUMNS (0-1; [] references: unanswerable); none for generation."""
     _check_kind(kind)
     text = clean_prediction(kind, prediction) if clean else (prediction or "")
     refs = [references] if isinstance(references, str) else list(references)

@@ -20,12 +20,7 @@ CONFIG_COLUMNS: tuple[str, ...] = tuple(
     f"config.{k}"
     for k in "model task engine batch_size input_tokens_target output_tokens_target".split()
 )
-DEFAULT_GROUP_COLUMNS: tuple[str, ...] = (
-    *CONFIG_COLUMNS,
-    "energy.kind",
-    "energy.source",
-    "gpu.name",
-)
+DEFAULT_GROUP_COLUMNS = (*CONFIG_COLUMNS, "energy.kind", "energy.source", "gpu.name")
 #: groups that are never pooled, and how the ``group`` column names a missing value
 NEVER_POOLED: dict[str, str] = {
     "energy.kind": "energy kind unknown",
@@ -43,10 +38,9 @@ COMPARE_COLUMNS: list[str] = (
 def saving_interval(
     energy: tuple[float, float, float], reference: tuple[float, float, float]
 ) -> tuple[float, float, float]:
-    """``(saving %, low, high)`` of ``energy`` vs ``reference``, each ``(value, ci_low,
-    ci_high)``; all NaN unless both CIs are finite. The interval combines the two CIs by
-    interval arithmetic (conservative: the runs are not paired), so a saving never stands
-    without one."""
+    """``(saving %, low, high)`` of ``energy`` vs ``reference``, each ``(value, ci_low, ci_high)``;
+    all NaN unless both CIs are finite. The interval combines the two CIs by interval arithmetic
+    (conservative: the runs are not paired), so a saving never stands without one."""
     e, lo, hi = (float(v) for v in energy)
     r, rlo, rhi = (float(v) for v in reference)
     if not all(math.isfinite(v) for v in (e, lo, hi, r, rlo, rhi)) or rlo <= 0 or r <= 0:
@@ -59,9 +53,8 @@ def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
     value_cols = [c for c in frame.columns if c not in META_COLUMNS]
     order = frame["kind"].map({"experiment": 0, "baseline": 1, "workspace": 2}).fillna(3)
     frame = frame.assign(_order=order.to_numpy()).sort_values("_order", kind="stable")
-    key = pd.Series(
-        [repr(t) for t in frame[value_cols].itertuples(index=False, name=None)], index=frame.index
-    )
+    values = [repr(t) for t in frame[value_cols].itertuples(index=False, name=None)]
+    key = pd.Series(values, index=frame.index)
     return frame[~key.duplicated().to_numpy()].drop(columns="_order")
 
 
@@ -107,12 +100,8 @@ def compare_experiments(
     ]
     if rows.empty:
         return pd.DataFrame(columns=[*cols, *COMPARE_COLUMNS])
-    rows = rows.assign(
-        label=[
-            "default" if d else freq_label(f)
-            for d, f in zip(rows["default_clocks"], rows["freq_mhz"], strict=True)
-        ]
-    )
+    clocks = zip(rows["default_clocks"], rows["freq_mhz"], strict=True)
+    rows = rows.assign(label=["default" if d else freq_label(f) for d, f in clocks])
     out = [
         _compare_group(g.reset_index(drop=True), cols, latency_budget_pct)
         for _, g in rows.groupby(cols, dropna=False, sort=True)
@@ -155,9 +144,7 @@ def _compare_group(g: pd.DataFrame, cols: Sequence[str], budget_pct: float) -> p
     g["on_frontier"] = False
     g["best_within_budget"] = False
     # a unit = the rows sharing one reference (a sweep, or cap-only runs vs the commit default)
-    unit = [
-        g.at[r, "experiment"] if r is not None else g.at[i, "experiment"] for i, r in enumerate(ref)
-    ]
+    unit = [g.at[i if r is None else r, "experiment"] for i, r in enumerate(ref)]
     for _, idx in g.groupby(pd.Series(unit), sort=False).groups.items():
         where = np.asarray(list(idx))
         g.loc[where, "on_frontier"] = pareto_mask(lat[where], trio[where, 0])
@@ -202,21 +189,13 @@ def _group_text(row: pd.Series, cols: Sequence[str]) -> str:
 
 
 def comparison_figure(comparison: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Energy vs p50 latency per (group, experiment) (output of :func:`compare_experiments`):
-    points labelled with their clock, each experiment's Pareto frontier joined, the best cap within budget starred,
-    a banner when the energy is not measured."""
+    """Energy vs p50 latency per (group, experiment) (:func:`compare_experiments`): points labelled
+    with their clock, frontiers joined, the best cap in budget starred, non-measured bannered."""
     title = title or "Experiments: energy vs latency"
     fig, (ax,) = new_figure()
-    kinds = (
-        list(comparison["energy.kind"].dropna().unique())
-        if comparison is not None and "energy.kind" in comparison.columns
-        else []
-    )
-    if (
-        comparison is None
-        or comparison.empty
-        or not {"energy", "latency"} <= set(comparison.columns)
-    ):
+    data = comparison if comparison is not None else pd.DataFrame()
+    kinds = list(data["energy.kind"].dropna().unique()) if "energy.kind" in data.columns else []
+    if data.empty or not {"energy", "latency"} <= set(data.columns):
         mark_no_data(ax)
         return finish_figure(fig, title, kinds)
     # one series per (group, experiment): the frontier never joins two groups or experiments

@@ -1,5 +1,4 @@
-"""What every figure shares: energy-kind banners, readable axis labels, the figure frame and
-in-memory PNG rendering (Agg canvas, no pyplot state)."""
+"""What every figure shares: energy-kind banners, axis labels, the frame, in-memory PNGs (Agg)."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ def energy_kind_banner(kinds: Iterable[Any]) -> str | None:
 
 
 def kinds_of(frame: pd.DataFrame) -> list[Any]:
-    """Energy kinds behind a summary (configurations with n > 0) or schema-typed requests
-    (status ok)."""
+    """Energy kinds behind a summary (rows with n > 0) or schema-typed requests (status ok)."""
     if frame is None or frame.empty:
         return []
     if "n" in frame.columns:  # a summary row is a configuration; n counts its valid requests
@@ -127,8 +125,7 @@ def new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
 
 
 def legend_outside(ax: Axes, **kwargs: Any) -> None:
-    """A legend right of the axes, where long configuration names hide no data; the figure
-    widens to hold it."""
+    """A legend right of the axes (widened for it), where long configuration names hide no data."""
     ax.figure.set_figwidth(ax.figure.get_figwidth() * 1.5)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
 

@@ -116,8 +116,7 @@ def _vs_freq(
 def energy_vs_freq(
     summary: pd.DataFrame, *, metric: str = "j_per_token", colors: Mapping[str, str] | None = None
 ) -> Figure:
-    """Mean ``metric`` per frequency with its interval over items as error bars, one line per
-    series."""
+    """Mean ``metric`` per frequency, its interval over items as error bars, a line per series."""
     return _vs_freq(
         summary,
         value_col=f"{metric}_mean",

@@ -81,8 +81,7 @@ def _markdown() -> MarkdownIt:
 def markdown_to_html(
     text: str, figures: Mapping[str, bytes] | None = None, used: set[str] | None = None
 ) -> str:
-    """Markdown (CommonMark with pipe tables) → HTML; images named in ``figures`` are embedded
-    and their names added to ``used``."""
+    """Markdown (CommonMark, pipe tables) → HTML with ``figures`` embedded (names to ``used``)."""
     return _render(text, figures, used)[0]
 
 

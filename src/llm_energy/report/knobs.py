@@ -31,8 +31,7 @@ FRONTS = {
 
 
 def knob_of(row: pd.Series) -> tuple[str, str]:
-    """(knob, point label) of a summary row: "default" when no knob was set, "combined"
-    when several were."""
+    """(knob, point label) of a summary row: "default" with no knob set, "combined" with several."""
     set_ = [c for c in KNOBS if c in row.index and not is_missing(row[c])]
     if not set_:
         return "default", "default"

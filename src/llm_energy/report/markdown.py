@@ -1,5 +1,4 @@
-"""The report as Markdown: ``templates/report.md.j2`` filled with sentences and pipe tables
-(the templates are package data, loaded like code)."""
+"""The report as Markdown: ``templates/report.md.j2`` (package data) with sentences and tables."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ from llm_energy.report.tables import pipe_table
 def markdown_table(
     frame: pd.DataFrame, columns: Sequence[str] | None = None, *, digits: int = 3
 ) -> str:
-    """A GitHub pipe table with report number formatting (``n/a`` for missing); ``""`` when
-    there are no rows or none of ``columns``."""
+    """A GitHub pipe table with report number formatting; ``""`` without rows or ``columns``."""
     if frame is None or frame.empty:
         return ""
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]

@@ -66,11 +66,8 @@ def overlay_lines(comparison: pd.DataFrame, metric: str = "energy") -> pd.DataFr
             # One clock per experiment (a queue of -S gpu.freq=...): the curve runs across the
             # experiments of one configuration, not a lone point per experiment.
             n_exp = sub.groupby("config_line")["experiment"].transform("nunique")
-            sub = sub.assign(
-                line=[
-                    f"{c} ({n} experiments)" for c, n in zip(sub["config_line"], n_exp, strict=True)
-                ]
-            )
+            counts = zip(sub["config_line"], n_exp, strict=True)
+            sub = sub.assign(line=[f"{c} ({n} experiments)" for c, n in counts])
         dx = default_clock_x(sub["freq_mhz"])
         default = sub["label"] == "default" if "label" in sub else sub["freq_mhz"].isna()
         x = np.where(default.to_numpy(), dx, pd.to_numeric(sub["freq_mhz"]).to_numpy(float))
@@ -99,11 +96,8 @@ def clock_overlay_figure(
     _, _, y_label = OVERLAY_METRICS[metric]
     title = title or f"Experiments: {y_label} vs SM clock cap"
     data = overlay_lines(comparison, metric)
-    kinds = (
-        list(comparison["energy.kind"].dropna().unique())
-        if comparison is not None and "energy.kind" in comparison.columns
-        else []
-    )
+    known = comparison is not None and "energy.kind" in comparison.columns
+    kinds = list(comparison["energy.kind"].dropna().unique()) if known else []
     panels = list(dict.fromkeys(data["panel"])) or ["no data"]
     fig, axes = new_figure(len(panels))
     if data.empty:

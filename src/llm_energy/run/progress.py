@@ -38,9 +38,8 @@ def eta_s(done: int, total: int, elapsed_s: float) -> float | None:
 
 
 class ProgressTracker:
-    """Builds a unit's progress record and hands it to `write` on each change; also the runner's
-    progress callback. Batch updates at most every `min_interval_s`; first, last and state
-    changes always."""
+    """Builds a unit's progress record and hands it to `write` on each change (the runner's
+    callback): batches at most every `min_interval_s`; first, last and state changes always."""
 
     def __init__(
         self,

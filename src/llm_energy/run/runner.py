@@ -1,8 +1,6 @@
-"""The infer loop: load the model once, walk the sweep plan, measure each batch in a window.
-
-The device, the clock session and the meter come from `llm_energy.device`; this module only decides
-what runs when and turns readings into request records (through `llm_energy.run.plan`).
-"""
+"""The infer loop: load the model once, walk the sweep plan, measure each batch in a window. The
+device, clock session and meter come in; this module decides what runs when and turns readings
+into request records (through `llm_energy.run.plan`)."""
 
 from __future__ import annotations
 

@@ -72,9 +72,8 @@ def warm_up(
     max_s: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> WarmupRecord:
-    """Run `call(key)` (returns its latency in s) for each shape: `min_calls` rounds first, then
-    rounds over the shapes not yet steady, until all are steady or `max_s` has passed.
-    `min_calls` = 0 disables the warm-up."""
+    """Run `call(key)` (returns its latency in s) for each shape: `min_calls` rounds (0: no
+    warm-up), then rounds over the shapes not yet steady, until all are or `max_s` has passed."""
     record = WarmupRecord(
         [ShapeWarmup(dict(s)) for s in shapes.values()], 0.0, "disabled", k, tolerance, max_s
     )

@@ -1,6 +1,5 @@
-"""Calibration of the simulated GPU against measured anchors (pure: the caller reads the files).
-Anchors: /work/shared/anchors (H200, bf16, greedy, default clocks; docs/device.md). Errors are
-simulated / measured - 1."""
+"""Calibration of the simulated GPU against measured anchors (pure: the caller reads the files):
+/work/shared/anchors (H200, bf16, greedy, default clocks; docs/device.md); error = sim/meas - 1."""
 
 from __future__ import annotations
 
@@ -109,12 +108,8 @@ class CalibrationRow:
         return self.batch * self.new_tokens / self.simulated_latency_s
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {
-            "latency_error": self.latency_error,
-            "j_per_token_error": self.j_per_token_error,
-            "measured_tokens_per_s": self.measured_tokens_per_s,
-            "simulated_tokens_per_s": self.simulated_tokens_per_s,
-        }
+        derived = "latency_error j_per_token_error measured_tokens_per_s simulated_tokens_per_s"
+        return asdict(self) | {k: getattr(self, k) for k in derived.split()}
 
 
 def simulate_anchor(

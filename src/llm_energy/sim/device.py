@@ -150,9 +150,8 @@ class SimulatedDevice(Device):
         self.use_workload_clock()
         state = self.clock_state()
         limit = state.power_limit_w if state.power_limit_w is not None else self.gpu.power_limit_w
-        run = simmodel.run_workload(
-            self.gpu, work, self._target_clock(state), self._mem_clock(state), limit
-        )
+        target, mem = self._target_clock(state), self._mem_clock(state)
+        run = simmodel.run_workload(self.gpu, work, target, mem, limit)
         time_s = run.cost.time_s * self._time_noise
         power = run.power_w * self._power_noise
         if self._busy:
@@ -171,8 +170,7 @@ class SimulatedDevice(Device):
         )
 
     def idle_for_s(self, time_s: float) -> None:
-        """Idle through `time_s` of model time inside a window: the other GPUs of a group while
-        its first one runs the work (device/group.py)."""
+        """Idle through `time_s` of model time in a window (a group's GPU while the first works)."""
         self.use_workload_clock()
         if self._busy:
             state = self.clock_state()
@@ -342,9 +340,8 @@ class SimulatedDevice(Device):
         self._write_state(dataclasses.replace(self.clock_state(), sm_locked_mhz=None))
 
     def lock_mem_clocks(self, freq_mhz: int) -> None:
-        f = self._check_range(
-            "memory", freq_mhz, min(self.gpu.mem_clocks_mhz), self.gpu.mem_max_mhz
-        )
+        lowest = min(self.gpu.mem_clocks_mhz)
+        f = self._check_range("memory", freq_mhz, lowest, self.gpu.mem_max_mhz)
         self._write_state(dataclasses.replace(self.clock_state(), mem_locked_mhz=f))
 
     def reset_mem_clocks(self) -> None:

@@ -30,9 +30,8 @@ def workload_for(
 ) -> roofline.Workload:
     """The GPU workload of one call of `model` (a config.ModelConfig: arch block and dtype)."""
     spec, nbytes = archspec.arch_spec(model.arch), archspec.DTYPE_BYTES.get(str(model.dtype), 4)
-    return roofline.Workload(
-        spec, nbytes, batch, max(prompt_tokens, 1), new_tokens, engine, compiled
-    )
+    prompt = max(prompt_tokens, 1)
+    return roofline.Workload(spec, nbytes, batch, prompt, new_tokens, engine, compiled)
 
 
 def natural_length(

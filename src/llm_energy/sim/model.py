@@ -200,9 +200,8 @@ def voltage_rel(gpu: GpuModel, f_mhz: float) -> float:
 def power_w(
     gpu: GpuModel, f_mhz: float, utilization: float, mem_u: float = 0.0, mem_rel: float = 1.0
 ) -> float:
-    """Board power at SM clock f with activity factor u (0 = idle logic, 1 = max dynamic), of
-    which `mem_u` streams HBM: its `mem_power_share` runs at the memory clock (mem_rel = m/m_max)
-    whatever the SM clock."""
+    """Board power at SM clock f with activity factor u (0 = idle logic, 1 = max dynamic), of which
+    `mem_u` streams HBM: its `mem_power_share` follows only the memory clock (mem_rel = m/m_max)."""
     f = _check_f(gpu, f_mhz)
     u = _check_unit("utilization", utilization)
     mem = gpu.mem_power_share * min(_check_unit("memory activity", mem_u), u)

@@ -36,8 +36,7 @@ class RowError(ValueError):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason} ({detail})" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+        self.reason, self.detail = reason, detail
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,7 @@ class TaskSpec:
 
 @dataclass
 class LoadResult:
-    """What a loader produced: the sampled prepared records (JSON-ready dicts) and the rows it
-    skipped and why."""
+    """What a loader produced: the sampled records (JSON-ready) and the rows it skipped, and why."""
 
     task: str
     dataset: str
@@ -167,8 +165,7 @@ def missing_columns(spec: TaskSpec, column_names: Iterable[str]) -> dict[str, st
 
 
 def seeded_sample(items: Sequence[T], n: int, seed: int) -> list[T]:
-    """`n` items in a seeded random order: a prefix of one permutation, so a larger `n` extends
-    a smaller one."""
+    """`n` items in a seeded order: a prefix of one permutation (a larger `n` extends a smaller)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     order = list(range(len(items)))

@@ -1,6 +1,5 @@
-"""Prompt rendering and input-length control (pure: the tokenizer comes in as callables).
-Length targets trim the task's main text, not the instruction or question, so a trimmed QA
-prompt still asks its question."""
+"""Prompt rendering and input-length control (pure: the tokenizer comes in as callables). Length
+targets trim the main text, not the instruction or question: a trimmed QA prompt still asks it."""
 
 from __future__ import annotations
 

@@ -39,13 +39,11 @@ def _row_id(row: Mapping[str, Any], spec: TaskSpec, *content: str) -> str:
 
 
 def parse_answers(value: Any) -> tuple[list[str], list[int] | None]:
-    """Answer texts (and starts, if given) from a SQuAD dict, a list of strings or one string;
-    empty lists = unanswerable."""
+    """Answer texts (and starts) from a SQuAD dict, a list or one string; [] = unanswerable."""
     if isinstance(value, str):
         return ([value] if value.strip() else []), None
     if isinstance(value, Mapping):
-        texts = value.get("text")
-        starts = value.get("answer_start")
+        texts, starts = value.get("text"), value.get("answer_start")
         if texts is None:
             raise RowError("malformed answers", "no 'text' list")
     elif isinstance(value, list | tuple):
@@ -122,22 +120,16 @@ def passage_to_item(passage: Passage, spec: TaskSpec) -> PreparedItem:
     prompt, reference = _split_or_raise(passage.text, spec)
     doc = passage.doc_id
     item_id = f"{doc}-{passage.index_in_doc}" if doc is not None else stable_id(passage.text)
+    fields, source = {"text": prompt}, passage.source_row
     return PreparedItem(
-        task=spec.name,
-        kind=spec.kind,
-        dataset=spec.dataset.label,
-        item_id=item_id,
-        fields={"text": prompt},
-        references=[reference],
-        source_row=passage.source_row,
+        spec.name, spec.kind, spec.dataset.label, item_id, fields, [reference], source
     )
 
 
 def collect_items(
     rows: Iterable[Mapping[str, Any]], spec: TaskSpec
 ) -> tuple[list[PreparedItem], list[RowProblem], int]:
-    """Validate every row in order: (usable items, problems, number of rows read); a repeated
-    item_id keeps the first row."""
+    """Every row validated in order: (usable items, problems, rows read); a repeated id: first."""
     items: list[PreparedItem] = []
     problems: list[RowProblem] = []
     seen: set[str] = set()

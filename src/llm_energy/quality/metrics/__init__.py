@@ -12,11 +12,7 @@ METRICS_DIR: Path = Path(__file__).resolve().parent
 NAMES: tuple[str, ...] = ("rouge", "squad_v2", "perplexity")
 
 # The corpus-level metric that reports quality for each task kind.
-METRIC_FOR_KIND: dict[str, str] = {
-    "generation": "perplexity",
-    "qa": "squad_v2",
-    "summarization": "rouge",
-}
+METRIC_FOR_KIND = {"generation": "perplexity", "qa": "squad_v2", "summarization": "rouge"}
 
 
 def metric_path(name: str) -> Path:
@@ -35,8 +31,7 @@ def load(name: str, **kwargs: Any) -> Any:
 
 
 def metric_info(description: str, citation: str, inputs_description: str, **fields: Any) -> Any:
-    """The `evaluate.MetricInfo` of one of the project's metric scripts (features and any other
-    field in `fields`)."""
+    """The `evaluate.MetricInfo` of one of the project's metric scripts (`fields`: features...)."""
     import evaluate
 
     return evaluate.MetricInfo(
@@ -56,9 +51,8 @@ def compute_for_kind(
     """Corpus quality of one task kind through its evaluate metric: perplexity (generation),
     SQuAD v2 in percent (qa) or mean ROUGE F-measures (summarization); kwargs go to compute."""
     if kind not in METRIC_FOR_KIND:
-        raise ValueError(
-            f"unknown task kind {kind!r}; expected one of {', '.join(METRIC_FOR_KIND)}"
-        )
+        kinds = ", ".join(METRIC_FOR_KIND)
+        raise ValueError(f"unknown task kind {kind!r}; expected one of {kinds}")
     module = load(METRIC_FOR_KIND[kind])
     if kind == "generation":
         if ref_nll_sum is None or ref_tokens is None:

@@ -43,27 +43,21 @@ Returns:
     Scores are percentages (0-100), as in the official script.
 """
 
+_TEXT = datasets.Value("string")
 _CANONICAL = datasets.Features(
     {
         "predictions": {
-            "id": datasets.Value("string"),
-            "prediction_text": datasets.Value("string"),
+            "id": _TEXT,
+            "prediction_text": _TEXT,
             "no_answer_probability": datasets.Value("float32"),
         },
         "references": {
-            "id": datasets.Value("string"),
-            "answers": datasets.Sequence(
-                {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-            ),
+            "id": _TEXT,
+            "answers": datasets.Sequence({"text": _TEXT, "answer_start": datasets.Value("int32")}),
         },
     }
 )
-_PLAIN = datasets.Features(
-    {
-        "predictions": datasets.Value("string"),
-        "references": datasets.Sequence(datasets.Value("string")),
-    }
-)
+_PLAIN = datasets.Features({"predictions": _TEXT, "references": datasets.Sequence(_TEXT)})
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
