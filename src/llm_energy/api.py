@@ -55,11 +55,8 @@ def gpu_settings(backend: str, root: str | Path | None = None) -> dict[str, Any]
         )
     group = backend if (conf / "gpu" / f"{backend}.yaml").exists() else "default"
     params = compose_params(conf, [f"gpu={group}"])
-    extra = {
-        "seed": params["meta"]["seed"],
-        "country_iso_code": params["emissions"]["country_iso_code"],
-    }
-    return params["gpu"] | {"backend": backend} | extra
+    seed, country = params["meta"]["seed"], params["emissions"]["country_iso_code"]
+    return params["gpu"] | {"backend": backend, "seed": seed, "country_iso_code": country}
 
 
 def _device_spec(backend: str, index: int | str, settings: Mapping[str, Any]) -> Any:
@@ -79,12 +76,8 @@ def energy_meter(device: Any, settings: Mapping[str, Any]) -> Any:
     settings: aligned to the counter's ticks, trusted once past min_window_periods/_s."""
     from llm_energy.energy.meter import EnergyMeter
 
-    return EnergyMeter(
-        device,
-        min_window_periods=settings["min_window_periods"],
-        min_window_s=settings["min_window_s"],
-        tick_align=settings["tick_align"],
-    )
+    keys = ("min_window_periods", "min_window_s", "tick_align")
+    return EnergyMeter(device, **{k: settings[k] for k in keys})
 
 
 @contextlib.contextmanager

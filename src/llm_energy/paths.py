@@ -8,102 +8,51 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class _Under:
+    """A path below the repository root, read as an attribute of `ProjectPaths`."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, paths: ProjectPaths, owner: type | None = None) -> Path:
+        return paths.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class ProjectPaths:
     root: Path
 
     # inputs
-    @property
-    def params(self) -> Path:
-        return self.root / "params.yaml"
-
-    @property
-    def conf_dir(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.root / "data" / "samples"
-
-    @property
-    def prompts_dir(self) -> Path:
-        return self.root / "prompts"
+    params = _Under("params.yaml")
+    conf_dir = _Under("conf")
+    samples_dir = _Under("data", "samples")
+    prompts_dir = _Under("prompts")
 
     def prompt_file(self, prompt_set: str, kind: str) -> Path:
         """model.prompt_set's template for one task kind: prompts/<set>/<kind>.txt."""
         return self.prompts_dir / prompt_set / f"{kind}.txt"
 
-    # stage outputs
-    @property
-    def validated_marker(self) -> Path:
-        """The `validate` stage's constant output: later stages depend on it, so it runs first."""
-        return self.root / "data" / "validated.txt"
-
-    @property
-    def prepared_dir(self) -> Path:
-        return self.root / "data" / "prepared"
-
-    @property
-    def model_dir(self) -> Path:
-        return self.root / "models" / "materialized"
-
-    @property
-    def infer_dir(self) -> Path:
-        return self.root / "data" / "infer"
-
-    @property
-    def requests_file(self) -> Path:
-        return self.infer_dir / "requests.jsonl"
-
-    @property
-    def run_file(self) -> Path:
-        return self.infer_dir / "run.json"
-
-    @property
-    def infer_partial_dir(self) -> Path:
-        """Where a failed or interrupted infer run leaves what it measured (not a DVC output)."""
-        return self.root / "data" / "infer.partial"
-
-    @property
-    def aggregate_dir(self) -> Path:
-        return self.root / "data" / "aggregate"
-
-    @property
-    def summary_csv(self) -> Path:
-        return self.aggregate_dir / "summary.csv"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def stats_dir(self) -> Path:
-        return self.reports_dir / "stats"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.reports_dir / "metrics.json"
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.reports_dir / "figures"
-
-    @property
-    def plots_data_dir(self) -> Path:
-        return self.reports_dir / "plots"
-
-    @property
-    def report_md(self) -> Path:
-        return self.reports_dir / "report.md"
-
-    @property
-    def report_html(self) -> Path:
-        return self.reports_dir / "report.html"
-
-    @property
-    def stats_calibration(self) -> Path:
-        """The statistics' Monte Carlo results (benchmarks/stats_calibration.py)."""
-        return self.root / "benchmarks" / "results" / "stats_calibration.json"
+    # stage outputs; `validated_marker` is the `validate` stage's constant output: later stages
+    # depend on it, so it runs first
+    validated_marker = _Under("data", "validated.txt")
+    prepared_dir = _Under("data", "prepared")
+    model_dir = _Under("models", "materialized")
+    infer_dir = _Under("data", "infer")
+    requests_file = _Under("data", "infer", "requests.jsonl")
+    run_file = _Under("data", "infer", "run.json")
+    # where a failed or interrupted infer run leaves what it measured (not a DVC output)
+    infer_partial_dir = _Under("data", "infer.partial")
+    aggregate_dir = _Under("data", "aggregate")
+    summary_csv = _Under("data", "aggregate", "summary.csv")
+    reports_dir = _Under("reports")
+    stats_dir = _Under("reports", "stats")
+    metrics_file = _Under("reports", "metrics.json")
+    figures_dir = _Under("reports", "figures")
+    plots_data_dir = _Under("reports", "plots")
+    report_md = _Under("reports", "report.md")
+    report_html = _Under("reports", "report.html")
+    # the statistics' Monte Carlo results (benchmarks/stats_calibration.py)
+    stats_calibration = _Under("benchmarks", "results", "stats_calibration.json")
 
     # Per-GPU state (locks, crash journals) lives outside the repo, per machine: it must
     # survive `git clean`, be shared by every user and sudo, and be the same for every checkout.

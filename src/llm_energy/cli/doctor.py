@@ -274,9 +274,8 @@ def _list_line(items: Any, describe: Any, empty: str) -> str:
         return str(items)
     if not items:
         return empty
-    return "; ".join(describe(x) for x in items[:5]) + (
-        f"; … {len(items) - 5} more" if len(items) > 5 else ""
-    )
+    more = f"; … {len(items) - 5} more" if len(items) > 5 else ""
+    return "; ".join(describe(x) for x in items[:5]) + more
 
 
 def _process(p: dict[str, Any]) -> str:
@@ -329,11 +328,7 @@ def format_screen(report: dict[str, Any]) -> str:
                 report["held_locks"], lambda lk: f"{lk['uuid']} held by {lk['holder']}", "none held"
             ),
         ),
-        (
-            "params",
-            f"gpu.backend={p['backend']} gpu.index={p['index']} gpu.control={p['control']} "
-            f"gpu.freq={'null' if p['freq'] is None else p['freq']}",
-        ),
+        ("params", " ".join(f"gpu.{k}={'null' if v is None else v}" for k, v in p.items())),
     ]
     lines = ["llm-energy doctor"] + [f"  {k:<14}{v}" for k, v in rows]
     lines += [f"  {s}" for s in report["caps"]]

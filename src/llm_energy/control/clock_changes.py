@@ -23,7 +23,7 @@ log = logging.getLogger("llm_energy.control.session")
 
 
 class JournaledClocks:
-    """Journaled SM / memory / power-limit changes of one device, their restore, the `caps` set."""
+    """One device's journaled SM, memory and power-limit changes and restore (applied: `caps`)."""
 
     def __init__(
         self,

@@ -111,7 +111,7 @@ def observe_preflight(
     sm_freq_mhz: int | None,
     warn: Warn,
 ) -> None:
-    """observe / slurm: warn of a pending journal (not restored here), other users, SLURM's cap."""
+    """observe / slurm: warn of a pending journal (not restored), other processes, SLURM's cap."""
     msg = pending_journal_warning(device, journal_dir)
     if msg:
         warn(msg, RuntimeWarning)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import llm_energy.control.preflight as pf
-from llm_energy.control.cap_record import OBSERVING, Caps, cap_record, enter_observe
+from llm_energy.control.cap_record import OBSERVING, Caps
 from llm_energy.control.clock_changes import JournaledClocks
 from llm_energy.control.gpupick import Lease
 from llm_energy.control.preflight import has_clock_privilege
@@ -101,7 +101,22 @@ class ClockSession:
 
     def record(self) -> dict[str, Any]:
         """What the run records about the cap (run.json / per-request columns)."""
-        return cap_record(self)
+        caps, control = self.caps, self.control
+        return {
+            "control": control,
+            "clock_mechanism": self.clock_mechanism,
+            "freq_requested_mhz": caps.requested_sm_mhz,
+            # slurm: decided per window from the in-window clocks (freq_label_mhz)
+            "freq_applied_mhz": None if control == "slurm" else caps.applied_sm_mhz,
+            "sm_clock_observed_mhz": caps.applied_sm_mhz if control in OBSERVING else None,
+            "mem_freq_requested_mhz": caps.requested_mem_mhz,
+            "mem_freq_applied_mhz": caps.applied_mem_mhz,
+            "power_limit_requested_w": caps.requested_power_limit_w,
+            "power_limit_applied_w": caps.applied_power_limit_w,
+            "original_state": self.original.to_dict() if self.original else None,
+            "recovered": self.recovered_message,
+            "warnings": list(self.warnings),
+        }
 
     def freq_label_mhz(self, cap_held: bool | None) -> int | None:
         """The clock a window's records are labelled with (`freq_applied_mhz`). lock: the
@@ -125,7 +140,7 @@ class ClockSession:
 
     def __enter__(self) -> ClockSession:
         if self.control in OBSERVING:
-            enter_observe(self)
+            self._enter_observe()
             self._entered = True
             return self
         # The lock decides between concurrent sessions; the loser leaves before touching
@@ -152,6 +167,26 @@ class ClockSession:
             self._close(raise_errors=False)
             raise
         return self
+
+    def _enter_observe(self) -> None:
+        """observe / slurm: checks, then record the clocks in force (no setter is called)."""
+        dev, control, caps = self.device, self.control, self.caps
+        policy = self.on_other_processes
+        pf.observe_preflight(
+            dev, control, self.journal_dir, policy, caps.requested_sm_mhz, self._warn
+        )
+        caps.applied_sm_mhz = dev.sm_clock_mhz()
+        caps.applied_mem_mhz = dev.mem_clock_mhz()
+        caps.applied_power_limit_w = dev.power_limit_w()
+        if caps.requested_sm_mhz is not None or caps.requested_mem_mhz is not None:
+            log.info(
+                "control=%s: requested SM %s / memory %s MHz recorded, not applied by this run; clocks in force: SM %s, memory %s MHz",
+                control,
+                caps.requested_sm_mhz,
+                caps.requested_mem_mhz,
+                caps.applied_sm_mhz,
+                caps.applied_mem_mhz,
+            )
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._close(raise_errors=exc_type is None)

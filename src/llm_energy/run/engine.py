@@ -44,7 +44,7 @@ def torch_device_for(backend: str, gpu_uuid: str | None = None) -> str:
 
 
 def cuda_indices_for_uuids(gpu_uuids: Sequence[str], cuda_uuids: Sequence[str]) -> list[int]:
-    """The CUDA index of each measured GPU, in the group's order, matched by UUID (pure)."""
+    """Each measured GPU's CUDA index in group order, by UUID: CUDA and NVML number apart (pure)."""
     return [cuda_index_for_uuid(u, cuda_uuids) for u in gpu_uuids]
 
 

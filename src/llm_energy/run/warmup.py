@@ -74,9 +74,8 @@ def warm_up(
 ) -> WarmupRecord:
     """Run `call(key)` (returns its latency in s) for each shape: `min_calls` rounds (0: no
     warm-up), then rounds over the shapes not yet steady, until all are or `max_s` has passed."""
-    record = WarmupRecord(
-        [ShapeWarmup(dict(s)) for s in shapes.values()], 0.0, "disabled", k, tolerance, max_s
-    )
+    states = [ShapeWarmup(dict(s)) for s in shapes.values()]
+    record = WarmupRecord(states, 0.0, "disabled", k, tolerance, max_s)
     if min_calls == 0 or not shapes:
         return record
     by_key = dict(zip(shapes, record.shapes, strict=True))
