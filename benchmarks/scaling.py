@@ -1,20 +1,24 @@
-"""Scale-out on one node: the same grid through DVC's queue with N = 1, 2, 4 simulated GPUs.
+"""Scale-out on one node: the same grid with N = 1, 2, 4 simulated GPUs.
 
-For each N: a fresh copy of the repo (the tiny `ci` experiment), `llm-energy grid --prepare`
-and `--queue` (set-up, not timed; `--queue` starts the stage server, as for a user), then
-`dvc queue start -j N` is timed until every experiment has committed. Each unit is a 4-cap
-sweep on the simulated GPU (`gpu.index=auto`, N simulated GPUs) whose measured phase is mostly
-waiting (`gpu.cooldown_s` after each clock change), so this 2-core machine's CPU is not what
-limits it; what remains CPU-bound is DVC and the other stages.
+For each N: a fresh copy of the repo (the tiny `ci` experiment) and `llm-energy grid --prepare`
+(set-up, not timed). Then, by default, `llm-energy grid --run -j N` (cli/grid_run.py: N slots,
+each a clone of the commit) is timed from the line announcing its slots (before it: composing
+and validating the units, starting the stage server, making the slots; reported as set-up)
+until it exits with every experiment pushed back. `--via queue` times DVC's queue instead:
+`grid --queue` (set-up), then `dvc queue start -j N` until every experiment has committed.
+Each unit is a 4-cap sweep on the simulated GPU (`gpu.index=auto`, N simulated GPUs) whose
+measured phase is mostly waiting (`gpu.cooldown_s` after each clock change), so this 2-core
+machine's CPU is not what limits it; what remains CPU-bound is DVC and the other stages.
 
 Reported per N: wall time, speed-up over N=1 (goal >= 0.9 x N), the span and sum of the infer
 stages' measured phases (from each unit's progress file; sum / span = how many ran at once, N
-when the measured phase scales perfectly), and, from N=1, the queue's overhead
-per experiment: (wall - sum of measured phases) / units = worker start, checkout, validate,
-aggregate, stats, plots and the commit of the experiment.
+when the measured phase scales perfectly), lead-in and tail, and, from N=1, the overhead per
+experiment: (wall - sum of measured phases) / units = DVC, checkout, validate, aggregate,
+stats and the commit of the experiment.
 
-    python benchmarks/scaling.py                       # N = 1, 2, 4; 4 units; ~6 min on 2 cores
-    python benchmarks/scaling.py --gpus 1,2 --cooldown-s 4
+    python benchmarks/scaling.py                       # N = 1, 2, 4; 4 units; ~5 min on 2 cores
+    python benchmarks/scaling.py --units 8             # 2 units per GPU at N = 4; ~10 min
+    python benchmarks/scaling.py --via queue           # DVC's queue; ~6 min
 """
 
 from __future__ import annotations
@@ -60,7 +64,34 @@ def _committed(ws: Path, names: Sequence[str]) -> int:
     return len({r.rsplit("/", 1)[-1] for r in refs} & set(names))
 
 
-def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, Any]:
+def _grid_run(ws: Path, env: dict[str, str], cmd: list[str]) -> tuple[float, float, float]:
+    """(set-up s, start epoch, wall s) of `grid --run`: its set-up (composing and validating the
+    units, starting the stage server, making the slots) ends at the line announcing the slots."""
+    t0, start, start_epoch, lines = time.monotonic(), 0.0, 0.0, []
+    proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    for line in proc.stdout or ():
+        lines.append(line)
+        if not start and " slot(s) on " in line:
+            start, start_epoch = time.monotonic(), time.time()
+    if proc.wait() != 0 or not start:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{''.join(lines)[-3000:]}")
+    return start - t0, start_epoch, time.monotonic() - start
+
+
+def _wait_for_queue(ws: Path, env: dict[str, str], names: Sequence[str]) -> None:
+    dvc = [sys.executable, "-m", "dvc"]
+    last_check = time.monotonic()
+    while _committed(ws, names) < len(names):
+        time.sleep(0.5)
+        if time.monotonic() - last_check > 20:  # a failed unit never commits: stop early
+            last_check = time.monotonic()
+            status = _run([*dvc, "queue", "status"], ws, env)
+            if "Failed" in status:
+                raise SystemExit(f"a queued experiment failed:\n{status}")
+
+
+def one_run(gpus: int, units: int, cooldown_s: float, work: Path, via: str) -> dict[str, Any]:
     ws, state = work / f"ws{gpus}", work / f"state{gpus}"
     env = fresh_workspace(ws, state)
     seeds = ",".join(str(s) for s in range(max(1, units // 2)))
@@ -80,25 +111,27 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
     names = [u["name"] for u in units_json]
     t0 = time.monotonic()
     _run([*cli, "grid", "--prepare", *args], ws, env)
-    _run([*cli, "grid", "--queue", *args], ws, env)
+    if via == "queue":
+        _run([*cli, "grid", "--queue", *args], ws, env)
     setup_s = time.monotonic() - t0
     dvc = [sys.executable, "-m", "dvc"]
     start, start_epoch = time.monotonic(), time.time()
     try:
-        _run([*dvc, "queue", "start", "-j", str(gpus)], ws, env)
-        last_check = start
-        while _committed(ws, names) < len(names):
-            time.sleep(0.5)
-            if time.monotonic() - last_check > 20:  # a failed unit never commits: stop early
-                last_check = time.monotonic()
-                status = _run([*dvc, "queue", "status"], ws, env)
-                if "Failed" in status:
-                    raise SystemExit(f"a queued experiment failed:\n{status}")
-        wall_s = time.monotonic() - start
+        if via == "run":
+            cmd = [*cli, "grid", "--run", "-j", str(gpus), *args]
+            grid_setup_s, start_epoch, wall_s = _grid_run(ws, env, cmd)
+            setup_s += grid_setup_s
+        else:
+            _run([*dvc, "queue", "start", "-j", str(gpus)], ws, env)
+            _wait_for_queue(ws, env, names)
+            wall_s = time.monotonic() - start
     finally:
-        subprocess.run([*dvc, "queue", "stop", "--kill"], cwd=ws, env=env, capture_output=True)
-        # `grid --queue` started the stage server (its name includes this run's state dir)
+        if via == "queue":
+            subprocess.run([*dvc, "queue", "stop", "--kill"], cwd=ws, env=env, capture_output=True)
+        # `grid --queue` / `--run` started the stage server (its name includes the state dir)
         subprocess.run([*cli, "stage-server", "--stop"], cwd=ws, env=env, capture_output=True)
+    if _committed(ws, names) < len(names):
+        raise SystemExit(f"only {_committed(ws, names)} of {len(names)} experiments are in {ws}")
     served = sum(e.get("returncode") == 0 for e in stage_server.read_log(str(state)))
     phases = []
     for name in names:
@@ -108,6 +141,7 @@ def one_run(gpus: int, units: int, cooldown_s: float, work: Path) -> dict[str, A
     span_s = max(p["end"] for p in phases) - min(p["begin"] for p in phases)
     return {
         "gpus": gpus,
+        "via": via,
         "units": len(names),
         "setup_s": round(setup_s, 1),
         "wall_s": round(wall_s, 1),
@@ -135,7 +169,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     overhead = (base["wall_s"] - base["infer_sum_s"]) / base["units"]
     return {
         "runs": runs,
-        "queue_overhead_per_experiment_s": round(overhead, 1),
+        "overhead_per_experiment_s": round(overhead, 1),
         "measured_phase_per_unit_s": round(base["infer_sum_s"] / base["units"], 1),
     }
 
@@ -147,7 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gpus", default="1,2,4", help="simulated GPU counts (must include 1)")
     parser.add_argument("--units", type=int, default=4, help="units in the grid (even)")
     parser.add_argument("--cooldown-s", type=float, default=8.0, help="wait after each of 4 caps")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling.json")
+    parser.add_argument(
+        "--via",
+        choices=["run", "queue"],
+        default="run",
+        help="run: llm-energy grid --run -j N (slots); queue: --queue, then dvc queue start -j N",
+    )
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/scaling[-queue].json")
     args = parser.parse_args(argv)
     counts = [int(g) for g in args.gpus.split(",")]
     if 1 not in counts:
@@ -156,16 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="llm-energy-scaling-") as tmp:
         for n in counts:
             print(f"N={n}: ...", file=sys.stderr, flush=True)
-            runs.append(one_run(n, args.units, args.cooldown_s, Path(tmp)))
+            runs.append(one_run(n, args.units, args.cooldown_s, Path(tmp), args.via))
             print(f"N={n}: wall {runs[-1]['wall_s']} s", file=sys.stderr, flush=True)
     result = {
         "benchmark": "scaling",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "settings": {"units": args.units, "caps": CAPS, "cooldown_s": args.cooldown_s},
+        "via": args.via,
         "energy": "simulated (labelled simulated): this measures scheduling, not energy",
         **summarize(runs),
     }
+    suffix = ("" if args.via == "run" else f"-{args.via}") + (
+        "" if args.units == 4 else f"-{args.units}units"
+    )
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"scaling{suffix}.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for r in result["runs"]:
@@ -177,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lead-in {r['lead_in_s']} s, tail {r['tail_s']} s"
         )
     print(
-        f"queue overhead per experiment: {result['queue_overhead_per_experiment_s']} s "
+        f"overhead per experiment: {result['overhead_per_experiment_s']} s "
         f"(measured phase per unit {result['measured_phase_per_unit_s']} s); wrote {args.out}"
     )
     return 0

@@ -1,21 +1,25 @@
 """CPU an experiment spends outside its measurement: DVC, start-up, and the analysis stages.
 
 A fresh copy of the repo (the tiny `ci` experiment, 4-cap sweep on the simulated GPU) runs the
-whole pipeline once (prepare and model are then cached, as `llm-energy grid --prepare` leaves
-them for queued units). Then one experiment runs as a queue worker would (in a temporary copy):
-`dvc exp run --temp -n NAME -S ... stats`, with the unit's full overrides (with Hydra on, DVC
-recomposes params.yaml from conf/ and the `-S` list alone) and its target (a unit stops at its
-statistics; its report renders on demand). The CPU of it and every process it waited for
-(`getrusage(RUSAGE_CHILDREN)`) minus the CPU the infer stage spent from its first measured batch
-on (`measured_cpu_s` in its progress file) is the CPU outside the measurement. Each stage is
-then run once more on its own to say where that CPU goes (plots: the on-demand report).
+whole pipeline once and commits it (prepare and model are then cached, as `llm-energy grid
+--prepare` leaves them). Then units run the ways a study runs them, each with the unit's full
+overrides (with Hydra on, DVC recomposes params.yaml from conf/ and the `-S` list alone) and
+its target (a unit stops at its statistics; its report renders on demand):
 
-Two units run in the same workspace: one with LLM_ENERGY_STAGE_SERVER=off, then one with the
-stage server `llm-energy grid --queue` starts (cli/stage_server.py). The served forks' CPU is
-read from the server's /proc stat (its reaped children) and counted in; the goal applies to the
-served unit, as queued units run.
+- queued: as a queue worker runs it, `dvc exp run --temp -n NAME -S ... stats` (a temporary
+  copy), once with LLM_ENERGY_STAGE_SERVER=off and once with the stage server up;
+- `grid --run`: in a slot (cli/grid_run.py: a clone of the commit), reset, `dvc exp run`, the
+  experiment pushed back; the first unit in a fresh slot (which also checks out prepare's and
+  model's outputs) and a later one, the stage server up as `--run` starts it;
+- SLURM-like: the first unit of a fresh slot with no stage server, as an array task runs it.
 
-    python benchmarks/startup.py            # ~2 min on 2 cores; run it alone
+A unit's CPU is that of its commands and every process they waited for
+(`getrusage(RUSAGE_CHILDREN)`) plus, when served, the served forks' CPU (read from the server's
+/proc stat: its reaped children); minus the CPU the infer stage spent from its first measured
+batch on (`measured_cpu_s` in its progress file), that is the CPU outside the measurement. Each
+stage is then run once more on its own to say where that CPU goes (plots: the on-demand report).
+
+    python benchmarks/startup.py            # ~3 min on 2 cores; run it alone
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +41,7 @@ if str(ROOT / "src") not in sys.path:
 
 from bench_common import fresh_workspace  # noqa: E402
 from llm_energy.cli import stage_server  # noqa: E402
+from llm_energy.cli.grid_run import SLOTS_DIR, baseline_of, make_slot, unit_commands  # noqa: E402
 from llm_energy.cli.stage_server import SWITCH_ENV  # noqa: E402
 from llm_energy.io.files import write_json  # noqa: E402
 from llm_energy.run.grid import UNIT_TARGET  # noqa: E402
@@ -71,12 +77,16 @@ def _server_cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _unit(ws: Path, env: dict[str, str], name: str, server_pid: int | None) -> dict[str, float]:
-    """One queued unit: its CPU (plus the server's for the stages it served) and measured CPU."""
+def _unit(
+    cmds: list[list[str]], cwd: Path, env: dict[str, str], name: str, server_pid: int | None
+) -> dict[str, float]:
+    """One unit's commands: their CPU (plus the server's for the stages it served) and the CPU
+    of its measured phase."""
     server0 = _server_cpu_s(server_pid) if server_pid else 0.0
-    sets = [a for o in ["experiment=ci", *SETTINGS, f"meta.seed={name[-1]}"] for a in ("-S", o)]
-    cmd = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *sets, UNIT_TARGET]
-    cpu_s, wall_s = _run(cmd, ws, env)
+    cpu_s = wall_s = 0.0
+    for cmd in cmds:
+        cpu, wall = _run(cmd, cwd, env)
+        cpu_s, wall_s = cpu_s + cpu, wall_s + wall
     served_s = 0.0
     if server_pid:
         time.sleep(1.5)  # the server reaps its forks within a second
@@ -91,6 +101,28 @@ def _unit(ws: Path, env: dict[str, str], name: str, server_pid: int | None) -> d
             "outside_measurement_cpu_s": round(total_s - measured_s, 2)}  # fmt: skip
 
 
+def _unit_of(name: str) -> Any:
+    overrides = ("experiment=ci", *SETTINGS, f"meta.seed={name[-1]}")
+    return SimpleNamespace(name=name, overrides=overrides)
+
+
+def _queued(ws: Path, env: dict[str, str], name: str, server_pid: int | None) -> dict[str, float]:
+    """As a queue worker runs it: in a temporary copy of the workspace."""
+    sets = [a for o in _unit_of(name).overrides for a in ("-S", o)]
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *sets, UNIT_TARGET]
+    return _unit([cmd], ws, env, name, server_pid)
+
+
+def _in_slot(
+    ws: Path, env: dict[str, str], name: str, server_pid: int | None, slot: int = 0
+) -> dict[str, float]:
+    """As `llm-energy grid --run` runs it (cli/grid_run.py): reset the slot, `dvc exp run`,
+    push the experiment back."""
+    baseline = baseline_of(ws)
+    cmds = unit_commands(_unit_of(name), baseline, [sys.executable, "-m", "dvc"], UNIT_TARGET)
+    return _unit(cmds, ws / SLOTS_DIR / f"slot-{slot}", env, name, server_pid)
+
+
 def measure(work: Path) -> dict[str, Any]:
     ws, state = work / "ws", work / "state"
     env = fresh_workspace(ws, state)
@@ -98,16 +130,20 @@ def measure(work: Path) -> dict[str, Any]:
     _run([*cli, "compose", "experiment=ci", *SETTINGS], ws, env)
     subprocess.run(["git", "commit", "-qam", "ci on the simulated GPU"], cwd=ws, check=True)
     _run([sys.executable, "-m", "dvc", "repro", "-q"], ws, env)  # prepare, model cached from here
+    subprocess.run(["git", "add", "-A"], cwd=ws, check=True)  # the slots run commits
+    subprocess.run(["git", "commit", "-qm", "its outputs"], cwd=ws, check=True)
     alone_env = env | {SWITCH_ENV: "off"}
-    alone = _unit(ws, alone_env, "startup-unit-1", None)
-    stage_cpu_s = {
-        s: round(_run([sys.executable, f"stages/{s}.py"], ws, alone_env)[0], 2) for s in STAGES
-    }
-    plots_cpu_s = round(_run([sys.executable, "stages/plots.py"], ws, alone_env)[0], 2)
-    _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as `llm-energy grid --queue`
+    units = {"queued, alone": _queued(ws, alone_env, "startup-unit-1", None)}
+    # like a SLURM array task: a fresh clone, no stage server (scripts/slurm/grid-array.sbatch)
+    make_slot(ws, ws / SLOTS_DIR / "slot-1", str(ws / ".dvc" / "cache"))
+    units["SLURM-like, fresh clone, alone"] = _in_slot(ws, alone_env, "startup-unit-2", None, 1)
+    _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as `grid --queue`/`--run`
     server = stage_server_facts(env)
     try:
-        served = _unit(ws, env, "startup-unit-2", server["pid"])
+        units["queued, served"] = _queued(ws, env, "startup-unit-3", server["pid"])
+        make_slot(ws, ws / SLOTS_DIR / "slot-0", str(ws / ".dvc" / "cache"))
+        units["grid --run, first in its slot"] = _in_slot(ws, env, "startup-unit-4", server["pid"])
+        units["grid --run, later in its slot"] = _in_slot(ws, env, "startup-unit-5", server["pid"])
         served_stage_cpu_s = {}
         for s in ("aggregate", "stats", "plots"):
             cpu0 = _server_cpu_s(server["pid"])
@@ -116,13 +152,17 @@ def measure(work: Path) -> dict[str, Any]:
             served_stage_cpu_s[s] = round(client_s + _server_cpu_s(server["pid"]) - cpu0, 2)
     finally:
         _run([*cli, "stage-server", "--stop"], ws, env)
+    # last: these rewrite the workspace's outputs, which the slots' commit must not differ from
+    stage_cpu_s = {
+        s: round(_run([sys.executable, f"stages/{s}.py"], ws, alone_env)[0], 2) for s in STAGES
+    }
+    plots_cpu_s = round(_run([sys.executable, "stages/plots.py"], ws, alone_env)[0], 2)
+    alone = units["queued, alone"]
     return {
-        # the default for queued units: `llm-energy grid --queue` starts the stage server
-        **served,
+        "units": units,
         "goal_cpu_s": GOAL_CPU_S,
-        "goal_met": served["outside_measurement_cpu_s"] <= GOAL_CPU_S,
+        "goal_met": {k: u["outside_measurement_cpu_s"] <= GOAL_CPU_S for k, u in units.items()},
         "stage_server_preload_cpu_s": round(server["preload_cpu_s"], 2),  # once per server
-        "without_stage_server": alone,
         # each stage alone (infer's includes its measured phase); the rest is DVC's own
         "stage_cpu_s": stage_cpu_s,
         "dvc_and_rest_cpu_s": round(alone["experiment_cpu_s"] - sum(stage_cpu_s.values()), 2),
@@ -143,14 +183,14 @@ def main() -> int:
     result |= {"commit": git_commit(ROOT), "cpus": os.cpu_count(), "settings": SETTINGS}
     out = ROOT / "benchmarks" / "results" / "startup.json"
     write_json(out, result)
-    alone = result["without_stage_server"]
-    print(
-        f"one queued experiment (stage server up, as `llm-energy grid --queue` leaves it): "
-        f"{result['experiment_cpu_s']} s CPU ({result['served_cpu_s']} s of it in served forks), "
-        f"{result['measured_cpu_s']} s in the measurement, {result['outside_measurement_cpu_s']} s "
-        f"outside it (goal <= {GOAL_CPU_S}: {'met' if result['goal_met'] else 'NOT met'}); "
-        f"without the server: {alone['outside_measurement_cpu_s']} s outside"
-    )
+    print(f"CPU of one unit outside its measurement (goal <= {GOAL_CPU_S} s):")
+    for kind, unit in result["units"].items():
+        met = "met" if result["goal_met"][kind] else "NOT met"
+        print(
+            f"  {kind:32s} {unit['outside_measurement_cpu_s']:5.2f} s ({met}; total "
+            f"{unit['experiment_cpu_s']} s, {unit['served_cpu_s']} s of it served, "
+            f"{unit['measured_cpu_s']} s measuring)"
+        )
     stages = ", ".join(f"{k} {v} s" for k, v in result["stage_cpu_s"].items())
     served = ", ".join(f"{k} {v} s" for k, v in result["served_stage_cpu_s"].items())
     print(f"stages alone: {stages}; DVC and the rest: {result['dvc_and_rest_cpu_s']} s")

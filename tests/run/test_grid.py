@@ -232,7 +232,7 @@ def test_cli_queue_dry_run_and_real_commands(
     servers: list[
         bool
     ] = []  # after queueing, the analysis stages' server starts (not on --dry-run)
-    monkeypatch.setattr(cli_grid, "start_stage_server", lambda: servers.append(True))
+    monkeypatch.setattr(cli_grid, "start_stage_server", lambda *_: servers.append(True))
     code, _, _ = _grid(capsys, *sets)
     assert code == 0 and ran == cmds and servers == [True]
 

@@ -136,8 +136,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if _run_each([queue_command(u, dvc) for u in units], paths.root, args.dry_run):
             return 2
         if not args.dry_run:
-            start_stage_server()
+            start_stage_server("now: dvc queue start -j <GPUs>")
         return 0
+    if args.run:
+        from llm_energy.cli.grid_run import run_units
+        from llm_energy.run.grid import UNIT_TARGET
+
+        return run_units(paths.root, units, args.jobs, UNIT_TARGET, args.dry_run,
+                         before=start_stage_server)  # fmt: skip
     if args.json:
         print(json.dumps([u.to_dict() for u in units], indent=2))
     elif not (args.prepare or args.slurm_units):
@@ -146,13 +152,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_stage_server() -> None:
-    """The queue's analysis stages then skip their library imports (cli/stage_server.py)."""
+def start_stage_server(then: str = "") -> None:
+    """The units' analysis stages then skip their library imports (cli/stage_server.py)."""
     from llm_energy.cli import stage_server
 
     if os.environ.get(stage_server.SWITCH_ENV) != "off":
         try:
-            print(f"{stage_server.describe(stage_server.start())}; now: dvc queue start -j <GPUs>")
+            print(stage_server.describe(stage_server.start()) + (f"; {then}" if then else ""))
         except (OSError, RuntimeError) as exc:  # only slower without it
             print(f"llm-energy grid: stage server not started: {exc}", file=sys.stderr)
 
@@ -210,7 +216,15 @@ def add_grid_parser(
         help="a value or a sweep, as for dvc exp run (e.g. -S model=gpt2,mistral_7b)",
     )
     p.add_argument("--json", action="store_true", help="print units (or status) as JSON")
-    p.add_argument("--queue", action="store_true", help="dvc exp run --queue -n NAME each unit")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--queue", action="store_true", help="dvc exp run --queue -n NAME each unit")
+    how.add_argument(
+        "--run",
+        action="store_true",
+        help="run the units on this node, -j at a time, each in a clone of the commit "
+        "(.dvc/tmp/grid-slots); results are experiments here (dvc exp show)",
+    )
+    p.add_argument("-j", "--jobs", type=int, default=1, help="--run: units at once (one per GPU)")
     p.add_argument(
         "--prepare",
         action="store_true",
