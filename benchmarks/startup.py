@@ -11,7 +11,8 @@ its target (a unit stops at its statistics; its report renders on demand):
 - `grid --run`: in a slot (cli/grid_run.py: a clone of the commit), reset, `dvc exp run`, the
   experiment pushed back; the first unit in a fresh slot (which also checks out prepare's and
   model's outputs) and a later one, the stage server up as `--run` starts it;
-- SLURM-like: the first unit of a fresh slot with no stage server, as an array task runs it.
+- SLURM-like: the first unit of a fresh slot, its stage server started just before and its
+  preload counted in, as an array task runs it (scripts/slurm/grid-array.sbatch).
 
 A unit's CPU is that of its commands and every process they waited for
 (`getrusage(RUSAGE_CHILDREN)`) plus, when served, the served forks' CPU (read from the server's
@@ -78,11 +79,16 @@ def _server_cpu_s(pid: int) -> float:
 
 
 def _unit(
-    cmds: list[list[str]], cwd: Path, env: dict[str, str], name: str, server_pid: int | None
+    cmds: list[list[str]],
+    cwd: Path,
+    env: dict[str, str],
+    name: str,
+    server_pid: int | None,
+    with_preload: bool = False,
 ) -> dict[str, float]:
-    """One unit's commands: their CPU (plus the server's for the stages it served) and the CPU
-    of its measured phase."""
-    server0 = _server_cpu_s(server_pid) if server_pid else 0.0
+    """One unit's commands: their CPU (plus the server's for the stages it served, and its
+    preload too when `with_preload`) and the CPU of its measured phase."""
+    server0 = _server_cpu_s(server_pid) if server_pid and not with_preload else 0.0
     cpu_s = wall_s = 0.0
     for cmd in cmds:
         cpu, wall = _run(cmd, cwd, env)
@@ -114,13 +120,18 @@ def _queued(ws: Path, env: dict[str, str], name: str, server_pid: int | None) ->
 
 
 def _in_slot(
-    ws: Path, env: dict[str, str], name: str, server_pid: int | None, slot: int = 0
+    ws: Path,
+    env: dict[str, str],
+    name: str,
+    server_pid: int | None,
+    slot: int = 0,
+    with_preload: bool = False,
 ) -> dict[str, float]:
     """As `llm-energy grid --run` runs it (cli/grid_run.py): reset the slot, `dvc exp run`,
     push the experiment back."""
     baseline = baseline_of(ws)
     cmds = unit_commands(_unit_of(name), baseline, [sys.executable, "-m", "dvc"], UNIT_TARGET)
-    return _unit(cmds, ws / SLOTS_DIR / f"slot-{slot}", env, name, server_pid)
+    return _unit(cmds, ws / SLOTS_DIR / f"slot-{slot}", env, name, server_pid, with_preload)
 
 
 def measure(work: Path) -> dict[str, Any]:
@@ -134,12 +145,14 @@ def measure(work: Path) -> dict[str, Any]:
     subprocess.run(["git", "commit", "-qm", "its outputs"], cwd=ws, check=True)
     alone_env = env | {SWITCH_ENV: "off"}
     units = {"queued, alone": _queued(ws, alone_env, "startup-unit-1", None)}
-    # like a SLURM array task: a fresh clone, no stage server (scripts/slurm/grid-array.sbatch)
-    make_slot(ws, ws / SLOTS_DIR / "slot-1", str(ws / ".dvc" / "cache"))
-    units["SLURM-like, fresh clone, alone"] = _in_slot(ws, alone_env, "startup-unit-2", None, 1)
-    _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as `grid --queue`/`--run`
+    _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as `grid --run`/`--queue`
     server = stage_server_facts(env)
     try:
+        # like a SLURM array task: a fresh clone, a stage server of its own (preload counted)
+        make_slot(ws, ws / SLOTS_DIR / "slot-1", str(ws / ".dvc" / "cache"))
+        units["SLURM-like, fresh clone"] = _in_slot(
+            ws, env, "startup-unit-2", server["pid"], 1, with_preload=True
+        )
         units["queued, served"] = _queued(ws, env, "startup-unit-3", server["pid"])
         make_slot(ws, ws / SLOTS_DIR / "slot-0", str(ws / ".dvc" / "cache"))
         units["grid --run, first in its slot"] = _in_slot(ws, env, "startup-unit-4", server["pid"])

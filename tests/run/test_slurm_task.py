@@ -2,7 +2,7 @@
 
 An uncapped unit needs no `srun`, so the script runs as the array would run its task 0: it
 clones the remote into $TMPDIR, points DVC at the shared cache, runs the unit and pushes its
-experiment ref. The whole array under a real SLURM is tests/run/test_slurm.py.
+experiment ref; its unit's aggregate and stats run in the stage server it starts. The whole array under a real SLURM is tests/run/test_slurm.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from test_queue import dvc, env_for, llm_energy, make_workspace, run
+
+from llm_energy.cli import stage_server
 
 pytestmark = pytest.mark.slow
 SETS = ["gpu=simulated", "gpu.max_window_repeats=300", "sweep.freqs_mhz=[1305]", "task=qa"]
@@ -32,7 +34,13 @@ def test_one_array_task_runs_its_unit_and_pushes_the_experiment(tmp_path: Path) 
                       "GRID_CACHE": str(cache), "TMPDIR": str(tmp_path),
                       "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_JOB_ID": "7", "SLURM_JOB_ID": "8"}  # fmt: skip
     script = ws / "scripts" / "slurm" / "grid-array.sbatch"
-    log = run(["bash", str(script)], tmp_path, task_env).stdout
+    try:
+        log = run(["bash", str(script)], tmp_path, task_env).stdout
+    finally:
+        run(llm_energy("stage-server", "--stop"), tmp_path, env, check=False)  # the task's
+    entries = stage_server.read_log(env["LLM_ENERGY_STATE_DIR"])
+    assert not [e for e in entries if "refused" in e], entries
+    assert sorted(Path(e["argv"][0]).stem for e in entries if "argv" in e) == ["aggregate", "stats"]
     assert "Stage 'prepare' is cached - skipping run" in log and f"unit {NAME} pushed" in log, log
     clone = tmp_path / "llm-energy-7-0"
     assert run(dvc("cache", "dir"), clone, env).stdout.strip() == str(cache)
