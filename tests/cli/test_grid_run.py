@@ -253,3 +253,21 @@ def test_real_units_run_at_once_on_two_simulated_gpus_and_show_as_experiments(
     assert served == ["aggregate", "aggregate", "stats", "stats"]
     again = run(llm_energy("grid", "--run", "-j", "2", *sets), ws, env).stdout
     assert "skipping 2 unit(s) already run" in again
+
+
+def test_a_dvc_that_cannot_run_stops_before_any_unit_with_one_line(
+    repo: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken_dvc.py"
+    broken.write_text(
+        "import sys\nprint('ERROR: not a DVC repository', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    code = run_units(
+        repo["root"], _units("u0"), 1, "stats", False, dvc=[sys.executable, str(broken)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "llm-energy grid: error: slots not ready: `dvc cache dir` failed: ERROR: not a DVC repository"
+    ]
+    assert not _landed(repo)

@@ -199,10 +199,10 @@ def add_grid_parser(
     """The `grid` subcommand; `state_dir_of(args)` is where `grid status` finds progress."""
     p = sub.add_parser(
         "grid",
-        help="units of a study (one per model x task, clocks inside); print, queue or status",
+        help="units of a study (one per model x task, clocks inside); print, run, queue or status",
         description="Expand a study (--experiment, -S KEY=A,B sweeps) into units of work: one "
         "per model x task with the clock sweep inside (one per cap under gpu.control=slurm). "
-        "Every unit is composed and validated before anything is queued. "
+        "Every unit is composed and validated before anything is queued or run. "
         "`grid status` shows the progress every unit's infer stage reports.",
     )
     p.add_argument("action", nargs="?", choices=["status"], help="status: progress of the units")

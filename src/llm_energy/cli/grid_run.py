@@ -200,15 +200,18 @@ class NodeRunner:
         return self.outcomes
 
 
+def last_line_of(text: str) -> str:
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
 def last_line(log: Path | None) -> str:
     """The log's last non-empty line, for the one-line failure report."""
     try:
-        lines = (
-            [x for x in log.read_text(errors="replace").splitlines() if x.strip()] if log else []
-        )
+        text = log.read_text(errors="replace") if log else ""
     except OSError:
-        lines = []
-    return f"last line: {lines[-1].strip()[:300]}" if lines else "no output"
+        text = ""
+    return f"last line: {last_line_of(text)}"
 
 
 def run_units(root: Path, units: Sequence[Any], jobs: int, target: str, dry_run: bool,
@@ -237,10 +240,15 @@ def run_units(root: Path, units: Sequence[Any], jobs: int, target: str, dry_run:
         return 0
     jobs = max(1, min(jobs, len(todo)))
     before()
-    cache_dir = subprocess.run([*dvc, "cache", "dir"], cwd=root, capture_output=True, text=True,
-                               check=True).stdout.strip()  # fmt: skip
-    for s in range(jobs):
-        make_slot(root, root / SLOTS_DIR / f"slot-{s}", cache_dir)
+    try:
+        cache = subprocess.run([*dvc, "cache", "dir"], cwd=root, capture_output=True, text=True)
+        if cache.returncode != 0:
+            raise RuntimeError(f"`dvc cache dir` failed: {last_line_of(cache.stderr)}")
+        for s in range(jobs):
+            make_slot(root, root / SLOTS_DIR / f"slot-{s}", cache.stdout.strip())
+    except (RuntimeError, OSError) as exc:
+        print(f"llm-energy grid: error: slots not ready: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(todo)} unit(s) in {jobs} slot(s) on {baseline[:7]}; progress: "
           "llm-energy grid status", flush=True)  # fmt: skip
     runner = NodeRunner(root, todo, jobs, dvc, target, baseline)
