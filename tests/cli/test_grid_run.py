@@ -271,3 +271,26 @@ def test_a_dvc_that_cannot_run_stops_before_any_unit_with_one_line(
         "llm-energy grid: error: slots not ready: `dvc cache dir` failed: ERROR: not a DVC repository"
     ]
     assert not _landed(repo)
+
+
+def test_a_second_runner_on_the_same_slots_is_refused_naming_the_first(
+    repo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from llm_energy.cli.grid_run import lock_slots; lock_slots(Path(sys.argv[1])); "
+         "print('locked', flush=True); time.sleep(60)", str(repo["root"])],
+        stdout=subprocess.PIPE, text=True,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        code = run_units(repo["root"], _units("u0"), 1, "stats", False, dvc=repo["dvc"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"another `llm-energy grid --run` (pid {holder.pid}) is using" in err, err
+    assert not _events(repo["journal"])
+    assert run_units(repo["root"], _units("u0"), 1, "stats", False, dvc=repo["dvc"]) == 0  # freed

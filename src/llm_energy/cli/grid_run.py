@@ -11,6 +11,7 @@ retries that lock once a second: benchmarks/scaling.py).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -86,6 +87,26 @@ def make_slot(root: Path, path: Path, cache_dir: str) -> None:
         cache["type"] = "reflink,hardlink,copy"  # not a copy of a model's weights per slot
     local.filename = str(path / ".dvc" / "config.local")
     local.write()
+
+
+def lock_slots(root: Path) -> int:
+    """An exclusive flock on the slots for this process's life (two runners would share them),
+    or RuntimeError naming the runner that holds it."""
+    path = root / SLOTS_DIR / "runner.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # not inherited by DVC
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RuntimeError(
+            f"another `llm-energy grid --run` (pid {holder}) is using {path.parent}: "
+            "wait for it to end or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def unit_commands(unit: Any, baseline: str, dvc: Sequence[str], target: str) -> list[list[str]]:
@@ -239,6 +260,19 @@ def run_units(root: Path, units: Sequence[Any], jobs: int, target: str, dry_run:
     if not todo:
         return 0
     jobs = max(1, min(jobs, len(todo)))
+    try:
+        lock_fd = lock_slots(root)
+    except (RuntimeError, OSError) as exc:
+        print(f"llm-energy grid: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(root, todo, jobs, dvc, target, baseline, before)
+    finally:
+        os.close(lock_fd)  # releases the slots
+
+
+def _run_locked(root: Path, todo: Sequence[Any], jobs: int, dvc: list[str], target: str,
+                baseline: str, before: Callable[[], None]) -> int:  # fmt: skip
     before()
     try:
         cache = subprocess.run([*dvc, "cache", "dir"], cwd=root, capture_output=True, text=True)
