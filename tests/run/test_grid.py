@@ -6,6 +6,7 @@ import json
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -349,3 +350,24 @@ def test_cli_status_reads_the_progress_dir(
     assert [(u["unit"], u["state"]) for u in json.loads(out)["units"]] == [("u", "running")]
     code, out, _ = _grid(capsys, "status", "--progress-dir", str(tmp_path / "none"))
     assert code == 0 and "no unit has reported progress" in out
+
+
+def test_cli_run_refuses_parallel_units_pinned_to_one_gpu(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _grid(capsys, "-e", "ci", "-S", "gpu=simulated", "--run", "-j", "2")
+    assert code == 2
+    assert "--run -j 2 with gpu.index=0: the units would all want that GPU" in err
+    assert "add -S gpu.index=auto" in err
+    code, _, err = _grid(capsys, "-e", "ci", "--run", "-j", "0")
+    assert code == 2 and "-j 0: at least one unit must run at a time" in err
+
+
+def test_run_jobs_problem_accepts_auto_one_job_and_the_cpu_backend() -> None:
+    def cfg(index: object, backend: str = "simulated") -> Any:
+        return SimpleNamespace(gpu=SimpleNamespace(index=index, backend=backend))
+
+    assert cli_grid.run_jobs_problem(4, [cfg("auto"), cfg("auto")]) is None
+    assert cli_grid.run_jobs_problem(1, [cfg(0)]) is None
+    assert cli_grid.run_jobs_problem(2, [cfg(0, "cpu")]) is None
+    assert "gpu.index=1" in (cli_grid.run_jobs_problem(2, [cfg("auto"), cfg(1)]) or "")

@@ -117,6 +117,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     except GridError as exc:
         print(f"llm-energy grid: error: {exc}", file=sys.stderr)
         return 2
+    if args.run and (problem := run_jobs_problem(args.jobs, configs)):
+        print(f"llm-energy grid: error: {problem}", file=sys.stderr)
+        return 2
     dvc = [sys.executable, "-m", "dvc"]
     if args.slurm_units:
         Path(args.slurm_units).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -150,6 +153,18 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for unit in units:
             print(f"{unit.name}  {shlex.join(unit.overrides)}")
     return 0
+
+
+def run_jobs_problem(jobs: int, configs: Sequence[Any]) -> str | None:
+    """Why `--run -j jobs` cannot run these units, checked before anything runs."""
+    if jobs < 1:
+        return f"-j {jobs}: at least one unit must run at a time"
+    pinned = sorted({str(c.gpu.index) for c in configs
+                     if c.gpu.index != "auto" and c.gpu.backend != "cpu"})  # fmt: skip
+    if jobs > 1 and pinned:
+        return (f"--run -j {jobs} with gpu.index={pinned[0]}: the units would all want that GPU; "
+                "add -S gpu.index=auto (each unit then takes a free one)")  # fmt: skip
+    return None
 
 
 def start_stage_server(then: str = "") -> None:
