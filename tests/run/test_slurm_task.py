@@ -14,6 +14,7 @@ import yaml
 from test_queue import dvc, env_for, llm_energy, make_workspace, run
 
 from llm_energy.cli import stage_server
+from llm_energy.cli.grid_run import exp_ref
 
 pytestmark = pytest.mark.slow
 SETS = ["gpu=simulated", "gpu.max_window_repeats=300", "sweep.freqs_mhz=[1305]", "task=qa"]
@@ -45,7 +46,7 @@ def test_one_array_task_runs_its_unit_and_pushes_the_experiment(tmp_path: Path) 
     clone = tmp_path / "llm-energy-7-0"
     assert run(dvc("cache", "dir"), clone, env).stdout.strip() == str(cache)
     base = run(["git", "rev-parse", "HEAD"], clone, env).stdout.strip()
-    ref = f"refs/exps/{base[:2]}/{base[2:]}/{NAME}"
+    ref = exp_ref(base, NAME)  # where DVC keeps it; the script builds the same name in bash
     pushed = run(["git", "rev-parse", ref], remote, env).stdout.strip()
     assert pushed == run(["git", "rev-parse", ref], clone, env).stdout.strip()
     lock = yaml.safe_load(run(["git", "show", f"{pushed}:dvc.lock"], remote, env).stdout)

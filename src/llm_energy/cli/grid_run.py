@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_energy.errors import one_line
+
 SLOTS_DIR = Path(".dvc") / "tmp" / "grid-slots"
 
 
@@ -222,8 +224,8 @@ class NodeRunner:
 
 
 def last_line_of(text: str) -> str:
-    lines = [x.strip() for x in text.splitlines() if x.strip()]
-    return lines[-1][:300] if lines else "no output"
+    lines = [x for x in text.splitlines() if x.strip()]
+    return one_line(lines[-1], 300) if lines else "no output"
 
 
 def last_line(log: Path | None) -> str:
