@@ -37,9 +37,10 @@ class OutputError(UserFacingError):
     """An output could not be written; the message names the path and the fix."""
 
 
-def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+def one_line(text: str, limit: int | None = MAX_MESSAGE) -> str:
+    """`text` on one line, cut to `limit` characters (None: whole)."""
     line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
 
 
 def shown(path: str | os.PathLike[str]) -> str:

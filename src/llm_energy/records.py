@@ -269,10 +269,6 @@ def _cast(series: pd.Series, col: Column) -> pd.Series:
     return pd.Series(values, index=series.index, dtype=col.dtype)
 
 
-def _extra_kind(schema: Schema, name: str) -> Kind | None:
-    return next((k for rx, k in schema.extra if re.fullmatch(rx, name)), None)
-
-
 def typed_frame(
     frame: pd.DataFrame, schema: Schema, path: Any, remedy: str, *, csv: bool = False
 ) -> pd.DataFrame:
@@ -299,7 +295,7 @@ def typed_frame(
         _check(out[col.name], col.kind, col.nullable, rows, path, col.name, remedy)
         out[col.name] = _cast(out[col.name], col)
     for name in [c for c in out.columns if c not in set(schema.names())]:
-        kind = _extra_kind(schema, str(name))
+        kind = next((k for rx, k in schema.extra if re.fullmatch(rx, str(name))), None)
         if kind is None:
             raise InputFileError(
                 path,

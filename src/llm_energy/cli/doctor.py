@@ -175,6 +175,9 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
     caps = cap_sentences(cfg, facts, problem)
     refused = any("→ refused" in line for line in caps)
     source = _fact(facts, "energy_source")
+    kind = (
+        source if isinstance(source, Unavailable) else ENERGY_KIND_BY_SOURCE.get(source, "unknown")
+    )
     counter = _fact(facts, "counter")
     journals, locks = _state_summary(state)
     ready = problem is None and not refused
@@ -194,12 +197,7 @@ def build_report(cfg: Config, facts: dict[str, Any], state: Any) -> dict[str, An
         "power_limit_w": _reported(facts, "power_limit_w"),
         "power_limit_range_w": _reported(facts, "power_limit_range_w"),
         "privilege": privilege_sentence(facts),
-        "energy": {
-            "source": source,
-            "kind": source
-            if isinstance(source, Unavailable)
-            else ENERGY_KIND_BY_SOURCE.get(source, "unknown"),
-        },
+        "energy": {"source": source, "kind": kind},
         "counter": counter,
         "sm_clocks": _clock_summary(_fact(facts, "supported_sm_clocks_mhz")),
         "mem_clocks_mhz": _fact(facts, "supported_mem_clocks_mhz"),
@@ -284,6 +282,14 @@ def _process(p: dict[str, Any]) -> str:
     return f"pid {p['pid']}" + (f" ({extra})" if extra else "")
 
 
+def _journal(j: dict[str, Any]) -> str:
+    return f"{j['uuid']} {j['state']}" + (f" (fix: {j['fix']})" if j["fix"] else "")
+
+
+def _lock(lk: dict[str, Any]) -> str:
+    return f"{lk['uuid']} held by {lk['holder']}"
+
+
 def format_screen(report: dict[str, Any]) -> str:
     """One screen: the device, energy, counter, clocks, lockability, neighbours, verdict."""
     d, p, sm = report["device"], report["params"], report["sm_clocks"]
@@ -314,20 +320,8 @@ def format_screen(report: dict[str, Any]) -> str:
         ("clock lock", "possible here" if lock["possible"] else f"not possible: {lock['why_not']}"),
         ("privilege", report["privilege"]),
         ("other procs", _list_line(report["other_processes"], _process, "none")),
-        (
-            "journals",
-            _list_line(
-                report["pending_journals"],
-                lambda j: f"{j['uuid']} {j['state']}" + (f" (fix: {j['fix']})" if j["fix"] else ""),
-                "none pending",
-            ),
-        ),
-        (
-            "GPU locks",
-            _list_line(
-                report["held_locks"], lambda lk: f"{lk['uuid']} held by {lk['holder']}", "none held"
-            ),
-        ),
+        ("journals", _list_line(report["pending_journals"], _journal, "none pending")),
+        ("GPU locks", _list_line(report["held_locks"], _lock, "none held")),
         ("params", " ".join(f"gpu.{k}={'null' if v is None else v}" for k, v in p.items())),
     ]
     lines = ["llm-energy doctor"] + [f"  {k:<14}{v}" for k, v in rows]

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_energy.config.schema import is_int
 from llm_energy.device.errors import DeviceError, SessionConflictError, os_errors_as
-from llm_energy.device.identity import ProcessIdentity, command_line, ticks_to_iso
+from llm_energy.device.identity import ProcessIdentity, command_line, opt_str, ticks_to_iso
 
 SHARED_DIR_MODE = 0o1777  # like /tmp: everyone creates, only the owner deletes
 LOCK_FILE_MODE = 0o666  # every user must be able to open (and so flock) every lock file
@@ -78,15 +79,9 @@ class LockHolder:
         """None for anything that is not a holder record (empty file, half-written, foreign)."""
         if not isinstance(d, dict) or not is_int(d.get("pid")):
             return None
-        ticks = d.get("start_ticks")
         return cls(
             uuid=str(d.get("uuid", "")),
-            identity=ProcessIdentity(
-                int(d["pid"]),
-                int(ticks) if is_int(ticks) else None,
-                opt_str(d.get("host")),
-                opt_str(d.get("boot_id")),
-            ),
+            identity=ProcessIdentity.from_record(d, "start_ticks"),
             started_at=opt_str(d.get("started_at")),
             acquired_at=opt_str(d.get("acquired_at")),
             user=int(d["user"]) if is_int(d.get("user")) else None,
@@ -97,14 +92,6 @@ class LockHolder:
         since = f", started {self.started_at}" if self.started_at else ""
         user = f", uid {self.user}" if self.user is not None else ""
         return f"pid {self.identity.pid} on {self.identity.host}{since}{user}: `{self.command}`"
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def opt_str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
 
 
 def read_holder(path: Path) -> LockHolder | None:

@@ -172,12 +172,8 @@ def pick_gpus(
     GPU when None (model.device_map=auto). All or nothing, in UUID order."""
     chosen = _find(candidates, list(indices) if indices is not None else None)
     uuids = [u for _, u in chosen]
-    lease = acquire_gpus(
-        lock_dir,
-        uuids,
-        asked=f"Cannot use GPUs {', '.join(str(i) for i, _ in chosen)} for this run",
-        wait_for_gpu_s=wait_for_gpu_s,
-    )
+    asked = f"Cannot use GPUs {', '.join(str(i) for i, _ in chosen)} for this run"
+    lease = acquire_gpus(lock_dir, uuids, asked=asked, wait_for_gpu_s=wait_for_gpu_s)
     if isinstance(lease, GpuLease):  # a single GPU: still one lease type for the group
         lease = GroupLease([lease])
     return chosen, lease

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_energy.control.gpulock import ensure_shared_dir, is_int, opt_str, safe_name
+from llm_energy.config.schema import is_int
+from llm_energy.control.gpulock import ensure_shared_dir, safe_name
 from llm_energy.device.base import ClockState, Device
 from llm_energy.device.errors import DeviceError, os_errors_as
 from llm_energy.device.group import split_group_uuid
-from llm_energy.device.identity import ProcessIdentity, command_line
+from llm_energy.device.identity import ProcessIdentity, command_line, opt_str
 from llm_energy.io.files import atomic_write_text
 
 JOURNAL_VERSION = 2
@@ -134,13 +135,7 @@ def _owner(d: dict[str, Any], damage: list[str]) -> ProcessIdentity | None:
     if not (is_int(pid) and pid > 0):
         damage.append(f"pid={pid!r} does not name a process: the GPU lock decides")
         return None
-    ticks = d.get("proc_start_ticks")
-    return ProcessIdentity(
-        int(pid),
-        int(ticks) if is_int(ticks) else None,
-        opt_str(d.get("host")),
-        opt_str(d.get("boot_id")),
-    )
+    return ProcessIdentity.from_record(d, "proc_start_ticks")
 
 
 def parse_journal(data: Any, uuid: str) -> Journal:
@@ -191,8 +186,7 @@ def read_journal_data(path: Path, uuid: str) -> dict[str, Any] | None:
 
 
 def load_journal(journal_dir: str | Path, uuid: str) -> Journal | None:
-    path = journal_path(journal_dir, uuid)
-    data = read_journal_data(path, uuid)
+    data = read_journal_data(journal_path(journal_dir, uuid), uuid)
     return None if data is None else parse_journal(data, uuid)
 
 

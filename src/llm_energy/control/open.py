@@ -153,19 +153,10 @@ def open_device(spec: DeviceSpec) -> Device:
         from llm_energy.sim.device import SimulatedDevice
 
         sim = spec.sim
+        settings = {k: v for k, v in asdict(sim).items() if k != "count"}  # SimulatedDevice's
 
         def _simulated(i: int) -> Device:
-            return SimulatedDevice(
-                i,
-                state_dir=spec.state_dir,
-                gpu=sim.gpu,
-                alpha=sim.alpha,
-                utilization=sim.utilization,
-                seed=spec.seed,
-                noise_rel=sim.noise_rel,
-                update_period_s=sim.update_period_s,
-                counter_ticks=sim.counter_ticks,
-            )
+            return SimulatedDevice(i, state_dir=spec.state_dir, seed=spec.seed, **settings)
 
         sims = simulated_gpus(sim.gpu, sim.count)
         if indices is not None and not exclusive:

@@ -3,6 +3,7 @@ GPU is touched (or right after a change that did not take)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -41,12 +42,10 @@ def has_clock_privilege(status_path: Path = Path("/proc/self/status")) -> bool:
     """Root, or CAP_SYS_ADMIN in the effective capability set (what NVML setters need)."""
     if os.geteuid() == 0:
         return True
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in status_path.read_text().splitlines():
             if line.startswith("CapEff:"):
                 return bool((int(line.split()[1], 16) >> CAP_SYS_ADMIN_BIT) & 1)
-    except (OSError, ValueError, IndexError):
-        pass
     return False
 
 
@@ -135,9 +134,9 @@ def snap_clock(
     applied, snapped = snap_to_supported(freq_mhz, supported)
     if not snapped:
         return applied, None
-    return (
-        applied,
-        f"{what} clock {freq_mhz} MHz is not supported by {device.name()}; using the nearest supported {applied} MHz",
+    return applied, (
+        f"{what} clock {freq_mhz} MHz is not supported by {device.name()}; using the nearest "
+        f"supported {applied} MHz"
     )
 
 

@@ -191,18 +191,17 @@ def pending_journal_warning(device: Device, journal_dir: str | Path) -> str | No
     uuid = device.uuid()
     groups = [] if len(device.member_devices()) > 1 else jr.group_journals_with(journal_dir, uuid)
     if groups:
-        return (
-            f"GPU {uuid} is part of a pending multi-GPU clock journal ({groups[0]}): its clocks "
-            "may still be locked by a killed run; run `llm-energy gpu restore` to put them back."
-        )
-    try:
-        if jr.load_journal(journal_dir, uuid) is None:
-            return None
-    except DeviceError as err:
-        return str(err)
+        which = f"is part of a pending multi-GPU clock journal ({groups[0]})"
+    else:
+        try:
+            if jr.load_journal(journal_dir, uuid) is None:
+                return None
+        except DeviceError as err:
+            return str(err)
+        which = f"has a pending clock journal ({jr.journal_path(journal_dir, uuid)})"
     return (
-        f"GPU {uuid} has a pending clock journal ({jr.journal_path(journal_dir, uuid)}): its clocks "
-        "may still be locked by a killed run; run `llm-energy gpu restore` to put them back."
+        f"GPU {uuid} {which}: its clocks may still be locked by a killed run; run "
+        "`llm-energy gpu restore` to put them back."
     )
 
 

@@ -256,15 +256,9 @@ class ClockSession:
         if self._preflighted:
             return
         # has_clock_privilege is looked up here at call time: tests patch it on this module.
-        pf.check_can_change(
-            self.device,
-            asked,
-            signal_handlers=self.install_signal_handlers,
-            privileged=has_clock_privilege,
-        )
-        pf.warn_other_processes(
-            self.device, self.on_other_processes, "change the clocks of", self._warn
-        )
+        dev, handlers = self.device, self.install_signal_handlers
+        pf.check_can_change(dev, asked, signal_handlers=handlers, privileged=has_clock_privilege)
+        pf.warn_other_processes(dev, self.on_other_processes, "change the clocks of", self._warn)
         self._preflighted = True
 
     def _warn(self, msg: str, category: type[Warning]) -> None:

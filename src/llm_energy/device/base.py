@@ -242,6 +242,7 @@ class Device(ABC):
         return False
 
     def clock_state(self) -> ClockState:
+        # No getter for locked clocks (NVML has none): only the power limit is read back.
         return ClockState(None, None, self.power_limit_w(), locks_known=False)
 
     def _no_control(self, asked: str) -> ClockControlUnavailableError:

@@ -3,6 +3,7 @@ clock control (docs/device.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -110,12 +111,10 @@ class RaplReader:
 
 
 def cpu_model_name() -> str:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine() or "unknown CPU"
 
 

@@ -6,24 +6,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from llm_energy.errors import UserFacingError
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+from llm_energy.errors import UserFacingError, one_line
 
 
 class DeviceError(UserFacingError):
     """Base for every device/clock failure. `str(err)` is one line: asked: why. todo"""
 
     def __init__(self, asked: str, why: str = "", todo: str = "") -> None:
-        self.asked, self.why, self.todo = _one_line(asked), _one_line(why), _one_line(todo)
+        self.asked, self.why, self.todo = (one_line(t, limit=None) for t in (asked, why, todo))
         parts = self.asked
         if self.why:
             parts += f": {self.why.rstrip('.')}."
         if self.todo:
             parts += f" {self.todo}"
-        super().__init__(_one_line(parts))
+        super().__init__(one_line(parts, limit=None))
 
 
 class DeviceNotFoundError(DeviceError):

@@ -199,12 +199,6 @@ class DeviceGroup(Device):
             members=tuple(states),
         )
 
-    def _apply_all(self, setter: str, *args: Any) -> None:
-        # Stop at the first failure: the session's journal already marks the setting changed
-        # on the whole group, so its restore puts back every member.
-        for m in self.members:
-            getattr(m, setter)(*args)
-
     def _reset_all(self, setter: str) -> None:
         # Resets try every member, then report every failure: one bad GPU must not leave the
         # others locked.
@@ -221,20 +215,22 @@ class DeviceGroup(Device):
                 "Run `llm-energy gpu restore` (with sudo where clocks need root).",
             )
 
+    # Setters stop at the first failure: the session's journal already marks the setting
+    # changed on the whole group, so its restore puts back every member.
     def lock_sm_clocks(self, freq_mhz: int) -> None:
-        self._apply_all("lock_sm_clocks", freq_mhz)
+        self._each("lock_sm_clocks", freq_mhz)
 
     def reset_sm_clocks(self) -> None:
         self._reset_all("reset_sm_clocks")
 
     def lock_mem_clocks(self, freq_mhz: int) -> None:
-        self._apply_all("lock_mem_clocks", freq_mhz)
+        self._each("lock_mem_clocks", freq_mhz)
 
     def reset_mem_clocks(self) -> None:
         self._reset_all("reset_mem_clocks")
 
     def set_power_limit_w(self, power_w: float) -> None:
-        self._apply_all("set_power_limit_w", power_w)
+        self._each("set_power_limit_w", power_w)
 
     def close(self) -> None:
         errors = []

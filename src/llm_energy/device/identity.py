@@ -3,16 +3,18 @@ and a GPU by its UUID, since NVML and CUDA number GPUs differently (docs/device.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shlex
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_energy.config.schema import is_int
 from llm_energy.device.errors import DeviceNotFoundError
 from llm_energy.io.files import pid_alive
 
@@ -35,12 +37,10 @@ def process_start_ticks(pid: int) -> int | None:
 
 
 def _boot_time_s() -> float | None:
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/stat").read_text().splitlines():
             if line.startswith("btime "):
                 return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
     return None
 
 
@@ -63,6 +63,10 @@ def process_start_s(pid: int) -> float | None:
     return ticks_to_s(process_start_ticks(pid))
 
 
+def opt_str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 @dataclass(frozen=True)
 class ProcessIdentity:
     """A process as it can be recognised later: a pid alone may since belong to another one."""
@@ -76,6 +80,12 @@ class ProcessIdentity:
     def current(cls) -> ProcessIdentity:
         pid = os.getpid()
         return cls(pid, process_start_ticks(pid), socket.gethostname(), boot_id())
+
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any], ticks_key: str) -> ProcessIdentity:
+        """The identity a journal or lock file wrote (`d["pid"]` an int); odd fields read None."""
+        ticks, host, boot = d.get(ticks_key), opt_str(d.get("host")), opt_str(d.get("boot_id"))
+        return cls(int(d["pid"]), int(ticks) if is_int(ticks) else None, host, boot)
 
     def is_running(self) -> bool:
         """Whether this very process still runs on this machine (conservative when unsure)."""

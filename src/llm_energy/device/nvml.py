@@ -14,7 +14,7 @@ import pynvml
 
 from llm_energy.device import identity
 from llm_energy.device import nvml_reads as reads
-from llm_energy.device.base import ClockState, Device, GpuProcess, ThrottleCounters
+from llm_energy.device.base import Device, GpuProcess, ThrottleCounters
 from llm_energy.device.errors import DeviceError, DeviceNotFoundError, NotSupportedError
 from llm_energy.device.nvml_errors import NO_GPU_TODO, translate_nvml_error
 from llm_energy.device.nvml_reads import decode_nvml
@@ -230,16 +230,12 @@ class NvmlDevice(Device):
     def other_processes(self) -> list[GpuProcess]:
         return reads.other_processes(pynvml, self._handle, self._try)
 
-    def mig_enabled(self) -> bool:
-        """Whether MIG mode is on (current mode); False where the GPU has no MIG."""
-        fn = getattr(pynvml, "nvmlDeviceGetMigMode", None)
-        got = self._try(fn, self._handle) if fn is not None else None
-        return bool(got) and int(got[0]) == int(getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1))
-
     def refuse_mig(self) -> None:
         """Whole GPUs only: a GPU in MIG mode is split into slices whose energy and clocks NVML
         does not report per slice, and whose clocks cannot be locked apart."""
-        if self.mig_enabled():
+        fn = getattr(pynvml, "nvmlDeviceGetMigMode", None)
+        mode = self._try(fn, self._handle) if fn is not None else None  # (current, pending)
+        if mode and int(mode[0]) == int(getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1)):
             raise NotSupportedError(
                 f"Cannot measure GPU {self.index} ({self.uuid()})",
                 "MIG mode is enabled on it: energy counters and clock locks are per whole GPU, "
@@ -250,10 +246,6 @@ class NvmlDevice(Device):
 
     def can_control_clocks(self) -> bool:
         return True
-
-    def clock_state(self) -> ClockState:
-        # NVML has no getter for locked clocks: only the power limit is read back.
-        return ClockState(None, None, self.power_limit_w(), locks_known=False)
 
     def _lock(self, clock: str, fn: Callable[..., None], freq_mhz: int) -> None:
         asked = f"Cannot lock the {clock} clock of GPU {self.index} to {freq_mhz} MHz"

@@ -110,11 +110,6 @@ class EnergyMeter:
         by_periods = self.min_window_periods * self.update_period_s
         return max(by_periods, self.min_window_s) if self.ticks else by_periods
 
-    def _sm_step(self) -> int:
-        if self._step_mhz is None:
-            self._step_mhz = _safe(self.device.sm_step_mhz) or 0
-        return self._step_mhz
-
     def wait_for_tick(self, max_wait_s: float | None = None) -> tuple[float, float, bool]:
         """Read the counter until it changes: (counter J, time s, whether it changed), at most one
         read (~3.5 ms on NVML) late; gives up after `max_wait_s` (3 periods) so it cannot hang."""
@@ -229,8 +224,10 @@ class EnergyMeter:
             throttle_thermal_s=thermal_s,
             power_limit_w=limit_w,
         )
-        step = self._sm_step()
-        held = cap_held(cap_mhz, mean, lo, hi, step, throttled_fraction=reading.throttled_fraction)
+        if self._step_mhz is None:
+            self._step_mhz = _safe(dev.sm_step_mhz) or 0
+        fraction = reading.throttled_fraction
+        held = cap_held(cap_mhz, mean, lo, hi, self._step_mhz, throttled_fraction=fraction)
         handle.reading = dataclasses.replace(reading, cap_held=held)
 
     @contextlib.contextmanager

@@ -289,14 +289,9 @@ def read_json(path: Path, *, remedy: str = REGENERATE, expect: type | None = Non
         problem = "empty file" if not text.strip() else f"not valid JSON ({exc.msg})"
         raise InputFileError(path, problem, remedy, line=exc.lineno) from None
     if expect is not None and not isinstance(value, expect):
-        raise InputFileError(
-            path, f"expected a JSON {_json_kind(expect)}, got {type(value).__name__}", remedy
-        )
+        kind = {dict: "object", list: "array"}.get(expect, expect.__name__)
+        raise InputFileError(path, f"expected a JSON {kind}, got {type(value).__name__}", remedy)
     return value
-
-
-def _json_kind(kind: type) -> str:
-    return {dict: "object", list: "array"}.get(kind, kind.__name__)
 
 
 def iter_jsonl(

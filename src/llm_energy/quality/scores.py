@@ -17,17 +17,13 @@ ComputeFn = Callable[
 ]
 
 
-def _applicable(row: Mapping[str, Any]) -> bool:
-    return row.get("status") == "ok" and row.get("weights") != "random"
-
-
 def score_requests(requests: pd.DataFrame) -> pd.DataFrame:
     """Add per-request `quality_*` columns (NaN where not applicable) and `quality_applicable`."""
     out = requests.copy()
     scores: list[dict[str, float]] = []
     applicable = []
     for row in out.to_dict(orient="records"):
-        ok = _applicable(row)
+        ok = row.get("status") == "ok" and row.get("weights") != "random"
         applicable.append(ok)
         refs = row.get("references")
         refs = list(refs) if isinstance(refs, list | tuple | np.ndarray) else []

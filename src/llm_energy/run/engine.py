@@ -93,6 +93,8 @@ def load_generator(
     if sim_device is not None and backend == "simulated":
         from llm_energy.sim.generate import simulated_generator
 
+        # The CPU forward pass only supplies outputs: never compiled (that is the GPU's).
+        same = {"backend": backend, "seed": seed, "engine": engine, "gpu_uuid": gpu_uuid}
         return simulated_generator(
             model,
             model_dir,
@@ -100,16 +102,7 @@ def load_generator(
             seed=seed,
             engine=engine,
             allow_compile=allow_compile,
-            # The CPU forward pass only supplies outputs: never compiled (that is the GPU's).
-            load_real=lambda: load_generator(
-                model,
-                model_dir,
-                backend=backend,
-                seed=seed,
-                engine=engine,
-                allow_compile=False,
-                gpu_uuid=gpu_uuid,
-            ),
+            load_real=lambda: load_generator(model, model_dir, allow_compile=False, **same),
         )
     import torch
 

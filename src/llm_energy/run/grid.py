@@ -4,6 +4,7 @@ one task with the clock sweep inside (one cap per unit under `gpu.control=slurm`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
@@ -108,12 +109,9 @@ def _freq(value: str) -> int | float | str | None:
     if text.lower() in ("null", "none", "~"):
         return None
     point: int | float | str = text
-    for parse in (int, float):
-        try:
+    for parse in (float, int):  # the last that parses wins: int where both do
+        with contextlib.suppress(ValueError):
             point = parse(text)
-            break
-        except ValueError:
-            pass
     try:
         point_kind(point)
     except ClockPointError as exc:

@@ -48,10 +48,6 @@ class Generator(PromptTokenizer):
         eos_ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos_ids if e is not None}
 
-    def _batch(self, prompts_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        enc = self.tok.pad({"input_ids": [list(p) for p in prompts_ids]}, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in enc.items()}
-
     def _count_output(self, new_tokens: torch.Tensor, fixed: bool) -> list[int]:
         rows = new_tokens.tolist()
         if fixed:
@@ -65,7 +61,8 @@ class Generator(PromptTokenizer):
     def generate(
         self, prompts_ids: Prompts, *, max_new_tokens: int, fixed: bool, measure_ttft: bool
     ) -> GenerationResult:
-        batch = self._batch(prompts_ids)
+        enc = self.tok.pad({"input_ids": [list(p) for p in prompts_ids]}, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in enc.items()}
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
         if fixed:
             kwargs["min_new_tokens"] = max_new_tokens

@@ -290,10 +290,11 @@ class InferenceRun:
         except PromptError as exc:
             return self._fail(base, batch, "error", f"prompt: {exc}")
         except Exception as exc:
-            if not run_parts.is_oom(exc):
-                raise
             import torch
 
+            text = str(exc).lower()
+            if not isinstance(exc, torch.cuda.OutOfMemoryError) and "out of memory" not in text:
+                raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             error = f"out of memory at batch size {len(batch)}: {str(exc).splitlines()[0]}"

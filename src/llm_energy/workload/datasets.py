@@ -22,9 +22,8 @@ from llm_energy.errors import UserFacingError
 
 T = TypeVar("T")
 
-KINDS: tuple[str, ...] = TASK_KINDS
 # Canonical field names a task kind needs, mapped to source columns by the task's `fields`.
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {kind: required_fields(kind) for kind in KINDS}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {kind: required_fields(kind) for kind in TASK_KINDS}
 
 
 class DatasetError(UserFacingError, ValueError):

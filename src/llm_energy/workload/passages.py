@@ -67,16 +67,12 @@ def build_passages(
 
     def flush() -> None:
         nonlocal buf, buf_words, n_in_doc
-        if buf:
-            text = "\n".join(buf)
-            n = buf_words
-            if n < min_words:
-                problems.append(
-                    RowProblem(buf_start, "passage too short", f"{n} words, needs {min_words}")
-                )
-            else:
-                passages.append(Passage(text, buf_start, doc_id, n_in_doc))
-                n_in_doc += 1
+        if buf and buf_words < min_words:
+            why = f"{buf_words} words, needs {min_words}"
+            problems.append(RowProblem(buf_start, "passage too short", why))
+        elif buf:
+            passages.append(Passage("\n".join(buf), buf_start, doc_id, n_in_doc))
+            n_in_doc += 1
         buf, buf_words = [], 0
 
     for i, line in enumerate(lines):

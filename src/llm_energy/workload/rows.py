@@ -63,10 +63,6 @@ def parse_answers(value: Any) -> tuple[list[str], list[int] | None]:
     return list(texts), starts
 
 
-def _unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
 def row_to_item(row: Mapping[str, Any], *, row_index: int, spec: TaskSpec) -> PreparedItem:
     """Validate one dataset row and turn it into a prepared item; RowError if unusable."""
     if spec.kind == "qa":
@@ -85,7 +81,7 @@ def row_to_item(row: Mapping[str, Any], *, row_index: int, spec: TaskSpec) -> Pr
             if absent:
                 raise RowError("answer not in context", repr(absent[0]))
         fields = {"context": context, "question": question}
-        references = _unique(texts)
+        references = list(dict.fromkeys(texts))
         item_id = _row_id(row, spec, context, question)
     elif spec.kind == "summarization":
         document = _text(row, spec, "document")
