@@ -8,15 +8,17 @@ its target (a unit stops at its statistics; its report renders on demand):
 
 - queued: as a queue worker runs it, `dvc exp run --temp -n NAME -S ... stats` (a temporary
   copy), once with LLM_ENERGY_STAGE_SERVER=off and once with the stage server up;
-- `grid --run`: in a slot (cli/grid_run.py: a clone of the commit), reset, `dvc exp run`, the
-  experiment pushed back; the first unit in a fresh slot (which also checks out prepare's and
-  model's outputs) and a later one, the stage server up as `--run` starts it;
-- SLURM-like: the first unit of a fresh slot, its stage server started just before and its
-  preload counted in, as an array task runs it (scripts/slurm/grid-array.sbatch).
+- `grid --run`: in a slot (cli/grid_run.py: a clone of the commit), reset, `dvc exp run` (a fork
+  of a process that imported DVC once: cli/dvc_fast.py; that import is reported once, not per
+  unit), the experiment pushed back; the first unit in a fresh slot (which also checks out
+  prepare's and model's outputs) and a later one, the stage server up as `--run` starts it;
+- SLURM-like: the first unit of a fresh slot, `python -m llm_energy.cli.dvc_fast exp run`, its
+  stage server started just before and its preload counted in, as an array task runs it
+  (scripts/slurm/grid-array.sbatch).
 
 A unit's CPU is that of its commands and every process they waited for
-(`getrusage(RUSAGE_CHILDREN)`) plus, when served, the served forks' CPU (read from the server's
-/proc stat: its reaped children); minus the CPU the infer stage spent from its first measured
+(`getrusage(RUSAGE_CHILDREN)`) plus the CPU of the forks that ran DVC and, when served, the
+stages (read from their server's /proc stat: its reaped children); minus the CPU the infer stage spent from its first measured
 batch on (`measured_cpu_s` in its progress file), that is the CPU outside the measurement. Each
 stage is then run once more on its own to say where that CPU goes (plots: the on-demand report).
 
@@ -42,6 +44,7 @@ if str(ROOT / "src") not in sys.path:
 
 from bench_common import fresh_workspace  # noqa: E402
 from llm_energy.cli import stage_server  # noqa: E402
+from llm_energy.cli.dvc_fast import PreloadedDVC  # noqa: E402
 from llm_energy.cli.grid_run import SLOTS_DIR, baseline_of, make_slot, unit_commands  # noqa: E402
 from llm_energy.cli.stage_server import SWITCH_ENV  # noqa: E402
 from llm_energy.io.files import write_json  # noqa: E402
@@ -56,6 +59,7 @@ SETTINGS = [
     "sweep.freqs_mhz=[1005,1305,1605,1905]",
 ]
 GOAL_CPU_S = 6.0
+DVC = [sys.executable, "-m", "llm_energy.cli.dvc_fast"]  # as grid --run and SLURM tasks run it
 
 
 def _children_cpu_s() -> float:
@@ -72,6 +76,26 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     return _children_cpu_s() - cpu0, time.monotonic() - t0
 
 
+def _forked(
+    preloaded: PreloadedDVC, args: list[str], cwd: Path, env: dict[str, str]
+) -> tuple[float, float, int]:
+    """(CPU seconds, wall seconds, the forkserver's pid) of `dvc ARGS` as a fork of the
+    preloaded DVC."""
+    t0, log = time.monotonic(), Path(env["LLM_ENERGY_STATE_DIR"]) / "startup-unit.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fork = preloaded.start(args, cwd, log, env)
+    server = int(Path(f"/proc/{fork.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    cpu0 = _server_cpu_s(server) - _server_cpu_s(fork.pid)  # the fork's CPU so far is its own
+    if fork.wait() != 0:
+        raise SystemExit(f"dvc {' '.join(args)} failed:\n{log.read_text()[-3000:]}")
+    return _server_cpu_s(server) - cpu0, time.monotonic() - t0, server
+
+
+def _own_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
 def _server_cpu_s(pid: int) -> float:
     """The stage server's CPU with every fork it reaped (utime, stime, cutime, cstime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -85,13 +109,18 @@ def _unit(
     name: str,
     server_pid: int | None,
     with_preload: bool = False,
+    preloaded: PreloadedDVC | None = None,
 ) -> dict[str, float]:
-    """One unit's commands: their CPU (plus the server's for the stages it served, and its
-    preload too when `with_preload`) and the CPU of its measured phase."""
+    """One unit's commands (DVC's as forks of `preloaded` when given): their CPU (plus the
+    server's for the stages it served, and its preload too when `with_preload`) and the CPU of
+    its measured phase."""
     server0 = _server_cpu_s(server_pid) if server_pid and not with_preload else 0.0
     cpu_s = wall_s = 0.0
     for cmd in cmds:
-        cpu, wall = _run(cmd, cwd, env)
+        if preloaded and cmd[: len(DVC)] == DVC:
+            cpu, wall, _ = _forked(preloaded, cmd[len(DVC) :], cwd, env)
+        else:
+            cpu, wall = _run(cmd, cwd, env)
         cpu_s, wall_s = cpu_s + cpu, wall_s + wall
     served_s = 0.0
     if server_pid:
@@ -126,12 +155,13 @@ def _in_slot(
     server_pid: int | None,
     slot: int = 0,
     with_preload: bool = False,
+    preloaded: PreloadedDVC | None = None,
 ) -> dict[str, float]:
     """As `llm-energy grid --run` runs it (cli/grid_run.py): reset the slot, `dvc exp run`,
     push the experiment back."""
-    baseline = baseline_of(ws)
-    cmds = unit_commands(_unit_of(name), baseline, [sys.executable, "-m", "dvc"], UNIT_TARGET)
-    return _unit(cmds, ws / SLOTS_DIR / f"slot-{slot}", env, name, server_pid, with_preload)
+    cmds = unit_commands(_unit_of(name), baseline_of(ws), DVC, UNIT_TARGET)
+    slot_dir = ws / SLOTS_DIR / f"slot-{slot}"
+    return _unit(cmds, slot_dir, env, name, server_pid, with_preload, preloaded)
 
 
 def measure(work: Path) -> dict[str, Any]:
@@ -155,8 +185,12 @@ def measure(work: Path) -> dict[str, Any]:
         )
         units["queued, served"] = _queued(ws, env, "startup-unit-3", server["pid"])
         make_slot(ws, ws / SLOTS_DIR / "slot-0", str(ws / ".dvc" / "cache"))
-        units["grid --run, first in its slot"] = _in_slot(ws, env, "startup-unit-4", server["pid"])
-        units["grid --run, later in its slot"] = _in_slot(ws, env, "startup-unit-5", server["pid"])
+        preloaded = PreloadedDVC()
+        preload_cpu_s = _own_cpu_s(_forked(preloaded, ["version"], ws, env)[2])  # its imports
+        for kind, name in (("first in its slot", "startup-unit-4"),
+                           ("later in its slot", "startup-unit-5")):  # fmt: skip
+            units[f"grid --run, {kind}"] = _in_slot(ws, env, name, server["pid"], 0,
+                                                    preloaded=preloaded)  # fmt: skip
         served_stage_cpu_s = {}
         for s in ("aggregate", "stats", "plots"):
             cpu0 = _server_cpu_s(server["pid"])
@@ -176,6 +210,7 @@ def measure(work: Path) -> dict[str, Any]:
         "goal_cpu_s": GOAL_CPU_S,
         "goal_met": {k: u["outside_measurement_cpu_s"] <= GOAL_CPU_S for k, u in units.items()},
         "stage_server_preload_cpu_s": round(server["preload_cpu_s"], 2),  # once per server
+        "dvc_preload_cpu_s": round(preload_cpu_s, 2),  # once per `grid --run`: its forkserver
         # each stage alone (infer's includes its measured phase); the rest is DVC's own
         "stage_cpu_s": stage_cpu_s,
         "dvc_and_rest_cpu_s": round(alone["experiment_cpu_s"] - sum(stage_cpu_s.values()), 2),
@@ -213,6 +248,7 @@ def main() -> int:
     print(
         f"the report on demand (plots alone, not in the unit): {result['plots_on_demand_cpu_s']} s"
     )
+    print(f"DVC's forkserver, once per grid --run: {result['dvc_preload_cpu_s']} s")
     print(f"wrote {out}")
     return 0
 

@@ -246,6 +246,7 @@ def test_real_units_run_at_once_on_two_simulated_gpus_and_show_as_experiments(
     for name in names:
         log = (ws / SLOTS_DIR / "logs" / f"{name}.log").read_text()
         assert "Stage 'prepare' is cached - skipping run" in log, log[-2000:]
+        assert f"-m llm_energy.cli.dvc_fast exp run -n {name}" in log  # forks of a preloaded DVC
         assert "Running stage 'stats'" in log and "Running stage 'plots'" not in log
     entries = stage_server.read_log(str(state))
     assert not [e for e in entries if "refused" in e], entries

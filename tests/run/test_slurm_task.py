@@ -43,6 +43,7 @@ def test_one_array_task_runs_its_unit_and_pushes_the_experiment(tmp_path: Path) 
     assert not [e for e in entries if "refused" in e], entries
     assert sorted(Path(e["argv"][0]).stem for e in entries if "argv" in e) == ["aggregate", "stats"]
     assert "Stage 'prepare' is cached - skipping run" in log and f"unit {NAME} pushed" in log, log
+    assert f"python -m llm_energy.cli.dvc_fast exp run -n {NAME}" in log, log  # the faster DVC
     clone = tmp_path / "llm-energy-7-0"
     assert run(dvc("cache", "dir"), clone, env).stdout.strip() == str(cache)
     base = run(["git", "rev-parse", "HEAD"], clone, env).stdout.strip()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_energy.cli.dvc_fast import Forked, PreloadedDVC
 from llm_energy.errors import one_line
 
 SLOTS_DIR = Path(".dvc") / "tmp" / "grid-slots"
@@ -127,15 +128,16 @@ class NodeRunner:
     """Runs units in `jobs` slots; Ctrl-C or SIGTERM interrupts every running unit."""
 
     def __init__(self, root: Path, units: Sequence[Any], jobs: int, dvc: Sequence[str],
-                 target: str, baseline: str) -> None:  # fmt: skip
+                 target: str, baseline: str, preloaded: PreloadedDVC | None = None) -> None:  # fmt: skip
         self.root, self.units, self.jobs, self.dvc = root, list(units), jobs, list(dvc)
+        self.preloaded = preloaded  # runs the `dvc` commands as forks when set
         self.target, self.baseline = target, baseline
         self.logs = root / SLOTS_DIR / "logs"
         self.outcomes = [UnitOutcome(u.name) for u in self.units]
         self._next = 0
         self._lock = threading.RLock()  # the SIGTERM handler takes it too
         self._stop, self._all_done, self._live = threading.Event(), threading.Event(), 0
-        self._running: dict[int, subprocess.Popen[bytes]] = {}
+        self._running: dict[int, subprocess.Popen[bytes] | Forked] = {}
 
     def _say(self, text: str) -> None:
         with self._lock:
@@ -165,7 +167,8 @@ class NodeRunner:
         n = len(self.units)
         self._say(f"[{i + 1}/{n}] {unit.name}: started in slot {slot} (log: {outcome.log})")
         t0 = time.monotonic()
-        with outcome.log.open("wb") as log:
+        outcome.log.write_bytes(b"")
+        with outcome.log.open("ab") as log:  # appending: a DVC fork writes to it by path
             for cmd in unit_commands(unit, self.baseline, self.dvc, self.target):
                 log.write(f"$ {shlex.join(cmd)}\n".encode())
                 log.flush()
@@ -173,8 +176,7 @@ class NodeRunner:
                     if self._stop.is_set() and cmd[1] != "push":
                         outcome.error = "interrupted"
                         break
-                    proc = subprocess.Popen(cmd, cwd=path, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)  # fmt: skip
+                    proc = self._start(cmd, path, log, outcome.log)
                     self._running[slot] = proc
                 code = proc.wait()
                 with self._lock:
@@ -190,6 +192,12 @@ class NodeRunner:
             self._say(f"[{i + 1}/{n}] {unit.name}: FAILED in {outcome.wall_s:.1f} s: "
                       f"{outcome.error}; {last_line(outcome.log)}")  # fmt: skip
 
+    def _start(self, cmd: list[str], cwd: Path, log: Any, log_path: Path) -> Any:
+        if self.preloaded and cmd[: len(self.dvc)] == self.dvc:
+            return self.preloaded.start(cmd[len(self.dvc) :], cwd, log_path)
+        return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
     @property
     def interrupted(self) -> bool:
         return self._stop.is_set()
@@ -200,8 +208,11 @@ class NodeRunner:
         with self._lock:
             self._stop.set()
             for proc in self._running.values():
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:  # a fork that ended before leading its group
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGINT)
 
     def run(self) -> list[UnitOutcome]:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -241,8 +252,10 @@ def run_units(root: Path, units: Sequence[Any], jobs: int, target: str, dry_run:
               before: Callable[[], None] = lambda: None, dvc: Sequence[str] = ()) -> int:  # fmt: skip
     """`grid --run`: 0 when every unit ran (or had run), 1 when one failed, 130 interrupted.
     `before()` runs once the units are known to run (`grid` starts the stage server there);
-    `dvc` is the command that runs DVC (tests pass a stand-in)."""
-    dvc = list(dvc) or [sys.executable, "-m", "dvc"]
+    `dvc` is the command that runs DVC (tests pass a stand-in); by default DVC runs as forks
+    of one process that imported it (cli/dvc_fast.py)."""
+    preloaded = None if dvc else PreloadedDVC()
+    dvc = list(dvc) or [sys.executable, "-m", "llm_energy.cli.dvc_fast"]
     try:
         baseline = baseline_of(root)
         done = existing_names(root, baseline)
@@ -268,13 +281,13 @@ def run_units(root: Path, units: Sequence[Any], jobs: int, target: str, dry_run:
         print(f"llm-energy grid: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return _run_locked(root, todo, jobs, dvc, target, baseline, before)
+        return _run_locked(root, todo, jobs, dvc, target, baseline, before, preloaded)
     finally:
         os.close(lock_fd)  # releases the slots
 
 
 def _run_locked(root: Path, todo: Sequence[Any], jobs: int, dvc: list[str], target: str,
-                baseline: str, before: Callable[[], None]) -> int:  # fmt: skip
+                baseline: str, before: Callable[[], None], preloaded: PreloadedDVC | None) -> int:  # fmt: skip
     before()
     try:
         cache = subprocess.run([*dvc, "cache", "dir"], cwd=root, capture_output=True, text=True)
@@ -287,7 +300,7 @@ def _run_locked(root: Path, todo: Sequence[Any], jobs: int, dvc: list[str], targ
         return 2
     print(f"{len(todo)} unit(s) in {jobs} slot(s) on {baseline[:7]}; progress: "
           "llm-energy grid status", flush=True)  # fmt: skip
-    runner = NodeRunner(root, todo, jobs, dvc, target, baseline)
+    runner = NodeRunner(root, todo, jobs, dvc, target, baseline, preloaded)
     previous = signal.signal(signal.SIGTERM, lambda *_: runner.interrupt())
     try:
         outcomes = runner.run()

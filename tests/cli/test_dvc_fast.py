@@ -1,0 +1,123 @@
+"""cli/dvc_fast.py: DVC with dvc.lock read by the C-backed parser, and DVC run as forks of a
+process that imported it. The lock DVC writes must be the same bytes either way, other YAML
+files keep DVC's comment-preserving round trip, and a fork behaves as `dvc` would: its exit code,
+its output in the log, and Ctrl-C (SIGINT to its group) stopping the stage it runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dvc.dvcfile
+import pytest
+
+from helpers import REPO
+from llm_energy.cli import dvc_fast
+
+
+@pytest.fixture
+def patched() -> Iterator[None]:
+    original = dvc.dvcfile.modify_yaml
+    assert dvc_fast.install()
+    yield
+    dvc.dvcfile.modify_yaml = original
+
+
+def _edit(path: Path) -> None:
+    """What DVC does after a stage: read the lock for update, replace one stage, write it."""
+    with dvc.dvcfile.modify_yaml(path) as data:
+        data["stages"]["infer"]["cmd"] = "python stages/infer.py --changed"
+        data["stages"]["new"] = {"cmd": "true", "outs": [{"path": "x", "hash": "md5"}]}
+
+
+def test_the_lock_dvc_writes_is_the_same_bytes_with_the_fast_parser(tmp_path: Path) -> None:
+    lock = (REPO / "dvc.lock").read_text()
+    slow, fast = tmp_path / "slow" / "dvc.lock", tmp_path / "fast" / "dvc.lock"
+    for path in (slow, fast):
+        path.parent.mkdir()
+        path.write_text(lock)
+    original = dvc.dvcfile.modify_yaml
+    _edit(slow)
+    try:
+        assert dvc_fast.install() and dvc_fast.install()  # idempotent
+        assert dvc.dvcfile.modify_yaml is not original
+        _edit(fast)
+    finally:
+        dvc.dvcfile.modify_yaml = original
+    assert fast.read_text() == slow.read_text()
+    assert "--changed" in fast.read_text()
+    with dvc.dvcfile.modify_yaml(fast):  # unchanged data: the file is written back as it was
+        pass
+    assert fast.read_text() == slow.read_text()
+
+
+def test_other_yaml_files_keep_their_comments(tmp_path: Path, patched: None) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("# why this value\ngpu:\n  freq: 1200  # MHz\n")
+    with dvc.dvcfile.modify_yaml(params) as data:
+        data["gpu"]["freq"] = 900
+    text = params.read_text()
+    assert text.startswith("# why this value\n") and "freq: 900" in text and "# MHz" in text
+
+
+def test_a_dvc_other_than_the_one_patched_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    def elsewhere(path: object, fs: object = None) -> None:
+        raise AssertionError
+
+    monkeypatch.setattr(dvc.dvcfile, "modify_yaml", elsewhere)
+    assert dvc_fast.install() is False
+    assert dvc.dvcfile.modify_yaml is elsewhere
+
+
+def _dvc_repo(root: Path) -> Path:
+    root.mkdir()
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True)
+    (root / "dvc.yaml").write_text(
+        "stages:\n  wait:\n    cmd: python -c \"import time; print('waiting', flush=True); "
+        'time.sleep(60)"\n  hello:\n    cmd: echo hello > hello.txt\n    outs: [hello.txt]\n'
+    )
+    return root
+
+
+def test_forks_run_dvc_with_its_exit_code_and_output_in_the_log(tmp_path: Path) -> None:
+    repo, log = _dvc_repo(tmp_path / "repo"), tmp_path / "hello.log"
+    preloaded = dvc_fast.PreloadedDVC()
+    assert preloaded.start(["repro", "hello"], repo, log).wait() == 0
+    assert (repo / "hello.txt").read_text().strip() == "hello"
+    assert "Running stage 'hello'" in log.read_text()
+    assert "hello" in (repo / "dvc.lock").read_text()
+    failed = preloaded.start(["repro", "no-such-stage"], repo, tmp_path / "failed.log")
+    assert failed.wait() != 0
+    assert "no-such-stage" in (tmp_path / "failed.log").read_text()
+
+
+def test_sigint_to_a_forks_group_stops_the_stage_it_runs(tmp_path: Path) -> None:
+    repo, log = _dvc_repo(tmp_path / "repo"), tmp_path / "wait.log"
+    fork = dvc_fast.PreloadedDVC().start(["repro", "wait"], repo, log)
+    assert os.getpgid(fork.pid) == fork.pid  # it leads its group once start() returns
+    deadline = time.monotonic() + 60
+    while "waiting" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "waiting" in log.read_text(), log.read_text()
+    t0 = time.monotonic()
+    os.killpg(fork.pid, signal.SIGINT)
+    assert fork.wait() != 0
+    assert time.monotonic() - t0 < 10
+    shutil.rmtree(repo)
+
+
+def test_every_preloaded_module_imports() -> None:
+    """The forkserver skips a module that fails to import, silently: a typo would cost each
+    unit its imports again."""
+    import importlib
+
+    for name in dvc_fast.PRELOAD:
+        importlib.import_module(name)
