@@ -64,19 +64,14 @@ class JournaledClocks:
                     self._journaled = False
                 except DeviceError as err:
                     problems = [str(err)]
+            uuid = self.device.uuid()
             if problems:
-                log.error(
-                    "GPU %s: restoring the original clocks failed: %s; journal kept at %s",
-                    self.device.uuid(),
-                    "; ".join(problems),
-                    self.journal_path,
-                )
+                msg = "GPU %s: restoring the original clocks failed: %s; journal kept at %s"
+                log.error(msg, uuid, "; ".join(problems), self.journal_path)
                 return problems
+            sim = "simulated " if self.device.backend == "simulated" else ""
             log.info(
-                "%sGPU %s restored to its original state (%s)",
-                "simulated " if self.device.backend == "simulated" else "",
-                self.device.uuid(),
-                self.original.describe(),
+                "%sGPU %s restored to its original state (%s)", sim, uuid, self.original.describe()
             )
             return []
 

@@ -97,10 +97,8 @@ class RestoreGuard:
             return
         self._stopping = True
         self.interrupted_by = signum
-        log.warning(
-            "signal %s: restoring the original GPU clocks before exiting; no further rows are measured",
-            name,
-        )
+        msg = "signal %s: restoring the original GPU clocks before exiting; no further rows are measured"
+        log.warning(msg, name)
         problems = self._restore()
         if problems:
             log.error("%s: clocks NOT restored: %s", self.what, "; ".join(problems))

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from llm_energy.config.sections import OTHER_PROCESS_POLICIES
 from llm_energy.control.guard import can_install_handlers
 from llm_energy.control.recovery import pending_journal_warning
 from llm_energy.control.slurm import MECHANISMS, slurm_freq_warning
@@ -25,7 +26,6 @@ from llm_energy.device.freq import snap_to_supported
 log = logging.getLogger(__name__)
 
 CAP_SYS_ADMIN_BIT = 21
-OTHER_PROCESS_POLICIES = ("warn", "refuse")
 
 Warn = Callable[[str, type[Warning]], None]  # the session's warn: log, warn and record
 
@@ -167,9 +167,5 @@ def check_lock_readback(device: Device, key: str, applied: int) -> None:
     observed = device.sm_clock_mhz()
     tol = max(device.sm_step_mhz(), 1)
     if observed is not None and observed > applied + tol:
-        log.warning(
-            "GPU %s: SM clock reads %s MHz right after locking to %s MHz",
-            device.index,
-            observed,
-            applied,
-        )
+        msg = "GPU %s: SM clock reads %s MHz right after locking to %s MHz"
+        log.warning(msg, device.index, observed, applied)

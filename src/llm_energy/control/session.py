@@ -179,14 +179,9 @@ class ClockSession:
         caps.applied_mem_mhz = dev.mem_clock_mhz()
         caps.applied_power_limit_w = dev.power_limit_w()
         if caps.requested_sm_mhz is not None or caps.requested_mem_mhz is not None:
-            log.info(
-                "control=%s: requested SM %s / memory %s MHz recorded, not applied by this run; clocks in force: SM %s, memory %s MHz",
-                control,
-                caps.requested_sm_mhz,
-                caps.requested_mem_mhz,
-                caps.applied_sm_mhz,
-                caps.applied_mem_mhz,
-            )
+            msg = "control=%s: requested SM %s / memory %s MHz recorded, not applied by this run; clocks in force: SM %s, memory %s MHz"
+            requested = (caps.requested_sm_mhz, caps.requested_mem_mhz)
+            log.info(msg, control, *requested, caps.applied_sm_mhz, caps.applied_mem_mhz)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._close(raise_errors=exc_type is None)

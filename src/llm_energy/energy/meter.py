@@ -80,15 +80,9 @@ class EnergyMeter:
                 last_change, prev = now, e
             time.sleep(0.001)
         if not gaps:
-            log.warning(
-                "energy counter of %s did not change twice within %.1f s; assuming a %.2f s update period",
-                self.device.name(),
-                max_s,
-                FALLBACK_UPDATE_PERIOD_S,
-            )
-            period = FALLBACK_UPDATE_PERIOD_S
-        else:
-            period = statistics.median(gaps)
+            msg = "energy counter of %s did not change twice within %.1f s; assuming a %.2f s update period"
+            log.warning(msg, self.device.name(), max_s, FALLBACK_UPDATE_PERIOD_S)
+        period = statistics.median(gaps) if gaps else FALLBACK_UPDATE_PERIOD_S
         self._update_period_s = period
         return period
 
@@ -256,12 +250,8 @@ class EnergyMeter:
                     break
         assert w.reading is not None
         if not w.reading.trusted:
-            log.warning(
-                "window of %.3f s after %d repeat(s) is shorter than the trusted %.3f s (or the counter reset)",
-                w.reading.elapsed_s,
-                repeats,
-                target,
-            )
+            msg = "window of %.3f s after %d repeat(s) is shorter than the trusted %.3f s (or the counter reset)"
+            log.warning(msg, w.reading.elapsed_s, repeats, target)
         return w.reading, repeats, result
 
     def measure_idle(self, seconds: float, cap_mhz: int | None = None) -> WindowReading:
@@ -288,23 +278,17 @@ class EnergyMeter:
             return part_s
         if not self._idle_part_clamp_logged:
             self._idle_part_clamp_logged = True
-            log.warning(
+            msg = (
                 "idle sub-window of %.3f s (%.2f s / %d) is shorter than one counter update "
-                "(%.3f s) without tick alignment: each lasts one update instead",
-                part_s,
-                seconds,
-                samples,
-                self.update_period_s,
+                "(%.3f s) without tick alignment: each lasts one update instead"
             )
+            log.warning(msg, part_s, seconds, samples, self.update_period_s)
         return self.update_period_s
 
     def _warn_short_idle(self, seconds: float) -> None:
         if seconds < self.min_trusted_s:
-            log.warning(
-                "idle baseline of %.2f s is shorter than a trusted window (%.2f s)",
-                seconds,
-                self.min_trusted_s,
-            )
+            msg = "idle baseline of %.2f s is shorter than a trusted window (%.2f s)"
+            log.warning(msg, seconds, self.min_trusted_s)
 
     def _idle_window(self, seconds: float, cap_mhz: int | None = None) -> WindowReading:
         with self._measure(cap_mhz, busy=False) as w:

@@ -86,12 +86,8 @@ class InferenceRun:
             )
             if fitted.truncated and fitted.reason == "model context":
                 self.totals.truncated_prompts += 1
-                log.warning(
-                    "%s/%s: prompt truncated to fit the model context (%d tokens)",
-                    task.name,
-                    item["item_id"],
-                    fitted.tokens,
-                )
+                msg = "%s/%s: prompt truncated to fit the model context (%d tokens)"
+                log.warning(msg, task.name, item["item_id"], fitted.tokens)
             ids = self.gen.encode(fitted.text)
             record: dict[str, Any] = {
                 "input_tokens_target": input_target,
