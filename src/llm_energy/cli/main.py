@@ -22,7 +22,6 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llm_energy.cli.gpu import add_gpu_parser, cli_state_dir
 from llm_energy.io.compose import compose_params
@@ -88,7 +87,10 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from llm_energy.analysis.experiments import experiments_from_dvc_json
-    from llm_energy.report.compare import compare_experiments
+    from llm_energy.report.compare import compare_experiments, comparison_figure
+    from llm_energy.report.figure_style import figure_png_bytes
+    from llm_energy.report.overlays import clock_overlay_figure
+    from llm_energy.report.tables import to_markdown
 
     if args.json_file:
         data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))
@@ -106,14 +108,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if experiments.empty:
         print("llm-energy compare: no experiments with reports/metrics.json found", file=sys.stderr)
         return 1
-    from llm_energy.report.tables import to_markdown
-
     table = compare_experiments(experiments, latency_budget_pct=args.latency_budget_pct)
     out_dir = Path(args.root) / "reports" / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "experiments.csv", index=False)
     (out_dir / "experiments.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
-    _compare_figures(table, out_dir)
+    dpi = 110  # a tool across experiments, so no one experiment's plots.dpi applies
+    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table), dpi=dpi))
+    for metric in ("energy", "latency"):
+        fig = clock_overlay_figure(table, metric)
+        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig, dpi=dpi))
     print(to_markdown(table))
     if not table.empty:
         # the groups are never pooled: say so, so two tables are not read as one
@@ -126,18 +130,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         "energy_vs_clock.png, latency_vs_clock.png"
     )
     return 0
-
-
-def _compare_figures(table: Any, out_dir: Path) -> None:
-    from llm_energy.report.compare import comparison_figure
-    from llm_energy.report.figure_style import figure_png_bytes
-    from llm_energy.report.overlays import clock_overlay_figure
-
-    dpi = 110  # a tool across experiments, so no one experiment's plots.dpi applies
-    (out_dir / "tradeoff.png").write_bytes(figure_png_bytes(comparison_figure(table), dpi=dpi))
-    for metric in ("energy", "latency"):
-        fig = clock_overlay_figure(table, metric)
-        (out_dir / f"{metric}_vs_clock.png").write_bytes(figure_png_bytes(fig, dpi=dpi))
 
 
 def _cmd_stage_server(args: argparse.Namespace) -> int:

@@ -50,13 +50,6 @@ def _update_period(device: Device, min_window_periods: float, min_window_s: floa
     }
 
 
-def _processes(device: Device) -> list[dict[str, Any]]:
-    return [
-        {"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes}
-        for p in device.other_processes()
-    ]
-
-
 def device_facts(
     device: Device, *, min_window_periods: float, min_window_s: float
 ) -> dict[str, Any]:
@@ -75,7 +68,12 @@ def device_facts(
         "supported_mem_clocks_mhz": read_fact(device.supported_mem_clocks_mhz),
         "can_control_clocks": read_fact(device.can_control_clocks),
         "requires_privilege": device.requires_privilege,
-        "other_processes": read_fact(lambda: _processes(device)),
+        "other_processes": read_fact(
+            lambda: [
+                {"pid": p.pid, "name": p.name, "used_memory_bytes": p.used_memory_bytes}
+                for p in device.other_processes()
+            ]
+        ),
     }
 
 
@@ -100,12 +98,14 @@ def gather(
                 device, min_window_periods=gpu.min_window_periods, min_window_s=gpu.min_window_s
             )
     slurm = slurm_gpu_freq()
+    # pending journals and lock holders in the state directory (recovery's own report)
+    state = read_fact(lambda: state_report(gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)))
     return facts | {
         "requested_backend": gpu.backend,
         "privileged": read_fact(has_clock_privilege),
         "slurm_gpu_freq": slurm[1].raw if slurm else None,
         "torch": read_fact(lambda: torch_facts(facts["backend"], facts.get("uuid"))),
-    }, state_facts(state_dir)
+    }, state
 
 
 def torch_facts(backend: str, nvml_uuid: Any) -> dict[str, Any]:
@@ -127,8 +127,3 @@ def torch_facts(backend: str, nvml_uuid: Any) -> dict[str, Any]:
         "device_count": int(torch.cuda.device_count()) if available else 0,
         "device": device,
     }
-
-
-def state_facts(state_dir: Path) -> Any:
-    """Pending journals and lock holders in the state directory (recovery's own report)."""
-    return read_fact(lambda: state_report(gpu_journal_dir(state_dir), gpu_lock_dir(state_dir)))

@@ -50,13 +50,6 @@ def knob_range_problem(
     return None
 
 
-def resolve_backend(backend: str, *, nvml_gpu_found: bool) -> str:
-    """The backend infer will open: `auto` is nvml when NVML sees a GPU, else cpu."""
-    if backend == "auto":
-        return "nvml" if nvml_gpu_found else "cpu"
-    return backend
-
-
 def clock_cap_problem(cfg: Config, *, nvml_gpu_found: bool, privileged: bool) -> str | None:
     """Why the requested caps cannot be applied here, with what to do instead; None if they can."""
     if cfg.gpu.control == "slurm":
@@ -75,7 +68,9 @@ def clock_cap_problem(cfg: Config, *, nvml_gpu_found: bool, privileged: bool) ->
     key, value = caps[0]
     knob = "set the power limit" if "power_limit" in key else "lock GPU clocks"
     asked = f"{key} = {value} asks to {knob} (gpu.control=lock)"
-    backend = resolve_backend(cfg.gpu.backend, nvml_gpu_found=nvml_gpu_found)
+    backend = cfg.gpu.backend  # the backend infer will open: auto is nvml when NVML sees a GPU
+    if backend == "auto":
+        backend = "nvml" if nvml_gpu_found else "cpu"
     if backend == "nvml" and not nvml_gpu_found:
         return (
             f"{asked}, but gpu.backend=nvml and NVML finds no NVIDIA GPU here: run on an NVIDIA "

@@ -5,7 +5,6 @@ Re-entrant and counted within a process: released with the last `GpuLease.releas
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import json
@@ -19,7 +18,7 @@ from typing import Any
 
 from llm_energy.config.schema import is_int
 from llm_energy.device.errors import DeviceError, SessionConflictError, os_errors_as
-from llm_energy.device.identity import ProcessIdentity, command_line, opt_str, ticks_to_iso
+from llm_energy.device.identity import ProcessIdentity, command_line, now_iso, opt_str, ticks_to_iso
 
 SHARED_DIR_MODE = 0o1777  # like /tmp: everyone creates, only the owner deletes
 LOCK_FILE_MODE = 0o666  # every user must be able to open (and so flock) every lock file
@@ -221,7 +220,7 @@ def _write_holder(fd: int, uuid: str) -> None:
         uuid=uuid,
         identity=me,
         started_at=ticks_to_iso(me.start_ticks),
-        acquired_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        acquired_at=now_iso(),
         user=os.getuid(),
         command=command_line(),
     )

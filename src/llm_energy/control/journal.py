@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from llm_energy.control.gpulock import ensure_shared_dir, safe_name
 from llm_energy.device.base import ClockState, Device
 from llm_energy.device.errors import DeviceError, os_errors_as
 from llm_energy.device.group import split_group_uuid
-from llm_energy.device.identity import ProcessIdentity, command_line, opt_str
+from llm_energy.device.identity import ProcessIdentity, command_line, now_iso, opt_str
 from llm_energy.io.files import atomic_write_text
 
 JOURNAL_VERSION = 2
@@ -52,10 +51,6 @@ def group_journals_with(journal_dir: str | Path, uuid: str) -> list[Path]:
 
 def clear_command(uuid: str) -> str:
     return f"llm-energy gpu clear --uuid {uuid}"
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -237,17 +237,15 @@ def journal_report(path: Path) -> dict[str, Any]:
 def lock_report(lock_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted(Path(lock_dir).glob("gpu-*.lock")) if Path(lock_dir).is_dir() else []:
-        held = lock_held(path)
-        holder = read_holder(path)
-        out.append(
-            {
-                "uuid": path.name[len("gpu-") : -len(".lock")],
-                "path": str(path),
-                "held": held,
-                "holder": describe_holder(path, wait_s=0) if held else None,
-                "last_holder_pid": holder.identity.pid if holder else None,
-            }
-        )
+        held, holder = lock_held(path), read_holder(path)
+        entry = {
+            "uuid": path.name[len("gpu-") : -len(".lock")],
+            "path": str(path),
+            "held": held,
+            "holder": describe_holder(path, wait_s=0) if held else None,
+            "last_holder_pid": holder.identity.pid if holder else None,
+        }
+        out.append(entry)
     return out
 
 

@@ -60,13 +60,11 @@ class ClockState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClockState:
-        def _opt_int(v: Any) -> int | None:
-            return None if v is None else int(v)
-
+        sm, mem, pl = (d.get(k) for k in ("sm_locked_mhz", "mem_locked_mhz", "power_limit_w"))
         return cls(
-            sm_locked_mhz=_opt_int(d.get("sm_locked_mhz")),
-            mem_locked_mhz=_opt_int(d.get("mem_locked_mhz")),
-            power_limit_w=None if d.get("power_limit_w") is None else float(d["power_limit_w"]),
+            None if sm is None else int(sm),
+            None if mem is None else int(mem),
+            None if pl is None else float(pl),
             locks_known=bool(d.get("locks_known", True)),
         )
 

@@ -20,20 +20,18 @@ from llm_energy.io.files import pid_alive
 
 
 def boot_id() -> str | None:
-    try:
+    with contextlib.suppress(OSError):
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
+    return None
 
 
 def process_start_ticks(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (/proc/<pid>/stat field 22)."""
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         # The command name (field 2) may hold spaces and ')': fields resume after the last ')'.
         return int(stat[stat.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    return None
 
 
 def _boot_time_s() -> float | None:
@@ -57,6 +55,11 @@ def ticks_to_iso(ticks: int | None) -> str | None:
     if wall_s is None:
         return None
     return dt.datetime.fromtimestamp(wall_s, dt.UTC).isoformat(timespec="seconds")
+
+
+def now_iso() -> str:
+    """The current UTC time, to the second, as journals and lock files write it."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def process_start_s(pid: int) -> float | None:

@@ -292,18 +292,12 @@ def allowed_gpus() -> list[tuple[int, str]]:
                 ",".join(items),
             )
     else:
-        probe = NvmlDevice(0)
-        try:
+        with NvmlDevice(0) as probe:
             n = int(probe._call("Cannot count NVIDIA GPUs", pynvml.nvmlDeviceGetCount))
-        finally:
-            probe.close()
     out = []
     for i in range(n):
-        dev = NvmlDevice(i)
-        try:
+        with NvmlDevice(i) as dev:
             out.append((i, dev.uuid()))
-        finally:
-            dev.close()
     return out
 
 

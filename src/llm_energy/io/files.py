@@ -242,10 +242,9 @@ def staged_dir(final: Path, *, keep_failed: Path | None = None) -> Iterator[Path
 
 
 def _discard(tmp: Path, keep_failed: Path | None) -> None:
-    has_data = keep_failed is not None and any(
+    if keep_failed is not None and any(
         p.is_file() and p.stat().st_size > 0 for p in tmp.rglob("*")
-    )
-    if keep_failed is not None and has_data:
+    ):
         with contextlib.suppress(OSError):
             shutil.rmtree(keep_failed, ignore_errors=True)
             os.rename(tmp, keep_failed)

@@ -230,13 +230,9 @@ def slurm_unit_line(unit: Unit) -> str:
 def prepare_overrides(units: Sequence[Unit]) -> list[tuple[str, ...]]:
     """Distinct override sets that fix what `prepare` and `model` read (model and task, minus the
     clocks), so each is run once before queueing and the workers hit DVC's run-cache."""
-    seen: dict[tuple[str, ...], None] = {}
-    for unit in units:
-        keep = tuple(
-            o for o in unit.overrides if not o.startswith(("sweep.freqs_mhz=", f"{CLOCK_KEY}="))
-        )
-        seen.setdefault(keep)
-    return list(seen)
+    clocks = ("sweep.freqs_mhz=", f"{CLOCK_KEY}=")
+    kept = (tuple(o for o in u.overrides if not o.startswith(clocks)) for u in units)
+    return list(dict.fromkeys(kept))
 
 
 NOMINAL_INPUT_TOKENS = 256  # a unit without input-length targets keeps the items' own lengths

@@ -211,33 +211,31 @@ def request_records(
     for index, (item, inp, pred, n_out) in enumerate(
         zip(items, inputs, predictions, output_tokens, strict=True)
     ):
-        rows.append(
-            {
-                **base,
-                "task": item["task"],
-                "task_kind": item["kind"],
-                "dataset": item.get("dataset"),
-                "item_id": item["item_id"],
-                "batch_index": index,
-                **inp,
-                "output_tokens": int(n_out),
-                "latency_s": latency_s,
-                "ttft_s": ttft_s,
-                "tpot_s": tpot,
-                "tokens_per_s": n_out / latency_s if latency_s > 0 else None,
-                "energy_j": energy_j,
-                "energy_kind": energy_kind(window.energy_source),
-                "dynamic_energy_j": dynamic,
-                "avg_power_w": avg_power_w,
-                **asdict(window),
-                **(asdict(prefill) if prefill is not None else {}),
-                "prediction": pred,
-                "references": list(item.get("references", [])),
-                "status": "ok",
-                "error": None,
-            }
-        )
-        rows[-1].update(phase_split(rows[-1]))
+        row = {
+            **base,
+            "task": item["task"],
+            "task_kind": item["kind"],
+            "dataset": item.get("dataset"),
+            "item_id": item["item_id"],
+            "batch_index": index,
+            **inp,
+            "output_tokens": int(n_out),
+            "latency_s": latency_s,
+            "ttft_s": ttft_s,
+            "tpot_s": tpot,
+            "tokens_per_s": n_out / latency_s if latency_s > 0 else None,
+            "energy_j": energy_j,
+            "energy_kind": energy_kind(window.energy_source),
+            "dynamic_energy_j": dynamic,
+            "avg_power_w": avg_power_w,
+            **asdict(window),
+            **(asdict(prefill) if prefill is not None else {}),
+            "prediction": pred,
+            "references": list(item.get("references", [])),
+            "status": "ok",
+            "error": None,
+        }
+        rows.append(row | phase_split(row))
     return rows
 
 

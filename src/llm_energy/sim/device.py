@@ -289,8 +289,7 @@ class SimulatedDevice(Device):
             marker = self._marker.read()
             if marker is not None and marker[1] is not None:
                 return marker[1]  # another process runs workloads: the power it reported
-        _, power = self._rates(self._busy_anywhere(), state)
-        return power
+        return self._rates(self._busy_anywhere(), state)[1]
 
     def sm_clock_mhz(self) -> int | None:
         state = self.clock_state()
