@@ -7,29 +7,34 @@ overrides (with Hydra on, DVC recomposes params.yaml from conf/ and the `-S` lis
 its target (a unit stops at its statistics; its report renders on demand):
 
 - queued: as a queue worker runs it, `dvc exp run --temp -n NAME -S ... stats` (a temporary
-  copy), once with LLM_ENERGY_STAGE_SERVER=off and once with the stage server up;
+  copy), once with LLM_ENERGY_STAGE_SERVER=off (the reference: DVC and every stage on its own)
+  and once with the stage server up;
 - `grid --run`: in a slot (cli/grid_run.py: a clone of the commit), reset, `dvc exp run` (a fork
   of a process that imported DVC once: cli/dvc_fast.py; that import is reported once, not per
   unit), the experiment pushed back; the first unit in a fresh slot (which also checks out
   prepare's and model's outputs) and a later one, the stage server up as `--run` starts it;
-- SLURM-like: the first unit of a fresh slot, `python -m llm_energy.cli.dvc_fast exp run`, its
-  stage server started just before and its preload counted in, as an array task runs it
-  (scripts/slurm/grid-array.sbatch).
+- SLURM: as an array task runs it (scripts/slurm/grid-array.sbatch): a fresh clone,
+  `python -m llm_energy.cli.dvc_fast exp run`; the first task on a node starts the stage server
+  (its preload counted in), later tasks on the node find it running.
 
 A unit's CPU is that of its commands and every process they waited for
 (`getrusage(RUSAGE_CHILDREN)`) plus the CPU of the forks that ran DVC and, when served, the
-stages (read from their server's /proc stat: its reaped children); minus the CPU the infer stage spent from its first measured
-batch on (`measured_cpu_s` in its progress file), that is the CPU outside the measurement. Each
-stage is then run once more on its own to say where that CPU goes (plots: the on-demand report).
+stages (read from their server's /proc stat: its reaped children); minus the CPU the infer
+stage spent from its first measured batch on (`measured_cpu_s` in its progress file), that is
+the CPU outside the measurement. Each kind runs `--reps` times, the kinds interleaved (this
+host's speed drifts), and the median is reported. Each stage is then run once more on its own to
+say where that CPU goes (plots: the on-demand report).
 
-    python benchmarks/startup.py            # ~3 min on 2 cores; run it alone
+    python benchmarks/startup.py            # ~7 min on 2 cores (3 reps); run it alone
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,7 +142,8 @@ def _unit(
 
 
 def _unit_of(name: str) -> Any:
-    overrides = ("experiment=ci", *SETTINGS, f"meta.seed={name[-1]}")
+    """A unit of its own seed (no run-cache hit on another unit's measurement)."""
+    overrides = ("experiment=ci", *SETTINGS, f"meta.seed={name.rsplit('-', 1)[1]}")
     return SimpleNamespace(name=name, overrides=overrides)
 
 
@@ -153,7 +159,7 @@ def _in_slot(
     env: dict[str, str],
     name: str,
     server_pid: int | None,
-    slot: int = 0,
+    slot: str,
     with_preload: bool = False,
     preloaded: PreloadedDVC | None = None,
 ) -> dict[str, float]:
@@ -164,7 +170,7 @@ def _in_slot(
     return _unit(cmds, slot_dir, env, name, server_pid, with_preload, preloaded)
 
 
-def measure(work: Path) -> dict[str, Any]:
+def measure(work: Path, reps: int) -> dict[str, Any]:
     ws, state = work / "ws", work / "state"
     env = fresh_workspace(ws, state)
     cli = [sys.executable, "-m", "llm_energy.cli.main"]
@@ -173,24 +179,37 @@ def measure(work: Path) -> dict[str, Any]:
     _run([sys.executable, "-m", "dvc", "repro", "-q"], ws, env)  # prepare, model cached from here
     subprocess.run(["git", "add", "-A"], cwd=ws, check=True)  # the slots run commits
     subprocess.run(["git", "commit", "-qm", "its outputs"], cwd=ws, check=True)
-    alone_env = env | {SWITCH_ENV: "off"}
-    units = {"queued, alone": _queued(ws, alone_env, "startup-unit-1", None)}
-    _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as `grid --run`/`--queue`
-    server = stage_server_facts(env)
+    alone_env, cache = env | {SWITCH_ENV: "off"}, str(ws / ".dvc" / "cache")
+    runs: dict[str, list[dict[str, float]]] = {}
+    names = iter(range(1, 1000))
+
+    def unit(kind: str, run: Any, env: dict[str, str], *args: Any, **kwargs: Any) -> None:
+        name = f"startup-unit-{next(names)}"
+        runs.setdefault(kind, []).append(run(ws, env, name, *args, **kwargs))
+
+    def fresh_slot(label: str) -> str:
+        make_slot(ws, ws / SLOTS_DIR / f"slot-{label}", cache)
+        return label
+
+    preloaded, preload_cpu_s = PreloadedDVC(), 0.0
     try:
-        # like a SLURM array task: a fresh clone, a stage server of its own (preload counted)
-        make_slot(ws, ws / SLOTS_DIR / "slot-1", str(ws / ".dvc" / "cache"))
-        units["SLURM-like, fresh clone"] = _in_slot(
-            ws, env, "startup-unit-2", server["pid"], 1, with_preload=True
-        )
-        units["queued, served"] = _queued(ws, env, "startup-unit-3", server["pid"])
-        make_slot(ws, ws / SLOTS_DIR / "slot-0", str(ws / ".dvc" / "cache"))
-        preloaded = PreloadedDVC()
-        preload_cpu_s = _own_cpu_s(_forked(preloaded, ["version"], ws, env)[2])  # its imports
-        for kind, name in (("first in its slot", "startup-unit-4"),
-                           ("later in its slot", "startup-unit-5")):  # fmt: skip
-            units[f"grid --run, {kind}"] = _in_slot(ws, env, name, server["pid"], 0,
-                                                    preloaded=preloaded)  # fmt: skip
+        for rep in range(reps):
+            print(f"rep {rep + 1}/{reps} ...", flush=True)
+            _run([*cli, "stage-server", "--stop"], ws, env)
+            _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as an array task
+            server = stage_server_facts(env)
+            unit("SLURM, first task on a node", _in_slot, env, server["pid"],
+                 fresh_slot(f"s{rep}"), with_preload=True)  # fmt: skip
+            unit("SLURM, later task on the node", _in_slot, env, server["pid"],
+                 fresh_slot(f"t{rep}"))  # fmt: skip
+            if not rep:  # the forkserver starts once per `grid --run`
+                preload_cpu_s = _own_cpu_s(_forked(preloaded, ["version"], ws, env)[2])
+            slot = fresh_slot(f"r{rep}")
+            for kind in ("first in its slot", "later in its slot"):
+                unit(f"grid --run, {kind}", _in_slot, env, server["pid"], slot,
+                     preloaded=preloaded)  # fmt: skip
+            unit("queued, served", _queued, env, server["pid"])
+            unit("queued, alone", _queued, alone_env, None)
         served_stage_cpu_s = {}
         for s in ("aggregate", "stats", "plots"):
             cpu0 = _server_cpu_s(server["pid"])
@@ -204,16 +223,23 @@ def measure(work: Path) -> dict[str, Any]:
         s: round(_run([sys.executable, f"stages/{s}.py"], ws, alone_env)[0], 2) for s in STAGES
     }
     plots_cpu_s = round(_run([sys.executable, "stages/plots.py"], ws, alone_env)[0], 2)
-    alone = units["queued, alone"]
+    units = {kind: {key: round(statistics.median(r[key] for r in rs), 2) for key in rs[0]}
+             for kind, rs in runs.items()}  # fmt: skip
     return {
-        "units": units,
+        "units": units,  # the median of each figure over the reps
+        "outside_measurement_cpu_s_each_rep": {
+            kind: [r["outside_measurement_cpu_s"] for r in rs] for kind, rs in runs.items()
+        },
+        "reps": reps,
         "goal_cpu_s": GOAL_CPU_S,
         "goal_met": {k: u["outside_measurement_cpu_s"] <= GOAL_CPU_S for k, u in units.items()},
         "stage_server_preload_cpu_s": round(server["preload_cpu_s"], 2),  # once per server
         "dvc_preload_cpu_s": round(preload_cpu_s, 2),  # once per `grid --run`: its forkserver
         # each stage alone (infer's includes its measured phase); the rest is DVC's own
         "stage_cpu_s": stage_cpu_s,
-        "dvc_and_rest_cpu_s": round(alone["experiment_cpu_s"] - sum(stage_cpu_s.values()), 2),
+        "dvc_and_rest_cpu_s": round(
+            units["queued, alone"]["experiment_cpu_s"] - sum(stage_cpu_s.values()), 2
+        ),
         "served_stage_cpu_s": served_stage_cpu_s,
         "plots_on_demand_cpu_s": plots_cpu_s,  # not in the unit: `dvc repro plots` when wanted
     }
@@ -226,16 +252,21 @@ def stage_server_facts(env: dict[str, str]) -> dict[str, Any]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="units of each kind (median shown)")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llm-energy-startup-") as tmp:
-        result = measure(Path(tmp))
+        result = measure(Path(tmp), args.reps)
     result |= {"commit": git_commit(ROOT), "cpus": os.cpu_count(), "settings": SETTINGS}
     out = ROOT / "benchmarks" / "results" / "startup.json"
     write_json(out, result)
-    print(f"CPU of one unit outside its measurement (goal <= {GOAL_CPU_S} s):")
+    print(f"CPU of one unit outside its measurement, median of {args.reps} "
+          f"(goal <= {GOAL_CPU_S} s):")  # fmt: skip
     for kind, unit in result["units"].items():
         met = "met" if result["goal_met"][kind] else "NOT met"
+        each = ", ".join(f"{x:.2f}" for x in result["outside_measurement_cpu_s_each_rep"][kind])
         print(
-            f"  {kind:32s} {unit['outside_measurement_cpu_s']:5.2f} s ({met}; total "
+            f"  {kind:32s} {unit['outside_measurement_cpu_s']:5.2f} s ({met}; each: {each}; total "
             f"{unit['experiment_cpu_s']} s, {unit['served_cpu_s']} s of it served, "
             f"{unit['measured_cpu_s']} s measuring)"
         )

@@ -11,22 +11,31 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dvc.dvcfile
 import pytest
+import yaml
+from dvc.utils import serialize, strictyaml
+from dvc.utils.serialize import _yaml
 
 from helpers import REPO
 from llm_energy.cli import dvc_fast
 
+PATCHED = [(dvc.dvcfile, "modify_yaml"), (_yaml, "parse_yaml"), (serialize, "parse_yaml"),
+           (strictyaml, "parse_yaml")]  # fmt: skip
+
 
 @pytest.fixture
-def patched() -> Iterator[None]:
-    original = dvc.dvcfile.modify_yaml
+def unpatched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC as it is, and as it is again after the test (install() patches module globals)."""
+    for module, name in PATCHED:
+        monkeypatch.setattr(module, name, getattr(module, name))
+
+
+@pytest.fixture
+def patched(unpatched: None) -> None:
     assert dvc_fast.install()
-    yield
-    dvc.dvcfile.modify_yaml = original
 
 
 def _edit(path: Path) -> None:
@@ -36,7 +45,9 @@ def _edit(path: Path) -> None:
         data["stages"]["new"] = {"cmd": "true", "outs": [{"path": "x", "hash": "md5"}]}
 
 
-def test_the_lock_dvc_writes_is_the_same_bytes_with_the_fast_parser(tmp_path: Path) -> None:
+def test_the_lock_dvc_writes_is_the_same_bytes_with_the_fast_parser(
+    tmp_path: Path, unpatched: None
+) -> None:
     lock = (REPO / "dvc.lock").read_text()
     slow, fast = tmp_path / "slow" / "dvc.lock", tmp_path / "fast" / "dvc.lock"
     for path in (slow, fast):
@@ -44,12 +55,9 @@ def test_the_lock_dvc_writes_is_the_same_bytes_with_the_fast_parser(tmp_path: Pa
         path.write_text(lock)
     original = dvc.dvcfile.modify_yaml
     _edit(slow)
-    try:
-        assert dvc_fast.install() and dvc_fast.install()  # idempotent
-        assert dvc.dvcfile.modify_yaml is not original
-        _edit(fast)
-    finally:
-        dvc.dvcfile.modify_yaml = original
+    assert dvc_fast.install() and dvc_fast.install()  # idempotent
+    assert dvc.dvcfile.modify_yaml is not original
+    _edit(fast)
     assert fast.read_text() == slow.read_text()
     assert "--changed" in fast.read_text()
     with dvc.dvcfile.modify_yaml(fast):  # unchanged data: the file is written back as it was
@@ -66,13 +74,33 @@ def test_other_yaml_files_keep_their_comments(tmp_path: Path, patched: None) -> 
     assert text.startswith("# why this value\n") and "freq: 900" in text and "# MHz" in text
 
 
-def test_a_dvc_other_than_the_one_patched_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    def elsewhere(path: object, fs: object = None) -> None:
+def test_each_distinct_text_is_parsed_once_and_callers_get_their_own_copy(
+    patched: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (REPO / "params.yaml").read_text()
+    first = serialize.parse_yaml(text, "params.yaml")
+    calls: list[str] = []
+    monkeypatch.setattr("ruamel.yaml.YAML.load", lambda *a: calls.append("parsed"))
+    first["gpu"]["freq"] = -1  # a caller changing what it got
+    again = strictyaml.parse_yaml(text, "params.yaml")
+    assert calls == [] and again == yaml.safe_load(text) and again is not first
+    assert _yaml.load_yaml(REPO / "params.yaml") == again  # DVC's loader goes through it too
+    assert calls == []
+    serialize.parse_yaml("a: 1\n", "other.yaml")  # another text is parsed
+    assert calls == ["parsed"]
+
+
+@pytest.mark.parametrize("module, name", PATCHED)
+def test_a_dvc_other_than_the_one_patched_is_left_alone(
+    module: object, name: str, unpatched: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def elsewhere(*args: object, **kwargs: object) -> None:
         raise AssertionError
 
-    monkeypatch.setattr(dvc.dvcfile, "modify_yaml", elsewhere)
+    monkeypatch.setattr(module, name, elsewhere)
+    before = [getattr(m, n) for m, n in PATCHED]
     assert dvc_fast.install() is False
-    assert dvc.dvcfile.modify_yaml is elsewhere
+    assert [getattr(m, n) for m, n in PATCHED] == before
 
 
 def _dvc_repo(root: Path) -> Path:
