@@ -195,7 +195,8 @@ def measure(work: Path, reps: int) -> dict[str, Any]:
     try:
         for rep in range(reps):
             print(f"rep {rep + 1}/{reps} ...", flush=True)
-            _run([*cli, "stage-server", "--stop"], ws, env)
+            if rep:
+                _run([*cli, "stage-server", "--stop"], ws, env)
             _run([*cli, "stage-server", "--idle-exit-s", "600"], ws, env)  # as an array task
             server = stage_server_facts(env)
             unit("SLURM, first task on a node", _in_slot, env, server["pid"],
