@@ -10,9 +10,10 @@ repetition.csv (first repetition vs the rest, flagged when it differs: a cold st
 
 from __future__ import annotations
 
+from _common import StageError, log, run_stage
+
 import pandas as pd
 
-from _common import StageError, log, run_stage
 from llm_energy.analysis.repetition import repetition_effect, repetition_headline
 from llm_energy.analysis.summary import summarize
 from llm_energy.config.settings import Config

@@ -6,11 +6,12 @@ any state a killed run left behind and refuses impossible caps) before anything 
 
 from __future__ import annotations
 
+from _common import StageError, log, run_stage
+
 import contextlib
 import os
 import socket
 
-from _common import StageError, log, run_stage
 from llm_energy import api
 from llm_energy.config.feasibility import knob_range_problem
 from llm_energy.config.settings import Config

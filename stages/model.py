@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from _common import log, run_stage
+
 from llm_energy.config.settings import Config
 from llm_energy.errors import shown
 from llm_energy.io.files import iter_jsonl, staged_dir

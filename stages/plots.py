@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
+
 from llm_energy.config.settings import Config
 from llm_energy.io.files import (
     atomic_write_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from _common import log, run_stage
+
 from llm_energy.config.settings import Config
 from llm_energy.io.files import staged_dir, write_json, write_jsonl
 from llm_energy.io.loaders import load_task_items

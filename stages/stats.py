@@ -9,6 +9,7 @@ docs/statistics.md. `repetition` flags a first repetition that differs from the 
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
+
 from llm_energy.analysis.headline import headline_metrics
 from llm_energy.analysis.repetition import repetition_headline
 from llm_energy.analysis.study import stats_tables

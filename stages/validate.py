@@ -9,6 +9,7 @@ first (prepare and model depend on its marker), reads every params section, prob
 from __future__ import annotations
 
 from _common import StageError, log, run_stage
+
 from llm_energy.config.feasibility import (
     clock_cap_problem,
     knob_range_problem,
