@@ -21,6 +21,7 @@ from dvc.utils.serialize import _yaml
 
 from helpers import REPO
 from llm_energy.cli import dvc_fast
+from llm_energy.io.files import pid_alive
 
 PATCHED = [(dvc.dvcfile, "modify_yaml"), (_yaml, "parse_yaml"), (serialize, "parse_yaml"),
            (strictyaml, "parse_yaml")]  # fmt: skip
@@ -149,3 +150,28 @@ def test_every_preloaded_module_imports() -> None:
 
     for name in dvc_fast.PRELOAD:
         importlib.import_module(name)
+
+
+def test_waiting_for_a_fork_lasts_as_long_as_the_fork_even_if_the_forkserver_dies(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM to the runner's process group kills the forkserver (it is in that group; the
+    forks are not): the runner must still wait for its units, which are stopping."""
+    import threading
+
+    repo, log = _dvc_repo(tmp_path / "repo"), tmp_path / "wait.log"
+    fork = dvc_fast.PreloadedDVC().start(["repro", "wait"], repo, log)
+    deadline = time.monotonic() + 60
+    while "waiting" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server = int(Path(f"/proc/{fork.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(server, signal.SIGTERM)
+    codes: list[int] = []
+    waiter = threading.Thread(target=lambda: codes.append(fork.wait()), daemon=True)
+    waiter.start()
+    waiter.join(2.0)
+    assert waiter.is_alive() and not codes  # the fork is still running its stage
+    os.killpg(fork.pid, signal.SIGINT)
+    waiter.join(20.0)
+    assert codes and codes[0] != 0
+    assert not pid_alive(fork.pid)  # ended (a zombie until its new parent reaps it)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from configobj import ConfigObj
 
-from llm_energy.cli.grid_run import SLOTS_DIR, exp_ref, run_units
+from llm_energy.cli.grid_run import SLOTS_DIR, NodeRunner, exp_ref, make_slot, run_units
 
 FAKE_DVC = r"""
 import json, os, signal, subprocess, sys, time
@@ -126,6 +126,30 @@ def test_units_run_in_parallel_slots_and_land_as_experiments_here(
     assert "3 unit(s) done, 0 failed, 0 not started" in out
     local = ConfigObj(str(repo["root"] / SLOTS_DIR / "slot-0" / ".dvc" / "config.local"))
     assert local["cache"]["dir"] == str(repo["root"] / ".dvc" / "cache")  # this repo's cache
+
+
+def test_with_a_preloaded_dvc_the_runner_starts_dvc_through_it_and_git_as_it_is(
+    repo: dict[str, Any],
+) -> None:
+    """`grid --run` hands its DVC commands to cli/dvc_fast.PreloadedDVC (here a stand-in that
+    records them and runs the fake DVC); git commands still run as processes."""
+    started: list[list[str]] = []
+
+    class Preloaded:
+        def start(self, args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+            started.append(list(args))
+            with log.open("ab") as out:
+                return subprocess.Popen([*repo["dvc"], *args], cwd=cwd, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    for slot in range(2):
+        make_slot(repo["root"], repo["root"] / SLOTS_DIR / f"slot-{slot}", str(repo["root"]))
+    runner = NodeRunner(repo["root"], _units("u0", "u1", "u2"), 2, repo["dvc"], "stats",
+                        repo["baseline"], preloaded=Preloaded())  # type: ignore[arg-type]  # fmt: skip
+    assert [o.returncode for o in runner.run()] == [0, 0, 0]
+    assert sorted(a[a.index("-n") + 1] for a in started) == ["u0", "u1", "u2"]
+    assert all(a[:2] == ["exp", "run"] and a[-1] == "stats" for a in started)
+    assert _landed(repo) == {"u0", "u1", "u2"}  # pushed back by git, not by the stand-in
 
 
 def test_a_failed_unit_is_reported_with_its_log_and_a_rerun_runs_only_what_is_missing(

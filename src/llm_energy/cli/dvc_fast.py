@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
+import select
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,8 +47,11 @@ def install() -> bool:
     if getattr(dvc.dvcfile.modify_yaml, "llm_energy_fast", False):
         return True
     parse, homes = _yaml.parse_yaml, (_yaml, serialize, strictyaml)
-    if dvc.dvcfile.modify_yaml is not serialize.modify_yaml or any(
-        getattr(home, "parse_yaml", None) is not parse for home in homes
+    if (
+        dvc.dvcfile.modify_yaml is not serialize.modify_yaml
+        or any(getattr(home, "parse_yaml", None) is not parse for home in homes)
+        or list(inspect.signature(parse).parameters) != ["text", "path", "typ"]
+        or list(inspect.signature(serialize.dump_yaml).parameters)[:3] != ["path", "data", "fs"]
     ):
         return False
     parsed: dict[str, Any] = {}
@@ -53,11 +59,12 @@ def install() -> bool:
     def parse_yaml(text: str, path: Any, typ: str = "safe") -> Any:
         if typ != "safe":
             return parse(text, path, typ)
-        if text not in parsed:
+        data = parsed.get(text)
+        if data is None:
             if len(parsed) >= 64:
                 parsed.clear()
-            parsed[text] = parse(text, path, typ)
-        return copy.deepcopy(parsed[text])  # callers may change what they get
+            data = parsed[text] = parse(text, path, typ)
+        return copy.deepcopy(data)  # callers may change what they get
 
     @contextlib.contextmanager
     def modify_yaml(path: Any, fs: Any = None) -> Iterator[Any]:
@@ -96,17 +103,27 @@ def _forked(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    sys.argv = ["dvc", *argv]  # DVC names it in its lock messages
     sys.exit(main(argv))
 
 
 class Forked:
     """A DVC fork, waited for like a Popen: `wait()` gives its exit code (-N: signal N)."""
 
-    def __init__(self, process: Any) -> None:
-        self.process, self.pid = process, process.pid
+    def __init__(self, process: Any, lock: threading.Lock) -> None:
+        self.process, self.pid, self.lock = process, process.pid, lock
+        try:  # the fork itself: waited for even if the forkserver dies (a SIGTERM to the group)
+            self.pidfd: int | None = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self.pidfd = None
 
     def wait(self) -> int:
-        self.process.join()
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [])
+            os.close(self.pidfd)
+            self.pidfd = None
+        with self.lock:  # one reader of the forkserver's exit codes at a time (CPython gh-130895)
+            self.process.join()
         return int(self.process.exitcode)
 
 
@@ -119,6 +136,7 @@ class PreloadedDVC:
 
         self.context = multiprocessing.get_context("forkserver")  # __main__: once, not per fork
         self.context.set_forkserver_preload(["__main__", *PRELOAD, __name__])
+        self.lock = threading.Lock()  # start() polls every child: not beside a join()
 
     def start(self, args: Sequence[str], cwd: Path, log: Path,
               env: Mapping[str, str] | None = None) -> Forked:  # fmt: skip
@@ -126,14 +144,15 @@ class PreloadedDVC:
         then reaches DVC, not a fork that still ignores it as the server does)."""
         env = dict(os.environ if env is None else env)
         process = self.context.Process(target=_forked, args=(list(args), str(cwd), env, str(log)))
-        process.start()
-        deadline = time.monotonic() + 10
-        while process.is_alive() and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError):
-                if os.getpgid(process.pid) == process.pid:
-                    break
-            time.sleep(0.002)
-        return Forked(process)
+        with self.lock:
+            process.start()
+            deadline = time.monotonic() + 10
+            while process.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    if os.getpgid(process.pid) == process.pid:
+                        break
+                time.sleep(0.002)
+            return Forked(process, self.lock)
 
 
 if __name__ == "__main__":
