@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from llm_energy.cli.dvc_fast import Forked, PreloadedDVC
 from llm_energy.errors import one_line
@@ -192,7 +192,7 @@ class NodeRunner:
             self._say(f"[{i + 1}/{n}] {unit.name}: FAILED in {outcome.wall_s:.1f} s: "
                       f"{outcome.error}; {last_line(outcome.log)}")  # fmt: skip
 
-    def _start(self, cmd: list[str], cwd: Path, log: Any, log_path: Path) -> Any:
+    def _start(self, cmd: list[str], cwd: Path, log: BinaryIO, log_path: Path) -> Any:
         if self.preloaded and cmd[: len(self.dvc)] == self.dvc:
             return self.preloaded.start(cmd[len(self.dvc) :], cwd, log_path)
         return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
