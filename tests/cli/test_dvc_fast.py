@@ -175,3 +175,28 @@ def test_waiting_for_a_fork_lasts_as_long_as_the_fork_even_if_the_forkserver_die
     waiter.join(20.0)
     assert codes and codes[0] != 0
     assert not pid_alive(fork.pid)  # ended (a zombie until its new parent reaps it)
+
+
+def test_a_fork_stops_on_sigint_even_when_the_runner_started_with_sigint_ignored(
+    tmp_path: Path,
+) -> None:
+    """A shell without job control starts a background job (`llm-energy grid --run &`) with
+    SIGINT ignored, which every child would inherit: the runner's SIGINT must still stop DVC."""
+    repo = _dvc_repo(tmp_path / "repo")
+    code = f"""
+import os, signal, sys, time
+from pathlib import Path
+from llm_energy.cli.dvc_fast import PreloadedDVC
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log = Path({str(tmp_path / "wait.log")!r})
+    fork = PreloadedDVC().start(["repro", "wait"], Path({str(repo)!r}), log)
+    while "waiting" not in log.read_text():
+        time.sleep(0.1)
+    os.killpg(fork.pid, signal.SIGINT)
+    sys.exit(0 if fork.wait() != 0 else 1)
+"""
+    script = tmp_path / "runner.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

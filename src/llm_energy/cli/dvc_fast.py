@@ -17,6 +17,7 @@ import copy
 import inspect
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -95,11 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _forked(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
     """A fork's body: its own session (the runner signals the group), output to `log`."""
-    os.setsid()
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # before start() returns
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    # Ctrl-C semantics even when the runner started with SIGINT ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
