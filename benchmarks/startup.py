@@ -89,22 +89,25 @@ def _forked(
     t0, log = time.monotonic(), Path(env["LLM_ENERGY_STATE_DIR"]) / "startup-unit.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     fork = preloaded.start(args, cwd, log, env)
-    server = int(Path(f"/proc/{fork.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    server = int(_stat(fork.pid)[1])  # its parent
     cpu0 = _server_cpu_s(server) - _server_cpu_s(fork.pid)  # the fork's CPU so far is its own
     if fork.wait() != 0:
         raise SystemExit(f"dvc {' '.join(args)} failed:\n{log.read_text()[-3000:]}")
     return _server_cpu_s(server) - cpu0, time.monotonic() - t0, server
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _own_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in _stat(pid)[11:13]) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _server_cpu_s(pid: int) -> float:
     """The stage server's CPU with every fork it reaped (utime, stime, cutime, cstime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in _stat(pid)[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _unit(
